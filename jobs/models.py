@@ -100,6 +100,9 @@ class Job(models.Model):
     params = models.JSONField(default=dict)
     text_column = models.CharField(max_length=200)
     label_column = models.CharField(max_length=200)
+    # Train on from a finished job's adapter: "continue" trains it further, "stack" keeps it frozen below a new one.
+    start_from = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    start_mode = models.CharField(max_length=10, blank=True, choices=[("continue", "continue"), ("stack", "stack")])
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # attempt fences writes: the runner only writes while the row still carries its own attempt.
@@ -170,3 +173,20 @@ class WorkerHeartbeat(models.Model):
     running_job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     info = models.JSONField(default=dict)
     seen_at = models.DateTimeField()
+
+
+class TrainableCount(models.Model):
+    """A method's trainable-parameter count on a base model for one set of method parameters, counted by the
+    maintenance worker on the meta device (the web process has no torch). result is {trainable, total, share,
+    head}, or {"refused": why}; null until counted."""
+
+    base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=40)
+    params_key = models.CharField(max_length=64)  # sha256 of the canonical JSON of params
+    params = models.JSONField()
+    result = models.JSONField(null=True, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["base_model", "method", "params_key"],
+                                               name="unique_trainable_count")]

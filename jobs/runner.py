@@ -28,7 +28,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from peftcore.models import ModelRefError, resolve_model
 
 from . import services
-from .models import Dataset, Job
+from .models import Artifact, Dataset, Job
 from .storage import blob_create_from_file, blob_delete, blob_write_to_path
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,25 @@ def _materialise_dataset(dataset: Dataset) -> Path:
     return path
 
 
+def _materialise_start(job: Job, workdir: Path) -> dict | None:
+    """The adapter a job starts from, unzipped from its blob into the job's folder."""
+    if job.start_from_id is None:
+        return None
+    artifact = Artifact.objects.get(job_id=job.start_from_id, kind=Artifact.Kind.ADAPTER)
+    archive, folder = workdir / "start.zip", workdir / "start"
+    blob_write_to_path(artifact.blob, archive)
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():  # our own zips, but never write outside the folder
+            if member.startswith("/") or ".." in Path(member).parts:
+                raise ValueError(f"unsafe path in the adapter archive: {member!r}")
+        zf.extractall(folder)
+    archive.unlink()
+    return {"adapter_dir": str(folder), "mode": job.start_mode or "continue"}
+
+
 def _build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
     return {
+        "start_from": _materialise_start(job, workdir),
         "task": job.task,
         "model_path": str(model_path),
         "method": job.method,

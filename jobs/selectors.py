@@ -38,6 +38,12 @@ def job_list(*, user) -> QuerySet[Job]:
             .defer("dataset__preview", "dataset__stats"))
 
 
+def job_adapter_choices(*, user) -> QuerySet[Job]:
+    """Succeeded jobs a new job may start from (their own columns only, newest first)."""
+    return (Job.objects.filter(team__in=_team_ids(user), status=Job.Status.SUCCEEDED)
+            .only("pk", "name", "method").order_by("-pk"))
+
+
 def job_get(*, user, job_id: int) -> Job:
     return get_object_or_404(job_list(user=user).select_related("eval_dataset"), pk=job_id)
 

@@ -1,5 +1,7 @@
 """Writes. Views, the API and tasks call these; they hold the rules."""
 
+import hashlib
+import json
 import logging
 import os
 from datetime import timedelta
@@ -12,12 +14,14 @@ from django.utils import timezone
 
 from peftcore.data import inspect_file
 from peftcore.formats import DataError, detect_format
-from peftcore.methods import UnknownMethodError, get_method
+from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.models import BUNDLED_MODEL_ID
 from peftcore.schema import validate_params
+from peftcore.start_from import MODES as START_MODES
+from peftcore.start_from import start_refusal
 from peftcore.training_params import TRAINING_PARAMS
 
-from .models import Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint
+from .models import Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint, TrainableCount
 from .storage import blob_create_from_file
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,31 @@ def base_model_register_bundled() -> BaseModel:
         description="22M-parameter BERT encoder shipped with the studio; fast on a CPU.")
 
 
+def trainable_count_request(*, base_model: BaseModel, method: str, params: dict) -> TrainableCount:
+    """The stored count for these (validated) parameters, or a pending one with a count task on its way."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    key = hashlib.sha256(canonical.encode()).hexdigest()
+    count, created = TrainableCount.objects.get_or_create(
+        base_model=base_model, method=method, params_key=key, defaults={"params": params})
+    stale = (count.result is None and not created
+             and timezone.now() - count.requested_at > timedelta(seconds=settings.COUNT_RETRY_SECONDS))
+    if stale:  # the message was lost (a broker restart): ask again
+        TrainableCount.objects.filter(pk=count.pk).update(requested_at=timezone.now())
+    if created or stale:
+        transaction.on_commit(lambda: trainable_count_enqueue(count_id=count.pk), robust=True)
+    return count
+
+
+def trainable_count_enqueue(*, count_id: int) -> None:
+    from .tasks import count_trainable
+
+    count_trainable.delay(count_id)
+
+
+def trainable_count_set(*, count: TrainableCount, result: dict) -> None:
+    TrainableCount.objects.filter(pk=count.pk).update(result=result)
+
+
 # --- jobs -----------------------------------------------------------------------------------------------
 
 
@@ -146,16 +175,55 @@ def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: 
     return clean_method, clean_params
 
 
+METHOD_NAMES = frozenset(m.name for m in all_methods())
+
+
+def _start_errors(*, start_from: Job, start_mode: str, base_model: BaseModel, method: str, task: str,
+                  dataset: Dataset, label_column: str) -> dict[str, str]:
+    """Why a job cannot start from start_from's adapter, per field (empty when it can)."""
+    if start_mode not in START_MODES:
+        return {"start_mode": f"choose one of: {', '.join(START_MODES)}"}
+    if start_from.status != Job.Status.SUCCEEDED:
+        return {"start_from": f"job #{start_from.pk} has not succeeded, so it has no adapter to start from"}
+    if start_from.base_model_id != base_model.pk:
+        return {"base_model": f"job #{start_from.pk} was trained on {start_from.base_model.name}; an adapter only "
+                              "fits the base model it was trained on"}
+    if start_from.task != task:
+        return {"task": f"job #{start_from.pk} was trained for {start_from.task}"}
+    reason = start_refusal(start_mode, start_from.method, method) if method in METHOD_NAMES else None
+    if reason:
+        return {"method": reason}
+    known = EvalReport.objects.filter(job_id=start_from.pk).values_list("data__labels", flat=True).first()
+    labels = dataset.stats.get("labels") if dataset.stats.get("label_column") == label_column else None
+    unknown = [str(v) for v in (labels or []) if known and str(v) not in known]
+    if unknown:
+        return {"start_from": f"job #{start_from.pk}'s adapter knows the labels {', '.join(known)}; this dataset "
+                              f"also has {', '.join(unknown[:5])}"}
+    return {}
+
+
 def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: str, text_column: str,
                label_column: str, task: str = "text-classification", eval_dataset: Dataset | None = None,
-               method_params: dict | None = None, params: dict | None = None, name: str = "") -> Job:
+               method_params: dict | None = None, params: dict | None = None, name: str = "",
+               start_from: Job | None = None, start_mode: str = "") -> Job:
     # Everything a job uses belongs to the job's own team (or, for base models, to every team).
-    foreign = {field: "not found" for field, obj in (("dataset", dataset), ("eval_dataset", eval_dataset))
+    foreign = {field: "not found" for field, obj in (("dataset", dataset), ("eval_dataset", eval_dataset),
+                                                     ("start_from", start_from))
                if obj is not None and obj.team_id != team.pk}
     if base_model.team_id not in (None, team.pk):
         foreign["base_model"] = "not found"
     if foreign:
         raise ValidationFailed("the job has errors; fix the fields named", errors=foreign)
+    if start_from is not None:
+        start_mode = start_mode or "continue"
+        errors = _start_errors(start_from=start_from, start_mode=start_mode, base_model=base_model, method=method,
+                               task=task, dataset=dataset, label_column=label_column)
+        if errors:
+            raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
+        if start_mode == "continue":
+            method_params = start_from.method_params  # the adapter's shape is fixed by what it was trained with
+    else:
+        start_mode = ""
     clean_method, clean_params = job_validate(
         dataset=dataset, eval_dataset=eval_dataset, base_model=base_model, method=method, task=task,
         text_column=text_column, label_column=label_column, method_params=method_params, params=params)
@@ -163,7 +231,8 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
         job = Job.objects.create(
             team=team, created_by=user, name=name[:200] or f"{method} on {dataset.name}", dataset=dataset,
             eval_dataset=eval_dataset, base_model=base_model, task=task, method=method,
-            method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column)
+            method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
+            start_from=start_from, start_mode=start_mode)
         # robust: a broker that is down must not fail the request; the reaper publishes the job again.
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk), robust=True)
     return job

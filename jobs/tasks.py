@@ -22,3 +22,10 @@ def profile_base_model(model_id: int) -> str:
     from .profiles import profile_base_model as run_profile
 
     return run_profile(model_id)
+
+
+@shared_task(name="jobs.count_trainable", ignore_result=True)
+def count_trainable(count_id: int) -> str:
+    from .profiles import count_trainable as run_count
+
+    return run_count(count_id)

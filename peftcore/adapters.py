@@ -11,6 +11,10 @@ from .methods import get_method
 NATIVE_CONFIG = "peftcore_adapter.json"
 NATIVE_WEIGHTS = "peftcore_adapter.safetensors"
 PEFT_CONFIG = "adapter_config.json"
+# What the job that wrote a folder used (any kind of adapter); start_from checks it.
+METHOD_FILE = "peftcore_method.json"
+# A stacked adapter carries the adapter it was trained on top of in this sub-folder.
+BASE_ADAPTER = "base_adapter"
 
 
 class AdapterLoadError(ValueError):
@@ -35,14 +39,42 @@ def save_native(model, folder: Path, *, method: str, params: dict, task: str, ba
     (folder / NATIVE_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def load_adapter(model, folder):
+def write_method_file(folder: Path, *, method: str, params: dict, task: str) -> None:
+    data = {"method": method, "method_params": params, "task": task}
+    (Path(folder) / METHOD_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False, new_modules=()):
     """Apply a saved adapter to a freshly loaded base model (with the same number of labels) and return the
-    adapted model, whatever method made it."""
+    adapted model, whatever method made it. A stacked adapter's base_adapter/ is applied first, frozen.
+
+    trainable: leave the adapter's weights (and new_modules, the head) trainable, to continue training it;
+    merge: fold a peft adapter into the base weights and return the plain model (peftcore's own methods stay
+    as modules)."""
     folder = Path(folder)
+    if (folder / BASE_ADAPTER).is_dir():
+        model = load_adapter(model, folder / BASE_ADAPTER, merge=True)
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
     if (folder / PEFT_CONFIG).is_file():
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(model, str(folder))
+        from peft import PeftConfig
+
+        # peft will not load a prompt-learning adapter trainable; load it frozen, then unfreeze the saved prompt
+        # and the head. (P-tuning saves the prompt its encoder produced, so it trains on without the encoder.)
+        prompt = PeftConfig.from_pretrained(str(folder)).is_prompt_learning
+        model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable and not prompt)
+        if trainable and prompt:
+            for name, parameter in model.named_parameters():
+                if "prompt_encoder." in name or ".modules_to_save." in name:
+                    parameter.requires_grad_(True)
+        if not merge:
+            return model
+        try:
+            return model.merge_and_unload()
+        except (AttributeError, ValueError, TypeError) as exc:  # prompt methods have nothing to merge
+            raise AdapterLoadError(f"this adapter cannot be merged into the base weights: {exc}") from exc
     if not (folder / NATIVE_CONFIG).is_file():
         raise AdapterLoadError(f"{folder} holds neither {PEFT_CONFIG} nor {NATIVE_CONFIG}: not an adapter folder")
     from safetensors.torch import load_file
@@ -55,7 +87,8 @@ def load_adapter(model, folder):
             state.update(load_file(str(path)))
     else:
         # Re-create the method's modules (e.g. RED's vectors) on the base, then put the trained values in.
-        model = method.build(model, config["method_params"], config["task"], new_modules=())
+        model = method.build(model, config["method_params"], config["task"],
+                             new_modules=tuple(new_modules) if trainable else ())
         state = load_file(str(folder / NATIVE_WEIGHTS))
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:

@@ -78,6 +78,7 @@ def write_model_card(
     trainable_params: int | None = None,
     total_params: int | None = None,
     saved_as: str = "peft",
+    stacked: bool = False,
 ) -> Path:
     """README.md: what was trained on what, how well it did, and the exact code that loads it."""
     max_length = params.get("max_length", 128)
@@ -101,6 +102,11 @@ def write_model_card(
     if trainable_params is not None:
         lines.append(f"- Trainable parameters: {trainable_params:,} of {total_params:,}")
     lines.append(f"- Training parameters: {json.dumps(dict(params), sort_keys=True)}")
+    if stacked:
+        # The folder needs the adapter below it; peftcore.load_adapter applies both in order.
+        lines.append("- Trained on top of the adapter in `base_adapter/` (kept frozen); load both with "
+                     "`peftcore.load_adapter`, as below")
+        saved_as = "peftcore" if saved_as == "peft" else saved_as
     lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt_metric(value)} |" for name, value in metrics.items()]
     lines += [

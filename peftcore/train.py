@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import classification
-from .adapters import save_native
+from .adapters import AdapterLoadError, save_native, write_method_file
 from .artifacts import replace_folder, write_labels, write_model_card
 from .data import DataError, Example, read_examples
 from .errors import BAD_DATA, BAD_PARAMS, INTERNAL, MODEL_LOAD, OUT_OF_MEMORY, TrainingError, is_out_of_memory
@@ -30,6 +30,7 @@ from .methods._common import MethodBuildError
 from .models import BUNDLED_MODEL_ID, BUNDLED_UPSTREAM_ID, LOCAL_PREFIX, check_model_folder, is_hub_id
 from .schema import format_errors, validate_params
 from .splits import holdout_split, shuffle_and_cut, sort_labels
+from .start_from import StartFrom, apply_start, carry_base, check_start, parse_start_from, starting_labels
 from .tasks import UnknownTaskError, check_task
 from .training_params import TRAINING_PARAMS
 
@@ -56,6 +57,7 @@ class Job:
     output_dir: Path
     threads: int | None
     metadata: dict = field(default_factory=dict)
+    start_from: StartFrom | None = None  # train on from a finished job's adapter (see start_from.py)
 
 
 @dataclass
@@ -109,6 +111,7 @@ def parse_spec(spec: dict) -> Job:
         output_dir=Path(spec["output_dir"]),
         threads=threads,
         metadata=dict(spec.get("metadata") or {}),
+        start_from=parse_start_from(spec.get("start_from")),
     )
 
 
@@ -212,6 +215,8 @@ def save_adapter(model, tokenizer, job: Job, labels: list[str], report: dict) ->
                     base_model=_upstream_base(base_model))
     tokenizer.save_pretrained(str(partial))
     write_labels(partial, labels)
+    write_method_file(partial, method=job.method.name, params=job.method_params, task=job.task)
+    stacked = carry_base(job.start_from, partial)
     write_model_card(  # written last: it replaces the generic README.md peft writes
         partial,
         base_model=base_model,
@@ -229,6 +234,7 @@ def save_adapter(model, tokenizer, job: Job, labels: list[str], report: dict) ->
         trainable_params=report["trainable_params"],
         total_params=report["total_params"],
         saved_as=job.method.saved_as,
+        stacked=stacked,
     )
     return replace_folder(partial, job.output_dir / ADAPTER_DIR)
 
@@ -251,7 +257,11 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
     if job.threads:
         torch.set_num_threads(job.threads)
     check_architecture(job)
+    if job.start_from:
+        check_start(job.start_from, job.method, job.method_params, job.task)
     train_rows, eval_rows, labels = prepare_data(job)
+    if job.start_from:
+        labels = starting_labels(job.start_from, labels)  # the head the adapter brings decides the order
     label_index = {label: i for i, label in enumerate(labels)}
 
     with _failures_as(MODEL_LOAD, f"could not load the model from {job.model_path}"):
@@ -263,8 +273,13 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
     steps_per_epoch = math.ceil(len(train_rows) / batch_size)
     total_steps = steps_per_epoch * epochs
     try:
-        model = job.method.build(model, job.method_params, job.task, new_modules=new_modules, total_steps=total_steps)
-    except MethodBuildError as exc:
+        if job.start_from:
+            model = apply_start(model, job.start_from, job.method, job.method_params, job.task,
+                                new_modules=new_modules, total_steps=total_steps)
+        else:
+            model = job.method.build(model, job.method_params, job.task, new_modules=new_modules,
+                                     total_steps=total_steps)
+    except (MethodBuildError, AdapterLoadError) as exc:
         raise TrainingError(BAD_PARAMS, str(exc)) from exc
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -298,6 +313,8 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
         "task": job.task,
     })
 
+    # A continued AdaLoRA adapter keeps the ranks its budget allocated: its schedule ran in the first job.
+    on_step = None if job.start_from and job.start_from.mode == "continue" else job.method.on_step
     eval_options = dict(batch_size=batch_size, pad_token_id=pad_id, padding_side=side, device=device)
     generator = torch.Generator().manual_seed(params["seed"])
     started = time.monotonic()
@@ -314,6 +331,8 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
             batch = {key: value.to(device) for key, value in batch.items()}
             targets = torch.tensor([train_targets[i] for i in indices], dtype=torch.long, device=device)
             loss = F.cross_entropy(model(**batch).logits.float(), targets)
+            if job.method.extra_loss is not None:
+                loss = loss + job.method.extra_loss(model)
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingError(
@@ -325,8 +344,8 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
             torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             learning_rate = scheduler.get_last_lr()[0]
             optimizer.step()
-            if job.method.on_step is not None:
-                job.method.on_step(model, step)  # before the next zero_grad: it may read this step's gradients
+            if on_step is not None:
+                on_step(model, step)  # before the next zero_grad: it may read this step's gradients
             scheduler.step()
             step += 1
             epoch_losses.append(value)

@@ -96,7 +96,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tiny_model_dir):
     log_path = settings.STUDIO_HOME / "worker.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "training", "--concurrency", "1",
+            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "training,maintenance", "--concurrency", "1",
              "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60

@@ -58,6 +58,63 @@ def make_tiny_bert(folder: Path) -> Path:
     return folder
 
 
+# The other model shapes the method matrix covers. They share the bundled MiniLM's tokenizer (the architecture,
+# not the vocabulary, is what a method cares about), told to give only input_ids and attention_mask, as real
+# GPT-2, Llama and T5 tokenizers do. [SEP] (102) ends every input, so it serves as T5's end-of-sequence token.
+SEP_ID = 102
+
+
+def _tiny_decoder_or_seq2seq(folder: Path, make_config, model_class_name: str) -> Path:
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    import transformers
+
+    from peftcore.models import bundled_model_path
+
+    source = bundled_model_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (source / name).exists():
+            shutil.copyfile(source / name, folder / name)
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
+    vocab_size = sum(1 for _ in (source / "vocab.txt").open(encoding="utf-8"))
+    config = make_config(vocab_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = getattr(transformers, model_class_name)(config)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def make_tiny_gpt2(folder: Path) -> Path:
+    from transformers import GPT2Config
+
+    return _tiny_decoder_or_seq2seq(folder, lambda vocab: GPT2Config(
+        n_embd=32, n_layer=2, n_head=2, n_inner=64, vocab_size=vocab, n_positions=128, pad_token_id=0,
+        initializer_range=0.2), "GPT2LMHeadModel")
+
+
+def make_tiny_llama(folder: Path) -> Path:
+    from transformers import LlamaConfig
+
+    return _tiny_decoder_or_seq2seq(folder, lambda vocab: LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+        vocab_size=vocab, max_position_embeddings=128, pad_token_id=0, initializer_range=0.2), "LlamaForCausalLM")
+
+
+def make_tiny_t5(folder: Path) -> Path:
+    from transformers import T5Config
+
+    return _tiny_decoder_or_seq2seq(folder, lambda vocab: T5Config(
+        d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2, vocab_size=vocab,
+        pad_token_id=0, eos_token_id=SEP_ID, decoder_start_token_id=0, initializer_factor=1.0),
+        "T5ForConditionalGeneration")
+
+
 def sentiment_rows(rows: int = 64, seed: int = 0) -> list[tuple[str, str]]:
     """Balanced (sentence, label) pairs whose label is given away by its words: "1" positive, "0" negative."""
     rng = random.Random(seed)

@@ -4,11 +4,11 @@ Endpoints stay thin: they parse, call a selector or a service, and shape the ans
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.http import Http404
 from django.urls import reverse
-from ninja import File, Form, NinjaAPI, Schema, Status
+from ninja import Field, File, Form, NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
@@ -90,6 +90,10 @@ class JobIn(Schema):
     name: str = ""
     params: dict[str, Any] = {}
     method_params: dict[str, Any] = {}
+    start_from: int | None = Field(None, description="a succeeded job of your team whose adapter this job starts from")
+    start_mode: Literal["continue", "stack"] = Field(
+        "continue", description="continue: train that adapter further (its method and parameters are kept); "
+        "stack: keep it frozen and train a new adapter of any method on top")
 
 
 class Progress(Schema):
@@ -117,6 +121,8 @@ class JobOut(Schema):
     label_column: str
     params: dict[str, Any]
     method_params: dict[str, Any]
+    start_from: int | None
+    start_mode: str
     progress: Progress
     metrics: dict[str, Any]
     error: JobError | None
@@ -131,7 +137,8 @@ def _job_out(job: Job) -> dict:
         "id": job.pk, "name": job.name, "status": job.status, "task": job.task, "method": job.method,
         "dataset": job.dataset_id, "eval_dataset": job.eval_dataset_id, "base_model": job.base_model_id,
         "text_column": job.text_column, "label_column": job.label_column, "params": job.params,
-        "method_params": job.method_params, "progress": selectors.job_progress(job), "metrics": job.metrics,
+        "method_params": job.method_params, "start_from": job.start_from_id, "start_mode": job.start_mode,
+        "progress": selectors.job_progress(job), "metrics": job.metrics,
         "error": {"kind": job.error_kind, "message": job.error_message} if job.error_kind else None,
         "adapter_url": reverse("api:job_adapter", args=[job.pk]) if job.status == Job.Status.SUCCEEDED else None,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
@@ -213,11 +220,13 @@ def job_create(request, payload: JobIn):
         eval_dataset = (_get_or_400(selectors.dataset_get, "eval_dataset", user=request.user,
                                     dataset_id=payload.eval_dataset) if payload.eval_dataset else None)
         model = _get_or_400(selectors.base_model_get, "base_model", user=request.user, model_id=payload.base_model)
+        start_from = (_get_or_400(selectors.job_get, "start_from", user=request.user, job_id=payload.start_from)
+                      if payload.start_from else None)
         job = services.job_create(
             team=team, user=request.user, dataset=dataset, eval_dataset=eval_dataset, base_model=model,
             method=payload.method, task=payload.task, text_column=payload.text_column,
             label_column=payload.label_column, method_params=payload.method_params, params=payload.params,
-            name=payload.name)
+            name=payload.name, start_from=start_from, start_mode=payload.start_mode)
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})
     return Status(201, _job_out(job))

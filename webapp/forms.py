@@ -36,6 +36,11 @@ class DatasetUploadForm(forms.Form):
                                    help_text="Optional: name it to check every row has a label and count the labels.")
 
 
+class AdapterChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, job):  # the job's own columns only: no query per option
+        return f"#{job.pk} {job.name} ({job.method})"
+
+
 class JobForm(forms.Form):
     name = forms.CharField(required=False, max_length=200, help_text="Optional; defaults to method and dataset.")
     dataset = forms.ModelChoiceField(queryset=None, help_text="The rows to train on.")
@@ -47,9 +52,17 @@ class JobForm(forms.Form):
         help_text="Optional: a separate dataset with the same columns to measure accuracy on.")
     base_model = forms.ModelChoiceField(queryset=None, empty_label=None)
     method = forms.ChoiceField(choices=[], help_text="How the model is adapted; see the description below.")
+    start_from = AdapterChoiceField(
+        queryset=None, required=False, empty_label="the base model: train a new adapter",
+        help_text="Optional: a finished job of your team, on the same base model, whose adapter this job builds on.")
+    start_mode = forms.ChoiceField(
+        choices=[("continue", "continue training it (same method and parameters)"),
+                 ("stack", "keep it frozen and train a new adapter on top")],
+        initial="continue", widget=forms.RadioSelect, required=False, label="Starting from an adapter")
 
-    def __init__(self, *args, datasets, models, **kwargs):
+    def __init__(self, *args, datasets, models, adapters, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["start_from"].queryset = adapters
         self.fields["dataset"].queryset = datasets
         self.fields["eval_dataset"].queryset = datasets
         self.fields["base_model"].queryset = models

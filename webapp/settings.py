@@ -141,7 +141,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {
     "jobs.reap_expired_leases": {"queue": "maintenance"},
     "jobs.profile_base_model": {"queue": "maintenance"},
+    "jobs.count_trainable": {"queue": "maintenance"},
 }
+# A live trainable count not answered within this many seconds is asked for again (its message was lost).
+COUNT_RETRY_SECONDS = 30
 CELERY_BEAT_SCHEDULE = {
     "reap-expired-leases": {"task": "jobs.reap_expired_leases", "schedule": 60.0, "options": {"expires": 55}},
 }

@@ -12,7 +12,8 @@ from django.views.decorators.http import require_POST
 from jobs import selectors, services
 from jobs.models import Job
 from jobs.services import ValidationFailed
-from peftcore.methods import all_methods
+from peftcore.methods import UnknownMethodError, all_methods, get_method
+from peftcore.schema import format_errors, validate_params
 
 from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
@@ -85,7 +86,8 @@ def job_new(request):
     models = selectors.base_model_list(user=request.user)
     submitted = request.method == "POST"
     # A GET (first visit, or htmx re-rendering after the dataset or method changed) pre-fills from the query.
-    form = JobForm(request.POST if submitted else None, datasets=datasets, models=models,
+    adapters = selectors.job_adapter_choices(user=request.user)
+    form = JobForm(request.POST if submitted else None, datasets=datasets, models=models, adapters=adapters,
                    initial=request.GET.dict())
     if submitted and form.is_valid():
         data = form.cleaned_data
@@ -94,13 +96,40 @@ def job_new(request):
                 team=_team(request), user=request.user, dataset=data["dataset"], eval_dataset=data["eval_dataset"],
                 base_model=data["base_model"], method=data["method"], task=data["task"],
                 text_column=data["text_column"], label_column=data["label_column"], name=data["name"],
-                params=form.grouped_values(TRAINING_PREFIX), method_params=form.grouped_values(METHOD_PREFIX))
+                params=form.grouped_values(TRAINING_PREFIX), method_params=form.grouped_values(METHOD_PREFIX),
+                start_from=data["start_from"], start_mode=data["start_mode"])
         except ValidationFailed as exc:
             form.add_service_errors(exc.errors)
         else:
             return redirect("job-detail", job_id=job.pk)
     return render(request, "jobs/new.html", {"form": form, "methods": all_methods(), "has_datasets": datasets.exists()},
                   status=400 if submitted else 200)
+
+
+@login_required
+def job_count(request):
+    """The job form's trainable-parameter count for the method parameters as they stand, polled by htmx while a
+    worker counts them (GET: a count is a cached fact, not a change a user makes)."""
+    context = {"poll_url": request.get_full_path()}
+    try:
+        model = selectors.base_model_get(user=request.user, model_id=int(request.GET.get("base_model", "")))
+        method = get_method(request.GET.get("method"))
+    except (ValueError, UnknownMethodError):
+        return render(request, "jobs/_count.html", {"error": "choose a base model and a method"}, status=400)
+    # An unticked checkbox is absent from the form: that means false, not "the default".
+    raw = {p.name: (METHOD_PREFIX + p.name in request.GET) if p.type == "bool"
+           else request.GET.get(METHOD_PREFIX + p.name) for p in method.params}
+    params, errors = validate_params(method.params, raw)
+    if errors:
+        context["error"] = f"Fix the {method.label} parameters to see the count: {format_errors(errors)}"
+        return render(request, "jobs/_count.html", context)
+    defaults = {p.name: p.default for p in method.params}
+    if params == defaults and model.profile.get(method.name):
+        context["result"] = model.profile[method.name]  # counted when the model was registered
+    else:
+        context["result"] = services.trainable_count_request(base_model=model, method=method.name,
+                                                              params=params).result
+    return render(request, "jobs/_count.html", context)
 
 
 def _job_context(request, job_id: int) -> dict:

@@ -26,6 +26,18 @@ HOW = {
 KNOWN_ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert", "llama", "mistral", "qwen2", "gpt2", "t5")
 
 
+def linear_only(label: str) -> dict[str, str]:
+    """The refusal for peft tuners that wrap only torch.nn.Linear: GPT-2 builds its layers from Conv1D."""
+    return {"gpt2": f"{label} works only on ordinary linear layers, and GPT-2 models build theirs from Conv1D; "
+                    "choose LoRA, IA3, AdaLoRA or VeRA for GPT-2, or a Llama- or BERT-style model"}
+
+
+T5_NO_PROMPTS = (
+    "{} cannot classify with T5 models: T5's classification model does not accept the prompt vectors this "
+    "method adds in front of the input; choose LoRA, IA3 or another method for T5"
+)
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -49,6 +61,8 @@ class Method:
     refusals: Mapping[str, str] = field(default_factory=dict)
     # Called after every optimizer step as on_step(model, step) with step counting from 0 (AdaLoRA's budget).
     on_step: Callable[[Any, int], None] | None = None
+    # extra_loss(model) -> a tensor added to the task loss every step (KaSA's regularisers), or 0.0.
+    extra_loss: Callable[[Any], Any] | None = None
     # "peft": a peft adapter folder (PeftModel.from_pretrained); "peftcore": trained tensors + JSON, loaded
     # with peftcore.load_adapter; "full": a whole transformers model folder.
     saved_as: str = "peft"

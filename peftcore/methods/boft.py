@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schema import Param
 from ..tasks import TEXT_CLASSIFICATION
-from . import Method, register
+from . import Method, linear_only, register
 from ._common import peft_builder, targeting_params
 
 PARAMS = (
@@ -38,5 +38,6 @@ METHOD = register(
         build=peft_builder("BOFTConfig", "BOFT", _options, "TRANSFORMERS_MODELS_TO_BOFT_TARGET_MODULES_MAPPING"),
         acts_on=("attention",),
         how="reparameterises",
+        refusals=linear_only("BOFT"),
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schema import Param
 from ..tasks import TEXT_CLASSIFICATION
-from . import Method, register
+from . import Method, linear_only, register
 from ._common import peft_builder, targeting_params
 
 PARAMS = (
@@ -37,5 +37,6 @@ METHOD = register(
         build=peft_builder("LoHaConfig", "LoHa", _options, "TRANSFORMERS_MODELS_TO_LOHA_TARGET_MODULES_MAPPING"),
         acts_on=("attention",),
         how="reparameterises",
+        refusals=linear_only("LoHa"),
     )
 )

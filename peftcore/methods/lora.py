@@ -1,12 +1,12 @@
 """LoRA: learn a low-rank update to chosen weight matrices (Hu et al., 2021), through peft; with its options
-DoRA, rsLoRA and PiSSA / OLoRA initialisation."""
+DoRA, rsLoRA, PiSSA / OLoRA initialisation and KaSA."""
 
 from __future__ import annotations
 
 from ..schema import Param
 from ..tasks import TEXT_CLASSIFICATION
 from . import Method, register
-from ._common import peft_builder, targeting_params
+from ._common import MethodBuildError, peft_builder, targeting_params
 
 PARAMS = (
     Param(
@@ -38,14 +38,36 @@ PARAMS = (
         "(arxiv.org/abs/2406.01775) start from the weight's main directions, which can learn faster. These two "
         "change the base weights in memory, so the adapter needs the exact same base model.",
     ),
+    Param(
+        "use_kasa", "bool", False, label="KaSA",
+        help="Knowledge-aware singular-value adaptation (KaSA, arxiv.org/abs/2412.06071): drops each weight's "
+        "least important directions and learns the update in singular-value form, with the paper's two "
+        "regularisers added to the loss. Changes the base weights in memory, so the adapter needs the exact "
+        "same base model. Not together with DoRA.",
+    ),
     *targeting_params("peft's usual layers for this model (query and value in BERT)"),
 )
 
 _INIT = {"default": True, "pissa": "pissa", "olora": "olora"}
 
 
+def _kasa_loss(model):
+    """KaSA's two regularisers (peft exposes them; the training loop must add them to the task loss)."""
+    if all(getattr(c, "kasa_config", None) is None for c in model.peft_config.values()):
+        return 0.0  # skip the walk over every module when KaSA is off
+    return model.base_model._get_kasa_loss()
+
+
 def _options(params: dict, model, total_steps) -> dict:
+    kasa = None
+    if params.get("use_kasa"):
+        if params.get("use_dora"):
+            raise MethodBuildError("LoRA: KaSA and DoRA cannot be combined; switch one of them off")
+        from peft import KasaConfig
+
+        kasa = KasaConfig()  # the paper's GLUE regulariser weights (beta 1e-4, gamma 1e-3)
     return dict(
+        kasa_config=kasa,
         r=params["r"],
         lora_alpha=params["lora_alpha"],
         lora_dropout=params["lora_dropout"],
@@ -69,5 +91,6 @@ METHOD = register(
         build=peft_builder("LoraConfig", "LoRA", _options, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING"),
         acts_on=("attention",),
         how="reparameterises",
+        extra_loss=_kasa_loss,
     )
 )

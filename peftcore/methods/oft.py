@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schema import Param
 from ..tasks import TEXT_CLASSIFICATION
-from . import Method, register
+from . import Method, linear_only, register
 from ._common import peft_builder, targeting_params
 
 PARAMS = (
@@ -36,5 +36,6 @@ METHOD = register(
         build=peft_builder("OFTConfig", "OFT", _options, "TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING"),
         acts_on=("attention",),
         how="reparameterises",
+        refusals=linear_only("OFT"),
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schema import Param
 from ..tasks import TEXT_CLASSIFICATION
-from . import Method, register
+from . import T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
 PARAMS = (
@@ -34,5 +34,6 @@ METHOD = register(
         build=peft_builder("PromptEncoderConfig", "P-tuning", _options, targets=False),
         acts_on=("input",),
         how="prompts",
+        refusals={"t5": T5_NO_PROMPTS.format("P-tuning")},
     )
 )

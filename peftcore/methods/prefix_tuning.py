@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schema import Param
 from ..tasks import TEXT_CLASSIFICATION
-from . import KNOWN_ARCHITECTURES, Method, register
+from . import KNOWN_ARCHITECTURES, T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
 PARAMS = (
@@ -36,6 +36,7 @@ METHOD = register(
         acts_on=("attention",),
         how="prompts",
         architectures=tuple(a for a in KNOWN_ARCHITECTURES if a != "distilbert"),
-        refusals={"distilbert": "DistilBERT's attention takes no past keys and values, which prefix tuning adds"},
+        refusals={"distilbert": "DistilBERT's attention takes no past keys and values, which prefix tuning adds",
+                  "t5": T5_NO_PROMPTS.format("Prefix tuning")},
     )
 )

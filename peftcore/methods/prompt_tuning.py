@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schema import Param
 from ..tasks import TEXT_CLASSIFICATION
-from . import Method, register
+from . import T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
 PARAMS = (
@@ -31,5 +31,6 @@ METHOD = register(
         build=peft_builder("PromptTuningConfig", "Prompt tuning", _options, targets=False),
         acts_on=("input",),
         how="prompts",
+        refusals={"t5": T5_NO_PROMPTS.format("Prompt tuning")},
     )
 )

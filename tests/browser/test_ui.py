@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from peftcore.methods import count_trainable
+
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls below are plain synchronous test code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -39,7 +41,7 @@ def login(page, username):
 
 
 def test_upload_train_and_download_in_the_browser(celery_worker_process, page, alice, tiny_model, sst2_sample,
-                                                 tmp_path):
+                                                 tiny_model_dir, tmp_path):
     login(page, "alice")
 
     bad = tmp_path / "bad.csv"
@@ -65,6 +67,13 @@ def test_upload_train_and_download_in_the_browser(celery_worker_process, page, a
     assert page.locator("#id_text_column").input_value() == "sentence"
     assert page.locator("#id_label_column").input_value() == "label"
     page.select_option("#id_base_model", label=tiny_model.name)
+    # The trainable count follows the method's settings as they change (a worker counts; no torch here).
+    page.click("text=Advanced: LoRA parameters")
+    page.fill("#id_m_r", "32")
+    page.locator("#id_m_r").dispatch_event("change")
+    expected = f"{count_trainable(tiny_model_dir, 'lora', {'r': 32}, 'text-classification')['trainable']:,}"
+    page.wait_for_function(
+        f"document.querySelector('#method-count b.trainable')?.textContent === '{expected}'", timeout=60_000)
     # Bounds come from the schema into the HTML, so the browser itself refuses an out-of-range value...
     page.fill("#id_p_epochs", "0")
     assert page.locator("#id_p_epochs").evaluate("el => !el.checkValidity()")

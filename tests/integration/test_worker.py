@@ -78,3 +78,34 @@ def test_a_running_job_can_be_cancelled(celery_worker_process, alice_api, sst2_s
     assert not Artifact.objects.filter(job_id=job_id).exists()
     assert alice_api.get(f"/api/v1/jobs/{job_id}/adapter").status_code == 404
     assert Job.objects.get(pk=job_id).finished_at is not None
+
+
+def test_a_job_stacked_on_a_finished_jobs_adapter_trains_and_carries_it(
+        celery_worker_process, alice_api, sst2_sample, tiny_model, tiny_model_dir, tmp_path):
+    import peftcore
+    from peftcore.classification import load_model, load_tokenizer
+
+    first = _submit(alice_api, sst2_sample, tiny_model, epochs=1, batch_size=16, max_length=32)
+    done = wait_for(lambda: (s := _status(alice_api, first))["status"] in ("succeeded", "failed") and s,
+                    timeout=240, what="the first job")
+    assert done["status"] == "succeeded", done
+    response = alice_api.post("/api/v1/jobs", {
+        "dataset": done["dataset"], "base_model": tiny_model.pk, "method": "ia3", "task": "text-classification",
+        "text_column": "sentence", "label_column": "label", "params": {"epochs": 1, "max_length": 32},
+        "start_from": first, "start_mode": "stack"}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    second = response.json()["id"]
+    assert response.json()["start_from"] == first and response.json()["start_mode"] == "stack"
+    final = wait_for(lambda: (s := _status(alice_api, second))["status"] in ("succeeded", "failed") and s,
+                     timeout=240, what="the stacked job")
+    assert final["status"] == "succeeded", final
+
+    folder = tmp_path / "stacked"
+    zipfile.ZipFile(io.BytesIO(b"".join(alice_api.get(final["adapter_url"]).streaming_content))).extractall(folder)
+    assert (folder / "base_adapter" / "adapter_config.json").is_file()  # the first job's LoRA, carried along
+    assert json.loads((folder / "adapter_config.json").read_text())["peft_type"] == "IA3"
+    labels = json.loads((folder / "labels.json").read_text())["labels"]
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = peftcore.load_adapter(load_model(tiny_model_dir, labels, tokenizer.pad_token_id)[0], folder).eval()
+    with torch.no_grad():
+        assert model(**tokenizer(["a gripping, beautiful film"], return_tensors="pt")).logits.shape == (1, 2)

@@ -28,7 +28,7 @@ def test_job_form_and_api_show_the_counts(alice, alice_api, tiny_model):
     client = Client()
     client.force_login(alice)
     html = client.get("/jobs/new/", {"base_model": tiny_model.pk, "method": "lora"}).content.decode()
-    assert "Trains <b>1,234</b>" in html and "1.23%" in html
+    assert "Trains <b class=\"trainable\">1,234</b>" in html and "1.23%" in html
     assert "IA3 does not fit this model" in client.get(
         "/jobs/new/", {"base_model": tiny_model.pk, "method": "ia3"}).content.decode()
     rows = {row["name"]: row for row in alice_api.get(f"/api/v1/methods?model={tiny_model.pk}").json()}

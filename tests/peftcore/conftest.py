@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import make_sentiment_file, make_tiny_bert
+from tests.tiny_models import make_sentiment_file, make_tiny_bert, make_tiny_gpt2, make_tiny_llama, make_tiny_t5
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -13,6 +13,22 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+SHAPES = {"gpt2": make_tiny_gpt2, "llama": make_tiny_llama, "t5": make_tiny_t5}
+
+
+@pytest.fixture(scope="session")
+def tiny_shape(tmp_path_factory):
+    """tiny_shape("gpt2" | "llama" | "t5") -> the folder of that tiny random model (built once per session)."""
+    folders: dict[str, Path] = {}
+
+    def get(shape: str) -> Path:
+        if shape not in folders:
+            folders[shape] = SHAPES[shape](tmp_path_factory.mktemp("models") / f"tiny-{shape}")
+        return folders[shape]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ CASES = [(m.name, {}) for m in all_methods()] + [
     ("lora", {"use_dora": True}),
     ("lora", {"init": "pissa"}),
     ("lora", {"init": "olora", "use_rslora": True}),
+    ("lora", {"use_kasa": True}),
     ("lora", {"placement": "ffn", "layers": "last 1"}),
     ("loha", {"placement": "both", "layers": "0"}),
     ("red", {"placement": "both", "layers": "last 1"}),

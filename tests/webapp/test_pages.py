@@ -167,6 +167,33 @@ def test_valid_job_post_creates_the_job_and_redirects_to_it(client, alice, datas
     assert job.params["epochs"] == 2 and job.method_params["r"] == 4
 
 
+def test_a_finished_jobs_train_on_link_opens_the_form_stacking_on_its_adapter(client, make_job, tiny_model,
+                                                                              django_capture_on_commit_callbacks):
+    first = make_in_status(make_job, Job.Status.SUCCEEDED)
+    from jobs.models import Artifact, Blob
+
+    blob = Blob.objects.create(size=1, sha256="0" * 64, complete=True)
+    Artifact.objects.create(job=first, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=1,
+                            sha256="0" * 64)
+    page = client.get(f"/jobs/{first.pk}/").content.decode()
+    link = re.search(r'id="train-on" href="([^"]+)"', page)
+    assert link
+    url = link.group(1).replace("&amp;", "&")
+    form_page = client.get(url).content.decode()
+    assert selected(form_page, "id_start_from") == [str(first.pk)]
+    assert re.search(r'<details id="start-from" open', form_page)
+    # The user switches the method to IA3 (the form re-renders with IA3's parameters) and picks "stack".
+    data = job_form_data(client, dataset=first.dataset_id, base_model=tiny_model.pk, method="ia3",
+                         start_from=first.pk, text_column="sentence", label_column="label")
+    data["start_mode"] = "stack"
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/jobs/new/", data)
+    assert response.status_code == 302, response.context["form"].errors if response.context else response
+    second = Job.objects.latest("pk")
+    assert (second.start_from_id, second.start_mode, second.method) == (first.pk, "stack", "ia3")
+    assert 'id="started-from"' in client.get(f"/jobs/{second.pk}/").content.decode()
+
+
 # --- uploads and login -----------------------------------------------------------------------------------
 
 
