@@ -1,11 +1,13 @@
 """Every registered PEFT method on the bundled MiniLM with SST-2: trainable parameters, adapter size, peak memory,
 speed and dev accuracy, one method after another, each at its defaults with seed 42.
 
-    .venv/bin/python bench/methods.py [--rows 2000] [--epochs N] [--methods a,b,c] [--json out.json]
+    .venv/bin/python bench/methods.py [--rows 2000] [--epochs N] [--methods a,b,c] [--json out.json] [--record]
 
 --rows: training rows (a seeded shuffle of ../shared/data/sst2/train.tsv cut to this many; default 2000);
 --epochs: passed to every method (default: not passed, so the training default, 3); --methods: comma-separated
-names (default: every registered method); --json: also write the results there.
+names (default: every registered method); --json: also write the results there; --record: keep the accuracies in
+peftcore/benchmark_table.json, from which the studio recommends a method per task and dataset size
+(peftcore/recommend.py).
 
 Each method trains in its own child process, exactly as a user would run it:
 
@@ -51,6 +53,7 @@ DATA = REPO.parent / "shared" / "data" / "sst2"
 MODEL = "bundled/all-MiniLM-L6-v2"
 SEED = 42
 REFERENCE = "lora"  # speeds are given relative to this method
+TABLE = REPO / "peftcore" / "benchmark_table.json"  # what the studio's recommended method is read from
 
 
 def registry() -> list[dict]:
@@ -177,6 +180,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs for every method (default: the training default)")
     parser.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--record", action="store_true",
+                        help="store this run's accuracies in peftcore/benchmark_table.json, the table the studio's "
+                             "recommended method is read from (replaces the run of the same size)")
     args = parser.parse_args()
     began, today = time.monotonic(), datetime.date.today().isoformat()
     known = {m["name"]: m for m in registry()}
@@ -229,6 +235,22 @@ def main() -> None:
             "results": results,
         }
         args.json.write_text(json.dumps(summary, indent=1))
+    if args.record:
+        record(args.rows, args.epochs, today, results)
+
+
+def record(rows: int, epochs: int | None, today: str, results: list[dict]) -> None:
+    """Keep this run in the recommendation table, one run per training size; a method that failed is kept
+    with its error kind so the table says why it is missing from the choice."""
+    table = json.loads(TABLE.read_text()) if TABLE.exists() else {"runs": []}
+    run = {"task": "text-classification", "benchmark": f"SST-2 on {MODEL.split('/')[-1]}, seed {SEED}",
+           "rows": rows, "epochs": next((r["epochs"] for r in results if r["ok"]), epochs), "date": today,
+           "command": " ".join(["bench/methods.py", *sys.argv[1:]]),
+           "results": [{"method": r["method"], "accuracy": round(r["accuracy"], 4), "trainable": r["trainable"]}
+                       if r["ok"] else {"method": r["method"], "failed": r["error"]["kind"]} for r in results]}
+    table["runs"] = sorted([r for r in table["runs"] if r["rows"] != rows] + [run], key=lambda r: r["rows"])
+    TABLE.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"recorded in {TABLE.relative_to(REPO)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

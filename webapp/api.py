@@ -17,6 +17,8 @@ from jobs import selectors, services
 from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import methods_as_json
+from peftcore.recommend import recommend
+from peftcore.tasks import TASKS as CORE_TASKS
 from peftcore.schema import schema_as_json
 from peftcore.training_params import TRAINING_PARAMS
 
@@ -198,6 +200,30 @@ def method_list(request, model: int | None = None):
         for row in methods:
             row["count"] = profile.get(row["name"])
     return methods
+
+
+class RecommendationOut(Schema):
+    method: str
+    reason: str
+    rows: int = Field(description="the training rows the recommendation is for")
+    benchmark_rows: int | None = Field(None, description="the benchmarked size the choice comes from")
+    accuracy: float | None = None
+    trainable: int | None = None
+    runner_up: str | None = None
+
+
+@api.get("/methods/recommended", response={200: RecommendationOut, 400: Detail})
+def method_recommended(request, task: str = "text-classification", rows: int | None = None,
+                       dataset: int | None = None):
+    """The method the studio recommends for a task and a number of training rows (`rows`, or the rows of
+    `dataset`), chosen from the studio's own benchmark table, with the reason."""
+    if task not in CORE_TASKS:
+        return 400, {"detail": f"unknown task '{task}'; choose one of: {', '.join(CORE_TASKS)}"}
+    if dataset is not None:
+        rows = selectors.dataset_get(user=request.user, dataset_id=dataset).rows
+    if rows is None or rows < 1:
+        return 400, {"detail": "give rows (a positive number of training rows) or dataset (a dataset id)"}
+    return 200, {**recommend(task, rows).as_json(), "rows": rows}
 
 
 @api.get("/training-params", response=list[dict[str, Any]])

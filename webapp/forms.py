@@ -5,6 +5,8 @@ from django import forms
 
 from jobs.services import TASKS
 from peftcore.methods import UnknownMethodError, all_methods, get_method
+from peftcore.recommend import recommend
+from peftcore.tasks import TASKS as CORE_TASKS
 from peftcore.schema import Param
 from peftcore.training_params import TRAINING_PARAMS
 
@@ -77,6 +79,12 @@ class JobForm(forms.Form):
                                  ("label_column", ("label", "labels", "class", "target"))):
                 if self.initial.get(field) not in dataset.columns:
                     self.initial[field] = _guess(dataset.columns, names)
+        task = self._value("task") or self.fields["task"].initial
+        # From the studio's benchmark table (no torch): the first method to offer for this many rows.
+        self.recommendation = recommend(task, dataset.rows) if dataset and task in CORE_TASKS else None
+        self.dataset_rows = dataset.rows if dataset else None
+        if self.recommendation and not self._value("method"):
+            self.initial["method"] = self.recommendation.method
         try:
             self.method_spec = get_method(self._value("method") or all_methods()[0].name)
         except UnknownMethodError:

@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from peftcore.methods import count_trainable
+from peftcore.methods import count_trainable, get_method
+from peftcore.recommend import recommend
 
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls below are plain synchronous test code.
@@ -67,6 +68,19 @@ def test_upload_train_and_download_in_the_browser(celery_worker_process, page, a
     assert page.locator("#id_text_column").input_value() == "sentence"
     assert page.locator("#id_label_column").input_value() == "label"
     page.select_option("#id_base_model", label=tiny_model.name)
+    # The form starts on the method the benchmark table recommends for 200 rows, and says why; picking
+    # another offers a way back.
+    recommended = recommend("text-classification", 200).method
+    assert page.locator("#id_method").input_value() == recommended
+    assert "Recommended for 200 rows" in page.locator("#method-recommendation").inner_text()
+    other = "ia3" if recommended == "lora" else "lora"
+    page.select_option("#id_method", other)
+    page.wait_for_selector(f"text=Advanced: {get_method(other).label} parameters")
+    page.click("#use-recommended")
+    page.wait_for_selector(f"text=Advanced: {get_method(recommended).label} parameters")
+    assert page.locator("#id_method").input_value() == recommended
+    page.select_option("#id_method", "lora")
+    page.wait_for_selector("text=Advanced: LoRA parameters")
     # The trainable count follows the method's settings as they change (a worker counts; no torch here).
     page.click("text=Advanced: LoRA parameters")
     page.fill("#id_m_r", "32")
