@@ -29,7 +29,7 @@ METHOD = register(
         paper="https://arxiv.org/abs/2103.10385",
         params=PARAMS,
         tasks=(TEXT_CLASSIFICATION,),
-        recommended_learning_rate=3e-3,
+        recommended_learning_rate=3e-2,  # bench/sweep.py on SST-2: 1e-3, 3e-3 and 1e-2 stay on the majority class
         can_merge=False,
         build=peft_builder("PromptEncoderConfig", "P-tuning", _options, targets=False),
         acts_on=("input",),
