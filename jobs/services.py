@@ -56,7 +56,7 @@ def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: 
                                errors=report["errors"])
     with open(path, "rb") as fh:
         blob = blob_create_from_file(fh)
-    stats = {"empty_values": report.get("empty_values", {})}
+    stats = {"empty_values": report.get("empty_values", {}), "warnings": report.get("warnings", [])}
     if report.get("labels"):
         stats["labels"] = report["labels"]
         stats["label_column"] = label_column

@@ -6,6 +6,7 @@ inspect_file(), and training reads the same rows through read_examples(), so bot
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +20,9 @@ __all__ = [
 
 MAX_LABELS = 1000
 PREVIEW_CHARS = 1000
+IMBALANCE_RATIO = 10  # largest label over smallest: beyond this, accuracy flatters a majority-class model
+MIN_ROWS_PER_LABEL = 2  # one row cannot be both trained on and held out
+EXAMPLE_ROWS = 5  # row numbers quoted per warning
 
 
 class Example(NamedTuple):
@@ -100,6 +104,12 @@ class _Inspection:
         # only known at the end): {column: (count, first errors)}.
         self.pending: dict[str, list] = {}
         self.bad_rows: Counter = Counter()  # (text problem, label problem) -> rows
+        # Duplicates: an 8-byte digest of each text -> (first row, its label); memory stays ~100 B a row.
+        self.seen: dict[bytes, tuple[int, str | None]] = {}
+        self.duplicates: list[tuple[int, int]] = []  # (row, the earlier row it repeats), first few
+        self.duplicate_count = 0
+        self.conflicts: list[tuple[int, int, str, str]] = []  # same text, other label: (row, first, label, first's)
+        self.conflict_count = 0
 
     def add_error(self, row: int | None, message: str) -> None:
         self.error_count += 1
@@ -130,12 +140,13 @@ class _Inspection:
         self.parsed += 1
         if len(self.preview) < self.preview_rows:
             self.preview.append({k: _preview_value(v) for k, v in record.items()})
-        flags = []
+        flags, values = [], {}
         for column, role in ((self.text_column, "text"), (self.label_column, "label")):
             if not column:
                 flags.append(False)
                 continue
             value, problem = _column_value(record, column, role)
+            values[role] = value
             flags.append(problem is not None)
             if problem:
                 count_and_errors = self.pending.setdefault(column, [0, []])
@@ -148,6 +159,56 @@ class _Inspection:
                 else:
                     self.labels_truncated = True
         self.bad_rows[tuple(flags)] += 1
+        if not any(flags):  # by the text column when named, else by the whole row
+            import json
+
+            key = values["text"] if self.text_column else json.dumps(record, sort_keys=True, default=str)
+            self.check_duplicate(row, key, values.get("label"))
+
+    def check_duplicate(self, row: int, text: str, label: str | None) -> None:
+        key = hashlib.blake2b(" ".join(text.split()).encode(), digest_size=8).digest()
+        first = self.seen.setdefault(key, (row, label))
+        if first[0] == row:
+            return
+        self.duplicate_count += 1
+        if len(self.duplicates) < EXAMPLE_ROWS:
+            self.duplicates.append((row, first[0]))
+        if label is not None and label != first[1]:
+            self.conflict_count += 1
+            if len(self.conflicts) < EXAMPLE_ROWS:
+                self.conflicts.append((row, first[0], label, first[1]))
+
+    def warnings(self, labels: dict[str, int] | None) -> list[dict]:
+        """What training can live with but a user should know before spending GPU time on it."""
+        out = []
+        if self.duplicate_count:
+            pairs = ", ".join(f"row {r} repeats row {f}" for r, f in self.duplicates)
+            out.append({"code": "duplicates", "rows": [r for r, _ in self.duplicates],
+                        "message": f"{self.duplicate_count} row(s) repeat {'the text of ' if self.text_column else ''}"
+                                   f"an earlier row ({pairs}"
+                                   f"{', ...' if self.duplicate_count > len(self.duplicates) else ''}); "
+                                   "duplicates can land in both the training and the held-out split and "
+                                   "inflate the scores"})
+        if self.conflict_count:
+            pairs = ", ".join(f"row {r} says {label!r}, row {f} {first!r}" for r, f, label, first in self.conflicts)
+            out.append({"code": "conflicting_labels", "rows": [r for r, *_ in self.conflicts],
+                        "message": f"{self.conflict_count} repeated text(s) carry a different label than the "
+                                   f"first time ({pairs}); check which label is right"})
+        if labels and len(labels) >= 2:
+            few = [label for label, n in labels.items() if n < MIN_ROWS_PER_LABEL]
+            if few:
+                out.append({"code": "too_few_rows", "labels": few,
+                            "message": f"label(s) {', '.join(repr(x) for x in few[:EXAMPLE_ROWS])} have fewer than "
+                                       f"{MIN_ROWS_PER_LABEL} rows, too few to appear in both the training and the "
+                                       "held-out split; add rows or merge the label"})
+            largest, smallest = max(labels, key=labels.get), min(labels, key=labels.get)
+            if labels[largest] >= IMBALANCE_RATIO * labels[smallest]:
+                out.append({"code": "imbalance", "labels": [largest, smallest],
+                            "message": f"labels are strongly imbalanced: {largest!r} has {labels[largest]:,} rows, "
+                                       f"{smallest!r} {labels[smallest]:,} ({labels[largest] / labels[smallest]:.0f}:1); "
+                                       "accuracy will flatter a model that ignores the small labels, so judge by "
+                                       "macro-F1, or add rows of the small labels"})
+        return out
 
     def result(self) -> dict:
         found = {c: c in self.columns for c in (self.text_column, self.label_column) if c}
@@ -183,6 +244,8 @@ class _Inspection:
             order = sort_labels(self.labels)
             report["labels"] = {label: self.labels[label] for label in order}
             report["labels_truncated"] = self.labels_truncated
+        usable = text_found or not self.text_column  # a missing text column is already an error
+        report["warnings"] = self.warnings(report.get("labels")) if usable and rows else []
         return report
 
 
@@ -210,5 +273,5 @@ def inspect_file(
         return {
             "format": inspection.format, "rows": 0, "columns": [], "preview": [],
             "errors": [{"row": None, "message": f"could not read the file: {type(exc).__name__}: {exc}"}],
-            "error_count": 1, "empty_values": {}, "ok": False,
+            "error_count": 1, "empty_values": {}, "ok": False, "warnings": [],
         }

@@ -66,6 +66,13 @@ class DatasetOut(Schema):
     size_bytes: int
     sha256: str
     created_at: datetime
+    warnings: list[dict[str, Any]] = Field(
+        [], description="what training can live with but you should know: duplicates, conflicting labels, "
+                        "imbalance, labels too small to split (each with a code, a message and example rows)")
+
+    @staticmethod
+    def resolve_warnings(obj) -> list[dict[str, Any]]:
+        return (obj.stats or {}).get("warnings", [])
 
 
 class DatasetDetail(DatasetOut):

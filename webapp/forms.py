@@ -83,6 +83,7 @@ class JobForm(forms.Form):
         # From the studio's benchmark table (no torch): the first method to offer for this many rows.
         self.recommendation = recommend(task, dataset.rows) if dataset and task in CORE_TASKS else None
         self.dataset_rows = dataset.rows if dataset else None
+        self.dataset_warnings = (dataset.stats or {}).get("warnings", []) if dataset else []
         if self.recommendation and not self._value("method"):
             self.initial["method"] = self.recommendation.method
         try:

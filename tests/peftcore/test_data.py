@@ -247,3 +247,42 @@ def test_read_examples(tmp_path):
     with pytest.raises(DataError) as caught:
         read_examples(empty, text_column="t", label_column="l")
     assert caught.value.row == 3 and "the text column 't' is empty" in str(caught.value)
+
+
+# --- warnings: what training can live with but a user should know -------------------------------------
+
+
+def warnings_by_code(report):
+    return {w["code"]: w for w in report["warnings"]}
+
+
+def test_repeated_texts_are_named_by_row_and_conflicting_labels_flagged(tmp_path):
+    path = write(tmp_path, "d.tsv", "text\tlabel\ngood film\tpos\nbad film\tneg\n  good   film \tpos\n"
+                                    "bad film\tpos\nfine\tpos\nawful\tneg\n")
+    found = warnings_by_code(inspect_file(path, text_column="text", label_column="label"))
+    assert found["duplicates"]["rows"] == [4, 5]  # whitespace differences do not hide a repeat
+    assert "2 row(s) repeat the text of an earlier row (row 4 repeats row 2, row 5 repeats row 3)" in \
+        found["duplicates"]["message"]
+    assert found["conflicting_labels"]["rows"] == [5] and "row 5 says 'pos', row 3 'neg'" in \
+        found["conflicting_labels"]["message"]
+    assert set(found) == {"duplicates", "conflicting_labels"}
+
+
+def test_without_a_text_column_whole_rows_are_compared(tmp_path):
+    path = write(tmp_path, "d.jsonl", '{"a": 1, "b": "x"}\n{"b": "x", "a": 1}\n{"a": 1, "b": "y"}\n')
+    found = warnings_by_code(inspect_file(path))
+    assert found["duplicates"]["rows"] == [2] and "repeat an earlier row" in found["duplicates"]["message"]
+
+
+def test_imbalance_and_labels_too_small_to_split_are_warned_not_refused(tmp_path):
+    rows = "".join(f"text {i}\tbig\n" for i in range(40)) + "one\tsmall\ntwo\tsmall\nthree\ttiny\n"
+    report = inspect_file(write(tmp_path, "d.tsv", "text\tlabel\n" + rows), text_column="text", label_column="label")
+    assert report["ok"] and report["rows"] == 43
+    found = warnings_by_code(report)
+    assert found["too_few_rows"]["labels"] == ["tiny"] and "fewer than 2 rows" in found["too_few_rows"]["message"]
+    assert found["imbalance"]["labels"] == ["big", "tiny"] and "(40:1)" in found["imbalance"]["message"]
+
+
+def test_a_clean_balanced_file_has_no_warnings(tmp_path):
+    path = write(tmp_path, "d.tsv", "text\tlabel\n" + "".join(f"t{i}\t{i % 3}\n" for i in range(30)))
+    assert inspect_file(path, text_column="text", label_column="label")["warnings"] == []

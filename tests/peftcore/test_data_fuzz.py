@@ -48,3 +48,4 @@ def test_any_bytes_give_a_report(tmp_path, fmt):
         assert isinstance(report["ok"], bool) and isinstance(report["rows"], int)
         assert report["ok"] == (report["error_count"] == 0 and report["rows"] > 0)
         assert len(report["errors"]) <= 5
+        assert all(set(w) >= {"code", "message"} for w in report["warnings"])

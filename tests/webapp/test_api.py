@@ -105,3 +105,14 @@ def test_upload_over_the_limit_is_cut_off_while_streaming(alice_api, settings, t
 def test_upload_without_a_file_field_says_what_to_send(alice_api):
     response = alice_api.post("/api/v1/datasets", {"name": "x"})
     assert response.status_code == 400 and "'file'" in response.json()["detail"]
+
+
+def test_upload_reports_warnings_that_do_not_block_it(alice_api):
+    content = b"text\tlabel\n" + b"".join(b"row %d\tbig\n" % i for i in range(30)) + b"row 3\tsmall\n"
+    response = upload(alice_api, content, name="w.tsv", text_column="text", label_column="label")
+    assert response.status_code == 201
+    codes = {w["code"]: w for w in response.json()["warnings"]}
+    assert codes["duplicates"]["rows"] == [32] and codes["conflicting_labels"]["rows"] == [32]
+    assert set(codes) == {"duplicates", "conflicting_labels", "too_few_rows", "imbalance"}
+    detail = alice_api.get(f"/api/v1/datasets/{response.json()['id']}").json()
+    assert detail["warnings"] == response.json()["warnings"]

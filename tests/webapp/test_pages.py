@@ -244,3 +244,18 @@ def test_every_method_can_be_submitted_from_the_form_at_its_defaults(client, dat
         response = client.post("/jobs/new/", data)
     assert response.status_code == 302, response.context["form"].errors if response.context else response
     assert Job.objects.get().method == method
+
+
+def test_dataset_warnings_show_on_its_page_and_in_the_job_form(client, alice, tmp_path):
+    tsv = tmp_path / "dup.tsv"
+    tsv.write_text("text\tlabel\ngood film\t1\nbad film\t0\ngood film\t0\n")
+    dataset = services.dataset_create(team=alice.memberships.get().team, user=alice, name="dup", path=tsv,
+                                      filename="dup.tsv", text_column="text", label_column="label")
+    for html in (client.get(f"/datasets/{dataset.pk}/").content.decode(),
+                 client.get("/jobs/new/", {"dataset": dataset.pk}).content.decode()):
+        assert 'id="dataset-warnings"' in html and "row 4 repeats row 2" in html
+        assert "row 4 says &#x27;0&#x27;, row 2 &#x27;1&#x27;" in html
+
+
+def test_a_dataset_without_warnings_shows_none(client, dataset):
+    assert 'id="dataset-warnings"' not in client.get(f"/datasets/{dataset.pk}/").content.decode()
