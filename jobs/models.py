@@ -190,3 +190,19 @@ class TrainableCount(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["base_model", "method", "params_key"],
                                                name="unique_trainable_count")]
+
+
+class TokenStats(models.Model):
+    """Token lengths of one dataset column under one base model's tokenizer, counted by the maintenance worker
+    (the web process loads no tokenizer). result is {"histogram": {length: rows}} or {"error": why}; null until
+    counted. A histogram, not a summary, so any max length can be judged without counting again."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="+")
+    column = models.CharField(max_length=200)
+    result = models.JSONField(null=True, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "base_model", "column"],
+                                               name="unique_token_stats")]

@@ -5,13 +5,15 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from django.conf import settings
 
 from peftcore.models import ModelRefError, resolve_model
 
 from . import services
-from .models import BaseModel, TrainableCount
+from .models import BaseModel, TokenStats, TrainableCount
 
 log = logging.getLogger(__name__)
 
@@ -51,4 +53,29 @@ def count_trainable(count_id: int) -> str:
     except (ModelRefError, MethodBuildError, ValueError) as exc:
         result = {"refused": str(exc)}
     services.trainable_count_set(count=count, result=result)
+    return "counted"
+
+
+def count_tokens(stats_id: int) -> str:
+    """Token lengths of a dataset column under a base model's tokenizer, for the pre-flight report: the dataset
+    is written from its blob to a temporary file and read row by row; no model weights are loaded."""
+    from peftcore.token_lengths import column_texts, length_histogram
+
+    from .storage import blob_write_to_path
+
+    stats = TokenStats.objects.select_related("dataset__blob", "base_model").filter(pk=stats_id).first()
+    if stats is None:
+        return "no such request"
+    model, dataset = stats.base_model, stats.dataset
+    try:
+        folder = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
+        with tempfile.TemporaryDirectory(prefix="studio-tokens-") as tmp:
+            path = Path(tmp) / f"data.{dataset.format}"
+            blob_write_to_path(dataset.blob, path)
+            histogram = length_histogram(folder, column_texts(path, dataset.format, stats.column))
+        result = {"histogram": {str(k): v for k, v in sorted(histogram.items())}}
+    except (ModelRefError, OSError, ValueError) as exc:
+        log.warning("token lengths of dataset %s on model %s failed: %s", dataset.pk, model.pk, exc)
+        result = {"error": f"could not count tokens with {model.name}'s tokenizer: {exc}"}
+    services.token_stats_set(stats=stats, result=result)
     return "counted"

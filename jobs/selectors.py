@@ -83,3 +83,16 @@ def job_progress(job: Job) -> dict:
         elapsed = (timezone.now() - job.started_at).total_seconds()
         eta = max(0.0, elapsed / step * (total - step))
     return {"step": step, "total": total, "fraction": round(fraction, 4), "eta_seconds": eta}
+
+
+def token_stats_summary(stats, max_length: int | None) -> dict | None:
+    """{rows, p50, p95, max, max_length, truncated_rows, truncated_share, warning} of a counted TokenStats,
+    {"error": why} when counting failed, None while a worker counts."""
+    from peftcore.token_lengths import summarise, truncation_warning
+
+    if stats.result is None:
+        return None
+    if "error" in stats.result:
+        return {"error": stats.result["error"]}
+    summary = summarise(stats.result["histogram"], max_length)
+    return {**summary, "warning": truncation_warning(summary)}

@@ -21,7 +21,7 @@ from peftcore.start_from import MODES as START_MODES
 from peftcore.start_from import start_refusal
 from peftcore.training_params import TRAINING_PARAMS
 
-from .models import Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint, TrainableCount
+from .models import Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint, TokenStats, TrainableCount
 from .storage import blob_create_from_file
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,29 @@ def trainable_count_enqueue(*, count_id: int) -> None:
 
 def trainable_count_set(*, count: TrainableCount, result: dict) -> None:
     TrainableCount.objects.filter(pk=count.pk).update(result=result)
+
+
+def token_stats_request(*, dataset: Dataset, base_model: BaseModel, column: str) -> TokenStats:
+    """The stored token lengths of a dataset column under a model's tokenizer, or a pending row with a task
+    on its way (asked again when a pending one is older than COUNT_RETRY_SECONDS: its message was lost)."""
+    stats, created = TokenStats.objects.get_or_create(dataset=dataset, base_model=base_model, column=column)
+    stale = (stats.result is None and not created
+             and timezone.now() - stats.requested_at > timedelta(seconds=settings.COUNT_RETRY_SECONDS))
+    if stale:
+        TokenStats.objects.filter(pk=stats.pk).update(requested_at=timezone.now())
+    if created or stale:
+        transaction.on_commit(lambda: token_stats_enqueue(stats_id=stats.pk), robust=True)
+    return stats
+
+
+def token_stats_enqueue(*, stats_id: int) -> None:
+    from .tasks import count_tokens
+
+    count_tokens.delay(stats_id)
+
+
+def token_stats_set(*, stats: TokenStats, result: dict) -> None:
+    TokenStats.objects.filter(pk=stats.pk).update(result=result)
 
 
 # --- jobs -----------------------------------------------------------------------------------------------

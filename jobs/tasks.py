@@ -29,3 +29,10 @@ def count_trainable(count_id: int) -> str:
     from .profiles import count_trainable as run_count
 
     return run_count(count_id)
+
+
+@shared_task(name="jobs.count_tokens", ignore_result=True)
+def count_tokens(stats_id: int) -> str:
+    from .profiles import count_tokens as run_count
+
+    return run_count(stats_id)

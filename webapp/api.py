@@ -191,6 +191,39 @@ def dataset_detail(request, dataset_id: int):
     return selectors.dataset_get(user=request.user, dataset_id=dataset_id)
 
 
+class TokenStatsOut(Schema):
+    status: Literal["counting", "done", "failed"]
+    rows: int | None = None
+    p50: int | None = None
+    p95: int | None = None
+    max: int | None = None
+    max_length: int | None = None
+    truncated_rows: int | None = None
+    truncated_share: float | None = None
+    warning: str | None = Field(None, description="set when more than 5% of the rows would be cut")
+    error: str | None = None
+
+
+@api.get("/datasets/{dataset_id}/token-stats", response={200: TokenStatsOut, 202: TokenStatsOut, 400: Detail})
+def dataset_token_stats(request, dataset_id: int, base_model: int, column: str, max_length: int = 128):
+    """Token lengths of a column under a base model's tokenizer (p50, p95, max) and how many rows `max_length`
+    cuts. Counted once by a worker: 202 with status "counting" until then; ask again."""
+    dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
+    model = selectors.base_model_get(user=request.user, model_id=base_model)
+    if column not in dataset.columns:
+        return 400, {"detail": f"'{column}' is not a column of '{dataset.name}'; its columns are: "
+                               f"{', '.join(dataset.columns)}"}
+    if max_length < 1:
+        return 400, {"detail": "max_length must be a positive number of tokens"}
+    summary = selectors.token_stats_summary(
+        services.token_stats_request(dataset=dataset, base_model=model, column=column), max_length)
+    if summary is None:
+        return 202, {"status": "counting"}
+    if "error" in summary:
+        return 200, {"status": "failed", "error": summary["error"]}
+    return 200, {"status": "done", **summary}
+
+
 @api.get("/models", response=list[ModelOut])
 def model_list(request):
     return selectors.base_model_list(user=request.user)

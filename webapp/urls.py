@@ -14,6 +14,7 @@ urlpatterns = [
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/new/count/", views.job_count, name="job-count"),
+    path("jobs/new/tokens/", views.job_tokens, name="job-tokens"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/status/", views.job_status, name="job-status"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),

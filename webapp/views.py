@@ -14,6 +14,7 @@ from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
+from peftcore.training_params import TRAINING_PARAMS
 
 from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
@@ -71,7 +72,10 @@ def dataset_list(request):
 @login_required
 def dataset_detail(request, dataset_id: int):
     dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
-    return render(request, "datasets/detail.html", {"dataset": dataset})
+    # Token lengths under the first model the form would offer, at the default max length.
+    model = selectors.base_model_list(user=request.user).first()
+    max_length = next(p.default for p in TRAINING_PARAMS if p.name == "max_length")
+    return render(request, "datasets/detail.html", {"dataset": dataset, "model": model, "max_length": max_length})
 
 
 @login_required
@@ -130,6 +134,29 @@ def job_count(request):
         context["result"] = services.trainable_count_request(base_model=model, method=method.name,
                                                               params=params).result
     return render(request, "jobs/_count.html", context)
+
+
+@login_required
+def job_tokens(request):
+    """Token lengths of the chosen text column under the chosen model's tokenizer against the max length, for the
+    job form and the dataset page; polled by htmx while a worker counts them."""
+    context = {"poll_url": request.get_full_path()}
+    try:
+        dataset = selectors.dataset_get(user=request.user, dataset_id=int(request.GET.get("dataset", "")))
+        model = selectors.base_model_get(user=request.user, model_id=int(request.GET.get("base_model", "")))
+    except ValueError:
+        return render(request, "jobs/_tokens.html", {"error": "choose a dataset and a base model"}, status=400)
+    column = request.GET.get("text_column", "")
+    if column not in dataset.columns:
+        return render(request, "jobs/_tokens.html", {"error": "choose the text column"}, status=400)
+    max_length, errors = validate_params(
+        [p for p in TRAINING_PARAMS if p.name == "max_length"], {"max_length": request.GET.get("p_max_length")})
+    if errors:
+        context["error"] = f"Fix the maximum length to see how many rows it cuts: {format_errors(errors)}"
+        return render(request, "jobs/_tokens.html", context)
+    stats = services.token_stats_request(dataset=dataset, base_model=model, column=column)
+    context.update(summary=selectors.token_stats_summary(stats, max_length["max_length"]), model=model, column=column)
+    return render(request, "jobs/_tokens.html", context)
 
 
 def _job_context(request, job_id: int) -> dict:

@@ -88,6 +88,15 @@ def test_upload_train_and_download_in_the_browser(celery_worker_process, page, a
     expected = f"{count_trainable(tiny_model_dir, 'lora', {'r': 32}, 'text-classification')['trainable']:,}"
     page.wait_for_function(
         f"document.querySelector('#method-count b.trainable')?.textContent === '{expected}'", timeout=60_000)
+    # Token lengths of the text column under the chosen model's tokenizer, counted by the worker, then judged
+    # against the max length as it changes.
+    page.wait_for_selector("#token-stats .token-stats", timeout=60_000)
+    page.fill("#id_p_max_length", "8")
+    page.locator("#id_p_max_length").dispatch_event("change")
+    page.wait_for_selector("#truncation-warning", timeout=30_000)
+    page.fill("#id_p_max_length", "128")
+    page.locator("#id_p_max_length").dispatch_event("change")
+    page.wait_for_selector("#truncation-warning", state="detached", timeout=30_000)
     # Bounds come from the schema into the HTML, so the browser itself refuses an out-of-range value...
     page.fill("#id_p_epochs", "0")
     assert page.locator("#id_p_epochs").evaluate("el => !el.checkValidity()")

@@ -109,3 +109,15 @@ def test_a_job_stacked_on_a_finished_jobs_adapter_trains_and_carries_it(
     model = peftcore.load_adapter(load_model(tiny_model_dir, labels, tokenizer.pad_token_id)[0], folder).eval()
     with torch.no_grad():
         assert model(**tokenizer(["a gripping, beautiful film"], return_tensors="pt")).logits.shape == (1, 2)
+
+
+def test_the_maintenance_worker_counts_token_lengths_for_the_preflight_report(
+        celery_worker_process, alice_api, sst2_sample, tiny_model):
+    dataset = alice_api.post("/api/v1/datasets", {"file": SimpleUploadedFile("train.tsv", sst2_sample.read_bytes())})
+    url = (f"/api/v1/datasets/{dataset.json()['id']}/token-stats?base_model={tiny_model.pk}&column=sentence"
+           "&max_length=8")
+    assert alice_api.get(url).status_code == 202
+    done = wait_for(lambda: (r := alice_api.get(url)).status_code == 200 and r.json(), timeout=120,
+                    what="the token lengths")
+    assert done["status"] == "done" and done["rows"] == 200 and 0 < done["p50"] <= done["p95"] <= done["max"]
+    assert done["truncated_rows"] > 0 and done["warning"]

@@ -1,9 +1,11 @@
-"""inspect_file must never raise, whatever bytes a user uploads (a seeded loop instead of hypothesis)."""
+"""inspect_file must never raise, whatever bytes a user uploads: property-based with hypothesis, over raw bytes
+and over valid files of every format with bytes changed, inserted and deleted."""
 
 import json
-import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from peftcore.data import inspect_file
 
@@ -14,38 +16,48 @@ VALID = {
     "json": b'[{"text": "a", "label": 1}, {"text": "b", "label": 0}]',
     "parquet": b"PAR1\x15\x04\x15\x10PAR1",
 }
-ALPHABET = b'\x00\x01\n\r\t,"{}[]:\\ab01 \xff\xfe\xef\xbb\xbf\xc3\xa9'
+# Bytes that mean something to one of the parsers, so random files hit their edge cases often.
+SPECIAL = st.sampled_from(list(b'\x00\x01\n\r\t,"{}[]:\\ab01 \xff\xfe\xef\xbb\xbf\xc3\xa9'))
+EDITS = st.lists(st.tuples(st.sampled_from(["set", "insert", "delete"]), st.integers(0, 10_000), SPECIAL),
+                 min_size=1, max_size=6)
 
 
-def random_bytes(rng: random.Random) -> bytes:
-    if rng.random() < 0.5:
-        return bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300)))
-    return bytes(rng.choice(ALPHABET) for _ in range(rng.randint(0, 300)))
+def edited(data: bytes, edits) -> bytes:
+    out = bytearray(data)
+    for kind, position, byte in edits:
+        position = position % (len(out) + 1)
+        if kind == "insert":
+            out.insert(position, byte)
+        elif out and position < len(out):
+            if kind == "set":
+                out[position] = byte
+            else:
+                del out[position]
+    return bytes(out)
 
 
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    data = bytearray(data)
-    for _ in range(rng.randint(1, 6)):
-        position = rng.randint(0, max(0, len(data) - 1))
-        choice = rng.random()
-        if choice < 0.4 and data:
-            data[position] = rng.getrandbits(8)
-        elif choice < 0.7:
-            data.insert(position, rng.choice(ALPHABET))
-        elif data:
-            del data[position]
-    return bytes(data)
+def uploads(fmt: str):
+    return st.one_of(st.binary(max_size=300), st.lists(SPECIAL, max_size=300).map(bytes),
+                     EDITS.map(lambda edits: edited(VALID[fmt], edits)))
+
+
+def check_report(path, content: bytes) -> None:
+    path.write_bytes(content)
+    report = inspect_file(path, text_column="text", label_column="label", max_errors=5)
+    json.dumps(report, allow_nan=False)
+    assert isinstance(report["ok"], bool) and isinstance(report["rows"], int)
+    assert report["ok"] == (report["error_count"] == 0 and report["rows"] > 0)
+    assert len(report["errors"]) <= 5
+    assert all(set(w) >= {"code", "message"} for w in report["warnings"])
 
 
 @pytest.mark.parametrize("fmt", sorted(VALID))
 def test_any_bytes_give_a_report(tmp_path, fmt):
-    rng = random.Random(f"peftcore-{fmt}")
-    path = tmp_path / f"upload.{fmt}"
-    for i in range(150):
-        path.write_bytes(random_bytes(rng) if i % 2 else mutate(rng, VALID[fmt]))
-        report = inspect_file(path, text_column="text", label_column="label", max_errors=5)
-        json.dumps(report, allow_nan=False)
-        assert isinstance(report["ok"], bool) and isinstance(report["rows"], int)
-        assert report["ok"] == (report["error_count"] == 0 and report["rows"] > 0)
-        assert len(report["errors"]) <= 5
-        assert all(set(w) >= {"code", "message"} for w in report["warnings"])
+    # derandomize: CI sees the same examples every run; the tmp_path file is rewritten per example.
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(content=uploads(fmt))
+    def property_holds(content):
+        check_report(tmp_path / f"upload.{fmt}", content)
+
+    property_holds()

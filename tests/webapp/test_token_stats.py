@@ -1,0 +1,63 @@
+"""Pre-flight token lengths: counted once per dataset column and model by the maintenance worker with the model's
+own tokenizer, then judged against any max length by the web process (which loads no tokenizer)."""
+
+import re
+
+import pytest
+from django.test import Client
+
+from jobs.models import TokenStats
+from jobs.profiles import count_tokens as worker_count
+from peftcore.token_lengths import column_texts, length_histogram, summarise
+from tests.webapp.test_api import upload
+
+pytestmark = pytest.mark.django_db
+
+LONG = "a " * 200 + "long review"
+
+
+@pytest.fixture
+def dataset(alice_api, sst2_sample):
+    content = sst2_sample.read_bytes() + "".join(f"{LONG} {i}\t1\n" for i in range(30)).encode()
+    return upload(alice_api, content, name="long.tsv", text_column="sentence", label_column="label").json()
+
+
+def test_the_api_answers_202_until_the_worker_has_counted_then_the_summary(
+        alice_api, dataset, tiny_model, tiny_model_dir, sst2_sample, django_capture_on_commit_callbacks):
+    url = f"/api/v1/datasets/{dataset['id']}/token-stats?base_model={tiny_model.pk}&column=sentence&max_length=64"
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        pending = alice_api.get(url)
+    assert pending.status_code == 202 and pending.json()["status"] == "counting" and len(callbacks) == 1
+
+    assert worker_count(TokenStats.objects.get().pk) == "counted"  # what the maintenance worker runs
+    body = alice_api.get(url).json()
+    texts = list(column_texts(sst2_sample, "tsv", "sentence")) + [f"{LONG} {i}" for i in range(30)]
+    expected = summarise(length_histogram(tiny_model_dir, texts), 64)
+    assert body["status"] == "done" and {k: body[k] for k in expected} == expected
+    assert body["truncated_rows"] == 30 and body["max"] > 200
+    assert "are longer than the maximum length of 64 tokens" in body["warning"]
+    wider = alice_api.get(url.replace("max_length=64", "max_length=512")).json()
+    assert wider["truncated_rows"] == 0 and wider["warning"] is None  # judged again, not counted again
+    assert TokenStats.objects.count() == 1
+
+
+def test_bad_requests_are_refused_and_other_teams_get_404(alice_api, bob_api, dataset, tiny_model):
+    base = f"/api/v1/datasets/{dataset['id']}/token-stats?base_model={tiny_model.pk}"
+    assert "not a column" in alice_api.get(base + "&column=nope").json()["detail"]
+    assert alice_api.get(base + "&column=sentence&max_length=0").status_code == 400
+    assert bob_api.get(base + "&column=sentence").status_code == 404
+    assert not TokenStats.objects.exists()
+
+
+def test_the_job_form_fragment_polls_then_shows_the_lengths(alice, dataset, tiny_model):
+    client = Client()
+    client.force_login(alice)
+    query = {"dataset": dataset["id"], "base_model": tiny_model.pk, "text_column": "sentence", "p_max_length": 64}
+    pending = client.get("/jobs/new/tokens/", query).content.decode()
+    assert "Counting the tokens" in pending and 'hx-trigger="load delay:700ms"' in pending
+    worker_count(TokenStats.objects.get().pk)
+    html = client.get("/jobs/new/tokens/", query).content.decode()
+    assert re.search(r'<b class="truncated">30</b>', html) and 'id="truncation-warning"' in html
+    assert "Fix the maximum length" in client.get("/jobs/new/tokens/", {**query, "p_max_length": 0}).content.decode()
+    form = client.get("/jobs/new/", {"dataset": dataset["id"]}).content.decode()
+    assert 'id="token-stats"' in form
