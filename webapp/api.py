@@ -13,7 +13,7 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
-from jobs import selectors, services
+from jobs import comparison, selectors, services
 from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import methods_as_json
@@ -304,6 +304,41 @@ def job_list(request, status: str | None = None, limit: int = 100):
     if status:
         jobs = jobs.filter(status=status)
     return [_job_out(job) for job in jobs[: max(1, min(limit, 1000))]]
+
+
+class CompareRow(Schema):
+    section: Literal["metrics", "efficiency", "configuration"]
+    name: str
+    values: list[Any] = Field(description="one value per job, in the order of `jobs`")
+    differs: bool
+    best: list[int] = Field(description="indexes of the jobs with the best value (metrics and efficiency)")
+
+
+class CompareOut(Schema):
+    jobs: list[JobOut]
+    rows: list[CompareRow]
+    curves: dict[str, list[tuple[int, float]]] = Field(description="'#id loss' / '#id eval_loss': [step, value]")
+
+
+@api.get("/jobs/compare", response={200: CompareOut, 400: Detail})
+def job_compare(request, ids: str):
+    """Jobs side by side (`ids=3,5,8`, at most 8): metrics, efficiency and configuration, with the rows that
+    differ marked and the best values named, plus their loss curves. Other teams' ids are left out."""
+    try:
+        wanted = comparison.parse_ids([ids])
+    except ValueError as exc:
+        return 400, {"detail": str(exc) if isinstance(exc, comparison.TooManyJobs)
+                     else "ids is a comma-separated list of job ids, such as 3,5"}
+    result = comparison.job_compare(user=request.user, ids=wanted)
+    return 200, {**result, "jobs": [_job_out(job) for job in result["jobs"]]}
+
+
+@api.get("/datasets/{dataset_id}/leaderboard", response=list[JobOut])
+def dataset_leaderboard(request, dataset_id: int, metric: Literal["accuracy", "macro_f1", "eval_loss"] = "accuracy"):
+    """The team's best succeeded jobs trained on this dataset, best first by `metric`."""
+    dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
+    return [_job_out(job) for job in comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk,
+                                                                     metric=metric)]
 
 
 @api.get("/jobs/{job_id}", response=JobOut)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset-detail"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
+    path("jobs/compare/", views.job_compare, name="job-compare"),
     path("jobs/new/count/", views.job_count, name="job-count"),
     path("jobs/new/tokens/", views.job_tokens, name="job-tokens"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),

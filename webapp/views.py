@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from jobs import selectors, services
+from jobs import comparison, selectors, services
 from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
@@ -75,13 +75,26 @@ def dataset_detail(request, dataset_id: int):
     # Token lengths under the first model the form would offer, at the default max length.
     model = selectors.base_model_list(user=request.user).first()
     max_length = next(p.default for p in TRAINING_PARAMS if p.name == "max_length")
-    return render(request, "datasets/detail.html", {"dataset": dataset, "model": model, "max_length": max_length})
+    leaderboard = comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk)
+    return render(request, "datasets/detail.html", {"dataset": dataset, "model": model, "max_length": max_length,
+                                                    "leaderboard": leaderboard})
 
 
 @login_required
 def job_list(request):
     jobs = selectors.job_list(user=request.user)[:200]
     return render(request, "jobs/list.html", {"jobs": jobs})
+
+
+@login_required
+def job_compare(request):
+    try:
+        ids = comparison.parse_ids(request.GET.getlist("ids"))
+    except ValueError as exc:
+        message = str(exc) if isinstance(exc, comparison.TooManyJobs) else "job ids are numbers, such as ?ids=3,5"
+        return render(request, "jobs/compare.html", {"error": message}, status=400)
+    return render(request, "jobs/compare.html", {"comparison": comparison.job_compare(user=request.user, ids=ids),
+                                                 "asked": len(ids)})
 
 
 @login_required

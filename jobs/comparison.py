@@ -1,0 +1,95 @@
+"""Reads for comparing jobs side by side and ranking a dataset's jobs (team scoped, like every selector).
+
+A comparison is a table: one row per metric, efficiency figure or configuration value, one column per job,
+with `differs` set where the jobs disagree and `best` naming the winning column of a metric. Its query count
+does not grow with the jobs compared (at most MAX_JOBS) beyond one query per loss curve.
+"""
+
+from __future__ import annotations
+
+from django.db.models import F
+
+from .models import Artifact, Job
+from .selectors import _team_ids, job_metric_series
+
+MAX_JOBS = 8
+LEADERBOARD_SIZE = 20
+# (key in Job.metrics, label, higher is better)
+METRICS = (("accuracy", "accuracy", True), ("macro_f1", "macro-F1", True), ("eval_loss", "eval loss", False))
+
+
+class TooManyJobs(ValueError):
+    pass
+
+
+def parse_ids(raw: list[str]) -> list[int]:
+    """Job ids from `?ids=1&ids=2` or `?ids=1,2`, in the order given, without repeats; ValueError on junk."""
+    ids: list[int] = []
+    for part in (p.strip() for value in raw for p in value.split(",")):
+        if part:
+            number = int(part)
+            if number not in ids:
+                ids.append(number)
+    if len(ids) > MAX_JOBS:
+        raise TooManyJobs(f"compare at most {MAX_JOBS} jobs at a time; {len(ids)} were given")
+    return ids
+
+
+def _row(section: str, name: str, values: list, *, higher_is_better: bool | None = None) -> dict:
+    present = [v for v in values if v is not None]
+    row = {"section": section, "name": name, "values": values,
+           "differs": len({repr(v) for v in values}) > 1, "best": []}
+    if higher_is_better is not None and present and row["differs"]:
+        target = max(present) if higher_is_better else min(present)
+        row["best"] = [i for i, v in enumerate(values) if v == target]
+    return row
+
+
+def _flat(prefix: str, jobs: list[Job], attribute: str) -> list[dict]:
+    keys = sorted({key for job in jobs for key in (getattr(job, attribute) or {})})
+    return [_row("configuration", f"{prefix}{key}", [(getattr(job, attribute) or {}).get(key) for job in jobs])
+            for key in keys]
+
+
+def job_compare(*, user, ids: list[int]) -> dict:
+    """{"jobs": [Job], "rows": [...], "curves": {"#id loss": [(step, value)]}}; ids of other teams' jobs, or
+    of none, are simply absent (a 404 per id would tell which ids exist)."""
+    found = {job.pk: job for job in Job.objects.filter(team__in=_team_ids(user), pk__in=ids)
+             .select_related("dataset", "base_model", "report").defer("dataset__preview", "dataset__stats")}
+    jobs = [found[i] for i in ids if i in found]
+    sizes = dict(Artifact.objects.filter(job__in=jobs, kind=Artifact.Kind.ADAPTER).values_list("job_id", "size_bytes"))
+    reports = [(job.report.data if hasattr(job, "report") else {}) for job in jobs]
+    rows = [_row("metrics", label, [(job.metrics or {}).get(key) for job in jobs], higher_is_better=better)
+            for key, label, better in METRICS if any((job.metrics or {}).get(key) is not None for job in jobs)]
+    rows += [
+        _row("efficiency", "trainable parameters", [r.get("trainable_params") for r in reports],
+             higher_is_better=False),
+        _row("efficiency", "share of the model",
+             [r["trainable_params"] / r["total_params"] if r.get("total_params") else None for r in reports],
+             higher_is_better=False),
+        _row("efficiency", "adapter bytes", [sizes.get(job.pk) for job in jobs], higher_is_better=False),
+        _row("efficiency", "train seconds", [r.get("train_seconds") for r in reports], higher_is_better=False),
+        _row("configuration", "status", [job.status for job in jobs]),
+        _row("configuration", "dataset", [job.dataset.name for job in jobs]),
+        _row("configuration", "base model", [job.base_model.name for job in jobs]),
+        _row("configuration", "method", [job.method for job in jobs]),
+        _row("configuration", "started from", [f"#{job.start_from_id} ({job.start_mode})" if job.start_from_id
+                                               else None for job in jobs]),
+    ]
+    rows += _flat("", jobs, "params") + _flat("method: ", jobs, "method_params")
+    curves = {}
+    for job in jobs:
+        for name, points in job_metric_series(job=job, names=("loss", "eval_loss")).items():
+            if points:
+                curves[f"#{job.pk} {name}"] = points
+    return {"jobs": jobs, "rows": rows, "curves": curves}
+
+
+def dataset_leaderboard(*, user, dataset_id: int, metric: str = "accuracy", limit: int = LEADERBOARD_SIZE):
+    """The best succeeded jobs trained on a dataset, by a metric (JSON key of Job.metrics), best first."""
+    better = {key: higher for key, _, higher in METRICS}
+    order = F(f"metrics__{metric}").desc(nulls_last=True) if better.get(metric, True) \
+        else F(f"metrics__{metric}").asc(nulls_last=True)
+    return (Job.objects.filter(team__in=_team_ids(user), dataset_id=dataset_id, status=Job.Status.SUCCEEDED)
+            .filter(**{f"metrics__{metric}__isnull": False})
+            .select_related("base_model").order_by(order, "-pk")[:limit])
