@@ -206,3 +206,22 @@ class TokenStats(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "base_model", "column"],
                                                name="unique_token_stats")]
+
+
+class PlaygroundRun(models.Model):
+    """Texts a user tries on a finished job's adapter; a worker fills result with
+    {"predictions": [{label, probabilities}]} or {"error": why}. Null until then."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="playground_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    texts = models.JSONField()
+    result = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def pairs(self) -> list[tuple[str, dict]]:
+        """(text, prediction) for each text once predicted."""
+        return list(zip(self.texts, (self.result or {}).get("predictions", [])))

@@ -96,3 +96,10 @@ def token_stats_summary(stats, max_length: int | None) -> dict | None:
         return {"error": stats.result["error"]}
     summary = summarise(stats.result["histogram"], max_length)
     return {**summary, "warning": truncation_warning(summary)}
+
+
+def playground_run_get(*, job: Job, run_id: int):
+    """A playground run of a job the caller may already see (job_get scoped it to the team)."""
+    from .models import PlaygroundRun
+
+    return get_object_or_404(PlaygroundRun.objects.filter(job=job), pk=run_id)

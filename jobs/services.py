@@ -21,7 +21,8 @@ from peftcore.start_from import MODES as START_MODES
 from peftcore.start_from import start_refusal
 from peftcore.training_params import TRAINING_PARAMS
 
-from .models import Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint, TokenStats, TrainableCount
+from .models import (Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint, PlaygroundRun, TokenStats,
+                     TrainableCount)
 from .storage import blob_create_from_file
 
 log = logging.getLogger(__name__)
@@ -363,3 +364,39 @@ def job_reap_expired_leases(*, max_attempts: int | None = None) -> dict:
         for job_id in requeued + republished:
             transaction.on_commit(lambda job_id=job_id: job_enqueue(job_id=job_id), robust=True)
     return {"requeued": requeued, "failed": failed, "cancelled": cancelled, "republished": republished}
+
+
+# --- playground -----------------------------------------------------------------------------------------
+
+PLAYGROUND_MAX_TEXTS = 32
+PLAYGROUND_MAX_CHARS = 5000
+
+
+def playground_run_create(*, job: Job, user, texts: list[str]) -> PlaygroundRun:
+    """Queue texts to try on a succeeded job's adapter; a worker predicts (the web process loads no model)."""
+    texts = [t for t in (str(t) for t in texts) if t.strip()]
+    if job.status != Job.Status.SUCCEEDED:
+        raise ValidationFailed(f"job #{job.pk} is {job.status}; only a succeeded job has an adapter to try",
+                               errors={"job": "not succeeded"})
+    if not texts:
+        raise ValidationFailed("type a text to try", errors={"texts": "type a text to try"})
+    if len(texts) > PLAYGROUND_MAX_TEXTS:
+        raise ValidationFailed(f"at most {PLAYGROUND_MAX_TEXTS} texts at a time",
+                               errors={"texts": f"at most {PLAYGROUND_MAX_TEXTS} texts at a time"})
+    long = [i + 1 for i, t in enumerate(texts) if len(t) > PLAYGROUND_MAX_CHARS]
+    if long:
+        message = f"text {long[0]} is longer than {PLAYGROUND_MAX_CHARS:,} characters"
+        raise ValidationFailed(message, errors={"texts": message})
+    run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts)
+    transaction.on_commit(lambda: playground_enqueue(run_id=run.pk), robust=True)
+    return run
+
+
+def playground_enqueue(*, run_id: int) -> None:
+    from .tasks import playground_predict
+
+    playground_predict.delay(run_id)
+
+
+def playground_run_set(*, run: PlaygroundRun, result: dict) -> None:
+    PlaygroundRun.objects.filter(pk=run.pk).update(result=result)

@@ -36,3 +36,10 @@ def count_tokens(stats_id: int) -> str:
     from .profiles import count_tokens as run_count
 
     return run_count(stats_id)
+
+
+@shared_task(name="jobs.playground_predict", ignore_result=True)
+def playground_predict(run_id: int) -> str:
+    from .playground import predict
+
+    return predict(run_id)

@@ -360,6 +360,48 @@ def job_cancel(request, job_id: int):
     return _job_out(services.job_cancel(job=job))
 
 
+class PlaygroundIn(Schema):
+    texts: list[str] = Field(description="texts to classify with the job's adapter (at most 32)")
+
+
+class Prediction(Schema):
+    label: str
+    probabilities: dict[str, float]
+
+
+class PlaygroundOut(Schema):
+    id: int
+    status: Literal["pending", "done", "failed"]
+    texts: list[str]
+    predictions: list[Prediction] | None = None
+    error: str | None = None
+
+
+def _playground_out(run) -> dict:
+    result = run.result
+    status = "pending" if result is None else ("failed" if "error" in result else "done")
+    return {"id": run.pk, "status": status, "texts": run.texts,
+            "predictions": (result or {}).get("predictions"), "error": (result or {}).get("error")}
+
+
+@api.post("/jobs/{job_id}/playground", response={202: PlaygroundOut, 400: FieldErrors})
+def playground_create(request, job_id: int, body: PlaygroundIn):
+    """Try a succeeded job's adapter: a worker predicts (the web process loads no model). 202 with the run's
+    id; poll GET .../playground/{id} until status is done or failed."""
+    job = selectors.job_get(user=request.user, job_id=job_id)
+    try:
+        run = services.playground_run_create(job=job, user=request.user, texts=body.texts)
+    except ValidationFailed as exc:
+        return 400, {"detail": exc.message, "errors": exc.errors}
+    return 202, _playground_out(run)
+
+
+@api.get("/jobs/{job_id}/playground/{run_id}", response=PlaygroundOut)
+def playground_get(request, job_id: int, run_id: int):
+    job = selectors.job_get(user=request.user, job_id=job_id)
+    return _playground_out(selectors.playground_run_get(job=job, run_id=run_id))
+
+
 @api.get("/jobs/{job_id}/adapter", response={404: Detail}, url_name="job_adapter")
 def job_adapter(request, job_id: int):
     job = selectors.job_get(user=request.user, job_id=job_id)

@@ -143,6 +143,7 @@ CELERY_TASK_ROUTES = {
     "jobs.profile_base_model": {"queue": "maintenance"},
     "jobs.count_trainable": {"queue": "maintenance"},
     "jobs.count_tokens": {"queue": "maintenance"},
+    "jobs.playground_predict": {"queue": "maintenance"},
 }
 # A live trainable count not answered within this many seconds is asked for again (its message was lost).
 COUNT_RETRY_SECONDS = 30

@@ -20,6 +20,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/status/", views.job_status, name="job-status"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<int:job_id>/adapter/", views.job_adapter, name="job-adapter"),
+    path("jobs/<int:job_id>/playground/", views.job_playground, name="job-playground"),
+    path("jobs/<int:job_id>/playground/<int:run_id>/", views.job_playground_run, name="job-playground-run"),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),

@@ -211,6 +211,26 @@ def job_cancel(request, job_id: int):
 
 
 @login_required
+@require_POST
+def job_playground(request, job_id: int):
+    """Queue the typed texts (one per line) for the job's adapter; the answer polls until a worker predicts."""
+    job = selectors.job_get(user=request.user, job_id=job_id)
+    texts = [line for line in request.POST.get("texts", "").splitlines() if line.strip()]
+    try:
+        run = services.playground_run_create(job=job, user=request.user, texts=texts)
+    except ValidationFailed as exc:
+        return render(request, "jobs/_playground.html", {"job": job, "error": exc.message}, status=400)
+    return render(request, "jobs/_playground.html", {"job": job, "run": run})
+
+
+@login_required
+def job_playground_run(request, job_id: int, run_id: int):
+    job = selectors.job_get(user=request.user, job_id=job_id)
+    run = selectors.playground_run_get(job=job, run_id=run_id)
+    return render(request, "jobs/_playground.html", {"job": job, "run": run})
+
+
+@login_required
 def job_adapter(request, job_id: int):
     job = selectors.job_get(user=request.user, job_id=job_id)
     artifact = selectors.job_artifact(job=job)

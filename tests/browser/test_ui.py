@@ -118,4 +118,10 @@ def test_upload_train_and_download_in_the_browser(celery_worker_process, page, a
         page.click("#download-adapter")
     path = download.value.path()
     assert os.path.getsize(path) > 1000
+    # The playground appears once the job has succeeded (a reload: the live part is the status card).
+    page.reload()
+    page.fill("#id_texts", "a gripping, beautiful film\ndull")
+    page.click("#playground button[type=submit]")
+    page.wait_for_selector("#playground-predictions", timeout=120_000)
+    assert page.locator("#playground-predictions b.predicted").count() == 2
     page.screenshot(path=str(tmp_path / "job.png"), full_page=True)

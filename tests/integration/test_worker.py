@@ -66,6 +66,18 @@ def test_job_trains_through_the_worker_and_the_adapter_loads_with_plain_peft(
         logits = model(**tokenizer(["a gripping, beautiful film"], return_tensors="pt")).logits
     assert logits.shape == (1, len(labels))
 
+    # The playground: the maintenance worker runs the stored adapter and gives what the downloaded one gives.
+    run = alice_api.post(f"/api/v1/jobs/{job_id}/playground", {"texts": ["a gripping, beautiful film"]},
+                         content_type="application/json")
+    assert run.status_code == 202, run.content
+    url = f"/api/v1/jobs/{job_id}/playground/{run.json()['id']}"
+    tried = wait_for(lambda: (r := alice_api.get(url).json())["status"] != "pending" and r, timeout=120,
+                     what="the playground prediction")
+    assert tried["status"] == "done", tried
+    probabilities = torch.softmax(logits, dim=-1)[0].tolist()
+    assert [tried["predictions"][0]["probabilities"][label] for label in labels] == pytest.approx(probabilities,
+                                                                                                 abs=1e-4)
+
 
 def test_a_running_job_can_be_cancelled(celery_worker_process, alice_api, sst2_sample, tiny_model):
     job_id = _submit(alice_api, sst2_sample, tiny_model, epochs=100, batch_size=2, max_length=32)

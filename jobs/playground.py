@@ -1,0 +1,91 @@
+"""The playground on the worker side: unzip a job's adapter once (cached by its sha256), keep the last few loaded
+models in memory, and store each run's predictions. Runs in the maintenance worker, never the web process."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+from django.conf import settings
+
+from peftcore.models import ModelRefError, resolve_model
+
+from . import services
+from .models import Artifact, PlaygroundRun
+from .storage import blob_write_to_path
+
+log = logging.getLogger(__name__)
+
+KEEP_LOADED = 2  # models held in memory; the next one evicts the least recently used
+_loaded: OrderedDict = OrderedDict()
+_lock = threading.Lock()
+
+
+def _unzip_once(artifact: Artifact) -> Path:
+    folder = settings.WORKER_DIR / "adapters" / artifact.sha256
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        archive, partial = Path(tmp) / "adapter.zip", Path(tmp) / "adapter"
+        blob_write_to_path(artifact.blob, archive)
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():  # our own zips, but never write outside the folder
+                if member.startswith("/") or ".." in Path(member).parts:
+                    raise ValueError(f"unsafe path in the adapter archive: {member!r}")
+            zf.extractall(partial)
+        try:
+            partial.rename(folder)  # atomic: a concurrent unzip of the same adapter loses the race harmlessly
+        except OSError:
+            if not folder.is_dir():
+                raise
+    return folder
+
+
+def _classifier(model_path: Path, adapter_dir: Path):
+    from peftcore.predict import load_classifier
+
+    key = (str(model_path), str(adapter_dir))
+    with _lock:
+        if key in _loaded:
+            _loaded.move_to_end(key)
+            return _loaded[key]
+    classifier = load_classifier(model_path, adapter_dir)
+    with _lock:
+        _loaded[key] = classifier
+        while len(_loaded) > KEEP_LOADED:
+            _loaded.popitem(last=False)
+    return classifier
+
+
+def predict(run_id: int) -> str:
+    from peftcore.predict import classify
+
+    run = PlaygroundRun.objects.select_related("job__base_model").filter(pk=run_id).first()
+    if run is None:
+        return "no such run"
+    job = run.job
+    artifact = Artifact.objects.filter(job=job, kind=Artifact.Kind.ADAPTER).select_related("blob").first()
+    try:
+        if artifact is None:
+            raise ValueError(f"job #{job.pk} has no stored adapter")
+        model = job.base_model
+        model_path = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
+        classifier = _classifier(model_path, _unzip_once(artifact))
+        result = {"predictions": classify(classifier, run.texts, max_length=job.params.get("max_length", 128))}
+    except (ModelRefError, OSError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+        log.warning("playground run %s of job %s failed: %s", run.pk, job.pk, exc)
+        result = {"error": f"could not run the adapter: {exc}"}
+    services.playground_run_set(run=run, result=result)
+    return "predicted"
+
+
+def forget_loaded() -> None:
+    """Drop the models held in memory (tests; a worker low on memory)."""
+    with _lock:
+        _loaded.clear()
+
