@@ -43,7 +43,10 @@ def train(method: str, lr: float | None, epochs: int, rows: int, method_params: 
     start = next((e for e in events if e["event"] == "start"), None)
     if start:
         result["trainable"] = start["trainable_params"]
-    result["accuracy_by_epoch"] = [round(e["metrics"]["accuracy"], 4) for e in events if e["event"] == "eval"]
+    evals = [e for e in events if e["event"] == "eval"]
+    result["accuracy_before_training"] = next((round(e["metrics"]["accuracy"], 4) for e in evals if e["epoch"] == 0),
+                                              None)
+    result["accuracy_by_epoch"] = [round(e["metrics"]["accuracy"], 4) for e in evals if e["epoch"] > 0]
     error = next((e for e in events if e["event"] == "error"), None)
     if error or out.returncode:
         result["error"] = error["message"] if error else out.stderr.strip().splitlines()[-1:]

@@ -74,10 +74,11 @@ def predict_logits(model, features, *, batch_size: int, pad_token_id: int, paddi
     was_training = model.training
     model.eval()
     chunks = []
-    for start in range(0, len(features), batch_size):
-        batch = collate(features[start:start + batch_size], pad_token_id, padding_side)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        chunks.append(model(**batch).logits.float().cpu())
+    with torch.no_grad():  # no graph: evaluation needs no gradients, and would hold every batch's activations
+        for start in range(0, len(features), batch_size):
+            batch = collate(features[start:start + batch_size], pad_token_id, padding_side)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            chunks.append(model(**batch).logits.float().cpu())
     model.train(was_training)
     return torch.cat(chunks)
 

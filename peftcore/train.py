@@ -239,6 +239,37 @@ def save_adapter(model, tokenizer, job: Job, labels: list[str], report: dict) ->
     return replace_folder(partial, job.output_dir / ADAPTER_DIR)
 
 
+def peak_memory_bytes(device) -> int:
+    """The accelerator's peak allocation, or on a CPU this process's peak resident memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def lineage(job: Job, params: dict) -> dict:
+    """What a run needs to be repeated: seed, resolved configuration, data hashes and library versions."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "seed": params["seed"], "method": job.method.name, "method_params": job.method_params, "params": params,
+        "base_model": job.metadata.get("base_model") or str(job.model_path),
+        "dataset_sha256": job.metadata.get("dataset_sha256"),
+        "eval_dataset_sha256": job.metadata.get("eval_dataset_sha256"),
+        "start_from": {"mode": job.start_from.mode} if job.start_from else None,
+        "versions": {"python": platform.python_version(),
+                     **{name: installed(name) for name in ("torch", "transformers", "peft", "safetensors")}},
+    }
+
+
 def check_architecture(job: Job) -> None:
     """Refuse a method/model combination before anything is loaded or trained, with the method's reason."""
     try:
@@ -317,7 +348,12 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
     on_step = None if job.start_from and job.start_from.mode == "continue" else job.method.on_step
     eval_options = dict(batch_size=batch_size, pad_token_id=pad_id, padding_side=side, device=device)
     generator = torch.Generator().manual_seed(params["seed"])
+    # The untouched model first (a new head guesses), so the report shows what training gained. Evaluation
+    # draws no random numbers, so training is the same with or without it.
+    baseline = classification.evaluate(model, eval_features, eval_targets, labels, **eval_options)["metrics"]
+    sink.emit({"event": "eval", "step": 0, "epoch": 0, "metrics": baseline})
     started = time.monotonic()
+    eval_seconds, train_tokens = 0.0, 0
     step = 0
     evaluation: dict = {}
     epoch_losses: list[float] = []
@@ -328,6 +364,7 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
         for first in range(0, len(order), batch_size):
             indices = order[first:first + batch_size]
             batch = classification.collate([train_features[i] for i in indices], pad_id, side)
+            train_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
             batch = {key: value.to(device) for key, value in batch.items()}
             targets = torch.tensor([train_targets[i] for i in indices], dtype=torch.long, device=device)
             loss = F.cross_entropy(model(**batch).logits.float(), targets)
@@ -357,7 +394,9 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
                 "loss": value,
                 "learning_rate": learning_rate,
             })
+        evaluating = time.monotonic()
         evaluation = classification.evaluate(model, eval_features, eval_targets, labels, **eval_options)
+        eval_seconds += time.monotonic() - evaluating
         sink.emit({"event": "eval", "step": step, "epoch": epoch, "metrics": evaluation["metrics"]})
     train_seconds = time.monotonic() - started
     model.eval()
@@ -373,12 +412,21 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
         "trainable_params": trainable_params,
         "total_params": total_params,
         "train_seconds": round(train_seconds, 3),
+        "baseline_metrics": baseline,
+        "efficiency": {
+            "trainable_share": trainable_params / total_params if total_params else None,
+            "tokens_per_second": round(train_tokens / max(train_seconds - eval_seconds, 1e-9), 1),
+            "train_tokens": train_tokens,
+            "peak_memory_bytes": peak_memory_bytes(device),
+        },
+        "lineage": lineage(job, params),
         "device": device.type,
         "method": job.method.name,
         "method_params": job.method_params,
         "params": params,
     }
     adapter_dir = save_adapter(model, tokenizer, job, labels, report)
+    report["efficiency"]["adapter_bytes"] = sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file())
     done = {"event": "done", "adapter_dir": str(adapter_dir.resolve()), "metrics": metrics, "report": report}
     sink.emit(done)
     return FitResult(model=model, tokenizer=tokenizer, labels=labels, adapter_dir=adapter_dir, done=done)

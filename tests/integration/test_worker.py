@@ -8,6 +8,7 @@ import zipfile
 import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -46,7 +47,16 @@ def test_job_trains_through_the_worker_and_the_adapter_loads_with_plain_peft(
     assert 0.0 <= final["metrics"]["accuracy"] <= 1.0 and "macro_f1" in final["metrics"]
     assert final["progress"]["step"] == final["progress"]["total"] > 0
     assert MetricPoint.objects.filter(job_id=job_id, name="loss").count() == final["progress"]["total"]
-    assert EvalReport.objects.get(job_id=job_id).data["confusion_matrix"]
+    report = EvalReport.objects.get(job_id=job_id).data
+    assert report["confusion_matrix"] and report["baseline_metrics"]["accuracy"] is not None
+    assert report["efficiency"]["adapter_bytes"] > 0 and report["lineage"]["dataset_sha256"]
+    # The stored report renders: gain over the untrained model, per-class figures, efficiency, lineage.
+    client = Client()
+    client.force_login(Job.objects.get(pk=job_id).created_by)
+    page = client.get(f"/jobs/{job_id}/").content.decode()
+    for part in ('id="baseline-gain"', 'id="per-class"', 'id="efficiency"', 'id="lineage"'):
+        assert part in page
+    assert report["lineage"]["dataset_sha256"] in page
 
     response = alice_api.get(final["adapter_url"])
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"

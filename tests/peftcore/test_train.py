@@ -51,7 +51,7 @@ def test_training_reduces_the_loss(trained, method):
 def test_events_follow_the_protocol(trained, method):
     result, sink = trained[method]
     kinds = [e["event"] for e in sink.events]
-    assert kinds == ["start"] + (["progress"] * 8 + ["eval"]) * 8 + ["done"]
+    assert kinds == ["start", "eval"] + (["progress"] * 8 + ["eval"]) * 8 + ["done"]  # eval at step 0: the baseline
     json.dumps(sink.events, allow_nan=False)
     start = sink.events[0]
     assert start["total_steps"] == 64 and start["labels"] == ["0", "1"] and start["method"] == method
@@ -62,7 +62,7 @@ def test_events_follow_the_protocol(trained, method):
     assert progress[7]["epoch"] == 1.0 and progress[-1]["epoch"] == 8.0
     assert max(e["learning_rate"] for e in progress) == pytest.approx(FAST_LEARNING_RATE[method])
     evals = sink.of("eval")
-    assert [e["epoch"] for e in evals] == list(range(1, 9)) and [e["step"] for e in evals] == list(range(8, 65, 8))
+    assert [e["epoch"] for e in evals] == list(range(0, 9)) and [e["step"] for e in evals] == list(range(0, 65, 8))
     assert set(evals[0]["metrics"]) == {"eval_loss", "accuracy", "macro_f1"}
     done = sink.events[-1]
     assert done == result.done
@@ -75,6 +75,18 @@ def test_events_follow_the_protocol(trained, method):
     assert report["params"]["learning_rate"] == FAST_LEARNING_RATE[method]
     assert report["method_params"] == {p.name: p.default for p in get_method(method).params}
     assert report["train_seconds"] > 0 and report["method"] == method
+    # The untrained model's figures, so the report shows the gain.
+    assert report["baseline_metrics"] == evals[0]["metrics"]
+    assert report["baseline_metrics"]["eval_loss"] > done["metrics"]["eval_loss"]
+    efficiency = report["efficiency"]
+    assert efficiency["trainable_share"] == pytest.approx(start["trainable_params"] / start["total_params"])
+    assert efficiency["train_tokens"] > 58 * 8 and efficiency["tokens_per_second"] > 0
+    adapter = result.adapter_dir
+    assert efficiency["adapter_bytes"] == sum(p.stat().st_size for p in adapter.rglob("*") if p.is_file())
+    assert efficiency["peak_memory_bytes"] > 50 * 2**20  # a Python process with torch holds more than 50 MiB
+    lineage = report["lineage"]
+    assert lineage["seed"] == 42 and lineage["params"] == report["params"] and lineage["method"] == method
+    assert {"python", "torch", "transformers", "peft"} <= set(lineage["versions"]) and lineage["versions"]["peft"]
 
 
 @pytest.mark.parametrize("method", PROTOCOL_METHODS)
