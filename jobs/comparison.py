@@ -30,8 +30,8 @@ def parse_ids(raw: list[str]) -> list[int]:
             number = int(part)
             if number not in ids:
                 ids.append(number)
-    if len(ids) > MAX_JOBS:
-        raise TooManyJobs(f"compare at most {MAX_JOBS} jobs at a time; {len(ids)} were given")
+            if len(ids) > MAX_JOBS:
+                raise TooManyJobs(f"compare at most {MAX_JOBS} jobs at a time")
     return ids
 
 

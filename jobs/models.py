@@ -217,6 +217,7 @@ class PlaygroundRun(models.Model):
     texts = models.JSONField()
     result = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    requested_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from peftcore.models import ModelRefError, resolve_model
+from peftcore.models import resolve_model
 
 from . import services
 from .models import Artifact, PlaygroundRun
@@ -65,7 +65,7 @@ def _classifier(model_path: Path, adapter_dir: Path):
 def predict(run_id: int) -> str:
     from peftcore.predict import classify
 
-    run = PlaygroundRun.objects.select_related("job__base_model").filter(pk=run_id).first()
+    run = PlaygroundRun.objects.select_related("job__base_model", "job__report").filter(pk=run_id).first()
     if run is None:
         return "no such run"
     job = run.job
@@ -76,8 +76,9 @@ def predict(run_id: int) -> str:
         model = job.base_model
         model_path = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
         classifier = _classifier(model_path, _unzip_once(artifact))
-        result = {"predictions": classify(classifier, run.texts, max_length=job.params.get("max_length", 128))}
-    except (ModelRefError, OSError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+        used = (getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length"))
+        result = {"predictions": classify(classifier, run.texts, max_length=used or job.params.get("max_length", 128))}
+    except Exception as exc:  # whatever breaks, the run must end, or the page would poll forever
         log.warning("playground run %s of job %s failed: %s", run.pk, job.pk, exc)
         result = {"error": f"could not run the adapter: {exc}"}
     services.playground_run_set(run=run, result=result)

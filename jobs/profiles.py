@@ -59,7 +59,7 @@ def count_trainable(count_id: int) -> str:
 def count_tokens(stats_id: int) -> str:
     """Token lengths of a dataset column under a base model's tokenizer, for the pre-flight report: the dataset
     is written from its blob to a temporary file and read row by row; no model weights are loaded."""
-    from peftcore.token_lengths import column_texts, length_histogram
+    from peftcore.token_lengths import column_texts, length_histogram, model_token_limit
 
     from .storage import blob_write_to_path
 
@@ -73,8 +73,9 @@ def count_tokens(stats_id: int) -> str:
             path = Path(tmp) / f"data.{dataset.format}"
             blob_write_to_path(dataset.blob, path)
             histogram = length_histogram(folder, column_texts(path, dataset.format, stats.column))
-        result = {"histogram": {str(k): v for k, v in sorted(histogram.items())}}
-    except (ModelRefError, OSError, ValueError) as exc:
+        result = {"histogram": {str(k): v for k, v in sorted(histogram.items())},
+                  "model_limit": model_token_limit(folder)}
+    except Exception as exc:  # whatever breaks, the row must end, or the form would poll forever
         log.warning("token lengths of dataset %s on model %s failed: %s", dataset.pk, model.pk, exc)
         result = {"error": f"could not count tokens with {model.name}'s tokenizer: {exc}"}
     services.token_stats_set(stats=stats, result=result)

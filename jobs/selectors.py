@@ -17,8 +17,13 @@ def _team_ids(user) -> QuerySet:
     return Team.objects.filter(memberships__user=user).values("pk")
 
 
-def dataset_list(*, user) -> QuerySet[Dataset]:
-    return Dataset.objects.filter(team__in=_team_ids(user)).defer("preview", "stats")
+def dataset_list(*, user, with_warnings: bool = False) -> QuerySet[Dataset]:
+    datasets = Dataset.objects.filter(team__in=_team_ids(user)).defer("preview", "stats")
+    if with_warnings:  # only the warnings of stats, in the same query
+        from django.db.models.fields.json import KeyTransform
+
+        datasets = datasets.annotate(warnings_json=KeyTransform("warnings", "stats"))
+    return datasets
 
 
 def dataset_get(*, user, dataset_id: int) -> Dataset:
@@ -95,7 +100,7 @@ def token_stats_summary(stats, max_length: int | None) -> dict | None:
     if "error" in stats.result:
         return {"error": stats.result["error"]}
     summary = summarise(stats.result["histogram"], max_length)
-    return {**summary, "warning": truncation_warning(summary)}
+    return {**summary, "warning": truncation_warning(summary, stats.result.get("model_limit"))}
 
 
 def playground_run_get(*, job: Job, run_id: int):

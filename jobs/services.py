@@ -128,10 +128,10 @@ def trainable_count_set(*, count: TrainableCount, result: dict) -> None:
 
 def token_stats_request(*, dataset: Dataset, base_model: BaseModel, column: str) -> TokenStats:
     """The stored token lengths of a dataset column under a model's tokenizer, or a pending row with a task
-    on its way (asked again when a pending one is older than COUNT_RETRY_SECONDS: its message was lost)."""
+    on its way (asked again when a pending one is older than TOKEN_COUNT_RETRY_SECONDS: its message was lost)."""
     stats, created = TokenStats.objects.get_or_create(dataset=dataset, base_model=base_model, column=column)
     stale = (stats.result is None and not created
-             and timezone.now() - stats.requested_at > timedelta(seconds=settings.COUNT_RETRY_SECONDS))
+             and timezone.now() - stats.requested_at > timedelta(seconds=settings.TOKEN_COUNT_RETRY_SECONDS))
     if stale:
         TokenStats.objects.filter(pk=stats.pk).update(requested_at=timezone.now())
     if created or stale:
@@ -389,6 +389,14 @@ def playground_run_create(*, job: Job, user, texts: list[str]) -> PlaygroundRun:
         raise ValidationFailed(message, errors={"texts": message})
     run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts)
     transaction.on_commit(lambda: playground_enqueue(run_id=run.pk), robust=True)
+    return run
+
+
+def playground_run_refresh(*, run: PlaygroundRun) -> PlaygroundRun:
+    """Ask again for a run still pending after PLAYGROUND_RETRY_SECONDS (its message was lost)."""
+    if run.result is None and timezone.now() - run.requested_at > timedelta(seconds=settings.PLAYGROUND_RETRY_SECONDS):
+        PlaygroundRun.objects.filter(pk=run.pk).update(requested_at=timezone.now())
+        transaction.on_commit(lambda: playground_enqueue(run_id=run.pk), robust=True)
     return run
 
 

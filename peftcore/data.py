@@ -23,6 +23,8 @@ PREVIEW_CHARS = 1000
 IMBALANCE_RATIO = 10  # largest label over smallest: beyond this, accuracy flatters a majority-class model
 MIN_ROWS_PER_LABEL = 2  # one row cannot be both trained on and held out
 EXAMPLE_ROWS = 5  # row numbers quoted per warning
+DUPLICATE_CHECK_ROWS = 1_000_000  # rows compared for repeats: about 100 MB of memory at most in the web process
+_NO_LABEL = 1023  # label code of a row without a label (codes < 1023 index the first labels seen)
 
 
 class Example(NamedTuple):
@@ -104,8 +106,10 @@ class _Inspection:
         # only known at the end): {column: (count, first errors)}.
         self.pending: dict[str, list] = {}
         self.bad_rows: Counter = Counter()  # (text problem, label problem) -> rows
-        # Duplicates: an 8-byte digest of each text -> (first row, its label); memory stays ~100 B a row.
-        self.seen: dict[bytes, tuple[int, str | None]] = {}
+        # Duplicates: a 64-bit digest of each text -> first row * 1024 + its label's code, two ints a row.
+        self.seen: dict[int, int] = {}
+        self.label_codes: dict[str, int] = {}
+        self.duplicates_partial = False
         self.duplicates: list[tuple[int, int]] = []  # (row, the earlier row it repeats), first few
         self.duplicate_count = 0
         self.conflicts: list[tuple[int, int, str, str]] = []  # same text, other label: (row, first, label, first's)
@@ -166,17 +170,23 @@ class _Inspection:
             self.check_duplicate(row, key, values.get("label"))
 
     def check_duplicate(self, row: int, text: str, label: str | None) -> None:
-        key = hashlib.blake2b(" ".join(text.split()).encode(), digest_size=8).digest()
-        first = self.seen.setdefault(key, (row, label))
-        if first[0] == row:
+        if len(self.seen) >= DUPLICATE_CHECK_ROWS:
+            self.duplicates_partial = True
+            return
+        key = int.from_bytes(hashlib.blake2b(" ".join(text.split()).encode(), digest_size=8).digest(), "little")
+        code = _NO_LABEL if label is None else self.label_codes.setdefault(label, min(len(self.label_codes), _NO_LABEL))
+        first = self.seen.setdefault(key, row * 1024 + code)
+        first_row, first_code = divmod(first, 1024)
+        if first_row == row:
             return
         self.duplicate_count += 1
         if len(self.duplicates) < EXAMPLE_ROWS:
-            self.duplicates.append((row, first[0]))
-        if label is not None and label != first[1]:
+            self.duplicates.append((row, first_row))
+        if label is not None and code != first_code and first_code != _NO_LABEL and code != _NO_LABEL:
             self.conflict_count += 1
             if len(self.conflicts) < EXAMPLE_ROWS:
-                self.conflicts.append((row, first[0], label, first[1]))
+                first_label = next(name for name, c in self.label_codes.items() if c == first_code)
+                self.conflicts.append((row, first_row, label, first_label))
 
     def warnings(self, labels: dict[str, int] | None) -> list[dict]:
         """What training can live with but a user should know before spending GPU time on it."""
@@ -188,7 +198,9 @@ class _Inspection:
                                    f"an earlier row ({pairs}"
                                    f"{', ...' if self.duplicate_count > len(self.duplicates) else ''}); "
                                    "duplicates can land in both the training and the held-out split and "
-                                   "inflate the scores"})
+                                   "inflate the scores"
+                                   + (f" (the first {DUPLICATE_CHECK_ROWS:,} rows were compared)"
+                                      if self.duplicates_partial else "")})
         if self.conflict_count:
             pairs = ", ".join(f"row {r} says {label!r}, row {f} {first!r}" for r, f, label, first in self.conflicts)
             out.append({"code": "conflicting_labels", "rows": [r for r, *_ in self.conflicts],

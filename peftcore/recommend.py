@@ -79,7 +79,7 @@ def recommend(task: str, rows: int, *, table: dict | None = None) -> Recommendat
     top = max((r for r in run["results"] if r.get("accuracy") is not None and r["method"] not in REFERENCE_POINTS),
               key=lambda r: r["accuracy"])
     where = f"the parameter-efficient methods in the studio's benchmark at {run['rows']:,} training rows{size}"
-    if top is best:
+    if top["accuracy"] <= best["accuracy"]:
         reason = (f"Best dev accuracy among {where}: {best['accuracy']:.1%} with {best['trainable']:,} trainable "
                   f"parameters")
         if runner_up:

@@ -66,6 +66,8 @@ def _messages(value: Any, row: int) -> tuple:
         messages.append({"role": message["role"], "content": str(message["content"])})
     if messages[-1]["role"] != "assistant":
         raise DataError("the last message must be the assistant's answer, the part the model learns", row)
+    if not any(m["role"] == "user" for m in messages[:-1]):
+        raise DataError("the answer needs a user message before it to answer", row)
     return tuple(messages)
 
 

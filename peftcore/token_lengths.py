@@ -50,6 +50,20 @@ def length_histogram(model_path: Path, texts: Iterable[str]) -> dict[int, int]:
     return dict(counts)
 
 
+def model_token_limit(model_path: Path) -> int | None:
+    """The longest input a model's positions allow, from its config.json (None when it does not say)."""
+    import json
+
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for key in ("max_position_embeddings", "n_positions"):
+        if isinstance(config.get(key), int) and config[key] > 0:
+            return config[key]
+    return None
+
+
 def _percentile(ordered: list[tuple[int, int]], rows: int, q: float) -> int:
     """The smallest length at or below which at least q of the rows lie (nearest-rank)."""
     rank, seen = max(1, math.ceil(round(q * rows, 9))), 0  # round: 0.95 * 20 is 19.000000000000004
@@ -75,10 +89,13 @@ def summarise(histogram: dict, max_length: int | None = None) -> dict:
     return out
 
 
-def truncation_warning(summary: dict) -> str | None:
+def truncation_warning(summary: dict, model_limit: int | None = None) -> str | None:
+    """A warning when more than a few rows are cut; the advice never exceeds what the model can read."""
     share = summary.get("truncated_share")
     if share is None or share <= TRUNCATION_WARNING_SHARE:
         return None
-    return (f"{summary['truncated_rows']:,} rows ({share:.0%}) are longer than the maximum length of "
-            f"{summary['max_length']} tokens and will be cut; raise the maximum length to {summary['p95']} "
-            f"(95% of rows fit) if their ends matter")
+    message = (f"{summary['truncated_rows']:,} rows ({share:.0%}) are longer than the maximum length of "
+               f"{summary['max_length']} tokens and will be cut")
+    if model_limit is not None and summary["p95"] > model_limit:
+        return message + f"; the model reads at most {model_limit} tokens, so shorten the texts if their ends matter"
+    return message + f"; raise the maximum length to {summary['p95']} (95% of rows fit) if their ends matter"

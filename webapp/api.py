@@ -72,6 +72,8 @@ class DatasetOut(Schema):
 
     @staticmethod
     def resolve_warnings(obj) -> list[dict[str, Any]]:
+        if hasattr(obj, "warnings_json"):  # annotated by the list query: stats itself stays deferred
+            return obj.warnings_json or []
         return (obj.stats or {}).get("warnings", [])
 
 
@@ -183,7 +185,7 @@ def dataset_upload(request, file: File[UploadedFile] = None, name: Form[str] = "
 
 @api.get("/datasets", response=list[DatasetOut])
 def dataset_list(request):
-    return selectors.dataset_list(user=request.user)
+    return selectors.dataset_list(user=request.user, with_warnings=True)
 
 
 @api.get("/datasets/{dataset_id}", response=DatasetDetail)
@@ -399,7 +401,7 @@ def playground_create(request, job_id: int, body: PlaygroundIn):
 @api.get("/jobs/{job_id}/playground/{run_id}", response=PlaygroundOut)
 def playground_get(request, job_id: int, run_id: int):
     job = selectors.job_get(user=request.user, job_id=job_id)
-    return _playground_out(selectors.playground_run_get(job=job, run_id=run_id))
+    return _playground_out(services.playground_run_refresh(run=selectors.playground_run_get(job=job, run_id=run_id)))
 
 
 @api.get("/jobs/{job_id}/adapter", response={404: Detail}, url_name="job_adapter")

@@ -147,6 +147,9 @@ CELERY_TASK_ROUTES = {
 }
 # A live trainable count not answered within this many seconds is asked for again (its message was lost).
 COUNT_RETRY_SECONDS = 30
+# Token counts read a whole dataset (minutes for a large one) and playground runs load a model: ask again later.
+TOKEN_COUNT_RETRY_SECONDS = 600
+PLAYGROUND_RETRY_SECONDS = 300
 CELERY_BEAT_SCHEDULE = {
     "reap-expired-leases": {"task": "jobs.reap_expired_leases", "schedule": 60.0, "options": {"expires": 55}},
 }

@@ -226,7 +226,7 @@ def job_playground(request, job_id: int):
 @login_required
 def job_playground_run(request, job_id: int, run_id: int):
     job = selectors.job_get(user=request.user, job_id=job_id)
-    run = selectors.playground_run_get(job=job, run_id=run_id)
+    run = services.playground_run_refresh(run=selectors.playground_run_get(job=job, run_id=run_id))
     return render(request, "jobs/_playground.html", {"job": job, "run": run})
 
 

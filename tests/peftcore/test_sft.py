@@ -74,3 +74,9 @@ def test_a_max_length_that_cuts_every_answer_is_caught_before_training(tiny_shap
     short = SftExample(8, prompt="hi", response="hello")
     assert masked_rows([long_prompt, short], tokenizer, max_length=32, template="plain") == [7]
     assert masked_rows([long_prompt, short], tokenizer, max_length=512, template="plain") == []
+
+
+def test_an_answer_with_no_question_is_refused(tmp_path):
+    path = write_jsonl(tmp_path, [{"m": [{"role": "assistant", "content": "hello"}]}])
+    with pytest.raises(DataError, match="needs a user message"):
+        read_sft_examples(path, messages_column="m")

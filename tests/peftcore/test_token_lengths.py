@@ -31,3 +31,12 @@ def test_the_histogram_counts_the_models_tokens_without_cutting(tiny_model_dir, 
         expected[n] = expected.get(n, 0) + 1
     histogram = length_histogram(tiny_model_dir, column_texts(path, "tsv", "text"))
     assert histogram == expected and max(histogram) > 300
+
+
+def test_the_advice_never_exceeds_what_the_model_reads(tiny_model_dir):
+    summary = summarise({"100": 50, "900": 50}, max_length=128)
+    assert "raise the maximum length to 900" in truncation_warning(summary)
+    assert "reads at most 512 tokens" in truncation_warning(summary, model_limit=512)
+    from peftcore.token_lengths import model_token_limit
+
+    assert model_token_limit(tiny_model_dir) > 0 and model_token_limit(tiny_model_dir / "nope") is None

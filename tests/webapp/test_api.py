@@ -116,3 +116,14 @@ def test_upload_reports_warnings_that_do_not_block_it(alice_api):
     assert set(codes) == {"duplicates", "conflicting_labels", "too_few_rows", "imbalance"}
     detail = alice_api.get(f"/api/v1/datasets/{response.json()['id']}").json()
     assert detail["warnings"] == response.json()["warnings"]
+
+
+def test_the_dataset_list_reads_warnings_without_a_query_per_dataset(alice_api, django_assert_max_num_queries):
+    content = b"text\tlabel\na\t1\na\t0\nb\t1\n"
+    for i in range(6):
+        upload(alice_api, content, name=f"d{i}.tsv", text_column="text", label_column="label")
+    alice_api.get("/api/v1/datasets")
+    with django_assert_max_num_queries(6):
+        rows = alice_api.get("/api/v1/datasets").json()
+    assert len(rows) == 6 and all({"duplicates", "conflicting_labels"} <= {w["code"] for w in r["warnings"]}
+                                  for r in rows)

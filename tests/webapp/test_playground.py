@@ -89,3 +89,19 @@ def test_the_job_page_posts_polls_and_shows_the_probabilities(alice, succeeded, 
     html = client.get(f"/jobs/{job.pk}/playground/{run.pk}/").content.decode()
     assert html.count('class="predicted"') == 2 and 'id="playground-predictions"' in html
     assert client.post(f"/jobs/{job.pk}/playground/", {"texts": ""}).status_code == 400
+
+
+def test_a_run_whose_message_was_lost_is_asked_for_again(alice_api, succeeded, settings,
+                                                          django_capture_on_commit_callbacks):
+    job, _ = succeeded
+    with django_capture_on_commit_callbacks(execute=False):
+        run_id = alice_api.post(f"/api/v1/jobs/{job.pk}/playground", {"texts": ["x"]},
+                                content_type="application/json").json()["id"]
+    url = f"/api/v1/jobs/{job.pk}/playground/{run_id}"
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        alice_api.get(url)
+    assert not callbacks  # fresh: the worker has it
+    settings.PLAYGROUND_RETRY_SECONDS = 0
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert alice_api.get(url).json()["status"] == "pending"
+    assert len(callbacks) == 1
