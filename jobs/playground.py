@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from peftcore.models import resolve_model
 
 from . import services
 from .models import Artifact, PlaygroundRun
-from .storage import blob_write_to_path
+from .storage import blob_write_to_path, unzip_safely
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +32,7 @@ def _unzip_once(artifact: Artifact) -> Path:
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
         archive, partial = Path(tmp) / "adapter.zip", Path(tmp) / "adapter"
         blob_write_to_path(artifact.blob, archive)
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():  # our own zips, but never write outside the folder
-                if member.startswith("/") or ".." in Path(member).parts:
-                    raise ValueError(f"unsafe path in the adapter archive: {member!r}")
-            zf.extractall(partial)
+        unzip_safely(archive, partial)
         try:
             partial.rename(folder)  # atomic: a concurrent unzip of the same adapter loses the race harmlessly
         except OSError:

@@ -29,7 +29,7 @@ from peftcore.models import ModelRefError, resolve_model
 
 from . import services
 from .models import Artifact, Dataset, Job
-from .storage import blob_create_from_file, blob_delete, blob_write_to_path
+from .storage import blob_create_from_file, blob_delete, blob_write_to_path, unzip_safely
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,7 @@ def _materialise_start(job: Job, workdir: Path) -> dict | None:
     artifact = Artifact.objects.get(job_id=job.start_from_id, kind=Artifact.Kind.ADAPTER)
     archive, folder = workdir / "start.zip", workdir / "start"
     blob_write_to_path(artifact.blob, archive)
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():  # our own zips, but never write outside the folder
-            if member.startswith("/") or ".." in Path(member).parts:
-                raise ValueError(f"unsafe path in the adapter archive: {member!r}")
-        zf.extractall(folder)
+    unzip_safely(archive, folder)
     archive.unlink()
     return {"adapter_dir": str(folder), "mode": job.start_mode or "continue"}
 

@@ -107,13 +107,19 @@ def trainable_count_request(*, base_model: BaseModel, method: str, params: dict)
     key = hashlib.sha256(canonical.encode()).hexdigest()
     count, created = TrainableCount.objects.get_or_create(
         base_model=base_model, method=method, params_key=key, defaults={"params": params})
-    stale = (count.result is None and not created
-             and timezone.now() - count.requested_at > timedelta(seconds=settings.COUNT_RETRY_SECONDS))
-    if stale:  # the message was lost (a broker restart): ask again
-        TrainableCount.objects.filter(pk=count.pk).update(requested_at=timezone.now())
-    if created or stale:
-        transaction.on_commit(lambda: trainable_count_enqueue(count_id=count.pk), robust=True)
+    _ask_worker(count, created, settings.COUNT_RETRY_SECONDS, lambda: trainable_count_enqueue(count_id=count.pk))
     return count
+
+
+def _ask_worker(row, created: bool, retry_seconds: float, enqueue) -> None:
+    """Queue the task that fills row.result once committed: for a new row, and again for one still pending after
+    retry_seconds (its message was lost, say to a broker restart)."""
+    stale = (row.result is None and not created
+             and timezone.now() - row.requested_at > timedelta(seconds=retry_seconds))
+    if stale:
+        type(row).objects.filter(pk=row.pk).update(requested_at=timezone.now())
+    if created or stale:
+        transaction.on_commit(enqueue, robust=True)
 
 
 def trainable_count_enqueue(*, count_id: int) -> None:
@@ -130,12 +136,7 @@ def token_stats_request(*, dataset: Dataset, base_model: BaseModel, column: str)
     """The stored token lengths of a dataset column under a model's tokenizer, or a pending row with a task
     on its way (asked again when a pending one is older than TOKEN_COUNT_RETRY_SECONDS: its message was lost)."""
     stats, created = TokenStats.objects.get_or_create(dataset=dataset, base_model=base_model, column=column)
-    stale = (stats.result is None and not created
-             and timezone.now() - stats.requested_at > timedelta(seconds=settings.TOKEN_COUNT_RETRY_SECONDS))
-    if stale:
-        TokenStats.objects.filter(pk=stats.pk).update(requested_at=timezone.now())
-    if created or stale:
-        transaction.on_commit(lambda: token_stats_enqueue(stats_id=stats.pk), robust=True)
+    _ask_worker(stats, created, settings.TOKEN_COUNT_RETRY_SECONDS, lambda: token_stats_enqueue(stats_id=stats.pk))
     return stats
 
 
@@ -394,9 +395,7 @@ def playground_run_create(*, job: Job, user, texts: list[str]) -> PlaygroundRun:
 
 def playground_run_refresh(*, run: PlaygroundRun) -> PlaygroundRun:
     """Ask again for a run still pending after PLAYGROUND_RETRY_SECONDS (its message was lost)."""
-    if run.result is None and timezone.now() - run.requested_at > timedelta(seconds=settings.PLAYGROUND_RETRY_SECONDS):
-        PlaygroundRun.objects.filter(pk=run.pk).update(requested_at=timezone.now())
-        transaction.on_commit(lambda: playground_enqueue(run_id=run.pk), robust=True)
+    _ask_worker(run, False, settings.PLAYGROUND_RETRY_SECONDS, lambda: playground_enqueue(run_id=run.pk))
     return run
 
 

@@ -83,5 +83,17 @@ def blob_write_to_path(blob: Blob, path: str | os.PathLike) -> None:
         raise
 
 
+def unzip_safely(archive: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """Extract one of our own adapter zips, refusing any member that would land outside the folder."""
+    import zipfile
+    from pathlib import PurePosixPath
+
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            if member.startswith("/") or ".." in PurePosixPath(member).parts:
+                raise ValueError(f"unsafe path in the adapter archive: {member!r}")
+        zf.extractall(folder)
+
+
 def blob_delete(blob: Blob) -> None:
     blob.delete()

@@ -41,3 +41,18 @@ def test_empty_file_is_a_valid_blob(tmp_path):
     target = tmp_path / "out.bin"
     storage.blob_write_to_path(blob, target)
     assert target.read_bytes() == b"" and blob.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.mark.parametrize("member", ["../escape.txt", "/etc/evil", "a/../../escape.txt"])
+def test_adapter_zips_never_write_outside_their_folder(tmp_path, member):
+    import zipfile
+
+    from jobs.storage import unzip_safely
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("adapter_config.json", "{}")
+        zf.writestr(member, "x")
+    with pytest.raises(ValueError, match="unsafe path"):
+        unzip_safely(archive, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out").exists()
