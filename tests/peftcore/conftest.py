@@ -62,3 +62,31 @@ def make_spec(model: Path, train_file: Path, out: Path, *, method: str = "lora",
     }
     spec.update(overrides)
     return spec
+
+
+def loss_before_and_after(model, method, batch, targets, steps: int) -> tuple[float, float]:
+    """Train a built method a few optimizer steps on one batch at its recommended learning rate; the loss on that
+    batch (eval mode) before and after."""
+    import torch
+    import torch.nn.functional as F
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=method.recommended_learning_rate)
+
+    def loss_now():
+        model.eval()
+        with torch.no_grad():
+            return F.cross_entropy(model(**batch).logits, targets).item()
+
+    before = loss_now()
+    for step in range(steps):
+        model.train()
+        loss = F.cross_entropy(model(**batch).logits, targets)
+        if method.extra_loss:
+            loss = loss + method.extra_loss(model)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if method.on_step:
+            method.on_step(model, step)
+    return before, loss_now()

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import peftcore
 from peftcore.classification import collate, encode, load_model, load_tokenizer
@@ -16,7 +15,7 @@ from peftcore.events import ListSink
 from peftcore.methods import all_methods, count_trainable, get_method
 from peftcore.schema import validate_params
 from peftcore.train import fit, run
-from tests.peftcore.conftest import make_spec
+from tests.peftcore.conftest import loss_before_and_after, make_spec
 from tests.tiny_models import sentiment_rows
 
 TASK = "text-classification"
@@ -75,24 +74,8 @@ def test_a_few_steps_reduce_the_loss_and_exactly_the_method_trains(tiny_bert, na
 
     torch.manual_seed(0)
     batch, targets = _batch(tokenizer, sentiment_rows(16, seed=1))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=method.recommended_learning_rate)
-
-    def loss_now():
-        model.eval()
-        with torch.no_grad():
-            return F.cross_entropy(model(**batch).logits, targets).item()
-
-    before = loss_now()
-    for step in range(STEPS):
-        model.train()
-        loss = F.cross_entropy(model(**batch).logits, targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if method.on_step:
-            method.on_step(model, step)
-    assert loss_now() < before
+    before, after = loss_before_and_after(model, method, batch, targets, STEPS)
+    assert after < before
 
 
 @pytest.mark.parametrize("name, params", CASES, ids=IDS)

@@ -5,7 +5,6 @@ where it does not, the job is refused with the method's reason before anything t
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import peftcore
 from peftcore.classification import collate, encode, load_model, load_tokenizer
@@ -14,7 +13,7 @@ from peftcore.events import ListSink
 from peftcore.methods import all_methods, count_trainable, get_method
 from peftcore.schema import validate_params
 from peftcore.train import fit, run
-from tests.peftcore.conftest import SHAPES, make_spec
+from tests.peftcore.conftest import SHAPES, loss_before_and_after, make_spec
 from tests.tiny_models import sentiment_rows
 
 TASK = "text-classification"
@@ -56,26 +55,8 @@ def test_every_method_trains_saves_and_reloads_or_is_refused_on_every_shape(
     assert counted["total"] == sum(p.numel() for p in model.parameters())
 
     batch, targets = _batch(tokenizer, sentiment_rows(16, seed=1))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=method.recommended_learning_rate)
-
-    def loss_now():
-        model.eval()
-        with torch.no_grad():
-            return F.cross_entropy(model(**batch).logits, targets).item()
-
-    before = loss_now()
-    for step in range(STEPS):
-        model.train()
-        loss = F.cross_entropy(model(**batch).logits, targets)
-        if method.extra_loss:
-            loss = loss + method.extra_loss(model)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if method.on_step:
-            method.on_step(model, step)
-    assert loss_now() < before
+    before, after = loss_before_and_after(model, method, batch, targets, STEPS)
+    assert after < before
 
     result = fit(spec, ListSink())
     result.model.eval()
