@@ -175,7 +175,18 @@ class WorkerHeartbeat(models.Model):
     seen_at = models.DateTimeField()
 
 
-class TrainableCount(models.Model):
+class WorkerResult(models.Model):
+    """A question the web process asks a worker (it has no torch): the worker fills `result`; `requested_at`
+    lets jobs.services ask again when a message was lost."""
+
+    result = models.JSONField(null=True, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class TrainableCount(WorkerResult):
     """A method's trainable-parameter count on a base model for one set of method parameters, counted by the
     maintenance worker on the meta device (the web process has no torch). result is {trainable, total, share,
     head}, or {"refused": why}; null until counted."""
@@ -184,15 +195,13 @@ class TrainableCount(models.Model):
     method = models.CharField(max_length=40)
     params_key = models.CharField(max_length=64)  # sha256 of the canonical JSON of params
     params = models.JSONField()
-    result = models.JSONField(null=True, blank=True)
-    requested_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["base_model", "method", "params_key"],
                                                name="unique_trainable_count")]
 
 
-class TokenStats(models.Model):
+class TokenStats(WorkerResult):
     """Token lengths of one dataset column under one base model's tokenizer, counted by the maintenance worker
     (the web process loads no tokenizer). result is {"histogram": {length: rows}} or {"error": why}; null until
     counted. A histogram, not a summary, so any max length can be judged without counting again."""
@@ -200,24 +209,20 @@ class TokenStats(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
     base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="+")
     column = models.CharField(max_length=200)
-    result = models.JSONField(null=True, blank=True)
-    requested_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "base_model", "column"],
                                                name="unique_token_stats")]
 
 
-class PlaygroundRun(models.Model):
+class PlaygroundRun(WorkerResult):
     """Texts a user tries on a finished job's adapter; a worker fills result with
     {"predictions": [{label, probabilities}]} or {"error": why}. Null until then."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="playground_runs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     texts = models.JSONField()
-    result = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    requested_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]

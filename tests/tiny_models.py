@@ -21,6 +21,18 @@ TEMPLATES = (
 )
 
 
+def _copy_tokenizer(folder: Path) -> int:
+    """Copy the bundled MiniLM's tokenizer files into folder; its vocabulary size."""
+    from peftcore.models import bundled_model_path
+
+    source = bundled_model_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (source / name).exists():
+            shutil.copyfile(source / name, folder / name)
+    return sum(1 for _ in (source / "vocab.txt").open(encoding="utf-8"))
+
+
 def make_tiny_bert(folder: Path) -> Path:
     """A tiny random BERT saved as a plain BertModel (like the bundled MiniLM, so AutoModelFor... adds a fresh
     classifier head), with safetensors weights and the bundled MiniLM's real tokenizer. Cached per folder."""
@@ -30,14 +42,8 @@ def make_tiny_bert(folder: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    from peftcore.models import bundled_model_path
 
-    source = bundled_model_path()
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (source / name).exists():
-            shutil.copyfile(source / name, folder / name)
-    vocab_size = sum(1 for _ in (source / "vocab.txt").open(encoding="utf-8"))
+    vocab_size = _copy_tokenizer(folder)
     config = BertConfig(
         hidden_size=32,
         num_hidden_layers=2,
@@ -71,17 +77,11 @@ def _tiny_decoder_or_seq2seq(folder: Path, make_config, model_class_name: str) -
     import torch
     import transformers
 
-    from peftcore.models import bundled_model_path
 
-    source = bundled_model_path()
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (source / name).exists():
-            shutil.copyfile(source / name, folder / name)
+    vocab_size = _copy_tokenizer(folder)
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
-    vocab_size = sum(1 for _ in (source / "vocab.txt").open(encoding="utf-8"))
     config = make_config(vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
