@@ -45,14 +45,41 @@ def _loader_imports(saved_as: str) -> list[str]:
     return []
 
 
-def _loading_lines(saved_as: str, num_labels: int) -> list[str]:
+# The transformers class each task's model loads with (the card's code must build the same model).
+AUTO_CLASSES = {"text-classification": "AutoModelForSequenceClassification", "sft": "AutoModelForCausalLM",
+                "seq2seq": "AutoModelForSeq2SeqLM"}
+
+
+def _loading_lines(saved_as: str, num_labels: int, auto: str = AUTO_CLASSES["text-classification"]) -> list[str]:
     if saved_as == "full":  # a whole fine-tuned model: the base model is not needed
-        return ["model = AutoModelForSequenceClassification.from_pretrained(folder)", "model.eval()"]
+        return [f"model = {auto}.from_pretrained(folder)", "model.eval()"]
     load = "PeftModel.from_pretrained(model, folder)" if saved_as == "peft" else "peftcore.load_adapter(model, folder)"
+    labels = f", num_labels={num_labels}" if auto == AUTO_CLASSES["text-classification"] else ""
     return [
-        f"model = AutoModelForSequenceClassification.from_pretrained(base, num_labels={num_labels})",
+        f"model = {auto}.from_pretrained(base{labels})",
         f"model = {load}",
         "model.eval()",
+    ]
+
+
+def _use_lines(task: str, max_length: int) -> list[str]:
+    if task == "text-classification":
+        return [
+            'texts = ["an example text to classify"]',
+            f"inputs = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors=\"pt\")",
+            "with torch.no_grad():",
+            "    predicted = model(**inputs).logits.argmax(dim=-1)",
+            "print([labels[i] for i in predicted.tolist()])",
+        ]
+    prompt = ("# the prompt as in training: the tokenizer's chat template, or the template named under Training"
+              if task == "sft" else "# an input as in training")
+    return [
+        prompt,
+        'inputs = tokenizer(["Summarise: the studio trains adapters."], return_tensors="pt")',
+        "with torch.no_grad():",
+        "    output = model.generate(**inputs, max_new_tokens=64, do_sample=False)",
+        *(["output = output[:, inputs[\"input_ids\"].shape[1]:]  # the answer follows the prompt"] if task == "sft" else []),
+        "print(tokenizer.batch_decode(output, skip_special_tokens=True))",
     ]
 
 
@@ -79,6 +106,7 @@ def write_model_card(
     total_params: int | None = None,
     saved_as: str = "peft",
     stacked: bool = False,
+    template: str | None = None,
 ) -> Path:
     """README.md: what was trained on what, how well it did, and the exact code that loads it."""
     max_length = params.get("max_length", 128)
@@ -92,7 +120,7 @@ def write_model_card(
         f"- Base model: `{base_model}`",
         f"- Method: `{method}` with {json.dumps(dict(method_params), sort_keys=True)}",
         f"- Task: `{task}`",
-        f"- Labels ({len(labels)}): {', '.join(f'`{label}`' for label in labels)}",
+        *([f"- Labels ({len(labels)}): {', '.join(f'`{label}`' for label in labels)}"] if labels else []),
         f"- Training data: {dataset_name or '(unnamed)'}, sha256 `{dataset_sha256 or 'unknown'}`",
         "- Evaluation data: "
         + (f"sha256 `{eval_dataset_sha256}`" if eval_dataset_sha256 else "held out from the training data"),
@@ -102,6 +130,9 @@ def write_model_card(
     if trainable_params is not None:
         lines.append(f"- Trainable parameters: {trainable_params:,} of {total_params:,}")
     lines.append(f"- Training parameters: {json.dumps(dict(params), sort_keys=True)}")
+    if template:
+        lines.append(f"- Prompt template: `{template}` (auto: the tokenizer's chat template, else alpaca; see "
+                     "peftcore/sft.py)")
     if stacked:
         # The folder needs the adapter below it; peftcore.load_adapter applies both in order.
         lines.append("- Trained on top of the adapter in `base_adapter/` (kept frozen); load both with "
@@ -109,6 +140,7 @@ def write_model_card(
         saved_as = "peftcore" if saved_as == "peft" else saved_as
     lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt_metric(value)} |" for name, value in metrics.items()]
+    auto = AUTO_CLASSES.get(task, AUTO_CLASSES["text-classification"])
     lines += [
         "",
         "## Use it",
@@ -116,24 +148,19 @@ def write_model_card(
         "```python",
         "import torch",
         *_loader_imports(saved_as),
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        f"from transformers import {auto}, AutoTokenizer",
         "",
         *_base_loading_lines(base_model),
         'folder = "path/to/this/adapter"  # the folder holding this README',
-        f"labels = {json.dumps(list(labels), ensure_ascii=False)}",
+        *([f"labels = {json.dumps(list(labels), ensure_ascii=False)}"] if labels else []),
         "",
-        *_loading_lines(saved_as, len(labels)),
+        *_loading_lines(saved_as, len(labels), auto),
         "tokenizer = AutoTokenizer.from_pretrained(folder)",
         "",
-        'texts = ["an example text to classify"]',
-        f"inputs = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors=\"pt\")",
-        "with torch.no_grad():",
-        "    predicted = model(**inputs).logits.argmax(dim=-1)",
-        "print([labels[i] for i in predicted.tolist()])",
+        *(_use_lines(task, max_length)),
         "```",
         "",
-        f"The label list is also in `{LABELS_FILE}`.",
-        "",
+        *([f"The label list is also in `{LABELS_FILE}`.", ""] if labels else []),
     ]
     path = Path(folder) / CARD_FILE
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The text-classification task: model and tokenizer loading, encoding, batching and evaluation."""
+"""The text-classification task: reading rows, model and tokenizer loading, encoding, batching and evaluation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .data import DataError, Example, read_examples
+from .errors import BAD_DATA, TrainingError
 from .metrics import classification_metrics, classification_report
+from .splits import holdout_split, shuffle_and_cut, sort_labels
 
 
 def load_tokenizer(model_path: Path):
@@ -91,3 +94,71 @@ def evaluate(model, features, label_ids: Sequence[int], labels: Sequence[str], *
     metrics = {"eval_loss": float(F.cross_entropy(logits, targets))}
     metrics.update(classification_metrics(targets.tolist(), predicted, len(labels)))
     return {"metrics": metrics, "report": classification_report(targets.tolist(), predicted, labels)}
+
+
+def _read(path: str, fmt: str | None, job, role: str) -> list[Example]:
+    try:
+        return read_examples(path, fmt=fmt, text_column=job.text_column, label_column=job.label_column)
+    except DataError as exc:
+        raise TrainingError(BAD_DATA, f"{role} file {Path(path).name!r}: {exc}") from exc
+
+
+def read_rows(job) -> tuple[list[Example], list[Example], list[str]]:
+    """(train rows, eval rows, labels) of a train.Job, with every check that makes a bad file a bad_data error."""
+    seed, max_rows = job.params["seed"], job.params["max_rows"]
+    rows = shuffle_and_cut(_read(job.train_file, job.train_format, job, "training"), seed=seed, max_rows=max_rows)
+    # Labels come from every training-file row in use, so a rare label held out for evaluation is still known.
+    labels = sort_labels(example.label for example in rows)
+    if len(labels) < 2:
+        raise TrainingError(
+            BAD_DATA,
+            f"the label column {job.label_column!r} has only one value ({labels[0]!r}) in the training rows; "
+            "classification needs at least two different labels",
+        )
+    if job.eval_file:
+        train_rows, eval_rows = rows, _read(job.eval_file, job.eval_format, job, "evaluation")
+        known = set(labels)
+        for example in eval_rows:
+            if example.label not in known:
+                raise TrainingError(
+                    BAD_DATA,
+                    f"evaluation file {Path(job.eval_file).name!r}: row {example.row}: the label "
+                    f"{example.label!r} does not occur in the training data (labels: {', '.join(labels)})",
+                )
+    else:
+        train_rows, eval_rows = holdout_split(rows, job.params["eval_fraction"])
+    return train_rows, eval_rows, labels
+
+
+class ClassificationTask:
+    """Classification's side of a training run (train.fit drives it, as it drives the generation tasks)."""
+
+    def __init__(self, labels: Sequence[str]):
+        self.labels = list(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.tokenizer = None
+        self.max_length = 128
+        self.batch_size = 16
+        self.device = torch.device("cpu")
+        self.position_limit: int | None = None
+
+    def encode(self, rows: Sequence[Example]) -> list[dict]:
+        features = encode(self.tokenizer, [e.text for e in rows], self.max_length)
+        return [dict(f, target=self.index[e.label]) for f, e in zip(features, rows)]
+
+    def collate(self, features: Sequence[dict]) -> dict:
+        batch = collate([{k: v for k, v in f.items() if k != "target"} for f in features],
+                        self.tokenizer.pad_token_id, self.tokenizer.padding_side)
+        batch["labels"] = torch.tensor([f["target"] for f in features], dtype=torch.long)
+        return batch
+
+    @staticmethod
+    def loss(model, batch: dict) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return F.cross_entropy(model(**inputs).logits.float(), batch["labels"])
+
+    def evaluate(self, model, features: Sequence[dict], rows, *, final: bool) -> dict:
+        plain = [{k: v for k, v in f.items() if k != "target"} for f in features]
+        return evaluate(model, plain, [f["target"] for f in features], self.labels, batch_size=self.batch_size,
+                        pad_token_id=self.tokenizer.pad_token_id, padding_side=self.tokenizer.padding_side,
+                        device=self.device)

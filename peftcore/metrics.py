@@ -34,3 +34,25 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
             for i, label in enumerate(labels)
         },
     }
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def generation_metrics(generations: Sequence[str], references: Sequence[str]) -> tuple[dict, list[float]]:
+    """({rouge_l, bleu, exact_match}, each generation's ROUGE-L): ROUGE-L F1 (rouge-score, stemmed) and exact
+    match (ignoring case and spacing) as shares of 1, corpus BLEU (sacrebleu) on its usual 0-100 scale."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    if len(generations) != len(references) or not references:
+        raise ValueError("one generation per reference, and at least one of them")
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = [scorer.score(ref, gen)["rougeL"].fmeasure for gen, ref in zip(generations, references)]
+    exact = [_normalise(gen) == _normalise(ref) for gen, ref in zip(generations, references)]
+    # effective order: n-gram orders no answer is long enough to have are skipped, so short answers (a label, a
+    # number) that match score 100, not 0
+    bleu = sacrebleu.BLEU(effective_order=True).corpus_score(list(generations), [list(references)]).score
+    return ({"rouge_l": sum(rouge) / len(rouge), "bleu": float(bleu), "exact_match": sum(exact) / len(exact)},
+            rouge)

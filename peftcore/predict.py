@@ -12,9 +12,12 @@ from typing import Sequence
 
 from .adapters import load_adapter
 from .artifacts import read_labels
+from .start_from import adapter_method
+from .tasks import TEXT_CLASSIFICATION
 
 MAX_TEXTS = 32  # texts per request: the playground is for trying, not batch inference
 MAX_LENGTH = 512
+MAX_NEW_TOKENS = 256
 
 
 @dataclass
@@ -62,3 +65,51 @@ def classify(classifier: Classifier, texts: Sequence[str], max_length: int = 128
         out.append({"label": classifier.labels[best],
                     "probabilities": {label: round(p, 6) for label, p in zip(classifier.labels, row)}})
     return out
+
+
+@dataclass
+class Generator:
+    task: object  # a generation.GenerationTask holding the tokenizer and the template the adapter trained with
+    model: object
+
+
+def adapter_task(adapter_dir: Path) -> str:
+    """The task an adapter folder was trained for (classification for folders from before it was recorded)."""
+    return (adapter_method(Path(adapter_dir)) or {}).get("task") or TEXT_CLASSIFICATION
+
+
+def load_generator(model_path: Path, adapter_dir: Path) -> Generator:
+    import torch
+
+    from .classification import load_tokenizer
+    from .generation import GenerationTask, load_model
+
+    adapter_dir = Path(adapter_dir)
+    recorded = adapter_method(adapter_dir) or {}
+    task = GenerationTask(recorded["task"], template=recorded.get("template") or "auto")
+    task.tokenizer = load_tokenizer(adapter_dir)
+    model, _ = load_model(Path(model_path), task.task)
+    model = load_adapter(model, adapter_dir)
+    model.eval()
+    if torch.cuda.is_available():
+        model.to("cuda")
+    task.device = next(model.parameters()).device
+    from .classification import max_positions
+
+    task.position_limit = max_positions(model, task.tokenizer)
+    return Generator(task, model)
+
+
+def generate(generator: Generator, texts: Sequence[str], *, max_length: int = 512, max_new_tokens: int = 64) -> list[dict]:
+    """Per text: {"generation": the adapter's greedy answer}, the prompt built as in training."""
+    from .sft import SftExample
+
+    if not texts:
+        return []
+    if len(texts) > MAX_TEXTS:
+        raise ValueError(f"at most {MAX_TEXTS} texts at a time")
+    task = generator.task
+    task.max_length = max(1, min(int(max_length), MAX_LENGTH))
+    prompts = [task.prompt(SftExample(0, prompt=text, response="-")) for text in texts]
+    answers = task.generate(generator.model, prompts, max(1, min(int(max_new_tokens), MAX_NEW_TOKENS)))
+    return [{"generation": answer} for answer in answers]

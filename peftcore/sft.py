@@ -49,6 +49,12 @@ def extract(record: Any, path: str) -> Any:
     return value
 
 
+def path_root(path: str) -> str:
+    """The top-level column a path reads: `instances` for `instances[0].output`."""
+    first = _PATH_PART.match(path or "")
+    return first.group(1) if first and first.group(1) else path
+
+
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, (dict, list)):
         return None
@@ -71,27 +77,45 @@ def _messages(value: Any, row: int) -> tuple:
     return tuple(messages)
 
 
+def example_from_record(record: dict, row: int, *, prompt_column: str | None = None,
+                        response_column: str | None = None, input_column: str | None = None,
+                        messages_column: str | None = None) -> SftExample:
+    """One row as an example, by a messages column or by prompt and response columns (paths allowed); an optional
+    input column is appended to the prompt. DataError says what is wrong with the row."""
+    if messages_column:
+        return SftExample(row, messages=_messages(extract(record, messages_column), row))
+    prompt, response = _text(extract(record, prompt_column)), _text(extract(record, response_column))
+    if prompt is None:
+        raise DataError(f"the prompt {prompt_column!r} is missing or empty", row)
+    if response is None:
+        raise DataError(f"the response {response_column!r} is missing or empty", row)
+    extra = _text(extract(record, input_column)) if input_column else None
+    return SftExample(row, prompt=f"{prompt}\n\n{extra}" if extra else prompt, response=response)
+
+
 def read_sft_examples(path: str | Path, *, fmt: str | None = None, prompt_column: str | None = None,
                       response_column: str | None = None, input_column: str | None = None,
                       messages_column: str | None = None) -> list[SftExample]:
-    """Every example of a file, by a messages column or by prompt and response columns (paths allowed); an
-    optional input column is appended to the prompt. DataError names the first bad row."""
+    """Every example of a file (see example_from_record). DataError names the first bad row, or a column the
+    file does not have at all."""
     if not messages_column and not (prompt_column and response_column):
         raise DataError("name a messages column, or a prompt column and a response column")
+    columns = dict(prompt_column=prompt_column, response_column=response_column, input_column=input_column,
+                   messages_column=messages_column)
+    reader = RowReader(path, fmt)
     examples = []
-    for row, record, error in RowReader(path, fmt):
+    for row, record, error in reader:
         if error is not None:
             raise error
-        if messages_column:
-            examples.append(SftExample(row, messages=_messages(extract(record, messages_column), row)))
-            continue
-        prompt, response = _text(extract(record, prompt_column)), _text(extract(record, response_column))
-        if prompt is None:
-            raise DataError(f"the prompt {prompt_column!r} is missing or empty", row)
-        if response is None:
-            raise DataError(f"the response {response_column!r} is missing or empty", row)
-        extra = _text(extract(record, input_column)) if input_column else None
-        examples.append(SftExample(row, prompt=f"{prompt}\n\n{extra}" if extra else prompt, response=response))
+        try:
+            examples.append(example_from_record(record, row, **columns))
+        except DataError:
+            named = [c for c in (messages_column,) if c] or [c for c in (prompt_column, response_column) if c]
+            absent = [c for c in named if path_root(c) not in reader.columns]
+            if absent:  # not a bad row: the file has no such column
+                raise DataError(f"column {path_root(absent[0])!r} not found; columns are: "
+                                f"{', '.join(reader.columns) or '(none)'}") from None
+            raise
     if not examples:
         raise DataError("the file has no rows")
     return examples
@@ -112,22 +136,48 @@ def render(example: SftExample, tokenizer, template: str = AUTO) -> tuple[str, s
     return before + example.prompt + between, example.response
 
 
+def end_token_id(tokenizer) -> int | None:
+    """The token that ends an answer: end-of-text, or [SEP] for BERT-style vocabularies that have none."""
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+
+
+def _check_template(template: str) -> None:
+    if template != AUTO and template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; known: {AUTO}, {', '.join(TEMPLATES)}")
+
+
+def prompt_ids(example: SftExample, tokenizer, template: str = AUTO) -> list[int]:
+    """The token ids a causal model reads before it writes the answer (what generation starts from)."""
+    _check_template(template)
+    prompt, _ = render(example, tokenizer, template)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
+        ids = [tokenizer.bos_token_id] + ids
+    return ids
+
+
 def encode(example: SftExample, tokenizer, max_length: int, template: str = AUTO) -> dict:
     """input_ids, attention_mask and labels (IGNORE_INDEX on the prompt), cut to max_length from the end;
     `response_tokens` counts the answer tokens that survived the cut (0: nothing to learn from this row)."""
-    if template != AUTO and template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; known: {AUTO}, {', '.join(TEMPLATES)}")
-    prompt, response = render(example, tokenizer, template)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = prompt_ids(example, tokenizer, template)
+    _, response = render(example, tokenizer, template)
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        response_ids = response_ids + [tokenizer.eos_token_id]  # the model learns to stop
-    if tokenizer.bos_token_id is not None and (not prompt_ids or prompt_ids[0] != tokenizer.bos_token_id):
-        prompt_ids = [tokenizer.bos_token_id] + prompt_ids
-    input_ids = (prompt_ids + response_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length]
+    end = end_token_id(tokenizer)
+    if end is not None:
+        response_ids = response_ids + [end]  # the model learns to stop
+    input_ids = (ids + response_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(ids) + response_ids)[:max_length]
     return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels,
             "response_tokens": sum(1 for label in labels if label != IGNORE_INDEX)}
+
+
+def encode_seq2seq(example: SftExample, tokenizer, max_length: int) -> dict:
+    """An encoder-decoder pair: the input's ids to read, the target's ids (with the tokenizer's end token) as
+    labels; both cut to max_length."""
+    source = tokenizer(example.prompt, truncation=True, max_length=max_length)["input_ids"]
+    target = tokenizer(text_target=example.response, truncation=True, max_length=max_length)["input_ids"]
+    return {"input_ids": source, "attention_mask": [1] * len(source), "labels": target,
+            "response_tokens": len(target)}
 
 
 def masked_rows(examples: Sequence[SftExample], tokenizer, max_length: int, template: str = AUTO) -> list[int]:

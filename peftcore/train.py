@@ -17,24 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from . import classification
+from . import classification, generation
 from .adapters import AdapterLoadError, save_native, write_method_file
 from .artifacts import replace_folder, write_labels, write_model_card
-from .data import DataError, Example, read_examples
+from .data import DataError
 from .errors import BAD_DATA, BAD_PARAMS, INTERNAL, MODEL_LOAD, OUT_OF_MEMORY, TrainingError, is_out_of_memory
 from .events import EventSink
 from .methods import Method, UnknownMethodError, get_method
 from .methods._common import MethodBuildError
 from .models import BUNDLED_MODEL_ID, BUNDLED_UPSTREAM_ID, LOCAL_PREFIX, check_model_folder, is_hub_id
 from .schema import format_errors, validate_params
-from .splits import holdout_split, shuffle_and_cut, sort_labels
+from .sft import AUTO, TEMPLATES, SftExample, read_sft_examples
+from .splits import holdout_split, shuffle_and_cut
 from .start_from import StartFrom, apply_start, carry_base, check_start, parse_start_from, starting_labels
-from .tasks import UnknownTaskError, check_task
+from .tasks import GENERATION_TASKS, SFT, TEXT_CLASSIFICATION, UnknownTaskError, architecture_refusal, check_task
 from .training_params import TRAINING_PARAMS
 
-REQUIRED_KEYS = ("task", "model_path", "method", "train_file", "text_column", "label_column", "output_dir")
+REQUIRED_KEYS = ("task", "model_path", "method", "train_file", "output_dir")
 ADAPTER_DIR = "adapter"
 MAX_GRAD_NORM = 1.0
 
@@ -58,6 +58,11 @@ class Job:
     threads: int | None
     metadata: dict = field(default_factory=dict)
     start_from: StartFrom | None = None  # train on from a finished job's adapter (see start_from.py)
+    # SFT only: an extra input column appended to the prompt, or a chat `messages` column instead of
+    # text_column (prompt) and label_column (response); the prompt template (sft.TEMPLATES, or auto).
+    input_column: str | None = None
+    messages_column: str | None = None
+    template: str = AUTO
 
 
 @dataclass
@@ -82,6 +87,7 @@ def parse_spec(spec: dict) -> Job:
         raise TrainingError(BAD_PARAMS, str(exc)) from exc
     if task not in method.tasks:
         raise TrainingError(BAD_PARAMS, f"method {method.name!r} does not support the task {task!r}")
+    _check_columns(spec, task)
     method_params, method_errors = validate_params(method.params, spec.get("method_params"))
     params, param_errors = validate_params(TRAINING_PARAMS, spec.get("params"))
     if method_errors or param_errors:
@@ -106,13 +112,30 @@ def parse_spec(spec: dict) -> Job:
         train_format=spec.get("train_format"),
         eval_file=spec.get("eval_file"),
         eval_format=spec.get("eval_format"),
-        text_column=spec["text_column"],
-        label_column=spec["label_column"],
+        text_column=spec.get("text_column") or "",
+        label_column=spec.get("label_column") or "",
         output_dir=Path(spec["output_dir"]),
         threads=threads,
         metadata=dict(spec.get("metadata") or {}),
         start_from=parse_start_from(spec.get("start_from")),
+        input_column=spec.get("input_column") or None,
+        messages_column=spec.get("messages_column") or None,
+        template=spec.get("template") or AUTO,
     )
+
+
+def _check_columns(spec: dict, task: str) -> None:
+    if task == SFT and spec.get("messages_column"):
+        wanted = ()
+    else:
+        wanted = ("text_column", "label_column")
+    missing = [key for key in wanted if not spec.get(key)]
+    if missing:
+        hint = " (or, for SFT, messages_column)" if task == SFT else ""
+        raise TrainingError(BAD_PARAMS, f"the job spec is missing: {', '.join(missing)}{hint}")
+    template = spec.get("template") or AUTO
+    if template != AUTO and template not in TEMPLATES:
+        raise TrainingError(BAD_PARAMS, f"unknown template {template!r}; choose {AUTO} or one of: {', '.join(TEMPLATES)}")
 
 
 def seed_everything(seed: int) -> None:
@@ -123,38 +146,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _read(path: str, fmt: str | None, job: Job, role: str) -> list[Example]:
+def _read_generation(path: str, fmt: str | None, job: Job, role: str) -> list[SftExample]:
     try:
-        return read_examples(path, fmt=fmt, text_column=job.text_column, label_column=job.label_column)
+        return read_sft_examples(path, fmt=fmt, prompt_column=job.text_column or None,
+                                 response_column=job.label_column or None, input_column=job.input_column,
+                                 messages_column=job.messages_column if job.task == SFT else None)
     except DataError as exc:
         raise TrainingError(BAD_DATA, f"{role} file {Path(path).name!r}: {exc}") from exc
 
 
-def prepare_data(job: Job) -> tuple[list[Example], list[Example], list[str]]:
-    """(train rows, eval rows, labels), with every check that makes a bad file a bad_data error."""
-    seed, max_rows = job.params["seed"], job.params["max_rows"]
-    rows = shuffle_and_cut(_read(job.train_file, job.train_format, job, "training"), seed=seed, max_rows=max_rows)
-    # Labels come from every training-file row in use, so a rare label held out for evaluation is still known.
-    labels = sort_labels(example.label for example in rows)
-    if len(labels) < 2:
+def prepare_generation_data(job: Job) -> tuple[list[SftExample], list[SftExample]]:
+    rows = shuffle_and_cut(_read_generation(job.train_file, job.train_format, job, "training"),
+                           seed=job.params["seed"], max_rows=job.params["max_rows"])
+    if job.eval_file:
+        return rows, _read_generation(job.eval_file, job.eval_format, job, "evaluation")
+    if len(rows) < 2:
+        raise TrainingError(BAD_DATA, "the training file has one row; at least 2 are needed to hold some out for "
+                                      "evaluation (or give an evaluation file)")
+    return holdout_split(rows, job.params["eval_fraction"])
+
+
+def _drop_masked(task, rows: list, features: list[dict], role: str) -> tuple[list, list[dict]]:
+    """Refuse rows whose whole answer the max length cuts away: they would train on nothing."""
+    masked = [row.row for row, f in zip(rows, features) if f.get("response_tokens") == 0]
+    if masked:
+        shown = ", ".join(map(str, sorted(masked)[:5])) + (" ..." if len(masked) > 5 else "")
         raise TrainingError(
             BAD_DATA,
-            f"the label column {job.label_column!r} has only one value ({labels[0]!r}) in the training rows; "
-            "classification needs at least two different labels",
+            f"{len(masked)} {role} row(s) ({shown}) have prompts so long that the maximum length of "
+            f"{task.max_length} tokens leaves none of the response to learn from; raise the maximum length or "
+            "shorten those prompts",
         )
-    if job.eval_file:
-        train_rows, eval_rows = rows, _read(job.eval_file, job.eval_format, job, "evaluation")
-        known = set(labels)
-        for example in eval_rows:
-            if example.label not in known:
-                raise TrainingError(
-                    BAD_DATA,
-                    f"evaluation file {Path(job.eval_file).name!r}: row {example.row}: the label "
-                    f"{example.label!r} does not occur in the training data (labels: {', '.join(labels)})",
-                )
-    else:
-        train_rows, eval_rows = holdout_split(rows, job.params["eval_fraction"])
-    return train_rows, eval_rows, labels
+    return rows, features
 
 
 @contextlib.contextmanager
@@ -215,7 +238,8 @@ def save_adapter(model, tokenizer, job: Job, labels: list[str], report: dict) ->
                     base_model=_upstream_base(base_model))
     tokenizer.save_pretrained(str(partial))
     write_labels(partial, labels)
-    write_method_file(partial, method=job.method.name, params=job.method_params, task=job.task)
+    write_method_file(partial, method=job.method.name, params=job.method_params, task=job.task,
+                      template=job.template if job.task == SFT else None)
     stacked = carry_base(job.start_from, partial)
     write_model_card(  # written last: it replaces the generic README.md peft writes
         partial,
@@ -235,6 +259,7 @@ def save_adapter(model, tokenizer, job: Job, labels: list[str], report: dict) ->
         total_params=report["total_params"],
         saved_as=job.method.saved_as,
         stacked=stacked,
+        template=job.template if job.task == SFT else None,
     )
     return replace_folder(partial, job.output_dir / ADAPTER_DIR)
 
@@ -265,6 +290,10 @@ def lineage(job: Job, params: dict) -> dict:
         "dataset_sha256": job.metadata.get("dataset_sha256"),
         "eval_dataset_sha256": job.metadata.get("eval_dataset_sha256"),
         "start_from": {"mode": job.start_from.mode} if job.start_from else None,
+        "columns": {key: value for key, value in (
+            ("text_column", job.text_column), ("label_column", job.label_column), ("input_column", job.input_column),
+            ("messages_column", job.messages_column)) if value},
+        **({"template": job.template} if job.task == SFT else {}),
         "versions": {"python": platform.python_version(),
                      **{name: installed(name) for name in ("torch", "transformers", "peft", "safetensors")}},
     }
@@ -273,12 +302,40 @@ def lineage(job: Job, params: dict) -> dict:
 def check_architecture(job: Job) -> None:
     """Refuse a method/model combination before anything is loaded or trained, with the method's reason."""
     try:
-        model_type = json.loads((job.model_path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+        config = json.loads((job.model_path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return  # loading the model reports a missing or broken config as model_load
-    reason = job.method.supports(model_type)
+    model_type = config.get("model_type", "") if isinstance(config, dict) else ""
+    config = config if isinstance(config, dict) else {}
+    reason = job.method.supports(model_type, job.task)
+    if job.task in GENERATION_TASKS:
+        reason = reason or architecture_refusal(config, job.task)
     if reason:
         raise TrainingError(BAD_PARAMS, reason)
+
+
+def _task_and_rows(job: Job):
+    """(the task's side of the run, train rows, eval rows); labels are the classifier's, [] for generation."""
+    if job.task == TEXT_CLASSIFICATION:
+        train_rows, eval_rows, labels = classification.read_rows(job)
+        if job.start_from:
+            labels = starting_labels(job.start_from, labels)  # the head the adapter brings decides the order
+        return classification.ClassificationTask(labels), train_rows, eval_rows
+    train_rows, eval_rows = prepare_generation_data(job)
+    return generation.GenerationTask(job.task, template=job.template), train_rows, eval_rows
+
+
+def _load(job: Job, task) -> tuple[Any, Any, list[str]]:
+    """(tokenizer, model, new_modules), seeded so a new classifier head starts the same way every run."""
+    with _failures_as(MODEL_LOAD, f"could not load the model from {job.model_path}"):
+        check_model_folder(job.model_path)
+        tokenizer = classification.load_tokenizer(job.model_path)
+        seed_everything(job.params["seed"])
+        if job.task == TEXT_CLASSIFICATION:
+            model, new_modules = classification.load_model(job.model_path, task.labels, tokenizer.pad_token_id)
+        else:
+            model, new_modules = generation.load_model(job.model_path, job.task)
+    return tokenizer, model, new_modules
 
 
 def fit(spec: dict, sink: EventSink) -> FitResult:
@@ -290,16 +347,9 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
     check_architecture(job)
     if job.start_from:
         check_start(job.start_from, job.method, job.method_params, job.task)
-    train_rows, eval_rows, labels = prepare_data(job)
-    if job.start_from:
-        labels = starting_labels(job.start_from, labels)  # the head the adapter brings decides the order
-    label_index = {label: i for i, label in enumerate(labels)}
-
-    with _failures_as(MODEL_LOAD, f"could not load the model from {job.model_path}"):
-        check_model_folder(job.model_path)
-        tokenizer = classification.load_tokenizer(job.model_path)
-        seed_everything(params["seed"])  # before loading, so the new classifier head starts the same way
-        model, new_modules = classification.load_model(job.model_path, labels, tokenizer.pad_token_id)
+    task, train_rows, eval_rows = _task_and_rows(job)
+    labels = getattr(task, "labels", [])
+    tokenizer, model, new_modules = _load(job, task)
     batch_size, epochs = params["batch_size"], params["epochs"]
     steps_per_epoch = math.ceil(len(train_rows) / batch_size)
     total_steps = steps_per_epoch * epochs
@@ -320,11 +370,10 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
         limit -= job.method_params.get("num_virtual_tokens", 0)  # the virtual tokens take positions too
     if limit is not None and params["max_length"] > limit:
         params["max_length"] = limit  # the model cannot read further; the report shows the length used
-    pad_id, side = tokenizer.pad_token_id, tokenizer.padding_side
-    train_features = classification.encode(tokenizer, [e.text for e in train_rows], params["max_length"])
-    train_targets = [label_index[e.label] for e in train_rows]
-    eval_features = classification.encode(tokenizer, [e.text for e in eval_rows], params["max_length"])
-    eval_targets = [label_index[e.label] for e in eval_rows]
+    task.tokenizer, task.max_length, task.batch_size, task.device = tokenizer, params["max_length"], batch_size, device
+    task.position_limit = limit
+    train_rows, train_features = _drop_masked(task, train_rows, task.encode(train_rows), "training")
+    eval_rows, eval_features = _drop_masked(task, eval_rows, task.encode(eval_rows), "evaluation")
 
     optimizer = _optimizer(model, params["learning_rate"], params["weight_decay"])
     from transformers import get_linear_schedule_with_warmup
@@ -346,11 +395,12 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
 
     # A continued AdaLoRA adapter keeps the ranks its budget allocated: its schedule ran in the first job.
     on_step = None if job.start_from and job.start_from.mode == "continue" else job.method.on_step
-    eval_options = dict(batch_size=batch_size, pad_token_id=pad_id, padding_side=side, device=device)
     generator = torch.Generator().manual_seed(params["seed"])
-    # The untouched model first (a new head guesses), so the report shows what training gained. Evaluation
-    # draws no random numbers, so training is the same with or without it.
-    baseline = classification.evaluate(model, eval_features, eval_targets, labels, **eval_options)["metrics"]
+    # The untouched model first (a new head guesses, a base model writes what it would without training), so
+    # the report shows what training gained. Evaluation draws no random numbers, so training is the same with
+    # or without it.
+    baseline_eval = task.evaluate(model, eval_features, eval_rows, final=True)
+    baseline = baseline_eval["metrics"]
     sink.emit({"event": "eval", "step": 0, "epoch": 0, "metrics": baseline})
     started = time.monotonic()
     eval_seconds, train_tokens = 0.0, 0
@@ -362,12 +412,9 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
         order = torch.randperm(len(train_features), generator=generator).tolist()
         epoch_losses = []
         for first in range(0, len(order), batch_size):
-            indices = order[first:first + batch_size]
-            batch = classification.collate([train_features[i] for i in indices], pad_id, side)
+            batch = task.collate([train_features[i] for i in order[first:first + batch_size]])
             train_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-            batch = {key: value.to(device) for key, value in batch.items()}
-            targets = torch.tensor([train_targets[i] for i in indices], dtype=torch.long, device=device)
-            loss = F.cross_entropy(model(**batch).logits.float(), targets)
+            loss = task.loss(model, {key: value.to(device) for key, value in batch.items()})
             if job.method.extra_loss is not None:
                 loss = loss + job.method.extra_loss(model)
             value = loss.item()
@@ -395,7 +442,7 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
                 "learning_rate": learning_rate,
             })
         evaluating = time.monotonic()
-        evaluation = classification.evaluate(model, eval_features, eval_targets, labels, **eval_options)
+        evaluation = task.evaluate(model, eval_features, eval_rows, final=epoch == epochs)
         eval_seconds += time.monotonic() - evaluating
         sink.emit({"event": "eval", "step": step, "epoch": epoch, "metrics": evaluation["metrics"]})
     train_seconds = time.monotonic() - started
@@ -425,6 +472,9 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
         "method_params": job.method_params,
         "params": params,
     }
+    before = {sample["row"]: sample["generation"] for sample in baseline_eval["report"].get("samples", [])}
+    for sample in report.get("samples", []):
+        sample["baseline_generation"] = before.get(sample["row"])  # what the untrained model wrote
     adapter_dir = save_adapter(model, tokenizer, job, labels, report)
     report["efficiency"]["adapter_bytes"] = sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file())
     done = {"event": "done", "adapter_dir": str(adapter_dir.resolve()), "metrics": metrics, "report": report}

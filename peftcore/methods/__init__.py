@@ -32,6 +32,7 @@ def linear_only(label: str) -> dict[str, str]:
                     "choose LoRA, IA3, AdaLoRA or VeRA for GPT-2, or a Llama- or BERT-style model"}
 
 
+# For text classification only: T5's sequence-to-sequence model takes prompt vectors (peft's SEQ_2_SEQ_LM).
 T5_NO_PROMPTS = (
     "{} cannot classify with T5 models: T5's classification model does not accept the prompt vectors this "
     "method adds in front of the input; choose LoRA, IA3 or another method for T5"
@@ -57,7 +58,8 @@ class Method:
     how: str = "adds"
     # Model types the method is declared for; others are refused before loading, with refusal_reason.
     architectures: tuple[str, ...] = KNOWN_ARCHITECTURES
-    # Model types refused for a specific reason (e.g. BitFit on models without bias terms).
+    # Model types refused for a specific reason (e.g. BitFit on models without bias terms); a key
+    # "model_type:task" refuses that model type for one task only.
     refusals: Mapping[str, str] = field(default_factory=dict)
     # Called after every optimizer step as on_step(model, step) with step counting from 0 (AdaLoRA's budget).
     on_step: Callable[[Any, int], None] | None = None
@@ -77,10 +79,11 @@ class Method:
         if self.saved_as not in ("peft", "peftcore", "full"):
             raise ValueError(f"method {self.name!r}: saved_as must be peft, peftcore or full")
 
-    def supports(self, model_type: str) -> str | None:
-        """None when the method can be used with this model type, else the reason it cannot."""
-        if model_type in self.refusals:
-            return self.refusals[model_type]
+    def supports(self, model_type: str, task: str | None = None) -> str | None:
+        """None when the method can be used with this model type (for this task), else the reason it cannot."""
+        for key in (f"{model_type}:{task}", model_type):
+            if key in self.refusals:
+                return self.refusals[key]
         if self.architectures and model_type not in self.architectures:
             return (
                 f"{self.label} is not available for {model_type!r} models; it is declared for: "

@@ -43,18 +43,22 @@ def _new_modules(model, keys: set[str] | None) -> list[str]:
 def count_on_meta(config, method_name: str, params: Mapping | None, task: str, *,
                   checkpoint_keys: set[str] | None = None, causal_lm: bool = False) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    from ..tasks import SEQ2SEQ, SFT
 
     method = get_method(method_name)
     clean, errors = validate_params(method.params, params)
     if errors:
         raise MethodBuildError(f"{method.label} parameters: {format_errors(errors)}")
-    reason = method.supports(getattr(config, "model_type", ""))
+    reason = method.supports(getattr(config, "model_type", ""), task)
     if reason:
         raise MethodBuildError(reason)
     if "init" in clean:
         clean["init"] = "default"  # PiSSA/OLoRA decompose real weights; the count is the same for every init
-    auto = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
+    # causal_lm: a causal LM without a checkpoint to compare with (nothing of it is new).
+    auto = AutoModelForCausalLM if causal_lm else {SFT: AutoModelForCausalLM, SEQ2SEQ: AutoModelForSeq2SeqLM}.get(
+        task, AutoModelForSequenceClassification)
     with torch.device("meta"):
         model = auto.from_config(config)
         new_modules = [] if causal_lm else _new_modules(model, checkpoint_keys)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, register
 from ._common import peft_builder, targeting_params
 
@@ -56,7 +56,7 @@ METHOD = register(
         description="Like LoRA, but moves its budget during training to the weights that matter most.",
         paper="https://arxiv.org/abs/2303.10512",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-2,  # bench/sweep.py on SST-2: better than 1e-3 and 3e-3 (docs/benchmarks.md)
         can_merge=True,
         build=peft_builder("AdaLoraConfig", "AdaLoRA", _options,

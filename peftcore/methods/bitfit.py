@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, register
 from ._common import MethodBuildError
 
@@ -30,7 +30,7 @@ METHOD = register(
         "surprisingly strong.",
         paper="https://arxiv.org/abs/2106.10199",
         params=(),
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-2,
         can_merge=True,  # the trained biases simply replace the base ones
         build=build,

@@ -10,7 +10,7 @@ import re
 from typing import Sequence
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, register
 from ._common import MethodBuildError
 from ._placement import PlacementError, output_regex, placement_params
@@ -55,7 +55,7 @@ METHOD = register(
         "percent or so of the model's weights.",
         paper="https://arxiv.org/abs/1902.00751",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-3,
         can_merge=False,  # the nonlinearity keeps the adapter from folding into the base weights
         build=build,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, register
 from ._common import peft_builder, targeting_params
 
@@ -29,7 +29,7 @@ METHOD = register(
         description="Learns a weight change as a handful of frequency coefficients: very few trained weights.",
         paper="https://arxiv.org/abs/2405.03003",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=3e-3,
         can_merge=True,
         build=peft_builder("FourierFTConfig", "FourierFT", _options,

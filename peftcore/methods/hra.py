@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, linear_only, register
 from ._common import peft_builder, targeting_params
 
@@ -33,7 +33,7 @@ METHOD = register(
         "fine-tuning.",
         paper="https://arxiv.org/abs/2405.17484",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-2,  # bench/sweep.py on SST-2: better than 1e-3 and 3e-3 (docs/benchmarks.md)
         can_merge=True,
         build=peft_builder("HRAConfig", "HRA", _options, "TRANSFORMERS_MODELS_TO_HRA_TARGET_MODULES_MAPPING"),

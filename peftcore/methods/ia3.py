@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..tasks import TEXT_CLASSIFICATION, peft_task_type
+from ..tasks import ALL_TASKS, peft_task_type
 from . import Method, register
 from ._common import MethodBuildError, apply_peft, module_names_param, modules_to_save, parse_module_names
 
@@ -58,7 +58,7 @@ METHOD = register(
         description="Learns one scaling factor per feature in a few layers; trains very few weights and is fast.",
         paper="https://arxiv.org/abs/2205.05638",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-2,  # 0.803 vs 0.774 dev accuracy at 3e-3 (docs/benchmarks.md)
         can_merge=True,
         build=build,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, register
 from ._common import MethodBuildError, parse_module_names, peft_builder, targeting_params
 from ._placement import PlacementError, norm_regex
@@ -26,7 +26,7 @@ METHOD = register(
         description="Trains only the normalisation layers' scale and shift: tiny, fast, and a strong baseline.",
         paper="https://arxiv.org/abs/2211.08682",
         params=targeting_params("both the attention and feed-forward norms of each block"),
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=5e-3,
         can_merge=True,
         build=peft_builder("LNTuningConfig", "LN-tuning", _options),

@@ -4,7 +4,7 @@ DoRA, rsLoRA, PiSSA / OLoRA initialisation and KaSA."""
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, register
 from ._common import MethodBuildError, peft_builder, targeting_params
 
@@ -85,7 +85,7 @@ METHOD = register(
         description="Learns a small low-rank change to the model's attention weights; the most widely used method.",
         paper="https://arxiv.org/abs/2106.09685",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-3,  # 0.820 vs 0.792 dev accuracy at 5e-4 (docs/benchmarks.md)
         can_merge=True,
         build=peft_builder("LoraConfig", "LoRA", _options, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, linear_only, register
 from ._common import peft_builder, targeting_params
 
@@ -30,7 +30,7 @@ METHOD = register(
         "knows intact.",
         paper="https://arxiv.org/abs/2306.07280",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-3,
         can_merge=True,
         build=peft_builder("OFTConfig", "OFT", _options, "TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
@@ -28,12 +28,12 @@ METHOD = register(
         "steadily.",
         paper="https://arxiv.org/abs/2103.10385",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=3e-2,  # bench/sweep.py on SST-2: 1e-3, 3e-3 and 1e-2 stay on the majority class
         can_merge=False,
         build=peft_builder("PromptEncoderConfig", "P-tuning", _options, targets=False),
         acts_on=("input",),
         how="prompts",
-        refusals={"t5": T5_NO_PROMPTS.format("P-tuning")},
+        refusals={"t5:text-classification": T5_NO_PROMPTS.format("P-tuning")},
     )
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import KNOWN_ARCHITECTURES, T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
@@ -29,7 +29,7 @@ METHOD = register(
         "changing it.",
         paper="https://arxiv.org/abs/2101.00190",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-2,
         can_merge=False,
         build=peft_builder("PrefixTuningConfig", "Prefix tuning", _options, targets=False),
@@ -37,6 +37,6 @@ METHOD = register(
         how="prompts",
         architectures=tuple(a for a in KNOWN_ARCHITECTURES if a != "distilbert"),
         refusals={"distilbert": "DistilBERT's attention takes no past keys and values, which prefix tuning adds",
-                  "t5": T5_NO_PROMPTS.format("Prefix tuning")},
+                  "t5:text-classification": T5_NO_PROMPTS.format("Prefix tuning")},
     )
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
@@ -25,12 +25,12 @@ METHOD = register(
         description="Learns a short invisible prompt placed before every text; the model itself is untouched.",
         paper="https://arxiv.org/abs/2104.08691",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=3e-2,
         can_merge=False,
         build=peft_builder("PromptTuningConfig", "Prompt tuning", _options, targets=False),
         acts_on=("input",),
         how="prompts",
-        refusals={"t5": T5_NO_PROMPTS.format("Prompt tuning")},
+        refusals={"t5:text-classification": T5_NO_PROMPTS.format("Prompt tuning")},
     )
 )

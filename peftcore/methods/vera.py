@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ..tasks import TEXT_CLASSIFICATION
+from ..tasks import ALL_TASKS
 from . import Method, register
 from ._common import peft_builder, targeting_params
 
@@ -34,7 +34,7 @@ METHOD = register(
         "scaling vectors: far fewer weights than LoRA.",
         paper="https://arxiv.org/abs/2310.11454",
         params=PARAMS,
-        tasks=(TEXT_CLASSIFICATION,),
+        tasks=ALL_TASKS,
         recommended_learning_rate=1e-2,
         can_merge=True,
         build=peft_builder("VeraConfig", "VeRA", _options, "TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING"),

@@ -32,7 +32,7 @@ def _batch(tokenizer, rows):
 def test_every_method_trains_saves_and_reloads_or_is_refused_on_every_shape(
         tiny_shape, sentiment_tsv, tmp_path, shape, name):
     folder, method = tiny_shape(shape), get_method(name)
-    reason = method.supports(shape)
+    reason = method.supports(shape, TASK)
     spec = make_spec(folder, sentiment_tsv, tmp_path / "out", method=name,
                      params={"epochs": 1, "batch_size": 16, "max_rows": 32, "max_length": 32})
     if reason:

@@ -6,7 +6,8 @@ import pytest
 
 from peftcore.classification import load_tokenizer
 from peftcore.formats import DataError
-from peftcore.sft import IGNORE_INDEX, SftExample, encode, extract, masked_rows, read_sft_examples, render
+from peftcore.sft import (IGNORE_INDEX, SftExample, encode, end_token_id, extract, masked_rows, read_sft_examples,
+                          render)
 
 SEED_TASKS = "instructions/seed_tasks.jsonl"
 
@@ -50,9 +51,8 @@ def test_only_the_response_is_learned(tiny_shape):
     prompt, response = render(example, tokenizer, "alpaca")
     assert "### Instruction:\nwhat is two plus three" in prompt and response == "five"
     learned = [t for t in encoded["labels"] if t != IGNORE_INDEX]
-    expected = tokenizer("five", add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        expected = expected + [tokenizer.eos_token_id]
+    # The answer ends with the end token ([SEP] for this BERT vocabulary, which has no end-of-text token).
+    expected = tokenizer("five", add_special_tokens=False)["input_ids"] + [end_token_id(tokenizer)]
     assert learned == expected == encoded["input_ids"][-len(expected):]
     assert encoded["response_tokens"] == len(expected) and len(encoded["attention_mask"]) == len(encoded["input_ids"])
 
