@@ -14,8 +14,15 @@ from .selectors import _team_ids, job_metric_series
 
 MAX_JOBS = 8
 LEADERBOARD_SIZE = 20
-# (key in Job.metrics, label, higher is better)
-METRICS = (("accuracy", "accuracy", True), ("macro_f1", "macro-F1", True), ("eval_loss", "eval loss", False))
+# (key in Job.metrics, label, higher is better): classification's, then generation's (SFT, seq2seq: ROUGE-L and
+# exact match are fractions, BLEU is 0-100), then the losses every task reports. A row is shown when any compared
+# job has the metric, so a classifier and a generator side by side leave each other's cells empty.
+METRICS = (
+    ("accuracy", "accuracy", True), ("macro_f1", "macro-F1", True),
+    ("rouge_l", "ROUGE-L", True), ("bleu", "BLEU", True), ("exact_match", "exact match", True),
+    ("perplexity", "perplexity", False), ("eval_loss", "eval loss", False),
+)
+HIGHER_IS_BETTER = {key: higher for key, _, higher in METRICS}
 
 
 class TooManyJobs(ValueError):
@@ -86,9 +93,9 @@ def job_compare(*, user, ids: list[int]) -> dict:
 
 
 def dataset_leaderboard(*, user, dataset_id: int, metric: str = "accuracy", limit: int = LEADERBOARD_SIZE):
-    """The best succeeded jobs trained on a dataset, by a metric (JSON key of Job.metrics), best first."""
-    better = {key: higher for key, _, higher in METRICS}
-    order = F(f"metrics__{metric}").desc(nulls_last=True) if better.get(metric, True) \
+    """The best succeeded jobs trained on a dataset, by a metric (JSON key of Job.metrics), best first: highest
+    first, or lowest first for a loss or perplexity. Jobs without the metric (another task's) are left out."""
+    order = F(f"metrics__{metric}").desc(nulls_last=True) if HIGHER_IS_BETTER.get(metric, True) \
         else F(f"metrics__{metric}").asc(nulls_last=True)
     return (Job.objects.filter(team__in=_team_ids(user), dataset_id=dataset_id, status=Job.Status.SUCCEEDED)
             .filter(**{f"metrics__{metric}__isnull": False})

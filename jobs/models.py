@@ -98,8 +98,14 @@ class Job(models.Model):
     method = models.CharField(max_length=40)
     method_params = models.JSONField(default=dict)
     params = models.JSONField(default=dict)
-    text_column = models.CharField(max_length=200)
-    label_column = models.CharField(max_length=200)
+    # What the two columns hold depends on the task (peftcore.tasks.COLUMN_ROLES): text and label, prompt and
+    # response (paths such as instances[0].output allowed), input and target. Blank for SFT on a messages column.
+    text_column = models.CharField(max_length=200, blank=True)
+    label_column = models.CharField(max_length=200, blank=True)
+    # SFT only: an extra input appended to the prompt, a chat messages column, the prompt template ("" = auto).
+    input_column = models.CharField(max_length=200, blank=True)
+    messages_column = models.CharField(max_length=200, blank=True)
+    template = models.CharField(max_length=20, blank=True)
     # Train on from a finished job's adapter: "continue" trains it further, "stack" keeps it frozen below a new one.
     start_from = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     start_mode = models.CharField(max_length=10, blank=True, choices=[("continue", "continue"), ("stack", "stack")])
@@ -208,7 +214,10 @@ class TokenStats(WorkerResult):
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
     base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="+")
+    # A column name, or for SFT "sft:" + a hash of `options` (the job's columns and template): then result also
+    # holds prompt lengths and the rows that cannot be read (peftcore.token_lengths.sft_lengths).
     column = models.CharField(max_length=200)
+    options = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "base_model", "column"],
@@ -229,5 +238,7 @@ class PlaygroundRun(WorkerResult):
 
     @property
     def pairs(self) -> list[tuple[str, dict]]:
-        """(text, prediction) for each text once predicted."""
-        return list(zip(self.texts, (self.result or {}).get("predictions", [])))
+        """(text, answer) for each text once the worker ran: a classifier's {label, probabilities}, or a
+        generation (SFT, seq2seq) adapter's {generation}."""
+        result = self.result or {}
+        return list(zip(self.texts, result.get("generations") or result.get("predictions") or []))

@@ -1,5 +1,6 @@
 """The playground on the worker side: unzip a job's adapter once (cached by its sha256), keep the last few loaded
-models in memory, and store each run's predictions. Runs in the maintenance worker, never the web process."""
+models in memory, and store each run's result: a classifier's label probabilities, or the text a generation (SFT,
+seq2seq) adapter writes. Runs in the maintenance worker, never the web process."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .storage import blob_write_to_path, unzip_safely
 log = logging.getLogger(__name__)
 
 KEEP_LOADED = 2  # models held in memory; the next one evicts the least recently used
+MAX_NEW_TOKENS = 64  # tokens a generation adapter may write per playground text
 _loaded: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 
@@ -41,24 +43,37 @@ def _unzip_once(artifact: Artifact) -> Path:
     return folder
 
 
-def _classifier(model_path: Path, adapter_dir: Path):
-    from peftcore.predict import load_classifier
-
+def _cached(model_path: Path, adapter_dir: Path, load):
+    """load(model_path, adapter_dir), or the copy still in memory; one LRU for classifiers and generators (an
+    adapter folder has one task, so the key cannot mean both)."""
     key = (str(model_path), str(adapter_dir))
     with _lock:
         if key in _loaded:
             _loaded.move_to_end(key)
             return _loaded[key]
-    classifier = load_classifier(model_path, adapter_dir)
+    loaded = load(model_path, adapter_dir)
     with _lock:
-        _loaded[key] = classifier
+        _loaded[key] = loaded
         while len(_loaded) > KEEP_LOADED:
             _loaded.popitem(last=False)
-    return classifier
+    return loaded
+
+
+def _classifier(model_path: Path, adapter_dir: Path):
+    from peftcore.predict import load_classifier
+
+    return _cached(model_path, adapter_dir, load_classifier)
+
+
+def _generator(model_path: Path, adapter_dir: Path):
+    from peftcore.predict import load_generator
+
+    return _cached(model_path, adapter_dir, load_generator)
 
 
 def predict(run_id: int) -> str:
-    from peftcore.predict import classify
+    from peftcore.predict import adapter_task, classify, generate
+    from peftcore.tasks import GENERATION_TASKS
 
     run = PlaygroundRun.objects.select_related("job__base_model", "job__report").filter(pk=run_id).first()
     if run is None:
@@ -70,9 +85,17 @@ def predict(run_id: int) -> str:
             raise ValueError(f"job #{job.pk} has no stored adapter")
         model = job.base_model
         model_path = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
-        classifier = _classifier(model_path, _unzip_once(artifact))
+        adapter_dir = _unzip_once(artifact)
         used = (getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length"))
-        result = {"predictions": classify(classifier, run.texts, max_length=used or job.params.get("max_length", 128))}
+        max_length = used or job.params.get("max_length", 128)
+        # The folder records the task it was trained for (classification if it predates the record), so it
+        # decides, not job.task: a generator cannot load from a folder that does not name its task.
+        if adapter_task(adapter_dir) in GENERATION_TASKS:
+            generations = generate(_generator(model_path, adapter_dir), run.texts, max_length=max_length,
+                                   max_new_tokens=MAX_NEW_TOKENS)
+            result = {"generations": generations}
+        else:
+            result = {"predictions": classify(_classifier(model_path, adapter_dir), run.texts, max_length=max_length)}
     except Exception as exc:  # whatever breaks, the run must end, or the page would poll forever
         log.warning("playground run %s of job %s failed: %s", run.pk, job.pk, exc)
         result = {"error": f"could not run the adapter: {exc}"}

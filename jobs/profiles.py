@@ -59,7 +59,7 @@ def count_trainable(count_id: int) -> str:
 def count_tokens(stats_id: int) -> str:
     """Token lengths of a dataset column under a base model's tokenizer, for the pre-flight report: the dataset
     is written from its blob to a temporary file and read row by row; no model weights are loaded."""
-    from peftcore.token_lengths import column_texts, length_histogram, model_token_limit
+    from peftcore.token_lengths import column_texts, length_histogram, model_token_limit, sft_lengths
 
     from .storage import blob_write_to_path
 
@@ -72,9 +72,12 @@ def count_tokens(stats_id: int) -> str:
         with tempfile.TemporaryDirectory(prefix="studio-tokens-") as tmp:
             path = Path(tmp) / f"data.{dataset.format}"
             blob_write_to_path(dataset.blob, path)
-            histogram = length_histogram(folder, column_texts(path, dataset.format, stats.column))
-        result = {"histogram": {str(k): v for k, v in sorted(histogram.items())},
-                  "model_limit": model_token_limit(folder)}
+            if stats.options:  # SFT examples as the template builds them
+                result = sft_lengths(folder, path, dataset.format, stats.options)
+            else:
+                histogram = length_histogram(folder, column_texts(path, dataset.format, stats.column))
+                result = {"histogram": {str(k): v for k, v in sorted(histogram.items())}}
+        result["model_limit"] = model_token_limit(folder)
     except Exception as exc:  # whatever breaks, the row must end, or the form would poll forever
         log.warning("token lengths of dataset %s on model %s failed: %s", dataset.pk, model.pk, exc)
         result = {"error": f"could not count tokens with {model.name}'s tokenizer: {exc}"}

@@ -100,7 +100,12 @@ def token_stats_summary(stats, max_length: int | None) -> dict | None:
     if "error" in stats.result:
         return {"error": stats.result["error"]}
     summary = summarise(stats.result["histogram"], max_length)
-    return {**summary, "warning": truncation_warning(summary, stats.result.get("model_limit"))}
+    summary = {**summary, "warning": truncation_warning(summary, stats.result.get("model_limit"))}
+    if stats.options and max_length is not None:  # SFT: rows that cannot be read, answers cut away entirely
+        from peftcore.token_lengths import sft_check
+
+        summary["sft"] = sft_check(stats.result, max_length)
+    return summary
 
 
 def playground_run_get(*, job: Job, run_id: int):

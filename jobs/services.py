@@ -15,10 +15,13 @@ from django.utils import timezone
 from peftcore.data import inspect_file
 from peftcore.formats import DataError, detect_format
 from peftcore.methods import UnknownMethodError, all_methods, get_method
-from peftcore.models import BUNDLED_MODEL_ID
+from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resolve_model
 from peftcore.schema import validate_params
 from peftcore.start_from import MODES as START_MODES
+from peftcore.sft import AUTO as AUTO_TEMPLATE
+from peftcore.sft import TEMPLATES, path_root
 from peftcore.start_from import start_refusal
+from peftcore.tasks import COLUMN_ROLES, SFT, TASK_NAMES, TEXT_CLASSIFICATION, architecture_refusal
 from peftcore.training_params import TRAINING_PARAMS
 
 from .models import (Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint, PlaygroundRun, TokenStats,
@@ -27,7 +30,7 @@ from .storage import blob_create_from_file
 
 log = logging.getLogger(__name__)
 
-TASKS = {"text-classification": "Text classification"}
+TASKS = TASK_NAMES
 
 
 class ValidationFailed(Exception):
@@ -132,10 +135,28 @@ def trainable_count_set(*, count: TrainableCount, result: dict) -> None:
     TrainableCount.objects.filter(pk=count.pk).update(result=result)
 
 
-def token_stats_request(*, dataset: Dataset, base_model: BaseModel, column: str) -> TokenStats:
-    """The stored token lengths of a dataset column under a model's tokenizer, or a pending row with a task
-    on its way (asked again when a pending one is older than TOKEN_COUNT_RETRY_SECONDS: its message was lost)."""
-    stats, created = TokenStats.objects.get_or_create(dataset=dataset, base_model=base_model, column=column)
+def sft_options(text_column: str, label_column: str, input_column: str = "", messages_column: str = "",
+                template: str = "") -> dict:
+    """The SFT columns and template as the pre-flight count keys them (unused columns left out)."""
+    if messages_column:
+        return {"messages": messages_column, "template": template or AUTO_TEMPLATE}
+    return {"prompt": text_column, "response": label_column, "input": input_column or None,
+            "template": template or AUTO_TEMPLATE}
+
+
+def _sft_key(options: dict) -> str:
+    return "sft:" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def token_stats_request(*, dataset: Dataset, base_model: BaseModel, column: str = "",
+                        sft: dict | None = None) -> TokenStats:
+    """The stored token lengths of a dataset column (or, with sft options, of SFT examples as the template builds
+    them) under a model's tokenizer, or a pending row with a task on its way (asked again when a pending one is
+    older than TOKEN_COUNT_RETRY_SECONDS: its message was lost)."""
+    if sft:
+        column = _sft_key(sft)
+    stats, created = TokenStats.objects.get_or_create(dataset=dataset, base_model=base_model, column=column,
+                                                      defaults={"options": sft or {}})
     _ask_worker(stats, created, settings.TOKEN_COUNT_RETRY_SECONDS, lambda: token_stats_enqueue(stats_id=stats.pk))
     return stats
 
@@ -150,21 +171,85 @@ def token_stats_set(*, stats: TokenStats, result: dict) -> None:
     TokenStats.objects.filter(pk=stats.pk).update(result=result)
 
 
+def sft_preflight_errors(*, dataset: Dataset, base_model: BaseModel, max_length: int, options: dict) -> dict:
+    """Errors from the SFT pre-flight count when a worker has made it (training checks the same again): rows that
+    cannot be read, and rows whose whole answer this max length would cut away."""
+    from peftcore.token_lengths import sft_check
+
+    stats = TokenStats.objects.filter(dataset=dataset, base_model=base_model, column=_sft_key(options)).first()
+    if stats is None or not stats.result or "error" in stats.result:
+        return {}
+    check = sft_check(stats.result, max_length)
+    errors = {}
+    if check["rejected_count"]:
+        first = check["rejected"][0]
+        field = "messages_column" if options.get("messages") else "label_column"
+        errors[field] = (f"{check['rejected_count']} row(s) cannot be used with these columns (row {first['row']}: "
+                         f"{first['message']}); fix those rows or choose other columns")
+    if check["masked_count"]:
+        errors["params.max_length"] = (
+            f"{check['masked_count']} row(s) (row {', '.join(map(str, check['masked_rows']))}) have prompts of "
+            f"{max_length} tokens or more, so nothing of their answer is left to learn; raise the maximum length "
+            f"to {check['needed_length']} or shorten those prompts")
+    return errors
+
+
 # --- jobs -----------------------------------------------------------------------------------------------
 
 
-def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what: str) -> None:
+def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what: str, *, paths: bool = False) -> None:
+    """A column of the dataset; with paths, a path into one (instances[0].output) whose top-level column exists."""
+    root = path_root(column) if paths else column
     if not column:
         errors[field] = f"choose the {what} column"
-    elif column not in dataset.columns:
-        errors[field] = f"'{column}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}"
-    elif (empty := dataset.stats.get("empty_values", {}).get(column, 0)):
+    elif root not in dataset.columns:
+        errors[field] = f"'{root}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}"
+    elif root == column and (empty := dataset.stats.get("empty_values", {}).get(column, 0)):
         errors[field] = f"column '{column}' of '{dataset.name}' has {empty} empty value(s); fill them or pick another column"
+
+
+def _column_errors(*, task: str, dataset: Dataset, eval_dataset: Dataset | None, columns: dict) -> dict[str, str]:
+    """The task's columns checked against the dataset (and the evaluation dataset): field -> message."""
+    errors: dict[str, str] = {}
+    first, second = (role.split(" ")[0].lower() for role in COLUMN_ROLES.get(task, ("Text", "Label")))
+    sft = task == SFT
+    if sft and columns.get("messages_column"):
+        wanted = {"messages_column": "messages"}
+    else:
+        wanted = {"text_column": first, "label_column": second}
+        if sft and columns.get("input_column"):
+            wanted["input_column"] = "input"
+    for field, what in wanted.items():
+        _check_column(errors, field, columns.get(field) or "", dataset, what, paths=sft)
+    if "label_column" in wanted and columns.get("text_column") and columns["text_column"] == columns.get("label_column"):
+        errors["label_column"] = f"the {second} column must differ from the {first} column"
+    if sft and (columns.get("template") or AUTO_TEMPLATE) not in (AUTO_TEMPLATE, *TEMPLATES):
+        errors["template"] = f"choose one of: {', '.join((AUTO_TEMPLATE, *TEMPLATES))}"
+    if eval_dataset is not None and eval_dataset.pk != dataset.pk:
+        for field, what in wanted.items():
+            column = path_root(columns.get(field) or "") if sft else columns.get(field)
+            if column and column not in eval_dataset.columns:
+                errors["eval_dataset"] = (f"the evaluation dataset '{eval_dataset.name}' has no {what} column "
+                                          f"'{column}'; its columns are: {', '.join(eval_dataset.columns)}")
+    return errors
+
+
+def _model_config(base_model: BaseModel) -> dict | None:
+    """config.json of a base model on this machine (the bundled one, or under the model root); None for a hub
+    model not yet downloaded (its worker checks it)."""
+    if base_model.source != BUNDLED_MODEL_ID and not base_model.source.startswith(LOCAL_PREFIX):
+        return None
+    try:
+        folder = resolve_model(base_model.source, model_root=settings.MODEL_ROOT)
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (ModelRefError, OSError, ValueError):
+        return None
 
 
 def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: BaseModel, method: str,
                  task: str, text_column: str, label_column: str, method_params: dict | None,
-                 params: dict | None) -> tuple[dict, dict]:
+                 params: dict | None, input_column: str = "", messages_column: str = "",
+                 template: str = "") -> tuple[dict, dict]:
     """Check a job against its dataset, model and method; return (method_params, params) resolved."""
     errors: dict[str, str] = {}
     if task not in TASKS:
@@ -176,25 +261,28 @@ def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: 
         spec = None
     if spec and task in TASKS and task not in spec.tasks:
         errors["method"] = f"{spec.label} does not support {task}; it supports: {', '.join(spec.tasks)}"
-    _check_column(errors, "text_column", text_column, dataset, "text")
-    _check_column(errors, "label_column", label_column, dataset, "label")
-    if text_column and text_column == label_column:
-        errors["label_column"] = "the label column must differ from the text column"
-    if eval_dataset is not None:
-        if eval_dataset.pk == dataset.pk:
-            errors["eval_dataset"] = "evaluate on a different dataset, or leave it empty to hold out a fraction of the rows"
-        else:
-            for field, column, what in (("text_column", text_column, "text"), ("label_column", label_column, "label")):
-                if column and column not in eval_dataset.columns:
-                    errors["eval_dataset"] = (f"the evaluation dataset '{eval_dataset.name}' has no {what} column "
-                                              f"'{column}'; its columns are: {', '.join(eval_dataset.columns)}")
-    labels = dataset.stats.get("labels") if dataset.stats.get("label_column") == label_column else None
-    if labels is not None and len(labels) < 2:
-        errors["label_column"] = f"column '{label_column}' holds a single label; classification needs at least two"
+    if eval_dataset is not None and eval_dataset.pk == dataset.pk:
+        errors["eval_dataset"] = "evaluate on a different dataset, or leave it empty to hold out a fraction of the rows"
+    errors.update(_column_errors(task=task, dataset=dataset, eval_dataset=eval_dataset, columns={
+        "text_column": text_column, "label_column": label_column, "input_column": input_column,
+        "messages_column": messages_column, "template": template}))
+    if task == TEXT_CLASSIFICATION:
+        labels = dataset.stats.get("labels") if dataset.stats.get("label_column") == label_column else None
+        if labels is not None and len(labels) < 2:
+            errors["label_column"] = f"column '{label_column}' holds a single label; classification needs at least two"
+    config = _model_config(base_model) if task in TASKS else None
+    if config is not None:
+        reason = architecture_refusal(config, task) or (spec.supports(config.get("model_type", ""), task) if spec else None)
+        if reason:
+            errors["base_model"] = reason
     clean_method, method_errors = validate_params(spec.params, method_params) if spec else ({}, {})
     clean_params, param_errors = validate_params(TRAINING_PARAMS, params)
     errors.update({f"method_params.{k}": v for k, v in method_errors.items()})
     errors.update({f"params.{k}": v for k, v in param_errors.items()})
+    if task == SFT and not errors:
+        errors.update(sft_preflight_errors(dataset=dataset, base_model=base_model, max_length=clean_params["max_length"],
+                                           options=sft_options(text_column, label_column, input_column,
+                                                               messages_column, template)))
     if errors:
         raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
     return clean_method, clean_params
@@ -227,10 +315,11 @@ def _start_errors(*, start_from: Job, start_mode: str, base_model: BaseModel, me
     return {}
 
 
-def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: str, text_column: str,
-               label_column: str, task: str = "text-classification", eval_dataset: Dataset | None = None,
+def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: str, text_column: str = "",
+               label_column: str = "", task: str = "text-classification", eval_dataset: Dataset | None = None,
                method_params: dict | None = None, params: dict | None = None, name: str = "",
-               start_from: Job | None = None, start_mode: str = "") -> Job:
+               start_from: Job | None = None, start_mode: str = "", input_column: str = "",
+               messages_column: str = "", template: str = "") -> Job:
     # Everything a job uses belongs to the job's own team (or, for base models, to every team).
     foreign = {field: "not found" for field, obj in (("dataset", dataset), ("eval_dataset", eval_dataset),
                                                      ("start_from", start_from))
@@ -251,12 +340,18 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
         start_mode = ""
     clean_method, clean_params = job_validate(
         dataset=dataset, eval_dataset=eval_dataset, base_model=base_model, method=method, task=task,
-        text_column=text_column, label_column=label_column, method_params=method_params, params=params)
+        text_column=text_column, label_column=label_column, method_params=method_params, params=params,
+        input_column=input_column, messages_column=messages_column, template=template)
+    if task != SFT:
+        input_column = messages_column = template = ""
+    elif messages_column:
+        text_column = label_column = input_column = ""
     with transaction.atomic():
         job = Job.objects.create(
             team=team, created_by=user, name=name[:200] or f"{method} on {dataset.name}", dataset=dataset,
             eval_dataset=eval_dataset, base_model=base_model, task=task, method=method,
             method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
+            input_column=input_column, messages_column=messages_column, template=template,
             start_from=start_from, start_mode=start_mode)
         # robust: a broker that is down must not fail the request; the reaper publishes the job again.
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk), robust=True)

@@ -127,6 +127,9 @@ def _spec_from_args(args) -> dict:
         "eval_format": args.format,
         "text_column": args.text_column,
         "label_column": args.label_column,
+        "input_column": args.input_column,
+        "messages_column": args.messages_column,
+        "template": args.template,
         "params": params,
         "output_dir": str(Path(args.out).resolve()),
         "threads": args.threads,
@@ -237,8 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="training file (csv, tsv, jsonl, json, parquet)")
     train.add_argument("--eval-data", help="evaluation file; default: hold out part of --data")
     train.add_argument("--format", help="file format when the extension does not tell")
-    train.add_argument("--text-column")
-    train.add_argument("--label-column")
+    train.add_argument("--text-column", help="the text, the prompt (sft; paths such as instances[0].input allowed) or "
+                       "the input (seq2seq)")
+    train.add_argument("--label-column", help="the label, the response (sft) or the target (seq2seq)")
+    train.add_argument("--input-column", help="sft: a column appended to the prompt")
+    train.add_argument("--messages-column", help="sft: a chat messages column instead of --text/--label-column")
+    train.add_argument("--template", help="sft: auto (default), alpaca, chatml or plain")
     train.add_argument("--task", default=TEXT_CLASSIFICATION, choices=sorted(TASKS))
     train.add_argument("--method", default="lora")
     train.add_argument("--model", default=BUNDLED_MODEL_ID, help=f"{BUNDLED_MODEL_ID}, local:<folder> or owner/name")
@@ -271,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         if bool(args.spec) == bool(args.data):
             parser.error("train needs either --spec FILE or --data FILE")
-        if args.data and not (args.text_column and args.label_column):
-            parser.error("--data needs --text-column and --label-column")
+        if args.data and not (args.text_column and args.label_column) and not args.messages_column:
+            parser.error("--data needs --text-column and --label-column (or, for sft, --messages-column)")
         return _train(args)
     if args.command == "inspect":
         return _inspect(args)

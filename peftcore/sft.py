@@ -183,3 +183,31 @@ def encode_seq2seq(example: SftExample, tokenizer, max_length: int) -> dict:
 def masked_rows(examples: Sequence[SftExample], tokenizer, max_length: int, template: str = AUTO) -> list[int]:
     """Rows whose whole response is cut away at this max length: they would train on nothing."""
     return [e.row for e in examples if encode(e, tokenizer, max_length, template)["response_tokens"] == 0]
+
+
+def nested_paths(records: Sequence[dict], *, depth: int = 3, limit: int = 50) -> list[str]:
+    """Paths to the text inside nested cells of some records (`instances[0].output`), for a column picker.
+    Cells may be JSON text, as dataset previews store nested values; lists are read at their first item."""
+    import json
+
+    found: dict[str, None] = {}
+
+    def walk(value: Any, path: str, level: int) -> None:
+        if isinstance(value, str) and value.startswith(("[", "{")):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return
+        if isinstance(value, dict) and level < depth:
+            for key, item in value.items():
+                if _PATH_PART.fullmatch(str(key)):
+                    walk(item, f"{path}.{key}", level + 1)
+        elif isinstance(value, list) and value and level < depth:
+            walk(value[0], f"{path}[0]", level + 1)
+        elif level and isinstance(value, (str, int, float, bool)):
+            found.setdefault(path, None)
+
+    for record in records:
+        for column, value in record.items():
+            walk(value, str(column), 0)
+    return list(found)[:limit]

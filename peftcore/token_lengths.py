@@ -99,3 +99,66 @@ def truncation_warning(summary: dict, model_limit: int | None = None) -> str | N
     if model_limit is not None and summary["p95"] > model_limit:
         return message + f"; the model reads at most {model_limit} tokens, so shorten the texts if their ends matter"
     return message + f"; raise the maximum length to {summary['p95']} (95% of rows fit) if their ends matter"
+
+
+# --- SFT: prompt and answer lengths under the prompt template, rows that cannot be read ----------------------
+
+LONGEST_KEPT = 100  # rows with the longest prompts, by number, so any max length can name the rows it empties
+REJECTED_KEPT = 20
+
+
+def sft_lengths(model_path: Path, path: str | Path, fmt: str | None, options: dict) -> dict:
+    """For SFT data (options: prompt, response, input, messages, template as a job names them): histograms of
+    whole-example and prompt lengths in tokens, the rows with the longest prompts, and the rows that cannot be
+    read with why. Loads the tokenizer: a worker's job."""
+    import heapq
+
+    from .classification import load_tokenizer
+    from .formats import DataError
+    from .sft import AUTO, end_token_id, example_from_record, prompt_ids, render
+
+    tokenizer = load_tokenizer(model_path)
+    template = options.get("template") or AUTO
+    columns = dict(prompt_column=options.get("prompt"), response_column=options.get("response"),
+                   input_column=options.get("input"), messages_column=options.get("messages"))
+    ends = 1 if end_token_id(tokenizer) is not None else 0
+    totals: Counter = Counter()
+    prompts: Counter = Counter()
+    longest: list[tuple[int, int]] = []
+    rejected: list[dict] = []
+    rejected_count = 0
+    for row, record, error in RowReader(path, fmt):
+        try:
+            if error is not None:
+                raise error
+            example = example_from_record(record, row, **columns)
+        except DataError as exc:
+            rejected_count += 1
+            if len(rejected) < REJECTED_KEPT:
+                rejected.append({"row": row, "message": exc.message})
+            continue
+        prompt = len(prompt_ids(example, tokenizer, template))
+        answer = len(tokenizer(render(example, tokenizer, template)[1], add_special_tokens=False)["input_ids"]) + ends
+        totals[prompt + answer] += 1
+        prompts[prompt] += 1
+        heapq.heappush(longest, (prompt, -row))
+        if len(longest) > LONGEST_KEPT:
+            heapq.heappop(longest)
+    return {"histogram": {str(k): v for k, v in sorted(totals.items())},
+            "prompt_histogram": {str(k): v for k, v in sorted(prompts.items())},
+            "longest_prompts": [[-row, length] for length, row in sorted(longest, reverse=True)],
+            "rejected": rejected, "rejected_count": rejected_count}
+
+
+def sft_check(result: dict, max_length: int) -> dict:
+    """What a max length does to SFT data counted by sft_lengths: {rejected_count, rejected, masked_count,
+    masked_rows (first few), needed_length (the max length that keeps every answer)}."""
+    prompts = {int(k): int(v) for k, v in (result.get("prompt_histogram") or {}).items()}
+    masked_count = sum(count for length, count in prompts.items() if length >= max_length)
+    masked_rows = sorted(row for row, length in result.get("longest_prompts", []) if length >= max_length)
+    return {"rejected_count": result.get("rejected_count", 0), "rejected": result.get("rejected", []),
+            "masked_count": masked_count, "masked_rows": masked_rows[:EXAMPLE_ROWS],
+            "needed_length": max(prompts) + 1 if prompts else None}
+
+
+EXAMPLE_ROWS = 5

@@ -18,6 +18,8 @@ from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import methods_as_json
 from peftcore.recommend import recommend
+from peftcore.sft import path_root
+from peftcore.tasks import SFT
 from peftcore.tasks import TASKS as CORE_TASKS
 from peftcore.schema import schema_as_json
 from peftcore.training_params import TRAINING_PARAMS
@@ -95,9 +97,15 @@ class JobIn(Schema):
     eval_dataset: int | None = None
     base_model: int
     method: str
-    task: str = "text-classification"
-    text_column: str
-    label_column: str
+    task: str = Field("text-classification", description="text-classification, sft or seq2seq")
+    text_column: str = Field("", description="the text (classification), prompt (sft; a path such as "
+                             "instances[0].output may reach into nested JSON) or input (seq2seq) column")
+    label_column: str = Field("", description="the label, response (sft) or target (seq2seq) column")
+    input_column: str = Field("", description="sft: an optional column appended to the prompt")
+    messages_column: str = Field("", description="sft: a column of chat messages [{role, content}], instead of "
+                                 "text_column and label_column")
+    template: str = Field("", description="sft: auto (the tokenizer's chat template, else alpaca), alpaca, chatml "
+                          "or plain")
     name: str = ""
     params: dict[str, Any] = {}
     method_params: dict[str, Any] = {}
@@ -130,6 +138,9 @@ class JobOut(Schema):
     base_model: int
     text_column: str
     label_column: str
+    input_column: str
+    messages_column: str
+    template: str
     params: dict[str, Any]
     method_params: dict[str, Any]
     start_from: int | None
@@ -147,7 +158,8 @@ def _job_out(job: Job) -> dict:
     return {
         "id": job.pk, "name": job.name, "status": job.status, "task": job.task, "method": job.method,
         "dataset": job.dataset_id, "eval_dataset": job.eval_dataset_id, "base_model": job.base_model_id,
-        "text_column": job.text_column, "label_column": job.label_column, "params": job.params,
+        "text_column": job.text_column, "label_column": job.label_column, "input_column": job.input_column,
+        "messages_column": job.messages_column, "template": job.template, "params": job.params,
         "method_params": job.method_params, "start_from": job.start_from_id, "start_mode": job.start_mode,
         "progress": selectors.job_progress(job), "metrics": job.metrics,
         "error": {"kind": job.error_kind, "message": job.error_message} if job.error_kind else None,
@@ -203,22 +215,35 @@ class TokenStatsOut(Schema):
     truncated_rows: int | None = None
     truncated_share: float | None = None
     warning: str | None = Field(None, description="set when more than 5% of the rows would be cut")
+    sft: dict[str, Any] | None = Field(None, description="SFT only: rejected_count and rejected rows [{row, message}], "
+                                       "masked_count and masked_rows (answers the max length cuts away entirely), "
+                                       "needed_length (the max length that keeps every answer)")
     error: str | None = None
 
 
 @api.get("/datasets/{dataset_id}/token-stats", response={200: TokenStatsOut, 202: TokenStatsOut, 400: Detail})
-def dataset_token_stats(request, dataset_id: int, base_model: int, column: str, max_length: int = 128):
+def dataset_token_stats(request, dataset_id: int, base_model: int, column: str = "", max_length: int = 128,
+                        task: str = "text-classification", label_column: str = "", input_column: str = "",
+                        messages_column: str = "", template: str = ""):
     """Token lengths of a column under a base model's tokenizer (p50, p95, max) and how many rows `max_length`
-    cuts. Counted once by a worker: 202 with status "counting" until then; ask again."""
+    cuts. With task=sft: of whole examples as the template builds them from column (the prompt), label_column
+    (the response), input_column or messages_column, plus the rows that cannot be read and those whose answer
+    the max length cuts away. Counted once by a worker: 202 with status "counting" until then; ask again."""
     dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
     model = selectors.base_model_get(user=request.user, model_id=base_model)
-    if column not in dataset.columns:
-        return 400, {"detail": f"'{column}' is not a column of '{dataset.name}'; its columns are: "
-                               f"{', '.join(dataset.columns)}"}
+    sft = (services.sft_options(column, label_column, input_column, messages_column, template)
+           if task == SFT else None)
+    for name in ([v for k, v in sft.items() if k != "template" and v] if sft else [column]):
+        if path_root(name) not in dataset.columns:
+            return 400, {"detail": f"'{name}' is not a column of '{dataset.name}'; its columns are: "
+                                   f"{', '.join(dataset.columns)}"}
+    if sft and not (sft.get("messages") or (sft.get("prompt") and sft.get("response"))):
+        return 400, {"detail": "for sft name the prompt (column) and response (label_column), or messages_column"}
     if max_length < 1:
         return 400, {"detail": "max_length must be a positive number of tokens"}
-    summary = selectors.token_stats_summary(
-        services.token_stats_request(dataset=dataset, base_model=model, column=column), max_length)
+    stats = (services.token_stats_request(dataset=dataset, base_model=model, sft=sft) if sft
+             else services.token_stats_request(dataset=dataset, base_model=model, column=column))
+    summary = selectors.token_stats_summary(stats, max_length)
     if summary is None:
         return 202, {"status": "counting"}
     if "error" in summary:
@@ -294,7 +319,8 @@ def job_create(request, payload: JobIn):
             team=team, user=request.user, dataset=dataset, eval_dataset=eval_dataset, base_model=model,
             method=payload.method, task=payload.task, text_column=payload.text_column,
             label_column=payload.label_column, method_params=payload.method_params, params=payload.params,
-            name=payload.name, start_from=start_from, start_mode=payload.start_mode)
+            name=payload.name, start_from=start_from, start_mode=payload.start_mode,
+            input_column=payload.input_column, messages_column=payload.messages_column, template=payload.template)
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})
     return Status(201, _job_out(job))
@@ -336,7 +362,9 @@ def job_compare(request, ids: str):
 
 
 @api.get("/datasets/{dataset_id}/leaderboard", response=list[JobOut])
-def dataset_leaderboard(request, dataset_id: int, metric: Literal["accuracy", "macro_f1", "eval_loss"] = "accuracy"):
+def dataset_leaderboard(request, dataset_id: int,
+                        metric: Literal["accuracy", "macro_f1", "eval_loss", "rouge_l", "bleu", "exact_match",
+                                        "perplexity"] = "accuracy"):
     """The team's best succeeded jobs trained on this dataset, best first by `metric`."""
     dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
     return [_job_out(job) for job in comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk,
@@ -363,7 +391,8 @@ def job_cancel(request, job_id: int):
 
 
 class PlaygroundIn(Schema):
-    texts: list[str] = Field(description="texts to classify with the job's adapter (at most 32)")
+    texts: list[str] = Field(description="texts for the job's adapter (at most 32): texts to classify, or the "
+                                         "prompts (SFT) or inputs (seq2seq) a generation adapter answers")
 
 
 class Prediction(Schema):
@@ -371,11 +400,16 @@ class Prediction(Schema):
     probabilities: dict[str, float]
 
 
+class Generation(Schema):
+    generation: str
+
+
 class PlaygroundOut(Schema):
     id: int
     status: Literal["pending", "done", "failed"]
     texts: list[str]
-    predictions: list[Prediction] | None = None
+    predictions: list[Prediction] | None = Field(None, description="a text classification job's labels")
+    generations: list[Generation] | None = Field(None, description="an SFT or seq2seq job's generated texts")
     error: str | None = None
 
 
@@ -383,13 +417,15 @@ def _playground_out(run) -> dict:
     result = run.result
     status = "pending" if result is None else ("failed" if "error" in result else "done")
     return {"id": run.pk, "status": status, "texts": run.texts,
-            "predictions": (result or {}).get("predictions"), "error": (result or {}).get("error")}
+            "predictions": (result or {}).get("predictions"), "generations": (result or {}).get("generations"),
+            "error": (result or {}).get("error")}
 
 
 @api.post("/jobs/{job_id}/playground", response={202: PlaygroundOut, 400: FieldErrors})
 def playground_create(request, job_id: int, body: PlaygroundIn):
-    """Try a succeeded job's adapter: a worker predicts (the web process loads no model). 202 with the run's
-    id; poll GET .../playground/{id} until status is done or failed."""
+    """Try a succeeded job's adapter: a worker predicts labels, or generates text for an SFT or seq2seq job (the
+    web process loads no model). 202 with the run's id; poll GET .../playground/{id} until status is done or
+    failed."""
     job = selectors.job_get(user=request.user, job_id=job_id)
     try:
         run = services.playground_run_create(job=job, user=request.user, texts=body.texts)

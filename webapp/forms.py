@@ -6,6 +6,8 @@ from django import forms
 from jobs.services import TASKS
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.recommend import recommend
+from peftcore.sft import AUTO, TEMPLATES, nested_paths
+from peftcore.tasks import COLUMN_ROLES, SFT
 from peftcore.tasks import TASKS as CORE_TASKS
 from peftcore.schema import Param
 from peftcore.training_params import TRAINING_PARAMS
@@ -43,12 +45,31 @@ class AdapterChoiceField(forms.ModelChoiceField):
         return f"#{job.pk} {job.name} ({job.method})"
 
 
+_COLUMN_HELP = {
+    "text-classification": ("The column holding the text to classify.", "The column holding each row's label."),
+    "sft": ("The instruction or question the model reads.", "The answer the model learns to write."),
+    "seq2seq": ("The text the model reads.", "The text the model learns to write for it."),
+}
+
+
 class JobForm(forms.Form):
     name = forms.CharField(required=False, max_length=200, help_text="Optional; defaults to method and dataset.")
     dataset = forms.ModelChoiceField(queryset=None, help_text="The rows to train on.")
     task = forms.ChoiceField(choices=list(TASKS.items()), initial="text-classification")
-    text_column = forms.ChoiceField(choices=[], help_text="The column holding the text to classify.")
-    label_column = forms.ChoiceField(choices=[], help_text="The column holding each row's label.")
+    # Required per task by jobs.services (SFT on a messages column needs neither).
+    text_column = forms.ChoiceField(choices=[], required=False)
+    label_column = forms.ChoiceField(choices=[], required=False)
+    input_column = forms.ChoiceField(
+        choices=[], required=False, label="Extra input column",
+        help_text="Optional: a column appended to the prompt (the 'input' of Alpaca-style data).")
+    messages_column = forms.ChoiceField(
+        choices=[], required=False, label="Or a messages column",
+        help_text="Chat data: a list of {role, content} messages per row, the last one the assistant's answer. "
+        "When chosen, the prompt and response columns are not used.")
+    template = forms.ChoiceField(
+        choices=[(AUTO, "auto: the tokenizer's chat template, else Alpaca"), *((t, t) for t in TEMPLATES)],
+        required=False, initial=AUTO, label="Prompt template",
+        help_text="How prompt and answer are laid out for the model; the loss falls on the answer only.")
     eval_dataset = forms.ModelChoiceField(
         queryset=None, required=False, empty_label="none: hold out part of the training rows",
         help_text="Optional: a separate dataset with the same columns to measure accuracy on.")
@@ -70,16 +91,32 @@ class JobForm(forms.Form):
         self.fields["base_model"].queryset = models
         self.fields["method"].choices = method_choices()
         dataset = self._chosen(datasets, "dataset")
-        columns = [(c, c) for c in (dataset.columns if dataset else [])]
-        self.fields["text_column"].choices = columns
-        self.fields["label_column"].choices = columns
+        task = self._value("task") or self.fields["task"].initial
+        self.task = task if task in CORE_TASKS else self.fields["task"].initial
+        self.is_sft = self.task == SFT
+        names = list(dataset.columns) if dataset else []
+        if self.is_sft and dataset:  # SFT columns may be paths into nested cells (instances[0].output)
+            names += nested_paths(dataset.preview or [])
+        columns = [(c, c) for c in names]
+        none = [("", "none")] if self.is_sft else []
+        self.fields["text_column"].choices = none + columns
+        self.fields["label_column"].choices = none + columns
+        self.fields["input_column"].choices = [("", "none")] + columns
+        self.fields["messages_column"].choices = [("", "none")] + columns
+        first, second = COLUMN_ROLES[self.task]
+        self.fields["text_column"].label, self.fields["label_column"].label = first, second
+        self.fields["text_column"].help_text, self.fields["label_column"].help_text = _COLUMN_HELP[self.task]
         if dataset:
             # A value carried over from another dataset (htmx re-render) is replaced by a guess.
-            for field, names in (("text_column", ("text", "sentence", "review", "input")),
-                                 ("label_column", ("label", "labels", "class", "target"))):
-                if self.initial.get(field) not in dataset.columns:
-                    self.initial[field] = _guess(dataset.columns, names)
-        task = self._value("task") or self.fields["task"].initial
+            guesses = {"text-classification": (("text", "sentence", "review", "input"),
+                                               ("label", "labels", "class", "target")),
+                       "sft": (("instruction", "prompt", "question", "input"), ("response", "output", "answer")),
+                       "seq2seq": (("input", "source", "document", "text"), ("target", "summary", "output"))}
+            for field, guess in zip(("text_column", "label_column"), guesses[self.task]):
+                if self.initial.get(field) not in names:
+                    self.initial[field] = _guess(names, guess)
+            if self.is_sft and self.initial.get("messages_column") not in names:
+                self.initial["messages_column"] = _guess(names, ("messages", "conversations", "chat")) or ""
         # From the studio's benchmark table (no torch): the first method to offer for this many rows.
         self.recommendation = recommend(task, dataset.rows) if dataset and task in CORE_TASKS else None
         self.dataset_rows = dataset.rows if dataset else None
@@ -139,5 +176,8 @@ def method_choices() -> list:
 
 
 def _guess(columns, names):
+    """The first column named like one of names (a nested path by its last part: instances[0].output)."""
     lowered = {c.lower(): c for c in columns}
+    for column in columns:
+        lowered.setdefault(column.rsplit(".", 1)[-1].lower(), column)
     return next((lowered[n] for n in names if n in lowered), None)

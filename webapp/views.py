@@ -15,6 +15,8 @@ from jobs.services import ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
+from peftcore.sft import path_root
+from peftcore.tasks import SFT
 
 from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
@@ -75,9 +77,11 @@ def dataset_detail(request, dataset_id: int):
     # Token lengths under the first model the form would offer, at the default max length.
     model = selectors.base_model_list(user=request.user).first()
     max_length = next(p.default for p in TRAINING_PARAMS if p.name == "max_length")
+    # One board per kind of task trained on the dataset: classification by accuracy, generation by ROUGE-L.
     leaderboard = comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk)
+    generation_board = comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk, metric="rouge_l")
     return render(request, "datasets/detail.html", {"dataset": dataset, "model": model, "max_length": max_length,
-                                                    "leaderboard": leaderboard})
+                                                    "leaderboard": leaderboard, "generation_board": generation_board})
 
 
 @login_required
@@ -113,6 +117,8 @@ def job_new(request):
                 team=_team(request), user=request.user, dataset=data["dataset"], eval_dataset=data["eval_dataset"],
                 base_model=data["base_model"], method=data["method"], task=data["task"],
                 text_column=data["text_column"], label_column=data["label_column"], name=data["name"],
+                input_column=data.get("input_column") or "", messages_column=data.get("messages_column") or "",
+                template=data.get("template") or "",
                 params=form.grouped_values(TRAINING_PREFIX), method_params=form.grouped_values(METHOD_PREFIX),
                 start_from=data["start_from"], start_mode=data["start_mode"])
         except ValidationFailed as exc:
@@ -159,15 +165,24 @@ def job_tokens(request):
         model = selectors.base_model_get(user=request.user, model_id=int(request.GET.get("base_model", "")))
     except ValueError:
         return render(request, "jobs/_tokens.html", {"error": "choose a dataset and a base model"}, status=400)
-    column = request.GET.get("text_column", "")
-    if column not in dataset.columns:
+    column, sft = request.GET.get("text_column", ""), None
+    if request.GET.get("task") == SFT:
+        # SFT: whole examples as the template builds them, and rows that cannot be read with these columns
+        sft = services.sft_options(column, request.GET.get("label_column", ""), request.GET.get("input_column", ""),
+                                   request.GET.get("messages_column", ""), request.GET.get("template", ""))
+        named = [v for k, v in sft.items() if k != "template" and v]
+        if not named or any(path_root(v) not in dataset.columns for v in named):
+            return render(request, "jobs/_tokens.html", {"error": "choose the prompt and response columns"}, status=400)
+        column = sft.get("messages") or f"{sft['prompt']} → {sft['response']}"
+    elif column not in dataset.columns:
         return render(request, "jobs/_tokens.html", {"error": "choose the text column"}, status=400)
     max_length, errors = validate_params(
         [p for p in TRAINING_PARAMS if p.name == "max_length"], {"max_length": request.GET.get("p_max_length")})
     if errors:
         context["error"] = f"Fix the maximum length to see how many rows it cuts: {format_errors(errors)}"
         return render(request, "jobs/_tokens.html", context)
-    stats = services.token_stats_request(dataset=dataset, base_model=model, column=column)
+    stats = (services.token_stats_request(dataset=dataset, base_model=model, sft=sft) if sft
+             else services.token_stats_request(dataset=dataset, base_model=model, column=column))
     context.update(summary=selectors.token_stats_summary(stats, max_length["max_length"]), model=model, column=column)
     return render(request, "jobs/_tokens.html", context)
 

@@ -67,6 +67,14 @@ def test_upload_train_and_download_in_the_browser(celery_worker_process, page, a
     page.wait_for_selector("#id_text_column")
     assert page.locator("#id_text_column").input_value() == "sentence"
     assert page.locator("#id_label_column").input_value() == "label"
+    # Another task relabels the columns and brings the SFT fields; going back keeps the columns chosen.
+    page.select_option("#id_task", "sft")
+    page.wait_for_selector("#id_template")
+    assert page.locator("label[for=id_text_column]").inner_text() == "Prompt column"
+    page.select_option("#id_task", "text-classification")
+    page.wait_for_selector("#id_template", state="detached")
+    assert page.locator("label[for=id_label_column]").inner_text() == "Label column"
+    assert page.locator("#id_label_column").input_value() == "label"
     page.select_option("#id_base_model", label=tiny_model.name)
     # The form starts on the method the benchmark table recommends for 200 rows, and says why; picking
     # another offers a way back.

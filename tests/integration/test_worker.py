@@ -143,3 +143,39 @@ def test_the_maintenance_worker_counts_token_lengths_for_the_preflight_report(
                     what="the token lengths")
     assert done["status"] == "done" and done["rows"] == 200 and 0 < done["p50"] <= done["p95"] <= done["max"]
     assert done["truncated_rows"] > 0 and done["warning"]
+
+
+def test_an_sft_job_trains_through_the_worker_and_stores_its_generation_report(
+        celery_worker_process, alice_api, tmp_path):
+    from django.conf import settings
+
+    from jobs.services import base_model_register
+    from tests.tiny_models import make_tiny_llama
+
+    make_tiny_llama(settings.MODEL_ROOT / "tiny-llama")
+    model = base_model_register(name="tiny random Llama", source="local:tiny-llama")
+    rows = [{"task": {"question": f"colour of item {i}"}, "answer": ("red", "blue")[i % 2]} for i in range(40)]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    dataset = alice_api.post("/api/v1/datasets", {"file": SimpleUploadedFile("qa.jsonl", data)}).json()
+    created = alice_api.post("/api/v1/jobs", {
+        "dataset": dataset["id"], "base_model": model.pk, "method": "lora", "task": "sft",
+        "text_column": "task.question", "label_column": "answer", "template": "plain",
+        "params": {"epochs": 1, "batch_size": 8, "max_length": 32}}, content_type="application/json")
+    assert created.status_code == 201, created.content
+    job_id = created.json()["id"]
+    final = wait_for(lambda: (s := _status(alice_api, job_id))["status"] in ("succeeded", "failed", "cancelled") and s,
+                     timeout=240, what="the SFT job to finish")
+    assert final["status"] == "succeeded", final
+    assert {"eval_loss", "perplexity", "rouge_l", "bleu", "exact_match"} <= set(final["metrics"])
+    report = EvalReport.objects.get(job_id=job_id).data
+    assert report["task"] == "sft" and report["lineage"]["template"] == "plain"
+    assert len(report["samples"]) == report["eval_rows"] == 4
+    assert {s["reference"] for s in report["samples"]} <= {"red", "blue"}
+    assert MetricPoint.objects.filter(job_id=job_id, name="eval_loss").exists()
+    client = Client()
+    client.force_login(Job.objects.get(pk=job_id).created_by)
+    page = client.get(f"/jobs/{job_id}/").content.decode()
+    assert 'id="samples"' in page and 'id="generation-metrics"' in page and "ROUGE-L" in page
+    assert "accuracy" not in page.split('id="job-metrics"')[1].split("</div>")[0]
+    board = client.get(f"/datasets/{dataset['id']}/").content.decode()
+    assert 'id="generation-leaderboard"' in board and 'id="leaderboard"' not in board
