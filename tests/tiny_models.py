@@ -144,3 +144,37 @@ def make_sentiment_file(path: Path, rows: int = 64, fmt: str = "tsv") -> Path:
     else:
         raise ValueError(f"unsupported fmt {fmt!r}")
     return path
+
+
+REVIEW_WORDS = {"positive": ("great", "superb", "lovely", "brilliant"), "negative": ("awful", "dull", "boring", "tedious")}
+
+
+def make_review_answer_file(path: Path, rows: int = 96) -> Path:
+    """JSONL rows {review, answer} for the generation tasks: the answer ("positive" or "negative") is given away
+    by the review's words, so a tiny model learns to write it in a few epochs."""
+    rng, lines = random.Random(0), []
+    for i in range(rows):
+        answer = "positive" if i % 2 else "negative"
+        words = rng.sample(REVIEW_WORDS[answer], 2)
+        lines.append(json.dumps({"review": f"the film was {words[0]} and {words[1]}", "answer": answer}))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def store_adapter(job, folder: Path):
+    """Zip an adapter folder into the blob store as the job's adapter Artifact (what the runner does)."""
+    import io
+    import zipfile
+
+    from jobs.models import Artifact
+    from jobs.storage import blob_create_from_chunks
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for item in Path(folder).iterdir():
+            zf.write(item, item.name)
+    blob = blob_create_from_chunks([archive.getvalue()])
+    return Artifact.objects.create(job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob,
+                                   size_bytes=blob.size, sha256=blob.sha256)

@@ -3,7 +3,6 @@ metrics rise from the baseline), the loss falls on the response only, the report
 reloads for generation, and models or data that cannot work are refused with a reason."""
 
 import json
-import random
 import re
 import shutil
 
@@ -18,21 +17,12 @@ from peftcore.generation import GenerationTask, collate, load_model
 from peftcore.predict import adapter_task, generate, load_generator
 from peftcore.sft import IGNORE_INDEX, SftExample, masked_rows, read_sft_examples
 from peftcore.train import fit, run
-
-POSITIVE, NEGATIVE = ("great", "superb", "lovely", "brilliant"), ("awful", "dull", "boring", "tedious")
-
+from tests.tiny_models import make_review_answer_file
 
 @pytest.fixture(scope="module")
 def sentiment_pairs(tmp_path_factory):
     """96 prompt/response rows: a review in, the word positive or negative out."""
-    rng, rows = random.Random(0), []
-    for i in range(96):
-        words = rng.sample(POSITIVE if i % 2 else NEGATIVE, 2)
-        rows.append({"review": f"the film was {words[0]} and {words[1]}",
-                     "answer": "positive" if i % 2 else "negative"})
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return make_review_answer_file(tmp_path_factory.mktemp("data") / "pairs.jsonl")
 
 
 def spec_for(model, data, out, *, task, method="lora", **overrides):

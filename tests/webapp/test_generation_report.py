@@ -4,11 +4,7 @@ function runs in-process); the compare page and the leaderboard rank generation 
 A real tiny Llama SFT adapter, trained once for the module, backs the report and the playground."""
 
 import copy
-import io
-import json
-import random
 import re
-import zipfile
 
 import pytest
 from django.conf import settings
@@ -18,16 +14,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import comparison, playground, services
-from jobs.models import Artifact, EvalReport, Job, PlaygroundRun
-from jobs.storage import blob_create_from_chunks
+from jobs.models import EvalReport, Job, PlaygroundRun
 from peftcore.events import ListSink
 from peftcore.predict import adapter_task, generate, load_generator
 from peftcore.train import fit
-from tests.tiny_models import make_tiny_llama
+from tests.tiny_models import make_review_answer_file, make_tiny_llama, store_adapter
 
 pytestmark = pytest.mark.django_db
 
-POSITIVE, NEGATIVE = ("great", "superb", "lovely", "brilliant"), ("awful", "dull", "boring", "tedious")
 MAX_LENGTH = 48
 
 
@@ -40,14 +34,7 @@ def llama_dir():
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory):
     """96 review/answer rows: the answer ("positive" or "negative") is given away by the review's words."""
-    rng, rows = random.Random(0), []
-    for i in range(96):
-        words = rng.sample(POSITIVE if i % 2 else NEGATIVE, 2)
-        rows.append({"review": f"the film was {words[0]} and {words[1]}",
-                     "answer": "positive" if i % 2 else "negative"})
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return make_review_answer_file(tmp_path_factory.mktemp("data") / "pairs.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +76,7 @@ def sft_job(alice, pairs_dataset, llama_model, trained):
     """A succeeded SFT job whose report and stored adapter come from the real training run."""
     folder, done = trained
     job = make_job(pairs_dataset, llama_model, metrics=done["metrics"], report=done["report"], user=alice)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in folder.iterdir():
-            zf.write(path, path.name)
-    blob = blob_create_from_chunks([archive.getvalue()])
-    Artifact.objects.create(job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=blob.size,
-                            sha256=blob.sha256)
+    store_adapter(job, folder)
     playground.forget_loaded()
     return job
 

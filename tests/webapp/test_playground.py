@@ -1,19 +1,17 @@
 """The playground: texts go to a worker, which runs the job's stored adapter; the page and the API show the
 label probabilities. Here the worker's function runs in-process (tests/integration runs the real worker)."""
 
-import io
-import zipfile
 
 import pytest
 from django.test import Client
 
 from jobs import playground, services
-from jobs.models import Artifact, Job, PlaygroundRun
-from jobs.storage import blob_create_from_chunks
+from jobs.models import Job, PlaygroundRun
 from peftcore.events import ListSink
 from peftcore.predict import classify, load_classifier
 from peftcore.train import fit
 from tests.peftcore.conftest import make_spec
+from tests.tiny_models import store_adapter
 
 pytestmark = pytest.mark.django_db
 
@@ -30,13 +28,7 @@ def succeeded(alice, sst2_sample, tiny_model, tiny_model_dir, tmp_path, django_c
     spec = make_spec(tiny_model_dir, sst2_sample, tmp_path / "out", params={"epochs": 1, "max_rows": 32})
     spec.update(text_column="sentence", label_column="label")
     folder = fit(spec, ListSink()).adapter_dir
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in folder.iterdir():
-            zf.write(path, path.name)
-    blob = blob_create_from_chunks([archive.getvalue()])
-    Artifact.objects.create(job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=blob.size,
-                            sha256=blob.sha256)
+    store_adapter(job, folder)
     Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
     playground.forget_loaded()
     return Job.objects.get(pk=job.pk), folder
