@@ -19,7 +19,7 @@ from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resol
 from peftcore.schema import validate_params
 from peftcore.start_from import MODES as START_MODES
 from peftcore.sft import AUTO as AUTO_TEMPLATE
-from peftcore.sft import TEMPLATES, path_root
+from peftcore.sft import check_template, path_root
 from peftcore.start_from import start_refusal
 from peftcore.tasks import COLUMN_ROLES, SFT, TASK_NAMES, TEXT_CLASSIFICATION, architecture_refusal
 from peftcore.training_params import TRAINING_PARAMS
@@ -144,6 +144,17 @@ def sft_options(text_column: str, label_column: str, input_column: str = "", mes
             "template": template or AUTO_TEMPLATE}
 
 
+def sft_options_error(dataset: Dataset, options: dict) -> str | None:
+    """Why SFT options cannot be counted on a dataset (a column it lacks, no columns named), or None."""
+    named = [v for k, v in options.items() if k != "template" and v]
+    missing = [v for v in named if path_root(v) not in dataset.columns]
+    if missing:
+        return f"'{missing[0]}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}"
+    if not (options.get("messages") or (options.get("prompt") and options.get("response"))):
+        return "name the prompt and response columns, or a messages column"
+    return None
+
+
 def _sft_key(options: dict) -> str:
     return "sft:" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:40]
 
@@ -223,8 +234,11 @@ def _column_errors(*, task: str, dataset: Dataset, eval_dataset: Dataset | None,
         _check_column(errors, field, columns.get(field) or "", dataset, what, paths=sft)
     if "label_column" in wanted and columns.get("text_column") and columns["text_column"] == columns.get("label_column"):
         errors["label_column"] = f"the {second} column must differ from the {first} column"
-    if sft and (columns.get("template") or AUTO_TEMPLATE) not in (AUTO_TEMPLATE, *TEMPLATES):
-        errors["template"] = f"choose one of: {', '.join((AUTO_TEMPLATE, *TEMPLATES))}"
+    if sft:
+        try:
+            check_template(columns.get("template") or AUTO_TEMPLATE)
+        except ValueError as exc:
+            errors["template"] = str(exc)
     if eval_dataset is not None and eval_dataset.pk != dataset.pk:
         for field, what in wanted.items():
             column = path_root(columns.get(field) or "") if sft else columns.get(field)

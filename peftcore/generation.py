@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .metrics import generation_metrics
 from .sft import IGNORE_INDEX, SftExample, end_token_id, encode, encode_seq2seq, prompt_ids, render
-from .tasks import SEQ2SEQ, SFT, architecture_refusal  # noqa: F401  (re-exported)
+from .tasks import SEQ2SEQ, SFT
 
 GENERATION_ROWS = 32  # eval rows generated for in the report: enough to rank runs, few enough to be quick
 MAX_NEW_TOKENS = 256

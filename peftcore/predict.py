@@ -81,7 +81,7 @@ def adapter_task(adapter_dir: Path) -> str:
 def load_generator(model_path: Path, adapter_dir: Path) -> Generator:
     import torch
 
-    from .classification import load_tokenizer
+    from .classification import load_tokenizer, max_positions
     from .generation import GenerationTask, load_model
 
     adapter_dir = Path(adapter_dir)
@@ -94,8 +94,6 @@ def load_generator(model_path: Path, adapter_dir: Path) -> Generator:
     if torch.cuda.is_available():
         model.to("cuda")
     task.device = next(model.parameters()).device
-    from .classification import max_positions
-
     task.position_limit = max_positions(model, task.tokenizer)
     return Generator(task, model)
 

@@ -141,26 +141,31 @@ def end_token_id(tokenizer) -> int | None:
     return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
 
 
-def _check_template(template: str) -> None:
+def check_template(template: str) -> None:
+    """ValueError naming the known templates when `template` is not one of them."""
     if template != AUTO and template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; known: {AUTO}, {', '.join(TEMPLATES)}")
+        raise ValueError(f"unknown template {template!r}; choose {AUTO} or one of: {', '.join(TEMPLATES)}")
+
+
+def _with_bos(ids: list[int], tokenizer) -> list[int]:
+    if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
+        return [tokenizer.bos_token_id] + ids
+    return ids
 
 
 def prompt_ids(example: SftExample, tokenizer, template: str = AUTO) -> list[int]:
     """The token ids a causal model reads before it writes the answer (what generation starts from)."""
-    _check_template(template)
-    prompt, _ = render(example, tokenizer, template)
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
-        ids = [tokenizer.bos_token_id] + ids
-    return ids
+    check_template(template)
+    return _with_bos(tokenizer(render(example, tokenizer, template)[0], add_special_tokens=False)["input_ids"],
+                     tokenizer)
 
 
 def encode(example: SftExample, tokenizer, max_length: int, template: str = AUTO) -> dict:
     """input_ids, attention_mask and labels (IGNORE_INDEX on the prompt), cut to max_length from the end;
     `response_tokens` counts the answer tokens that survived the cut (0: nothing to learn from this row)."""
-    ids = prompt_ids(example, tokenizer, template)
-    _, response = render(example, tokenizer, template)
+    check_template(template)
+    prompt, response = render(example, tokenizer, template)
+    ids = _with_bos(tokenizer(prompt, add_special_tokens=False)["input_ids"], tokenizer)
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     end = end_token_id(tokenizer)
     if end is not None:

@@ -105,6 +105,8 @@ def truncation_warning(summary: dict, model_limit: int | None = None) -> str | N
 
 LONGEST_KEPT = 100  # rows with the longest prompts, by number, so any max length can name the rows it empties
 REJECTED_KEPT = 20
+EXAMPLE_ROWS = 5  # row numbers quoted when a max length empties answers
+UNCUT = 1 << 30  # a max length no example reaches: encode() then cuts nothing
 
 
 def sft_lengths(model_path: Path, path: str | Path, fmt: str | None, options: dict) -> dict:
@@ -115,13 +117,12 @@ def sft_lengths(model_path: Path, path: str | Path, fmt: str | None, options: di
 
     from .classification import load_tokenizer
     from .formats import DataError
-    from .sft import AUTO, end_token_id, example_from_record, prompt_ids, render
+    from .sft import AUTO, encode, example_from_record
 
     tokenizer = load_tokenizer(model_path)
     template = options.get("template") or AUTO
     columns = dict(prompt_column=options.get("prompt"), response_column=options.get("response"),
                    input_column=options.get("input"), messages_column=options.get("messages"))
-    ends = 1 if end_token_id(tokenizer) is not None else 0
     totals: Counter = Counter()
     prompts: Counter = Counter()
     longest: list[tuple[int, int]] = []
@@ -137,9 +138,10 @@ def sft_lengths(model_path: Path, path: str | Path, fmt: str | None, options: di
             if len(rejected) < REJECTED_KEPT:
                 rejected.append({"row": row, "message": exc.message})
             continue
-        prompt = len(prompt_ids(example, tokenizer, template))
-        answer = len(tokenizer(render(example, tokenizer, template)[1], add_special_tokens=False)["input_ids"]) + ends
-        totals[prompt + answer] += 1
+        encoded = encode(example, tokenizer, UNCUT, template)
+        total = len(encoded["input_ids"])
+        prompt = total - encoded["response_tokens"]
+        totals[total] += 1
         prompts[prompt] += 1
         heapq.heappush(longest, (prompt, -row))
         if len(longest) > LONGEST_KEPT:
@@ -160,5 +162,3 @@ def sft_check(result: dict, max_length: int) -> dict:
             "masked_count": masked_count, "masked_rows": masked_rows[:EXAMPLE_ROWS],
             "needed_length": max(prompts) + 1 if prompts else None}
 
-
-EXAMPLE_ROWS = 5

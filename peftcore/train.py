@@ -28,7 +28,7 @@ from .methods import Method, UnknownMethodError, get_method
 from .methods._common import MethodBuildError
 from .models import BUNDLED_MODEL_ID, BUNDLED_UPSTREAM_ID, LOCAL_PREFIX, check_model_folder, is_hub_id
 from .schema import format_errors, validate_params
-from .sft import AUTO, TEMPLATES, SftExample, read_sft_examples
+from .sft import AUTO, SftExample, check_template, read_sft_examples
 from .splits import holdout_split, shuffle_and_cut
 from .start_from import StartFrom, apply_start, carry_base, check_start, parse_start_from, starting_labels
 from .tasks import GENERATION_TASKS, SFT, TEXT_CLASSIFICATION, UnknownTaskError, architecture_refusal, check_task
@@ -133,9 +133,10 @@ def _check_columns(spec: dict, task: str) -> None:
     if missing:
         hint = " (or, for SFT, messages_column)" if task == SFT else ""
         raise TrainingError(BAD_PARAMS, f"the job spec is missing: {', '.join(missing)}{hint}")
-    template = spec.get("template") or AUTO
-    if template != AUTO and template not in TEMPLATES:
-        raise TrainingError(BAD_PARAMS, f"unknown template {template!r}; choose {AUTO} or one of: {', '.join(TEMPLATES)}")
+    try:
+        check_template(spec.get("template") or AUTO)
+    except ValueError as exc:
+        raise TrainingError(BAD_PARAMS, str(exc)) from exc
 
 
 def seed_everything(seed: int) -> None:
@@ -166,7 +167,7 @@ def prepare_generation_data(job: Job) -> tuple[list[SftExample], list[SftExample
     return holdout_split(rows, job.params["eval_fraction"])
 
 
-def _drop_masked(task, rows: list, features: list[dict], role: str) -> tuple[list, list[dict]]:
+def _refuse_masked(task, rows: list, features: list[dict], role: str) -> None:
     """Refuse rows whose whole answer the max length cuts away: they would train on nothing."""
     masked = [row.row for row, f in zip(rows, features) if f.get("response_tokens") == 0]
     if masked:
@@ -177,7 +178,6 @@ def _drop_masked(task, rows: list, features: list[dict], role: str) -> tuple[lis
             f"{task.max_length} tokens leaves none of the response to learn from; raise the maximum length or "
             "shorten those prompts",
         )
-    return rows, features
 
 
 @contextlib.contextmanager
@@ -372,8 +372,9 @@ def fit(spec: dict, sink: EventSink) -> FitResult:
         params["max_length"] = limit  # the model cannot read further; the report shows the length used
     task.tokenizer, task.max_length, task.batch_size, task.device = tokenizer, params["max_length"], batch_size, device
     task.position_limit = limit
-    train_rows, train_features = _drop_masked(task, train_rows, task.encode(train_rows), "training")
-    eval_rows, eval_features = _drop_masked(task, eval_rows, task.encode(eval_rows), "evaluation")
+    train_features, eval_features = task.encode(train_rows), task.encode(eval_rows)
+    _refuse_masked(task, train_rows, train_features, "training")
+    _refuse_masked(task, eval_rows, eval_features, "evaluation")
 
     optimizer = _optimizer(model, params["learning_rate"], params["weight_decay"])
     from transformers import get_linear_schedule_with_warmup

@@ -18,7 +18,6 @@ from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import methods_as_json
 from peftcore.recommend import recommend
-from peftcore.sft import path_root
 from peftcore.tasks import SFT
 from peftcore.tasks import TASKS as CORE_TASKS
 from peftcore.schema import schema_as_json
@@ -233,12 +232,10 @@ def dataset_token_stats(request, dataset_id: int, base_model: int, column: str =
     model = selectors.base_model_get(user=request.user, model_id=base_model)
     sft = (services.sft_options(column, label_column, input_column, messages_column, template)
            if task == SFT else None)
-    for name in ([v for k, v in sft.items() if k != "template" and v] if sft else [column]):
-        if path_root(name) not in dataset.columns:
-            return 400, {"detail": f"'{name}' is not a column of '{dataset.name}'; its columns are: "
-                                   f"{', '.join(dataset.columns)}"}
-    if sft and not (sft.get("messages") or (sft.get("prompt") and sft.get("response"))):
-        return 400, {"detail": "for sft name the prompt (column) and response (label_column), or messages_column"}
+    problem = (services.sft_options_error(dataset, sft) if sft else None if column in dataset.columns else
+               f"'{column}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}")
+    if problem:
+        return 400, {"detail": problem}
     if max_length < 1:
         return 400, {"detail": "max_length must be a positive number of tokens"}
     stats = (services.token_stats_request(dataset=dataset, base_model=model, sft=sft) if sft

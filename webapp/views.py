@@ -15,7 +15,6 @@ from jobs.services import ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
-from peftcore.sft import path_root
 from peftcore.tasks import SFT
 
 from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
@@ -170,9 +169,9 @@ def job_tokens(request):
         # SFT: whole examples as the template builds them, and rows that cannot be read with these columns
         sft = services.sft_options(column, request.GET.get("label_column", ""), request.GET.get("input_column", ""),
                                    request.GET.get("messages_column", ""), request.GET.get("template", ""))
-        named = [v for k, v in sft.items() if k != "template" and v]
-        if not named or any(path_root(v) not in dataset.columns for v in named):
-            return render(request, "jobs/_tokens.html", {"error": "choose the prompt and response columns"}, status=400)
+        problem = services.sft_options_error(dataset, sft)
+        if problem:
+            return render(request, "jobs/_tokens.html", {"error": problem}, status=400)
         column = sft.get("messages") or f"{sft['prompt']} → {sft['response']}"
     elif column not in dataset.columns:
         return render(request, "jobs/_tokens.html", {"error": "choose the text column"}, status=400)

@@ -66,7 +66,7 @@ def test_an_sft_job_on_nested_columns_is_queued_with_its_columns_and_template(
     ({"task": "sft", "text_column": "instruction"}, "label_column", "choose the response column"),
     ({"task": "sft", "messages_column": "chat"}, "messages_column", "'chat' is not a column"),
     ({"task": "sft", "text_column": "instruction", "label_column": "instances[0].output", "template": "vicuna"},
-     "template", "choose one of: auto, alpaca"),
+     "template", "choose auto or one of: alpaca"),
     ({"task": "summarise", "text_column": "instruction", "label_column": "name"}, "task", "unknown task"),
 ])
 def test_bad_sft_columns_say_what_to_change(alice_api, seed_tasks, tiny_llama, fields, field, says):
