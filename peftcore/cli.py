@@ -1,8 +1,10 @@
 """Command line: `python -m peftcore train|inspect|methods`.
 
 `train --spec` is what the studio's runner starts: stdout carries ONLY JSON events, one per line; everything
-else (logging, warnings, progress bars) goes to stderr. Exit status: 0 done, 2 bad data or parameters (a retry
-cannot help), 1 any other failure.
+else (logging, warnings, progress bars) goes to stderr. Exit status: 0 done or preempted, 2 bad data or
+parameters (a retry cannot help), 1 any other failure. SIGTERM means "checkpoint and stop": the current optimizer
+step finishes, a checkpoint is written, a preempted event is printed and the process exits 0 (`--resume` goes on
+from that checkpoint).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from .errors import BAD_PARAMS, EXIT_FAILED, EXIT_OK, MODEL_LOAD, TrainingError
+from .errors import BAD_PARAMS, EXIT_FAILED, EXIT_OK, MODEL_LOAD, StopSignal, TrainingError
 
 
 def _sha256(path: Path) -> str:
@@ -77,6 +79,26 @@ class ProgressBarSink:
                 print(f"adapter saved to {event['adapter_dir']}", file=self.stream)
             else:
                 print(f"training failed ({event['kind']}): {event['message']}", file=self.stream)
+        elif kind == "resumed" and self.bar is not None:
+            self.bar.update(event["step"])
+        elif kind == "checkpoint" and self.bar is not None:
+            self.bar.write(f"checkpoint at step {event['step']}: {event['path']}", file=self.stream)
+        elif kind == "preempted":
+            if self.bar is not None:
+                self.bar.close()
+            print(f"stopped at step {event['step']}; continue with --resume and the last checkpoint folder",
+                  file=self.stream)
+
+
+class _WholeLines:
+    """Emits with a pending stop held back, so an interruption never cuts an event line short."""
+
+    def __init__(self, sink, stop: StopSignal):
+        self.sink, self.stop = sink, stop
+
+    def emit(self, event: dict) -> None:
+        with self.stop.deferred():
+            self.sink.emit(event)
 
 
 def _parse_key_values(items: list[str]) -> dict[str, str]:
@@ -143,8 +165,9 @@ def _spec_from_args(args) -> dict:
 
 
 def _die_with_parent() -> None:
-    """Linux: end this process if the runner that started it dies (it runs in its own session, so no
-    terminal or process-group signal would reach it). PEFTCORE_PARENT_PID names that runner."""
+    """Linux: kill this process if the runner that started it dies (it runs in its own session, so no
+    terminal or process-group signal would reach it). PEFTCORE_PARENT_PID names that runner. SIGKILL, not
+    SIGTERM: SIGTERM means "checkpoint and stop", and with the runner gone nobody would upload the checkpoint."""
     parent = os.environ.get("PEFTCORE_PARENT_PID")
     if not parent or not sys.platform.startswith("linux"):
         return
@@ -152,12 +175,22 @@ def _die_with_parent() -> None:
     import signal
 
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != int(parent):  # the parent died before the line above took effect
         raise SystemExit(1)
 
 
+def _stop_on_sigterm() -> StopSignal:
+    """SIGTERM (the runner cancelling, or its worker shutting down) asks training to checkpoint and stop."""
+    import signal
+
+    stop = StopSignal()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.request())
+    return stop
+
+
 def _train(args) -> int:
+    stop = _stop_on_sigterm()  # first: until fit() runs, a SIGTERM is only remembered
     if args.spec:
         _die_with_parent()
         # The runner has already put the model on disk: never reach for the network.
@@ -172,9 +205,15 @@ def _train(args) -> int:
                 spec = json.loads(Path(args.spec).read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise TrainingError(BAD_PARAMS, f"cannot read the job spec {args.spec}: {exc}") from exc
+            if not isinstance(spec, dict):
+                raise TrainingError(BAD_PARAMS, f"the job spec {args.spec} must be a JSON object")
         else:
             spec = _spec_from_args(args)
             sink = TeeSink(sink, ProgressBarSink(sys.stderr))
+        if args.resume:
+            spec["resume_from"] = str(Path(args.resume).resolve())
+        if args.micro_batch_size is not None:
+            spec["micro_batch_size"] = args.micro_batch_size
         _quiet_libraries()
         from . import train
     except Exception as exc:  # before training starts: report it the same way run() reports its failures
@@ -182,7 +221,7 @@ def _train(args) -> int:
         sink.emit({"event": "error", "kind": error.kind, "message": error.message})
         return error.exit_code
     try:
-        train.run(spec, sink)  # emits its own error event before raising
+        train.run(spec, _WholeLines(sink, stop), should_stop=stop)  # emits its own error event before raising
     except TrainingError as exc:
         return exc.exit_code
     return EXIT_OK
@@ -255,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a training or method parameter, e.g. --param epochs=5 --param r=16 (repeatable)")
     train.add_argument("--threads", type=int, help="CPU threads for torch")
     train.add_argument("--out", default="peftcore-out", help="output folder (the adapter goes to OUT/adapter)")
+    train.add_argument("--resume", metavar="CHECKPOINT_DIR",
+                       help="continue from a checkpoint folder (OUT/checkpoints/step-N, written every "
+                       "checkpoint_every_steps/seconds of the spec and when SIGTERM stops training), with the same "
+                       "data and parameters")
+    train.add_argument("--micro-batch-size", type=int, help="the most rows one forward pass takes; each batch is "
+                       "split into micro-batches whose gradients add up (use when a batch does not fit in memory)")
 
     inspect = commands.add_parser("inspect", help="check a data file; prints a JSON report")
     inspect.add_argument("file")

@@ -1,6 +1,9 @@
-"""How a failed training run is classified, so the web app can tell the user what to do next."""
+"""How a failed training run is classified, so the web app can tell the user what to do next; and how a run is
+asked to stop (preemption), which is not a failure."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 BAD_DATA = "bad_data"
 OUT_OF_MEMORY = "out_of_memory"
@@ -38,3 +41,54 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (RuntimeError, MemoryError)) and (
         isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
     )
+
+
+class Preempted(BaseException):
+    """Training was asked to stop before it had anything worth saving. A BaseException, like KeyboardInterrupt,
+    so that no `except Exception` on the way (e.g. the one that reports load failures as model_load) takes it
+    for a failure."""
+
+
+class StopSignal:
+    """A request to stop training, set from a signal handler (the CLI sets it on SIGTERM) and read by train.fit()
+    as its should_stop. Inside an interruptible() block (fit() wraps the phases before its first optimizer step:
+    loading, encoding, the baseline evaluation, where nothing is worth a checkpoint yet) request() raises
+    Preempted at once, so the process stops promptly; elsewhere it only sets the flag, and fit() finishes the
+    current optimizer step, writes a checkpoint and stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._interruptible = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def request(self) -> None:
+        self.requested = True
+        if self._interruptible:
+            self._interruptible = False  # raise once
+            raise Preempted()
+
+    @contextmanager
+    def interruptible(self):
+        self._set(True)
+        try:
+            yield
+        finally:
+            self._interruptible = False
+
+    @contextmanager
+    def deferred(self):
+        """Hold an interruption back until the block ends (an event line must never be cut short)."""
+        was = self._interruptible
+        self._interruptible = False
+        try:
+            yield
+        finally:
+            self._set(was)
+
+    def _set(self, interruptible: bool) -> None:
+        self._interruptible = interruptible
+        if interruptible and self.requested:
+            self._interruptible = False
+            raise Preempted()

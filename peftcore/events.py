@@ -11,14 +11,14 @@ class EventSink(Protocol):
     def emit(self, event: dict) -> None: ...
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     # NaN and infinity are not JSON; the runner parses events with a strict parser.
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -29,7 +29,7 @@ class JsonLinesSink:
         self.stream = stream
 
     def emit(self, event: dict) -> None:
-        self.stream.write(json.dumps(_json_safe(event), allow_nan=False) + "\n")
+        self.stream.write(json.dumps(json_safe(event), allow_nan=False) + "\n")
         self.stream.flush()
 
 
