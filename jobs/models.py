@@ -110,12 +110,34 @@ class Job(models.Model):
     start_from = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     start_mode = models.CharField(max_length=10, blank=True, choices=[("continue", "continue"), ("stack", "stack")])
 
+    class Priority(models.IntegerChoices):
+        LOW = -1
+        NORMAL = 0
+        HIGH = 1
+
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # Within a team: higher first. Across teams fair share decides (selectors.queued_in_order).
+    priority = models.IntegerField(choices=Priority.choices, default=Priority.NORMAL)
     # attempt fences writes: the runner only writes while the row still carries its own attempt.
     attempt = models.IntegerField(default=0)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Attempts that ended without a verdict (worker lost, training process crashed); capped by JOB_MAX_FAILURES
+    # so a poison job ends FAILED instead of looping. Preemption and out-of-memory retries do not count.
+    failures = models.IntegerField(default=0)
+    # The studio's own latest checkpoint (peftcore.checkpoints: safetensors + JSON, never a pickle).
+    checkpoint = models.ForeignKey(Blob, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    checkpoint_step = models.IntegerField(default=0)
+    # Set after an out-of-memory retry: rows per forward pass (gradient accumulation keeps the batch size).
+    micro_batch_size = models.IntegerField(null=True, blank=True)
+    # Seconds of training this run may use (None: JOB_TIME_LIMIT_SECONDS); run_seconds counts them across
+    # attempts and starts again when a user resumes the job.
+    time_limit_seconds = models.IntegerField(null=True, blank=True)
+    run_seconds = models.FloatField(default=0)
+    # The latest thing the runtime did on its own that a user should know (a resume, an out-of-memory retry).
+    notice = models.CharField(max_length=500, blank=True)
     # When the broker was last told about this job; the reaper publishes long-queued jobs again.
     enqueued_at = models.DateTimeField(default=timezone.now)
 
@@ -140,6 +162,34 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL
+
+
+class JobAttempt(models.Model):
+    """One claim of a job by a worker: where it ran, what it resumed from and how it ended."""
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        PREEMPTED = "preempted"  # its worker shut down; checkpointed and queued again
+        CRASHED = "crashed"
+        OUT_OF_MEMORY = "out_of_memory"
+        TIMEOUT = "timeout"
+        LOST = "lost"  # its lease ran out (worker killed, stopped or cut off)
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    number = models.IntegerField()
+    worker = models.CharField(max_length=200)
+    resumed_from_step = models.IntegerField(default=0)
+    micro_batch_size = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    message = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="unique_job_attempt")]
 
 
 class MetricPoint(models.Model):
@@ -175,10 +225,15 @@ class EvalReport(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    hostname = models.CharField(max_length=200, unique=True)
+    """Written by each Celery worker every WORKER_HEARTBEAT_SECONDS (jobs.workers): host, queues, accelerators
+    and memory in `info`, the job it runs. A row not seen for a few periods is a worker that is gone."""
+
+    hostname = models.CharField(max_length=200, unique=True)  # the Celery node name, e.g. training@gpu-1
     running_job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     info = models.JSONField(default=dict)
+    started_at = models.DateTimeField(default=timezone.now)
     seen_at = models.DateTimeField()
+    stopped = models.BooleanField(default=False)
 
 
 class WorkerResult(models.Model):

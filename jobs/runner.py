@@ -1,9 +1,12 @@
 """Supervises one training run as a child process (`python -m peftcore train --spec spec.json`).
 
 The child prints one JSON event per line. The runner turns them into batched writes (one heartbeat write
-every RUNNER_FLUSH_SECONDS: metric points, progress, lease renewal, cancel check), so the database sees a
-handful of queries per minute however fast training steps are. Cancel or a lost lease kills the child's
-process group, which also frees its accelerator memory.
+every RUNNER_FLUSH_SECONDS: metric points, progress, training time, lease renewal, cancel check), so the
+database sees a handful of queries per minute however fast training steps are. Checkpoints the child writes
+are stored as blobs, so any worker can resume the job. Cancel, a worker shutdown or the time limit ask the
+child to checkpoint and stop (SIGTERM, then SIGKILL after a grace period); a lost lease kills it at once.
+How the child ended decides what comes next: published, failed, requeued from the checkpoint (crash,
+preemption, out of memory with a halved micro-batch), or given up after JOB_MAX_FAILURES.
 """
 
 import json
@@ -27,13 +30,13 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from peftcore.models import ModelRefError, resolve_model
 
-from . import services
-from .models import Artifact, Dataset, Job
+from . import runtime
+from .models import Artifact, Blob, Dataset, Job, JobAttempt
 from .storage import blob_create_from_file, blob_delete, blob_write_to_path, unzip_safely
+from .workers import shutting_down
 
 log = logging.getLogger(__name__)
 
-KILL_GRACE_SECONDS = 10
 STDERR_TAIL_BYTES = 3000
 
 
@@ -45,7 +48,9 @@ class RunState:
     points: list = field(default_factory=list)
     done: dict | None = None
     error: dict | None = None
-    stop: str = ""  # "", "cancel" or "lost"
+    preempted: dict | None = None
+    checkpoints: list = field(default_factory=list)  # written by the child, not yet stored
+    stop: str = ""  # "", "cancel", "preempt", "timeout" or "lost"
 
     def take(self, event: dict) -> None:
         kind = event.get("event")
@@ -61,14 +66,21 @@ class RunState:
                 if isinstance(value, (int, float)):
                     metric = name if name.startswith("eval_") else f"eval_{name}"
                     self.points.append((event["step"], metric, float(value)))
+        elif kind == "resumed":
+            self.step = event["step"]
+        elif kind == "checkpoint":
+            self.checkpoints.append(event)
+        elif kind == "preempted":
+            self.preempted = event
         elif kind == "done":
             self.done = event
         elif kind == "error":
             self.error = event
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_id(worker: str = "") -> str:
+    """The lease owner: "<Celery node name>/<pid>" (jobs.selectors.job_running_on relies on the slash)."""
+    return f"{worker or socket.gethostname()}/{os.getpid()}"
 
 
 def _materialise_dataset(dataset: Dataset) -> Path:
@@ -81,21 +93,34 @@ def _materialise_dataset(dataset: Dataset) -> Path:
     return path
 
 
+def _materialise_zip(blob, workdir: Path, name: str) -> Path:
+    archive, folder = workdir / f"{name}.zip", workdir / name
+    blob_write_to_path(blob, archive)
+    unzip_safely(archive, folder)
+    archive.unlink()
+    return folder
+
+
 def _materialise_start(job: Job, workdir: Path) -> dict | None:
     """The adapter a job starts from, unzipped from its blob into the job's folder."""
     if job.start_from_id is None:
         return None
     artifact = Artifact.objects.get(job_id=job.start_from_id, kind=Artifact.Kind.ADAPTER)
-    archive, folder = workdir / "start.zip", workdir / "start"
-    blob_write_to_path(artifact.blob, archive)
-    unzip_safely(archive, folder)
-    archive.unlink()
-    return {"adapter_dir": str(folder), "mode": job.start_mode or "continue"}
+    return {"adapter_dir": str(_materialise_zip(artifact.blob, workdir, "start")),
+            "mode": job.start_mode or "continue"}
+
+
+def _materialise_checkpoint(job: Job, workdir: Path) -> str | None:
+    """The job's last checkpoint (written by peftcore.checkpoints: safetensors and JSON, never a pickle)."""
+    if job.checkpoint_id is None:
+        return None
+    return str(_materialise_zip(Blob.objects.get(pk=job.checkpoint_id), workdir, "resume"))
 
 
 def _build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
     return {
         "start_from": _materialise_start(job, workdir),
+        "resume_from": _materialise_checkpoint(job, workdir),
         "task": job.task,
         "model_path": str(model_path),
         "method": job.method,
@@ -110,7 +135,11 @@ def _build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
         "messages_column": job.messages_column or None,
         "template": job.template or None,
         "params": job.params,
+        "micro_batch_size": job.micro_batch_size,
         "output_dir": str(workdir / "out"),
+        "checkpoint_dir": str(workdir / "checkpoints"),
+        "checkpoint_every_seconds": settings.CHECKPOINT_EVERY_SECONDS or None,
+        "checkpoint_every_steps": settings.CHECKPOINT_EVERY_STEPS or None,
         "threads": settings.TRAIN_THREADS,
         "metadata": {
             "job_id": job.pk,
@@ -130,13 +159,7 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """End the child and everything it started: SIGTERM, a grace period, then SIGKILL for what is left."""
-    if proc.poll() is None:
-        _signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(timeout=KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
+    """Whatever is left of the child's process group goes, which also frees its accelerator memory."""
     _signal_group(proc, signal.SIGKILL)
     proc.wait()
 
@@ -148,73 +171,6 @@ def _pump(stream, lines: queue.Queue) -> None:
     lines.put(None)
 
 
-def _supervise(job: Job, spec_path: Path, workdir: Path) -> tuple[RunState, int, str]:
-    python = settings.TRAIN_PYTHON or sys.executable
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PEFTCORE_PARENT_PID": str(os.getpid()),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")]))}
-    stderr_path = workdir / "train.log"
-    state = RunState()
-    with open(stderr_path, "wb") as stderr:
-        # A new session makes the child a process-group leader, so a kill reaches everything it started.
-        proc = subprocess.Popen([python, "-m", "peftcore", "train", "--spec", str(spec_path)],
-                                stdout=subprocess.PIPE, stderr=stderr, cwd=settings.BASE_DIR, env=env,
-                                start_new_session=True, text=True, bufsize=1)
-        try:
-            _follow(job, proc, state)
-            try:  # stdout is closed, so the child is exiting; one that hangs instead is killed below
-                proc.wait(timeout=KILL_GRACE_SECONDS * 3)
-            except subprocess.TimeoutExpired:
-                pass
-        finally:
-            # Whatever went wrong in the runner, the child must not train on unsupervised.
-            _kill_group(proc)
-    return state, proc.returncode, _tail(stderr_path)
-
-
-def _follow(job: Job, proc: subprocess.Popen, state: RunState) -> None:
-    """Read events until the child closes stdout; flush them in batches; stop on cancel or a lost lease."""
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-    next_flush = time.monotonic() + settings.RUNNER_FLUSH_SECONDS
-    last_ok = time.monotonic()
-    eof = False
-    while not eof:
-        try:
-            line = lines.get(timeout=max(0.0, next_flush - time.monotonic()))
-            if line is None:
-                eof = True
-            elif line.strip():
-                try:
-                    state.take(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    log.warning("job %s: ignoring a non-event line from training: %r", job.pk, line[:200])
-        except queue.Empty:
-            pass
-        if time.monotonic() >= next_flush or eof:
-            outcome = _flush(job, state)
-            if outcome == "error":
-                # A passing database outage is tolerated until the lease would have run out.
-                if time.monotonic() - last_ok > settings.JOB_LEASE_SECONDS:
-                    outcome = "lost"
-            else:
-                last_ok = time.monotonic()
-            if outcome in ("cancel", "lost"):
-                state.stop = outcome
-                return
-            next_flush = time.monotonic() + settings.RUNNER_FLUSH_SECONDS
-
-
-def _flush(job: Job, state: RunState) -> str:
-    points, state.points = state.points, []
-    try:
-        return services.job_heartbeat(job=job, step=state.step, total=state.total, loss=state.loss, points=points)
-    except DatabaseError:
-        log.exception("job %s: heartbeat failed; keeping %d points for the next one", job.pk, len(points))
-        state.points = points + state.points
-        close_old_connections()
-        return "error"
-
-
 def _tail(path: Path) -> str:
     with open(path, "rb") as fh:
         fh.seek(max(0, path.stat().st_size - STDERR_TAIL_BYTES))
@@ -224,14 +180,14 @@ def _tail(path: Path) -> str:
 @contextmanager
 def _lease_kept(job: Job):
     """Renew the lease from a thread while the runner does slow work outside the event loop
-    (materialising data, downloading a model, publishing the adapter)."""
+    (materialising data, downloading a model, storing a checkpoint, publishing the adapter)."""
     stop = threading.Event()
 
     def renew():
         try:
             while not stop.wait(settings.RUNNER_FLUSH_SECONDS):
                 try:
-                    services.job_heartbeat(job=job)
+                    runtime.job_heartbeat(job=job)
                 except DatabaseError:
                     log.warning("job %s: lease renewal failed; retrying", job.pk)
         finally:
@@ -246,28 +202,279 @@ def _lease_kept(job: Job):
         thread.join()
 
 
-def _zip_folder(folder: Path, target: Path) -> Path:
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+def _zip_folder(folder: Path, target: Path, compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(target, "w", compression=compression) as zf:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 zf.write(path, path.relative_to(folder).as_posix())
     return target
 
 
-def _crash_message(returncode: int, tail: str) -> tuple[str, str]:
+def _oom_kills() -> int | None:
+    """The kernel's out-of-memory kill count for this cgroup (v2), to tell an OOM kill from another SIGKILL."""
+    try:
+        for line in Path("/sys/fs/cgroup/memory.events").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class Supervisor:
+    """Follows one training child: batched writes, checkpoints to the database, and stopping it when the
+    job is cancelled, the worker shuts down, the time limit passes or the lease is lost."""
+
+    def __init__(self, job: Job, proc: subprocess.Popen, workdir: Path, terminated: threading.Event):
+        self.job, self.proc, self.workdir, self.terminated = job, proc, workdir, terminated
+        self.state = RunState()
+        self.started = time.monotonic()
+        self.limit = job.time_limit_seconds or settings.JOB_TIME_LIMIT_SECONDS
+        self.stop_deadline: float | None = None
+
+    def run_seconds(self) -> float:
+        return self.job.run_seconds + time.monotonic() - self.started
+
+    def follow(self) -> None:
+        """Read events until the child closes stdout, it overstays a stop request, or the lease is lost."""
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
+        next_flush = time.monotonic() + settings.RUNNER_FLUSH_SECONDS
+        last_ok = time.monotonic()
+        eof = False
+        while not eof:
+            wake = min(next_flush, self.stop_deadline or next_flush)
+            try:
+                line = lines.get(timeout=max(0.0, wake - time.monotonic()))
+                if line is None:
+                    eof = True
+                elif line.strip():
+                    try:
+                        self.state.take(json.loads(line))
+                    except (ValueError, KeyError, TypeError):
+                        log.warning("job %s: ignoring a non-event line from training: %r", self.job.pk, line[:200])
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if now >= next_flush or eof:
+                outcome = self._flush()
+                if outcome == "error":
+                    # A passing database outage is tolerated until the lease would have run out.
+                    if now - last_ok > settings.JOB_LEASE_SECONDS:
+                        outcome = "lost"
+                else:
+                    last_ok = now
+                if outcome == "lost":
+                    self.state.stop = "lost"
+                    return
+                if outcome == "cancel":
+                    self._request_stop("cancel")
+                elif self.terminated.is_set() or shutting_down():
+                    self._request_stop("preempt")
+                elif self.run_seconds() > self.limit:
+                    self._request_stop("timeout")
+                if not self.store_checkpoint():
+                    self.state.stop = "lost"
+                    return
+                next_flush = time.monotonic() + settings.RUNNER_FLUSH_SECONDS
+            if self.stop_deadline is not None and now >= self.stop_deadline:
+                log.warning("job %s: training did not stop within %ss; killing it", self.job.pk,
+                            settings.RUNNER_STOP_GRACE_SECONDS)
+                return
+
+    def _request_stop(self, why: str) -> None:
+        if self.state.stop:
+            return
+        log.info("job %s: stopping training (%s)", self.job.pk, why)
+        self.state.stop = why
+        # SIGTERM asks the child to checkpoint and exit (peftcore.cli); it is killed if it overstays.
+        _signal_group(self.proc, signal.SIGTERM)
+        self.stop_deadline = time.monotonic() + settings.RUNNER_STOP_GRACE_SECONDS
+
+    def _flush(self) -> str:
+        state = self.state
+        points, state.points = state.points, []
+        try:
+            return runtime.job_heartbeat(job=self.job, step=state.step, total=state.total, loss=state.loss,
+                                         points=points, run_seconds=round(self.run_seconds(), 1))
+        except DatabaseError:
+            log.exception("job %s: heartbeat failed; keeping %d points for the next one", self.job.pk, len(points))
+            state.points = points + state.points
+            close_old_connections()
+            return "error"
+
+    def store_checkpoint(self) -> bool:
+        """Store the newest checkpoint the child wrote as a blob (older unsent ones are superseded).
+        False: the lease is gone and the checkpoint was not accepted."""
+        if not self.state.checkpoints:
+            return True
+        newest = max(self.state.checkpoints, key=lambda event: event["step"])
+        self.state.checkpoints = []
+        folder = Path(newest["path"])
+        try:
+            with _lease_kept(self.job):
+                archive = _zip_folder(folder, self.workdir / "checkpoint.zip", zipfile.ZIP_STORED)
+                with open(archive, "rb") as fh:
+                    blob = blob_create_from_file(fh)
+                archive.unlink()
+                if not runtime.job_checkpoint(job=self.job, step=newest["step"], blob=blob):
+                    blob_delete(blob)
+                    return False
+        except DatabaseError:
+            log.exception("job %s: could not store the checkpoint of step %s", self.job.pk, newest["step"])
+            close_old_connections()
+        finally:
+            for old in folder.parent.glob("step-*"):  # this one and any older: the database has what counts
+                if old.is_dir() and _step_of(old) <= newest["step"]:
+                    shutil.rmtree(old, ignore_errors=True)
+        return True
+
+
+def _step_of(folder: Path) -> int:
+    try:
+        return int(folder.name.removeprefix("step-"))
+    except ValueError:
+        return -1
+
+
+def _supervise(job: Job, spec_path: Path, workdir: Path, terminated: threading.Event) -> tuple[Supervisor, int, str]:
+    python = settings.TRAIN_PYTHON or sys.executable
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PEFTCORE_PARENT_PID": str(os.getpid()),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")]))}
+    stderr_path = workdir / "train.log"
+    with open(stderr_path, "wb") as stderr:
+        # A new session makes the child a process-group leader, so a kill reaches everything it started.
+        proc = subprocess.Popen([python, "-m", "peftcore", "train", "--spec", str(spec_path)],
+                                stdout=subprocess.PIPE, stderr=stderr, cwd=settings.BASE_DIR, env=env,
+                                start_new_session=True, text=True, bufsize=1)
+        supervisor = Supervisor(job, proc, workdir, terminated)
+        try:
+            supervisor.follow()
+            if supervisor.state.stop != "lost":
+                try:  # stdout is closed, so the child is exiting; one that hangs instead is killed below
+                    proc.wait(timeout=settings.RUNNER_STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            # Whatever went wrong in the runner, the child must not train on unsupervised.
+            _kill_group(proc)
+        if supervisor.state.stop != "lost" and not supervisor.store_checkpoint():
+            supervisor.state.stop = "lost"
+    return supervisor, proc.returncode, _tail(stderr_path)
+
+
+def _crash_message(returncode: int, tail: str, oom_killed: bool) -> tuple[str, str]:
+    if oom_killed:
+        return Job.ErrorKind.OUT_OF_MEMORY, "the system killed the training process for running out of memory"
     if returncode in (-signal.SIGKILL, 137):
-        return (Job.ErrorKind.OUT_OF_MEMORY,
-                "the training process was killed by the system, most often for running out of memory; "
-                "try a smaller batch size or max length")
+        return (Job.ErrorKind.INTERNAL,
+                "the training process was killed (SIGKILL), most often by the system for running out of memory")
     last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
     return Job.ErrorKind.INTERNAL, f"the training process exited with code {returncode}: {last}"
 
 
-def run(job_id: int) -> str:
-    """Claim, train, publish. Returns what happened, for the worker's log."""
-    job = services.job_claim(job_id=job_id, owner=worker_id())
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+
+
+def _from_step(job: Job) -> str:
+    return f"step {job.checkpoint_step}" if job.checkpoint_id else "the start (no checkpoint yet)"
+
+
+def _retry_out_of_memory(job: Job, failed_micro_batch: int | None) -> str:
+    batch = int(job.params.get("batch_size") or 1)
+    current = failed_micro_batch or job.micro_batch_size or batch
+    half = current // 2
+    if half < max(1, settings.JOB_MIN_MICRO_BATCH):
+        runtime.job_fail(job=job, kind=Job.ErrorKind.OUT_OF_MEMORY, outcome=JobAttempt.Outcome.OUT_OF_MEMORY,
+                         message=f"training ran out of memory even with a micro-batch of {current} row(s); try a "
+                                 "shorter max length, a smaller base model or a method with fewer trainable "
+                                 "parameters")
+        return "out of memory"
+    steps = -(-batch // half)
+    runtime.job_requeue(job=job, outcome=JobAttempt.Outcome.OUT_OF_MEMORY, micro_batch_size=half,
+                        message=f"ran out of memory with a micro-batch of {current}; retrying from "
+                                f"{_from_step(job)} with a micro-batch of {half} and {steps} gradient accumulation "
+                                f"steps (the same effective batch of {batch})")
+    return "out of memory; retrying with a smaller micro-batch"
+
+
+def _finish(job: Job, supervisor: Supervisor, returncode: int, tail: str, oom_killed: bool) -> str:
+    """Turn how the child ended into the job's next state; every write is fenced by the attempt."""
+    state = supervisor.state
+    if state.stop == "lost":
+        runtime.job_attempt_lost(job=job, message="the lease was lost (another worker took the job over); "
+                                                  "this worker stopped its training")
+        return "lease lost"
+    if state.stop == "cancel":
+        runtime.job_fail(job=job, kind=Job.ErrorKind.CANCELLED, status=Job.Status.CANCELLED,
+                         message="cancelled by a user while running"
+                                 + (f"; resume it to go on from step {job.checkpoint_step}" if job.checkpoint_id
+                                    else ""))
+        return "cancelled"
+    if state.done:  # the adapter folder is complete once "done" is out, whatever the exit code
+        with _lease_kept(job):
+            zip_path = _zip_folder(Path(state.done["adapter_dir"]), supervisor.workdir / "adapter.zip")
+            with open(zip_path, "rb") as fh:
+                blob = blob_create_from_file(fh)
+        filename = f"job-{job.pk}-{job.method}-adapter.zip"
+        if not runtime.job_succeed(job=job, metrics=state.done.get("metrics", {}),
+                                   report=state.done.get("report", {}), adapter_blob=blob, filename=filename):
+            blob_delete(blob)
+            return "lease lost before publishing"
+        return "succeeded"
+    if state.stop == "timeout":
+        runtime.job_fail(job=job, kind=Job.ErrorKind.TIMEOUT, outcome=JobAttempt.Outcome.TIMEOUT,
+                         message=f"stopped at its time limit of {_duration(supervisor.limit)} of training; resume "
+                                 f"it to go on from {_from_step(job)} for another {_duration(supervisor.limit)}")
+        return "timed out"
+    if state.stop == "preempt" or state.preempted:
+        runtime.job_requeue(job=job, outcome=JobAttempt.Outcome.PREEMPTED,
+                            message=f"its worker shut down; queued again to resume from {_from_step(job)}")
+        return "preempted"
+    if state.error:
+        if state.error.get("kind") == Job.ErrorKind.OUT_OF_MEMORY:
+            return _retry_out_of_memory(job, state.error.get("micro_batch_size"))
+        runtime.job_fail(job=job, kind=state.error.get("kind", Job.ErrorKind.INTERNAL),
+                         message=state.error.get("message", "training failed"))
+        return "failed"
+    kind, message = _crash_message(returncode, tail, oom_killed)
+    if kind == Job.ErrorKind.OUT_OF_MEMORY:
+        return _retry_out_of_memory(job, None)
+    failures = job.failures + 1
+    if failures < settings.JOB_MAX_FAILURES:
+        runtime.job_requeue(job=job, outcome=JobAttempt.Outcome.CRASHED, failed=True,
+                            message=f"{message}; queued again to resume from {_from_step(job)} "
+                                    f"(crash {failures} of at most {settings.JOB_MAX_FAILURES})")
+        return "crashed; requeued"
+    runtime.job_fail(job=job, kind=kind, outcome=JobAttempt.Outcome.CRASHED, failed=True,
+                     message=f"{message}. It crashed {failures} time(s), the most allowed; giving up")
+    return "crashed"
+
+
+@contextmanager
+def _sigterm_noted():
+    """A SIGTERM sent straight to this process (a service manager stopping every process) asks for the
+    same as a warm shutdown: checkpoint and give the job back. Only the main thread can take signals."""
+    terminated = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(job_id: int | None = None, *, worker: str = "") -> str:
+    """Claim the job whose turn it is, train, publish. Returns what happened, for the worker's log.
+    `job_id` names the job whose message arrived; any queued job may be the one claimed (fair share)."""
+    job = runtime.job_claim_next(owner=worker_id(worker))
     if job is None:
-        return "not claimed"
+        return "nothing to claim"
     workdir = settings.WORKER_DIR / "jobs" / f"{job.pk}-{job.attempt}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -277,38 +484,18 @@ def run(job_id: int) -> str:
                 model_path = resolve_model(job.base_model.source, model_root=settings.MODEL_ROOT,
                                            revision=job.base_model.revision or None)
             except ModelRefError as exc:
-                services.job_fail(job=job, kind=Job.ErrorKind.MODEL_LOAD, message=str(exc))
+                runtime.job_fail(job=job, kind=Job.ErrorKind.MODEL_LOAD, message=str(exc))
                 return "model not found"
             spec_path = workdir / "spec.json"
             spec_path.write_text(json.dumps(_build_spec(job, workdir, model_path), indent=1))
-        state, returncode, tail = _supervise(job, spec_path, workdir)
-        if state.stop == "cancel":
-            services.job_fail(job=job, kind=Job.ErrorKind.CANCELLED, message="cancelled by a user while running",
-                              status=Job.Status.CANCELLED)
-            return "cancelled"
-        if state.stop == "lost":
-            return "lease lost"
-        if state.done:  # the adapter folder is complete once "done" is out, whatever the exit code
-            with _lease_kept(job):
-                zip_path = _zip_folder(Path(state.done["adapter_dir"]), workdir / "adapter.zip")
-                with open(zip_path, "rb") as fh:
-                    blob = blob_create_from_file(fh)
-            filename = f"job-{job.pk}-{job.method}-adapter.zip"
-            if not services.job_succeed(job=job, metrics=state.done.get("metrics", {}),
-                                        report=state.done.get("report", {}), adapter_blob=blob, filename=filename):
-                blob_delete(blob)
-                return "lease lost before publishing"
-            return "succeeded"
-        if state.error:
-            services.job_fail(job=job, kind=state.error.get("kind", Job.ErrorKind.INTERNAL),
-                              message=state.error.get("message", "training failed"))
-            return "failed"
-        kind, message = _crash_message(returncode, tail)
-        services.job_fail(job=job, kind=kind, message=message)
-        return "crashed"
+        oom_kills = _oom_kills()
+        with _sigterm_noted() as terminated:
+            supervisor, returncode, tail = _supervise(job, spec_path, workdir, terminated)
+        oom_killed = oom_kills is not None and (_oom_kills() or 0) > oom_kills and returncode == -signal.SIGKILL
+        return _finish(job, supervisor, returncode, tail, oom_killed)
     except Exception as exc:
         log.exception("job %s: runner error", job.pk)
-        services.job_fail(job=job, kind=Job.ErrorKind.INTERNAL, message=f"{type(exc).__name__}: {exc}")
+        runtime.job_fail(job=job, kind=Job.ErrorKind.INTERNAL, message=f"{type(exc).__name__}: {exc}")
         return "runner error"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,11 +1,12 @@
 """Reads. Every query a user can reach is scoped to the user's teams; another team's object is a 404."""
 
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.shortcuts import get_object_or_404
 
 from webapp.models import Team
 
-from .models import Artifact, BaseModel, Dataset, Job, MetricPoint
+from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint, WorkerHeartbeat
 
 
 def team_for_user(user) -> Team | None:
@@ -85,7 +86,8 @@ def job_progress(job: Job) -> dict:
     fraction = min(1.0, step / total) if total else (1.0 if job.status == Job.Status.SUCCEEDED else 0.0)
     eta = None
     if job.status == Job.Status.RUNNING and job.started_at and step and total:
-        elapsed = (timezone.now() - job.started_at).total_seconds()
+        # run_seconds is training time across attempts (a resumed job's wait in the queue does not count)
+        elapsed = job.run_seconds or (timezone.now() - job.started_at).total_seconds()
         eta = max(0.0, elapsed / step * (total - step))
     return {"step": step, "total": total, "fraction": round(fraction, 4), "eta_seconds": eta}
 
@@ -113,3 +115,44 @@ def playground_run_get(*, job: Job, run_id: int):
     from .models import PlaygroundRun
 
     return get_object_or_404(PlaygroundRun.objects.filter(job=job), pk=run_id)
+
+
+# --- the queue ----------------------------------------------------------------------------------------------
+
+
+def _queue_in_order() -> QuerySet[Job]:
+    """Queued jobs in the order workers take them. Fair share: a team's n-th queued job (by priority, then
+    age) waits behind every team's earlier turns, and each job the team already runs counts as a turn taken,
+    so a team that queues a hundred jobs cannot starve one that queues one."""
+    running = (Job.objects.filter(team=OuterRef("team"), status=Job.Status.RUNNING).order_by()
+               .values("team").annotate(n=Count("pk")).values("n"))
+    return (Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=False)
+            .annotate(team_turn=Window(RowNumber(), partition_by=[F("team_id")],
+                                       order_by=[F("priority").desc(), F("created_at").asc(), F("pk").asc()]),
+                      team_running=Coalesce(Subquery(running), 0))
+            .annotate(turn=F("team_turn") + F("team_running"))
+            .order_by("turn", "-priority", "created_at", "pk"))
+
+
+def queued_in_order(*, limit: int | None = None) -> list[int]:
+    ids = _queue_in_order().values_list("pk", flat=True)
+    return list(ids[:limit] if limit else ids)
+
+
+def queue_positions() -> dict[int, int]:
+    """{job id: 1-based place in the queue} for every queued job, in one query (ids only)."""
+    return {pk: place for place, pk in enumerate(queued_in_order(), start=1)}
+
+
+def job_attempts(*, job: Job) -> QuerySet[JobAttempt]:
+    return JobAttempt.objects.filter(job=job).order_by("number")
+
+
+def job_running_on(*, worker: str) -> int | None:
+    """The id of the job a worker (Celery node name) runs: runners lease jobs as "<node>/<pid>"."""
+    return (Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{worker}/")
+            .values_list("pk", flat=True).first())
+
+
+def worker_list() -> QuerySet[WorkerHeartbeat]:
+    return WorkerHeartbeat.objects.select_related("running_job").order_by("hostname")

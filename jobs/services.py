@@ -9,7 +9,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from peftcore.data import inspect_file
@@ -24,8 +23,9 @@ from peftcore.start_from import start_refusal
 from peftcore.tasks import COLUMN_ROLES, SFT, TASK_NAMES, TEXT_CLASSIFICATION, architecture_refusal
 from peftcore.training_params import TRAINING_PARAMS
 
-from .models import (Artifact, BaseModel, Blob, Dataset, EvalReport, Job, MetricPoint, PlaygroundRun, TokenStats,
+from .models import (BaseModel, Dataset, EvalReport, Job, PlaygroundRun, TokenStats,
                      TrainableCount)
+from .runtime import job_enqueue
 from .storage import blob_create_from_file
 
 log = logging.getLogger(__name__)
@@ -329,11 +329,25 @@ def _start_errors(*, start_from: Job, start_mode: str, base_model: BaseModel, me
     return {}
 
 
+def _runtime_errors(*, priority, time_limit_seconds) -> dict[str, str]:
+    errors = {}
+    if priority not in Job.Priority.values:
+        errors["priority"] = f"priority must be one of {', '.join(map(str, Job.Priority.values))} (low, normal, high)"
+    if time_limit_seconds is not None:
+        low, high = settings.JOB_LEASE_SECONDS, settings.JOB_TIME_LIMIT_MAX_SECONDS
+        if isinstance(time_limit_seconds, bool) or not isinstance(time_limit_seconds, int) \
+                or not low < time_limit_seconds <= high:
+            errors["time_limit"] = (f"the time limit must be more than {low // 60 or 1} minute(s) and at most "
+                                    f"{high // 60} minutes")
+    return errors
+
+
 def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: str, text_column: str = "",
                label_column: str = "", task: str = "text-classification", eval_dataset: Dataset | None = None,
                method_params: dict | None = None, params: dict | None = None, name: str = "",
                start_from: Job | None = None, start_mode: str = "", input_column: str = "",
-               messages_column: str = "", template: str = "") -> Job:
+               messages_column: str = "", template: str = "", priority: int = Job.Priority.NORMAL,
+               time_limit_seconds: int | None = None) -> Job:
     # Everything a job uses belongs to the job's own team (or, for base models, to every team).
     foreign = {field: "not found" for field, obj in (("dataset", dataset), ("eval_dataset", eval_dataset),
                                                      ("start_from", start_from))
@@ -342,6 +356,9 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
         foreign["base_model"] = "not found"
     if foreign:
         raise ValidationFailed("the job has errors; fix the fields named", errors=foreign)
+    runtime_errors = _runtime_errors(priority=priority, time_limit_seconds=time_limit_seconds)
+    if runtime_errors:
+        raise ValidationFailed("the job has errors; fix the fields named", errors=runtime_errors)
     if start_from is not None:
         start_mode = start_mode or "continue"
         errors = _start_errors(start_from=start_from, start_mode=start_mode, base_model=base_model, method=method,
@@ -366,114 +383,10 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
             eval_dataset=eval_dataset, base_model=base_model, task=task, method=method,
             method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
             input_column=input_column, messages_column=messages_column, template=template,
-            start_from=start_from, start_mode=start_mode)
+            start_from=start_from, start_mode=start_mode, priority=priority, time_limit_seconds=time_limit_seconds)
         # robust: a broker that is down must not fail the request; the reaper publishes the job again.
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk), robust=True)
     return job
-
-
-def job_enqueue(*, job_id: int) -> None:
-    from .tasks import run_job
-
-    run_job.delay(job_id)
-
-
-def job_cancel(*, job: Job) -> Job:
-    """A queued job is cancelled at once; a running one is asked to stop and its runner kills the child."""
-    now = timezone.now()
-    cancelled_while_queued = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now,
-        error_kind=Job.ErrorKind.CANCELLED, error_message="cancelled before it started")
-    if not cancelled_while_queued:
-        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(cancel_requested=True)
-    job.refresh_from_db()
-    return job
-
-
-# --- the runner's writes: each is fenced by the attempt that claimed the job --------------------------------
-
-
-def job_claim(*, job_id: int, owner: str) -> Job | None:
-    """QUEUED -> RUNNING in one conditional UPDATE; a duplicate delivery finds nothing to claim."""
-    now = timezone.now()
-    with transaction.atomic():
-        claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(
-            status=Job.Status.RUNNING, attempt=F("attempt") + 1, lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS), started_at=now,
-            progress_step=0, last_loss=None)
-        if not claimed:
-            return None
-        # A retry trains from the start, so the previous attempt's curve would only mislead.
-        MetricPoint.objects.filter(job_id=job_id).delete()
-    return Job.objects.select_related("dataset__blob", "eval_dataset__blob", "base_model").get(pk=job_id)
-
-
-def _fenced(job: Job):
-    return Job.objects.filter(pk=job.pk, attempt=job.attempt, status=Job.Status.RUNNING)
-
-
-def job_heartbeat(*, job: Job, step: int | None = None, total: int | None = None, loss: float | None = None,
-                  points: list[tuple[int, str, float]] = ()) -> str:
-    """One batched write: metric points, progress and lease renewal. Returns "ok", "cancel" or "lost"."""
-    fields = {"lease_expires_at": timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)}
-    if step is not None:
-        fields["progress_step"] = step
-    if total is not None:
-        fields["progress_total"] = total
-    if loss is not None:
-        fields["last_loss"] = loss
-    with transaction.atomic():
-        if not _fenced(job).filter(cancel_requested=False).update(**fields):
-            state = _fenced(job).values_list("cancel_requested", flat=True).first()
-            return "cancel" if state else "lost"
-        if points:
-            MetricPoint.objects.bulk_create(
-                [MetricPoint(job_id=job.pk, step=s, name=n, value=v) for s, n, v in points], batch_size=1000)
-    return "ok"
-
-
-def job_succeed(*, job: Job, metrics: dict, report: dict, adapter_blob: Blob, filename: str) -> bool:
-    with transaction.atomic():
-        if not _fenced(job).update(status=Job.Status.SUCCEEDED, metrics=metrics, finished_at=timezone.now(),
-                                   progress_step=F("progress_total"), lease_expires_at=None):
-            return False
-        Artifact.objects.create(job=job, kind=Artifact.Kind.ADAPTER, filename=filename, blob=adapter_blob,
-                                size_bytes=adapter_blob.size, sha256=adapter_blob.sha256)
-        EvalReport.objects.update_or_create(job=job, defaults={"data": report})
-    return True
-
-
-def job_fail(*, job: Job, kind: str, message: str, status: str = Job.Status.FAILED) -> bool:
-    return bool(_fenced(job).update(status=status, error_kind=kind, error_message=message[:4000],
-                                    finished_at=timezone.now(), lease_expires_at=None))
-
-
-def job_reap_expired_leases(*, max_attempts: int | None = None) -> dict:
-    """Jobs whose runner stopped renewing its lease (its worker died) go back to the queue, up to a cap;
-    queued jobs whose broker message may have been lost are published again."""
-    max_attempts = max_attempts or settings.JOB_MAX_ATTEMPTS
-    now = timezone.now()
-    expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
-    # A job its user cancelled needs no retry, whatever stopped its worker.
-    cancelled = expired.filter(cancel_requested=True).update(
-        status=Job.Status.CANCELLED, error_kind=Job.ErrorKind.CANCELLED, finished_at=now, lease_expires_at=None,
-        error_message="cancelled by a user (its worker stopped before confirming)")
-    expired = expired.filter(cancel_requested=False)
-    failed = expired.filter(attempt__gte=max_attempts).update(
-        status=Job.Status.FAILED, error_kind=Job.ErrorKind.LOST, finished_at=now, lease_expires_at=None,
-        error_message=f"the worker running this job stopped answering {max_attempts} time(s); giving up")
-    stale_queued = Job.objects.filter(
-        status=Job.Status.QUEUED, enqueued_at__lt=now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS))
-    with transaction.atomic():
-        requeued = list(expired.filter(attempt__lt=max_attempts).select_for_update(skip_locked=True)
-                        .values_list("pk", flat=True))
-        Job.objects.filter(pk__in=requeued).update(status=Job.Status.QUEUED, lease_owner="", lease_expires_at=None,
-                                                   enqueued_at=now)
-        republished = list(stale_queued.select_for_update(skip_locked=True).values_list("pk", flat=True))
-        Job.objects.filter(pk__in=republished).update(enqueued_at=now)
-        for job_id in requeued + republished:
-            transaction.on_commit(lambda job_id=job_id: job_enqueue(job_id=job_id), robust=True)
-    return {"requeued": requeued, "failed": failed, "cancelled": cancelled, "republished": republished}
 
 
 # --- playground -----------------------------------------------------------------------------------------

@@ -5,14 +5,14 @@ from celery import shared_task
 from . import runner
 
 
-@shared_task(name="jobs.run_job", ignore_result=True)
-def run_job(job_id: int) -> str:
-    return runner.run(job_id)
+@shared_task(name="jobs.run_job", ignore_result=True, bind=True)
+def run_job(self, job_id: int) -> str:
+    return runner.run(job_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="jobs.reap_expired_leases", ignore_result=True)
 def reap_expired_leases() -> dict:
-    from .services import job_reap_expired_leases
+    from .runtime import job_reap_expired_leases
 
     return job_reap_expired_leases()
 

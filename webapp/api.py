@@ -6,6 +6,7 @@ Endpoints stay thin: they parse, call a selector or a service, and shape the ans
 from datetime import datetime
 from typing import Any, Literal
 
+from django.conf import settings
 from django.http import Http404
 from django.urls import reverse
 from ninja import Field, File, Form, NinjaAPI, Schema, Status
@@ -13,7 +14,7 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
-from jobs import comparison, selectors, services
+from jobs import comparison, runtime, selectors, services
 from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import methods_as_json
@@ -112,6 +113,11 @@ class JobIn(Schema):
     start_mode: Literal["continue", "stack"] = Field(
         "continue", description="continue: train that adapter further (its method and parameters are kept); "
         "stack: keep it frozen and train a new adapter of any method on top")
+    priority: Literal["low", "normal", "high"] = Field(
+        "normal", description="order among your team's queued jobs (teams share workers fairly whatever this says)")
+    time_limit_minutes: int | None = Field(
+        None, description="minutes of training before the job stops as timed out (resumable); default: the "
+        "studio's limit")
 
 
 class Progress(Schema):
@@ -126,10 +132,30 @@ class JobError(Schema):
     message: str
 
 
+class Attempt(Schema):
+    number: int
+    worker: str
+    resumed_from_step: int
+    micro_batch_size: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    message: str
+
+
 class JobOut(Schema):
     id: int
     name: str
     status: str
+    queue_position: int | None = Field(description="1 = next to start; null unless queued")
+    priority: str
+    attempt: int
+    failures: int = Field(description="attempts that ended without a verdict (worker lost, crash)")
+    checkpoint_step: int = Field(description="the step a resume starts from (0: no checkpoint)")
+    micro_batch_size: int | None = Field(description="rows per forward pass after an out-of-memory retry")
+    notice: str = Field(description="what the runtime did on its own (a resume, an out-of-memory retry)")
+    run_seconds: float
+    time_limit_seconds: int
     task: str
     method: str
     dataset: int
@@ -153,9 +179,21 @@ class JobOut(Schema):
     finished_at: datetime | None
 
 
-def _job_out(job: Job) -> dict:
+def _positions(jobs) -> dict[int, int]:
+    """Queue places for a page of jobs: one query, and none when nothing shown is queued."""
+    return selectors.queue_positions() if any(job.status == Job.Status.QUEUED for job in jobs) else {}
+
+
+def _job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
+    if positions is None:
+        positions = _positions([job])
     return {
-        "id": job.pk, "name": job.name, "status": job.status, "task": job.task, "method": job.method,
+        "id": job.pk, "name": job.name, "status": job.status, "queue_position": positions.get(job.pk),
+        "priority": Job.Priority(job.priority).label.lower(), "attempt": job.attempt, "failures": job.failures,
+        "checkpoint_step": job.checkpoint_step if job.checkpoint_id else 0, "micro_batch_size": job.micro_batch_size,
+        "notice": job.notice, "run_seconds": job.run_seconds,
+        "time_limit_seconds": job.time_limit_seconds or settings.JOB_TIME_LIMIT_SECONDS,
+        "task": job.task, "method": job.method,
         "dataset": job.dataset_id, "eval_dataset": job.eval_dataset_id, "base_model": job.base_model_id,
         "text_column": job.text_column, "label_column": job.label_column, "input_column": job.input_column,
         "messages_column": job.messages_column, "template": job.template, "params": job.params,
@@ -317,7 +355,9 @@ def job_create(request, payload: JobIn):
             method=payload.method, task=payload.task, text_column=payload.text_column,
             label_column=payload.label_column, method_params=payload.method_params, params=payload.params,
             name=payload.name, start_from=start_from, start_mode=payload.start_mode,
-            input_column=payload.input_column, messages_column=payload.messages_column, template=payload.template)
+            input_column=payload.input_column, messages_column=payload.messages_column, template=payload.template,
+            priority=Job.Priority[payload.priority.upper()],
+            time_limit_seconds=payload.time_limit_minutes * 60 if payload.time_limit_minutes is not None else None)
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})
     return Status(201, _job_out(job))
@@ -328,7 +368,9 @@ def job_list(request, status: str | None = None, limit: int = 100):
     jobs = selectors.job_list(user=request.user)
     if status:
         jobs = jobs.filter(status=status)
-    return [_job_out(job) for job in jobs[: max(1, min(limit, 1000))]]
+    jobs = list(jobs[: max(1, min(limit, 1000))])
+    positions = _positions(jobs)
+    return [_job_out(job, positions) for job in jobs]
 
 
 class CompareRow(Schema):
@@ -355,7 +397,8 @@ def job_compare(request, ids: str):
         return 400, {"detail": str(exc) if isinstance(exc, comparison.TooManyJobs)
                      else "ids is a comma-separated list of job ids, such as 3,5"}
     result = comparison.job_compare(user=request.user, ids=wanted)
-    return 200, {**result, "jobs": [_job_out(job) for job in result["jobs"]]}
+    positions = _positions(result["jobs"])
+    return 200, {**result, "jobs": [_job_out(job, positions) for job in result["jobs"]]}
 
 
 @api.get("/datasets/{dataset_id}/leaderboard", response=list[JobOut])
@@ -364,8 +407,8 @@ def dataset_leaderboard(request, dataset_id: int,
                                         "perplexity"] = "accuracy"):
     """The team's best succeeded jobs trained on this dataset, best first by `metric`."""
     dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
-    return [_job_out(job) for job in comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk,
-                                                                     metric=metric)]
+    return [_job_out(job, {}) for job in comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk,
+                                                                         metric=metric)]
 
 
 @api.get("/jobs/{job_id}", response=JobOut)
@@ -384,7 +427,23 @@ def job_report(request, job_id: int):
 @api.post("/jobs/{job_id}/cancel", response=JobOut)
 def job_cancel(request, job_id: int):
     job = selectors.job_get(user=request.user, job_id=job_id)
-    return _job_out(services.job_cancel(job=job))
+    return _job_out(runtime.job_cancel(job=job))
+
+
+@api.post("/jobs/{job_id}/resume", response={200: JobOut, 409: Detail})
+def job_resume(request, job_id: int):
+    """Queue a failed or cancelled job again; it goes on from its last checkpoint (checkpoint_step)."""
+    job = selectors.job_get(user=request.user, job_id=job_id)
+    try:
+        return _job_out(runtime.job_resume(job=job, user=request.user))
+    except runtime.ResumeRefused as exc:
+        return Status(409, {"detail": str(exc)})
+
+
+@api.get("/jobs/{job_id}/attempts", response=list[Attempt])
+def job_attempts(request, job_id: int):
+    """Each time a worker took the job: where, from which step, and how it ended."""
+    return list(selectors.job_attempts(job=selectors.job_get(user=request.user, job_id=job_id)))
 
 
 class PlaygroundIn(Schema):

@@ -82,6 +82,12 @@ class JobForm(forms.Form):
         choices=[("continue", "continue training it (same method and parameters)"),
                  ("stack", "keep it frozen and train a new adapter on top")],
         initial="continue", widget=forms.RadioSelect, required=False, label="Starting from an adapter")
+    priority = forms.TypedChoiceField(
+        choices=[(1, "high"), (0, "normal"), (-1, "low")], coerce=int, initial=0, required=False, empty_value=0,
+        help_text="Order among your team's queued jobs; teams share the workers fairly whatever this says.")
+    time_limit = forms.IntegerField(
+        required=False, min_value=1, label="Time limit (minutes)",
+        help_text="Optional: training stops (resumable, from its last checkpoint) after this long.")
 
     def __init__(self, *args, datasets, models, adapters, **kwargs):
         super().__init__(*args, **kwargs)

@@ -133,6 +133,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
+# A worker takes the next message only when its slot is free (late ack, prefetch 1): a job never waits behind
+# a busy worker while another is idle. A message redelivered while its job runs claims nothing (jobs.services).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a dead worker's job comes back through the lease reaper
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "training"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -150,21 +154,49 @@ COUNT_RETRY_SECONDS = 30
 # Token counts read a whole dataset (minutes for a large one) and playground runs load a model: ask again later.
 TOKEN_COUNT_RETRY_SECONDS = 600
 PLAYGROUND_RETRY_SECONDS = 300
+
+# The job runtime (docs/architecture.md). Timings must nest: heartbeat < lease < time limit < visibility
+# timeout (webapp.timing checks it here, at start-up).
+# Seconds between the runner's batched writes (progress, metrics, lease renewal, cancel check).
+RUNNER_FLUSH_SECONDS = env.float("RUNNER_FLUSH_SECONDS", 2.0)
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", 120)
+# How often beat runs the reaper (expired leases, lost messages).
+JOB_REAP_SECONDS = env.float("JOB_REAP_SECONDS", 60.0)
+# A job whose attempts end without a verdict (worker lost, training process crashed) this many times fails.
+JOB_MAX_FAILURES = env.int("JOB_MAX_FAILURES", 3)
+# A job still queued this long after its message was sent is published again (a duplicate claims nothing).
+JOB_REPUBLISH_SECONDS = env.int("JOB_REPUBLISH_SECONDS", 1800)
+# Training time a job may use before it stops as timed out (resumable); a job may ask for less, never more.
+JOB_TIME_LIMIT_SECONDS = env.int("JOB_TIME_LIMIT_SECONDS", 24 * 3600)
+JOB_TIME_LIMIT_MAX_SECONDS = env.int("JOB_TIME_LIMIT_MAX_SECONDS", 7 * 24 * 3600)
+# Checkpoints go to the database this often (whichever comes first; 0 turns the step count off).
+CHECKPOINT_EVERY_SECONDS = env.float("CHECKPOINT_EVERY_SECONDS", 600.0)
+CHECKPOINT_EVERY_STEPS = env.int("CHECKPOINT_EVERY_STEPS", 0)
+# How long a training process asked to stop may take to write its checkpoint before it is killed.
+RUNNER_STOP_GRACE_SECONDS = env.float("RUNNER_STOP_GRACE_SECONDS", 15.0)
+# Out-of-memory retries halve the micro-batch down to this many rows.
+JOB_MIN_MICRO_BATCH = env.int("JOB_MIN_MICRO_BATCH", 1)
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", 15.0)
+# Redis redelivers an unacknowledged message after this long; it must outlast the longest job, or a running
+# job's message comes back (harmless, a claim finds nothing, but wasted).
+_visibility = env.int("CELERY_VISIBILITY_TIMEOUT", JOB_TIME_LIMIT_MAX_SECONDS + 3600)
+if CELERY_BROKER_URL.startswith("redis"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility}
 CELERY_BEAT_SCHEDULE = {
-    "reap-expired-leases": {"task": "jobs.reap_expired_leases", "schedule": 60.0, "options": {"expires": 55}},
+    "reap-expired-leases": {"task": "jobs.reap_expired_leases", "schedule": JOB_REAP_SECONDS,
+                            "options": {"expires": JOB_REAP_SECONDS * 0.9}},
 }
+
+from webapp.timing import check_timings  # noqa: E402
+
+check_timings(heartbeat=RUNNER_FLUSH_SECONDS, lease=JOB_LEASE_SECONDS, time_limit=JOB_TIME_LIMIT_SECONDS,
+              time_limit_max=JOB_TIME_LIMIT_MAX_SECONDS, visibility=_visibility,
+              stop_grace=RUNNER_STOP_GRACE_SECONDS, reap=JOB_REAP_SECONDS)
 
 # Models: local folders live under MODEL_ROOT and never escape it.
 MODEL_ROOT = env.path("MODEL_ROOT", STUDIO_HOME / "models").resolve()
 # Where a worker materialises datasets, base models and training outputs.
 WORKER_DIR = env.path("WORKER_DIR", STUDIO_HOME / "worker").resolve()
-# Seconds between the runner's batched writes (progress, metrics, lease renewal, cancel check).
-RUNNER_FLUSH_SECONDS = env.float("RUNNER_FLUSH_SECONDS", 2.0)
-JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", 120)
-# A job whose worker died is retried up to this many attempts in all.
-JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", 3)
-# A job still queued this long after its message was sent is published again (a duplicate claims nothing).
-JOB_REPUBLISH_SECONDS = env.int("JOB_REPUBLISH_SECONDS", 1800)
 # CPU threads for one training child; None lets torch decide.
 TRAIN_THREADS = env.int("TRAIN_THREADS", None)
 # Python used for the training child (the worker's own by default).

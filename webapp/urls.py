@@ -19,6 +19,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/status/", views.job_status, name="job-status"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:job_id>/resume/", views.job_resume, name="job-resume"),
     path("jobs/<int:job_id>/adapter/", views.job_adapter, name="job-adapter"),
     path("jobs/<int:job_id>/playground/", views.job_playground, name="job-playground"),
     path("jobs/<int:job_id>/playground/<int:run_id>/", views.job_playground_run, name="job-playground-run"),

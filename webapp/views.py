@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from jobs import comparison, selectors, services
+from jobs import comparison, runtime, selectors, services
 from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
@@ -85,7 +85,10 @@ def dataset_detail(request, dataset_id: int):
 
 @login_required
 def job_list(request):
-    jobs = selectors.job_list(user=request.user)[:200]
+    jobs = list(selectors.job_list(user=request.user)[:200])
+    positions = selectors.queue_positions() if any(job.status == Job.Status.QUEUED for job in jobs) else {}
+    for job in jobs:
+        job.queue_position = positions.get(job.pk)
     return render(request, "jobs/list.html", {"jobs": jobs})
 
 
@@ -119,7 +122,9 @@ def job_new(request):
                 input_column=data.get("input_column") or "", messages_column=data.get("messages_column") or "",
                 template=data.get("template") or "",
                 params=form.grouped_values(TRAINING_PREFIX), method_params=form.grouped_values(METHOD_PREFIX),
-                start_from=data["start_from"], start_mode=data["start_mode"])
+                start_from=data["start_from"], start_mode=data["start_mode"],
+                priority=data["priority"],
+                time_limit_seconds=data["time_limit"] * 60 if data["time_limit"] else None)
         except ValidationFailed as exc:
             form.add_service_errors(exc.errors)
         else:
@@ -190,6 +195,8 @@ def _job_context(request, job_id: int) -> dict:
     job = selectors.job_get(user=request.user, job_id=job_id)
     return {
         "job": job,
+        "queue_position": selectors.queue_positions().get(job.pk) if job.status == Job.Status.QUEUED else None,
+        "attempts": list(selectors.job_attempts(job=job)),
         "progress": selectors.job_progress(job),
         "series": selectors.job_metric_series(job=job, names=("loss", "eval_loss")),
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,
@@ -219,8 +226,21 @@ def job_status(request, job_id: int):
 @login_required
 @require_POST
 def job_cancel(request, job_id: int):
-    job = services.job_cancel(job=selectors.job_get(user=request.user, job_id=job_id))
+    job = runtime.job_cancel(job=selectors.job_get(user=request.user, job_id=job_id))
     messages.info(request, "Cancelled." if job.status == Job.Status.CANCELLED else "Cancelling: the worker stops it.")
+    return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+@require_POST
+def job_resume(request, job_id: int):
+    job = selectors.job_get(user=request.user, job_id=job_id)
+    try:
+        job = runtime.job_resume(job=job, user=request.user)
+    except runtime.ResumeRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"Queued again: {job.notice}.")
     return redirect("job-detail", job_id=job.pk)
 
 

@@ -54,13 +54,15 @@ def test_a_missing_model_folder_fails_as_model_load(make_job):
 def test_a_job_is_run_once_even_if_delivered_twice(make_job):
     job = make_job(TRAIN)
     assert runner.run(job.pk) == "succeeded"
-    assert runner.run(job.pk) == "not claimed"
+    assert runner.run(job.pk) == "nothing to claim"
     job.refresh_from_db()
     assert job.attempt == 1 and job.artifacts.count() == 1
 
 
-def test_a_child_killed_by_the_system_is_reported_as_out_of_memory():
-    kind, message = runner._crash_message(-signal.SIGKILL, "")
-    assert kind == "out_of_memory" and "batch size" in message
-    kind, message = runner._crash_message(1, "Traceback ...\nRuntimeError: boom\n")
+def test_a_crash_is_described_and_only_a_counted_oom_kill_is_called_out_of_memory():
+    kind, message = runner._crash_message(-signal.SIGKILL, "", oom_killed=True)
+    assert kind == "out_of_memory" and "memory" in message
+    kind, message = runner._crash_message(-signal.SIGKILL, "", oom_killed=False)
+    assert kind == "internal" and "SIGKILL" in message
+    kind, message = runner._crash_message(1, "Traceback ...\nRuntimeError: boom\n", oom_killed=False)
     assert kind == "internal" and "boom" in message

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs import services
+from jobs import runtime, services
 from jobs.models import Job
 
 
@@ -64,18 +64,18 @@ def test_claim_succeeds_once_and_duplicates_find_nothing(alice, dataset, tiny_mo
                                                          django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         job = _job(alice, dataset, tiny_model)
-    first = services.job_claim(job_id=job.pk, owner="w1")
+    first = runtime.job_claim(job_id=job.pk, owner="w1")
     assert first is not None and first.attempt == 1 and first.status == Job.Status.RUNNING
-    assert services.job_claim(job_id=job.pk, owner="w2") is None
+    assert runtime.job_claim(job_id=job.pk, owner="w2") is None
 
 
 def test_writes_of_a_stale_attempt_are_refused(alice, dataset, tiny_model, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         job = _job(alice, dataset, tiny_model)
-    claimed = services.job_claim(job_id=job.pk, owner="w1")
+    claimed = runtime.job_claim(job_id=job.pk, owner="w1")
     Job.objects.filter(pk=job.pk).update(attempt=2)  # another worker took over
-    assert services.job_heartbeat(job=claimed, step=3, total=10) == "lost"
-    assert not services.job_fail(job=claimed, kind="internal", message="x")
+    assert runtime.job_heartbeat(job=claimed, step=3, total=10) == "lost"
+    assert not runtime.job_fail(job=claimed, kind="internal", message="x")
     assert Job.objects.get(pk=job.pk).progress_step == 0
 
 
@@ -83,19 +83,19 @@ def test_cancel_of_a_queued_job_is_immediate_and_it_is_never_claimed(alice, data
                                                                       django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         job = _job(alice, dataset, tiny_model)
-    job = services.job_cancel(job=job)
+    job = runtime.job_cancel(job=job)
     assert job.status == Job.Status.CANCELLED
-    assert services.job_claim(job_id=job.pk, owner="w1") is None
+    assert runtime.job_claim(job_id=job.pk, owner="w1") is None
 
 
 def test_cancel_of_a_running_job_is_seen_by_its_heartbeat(alice, dataset, tiny_model,
                                                           django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         job = _job(alice, dataset, tiny_model)
-    claimed = services.job_claim(job_id=job.pk, owner="w1")
-    assert services.job_heartbeat(job=claimed, step=1, total=10, points=[(1, "loss", 0.7)]) == "ok"
-    services.job_cancel(job=job)
-    assert services.job_heartbeat(job=claimed, step=2, total=10) == "cancel"
+    claimed = runtime.job_claim(job_id=job.pk, owner="w1")
+    assert runtime.job_heartbeat(job=claimed, step=1, total=10, points=[(1, "loss", 0.7)]) == "ok"
+    runtime.job_cancel(job=job)
+    assert runtime.job_heartbeat(job=claimed, step=2, total=10) == "cancel"
     assert claimed.metric_points.count() == 1
 
 
@@ -107,14 +107,14 @@ def test_expired_lease_is_requeued_then_failed_at_the_cap(alice, dataset, tiny_m
 
     with django_capture_on_commit_callbacks(execute=False):
         job = _job(alice, dataset, tiny_model)
-    services.job_claim(job_id=job.pk, owner="w1")
+    runtime.job_claim(job_id=job.pk, owner="w1")
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert services.job_reap_expired_leases(max_attempts=2)["requeued"] == [job.pk]
+        assert runtime.job_reap_expired_leases(max_failures=2)["requeued"] == [job.pk]
     assert len(callbacks) == 1 and Job.objects.get(pk=job.pk).status == Job.Status.QUEUED
-    services.job_claim(job_id=job.pk, owner="w2")
+    runtime.job_claim(job_id=job.pk, owner="w2")
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert services.job_reap_expired_leases(max_attempts=2)["failed"] == 1
+    assert runtime.job_reap_expired_leases(max_failures=2)["failed"] == [job.pk]
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.error_kind == "lost"
 
@@ -125,9 +125,9 @@ def test_loss_curve_is_thinned_in_the_database_but_keeps_evaluations_and_the_las
 
     with django_capture_on_commit_callbacks(execute=False):
         job = _job(alice, dataset, tiny_model)
-    claimed = services.job_claim(job_id=job.pk, owner="w1")
+    claimed = runtime.job_claim(job_id=job.pk, owner="w1")
     points = [(step, "loss", 1.0 / step) for step in range(1, 1002)] + [(500, "eval_loss", 0.5), (1001, "eval_loss", 0.4)]
-    services.job_heartbeat(job=claimed, step=1001, total=1001, points=points)
+    runtime.job_heartbeat(job=claimed, step=1001, total=1001, points=points)
     claimed.refresh_from_db()
     series = job_metric_series(job=claimed, names=("loss", "eval_loss"), max_points=100)
     assert 90 <= len(series["loss"]) <= 102

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from django.test import Client
 
-from jobs import services
+from jobs import runtime, services
 from jobs.storage import blob_create_from_file
 
 
@@ -29,10 +29,10 @@ def succeeded_job(alice, sst2_sample, tiny_model, django_capture_on_commit_callb
     with django_capture_on_commit_callbacks(execute=False):
         job = services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
                                   text_column="sentence", label_column="label")
-    claimed = services.job_claim(job_id=job.pk, owner="test")
+    claimed = runtime.job_claim(job_id=job.pk, owner="test")
     zip_bytes = adapter_zip()
     blob = blob_create_from_file(io.BytesIO(zip_bytes))
-    assert services.job_succeed(job=claimed, metrics={"accuracy": 0.8, "macro_f1": 0.79}, report=REPORT,
+    assert runtime.job_succeed(job=claimed, metrics={"accuracy": 0.8, "macro_f1": 0.79}, report=REPORT,
                                 adapter_blob=blob, filename="x.zip")
     return job, zip_bytes
 
