@@ -75,7 +75,7 @@ def main() -> None:
     model = services.base_model_register(name="tiny BERT", source="local:tiny-bert")
 
     env = {"JOB_MAX_FAILURES": str(args.max_failures)}
-    beat = Worker("soak-beat", broker, queues="maintenance", beat=True, env=env)
+    beat = Worker("soak-beat", broker, queues="reaper", beat=True, env=env)
     workers = [Worker(f"soak-{i}", broker, env=env) for i in range(args.workers)]
     started = time.monotonic()
     jobs = [services.job_create(team=team, user=user, dataset=dataset, base_model=model, method="lora",

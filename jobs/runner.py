@@ -158,8 +158,24 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def _exited(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to `timeout` for the child to exit WITHOUT reaping it: while its zombie remains, its process
+    group id cannot be reused, so the SIGKILL that follows reaches only what the child started."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    """Whatever is left of the child's process group goes, which also frees its accelerator memory."""
+    """Whatever is left of the child's process group goes, which also frees its accelerator memory; then the
+    child is reaped."""
     _signal_group(proc, signal.SIGKILL)
     proc.wait()
 
@@ -177,8 +193,14 @@ def _tail(path: Path) -> str:
         return fh.read().decode("utf-8", "replace")
 
 
+def _give_up_after() -> float:
+    """Seconds without a successful renewal after which the runner stops its child: two heartbeats before the
+    lease runs out, so the reaper never hands the job to another worker while this child still trains."""
+    return settings.JOB_LEASE_SECONDS - 2 * settings.RUNNER_FLUSH_SECONDS
+
+
 @contextmanager
-def _lease_kept(job: Job):
+def _lease_kept(job: Job, on_renewed=None):
     """Renew the lease from a thread while the runner does slow work outside the event loop
     (materialising data, downloading a model, storing a checkpoint, publishing the adapter)."""
     stop = threading.Event()
@@ -187,9 +209,11 @@ def _lease_kept(job: Job):
         try:
             while not stop.wait(settings.RUNNER_FLUSH_SECONDS):
                 try:
-                    runtime.job_heartbeat(job=job)
+                    if runtime.job_heartbeat(job=job) != "lost" and on_renewed is not None:
+                        on_renewed()
                 except DatabaseError:
                     log.warning("job %s: lease renewal failed; retrying", job.pk)
+                    connection.close()  # reconnect on the next try
         finally:
             connection.close()  # this thread's own connection
 
@@ -229,43 +253,58 @@ class Supervisor:
     def __init__(self, job: Job, proc: subprocess.Popen, workdir: Path, terminated: threading.Event):
         self.job, self.proc, self.workdir, self.terminated = job, proc, workdir, terminated
         self.state = RunState()
-        self.started = time.monotonic()
+        self.lines: queue.Queue = queue.Queue()
+        self.eof = False
+        self.started = self.renewed = time.monotonic()
+        self.expired = threading.Event()  # set by the watchdog: the lease is as good as gone
         self.limit = job.time_limit_seconds or settings.JOB_TIME_LIMIT_SECONDS
         self.stop_deadline: float | None = None
 
     def run_seconds(self) -> float:
         return self.job.run_seconds + time.monotonic() - self.started
 
+    def mark_renewed(self) -> None:
+        self.renewed = time.monotonic()
+
+    def watchdog(self, done: threading.Event) -> None:
+        """Stop the child once the lease has not been renewed for _give_up_after(), whatever the main thread
+        is doing (a database call can hang for minutes in a network partition)."""
+        while not done.wait(settings.RUNNER_FLUSH_SECONDS / 2):
+            if time.monotonic() - self.renewed > _give_up_after():
+                log.error("job %s: lease not renewed for %.0fs; killing training", self.job.pk,
+                          time.monotonic() - self.renewed)
+                self.expired.set()
+                _signal_group(self.proc, signal.SIGKILL)
+                return
+
+    def _take(self, line: str) -> None:
+        if line.strip():
+            try:
+                self.state.take(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                log.warning("job %s: ignoring a non-event line from training: %r", self.job.pk, line[:200])
+
     def follow(self) -> None:
         """Read events until the child closes stdout, it overstays a stop request, or the lease is lost."""
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
+        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
         next_flush = time.monotonic() + settings.RUNNER_FLUSH_SECONDS
-        last_ok = time.monotonic()
-        eof = False
-        while not eof:
+        while not self.eof:
             wake = min(next_flush, self.stop_deadline or next_flush)
             try:
-                line = lines.get(timeout=max(0.0, wake - time.monotonic()))
+                line = self.lines.get(timeout=max(0.0, wake - time.monotonic()))
                 if line is None:
-                    eof = True
-                elif line.strip():
-                    try:
-                        self.state.take(json.loads(line))
-                    except (ValueError, KeyError, TypeError):
-                        log.warning("job %s: ignoring a non-event line from training: %r", self.job.pk, line[:200])
+                    self.eof = True
+                else:
+                    self._take(line)
             except queue.Empty:
                 pass
+            if self.expired.is_set():
+                self.state.stop = "lost"
+                return
             now = time.monotonic()
-            if now >= next_flush or eof:
+            if now >= next_flush or self.eof:
                 outcome = self._flush()
-                if outcome == "error":
-                    # A passing database outage is tolerated until the lease would have run out.
-                    if now - last_ok > settings.JOB_LEASE_SECONDS:
-                        outcome = "lost"
-                else:
-                    last_ok = now
-                if outcome == "lost":
+                if outcome == "lost" or (outcome == "error" and now - self.renewed > _give_up_after()):
                     self.state.stop = "lost"
                     return
                 if outcome == "cancel":
@@ -278,31 +317,48 @@ class Supervisor:
                     self.state.stop = "lost"
                     return
                 next_flush = time.monotonic() + settings.RUNNER_FLUSH_SECONDS
-            if self.stop_deadline is not None and now >= self.stop_deadline:
+            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
                 log.warning("job %s: training did not stop within %ss; killing it", self.job.pk,
                             settings.RUNNER_STOP_GRACE_SECONDS)
                 return
 
+    def drain(self) -> None:
+        """After the kill: the events the child printed last (its stop checkpoint) are still in the pipe."""
+        while not self.eof:
+            try:
+                line = self.lines.get(timeout=5)
+            except queue.Empty:
+                return
+            if line is None:
+                self.eof = True
+            else:
+                self._take(line)
+
     def _request_stop(self, why: str) -> None:
-        if self.state.stop:
-            return
+        if self.state.stop == why or (self.state.stop and why != "cancel"):
+            return  # a cancel overrides a shutdown or a time limit already under way: the user decided
         log.info("job %s: stopping training (%s)", self.job.pk, why)
+        first = not self.state.stop
         self.state.stop = why
-        # SIGTERM asks the child to checkpoint and exit (peftcore.cli); it is killed if it overstays.
-        _signal_group(self.proc, signal.SIGTERM)
-        self.stop_deadline = time.monotonic() + settings.RUNNER_STOP_GRACE_SECONDS
+        if first:
+            # SIGTERM asks the child to checkpoint and exit (peftcore.cli); it is killed if it overstays.
+            _signal_group(self.proc, signal.SIGTERM)
+            self.stop_deadline = time.monotonic() + settings.RUNNER_STOP_GRACE_SECONDS
 
     def _flush(self) -> str:
         state = self.state
         points, state.points = state.points, []
         try:
-            return runtime.job_heartbeat(job=self.job, step=state.step, total=state.total, loss=state.loss,
-                                         points=points, run_seconds=round(self.run_seconds(), 1))
+            outcome = runtime.job_heartbeat(job=self.job, step=state.step, total=state.total, loss=state.loss,
+                                            points=points, run_seconds=round(self.run_seconds(), 1))
         except DatabaseError:
             log.exception("job %s: heartbeat failed; keeping %d points for the next one", self.job.pk, len(points))
             state.points = points + state.points
             close_old_connections()
             return "error"
+        if outcome != "lost":
+            self.mark_renewed()
+        return outcome
 
     def store_checkpoint(self) -> bool:
         """Store the newest checkpoint the child wrote as a blob (older unsent ones are superseded).
@@ -311,9 +367,9 @@ class Supervisor:
             return True
         newest = max(self.state.checkpoints, key=lambda event: event["step"])
         self.state.checkpoints = []
-        folder = Path(newest["path"])
+        folder, blob = Path(newest["path"]), None
         try:
-            with _lease_kept(self.job):
+            with _lease_kept(self.job, on_renewed=self.mark_renewed):
                 archive = _zip_folder(folder, self.workdir / "checkpoint.zip", zipfile.ZIP_STORED)
                 with open(archive, "rb") as fh:
                     blob = blob_create_from_file(fh)
@@ -324,6 +380,8 @@ class Supervisor:
         except DatabaseError:
             log.exception("job %s: could not store the checkpoint of step %s", self.job.pk, newest["step"])
             close_old_connections()
+            if blob is not None:
+                Blob.objects.filter(pk=blob.pk).delete()  # not recorded: nothing else points at it
         finally:
             for old in folder.parent.glob("step-*"):  # this one and any older: the database has what counts
                 if old.is_dir() and _step_of(old) <= newest["step"]:
@@ -349,18 +407,22 @@ def _supervise(job: Job, spec_path: Path, workdir: Path, terminated: threading.E
                                 stdout=subprocess.PIPE, stderr=stderr, cwd=settings.BASE_DIR, env=env,
                                 start_new_session=True, text=True, bufsize=1)
         supervisor = Supervisor(job, proc, workdir, terminated)
+        watchdog_done = threading.Event()
+        threading.Thread(target=supervisor.watchdog, args=(watchdog_done,), daemon=True).start()
         try:
             supervisor.follow()
-            if supervisor.state.stop != "lost":
-                try:  # stdout is closed, so the child is exiting; one that hangs instead is killed below
-                    proc.wait(timeout=settings.RUNNER_STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    pass
+            if supervisor.eof:  # stdout is closed, so the child is exiting; one that hangs instead is killed
+                _exited(proc, settings.RUNNER_STOP_GRACE_SECONDS)
         finally:
+            watchdog_done.set()
             # Whatever went wrong in the runner, the child must not train on unsupervised.
             _kill_group(proc)
-        if supervisor.state.stop != "lost" and not supervisor.store_checkpoint():
+        if supervisor.expired.is_set():
             supervisor.state.stop = "lost"
+        if supervisor.state.stop != "lost":
+            supervisor.drain()
+            if not supervisor.store_checkpoint():
+                supervisor.state.stop = "lost"
     return supervisor, proc.returncode, _tail(stderr_path)
 
 
@@ -380,7 +442,7 @@ def _duration(seconds: float) -> str:
 
 
 def _from_step(job: Job) -> str:
-    return f"step {job.checkpoint_step}" if job.checkpoint_id else "the start (no checkpoint yet)"
+    return runtime.resume_point(job.checkpoint_step, job.checkpoint_id)
 
 
 def _retry_out_of_memory(job: Job, failed_micro_batch: int | None) -> str:
@@ -410,9 +472,7 @@ def _finish(job: Job, supervisor: Supervisor, returncode: int, tail: str, oom_ki
         return "lease lost"
     if state.stop == "cancel":
         runtime.job_fail(job=job, kind=Job.ErrorKind.CANCELLED, status=Job.Status.CANCELLED,
-                         message="cancelled by a user while running"
-                                 + (f"; resume it to go on from step {job.checkpoint_step}" if job.checkpoint_id
-                                    else ""))
+                         message=f"cancelled by a user while running{runtime.resume_hint(job)}")
         return "cancelled"
     if state.done:  # the adapter folder is complete once "done" is out, whatever the exit code
         with _lease_kept(job):
@@ -420,8 +480,13 @@ def _finish(job: Job, supervisor: Supervisor, returncode: int, tail: str, oom_ki
             with open(zip_path, "rb") as fh:
                 blob = blob_create_from_file(fh)
         filename = f"job-{job.pk}-{job.method}-adapter.zip"
-        if not runtime.job_succeed(job=job, metrics=state.done.get("metrics", {}),
-                                   report=state.done.get("report", {}), adapter_blob=blob, filename=filename):
+        try:
+            published = runtime.job_succeed(job=job, metrics=state.done.get("metrics", {}),
+                                            report=state.done.get("report", {}), adapter_blob=blob, filename=filename)
+        except Exception:
+            blob_delete(blob)  # nothing points at it; the runner error below fails the attempt
+            raise
+        if not published:
             blob_delete(blob)
             return "lease lost before publishing"
         return "succeeded"
@@ -462,7 +527,12 @@ def _sigterm_noted():
     if threading.current_thread() is not threading.main_thread():
         yield terminated
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    def noted(signum, frame):
+        terminated.set()
+        if callable(previous):  # the solo pool runs tasks in Celery's main process: its warm shutdown too
+            previous(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, noted)
     try:
         yield terminated
     finally:
@@ -488,6 +558,14 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
                 return "model not found"
             spec_path = workdir / "spec.json"
             spec_path.write_text(json.dumps(_build_spec(job, workdir, model_path), indent=1))
+        before = runtime.job_heartbeat(job=job)  # a cancel while fetching data or the model: do not start
+        if before == "lost":
+            runtime.job_attempt_lost(job=job, message="the lease was lost before training started")
+            return "lease lost"
+        if before == "cancel":
+            runtime.job_fail(job=job, kind=Job.ErrorKind.CANCELLED, status=Job.Status.CANCELLED,
+                             message=f"cancelled by a user before training started{runtime.resume_hint(job)}")
+            return "cancelled"
         oom_kills = _oom_kills()
         with _sigterm_noted() as terminated:
             supervisor, returncode, tail = _supervise(job, spec_path, workdir, terminated)

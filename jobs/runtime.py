@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from .models import Artifact, Blob, EvalReport, Job, JobAttempt, MetricPoint
@@ -29,8 +29,10 @@ class ResumeRefused(Exception):
     pass
 
 
-def _lease_until(now):
-    return now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+def _lease_until():
+    # The database's clock, not this host's: the reaper compares it with the same clock, so a worker whose
+    # clock drifts can neither keep a dead lease alive nor lose a live one.
+    return Now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
 
 
 def job_enqueue(*, job_id: int) -> None:
@@ -39,7 +41,7 @@ def job_enqueue(*, job_id: int) -> None:
     run_job.delay(job_id)
 
 
-def _enqueue_on_commit(job_id: int) -> None:
+def job_enqueue_on_commit(job_id: int) -> None:
     # robust: a broker that is down must not fail the write; the reaper publishes the job again.
     transaction.on_commit(lambda: job_enqueue(job_id=job_id), robust=True)
 
@@ -49,8 +51,8 @@ def job_claim(*, job_id: int, owner: str) -> Job | None:
     now = timezone.now()
     with transaction.atomic():
         claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(
-            status=Job.Status.RUNNING, attempt=F("attempt") + 1, lease_owner=owner, lease_expires_at=_lease_until(now),
-            heartbeat_at=now, started_at=Coalesce(F("started_at"), Value(now)), progress_step=F("checkpoint_step"),
+            status=Job.Status.RUNNING, attempt=F("attempt") + 1, lease_owner=owner, lease_expires_at=_lease_until(),
+            heartbeat_at=Now(), started_at=Coalesce(F("started_at"), Value(now)), progress_step=F("checkpoint_step"),
             last_loss=None)
         if not claimed:
             return None
@@ -87,8 +89,7 @@ def job_heartbeat(*, job: Job, step: int | None = None, total: int | None = None
                   points: list[tuple[int, str, float]] = (), run_seconds: float | None = None) -> str:
     """One batched write: metric points, progress, training time and lease renewal.
     Returns "ok", "cancel" or "lost"."""
-    now = timezone.now()
-    fields = {"lease_expires_at": _lease_until(now), "heartbeat_at": now}
+    fields = {"lease_expires_at": _lease_until(), "heartbeat_at": Now()}
     for name, value in (("progress_step", step), ("progress_total", total), ("last_loss", loss),
                         ("run_seconds", run_seconds)):
         if value is not None:
@@ -129,11 +130,21 @@ def job_requeue(*, job: Job, outcome: str, message: str, failed: bool = False,
     if micro_batch_size is not None:
         fields["micro_batch_size"] = micro_batch_size
     with transaction.atomic():
+        # A user who asked to cancel meanwhile gets a cancelled job, not one queued again.
+        if _fenced(job).filter(cancel_requested=True).update(**_cancelled_fields(
+                f"cancelled by a user{resume_hint(job)}")):
+            _end_attempt(job, JobAttempt.Outcome.CANCELLED, message)
+            return True
         if not _fenced(job).update(**fields):
             return False
         _end_attempt(job, outcome, message)
-        _enqueue_on_commit(job.pk)
+        job_enqueue_on_commit(job.pk)
     return True
+
+
+def _cancelled_fields(message: str) -> dict:
+    return {"status": Job.Status.CANCELLED, "error_kind": Job.ErrorKind.CANCELLED, "error_message": message,
+            "finished_at": timezone.now(), "lease_expires_at": None, "lease_owner": ""}
 
 
 def job_succeed(*, job: Job, metrics: dict, report: dict, adapter_blob: Blob, filename: str) -> bool:
@@ -171,8 +182,14 @@ def job_attempt_lost(*, job: Job, message: str) -> None:
     _end_attempt(job, JobAttempt.Outcome.LOST, message)
 
 
-def _resume_hint(step: int) -> str:
-    return f"; resume it to go on from step {step}" if step else ""
+def resume_point(step: int, checkpoint_id: int | None) -> str:
+    """Where the next attempt of a job starts, in words."""
+    return f"step {step}" if checkpoint_id else "the start (no checkpoint yet)"
+
+
+def resume_hint(job: Job) -> str:
+    """What a resume would do, for the messages that end a job."""
+    return f"; resume it to go on from step {job.checkpoint_step}" if job.checkpoint_id else ""
 
 
 def job_reap_expired_leases(*, max_failures: int | None = None) -> dict:
@@ -183,10 +200,11 @@ def job_reap_expired_leases(*, max_failures: int | None = None) -> dict:
     now = timezone.now()
     result = {"requeued": [], "failed": [], "cancelled": [], "republished": []}
     with transaction.atomic():
-        expired = list(Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
+        expired = list(Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=Now())
                        .select_for_update(skip_locked=True)
-                       .values_list("pk", "attempt", "failures", "cancel_requested", "checkpoint_step"))
-        for pk, attempt, failures, cancel_requested, step in expired:
+                       .values_list("pk", "attempt", "failures", "cancel_requested", "checkpoint_step",
+                                    "checkpoint_id"))
+        for pk, attempt, failures, cancel_requested, step, checkpoint_id in expired:
             lost_message = f"its worker stopped answering (lease expired at attempt {attempt})"
             JobAttempt.objects.filter(job_id=pk, number=attempt, ended_at__isnull=True).update(
                 ended_at=now, outcome=JobAttempt.Outcome.LOST, message=lost_message)
@@ -200,34 +218,46 @@ def job_reap_expired_leases(*, max_failures: int | None = None) -> dict:
                 row.update(status=Job.Status.FAILED, error_kind=Job.ErrorKind.LOST, finished_at=now,
                            lease_expires_at=None, failures=failures + 1,
                            error_message=f"the worker running this job stopped answering {failures + 1} time(s); "
-                                         f"giving up{_resume_hint(step)}")
+                                         f"giving up; resume it to go on from "
+                                         f"{resume_point(step, checkpoint_id)}")
                 result["failed"].append(pk)
             else:
                 row.update(status=Job.Status.QUEUED, lease_owner="", lease_expires_at=None, enqueued_at=now,
                            failures=failures + 1,
                            notice=f"{lost_message}; queued again"
-                                  + (f" to resume from step {step}" if step else " to start over"))
+                                  + f" to go on from {resume_point(step, checkpoint_id)}")
                 result["requeued"].append(pk)
-                _enqueue_on_commit(pk)
+                job_enqueue_on_commit(pk)
+        # A queued job whose cancel raced its requeue ends cancelled rather than waiting for a claim that
+        # would skip it forever.
+        result["cancelled"] += list(Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=True)
+                                    .select_for_update(skip_locked=True).values_list("pk", flat=True))
+        Job.objects.filter(pk__in=result["cancelled"], status=Job.Status.QUEUED).update(
+            **_cancelled_fields("cancelled by a user"))
         stale = list(Job.objects.filter(status=Job.Status.QUEUED,
                                         enqueued_at__lt=now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS))
                      .select_for_update(skip_locked=True).values_list("pk", flat=True))
         Job.objects.filter(pk__in=stale).update(enqueued_at=now)
         for pk in stale:
-            _enqueue_on_commit(pk)
+            job_enqueue_on_commit(pk)
         result["republished"] = stale
     return result
 
 
 def job_cancel(*, job: Job) -> Job:
     """A queued job is cancelled at once and never starts; a running one is asked to stop: its runner stops
-    the training process (which checkpoints first) within RUNNER_FLUSH_SECONDS + RUNNER_STOP_GRACE_SECONDS."""
-    now = timezone.now()
-    cancelled_while_queued = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now,
-        error_kind=Job.ErrorKind.CANCELLED, error_message="cancelled before it started")
-    if not cancelled_while_queued:
-        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(cancel_requested=True)
+    the training process (which checkpoints first) within RUNNER_FLUSH_SECONDS + RUNNER_STOP_GRACE_SECONDS.
+    One UPDATE, so a job moving between queued and running meanwhile cannot slip past it."""
+    queued = Q(status=Job.Status.QUEUED)
+
+    def if_queued(field: str, value):
+        return Case(When(queued, then=Value(value)), default=F(field), output_field=Job._meta.get_field(field))
+
+    Job.objects.filter(pk=job.pk, status__in=(Job.Status.QUEUED, Job.Status.RUNNING)).update(
+        cancel_requested=True, status=if_queued("status", Job.Status.CANCELLED),
+        finished_at=if_queued("finished_at", timezone.now()),
+        error_kind=if_queued("error_kind", Job.ErrorKind.CANCELLED),
+        error_message=if_queued("error_message", "cancelled before it started"))
     job.refresh_from_db()
     return job
 
@@ -248,6 +278,6 @@ def job_resume(*, job: Job, user=None) -> Job:
             error_message="", finished_at=None, enqueued_at=timezone.now(), checkpoint_step=step,
             notice=f"resumed{who} " + (f"from step {step}" if step else "from the start (no checkpoint was saved)"))
         if resumed:
-            _enqueue_on_commit(job.pk)
+            job_enqueue_on_commit(job.pk)
     job.refresh_from_db()
     return job

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 
 from webapp.models import Team
 
-from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint, WorkerHeartbeat
+from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint
 
 
 def team_for_user(user) -> Team | None:
@@ -152,7 +152,3 @@ def job_running_on(*, worker: str) -> int | None:
     """The id of the job a worker (Celery node name) runs: runners lease jobs as "<node>/<pid>"."""
     return (Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{worker}/")
             .values_list("pk", flat=True).first())
-
-
-def worker_list() -> QuerySet[WorkerHeartbeat]:
-    return WorkerHeartbeat.objects.select_related("running_job").order_by("hostname")

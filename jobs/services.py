@@ -25,7 +25,7 @@ from peftcore.training_params import TRAINING_PARAMS
 
 from .models import (BaseModel, Dataset, EvalReport, Job, PlaygroundRun, TokenStats,
                      TrainableCount)
-from .runtime import job_enqueue
+from .runtime import job_enqueue_on_commit
 from .storage import blob_create_from_file
 
 log = logging.getLogger(__name__)
@@ -384,8 +384,7 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
             method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
             input_column=input_column, messages_column=messages_column, template=template,
             start_from=start_from, start_mode=start_mode, priority=priority, time_limit_seconds=time_limit_seconds)
-        # robust: a broker that is down must not fail the request; the reaper publishes the job again.
-        transaction.on_commit(lambda: job_enqueue(job_id=job.pk), robust=True)
+        job_enqueue_on_commit(job.pk)
     return job
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def _shutdown_flag(pid: int) -> Path:
-    return settings.WORKER_DIR / "shutdown" / str(pid)
+    # In this host's temporary folder, keyed by host name too: WORKER_DIR may be a volume that scaled
+    # containers share, where every worker's main process is PID 1.
+    return Path(tempfile.gettempdir()) / "studio-worker-shutdown" / f"{socket.gethostname()}-{pid}"
 
 
 def mark_shutting_down() -> None:
@@ -72,11 +75,12 @@ def worker_heartbeat_write(*, name: str, queues: list[str], concurrency: int | N
     now = timezone.now()
     info = {"host": socket.gethostname(), "pid": os.getpid(), "queues": queues, "concurrency": concurrency,
             "gpus": gpus(), "memory": memory()}
-    defaults = {"info": info, "seen_at": now, "stopped": stopped, "running_job_id": job_running_on(worker=name)}
-    row, created = WorkerHeartbeat.objects.update_or_create(hostname=name, defaults=defaults,
-                                                            create_defaults={**defaults, "started_at": now})
-    if not created and not stopped and row.stopped:
-        WorkerHeartbeat.objects.filter(pk=row.pk).update(started_at=now)
+    fields = {"info": info, "seen_at": now, "stopped": stopped, "running_job_id": job_running_on(worker=name)}
+    # A worker that stopped and came back under the same name starts its uptime again.
+    restarted = WorkerHeartbeat.objects.filter(hostname=name, stopped=True).exists() and not stopped
+    WorkerHeartbeat.objects.update_or_create(hostname=name, defaults={**fields, **({"started_at": now} if restarted
+                                                                                   else {})},
+                                             create_defaults={**fields, "started_at": now})
 
 
 class HeartbeatThread(threading.Thread):

@@ -156,6 +156,7 @@ class JobOut(Schema):
     notice: str = Field(description="what the runtime did on its own (a resume, an out-of-memory retry)")
     run_seconds: float
     time_limit_seconds: int
+    heartbeat_at: datetime | None = Field(description="when the worker running it last renewed its lease")
     task: str
     method: str
     dataset: int
@@ -191,7 +192,7 @@ def _job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
         "id": job.pk, "name": job.name, "status": job.status, "queue_position": positions.get(job.pk),
         "priority": Job.Priority(job.priority).label.lower(), "attempt": job.attempt, "failures": job.failures,
         "checkpoint_step": job.checkpoint_step if job.checkpoint_id else 0, "micro_batch_size": job.micro_batch_size,
-        "notice": job.notice, "run_seconds": job.run_seconds,
+        "notice": job.notice, "run_seconds": job.run_seconds, "heartbeat_at": job.heartbeat_at,
         "time_limit_seconds": job.time_limit_seconds or settings.JOB_TIME_LIMIT_SECONDS,
         "task": job.task, "method": job.method,
         "dataset": job.dataset_id, "eval_dataset": job.eval_dataset_id, "base_model": job.base_model_id,

@@ -87,6 +87,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A dead network must fail a query in seconds, not hang it for the kernel's TCP timeout: a runner stuck
+    # in a query could not notice its lease is gone (its watchdog still kills the training, see jobs.runner).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+         "keepalives_count": 3})
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -134,16 +139,18 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 # A worker takes the next message only when its slot is free (late ack, prefetch 1): a job never waits behind
-# a busy worker while another is idle. A message redelivered while its job runs claims nothing (jobs.services).
+# a busy worker while another is idle. A message only says "a job is ready": a redelivered one claims the front
+# of the queue, or nothing (jobs.runtime).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a dead worker's job comes back through the lease reaper
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "training"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Maintenance runs on its own queue, so it never waits behind an hours-long training task.
+# Maintenance runs on its own queue, so it never waits behind an hours-long training task; the reaper on one of
+# its own, so it never waits behind a token count or a playground run either.
 CELERY_TASK_ROUTES = {
-    "jobs.reap_expired_leases": {"queue": "maintenance"},
+    "jobs.reap_expired_leases": {"queue": "reaper"},
     "jobs.profile_base_model": {"queue": "maintenance"},
     "jobs.count_trainable": {"queue": "maintenance"},
     "jobs.count_tokens": {"queue": "maintenance"},

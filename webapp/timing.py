@@ -5,14 +5,20 @@ Checked when settings load, so a bad combination fails at start-up with what to 
 
 from django.core.exceptions import ImproperlyConfigured
 
+# A running job stops this many seconds at most after its user cancels it (the promise the job page makes).
+CANCEL_SECONDS = 30
+
 
 def timing_errors(*, heartbeat: float, lease: float, time_limit: float, time_limit_max: float, visibility: float,
                   stop_grace: float, reap: float) -> list[str]:
     rules = [
         (heartbeat > 0, f"RUNNER_FLUSH_SECONDS ({heartbeat}) must be positive"),
-        (2 * heartbeat <= lease,
-         f"JOB_LEASE_SECONDS ({lease}) must be at least twice RUNNER_FLUSH_SECONDS ({heartbeat}), so one slow "
-         "heartbeat does not lose the lease"),
+        (3 * heartbeat <= lease,
+         f"JOB_LEASE_SECONDS ({lease}) must be at least three times RUNNER_FLUSH_SECONDS ({heartbeat}): a runner "
+         "gives up two heartbeats before its lease runs out, so one slow heartbeat must not lose it"),
+        (heartbeat + stop_grace <= CANCEL_SECONDS,
+         f"RUNNER_FLUSH_SECONDS + RUNNER_STOP_GRACE_SECONDS ({heartbeat} + {stop_grace}) must not exceed "
+         f"{CANCEL_SECONDS}: a cancelled job stops within that"),
         (stop_grace < lease,
          f"RUNNER_STOP_GRACE_SECONDS ({stop_grace}) must be shorter than JOB_LEASE_SECONDS ({lease})"),
         (reap <= lease,

@@ -7,6 +7,7 @@ from django.http import Http404, HttpResponse
 from django.conf import settings
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from jobs import comparison, runtime, selectors, services
@@ -197,6 +198,8 @@ def _job_context(request, job_id: int) -> dict:
         "job": job,
         "queue_position": selectors.queue_positions().get(job.pk) if job.status == Job.Status.QUEUED else None,
         "attempts": list(selectors.job_attempts(job=job)),
+        "heartbeat_age": ((timezone.now() - job.heartbeat_at).total_seconds()
+                          if job.status == Job.Status.RUNNING and job.heartbeat_at else None),
         "progress": selectors.job_progress(job),
         "series": selectors.job_metric_series(job=job, names=("loss", "eval_loss")),
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,

@@ -32,7 +32,7 @@ def broker(tmp_path_factory):
 @pytest.fixture(scope="module")
 def beat(broker, django_db_setup, django_db_blocker, tiny_model_dir):
     """The maintenance worker running beat: the reaper every JOB_REAP_SECONDS (1 s here)."""
-    worker = Worker("beat", broker, queues="maintenance", beat=True)
+    worker = Worker("beat", broker, queues="reaper", beat=True)
     yield worker
     worker.kill()
 

@@ -66,3 +66,19 @@ def test_a_crash_is_described_and_only_a_counted_oom_kill_is_called_out_of_memor
     assert kind == "internal" and "SIGKILL" in message
     kind, message = runner._crash_message(1, "Traceback ...\nRuntimeError: boom\n", oom_killed=False)
     assert kind == "internal" and "boom" in message
+
+
+def test_the_watchdog_kills_training_once_the_lease_has_not_been_renewed(settings):
+    """The main thread may hang in a database call; the watchdog alone must stop the child in time."""
+    import subprocess
+    import threading
+    import time
+
+    settings.RUNNER_FLUSH_SECONDS, settings.JOB_LEASE_SECONDS = 0.2, 2
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    supervisor = runner.Supervisor(Job(pk=1, run_seconds=0), proc, None, threading.Event())
+    done = threading.Event()
+    started = time.monotonic()
+    supervisor.watchdog(done)  # returns once it has killed the child
+    assert supervisor.expired.is_set() and proc.wait(timeout=5) == -signal.SIGKILL
+    assert 2 - 2 * 0.2 <= time.monotonic() - started < 3  # two heartbeats before the lease would run out

@@ -201,3 +201,32 @@ def test_bad_runtime_fields_are_refused_with_the_field_named(alice, make_jobs, s
         services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
                             text_column="sentence", label_column="label", **fields)
     assert key in exc.value.errors and Job.objects.count() == 0
+
+
+def test_a_requeue_racing_a_cancel_ends_cancelled_not_queued(alice, make_jobs):
+    job, = make_jobs(alice)
+    claimed = runtime.job_claim(job_id=job.pk, owner="w/1")
+    runtime.job_cancel(job=claimed)  # the user cancels just as the worker shuts down
+    assert runtime.job_requeue(job=claimed, outcome=JobAttempt.Outcome.PREEMPTED, message="worker shut down")
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED and job.finished_at is not None
+    assert JobAttempt.objects.get(job=job).outcome == "cancelled"
+
+
+def test_the_reaper_ends_a_queued_job_that_carries_a_cancel(alice, make_jobs, django_capture_on_commit_callbacks):
+    job, = make_jobs(alice)
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True, enqueued_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        result = runtime.job_reap_expired_leases()
+    assert result["cancelled"] == [job.pk] and result["republished"] == [] and callbacks == []
+    assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED
+
+
+def test_the_lease_is_timed_by_the_database_clock(alice, make_jobs):
+    from django.db.models.functions import Now
+
+    job, = make_jobs(alice)
+    runtime.job_claim(job_id=job.pk, owner="w/1")
+    row = Job.objects.annotate(db_now=Now()).get(pk=job.pk)
+    assert abs((row.lease_expires_at - row.db_now).total_seconds() - 120) < 5
+    assert abs((row.heartbeat_at - row.db_now).total_seconds()) < 5

@@ -115,3 +115,12 @@ def test_priority_and_time_limit_come_from_the_form_and_the_api(client, alice_ap
                                           "text_column": "sentence", "label_column": "label",
                                           "time_limit_minutes": 10 ** 6}, content_type="application/json")
     assert bad.status_code == 400 and "time_limit" in bad.json()["errors"]
+
+
+def test_a_running_job_shows_when_its_worker_was_last_heard_from_and_its_checkpoint(client, alice_api, make_job):
+    job = make_job()
+    claimed = runtime.job_claim(job_id=job.pk, owner="gpu-1/42")
+    runtime.job_checkpoint(job=claimed, step=12, blob=blob_create_from_chunks([b"ckpt"]))
+    page = client.get(f"/jobs/{job.pk}/status/").content.decode()
+    assert 'id="heartbeat"' in page and "checkpoint at step 12" in page
+    assert alice_api.get(f"/api/v1/jobs/{job.pk}").json()["heartbeat_at"] is not None

@@ -20,7 +20,8 @@ GOOD = dict(heartbeat=2, lease=120, time_limit=86400, time_limit_max=604800, vis
 
 def test_the_running_settings_nest():
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    assert settings.RUNNER_FLUSH_SECONDS * 2 <= settings.JOB_LEASE_SECONDS
+    assert settings.RUNNER_FLUSH_SECONDS * 3 <= settings.JOB_LEASE_SECONDS
+    assert settings.RUNNER_FLUSH_SECONDS + settings.RUNNER_STOP_GRACE_SECONDS <= 30  # cancel within 30 s
     assert settings.JOB_LEASE_SECONDS < settings.JOB_TIME_LIMIT_SECONDS <= settings.JOB_TIME_LIMIT_MAX_SECONDS
     assert settings.JOB_TIME_LIMIT_MAX_SECONDS < visibility
     assert settings.RUNNER_STOP_GRACE_SECONDS < settings.JOB_LEASE_SECONDS
@@ -37,6 +38,7 @@ def test_the_defaults_nest():
     ({"time_limit": 10 ** 6}, "JOB_TIME_LIMIT_MAX_SECONDS"),
     ({"visibility": 3600}, "CELERY_VISIBILITY_TIMEOUT"),
     ({"stop_grace": 200}, "RUNNER_STOP_GRACE_SECONDS"),
+    ({"stop_grace": 29}, "must not exceed 30"),
     ({"reap": 600}, "JOB_REAP_SECONDS"),
 ])
 def test_each_broken_rule_is_named(change, named):
@@ -58,7 +60,8 @@ def test_celery_takes_one_job_per_free_slot_and_keeps_maintenance_apart():
     assert conf.task_acks_late and conf.worker_prefetch_multiplier == 1
     assert not conf.task_reject_on_worker_lost  # a dead worker's job comes back through the reaper
     assert conf.task_default_queue == "training"
-    assert {route["queue"] for route in conf.task_routes.values()} == {"maintenance"}
+    assert {route["queue"] for route in conf.task_routes.values()} == {"maintenance", "reaper"}
+    assert conf.task_routes["jobs.reap_expired_leases"]["queue"] == "reaper"
     assert conf.result_backend is None and conf.task_ignore_result
     assert conf.beat_schedule["reap-expired-leases"]["schedule"] == settings.JOB_REAP_SECONDS
 
@@ -74,4 +77,7 @@ def test_compose_runs_one_training_child_per_gpu_and_gives_it_time_to_checkpoint
     grace = worker["stop_grace_period"]
     seconds = int(grace[:-1]) * (60 if grace.endswith("m") else 1)
     assert seconds > settings.RUNNER_STOP_GRACE_SECONDS + settings.RUNNER_FLUSH_SECONDS
-    assert "maintenance" in services["beat"]["command"] and "--beat" in services["beat"]["command"]
+    beat = services["beat"]["command"].split()
+    assert "--beat" in beat and beat[beat.index("-Q") + 1] == "reaper"  # nothing slow ahead of the reaper
+    maintenance = services["maintenance"]["command"].split()
+    assert maintenance[maintenance.index("-Q") + 1] == "maintenance"
