@@ -136,6 +136,7 @@ class Job(models.Model):
     # attempts and starts again when a user resumes the job.
     time_limit_seconds = models.IntegerField(null=True, blank=True)
     run_seconds = models.FloatField(default=0)
+    device = models.CharField(max_length=10, blank=True)  # "cuda" or "cpu": what run_seconds were spent on
     # The latest thing the runtime did on its own that a user should know (a resume, an out-of-memory retry).
     notice = models.CharField(max_length=500, blank=True)
     # When the broker was last told about this job; the reaper publishes long-queued jobs again.

@@ -51,11 +51,13 @@ class RunState:
     preempted: dict | None = None
     checkpoints: list = field(default_factory=list)  # written by the child, not yet stored
     stop: str = ""  # "", "cancel", "preempt", "timeout" or "lost"
+    device: str | None = None
 
     def take(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
             self.total = event.get("total_steps")
+            self.device = event.get("device")
         elif kind == "progress":
             self.step, self.total = event["step"], event.get("total_steps", self.total)
             self.loss = event.get("loss")
@@ -350,7 +352,8 @@ class Supervisor:
         points, state.points = state.points, []
         try:
             outcome = runtime.job_heartbeat(job=self.job, step=state.step, total=state.total, loss=state.loss,
-                                            points=points, run_seconds=round(self.run_seconds(), 1))
+                                            points=points, run_seconds=round(self.run_seconds(), 1),
+                                            device=state.device)
         except DatabaseError:
             log.exception("job %s: heartbeat failed; keeping %d points for the next one", self.job.pk, len(points))
             state.points = points + state.points

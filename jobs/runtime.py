@@ -15,6 +15,8 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from webapp.audit import audit_record
+
 from .models import Artifact, Blob, EvalReport, Job, JobAttempt, MetricPoint
 from .selectors import queued_in_order
 
@@ -86,12 +88,13 @@ def _end_attempt(job: Job, outcome: str, message: str = "") -> None:
 
 
 def job_heartbeat(*, job: Job, step: int | None = None, total: int | None = None, loss: float | None = None,
-                  points: list[tuple[int, str, float]] = (), run_seconds: float | None = None) -> str:
+                  points: list[tuple[int, str, float]] = (), run_seconds: float | None = None,
+                  device: str | None = None) -> str:
     """One batched write: metric points, progress, training time and lease renewal.
     Returns "ok", "cancel" or "lost"."""
     fields = {"lease_expires_at": _lease_until(), "heartbeat_at": Now()}
     for name, value in (("progress_step", step), ("progress_total", total), ("last_loss", loss),
-                        ("run_seconds", run_seconds)):
+                        ("run_seconds", run_seconds), ("device", device)):
         if value is not None:
             fields[name] = value
     with transaction.atomic():
@@ -244,7 +247,7 @@ def job_reap_expired_leases(*, max_failures: int | None = None) -> dict:
     return result
 
 
-def job_cancel(*, job: Job) -> Job:
+def job_cancel(*, job: Job, user=None) -> Job:
     """A queued job is cancelled at once and never starts; a running one is asked to stop: its runner stops
     the training process (which checkpoints first) within RUNNER_FLUSH_SECONDS + RUNNER_STOP_GRACE_SECONDS.
     One UPDATE, so a job moving between queued and running meanwhile cannot slip past it."""
@@ -253,11 +256,13 @@ def job_cancel(*, job: Job) -> Job:
     def if_queued(field: str, value):
         return Case(When(queued, then=Value(value)), default=F(field), output_field=Job._meta.get_field(field))
 
-    Job.objects.filter(pk=job.pk, status__in=(Job.Status.QUEUED, Job.Status.RUNNING)).update(
-        cancel_requested=True, status=if_queued("status", Job.Status.CANCELLED),
-        finished_at=if_queued("finished_at", timezone.now()),
-        error_kind=if_queued("error_kind", Job.ErrorKind.CANCELLED),
-        error_message=if_queued("error_message", "cancelled before it started"))
+    with transaction.atomic():
+        if Job.objects.filter(pk=job.pk, status__in=(Job.Status.QUEUED, Job.Status.RUNNING)).update(
+                cancel_requested=True, status=if_queued("status", Job.Status.CANCELLED),
+                finished_at=if_queued("finished_at", timezone.now()),
+                error_kind=if_queued("error_kind", Job.ErrorKind.CANCELLED),
+                error_message=if_queued("error_message", "cancelled before it started")) and user is not None:
+            audit_record(team_id=job.team_id, user=user, action="job.cancel", target=f"job {job.pk}")
     job.refresh_from_db()
     return job
 
@@ -279,5 +284,8 @@ def job_resume(*, job: Job, user=None) -> Job:
             notice=f"resumed{who} " + (f"from step {step}" if step else "from the start (no checkpoint was saved)"))
         if resumed:
             job_enqueue_on_commit(job.pk)
+            if user is not None:
+                audit_record(team_id=job.team_id, user=user, action="job.resume", target=f"job {job.pk}",
+                             from_step=step)
     job.refresh_from_db()
     return job

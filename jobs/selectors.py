@@ -4,14 +4,25 @@ from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Win
 from django.db.models.functions import Coalesce, RowNumber
 from django.shortcuts import get_object_or_404
 
-from webapp.models import Team
+from webapp.models import Membership, Team
 
 from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint
 
 
 def team_for_user(user) -> Team | None:
     """The team the user works in (the first one joined; switching arrives with multi-team support)."""
-    return Team.objects.filter(memberships__user=user).order_by("memberships__created_at").first()
+    membership = membership_for_user(user)
+    return membership.team if membership else None
+
+
+def membership_for_user(user) -> Membership | None:
+    """The user's membership (team and role) in the team they work in."""
+    return (Membership.objects.filter(user=user).select_related("team").order_by("created_at").first()
+            if user.is_authenticated else None)
+
+
+def membership_in(*, user, team_id: int) -> Membership | None:
+    return Membership.objects.filter(user=user, team_id=team_id).select_related("team").first()
 
 
 def _team_ids(user) -> QuerySet:

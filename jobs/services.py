@@ -23,6 +23,10 @@ from peftcore.start_from import start_refusal
 from peftcore.tasks import COLUMN_ROLES, SFT, TASK_NAMES, TEXT_CLASSIFICATION, architecture_refusal
 from peftcore.training_params import TRAINING_PARAMS
 
+from webapp.audit import audit_record
+from webapp.models import Team
+
+from . import quotas
 from .models import (BaseModel, Dataset, EvalReport, Job, PlaygroundRun, TokenStats,
                      TrainableCount)
 from .runtime import job_enqueue_on_commit
@@ -58,6 +62,9 @@ def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: 
         count = report.get("error_count", len(report["errors"]))
         raise ValidationFailed(f"'{filename}' has {count} error(s); nothing was stored. Fix them and upload again.",
                                errors=report["errors"])
+    size = os.path.getsize(path)
+    if error := quotas.storage_error(team, size):  # before writing: refuse early, store nothing
+        raise ValidationFailed(error, errors={"quota": error})
     with open(path, "rb") as fh:
         blob = blob_create_from_file(fh)
     stats = {"empty_values": report.get("empty_values", {}), "warnings": report.get("warnings", [])}
@@ -66,11 +73,22 @@ def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: 
         stats["label_column"] = label_column
     if text_column:
         stats["text_column"] = text_column
-    return Dataset.objects.create(
-        team=team, created_by=user, name=(name or Path(filename).stem)[:200], filename=filename[:255],
-        format=report["format"], blob=blob, size_bytes=blob.size, sha256=blob.sha256,
-        rows=report["rows"], columns=report["columns"], preview=report["preview"], stats=stats,
-    )
+    with transaction.atomic():
+        locked = Team.objects.select_for_update().get(pk=team.pk)  # again, now that uploads are serialised
+        if error := quotas.storage_error(locked, blob.size):
+            dataset = None
+        else:
+            dataset = Dataset.objects.create(
+                team=team, created_by=user, name=(name or Path(filename).stem)[:200], filename=filename[:255],
+                format=report["format"], blob=blob, size_bytes=blob.size, sha256=blob.sha256,
+                rows=report["rows"], columns=report["columns"], preview=report["preview"], stats=stats,
+            )
+            audit_record(team_id=team.pk, user=user, action="dataset.upload", target=f"dataset {dataset.pk}",
+                         name=dataset.name, rows=dataset.rows, bytes=dataset.size_bytes)
+    if dataset is None:
+        blob.delete()
+        raise ValidationFailed(error, errors={"quota": error})
+    return dataset
 
 
 # --- base models ----------------------------------------------------------------------------------------
@@ -378,12 +396,17 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
     elif messages_column:
         text_column = label_column = input_column = ""
     with transaction.atomic():
+        locked = Team.objects.select_for_update().get(pk=team.pk)  # concurrent submissions queue up here
+        if error := quotas.job_error(locked):
+            raise ValidationFailed(error, errors={"quota": error})
         job = Job.objects.create(
             team=team, created_by=user, name=name[:200] or f"{method} on {dataset.name}", dataset=dataset,
             eval_dataset=eval_dataset, base_model=base_model, task=task, method=method,
             method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
             input_column=input_column, messages_column=messages_column, template=template,
             start_from=start_from, start_mode=start_mode, priority=priority, time_limit_seconds=time_limit_seconds)
+        audit_record(team_id=team.pk, user=user, action="job.create", target=f"job {job.pk}", method=method,
+                     task=task, dataset=dataset.pk)
         job_enqueue_on_commit(job.pk)
     return job
 

@@ -543,6 +543,7 @@ def _prepare(job: Job, sink: EventSink, stop: Callable[[], bool], identity: dict
         "method": job.method.name,
         "task": job.task,
         "micro_batch_size": job.micro_batch_size,
+        "device": device.type,
     })
     if resume:
         _resume(run, resume)

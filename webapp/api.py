@@ -24,6 +24,8 @@ from peftcore.tasks import TASKS as CORE_TASKS
 from peftcore.schema import schema_as_json
 from peftcore.training_params import TRAINING_PARAMS
 
+from .audit import audit_record
+from .permissions import RoleRefused, require, require_in
 from .services import api_token_authenticate
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
 
@@ -37,6 +39,11 @@ class BearerToken(HttpBearer):
 
 
 api = NinjaAPI(title="Fine-tuning studio API", version="1", auth=BearerToken(), urls_namespace="api")
+
+
+@api.exception_handler(RoleRefused)
+def _role_refused(request, exc):
+    return api.create_response(request, {"detail": str(exc)}, status=403)
 
 
 class RowError(Schema):
@@ -206,11 +213,13 @@ def _job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
     }
 
 
-def _team(request):
-    team = selectors.team_for_user(request.user)
-    if team is None:
-        raise HttpError(403, "your account belongs to no team; ask an admin to add you to one")
-    return team
+def _team(request, action: str = "write"):
+    """The team the caller works in, if their role there allows `action` (403 saying what to ask for)."""
+    try:
+        require(membership := selectors.membership_for_user(request.user), action)
+    except RoleRefused as exc:
+        raise HttpError(403, str(exc)) from None
+    return membership.team
 
 
 @api.post("/datasets", response={201: DatasetOut, 400: DatasetErrors, 413: Detail})
@@ -428,13 +437,15 @@ def job_report(request, job_id: int):
 @api.post("/jobs/{job_id}/cancel", response=JobOut)
 def job_cancel(request, job_id: int):
     job = selectors.job_get(user=request.user, job_id=job_id)
-    return _job_out(runtime.job_cancel(job=job))
+    require_in(request.user, job.team_id, "write")
+    return _job_out(runtime.job_cancel(job=job, user=request.user))
 
 
 @api.post("/jobs/{job_id}/resume", response={200: JobOut, 409: Detail})
 def job_resume(request, job_id: int):
     """Queue a failed or cancelled job again; it goes on from its last checkpoint (checkpoint_step)."""
     job = selectors.job_get(user=request.user, job_id=job_id)
+    require_in(request.user, job.team_id, "write")
     try:
         return _job_out(runtime.job_resume(job=job, user=request.user))
     except runtime.ResumeRefused as exc:
@@ -484,6 +495,7 @@ def playground_create(request, job_id: int, body: PlaygroundIn):
     web process loads no model). 202 with the run's id; poll GET .../playground/{id} until status is done or
     failed."""
     job = selectors.job_get(user=request.user, job_id=job_id)
+    require_in(request.user, job.team_id, "write")
     try:
         run = services.playground_run_create(job=job, user=request.user, texts=body.texts)
     except ValidationFailed as exc:
@@ -504,4 +516,91 @@ def job_adapter(request, job_id: int):
     if artifact is None:
         detail = f"job {job.pk} has no adapter (status: {job.status}); adapters exist once a job succeeds"
         return Status(404, {"detail": detail})
+    audit_record(team_id=job.team_id, user=request.user, action="adapter.download", target=f"job {job.pk}")
     return artifact_response(artifact)
+
+
+# --- the team ---------------------------------------------------------------------------------------------
+
+
+class Quotas(Schema):
+    max_concurrent_jobs: int | None
+    compute_hours_per_month: float | None
+    max_storage_bytes: int | None
+
+
+class TeamUsage(Schema):
+    active_jobs: int
+    compute_hours_this_month: float
+    storage_bytes: dict[str, int] = Field(description="datasets, adapters, checkpoints")
+
+
+class TeamOut(Schema):
+    id: int
+    name: str
+    role: str = Field(description="your role: viewer, member, admin or owner")
+    quotas: Quotas
+    usage: TeamUsage
+
+
+class MemberOut(Schema):
+    username: str
+    role: str
+    joined_at: datetime
+
+
+class UsageRow(Schema):
+    month: datetime
+    member: str | None
+    device: str
+    jobs: int
+    seconds: float
+
+
+class AuditOut(Schema):
+    created_at: datetime
+    user: str | None
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+@api.get("/team", response=TeamOut)
+def team_detail(request):
+    """The team you work in, your role, its quotas and what it uses of them."""
+    from jobs import quotas
+
+    membership = selectors.membership_for_user(request.user)
+    require(membership, "read")
+    team = membership.team
+    return {"id": team.pk, "name": team.name, "role": membership.role,
+            "quotas": {name: getattr(team, name) for name in Quotas.model_fields},
+            "usage": {"active_jobs": quotas.active_jobs(team.pk),
+                      "compute_hours_this_month": round(quotas.compute_seconds_this_month(team.pk) / 3600, 4),
+                      "storage_bytes": quotas.storage_used(team.pk)}}
+
+
+@api.get("/team/members", response=list[MemberOut])
+def team_members(request):
+    team = _team(request, "read")
+    return [{"username": m.user.username, "role": m.role, "joined_at": m.created_at}
+            for m in team.memberships.select_related("user").order_by("user__username")]
+
+
+@api.get("/team/usage", response=list[UsageRow])
+def team_usage(request):
+    """Training time per member, device and month (admins)."""
+    from jobs.dashboard import usage_by_member_month
+
+    team = _team(request, "manage")
+    return [{"month": r["month"], "member": r["created_by__username"], "device": r["device"], "jobs": r["jobs"],
+             "seconds": r["seconds"] or 0} for r in usage_by_member_month(team=team, months=12)]
+
+
+@api.get("/team/audit", response=list[AuditOut])
+def team_audit(request, limit: int = 100):
+    """Who did what, newest first (admins)."""
+    team = _team(request, "manage")
+    entries = team.audit_entries.select_related("user")[: max(1, min(limit, 1000))]
+    return [{"created_at": e.created_at, "user": e.user.username if e.user else None, "action": e.action,
+             "target": e.target, "detail": e.detail} for e in entries]

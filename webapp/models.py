@@ -8,6 +8,11 @@ from django.db import models
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Quotas (None: no limit), enforced under a lock on this row (webapp.quotas) so concurrent submissions
+    # cannot slip past them. Compute hours are training hours on any device (GPU or CPU).
+    max_concurrent_jobs = models.PositiveIntegerField(null=True, blank=True)
+    compute_hours_per_month = models.FloatField(null=True, blank=True)
+    max_storage_bytes = models.BigIntegerField(null=True, blank=True)
 
     def __str__(self):
         return self.name
@@ -27,6 +32,21 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_member")]
+
+
+class AuditEntry(models.Model):
+    """Who did what in a team: uploads, jobs, cancels, resumes, downloads, member and quota changes."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="audit_entries")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    action = models.CharField(max_length=40)
+    target = models.CharField(max_length=100, blank=True)  # e.g. "job 12", "dataset 3", "user bob"
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["team", "-created_at"])]
 
 
 def hash_token(raw: str) -> str:

@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from .audit import audit_record
 from .models import ApiToken, Membership, Team, hash_token
 
 
@@ -37,3 +38,82 @@ def api_token_authenticate(*, raw: str):
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 3600:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+# --- team administration (webapp.permissions decides who may call these) ------------------------------------
+
+
+class TeamChangeRefused(Exception):
+    pass
+
+
+def _may_touch(actor: Membership, role: str) -> None:
+    """Admins manage members and viewers; only owners grant, change or remove admin and owner roles."""
+    if role in (Membership.Role.ADMIN, Membership.Role.OWNER) and actor.role != Membership.Role.OWNER:
+        raise TeamChangeRefused(f"only an owner of {actor.team.name} can manage {role}s")
+
+
+def member_add(*, actor: Membership, username: str, role: str = Membership.Role.MEMBER) -> Membership:
+    if role not in Membership.Role.values:
+        raise TeamChangeRefused(f"unknown role {role!r}; choose one of {', '.join(Membership.Role.values)}")
+    _may_touch(actor, role)
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise TeamChangeRefused(f"there is no user named {username!r}; they must have an account first")
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(team=actor.team, user=user, defaults={"role": role})
+        if not created:
+            raise TeamChangeRefused(f"{username} is already a {membership.role} of {actor.team.name}")
+        audit_record(team_id=actor.team_id, user=actor.user, action="member.add", target=f"user {username}",
+                     role=role)
+    return membership
+
+
+def member_set_role(*, actor: Membership, membership: Membership, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise TeamChangeRefused(f"unknown role {role!r}; choose one of {', '.join(Membership.Role.values)}")
+    _may_touch(actor, membership.role)
+    _may_touch(actor, role)
+    with transaction.atomic():
+        _keep_an_owner(membership, leaving=role != Membership.Role.OWNER)
+        before = membership.role
+        Membership.objects.filter(pk=membership.pk).update(role=role)
+        audit_record(team_id=actor.team_id, user=actor.user, action="member.role",
+                     target=f"user {membership.user.username}", before=before, after=role)
+    membership.role = role
+    return membership
+
+
+def member_remove(*, actor: Membership, membership: Membership) -> None:
+    _may_touch(actor, membership.role)
+    with transaction.atomic():
+        _keep_an_owner(membership, leaving=True)
+        membership.delete()
+        audit_record(team_id=actor.team_id, user=actor.user, action="member.remove",
+                     target=f"user {membership.user.username}", role=membership.role)
+
+
+def _keep_an_owner(membership: Membership, *, leaving: bool) -> None:
+    # Locks the team's owner rows, so two owners demoting each other at once cannot leave none.
+    owners = list(Membership.objects.select_for_update().filter(team_id=membership.team_id,
+                                                                role=Membership.Role.OWNER).values_list("pk",
+                                                                                                      flat=True))
+    if leaving and owners == [membership.pk]:
+        raise TeamChangeRefused("a team needs an owner; make someone else owner first")
+
+
+def team_set_quotas(*, actor: Membership, max_concurrent_jobs: int | None, compute_hours_per_month: float | None,
+                    max_storage_bytes: int | None) -> Team:
+    values = {"max_concurrent_jobs": max_concurrent_jobs, "compute_hours_per_month": compute_hours_per_month,
+              "max_storage_bytes": max_storage_bytes}
+    for name, value in values.items():
+        if value is not None and value < 0:
+            raise TeamChangeRefused(f"{name.replace('_', ' ')} cannot be negative (leave it empty for no limit)")
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=actor.team_id)
+        before = {name: getattr(team, name) for name in values}
+        Team.objects.filter(pk=team.pk).update(**values)
+        audit_record(team_id=team.pk, user=actor.user, action="quota.change", target=f"team {team.name}",
+                     before=before, after=values)
+    team.refresh_from_db()
+    return team

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import team_views, views
 from .api import api
 
 urlpatterns = [
@@ -20,6 +20,10 @@ urlpatterns = [
     path("jobs/<int:job_id>/status/", views.job_status, name="job-status"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<int:job_id>/resume/", views.job_resume, name="job-resume"),
+    path("team/", team_views.dashboard, name="team-dashboard"),
+    path("team/members/", team_views.member_add, name="team-member-add"),
+    path("team/members/<int:membership_id>/", team_views.member_change, name="team-member-change"),
+    path("team/quotas/", team_views.quotas, name="team-quotas"),
     path("jobs/<int:job_id>/adapter/", views.job_adapter, name="job-adapter"),
     path("jobs/<int:job_id>/playground/", views.job_playground, name="job-playground"),
     path("jobs/<int:job_id>/playground/<int:run_id>/", views.job_playground_run, name="job-playground-run"),

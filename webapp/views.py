@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.conf import settings
 from django.shortcuts import redirect, render, resolve_url
@@ -11,6 +10,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from jobs import comparison, runtime, selectors, services
+from webapp.audit import audit_record
 from jobs.models import Job
 from jobs.services import ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
@@ -18,6 +18,7 @@ from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
 from peftcore.tasks import SFT
 
+from .permissions import require, require_in
 from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
 
@@ -25,11 +26,11 @@ from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
 HTMX_STOP_POLLING = 286
 
 
-def _team(request):
-    team = selectors.team_for_user(request.user)
-    if team is None:
-        raise PermissionDenied("your account belongs to no team; ask an admin to add you to one")
-    return team
+def _team(request, action: str = "write"):
+    """The team the user works in, if their role there allows `action` (403 with what to ask for if not)."""
+    membership = selectors.membership_for_user(request.user)
+    require(membership, action)
+    return membership.team
 
 
 @login_required
@@ -229,7 +230,9 @@ def job_status(request, job_id: int):
 @login_required
 @require_POST
 def job_cancel(request, job_id: int):
-    job = runtime.job_cancel(job=selectors.job_get(user=request.user, job_id=job_id))
+    job = selectors.job_get(user=request.user, job_id=job_id)
+    require_in(request.user, job.team_id, "write")
+    job = runtime.job_cancel(job=job, user=request.user)
     messages.info(request, "Cancelled." if job.status == Job.Status.CANCELLED else "Cancelling: the worker stops it.")
     return redirect("job-detail", job_id=job.pk)
 
@@ -238,6 +241,7 @@ def job_cancel(request, job_id: int):
 @require_POST
 def job_resume(request, job_id: int):
     job = selectors.job_get(user=request.user, job_id=job_id)
+    require_in(request.user, job.team_id, "write")
     try:
         job = runtime.job_resume(job=job, user=request.user)
     except runtime.ResumeRefused as exc:
@@ -252,6 +256,7 @@ def job_resume(request, job_id: int):
 def job_playground(request, job_id: int):
     """Queue the typed texts (one per line) for the job's adapter; the answer polls until a worker predicts."""
     job = selectors.job_get(user=request.user, job_id=job_id)
+    require_in(request.user, job.team_id, "write")
     texts = [line for line in request.POST.get("texts", "").splitlines() if line.strip()]
     try:
         run = services.playground_run_create(job=job, user=request.user, texts=texts)
@@ -273,6 +278,7 @@ def job_adapter(request, job_id: int):
     artifact = selectors.job_artifact(job=job)
     if artifact is None:
         raise Http404("this job has no adapter")
+    audit_record(team_id=job.team_id, user=request.user, action="adapter.download", target=f"job {job.pk}")
     return artifact_response(artifact)
 
 

@@ -1,0 +1,84 @@
+"""The team admin dashboard and the team administration it offers (admins; owners for admin roles)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from jobs import selectors
+from jobs.dashboard import team_dashboard
+
+from . import services
+from .models import Membership
+from .permissions import require
+
+
+def _admin(request) -> Membership:
+    membership = selectors.membership_for_user(request.user)
+    require(membership, "manage")
+    return membership
+
+
+def _number(raw: str, kind=int):
+    """A quota field: empty means no limit."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise services.TeamChangeRefused(f"{raw!r} is not a number (leave the field empty for no limit)") from None
+
+
+@login_required
+def dashboard(request):
+    membership = _admin(request)
+    context = team_dashboard(team=membership.team)
+    context.update(team=membership.team, me=membership, roles=Membership.Role.values,
+                   series={"hours per day": context["daily_hours"]})
+    return render(request, "team/dashboard.html", context)
+
+
+@login_required
+@require_POST
+def member_add(request):
+    actor = _admin(request)
+    try:
+        services.member_add(actor=actor, username=request.POST.get("username", "").strip(),
+                            role=request.POST.get("role", Membership.Role.MEMBER))
+    except services.TeamChangeRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("team-dashboard")
+
+
+@login_required
+@require_POST
+def member_change(request, membership_id: int):
+    actor = _admin(request)
+    membership = get_object_or_404(Membership.objects.filter(team=actor.team).select_related("user"),
+                                   pk=membership_id)
+    try:
+        if request.POST.get("remove"):
+            services.member_remove(actor=actor, membership=membership)
+        else:
+            services.member_set_role(actor=actor, membership=membership, role=request.POST.get("role", ""))
+    except services.TeamChangeRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("team-dashboard")
+
+
+@login_required
+@require_POST
+def quotas(request):
+    actor = _admin(request)
+    try:
+        services.team_set_quotas(
+            actor=actor, max_concurrent_jobs=_number(request.POST.get("max_concurrent_jobs")),
+            compute_hours_per_month=_number(request.POST.get("compute_hours_per_month"), float),
+            max_storage_bytes=(None if (gb := _number(request.POST.get("max_storage_gb"), float)) is None
+                               else int(gb * 1e9)))
+    except services.TeamChangeRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, "Quotas saved.")
+    return redirect("team-dashboard")
