@@ -13,13 +13,6 @@ from peftcore.methods import count_trainable
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def client(alice):
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
 def _count(client, model, method, **params):
     query = {"base_model": model.pk, "method": method, **{f"m_{k}": v for k, v in params.items()}}
     return client.get("/jobs/new/count/", query)

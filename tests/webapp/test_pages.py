@@ -15,13 +15,6 @@ from peftcore.methods import all_methods
 
 
 @pytest.fixture
-def client(alice):
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
 def dataset(alice, sst2_sample):
     return services.dataset_create(team=alice.memberships.get().team, user=alice, name="sst2", path=sst2_sample,
                                    filename="sst2.tsv")

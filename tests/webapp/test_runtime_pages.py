@@ -2,19 +2,11 @@
 time limit in the job form, another team's job refused."""
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from jobs import runtime, services
 from jobs.models import Job, JobAttempt
 from jobs.storage import blob_create_from_chunks
-
-
-@pytest.fixture
-def client(alice):
-    client = Client()
-    client.force_login(alice)
-    return client
 
 
 @pytest.fixture
