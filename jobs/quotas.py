@@ -2,7 +2,7 @@
 services run them under a lock on the team row (SELECT ... FOR UPDATE) in the transaction that creates the
 job or dataset, so concurrent submissions are counted one after another and cannot slip past a limit."""
 
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from .models import Artifact, Dataset, Job
@@ -28,7 +28,7 @@ def storage_used(team_id: int) -> dict[str, int]:
     """Bytes the team stores, by kind: datasets, adapters and the checkpoints of unfinished jobs."""
     datasets = Dataset.objects.filter(team_id=team_id).aggregate(b=Sum("size_bytes"))["b"] or 0
     adapters = Artifact.objects.filter(job__team_id=team_id).aggregate(b=Sum("size_bytes"))["b"] or 0
-    checkpoints = (Job.objects.filter(Q(team_id=team_id), checkpoint__isnull=False)
+    checkpoints = (Job.objects.filter(team_id=team_id, checkpoint__isnull=False)
                    .aggregate(b=Sum("checkpoint__size"))["b"] or 0)
     return {"datasets": int(datasets), "adapters": int(adapters), "checkpoints": int(checkpoints)}
 

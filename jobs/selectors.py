@@ -9,14 +9,9 @@ from webapp.models import Membership, Team
 from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint
 
 
-def team_for_user(user) -> Team | None:
-    """The team the user works in (the first one joined; switching arrives with multi-team support)."""
-    membership = membership_for_user(user)
-    return membership.team if membership else None
-
-
 def membership_for_user(user) -> Membership | None:
-    """The user's membership (team and role) in the team they work in."""
+    """The user's membership (team and role) in the team they work in: the first one joined (switching
+    between teams is not built yet)."""
     return (Membership.objects.filter(user=user).select_related("team").order_by("created_at").first()
             if user.is_authenticated else None)
 
