@@ -11,8 +11,8 @@ from django.utils import timezone
 from webapp.models import AuditEntry, Membership, Team
 
 from . import quotas
-from .models import Job, WorkerHeartbeat
-from .selectors import queue_positions
+from .models import Job, Webhook, WorkerHeartbeat
+from .selectors import queue_positions, webhook_failed_deliveries, webhook_list
 
 RECENT = 10
 
@@ -75,4 +75,7 @@ def team_dashboard(*, team: Team) -> dict:
         "storage_total": sum(storage.values()),
         "workers": workers,
         "audit": list(AuditEntry.objects.filter(team=team).select_related("user")[:20]),
+        "webhooks": webhook_list(team=team),
+        "webhook_failures": webhook_failed_deliveries(team=team),
+        "webhook_events": Webhook.EVENTS,
     }

@@ -152,10 +152,16 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the owner's email and the team's webhooks were written for the job's final status (jobs.notifications);
+    # null on a job not yet final or not yet noticed. A resume clears it so the next ending notifies again.
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["team", "-created_at"])]
+        indexes = [models.Index(fields=["team", "-created_at"]),
+                   # The notification sweep's scan: only jobs not yet notified (a few), whatever the history.
+                   models.Index(fields=["status"], condition=models.Q(notified_at__isnull=True),
+                                name="job_unnotified")]
 
     def __str__(self):
         return self.name or f"job {self.pk}"
@@ -298,3 +304,52 @@ class PlaygroundRun(WorkerResult):
         generation (SFT, seq2seq) adapter's {generation}."""
         result = self.result or {}
         return list(zip(self.texts, result.get("generations") or result.get("predictions") or []))
+
+
+class Webhook(models.Model):
+    """A team's URL that gets a signed POST when one of its jobs ends (jobs.notifications)."""
+
+    EVENTS = (Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED)
+
+    team = models.ForeignKey("webapp.Team", on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    # The HMAC key, kept in clear because signing needs it; shown to the admin once, at creation.
+    secret = models.CharField(max_length=100)
+    events = models.JSONField(default=list)  # a subset of EVENTS
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook: written with the job's notification, posted (and retried) by the sweep."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"  # gave up after WEBHOOK_MAX_ATTEMPTS
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=20)
+    payload = models.JSONField()
+    attempts = models.IntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # When the sweep may post it next; pushed ahead while a sweep holds it, so a dead sweep's claim runs out.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.IntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"),
+                                name="delivery_due"),
+                   models.Index(fields=["webhook", "-created_at"])]

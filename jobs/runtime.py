@@ -281,6 +281,7 @@ def job_resume(*, job: Job, user=None) -> Job:
         resumed = Job.objects.filter(pk=job.pk, status__in=(Job.Status.FAILED, Job.Status.CANCELLED)).update(
             status=Job.Status.QUEUED, cancel_requested=False, failures=0, run_seconds=0, error_kind="",
             error_message="", finished_at=None, enqueued_at=timezone.now(), checkpoint_step=step,
+            notified_at=None,  # its next ending notifies again (jobs.notifications)
             notice=f"resumed{who} " + (f"from step {step}" if step else "from the start (no checkpoint was saved)"))
         if resumed:
             job_enqueue_on_commit(job.pk)

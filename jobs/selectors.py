@@ -1,4 +1,4 @@
-"""Reads. Every query a user can reach is scoped to the user's teams; another team's object is a 404."""
+"""Reads. Every query a user can reach is scoped to the team they work in; another team's object is a 404."""
 
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import Coalesce, RowNumber
@@ -7,21 +7,36 @@ from django.shortcuts import get_object_or_404
 from webapp.models import Membership, Team
 
 from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint
+from .models import Webhook, WebhookDelivery
+
+
+def _working_memberships(user) -> QuerySet[Membership]:
+    """The user's memberships, the one they work in first: an API token's team only; else the team switched to
+    last, else the first joined."""
+    memberships = Membership.objects.filter(user=user)
+    if (token_team := getattr(user, "token_team_id", None)) is not None:
+        memberships = memberships.filter(team_id=token_team)
+    return memberships.order_by(F("selected_at").desc(nulls_last=True), "created_at", "pk")
 
 
 def membership_for_user(user) -> Membership | None:
-    """The user's membership (team and role) in the team they work in: the first one joined (switching
-    between teams is not built yet)."""
-    return (Membership.objects.filter(user=user).select_related("team").order_by("created_at").first()
-            if user.is_authenticated else None)
+    """The user's membership (team and role) in the team they work in."""
+    return (_working_memberships(user).select_related("team").first() if user.is_authenticated else None)
 
 
 def membership_in(*, user, team_id: int) -> Membership | None:
-    return Membership.objects.filter(user=user, team_id=team_id).select_related("team").first()
+    return _working_memberships(user).filter(team_id=team_id).select_related("team").first()
+
+
+def user_memberships(*, user) -> list[Membership]:
+    """Every team the user belongs to (for the team switcher), the one they work in first."""
+    return list(_working_memberships(user).select_related("team")) if user.is_authenticated else []
 
 
 def _team_ids(user) -> QuerySet:
-    return Team.objects.filter(memberships__user=user).values("pk")
+    # Everything a user reads is in the team they work in (one subquery, so no extra round trip): another
+    # team's objects are 404 until they switch, and an API token never reaches past its own team.
+    return _working_memberships(user).values("team")[:1]
 
 
 def dataset_list(*, user, with_warnings: bool = False) -> QuerySet[Dataset]:
@@ -43,6 +58,11 @@ def base_model_list(*, user) -> QuerySet[BaseModel]:
 
 def base_model_get(*, user, model_id: int) -> BaseModel:
     return get_object_or_404(base_model_list(user=user), pk=model_id)
+
+
+def team_base_model_get(*, team, model_id: int) -> BaseModel:
+    """A model the team itself added, or one offered to every team; another team's is a 404."""
+    return get_object_or_404(BaseModel.objects.filter(Q(team__isnull=True) | Q(team=team)), pk=model_id)
 
 
 def job_list(*, user) -> QuerySet[Job]:
@@ -158,3 +178,50 @@ def job_running_on(*, worker: str) -> int | None:
     """The id of the job a worker (Celery node name) runs: runners lease jobs as "<node>/<pid>"."""
     return (Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{worker}/")
             .values_list("pk", flat=True).first())
+
+
+def invitations_pending(*, team: Team) -> QuerySet:
+    """A team's invitations that can still be accepted (newest first)."""
+    from django.utils import timezone
+
+    from webapp.models import Invitation
+
+    return (Invitation.objects.filter(team=team, accepted_at__isnull=True, revoked_at__isnull=True,
+                                      expires_at__gt=timezone.now()).select_related("created_by"))
+
+
+def api_tokens_of(*, user) -> QuerySet:
+    """The user's own API tokens with their teams (newest first)."""
+    from webapp.models import ApiToken
+
+    return ApiToken.objects.filter(user=user).select_related("team").order_by("-created_at", "-pk")
+
+
+# --- webhooks (team admins) --------------------------------------------------------------------------------
+
+
+def webhook_list(*, team: Team) -> list[Webhook]:
+    """The team's webhooks, each with its latest delivery's status, code, error and time (one query)."""
+    latest = WebhookDelivery.objects.filter(webhook=OuterRef("pk")).order_by("-created_at", "-pk")
+    return list(Webhook.objects.filter(team=team).annotate(
+        last_status=Subquery(latest.values("status")[:1]),
+        last_status_code=Subquery(latest.values("last_status_code")[:1]),
+        last_error=Subquery(latest.values("last_error")[:1]),
+        last_delivery_at=Subquery(latest.values("created_at")[:1])).order_by("created_at", "pk"))
+
+
+def webhook_get(*, team: Team, webhook_id: int) -> Webhook:
+    """A webhook of the team; another team's is a 404."""
+    return get_object_or_404(Webhook, team=team, pk=webhook_id)
+
+
+def webhook_deliveries(*, webhook: Webhook, limit: int = 50) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(webhook=webhook).order_by("-created_at", "-pk")[:limit]
+
+
+def webhook_failed_deliveries(*, team: Team, limit: int = 20) -> list[WebhookDelivery]:
+    """The team's deliveries that gave up, newest first, with their webhook's URL and job's name (one query)."""
+    return list(WebhookDelivery.objects.filter(webhook__team=team, status=WebhookDelivery.Status.FAILED)
+                .select_related("webhook", "job").only("event", "attempts", "status", "last_status_code",
+                                                       "last_error", "created_at", "webhook__url", "job__name")
+                .order_by("-created_at", "-pk")[:limit])

@@ -8,13 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from peftcore.data import inspect_file
 from peftcore.formats import DataError, detect_format
 from peftcore.methods import UnknownMethodError, all_methods, get_method
-from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resolve_model
+from peftcore.models import (BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, is_hub_id, pin_hub_revision,
+                            resolve_model)
 from peftcore.schema import validate_params
 from peftcore.start_from import MODES as START_MODES
 from peftcore.sft import AUTO as AUTO_TEMPLATE
@@ -24,6 +26,7 @@ from peftcore.tasks import COLUMN_ROLES, SFT, TASK_NAMES, TEXT_CLASSIFICATION, a
 from peftcore.training_params import TRAINING_PARAMS
 
 from webapp.audit import audit_record
+from webapp.permissions import require
 from webapp.models import Team
 
 from . import quotas
@@ -52,6 +55,10 @@ class ValidationFailed(Exception):
 def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: str,
                    text_column: str | None = None, label_column: str | None = None) -> Dataset:
     """Inspect an uploaded file and store it; a file with errors stores nothing."""
+    # Postgres refuses NUL in text; refused here, before the blob is written, so none is left behind.
+    if "\x00" in f"{name}{filename}{text_column or ''}{label_column or ''}":
+        message = "the name, the file name and the column names cannot contain NUL (\\u0000) characters"
+        raise ValidationFailed(message, errors=[{"row": None, "message": message}])
     try:
         fmt = detect_format(filename)  # the user's file name: the temporary file's name may differ
     except DataError as exc:
@@ -74,8 +81,11 @@ def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: 
     if text_column:
         stats["text_column"] = text_column
     with transaction.atomic():
-        locked = Team.objects.select_for_update().get(pk=team.pk)  # again, now that uploads are serialised
-        if error := quotas.storage_error(locked, blob.size):
+        locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # again, now uploads are serialised
+        if locked is None:  # the team was deleted while the bytes were stored
+            error = "this team has been deleted; nothing was stored"
+            dataset = None
+        elif error := quotas.storage_error(locked, blob.size):
             dataset = None
         else:
             dataset = Dataset.objects.create(
@@ -120,6 +130,87 @@ def base_model_register_bundled() -> BaseModel:
     return base_model_register(
         name="all-MiniLM-L6-v2 (bundled)", source=BUNDLED_MODEL_ID,
         description="22M-parameter BERT encoder shipped with the studio; fast on a CPU.")
+
+
+HUB_LOOKUP_SECONDS = 10  # how long adding a hub model waits for the hub to name the commit
+
+
+class BaseModelRemoveRefused(Exception):
+    """`shared`: the model is offered to every team, which no team may remove (403); else jobs use it (409)."""
+
+    def __init__(self, message: str, *, shared: bool = False):
+        super().__init__(message)
+        self.shared = shared
+
+
+def base_model_add(*, actor, name: str, source: str, revision: str = "", description: str = "") -> BaseModel:
+    """A team admin offers a base model to their team. The reference is checked without downloading anything
+    (the web process has no torch); a hub model is pinned to a commit id, so every job trains on the same
+    weights even when the hub's branch moves on."""
+    require(actor, "manage")
+    fields = {"name": name, "source": source, "revision": revision, "description": description}
+    if nul := {field: "remove the NUL (\\u0000) character" for field, value in fields.items() if "\x00" in value}:
+        raise ValidationFailed("the model was not added; fix the fields named", errors=nul)  # Postgres refuses it
+    name, source, revision, description = (value.strip() for value in fields.values())
+    errors = {}
+    if not name or len(name) > 200:
+        errors["name"] = "give the model a name of at most 200 characters"
+    if len(description) > 300:
+        errors["description"] = "keep the description to 300 characters"
+    if source == BUNDLED_MODEL_ID or source.startswith(LOCAL_PREFIX):
+        if revision:
+            errors["revision"] = "only Hugging Face models have a revision; leave it empty"
+        try:
+            resolve_model(source, model_root=settings.MODEL_ROOT)  # a folder check only: nothing is loaded
+        except ModelRefError as exc:
+            errors["source"] = str(exc)
+    elif is_hub_id(source):
+        try:
+            revision = pin_hub_revision(source, revision, timeout=HUB_LOOKUP_SECONDS)
+        except ModelRefError as exc:
+            errors["revision"] = str(exc)
+    else:
+        errors["source"] = (f"{source!r} is not a model reference; use {BUNDLED_MODEL_ID}, local:<folder under "
+                            "the model root> or a Hugging Face id such as owner/name")
+    if not errors and (same := BaseModel.objects.filter(Q(team=actor.team) | Q(team__isnull=True), source=source,
+                                                        revision=revision).first()):
+        errors["source"] = (f"{source}{'@' + revision[:12] if revision else ''} is already offered"
+                            f"{' to every team' if same.team_id is None else ''} as '{same.name}'")
+    if errors:
+        raise ValidationFailed("the model was not added; fix the fields named", errors=errors)
+    try:
+        with transaction.atomic():
+            model = BaseModel.objects.create(team=actor.team, name=name, source=source, revision=revision,
+                                             description=description)
+            audit_record(team_id=actor.team_id, user=actor.user, action="model.add", target=f"model {model.pk}",
+                         name=name, source=source, revision=revision)
+    except IntegrityError:  # another admin added the same model a moment ago
+        raise ValidationFailed("the model was not added; fix the fields named",
+                               errors={"source": f"{source} is already offered to {actor.team.name}"}) from None
+    transaction.on_commit(lambda: base_model_enqueue_profile(model_id=model.pk), robust=True)
+    return model
+
+
+def base_model_remove(*, actor, model: BaseModel) -> None:
+    """Remove one of the team's own models; one that jobs were trained on stays (their reports, adapters and
+    resumes refer to it)."""
+    require(actor, "manage")
+    if model.team_id is None:
+        raise BaseModelRemoveRefused(
+            f"'{model.name}' is offered to every team by the studio's operator; a team cannot remove it",
+            shared=True)
+    if model.team_id != actor.team_id:
+        raise ValueError("a team removes only its own models; look the model up through the team's selector")
+    with transaction.atomic():
+        BaseModel.objects.select_for_update().filter(pk=model.pk).first()  # a job created meanwhile waits
+        used = Job.objects.filter(base_model=model).count()
+        if used:
+            raise BaseModelRemoveRefused(
+                f"'{model.name}' cannot be removed: {used} job(s) of {actor.team.name} were trained on it, and their "
+                "results, adapters and resumes need it")
+        audit_record(team_id=actor.team_id, user=actor.user, action="model.remove", target=f"model {model.pk}",
+                     name=model.name, source=model.source, revision=model.revision)
+        model.delete()
 
 
 def trainable_count_request(*, base_model: BaseModel, method: str, params: dict) -> TrainableCount:
@@ -396,7 +487,9 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
     elif messages_column:
         text_column = label_column = input_column = ""
     with transaction.atomic():
-        locked = Team.objects.select_for_update().get(pk=team.pk)  # concurrent submissions queue up here
+        locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # concurrent submissions queue here
+        if locked is None:
+            raise ValidationFailed("this team has been deleted", errors={"team": "deleted"})
         if error := quotas.job_error(locked):
             raise ValidationFailed(error, errors={"quota": error})
         job = Job.objects.create(
@@ -451,3 +544,39 @@ def playground_enqueue(*, run_id: int) -> None:
 
 def playground_run_set(*, run: PlaygroundRun, result: dict) -> None:
     PlaygroundRun.objects.filter(pk=run.pk).update(result=result)
+
+
+# --- deleting a team ---------------------------------------------------------------------------------------
+
+
+class TeamDeleteRefused(Exception):
+    pass
+
+
+def team_delete(*, actor, confirm_name: str) -> None:
+    """Delete the actor's team with everything in it: members, datasets, jobs, adapters, reports, models,
+    tokens, invitations and their stored bytes. Owners only (the caller checks the role); refused while a job of
+    the team is queued or running, and unless the team's name is typed back."""
+    from .models import Artifact, Blob
+
+    team = actor.team
+    team_id = team.pk
+    if confirm_name.strip() != team.name:
+        raise TeamDeleteRefused(f"type the team's name, {team.name}, to confirm deleting it")
+    with transaction.atomic():
+        Team.objects.select_for_update().get(pk=team.pk)  # job_create locks this row too: no job slips in
+        active = Job.objects.filter(team=team, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
+        if active:
+            raise TeamDeleteRefused(f"{team.name} has {active} queued or running job(s); cancel them first")
+        # Blobs are shared by reference (PROTECT), so the rows pointing at them go first, then the bytes.
+        blob_ids = {*Dataset.objects.filter(team=team).values_list("blob_id", flat=True),
+                    *Artifact.objects.filter(job__team=team).values_list("blob_id", flat=True),
+                    *Job.objects.filter(team=team, checkpoint__isnull=False).values_list("checkpoint_id", flat=True)}
+        # Jobs point at datasets and at each other with PROTECT; unhook and delete them before the team.
+        jobs = Job.objects.filter(team=team)
+        jobs.exclude(start_from=None).update(start_from=None)
+        jobs.delete()
+        team.delete()
+        Blob.objects.filter(pk__in=blob_ids).delete()
+    # The team's audit log goes with it, so the deletion is logged by the server.
+    log.warning("team %r (id %s) deleted by %s", team.name, team_id, actor.user.username)

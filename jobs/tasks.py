@@ -7,14 +7,30 @@ from . import runner
 
 @shared_task(name="jobs.run_job", ignore_result=True, bind=True)
 def run_job(self, job_id: int) -> str:
-    return runner.run(job_id, worker=self.request.hostname or "")
+    from .notifications import notifications_kick
+
+    try:
+        return runner.run(job_id, worker=self.request.hostname or "")
+    finally:  # the job may have ended: notify now rather than at the next beat
+        notifications_kick()
 
 
 @shared_task(name="jobs.reap_expired_leases", ignore_result=True)
 def reap_expired_leases() -> dict:
+    from .notifications import notifications_kick
     from .runtime import job_reap_expired_leases
 
-    return job_reap_expired_leases()
+    result = job_reap_expired_leases()
+    if result["failed"] or result["cancelled"]:
+        notifications_kick()
+    return result
+
+
+@shared_task(name="jobs.send_notifications", ignore_result=True)
+def send_notifications() -> dict:
+    from .notifications import notifications_sweep
+
+    return notifications_sweep()
 
 
 @shared_task(name="jobs.profile_base_model", ignore_result=True)

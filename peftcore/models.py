@@ -18,6 +18,7 @@ LOCAL_PREFIX = "local:"
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _HUB_ID = re.compile(rf"^{_HUB_PART}/{_HUB_PART}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
 _UNSAFE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
@@ -80,7 +81,7 @@ def _local_model(relative: str, model_root: Path | None) -> Path:
 
 
 def _hub_model(repo_id: str, revision: str | None) -> Path:
-    if revision is not None and not _REVISION.match(revision):
+    if revision is not None and not is_revision(revision):
         raise ModelRefError(f"{revision!r} is not a valid revision (a branch, tag or commit id)")
     from huggingface_hub import snapshot_download
 
@@ -93,6 +94,16 @@ def _hub_model(repo_id: str, revision: str | None) -> Path:
 
 def is_hub_id(ref: str) -> bool:
     return bool(_HUB_ID.match(ref)) and "--" not in ref and ".." not in ref
+
+
+def is_revision(revision: str) -> bool:
+    """A branch, tag or commit id as the hub accepts them (no spaces, no leading '-', no '..')."""
+    return bool(_REVISION.match(revision)) and ".." not in revision
+
+
+def is_commit_id(revision: str) -> bool:
+    """A full 40-hex commit id: the only revision that names the same weights forever (branches and tags move)."""
+    return bool(_COMMIT_ID.match(revision))
 
 
 def resolve_model(ref: str, *, model_root: Path | None, revision: str | None = None) -> Path:
@@ -109,3 +120,31 @@ def resolve_model(ref: str, *, model_root: Path | None, revision: str | None = N
         f"{ref!r} is not a model reference; use {BUNDLED_MODEL_ID}, local:<folder> or a Hugging Face id "
         "such as owner/name"
     )
+
+
+def pin_hub_revision(repo_id: str, revision: str = "", *, timeout: float = 10.0) -> str:
+    """The commit id a hub model is pinned to. A full commit id is kept as given (no network); a branch or tag
+    (empty: the default branch) is asked of the hub, and the repository must hold safetensors weights."""
+    revision = revision.strip()
+    if is_commit_id(revision.lower()):
+        return revision.lower()
+    if revision and not is_revision(revision):
+        raise ModelRefError(f"{revision!r} is not a revision; give the full 40-character commit id of {repo_id}")
+    from huggingface_hub import HfApi
+
+    what = f"'{revision}'" if revision else "the default branch"
+    try:
+        info = HfApi().model_info(repo_id, revision=revision or None, timeout=timeout)
+    except Exception as exc:  # offline, timeout, unknown repo or revision, gated: the same way out for each
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        raise ModelRefError(
+            f"could not ask the Hugging Face hub which commit {what} of {repo_id} is ({reason}). Models are pinned "
+            "to a commit so every job trains on the same weights: give the revision as the full 40-character "
+            "commit id (listed under 'Files and versions' on the model's hub page)"
+        ) from None
+    files = [sibling.rfilename for sibling in info.siblings or []]
+    if files and not any(name.endswith(".safetensors") for name in files):
+        raise ModelRefError(f"{repo_id} has no *.safetensors weights at {what}: safetensors weights only")
+    if not info.sha or not is_commit_id(info.sha):
+        raise ModelRefError(f"the hub named no commit for {what} of {repo_id}; give the 40-character commit id")
+    return info.sha

@@ -17,3 +17,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 # when pytest-django drops it.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405  Django test client
+# The webhook tests' receivers listen on 127.0.0.1; the refusal of internal addresses is tested by turning this
+# off (tests/jobs/test_notifications.py).
+WEBHOOK_ALLOW_INTERNAL = True

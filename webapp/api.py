@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.conf import settings
+from django.db import DataError
 from django.http import Http404
 from django.urls import reverse
 from ninja import Field, File, Form, NinjaAPI, Schema, Status
@@ -46,6 +47,16 @@ def _role_refused(request, exc):
     return api.create_response(request, {"detail": str(exc)}, status=403)
 
 
+@api.exception_handler(DataError)
+def _nul_character(request, exc):
+    # psycopg refuses a NUL character in text before sending anything (the transaction stays usable): the
+    # client sent one, in a body, form, query or path value. Any other data error is the studio's own fault.
+    if "NUL (0x00)" not in str(exc):
+        raise exc
+    return api.create_response(request, {"detail": "text cannot contain NUL (\\u0000) characters; remove them "
+                                                   "and send the request again"}, status=400)
+
+
 class RowError(Schema):
     row: int | None
     message: str
@@ -53,12 +64,13 @@ class RowError(Schema):
 
 class DatasetErrors(Schema):
     detail: str
-    errors: list[RowError]
+    errors: list[RowError] = []  # absent when the request itself was refused (a NUL character in a field)
 
 
 class FieldErrors(Schema):
     detail: str
-    errors: dict[str, str]
+    # Absent when the body itself could not be read (django-ninja answers malformed JSON with detail only).
+    errors: dict[str, str] = Field({}, description="field name: what to fix")
 
 
 class Detail(Schema):
@@ -132,6 +144,7 @@ class Progress(Schema):
     total: int
     fraction: float
     eta_seconds: float | None
+    loss: float | None = Field(None, description="the latest training loss (null until the first step)")
 
 
 class JobError(Schema):
@@ -206,7 +219,7 @@ def _job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
         "text_column": job.text_column, "label_column": job.label_column, "input_column": job.input_column,
         "messages_column": job.messages_column, "template": job.template, "params": job.params,
         "method_params": job.method_params, "start_from": job.start_from_id, "start_mode": job.start_mode,
-        "progress": selectors.job_progress(job), "metrics": job.metrics,
+        "progress": {**selectors.job_progress(job), "loss": job.last_loss}, "metrics": job.metrics,
         "error": {"kind": job.error_kind, "message": job.error_message} if job.error_kind else None,
         "adapter_url": reverse("api:job_adapter", args=[job.pk]) if job.status == Job.Status.SUCCEEDED else None,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
@@ -301,6 +314,39 @@ def model_list(request):
     return selectors.base_model_list(user=request.user)
 
 
+class ModelIn(Schema):
+    name: str
+    source: str = Field(description="bundled/all-MiniLM-L6-v2, local:<folder under the model root> or a Hugging "
+                                    "Face id such as owner/name (safetensors weights only)")
+    revision: str = Field("", description="hub models: the 40-character commit id; a branch or tag (empty: the "
+                                          "default branch) is resolved to its commit when the hub can be reached")
+    description: str = ""
+
+
+@api.post("/models", response={201: ModelOut, 400: FieldErrors, 403: Detail})
+def model_add(request, payload: ModelIn):
+    """Offer a base model to your team (admins). Nothing is downloaded; a hub model is pinned to a commit."""
+    try:
+        model = services.base_model_add(actor=selectors.membership_for_user(request.user), name=payload.name,
+                                        source=payload.source, revision=payload.revision,
+                                        description=payload.description)
+    except ValidationFailed as exc:
+        return Status(400, {"detail": exc.message, "errors": exc.errors})
+    return Status(201, model)
+
+
+@api.delete("/models/{model_id}", response={204: None, 403: Detail, 404: Detail, 409: Detail})
+def model_remove(request, model_id: int):
+    """Remove one of your team's models (admins); not one offered to every team (403) or one jobs used (409)."""
+    require(actor := selectors.membership_for_user(request.user), "manage")
+    model = selectors.team_base_model_get(team=actor.team, model_id=model_id)
+    try:
+        services.base_model_remove(actor=actor, model=model)
+    except services.BaseModelRemoveRefused as exc:
+        return Status(403 if exc.shared else 409, {"detail": str(exc)})
+    return Status(204, None)
+
+
 @api.get("/methods", response=list[dict[str, Any]])
 def method_list(request, model: int | None = None):
     """Every PEFT method with its parameter schema (defaults, bounds, help). With `model` (a base model id),
@@ -374,10 +420,12 @@ def job_create(request, payload: JobIn):
 
 
 @api.get("/jobs", response=list[JobOut])
-def job_list(request, status: str | None = None, limit: int = 100):
+def job_list(request, status: str | None = None, method: str | None = None, dataset: int | None = None,
+             task: str | None = None, limit: int = 100):
+    """Your team's jobs, newest first, filtered by any of status, method, dataset id and task."""
     jobs = selectors.job_list(user=request.user)
-    if status:
-        jobs = jobs.filter(status=status)
+    filters = {"status": status, "method": method, "dataset_id": dataset, "task": task}
+    jobs = jobs.filter(**{name: value for name, value in filters.items() if value is not None})
     jobs = list(jobs[: max(1, min(limit, 1000))])
     positions = _positions(jobs)
     return [_job_out(job, positions) for job in jobs]
@@ -580,11 +628,46 @@ def team_detail(request):
                       "storage_bytes": quotas.storage_used(team.pk)}}
 
 
+@api.delete("/team", response={204: None, 400: Detail, 409: Detail})
+def team_delete(request, confirm: str):
+    """Delete this token's team with everything in it (owners). `confirm` must be the team's name; refused
+    (409) while a job is queued or running."""
+    from jobs.services import TeamDeleteRefused
+    from jobs.services import team_delete as delete
+
+    owner = selectors.membership_for_user(request.user)
+    require(owner, "own")
+    try:
+        delete(actor=owner, confirm_name=confirm)
+    except TeamDeleteRefused as exc:
+        return Status(409 if "cancel them" in str(exc) else 400, {"detail": str(exc)})
+    return Status(204, None)
+
 @api.get("/team/members", response=list[MemberOut])
 def team_members(request):
     team = _team(request, "read")
     return [{"username": m.user.username, "role": m.role, "joined_at": m.created_at}
             for m in team.memberships.select_related("user").order_by("user__username")]
+
+
+class MemberIn(Schema):
+    username: str
+    role: Literal["viewer", "member", "admin", "owner"] = "member"
+
+
+@api.post("/team/members", response={201: MemberOut, 400: Detail})
+def team_member_add(request, payload: MemberIn):
+    """Add someone who has an account (admins; owners for admin and owner roles). No account yet? Invite them:
+    POST /team/invitations."""
+    from .services import TeamChangeRefused, member_add
+
+    _team(request, "manage")
+    try:
+        m = member_add(actor=selectors.membership_for_user(request.user), username=payload.username,
+                       role=payload.role)
+    except TeamChangeRefused as exc:
+        return Status(400, {"detail": str(exc)})
+    return Status(201, {"username": m.user.username, "role": m.role, "joined_at": m.created_at})
 
 
 @api.get("/team/usage", response=list[UsageRow])
@@ -604,3 +687,12 @@ def team_audit(request, limit: int = 100):
     entries = team.audit_entries.select_related("user")[: max(1, min(limit, 1000))]
     return [{"created_at": e.created_at, "user": e.user.username if e.user else None, "action": e.action,
              "target": e.target, "detail": e.detail} for e in entries]
+
+
+# Tokens and invitations live in their own module; mounted last so every path above keeps its place.
+from .api_access import router as _access_router  # noqa: E402
+
+api.add_router("", _access_router)
+from .api_webhooks import router as _webhooks_router  # noqa: E402
+
+api.add_router("", _webhooks_router)

@@ -29,6 +29,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The team a user works in is the one they switched to last (else the first joined): kept in the database,
+    # not the session, so every browser of the user agrees on it.
+    selected_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_member")]
@@ -55,16 +58,46 @@ def hash_token(raw: str) -> str:
 
 
 class ApiToken(models.Model):
-    """A per-user API token; only its hash is stored, the raw token is shown once."""
+    """A per-user API token scoped to one team; only its hash is stored, the raw token is shown once. It stops
+    working when revoked or when its user leaves the team."""
 
     PREFIX = "fts_"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    # null only for tokens made before tokens had a team: those are refused until replaced.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
     key_hash = models.CharField(max_length=64, unique=True)
     hint = models.CharField(max_length=12)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    @classmethod
+    def new_raw(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)
+
+
+class Invitation(models.Model):
+    """A link that adds whoever opens it (signed in, or signing up) to a team in a role. Single use, expires,
+    revocable; only the hash of its secret is stored. With an email address, the link is also mailed there."""
+
+    PREFIX = "inv_"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    email = models.EmailField(blank=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
 
     @classmethod
     def new_raw(cls) -> str:

@@ -40,3 +40,12 @@ def require(membership: Membership | None, action: str) -> None:
     if not allowed(membership.role, action):
         raise RoleRefused(f"a {membership.role} of {membership.team.name} cannot {WHAT[action]}; ask an admin of the "
                           f"team for the {NEEDED[action]} role")
+
+
+def require_here(user, action: str) -> Membership:
+    """The user's membership in the team they work in (a token's own team), if its role allows `action`."""
+    from jobs.selectors import membership_for_user
+
+    membership = membership_for_user(user)
+    require(membership, action)
+    return membership

@@ -2,6 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .audit import audit_record
@@ -20,24 +21,66 @@ def user_create(*, username: str, password: str, team: Team, role: str = Members
     return user
 
 
-def api_token_create(*, user) -> str:
-    """Create a token and return it raw: this is the only time it exists unhashed."""
+def api_token_create(*, user, team: Team | None = None, name: str = "") -> str:
+    """Create a token for one of the user's teams (default: the team they work in) and return it raw: this is
+    the only time it exists unhashed."""
+    from jobs.selectors import membership_for_user, membership_in
+
+    membership = membership_in(user=user, team_id=team.pk) if team is not None else membership_for_user(user)
+    if membership is None:
+        raise TeamChangeRefused(f"{user.username} is not a member of {team.name if team else 'any team'}; a token "
+                                "works in one of its user's teams")
     raw = ApiToken.new_raw()
-    ApiToken.objects.create(user=user, key_hash=hash_token(raw), hint=raw[:8])
+    with transaction.atomic():
+        ApiToken.objects.create(user=user, team=membership.team, name=name[:100], key_hash=hash_token(raw),
+                                hint=raw[:8])
+        audit_record(team_id=membership.team_id, user=user, action="token.create", target=f"token {raw[:8]}",
+                     name=name[:100])
     return raw
 
 
 def api_token_authenticate(*, raw: str):
-    """The active user a raw token belongs to, or None; stamps when the token was last used."""
-    token = (ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw), revoked_at__isnull=True)
+    """The active user a raw token belongs to, carrying the token's team (selectors scope every read to it), or
+    None if the token is unknown, revoked, or its user has left the token's team (since it was made)."""
+    token = (ApiToken.objects.select_related("user")
+             # The membership must predate the token: leaving the team kills its tokens for good, even if the
+             # user is let back in later.
+             .filter(key_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True,
+                     team__memberships__user=F("user"), team__memberships__created_at__lte=F("created_at"))
              .first())
-    if token is None or not token.user.is_active:
+    if token is None:
         return None
     # Coarse stamp: one write an hour per token at most, not one per request.
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 3600:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    user = token.user
+    user.token_team_id = token.team_id
+    return user
+
+
+def api_token_revoke(*, user, token_id: int) -> ApiToken:
+    """Revoke one of the user's own tokens (another user's token is not found)."""
+    token = ApiToken.objects.filter(user=user, pk=token_id).first()
+    if token is None:
+        raise ApiToken.DoesNotExist(f"you have no token {token_id}")
+    if token.revoked_at is None:
+        with transaction.atomic():
+            ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+            if token.team_id:
+                audit_record(team_id=token.team_id, user=user, action="token.revoke", target=f"token {token.hint}")
+        token.refresh_from_db()
+    return token
+
+
+def team_select(*, user, team_id: int) -> Membership:
+    """Switch the team the user works in (one of theirs; another team is not found)."""
+    membership = Membership.objects.select_related("team").filter(user=user, team_id=team_id).first()
+    if membership is None:
+        raise Membership.DoesNotExist(f"you are not a member of team {team_id}")
+    membership.selected_at = timezone.now()
+    membership.save(update_fields=["selected_at"])
+    return membership
 
 
 # --- team administration (webapp.permissions decides who may call these) ------------------------------------

@@ -6,9 +6,12 @@ Postgres and Redis (docker-compose.yml, tests and CI).
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
+import dj_email_url  # installed with environs[django]
 from environs import Env
+from marshmallow.validate import Range
 
 env = Env()
 
@@ -40,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "ninja",
+    "axes",  # login rate limiting (see Security below)
     "webapp",
     "jobs",
 ]
@@ -53,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a locked-out login into its page
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -102,6 +107,42 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "job-list"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Security (docs/architecture.md#security) ---
+# The embedded default serves plain http on 127.0.0.1, so nothing below requires TLS unless SECURE=true: set it
+# when a TLS proxy is in front. The proxy must set (not pass through) the SECURE_PROXY_SSL_HEADER header.
+SECURE = env.bool("SECURE", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_SSL_REDIRECT = SECURE
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container health check asks over plain http
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto" if SECURE else "")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+# HSTS: a year, subdomains and the preload flag by default under SECURE (what `check --deploy` asks for); a
+# domain with plain-http subdomains turns SECURE_HSTS_INCLUDE_SUBDOMAINS off.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", SECURE)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Login rate limiting (django-axes): LOGIN_FAILURE_LIMIT wrong passwords lock that username from that address
+# for LOGIN_COOLOFF_MINUTES after the last failure. Locking the pair, not the username, keeps an attacker from
+# locking everyone out; bearer-token API calls never authenticate by password and are not counted.
+# The axes backend needs the request: in tests use force_login, or client.login(request=HttpRequest(), ...).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+# Proxies in front whose X-Forwarded-For entries are trusted for the client's address (webapp/client_ip.py).
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", 0, validate=lambda n: n >= 0)
+AXES_CLIENT_IP_CALLABLE = "webapp.client_ip.client_ip"
+# --- end of Security ---
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -155,6 +196,7 @@ CELERY_TASK_ROUTES = {
     "jobs.count_trainable": {"queue": "maintenance"},
     "jobs.count_tokens": {"queue": "maintenance"},
     "jobs.playground_predict": {"queue": "maintenance"},
+    "jobs.send_notifications": {"queue": "maintenance"},
 }
 # A live trainable count not answered within this many seconds is asked for again (its message was lost).
 COUNT_RETRY_SECONDS = 30
@@ -184,6 +226,33 @@ RUNNER_STOP_GRACE_SECONDS = env.float("RUNNER_STOP_GRACE_SECONDS", 15.0)
 # Out-of-memory retries halve the micro-batch down to this many rows.
 JOB_MIN_MICRO_BATCH = env.int("JOB_MIN_MICRO_BATCH", 1)
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", 15.0)
+# Job notifications (jobs.notifications): beat sweeps for jobs that ended and webhook deliveries that are due this
+# often (a worker also asks for a sweep as soon as its job ends). A webhook is posted with this timeout and tried
+# this many times (30 s, 2 min, 10 min, 1 h apart) before it is marked failed on the team dashboard.
+NOTIFY_SWEEP_SECONDS = env.float("NOTIFY_SWEEP_SECONDS", 30.0, validate=Range(min=1))
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", 10.0, validate=Range(min=1))
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", 5, validate=Range(min=1))
+# Webhooks to loopback, private, link-local or reserved addresses are refused (a team admin must not reach the
+# studio's own network); an operator whose receivers are internal turns this on.
+WEBHOOK_ALLOW_INTERNAL = env.bool("WEBHOOK_ALLOW_INTERNAL", False)
+# Links in emails and webhook payloads point here.
+STUDIO_BASE_URL = env.str("STUDIO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Mail (job notifications, invitations): EMAIL_URL (dj-email-url) such as submission://user:password@smtp.example.com:587 (STARTTLS),
+# smtp://user:password@host:465?ssl=True or smtp://host:25; unset, the embedded default prints mails to the console.
+_email = dj_email_url.parse(env.str("EMAIL_URL", "") or "console://")
+if "EMAIL_BACKEND" not in _email:  # dj-email-url ignores a scheme it does not know; say so instead
+    raise ValueError("EMAIL_URL: unknown scheme; use smtp:// (add ?ssl=True for SSL), submission:// (STARTTLS), "
+                     "console://, file:// or dummy://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS, EMAIL_USE_SSL = _email["EMAIL_USE_TLS"], _email["EMAIL_USE_SSL"]
+EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"] or None
+# A mail server that hangs must not hold the notification sweep (webhooks go on regardless).
+EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "studio@localhost")
 # Redis redelivers an unacknowledged message after this long; it must outlast the longest job, or a running
 # job's message comes back (harmless, a claim finds nothing, but wasted).
 _visibility = env.int("CELERY_VISIBILITY_TIMEOUT", JOB_TIME_LIMIT_MAX_SECONDS + 3600)
@@ -192,6 +261,8 @@ if CELERY_BROKER_URL.startswith("redis"):
 CELERY_BEAT_SCHEDULE = {
     "reap-expired-leases": {"task": "jobs.reap_expired_leases", "schedule": JOB_REAP_SECONDS,
                             "options": {"expires": JOB_REAP_SECONDS * 0.9}},
+    "send-notifications": {"task": "jobs.send_notifications", "schedule": NOTIFY_SWEEP_SECONDS,
+                           "options": {"expires": NOTIFY_SWEEP_SECONDS * 0.9}},
 }
 
 from webapp.timing import check_timings  # noqa: E402

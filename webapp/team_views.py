@@ -3,20 +3,20 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from jobs import selectors
 from jobs.dashboard import team_dashboard
 
 from . import services
+from .invitations import INVITATION_DAYS
 from .models import Membership
-from .permissions import require
+from .permissions import require, require_here
 
 
 def _admin(request) -> Membership:
-    membership = selectors.membership_for_user(request.user)
-    require(membership, "manage")
-    return membership
+    return require_here(request.user, "manage")
 
 
 def _number(raw: str, kind=int):
@@ -35,7 +35,10 @@ def dashboard(request):
     membership = _admin(request)
     context = team_dashboard(team=membership.team)
     context.update(team=membership.team, me=membership, roles=Membership.Role.values,
-                   series={"hours per day": context["daily_hours"]})
+                   series={"hours per day": context["daily_hours"]},
+                   invitations=selectors.invitations_pending(team=membership.team), invitation_days=INVITATION_DAYS,
+                   # A new invitation's link holds its secret: shown once, then gone from the session.
+                   invitation_link=request.session.pop("invitation_link", None))
     return render(request, "team/dashboard.html", context)
 
 
@@ -82,3 +85,19 @@ def quotas(request):
     else:
         messages.info(request, "Quotas saved.")
     return redirect("team-dashboard")
+
+
+@login_required
+@require_POST
+def delete(request):
+    from jobs.services import TeamDeleteRefused, team_delete
+
+    owner = selectors.membership_for_user(request.user)
+    require(owner, "own")
+    try:
+        team_delete(actor=owner, confirm_name=request.POST.get("confirm", ""))
+    except TeamDeleteRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(reverse("team-dashboard") + "#delete-team")
+    messages.info(request, f"{owner.team.name} and everything in it is deleted.")
+    return redirect("job-list")

@@ -25,7 +25,7 @@ def uploaded_file_path(uploaded):
         yield Path(uploaded.temporary_file_path())
         return
     suffix = Path(uploaded.name or "").suffix
-    fd, name = tempfile.mkstemp(suffix=suffix)
+    fd, name = tempfile.mkstemp(suffix=suffix, dir=settings.FILE_UPLOAD_TEMP_DIR)  # with Django's own
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in uploaded.chunks():

@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import team_views, views
+from . import account_views, invitation_views, team_views, views
+from . import model_views
+from . import webhook_views
 from .api import api
 
 urlpatterns = [
@@ -24,6 +26,18 @@ urlpatterns = [
     path("team/members/", team_views.member_add, name="team-member-add"),
     path("team/members/<int:membership_id>/", team_views.member_change, name="team-member-change"),
     path("team/quotas/", team_views.quotas, name="team-quotas"),
+    path("team/webhooks/", webhook_views.webhook_add, name="team-webhook-add"),
+    path("team/webhooks/<int:webhook_id>/delete/", webhook_views.webhook_delete, name="team-webhook-delete"),
+    path("team/models/", model_views.model_add, name="team-model-add"),
+    path("team/models/<int:model_id>/remove/", model_views.model_remove, name="team-model-remove"),
+    path("team/switch/", account_views.team_switch, name="team-switch"),
+    path("team/delete/", team_views.delete, name="team-delete"),
+    path("team/invitations/", invitation_views.invitation_create, name="team-invitation-create"),
+    path("team/invitations/<int:invitation_id>/revoke/", invitation_views.invitation_revoke,
+         name="team-invitation-revoke"),
+    path("invite/<str:token>/", invitation_views.invitation_accept, name="invitation-accept"),
+    path("account/tokens/", account_views.tokens, name="account-tokens"),
+    path("account/tokens/<int:token_id>/revoke/", account_views.token_revoke, name="account-token-revoke"),
     path("jobs/<int:job_id>/adapter/", views.job_adapter, name="job-adapter"),
     path("jobs/<int:job_id>/playground/", views.job_playground, name="job-playground"),
     path("jobs/<int:job_id>/playground/<int:run_id>/", views.job_playground_run, name="job-playground-run"),
@@ -31,3 +45,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]
+
+# A request Django refuses before a view runs (more than one file in an upload, ...) is told why.
+handler400 = "webapp.errors.bad_request"

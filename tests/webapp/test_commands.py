@@ -29,6 +29,21 @@ def test_studio_token_for_an_unknown_user_fails(db):
     assert ApiToken.objects.count() == 0
 
 
+def test_studio_token_scopes_the_token_to_the_named_team_and_refuses_a_team_not_joined(alice, bob):
+    from webapp.models import Membership, Team
+
+    Membership.objects.create(team=Team.objects.get(name="Team B"), user=alice, role=Membership.Role.VIEWER)
+    buf = io.StringIO()
+    call_command("studio_token", "alice", "--team", "Team B", "--name", "ci", stdout=buf)
+    api = Client(headers={"Authorization": f"Bearer {buf.getvalue().strip()}"})
+    assert (api.get("/api/v1/team").json()["name"], ApiToken.objects.get(user=alice).name) == ("Team B", "ci")
+    with pytest.raises(CommandError, match="not a member of Team A"):
+        call_command("studio_token", "bob", "--team", "Team A", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="no team named 'Team C'"):
+        call_command("studio_token", "alice", "--team", "Team C", stdout=io.StringIO())
+    assert ApiToken.objects.count() == 1
+
+
 def manage(*args, env) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=300)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Dataset, Job
 from tests.conftest import api_client
-from webapp.models import AuditEntry, Membership, Team
+from webapp.models import ApiToken, AuditEntry, Membership, Team
 from webapp.services import user_create
 
 
@@ -188,9 +188,11 @@ def test_the_audit_log_records_uploads_jobs_cancels_downloads_and_quota_changes(
                                           "max_storage_gb": "2"})
     team = Team.objects.get(pk=dataset.team_id)
     assert (team.max_concurrent_jobs, team.compute_hours_per_month, team.max_storage_bytes) == (4, None, 2 * 10 ** 9)
-    entries = list(AuditEntry.objects.filter(team=team).order_by("pk").values_list("action", "target"))
-    assert entries == [("dataset.upload", f"dataset {dataset.pk}"), ("job.create", f"job {job.pk}"),
-                       ("job.cancel", f"job {job.pk}"), ("quota.change", "team Team A")]
+    entries = list(AuditEntry.objects.filter(team=team).order_by("pk").values_list("action", flat=True))
+    assert entries == ["dataset.upload", "job.create", "token.create", "job.cancel", "quota.change"]
+    assert list(AuditEntry.objects.filter(team=team).order_by("pk").values_list("target", flat=True)) == [
+        f"dataset {dataset.pk}", f"job {job.pk}", ApiToken.objects.get(user=owner).hint.join(["token ", ""]),
+        f"job {job.pk}", "team Team A"]
 
 
 def test_the_api_shows_the_team_its_members_usage_and_audit_to_the_right_roles(owner, team, dataset, tiny_model,
@@ -207,4 +209,5 @@ def test_the_api_shows_the_team_its_members_usage_and_audit_to_the_right_roles(o
     assert member.get("/api/v1/team/usage").status_code == 403
     admin = api_client(owner)
     assert admin.get("/api/v1/team/usage").json()[0]["seconds"] == 1800
-    assert [e["action"] for e in admin.get("/api/v1/team/audit").json()] == ["job.create", "dataset.upload"]
+    assert [e["action"] for e in admin.get("/api/v1/team/audit").json()] == [
+        "token.create", "token.create", "job.create", "dataset.upload"]

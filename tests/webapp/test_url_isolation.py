@@ -9,20 +9,29 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from jobs import runtime, services
-from jobs.models import Job, PlaygroundRun
+from jobs.models import Job, PlaygroundRun, Webhook
 from tests.conftest import api_client
-from webapp.models import Membership
+from webapp.invitations import invitation_create
+from webapp.models import ApiToken, Membership
+from webapp.services import api_token_create
 
 PARAM = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
+# Open to anyone by design: the link is the secret (tests/webapp/test_invitations.py).
+PUBLIC = {"invite/<str:token>/"}
 
 
-def _routes(patterns, prefix=""):
+def _all_routes(patterns, prefix=""):
+    """Every route the resolver knows, Django's admin aside, e.g. "jobs/<int:job_id>/" (also test_security_csrf)."""
     for pattern in patterns:
         route = prefix + str(pattern.pattern)
         if isinstance(pattern, URLResolver):
-            yield from _routes(pattern.url_patterns, route)
-        elif isinstance(pattern, URLPattern) and PARAM.search(route) and not route.startswith("admin/"):
+            yield from _all_routes(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern) and not route.startswith("admin/"):
             yield route
+
+
+def _routes(patterns, prefix=""):
+    yield from (route for route in _all_routes(patterns, prefix) if PARAM.search(route) and route not in PUBLIC)
 
 
 @pytest.fixture
@@ -35,8 +44,17 @@ def alices_objects(alice, sst2_sample, tiny_model, django_capture_on_commit_call
         runtime.job_claim(job_id=job.pk, owner="w/1")
         Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
         run = PlaygroundRun.objects.create(job=job, created_by=alice, texts=["x"])
+    Membership.objects.filter(user=alice).update(role=Membership.Role.OWNER)
+    invitation, _ = invitation_create(actor=Membership.objects.get(user=alice))
+    Membership.objects.filter(user=alice).update(role=Membership.Role.MEMBER)
+    api_token_create(user=alice)
+    webhook = Webhook.objects.create(team=team, url="https://alice.example.com/hook", secret="s", events=["failed"])
+    # The team's own model: one offered to every team is visible to bob too, so it could not be a 404.
+    own_model = services.base_model_register(name="alice's", source="local:tiny-bert", team=team)
     return {"job_id": job.pk, "dataset_id": dataset.pk, "run_id": run.pk,
-            "membership_id": Membership.objects.get(user=alice).pk, "model_id": tiny_model.pk}
+            "membership_id": Membership.objects.get(user=alice).pk, "model_id": own_model.pk,
+            "invitation_id": invitation.pk, "token_id": ApiToken.objects.get(user=alice).pk,
+            "webhook_id": webhook.pk, "username": "alice"}
 
 
 # Parameters an endpoint validates before it looks the object up (without them it answers 422, not 404).
@@ -56,7 +74,7 @@ def _urls(ids: dict) -> list[str]:
     urls = []
     for route in _routes(get_resolver().url_patterns):
         names = [m["name"] for m in PARAM.finditer(route)]
-        unknown = [name for name in names if name not in ids or name == "model_id"]
+        unknown = [name for name in names if name not in ids]
         assert not unknown, f"{route}: no object for {unknown}; add one to alices_objects"
         urls.append("/" + PARAM.sub(lambda m: str(ids[m["name"]]), route).replace("^", "").replace("$", ""))
     return urls
@@ -76,6 +94,7 @@ def test_every_url_with_an_id_is_404_to_another_team(alices_objects, bob):
             assert status in (404, 405), f"{method.upper()} {url} -> {status}"
     assert Job.objects.get(pk=alices_objects["job_id"]).status == Job.Status.SUCCEEDED
     assert Membership.objects.get(pk=alices_objects["membership_id"]).role == "member"
+    assert Webhook.objects.filter(pk=alices_objects["webhook_id"]).exists()
 
 
 def test_every_url_with_an_id_refuses_an_anonymous_user(alices_objects):

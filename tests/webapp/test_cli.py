@@ -1,0 +1,206 @@
+"""The command-line client (webapp.cli) as a user runs it: a separate process talking HTTP to a live server,
+with a real API token, on real SST-2 rows; training through a real Celery worker."""
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+from django.db import connection
+
+from jobs import runtime, selectors
+from jobs.models import Artifact, Dataset, Job
+from jobs.services import dataset_create
+from jobs.storage import blob_iter_chunks
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_live_server_connections(django_db_setup, django_db_blocker):
+    """The live server's threads may still hold a connection when the session ends, and Postgres refuses to
+    drop a database in use (as in tests/browser/conftest.py)."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture
+def cli(tmp_path, live_server):
+    """Run `python -m webapp.cli ARGS` like a user's shell: no Django settings, its own home and config."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DJANGO_SETTINGS_MODULE", "STUDIO_URL", "STUDIO_TOKEN", "XDG_CONFIG_HOME")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), PYTHONUNBUFFERED="1")
+
+    def run(*args, timeout=120, **extra_env) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "webapp.cli", *map(str, args)], cwd=REPO,
+                              env={**env, **extra_env}, capture_output=True, text=True, timeout=timeout)
+
+    run.url = live_server.url
+    run.config = home / "config" / "studio" / "config.json"
+    return run
+
+
+@pytest.fixture
+def alice_token(alice):
+    from webapp.services import api_token_create
+
+    return api_token_create(user=alice)
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _refused(result: subprocess.CompletedProcess, code: int = 1) -> str:
+    assert result.returncode == code, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_the_cli_loads_neither_django_settings_nor_torch():
+    code = ("import sys, webapp.cli; from django.conf import settings; "
+            "print(settings.configured, sorted(m for m in ('torch', 'transformers', 'webapp.settings', 'jobs') "
+            "if m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.stdout.split("\n")[0] == "False []", out.stdout + out.stderr
+
+
+def test_login_checks_the_token_and_saves_it_readable_by_the_user_alone(cli, alice_token):
+    wrong = _refused(cli("login", "--url", cli.url, "--token", "not-a-token"))
+    assert "HTTP 401" in wrong and "token is missing, wrong or revoked" in wrong and "login" in wrong
+    assert not cli.config.exists()
+
+    said = _ok(cli("login", "--url", cli.url + "/", "--token", alice_token))
+    assert "member of team 'Team A'" in said
+    assert stat.S_IMODE(cli.config.stat().st_mode) == 0o600
+    assert json.loads(cli.config.read_text()) == {"url": cli.url, "token": alice_token}
+
+    # Later commands use the saved address and token; STUDIO_TOKEN goes before the file.
+    assert "no jobs yet" in _ok(cli("jobs"))
+    assert "HTTP 401" in _refused(cli("jobs", STUDIO_TOKEN="revoked-or-wrong"))
+
+
+def test_a_command_says_which_address_it_cannot_reach(cli, alice_token):
+    err = _refused(cli("datasets", "--url", "http://127.0.0.1:9", "--token", alice_token))
+    assert "cannot reach the studio at http://127.0.0.1:9" in err
+
+
+def test_upload_streams_the_file_and_the_dataset_belongs_to_the_tokens_team(cli, alice, alice_token, sst2_sample):
+    out = _ok(cli("upload", sst2_sample, "--name", "sst2 via cli", "--text-column", "sentence",
+                  "--label-column", "label", "--progress", "--url", cli.url, "--token", alice_token))
+    match = re.search(r"^dataset (\d+) 'sst2 via cli': 200 rows, tsv$", out, re.M)
+    assert match, out
+    assert "columns: sentence, label" in out
+    dataset = Dataset.objects.get(pk=int(match.group(1)))
+    assert dataset.team == selectors.membership_for_user(alice).team and dataset.rows == 200
+
+    listing = _ok(cli("datasets", "--url", cli.url, "--token", alice_token))
+    assert re.search(rf"^{dataset.pk}\s+sst2 via cli\s+200\s+tsv\s+sentence, label", listing, re.M), listing
+
+
+def test_upload_of_a_malformed_file_prints_its_row_errors(cli, alice_token, sst2_sample, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(sst2_sample.read_text().rstrip("\n") + "\na row with\ttoo\tmany fields\nno label here\t\n")
+    err = _refused(cli("upload", bad, "--label-column", "label", "--url", cli.url, "--token", alice_token))
+    assert "'bad.tsv' has 2 error(s); nothing was stored" in err
+    assert "row 202: expected 2 fields, found 3" in err and "row 203: the label column 'label' is empty" in err
+    assert "%|" not in err  # stderr is not a terminal and --progress was not given: no bar
+    assert not Dataset.objects.exists()
+
+
+def test_submit_prints_each_field_error(cli, alice, alice_token, sst2_sample, tiny_model, tiny_model_dir):
+    dataset = dataset_create(team=selectors.membership_for_user(alice).team, user=alice, name="sst2",
+                             path=sst2_sample, filename="train.tsv")
+    base = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--text-column", "sentence",
+            "--label-column", "label", "--url", cli.url, "--token", alice_token]
+
+    err = _refused(cli(*base, "--method", "no-such-method"))
+    assert "the job has errors; fix the fields named (HTTP 400)" in err
+    assert re.search(r"^  method: unknown method 'no-such-method'; known methods: lora, ", err, re.M), err
+
+    err = _refused(cli(*base, "--method", "lora", "--param", "epochs=-1", "learning_rate=fast",
+                       "--method-param", "r=0"))
+    lines = [line.strip().split(":")[0] for line in err.splitlines() if line.startswith("  ")]
+    assert sorted(lines) == ["method_params.r", "params.epochs", "params.learning_rate"], err
+    assert not Job.objects.exists()
+
+
+def test_watch_follows_a_job_and_its_exit_code_says_how_it_ended(cli, alice, alice_token, sst2_sample, tiny_model,
+                                                                 tiny_model_dir):
+    """No worker here: the test moves the job through the same runtime calls a worker makes."""
+    dataset = dataset_create(team=selectors.membership_for_user(alice).team, user=alice, name="sst2",
+                             path=sst2_sample, filename="train.tsv")
+    connect = ["--url", cli.url, "--token", alice_token]
+    submit = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--method", "lora", "--text-column",
+              "sentence", "--label-column", "label", *connect]
+    out = _ok(cli(*submit, "--name", "first", "--param", "epochs=1", "max_length=32", "--priority", "high"))
+    first = int(re.fullmatch(r"job (\d+) queued, place 1 in the queue\n", out).group(1))
+    assert Job.objects.get(pk=first).params["max_length"] == 32
+
+    watcher = subprocess.Popen([sys.executable, "-m", "webapp.cli", "watch", str(first), "--interval", "0.2",
+                                "--progress", *connect], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
+    try:
+        time.sleep(1.5)
+        job = runtime.job_claim(job_id=first, owner="test-worker/1")
+        assert job is not None, "something else claimed the job: is a worker running on this broker?"
+        assert runtime.job_heartbeat(job=job, step=3, total=10, loss=0.6931,
+                                     points=[(3, "loss", 0.6931)]) == "ok"
+        time.sleep(1.5)
+        runtime.job_fail(job=job, kind=Job.ErrorKind.BAD_DATA, message="row 7: the label column 'label' is empty")
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 1, out + err
+    assert f"job {first} queued, place 1" in err and f"job {first} running (attempt 1)" in err
+    assert "loss=0.6931" in err and "3/10" in err  # the step bar (forced on by --progress)
+    assert f"job {first} failed (bad_data): row 7: the label column 'label' is empty" in err
+
+    second = int(re.match(r"job (\d+)", _ok(cli(*submit))).group(1))
+    runtime.job_cancel(job=Job.objects.get(pk=second))
+    assert f"job {second} cancelled: cancelled before it started" in _refused(cli("watch", second, *connect), 2)
+
+    # What cannot be had says why and what to do, with exit 1.
+    err = _refused(cli("download", second, *connect))
+    assert f"job {second} has no adapter (status: cancelled)" in err and "HTTP 404" in err
+    err = _refused(cli("watch", 999999, *connect))
+    assert "HTTP 404" in err and "jobs` list what your team has" in err
+
+
+def test_submit_watch_download_end_to_end_through_a_real_worker(
+        celery_worker_process, cli, alice_token, sst2_sample, tiny_model, tmp_path):
+    connect = ["--url", cli.url, "--token", alice_token]
+    dataset = int(re.match(r"dataset (\d+)", _ok(cli("upload", sst2_sample, *connect))).group(1))
+    out = _ok(cli("submit", "--dataset", dataset, "--model", tiny_model.pk, "--method", "lora",
+                  "--text-column", "sentence", "--label-column", "label",
+                  "--param", "epochs=1", "batch_size=16", "max_length=32", *connect))
+    job_id = int(re.match(r"job (\d+) queued", out).group(1))
+
+    watched = cli("watch", job_id, "--interval", "0.5", "--progress", *connect, timeout=300)
+    out = _ok(watched)
+    assert f"job {job_id} succeeded" in out and re.search(r"^  accuracy: [01]\.\d{4}$", out, re.M), out
+    assert "step/s" in watched.stderr or "s/step" in watched.stderr, watched.stderr
+
+    target = tmp_path / "adapter.zip"
+    out = _ok(cli("download", job_id, "-o", target, "--progress", *connect))
+    artifact = Artifact.objects.select_related("blob").get(job_id=job_id)
+    assert target.read_bytes() == b"".join(blob_iter_chunks(artifact.blob))
+    assert f"{target} ({artifact.size_bytes:,} bytes, sha256 {artifact.sha256})" in out
+    assert not target.with_name("adapter.zip.part").exists()
+    assert "adapter_model.safetensors" in zipfile.ZipFile(target).namelist()
+
+    listing = _ok(cli("jobs", *connect))
+    assert re.search(rf"^{job_id}\s+.*succeeded\s+text-classification\s+lora\s+.*accuracy [01]\.\d{{4}}", listing,
+                     re.M), listing

@@ -1,0 +1,164 @@
+"""API endpoints for access: the caller's own tokens and the team's invitations (django-ninja router mounted on
+webapp.api). A token sees only tokens of its own team, and cannot make tokens: a stolen one could otherwise
+outlive its own revocation (new tokens are made on the Tokens page or with `manage.py studio_token`)."""
+
+from datetime import datetime
+from typing import Literal
+
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from ninja import Field, Router, Schema, Status
+from ninja.errors import HttpError
+
+from jobs import selectors
+
+from . import invitations, services
+from .models import ApiToken, Invitation, Membership
+from .permissions import require_here
+
+router = Router(tags=["access"])
+
+
+class TokenOut(Schema):
+    id: int
+    name: str
+    team: str
+    hint: str = Field(description="the token's first characters, to tell tokens apart")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class InvitationIn(Schema):
+    role: Literal["viewer", "member", "admin", "owner"] = Field(
+        "member", description="admins invite members and viewers; owners also admins and owners")
+    email: str = Field("", description="optional: the link is also mailed there")
+
+
+class InvitationOut(Schema):
+    id: int
+    role: str
+    email: str
+    created_by: str | None
+    expires_at: datetime
+
+
+class NewInvitation(InvitationOut):
+    url: str = Field(description="the link that joins the team: shown only in this answer, single use")
+
+
+class Detail(Schema):
+    detail: str
+
+
+def _token_out(token: ApiToken) -> dict:
+    return {"id": token.pk, "name": token.name, "team": token.team.name if token.team else "", "hint": token.hint,
+            "created_at": token.created_at, "last_used_at": token.last_used_at, "revoked_at": token.revoked_at}
+
+
+def _scope(request) -> Membership:
+    return require_here(request.user, "read")
+
+
+@router.get("/tokens", response=list[TokenOut])
+def token_list(request):
+    """Your tokens in this token's team (revoked ones too, marked)."""
+    membership = _scope(request)
+    return [_token_out(t) for t in selectors.api_tokens_of(user=request.user).filter(team=membership.team)]
+
+
+@router.delete("/tokens/{token_id}", response={204: None, 404: Detail})
+def token_revoke(request, token_id: int):
+    """Revoke one of your tokens (this one too: it stops working at once)."""
+    membership = _scope(request)
+    get_object_or_404(ApiToken.objects.filter(user=request.user, team=membership.team), pk=token_id)
+    services.api_token_revoke(user=request.user, token_id=token_id)
+    return Status(204, None)
+
+
+def _invitation_out(invitation: Invitation) -> dict:
+    return {"id": invitation.pk, "role": invitation.role, "email": invitation.email,
+            "created_by": invitation.created_by.username if invitation.created_by else None,
+            "expires_at": invitation.expires_at}
+
+
+def _admin(request) -> Membership:
+    return require_here(request.user, "manage")
+
+
+@router.get("/team/invitations", response=list[InvitationOut])
+def invitation_list(request):
+    """Invitations of your team that can still be accepted (admins)."""
+    return [_invitation_out(i) for i in selectors.invitations_pending(team=_admin(request).team)]
+
+
+@router.post("/team/invitations", response={201: NewInvitation, 400: Detail})
+def invitation_create(request, payload: InvitationIn):
+    """Invite someone (admins; owners for admin and owner roles). The answer carries the link, once."""
+    from django import forms
+
+    actor = _admin(request)
+    try:
+        forms.EmailField(required=False).clean(payload.email)
+    except forms.ValidationError:
+        return Status(400, {"detail": f"{payload.email!r} is not an email address"})
+
+    def link_for(raw):
+        return request.build_absolute_uri(reverse("invitation-accept", args=[raw]))
+
+    try:
+        invitation, raw = invitations.invitation_create(actor=actor, role=payload.role, email=payload.email,
+                                                        link_for=link_for)
+    except services.TeamChangeRefused as exc:  # a role beyond the inviter's own
+        raise HttpError(403, str(exc)) from None
+    return Status(201, {**_invitation_out(invitation), "url": link_for(raw)})
+
+
+@router.delete("/team/invitations/{invitation_id}", response={204: None, 403: Detail, 404: Detail})
+def invitation_revoke(request, invitation_id: int):
+    """Withdraw an invitation: its link stops working."""
+    actor = _admin(request)
+    invitation = get_object_or_404(Invitation.objects.filter(team=actor.team), pk=invitation_id)
+    try:
+        invitations.invitation_revoke(actor=actor, invitation=invitation)
+    except services.TeamChangeRefused as exc:
+        return Status(403, {"detail": str(exc)})
+    return Status(204, None)
+
+
+
+class RoleIn(Schema):
+    role: Literal["viewer", "member", "admin", "owner"]
+
+
+class MemberOut(Schema):
+    username: str
+    role: str
+    joined_at: datetime
+
+
+def _member(actor: Membership, username: str) -> Membership:
+    return get_object_or_404(Membership.objects.filter(team=actor.team).select_related("user", "team"),
+                             user__username=username)
+
+
+@router.patch("/team/members/{username}", response={200: MemberOut, 400: Detail})
+def member_set_role(request, username: str, payload: RoleIn):
+    """Change a member's role (admins; owners for admin and owner roles; a team keeps an owner)."""
+    actor = _admin(request)
+    try:
+        m = services.member_set_role(actor=actor, membership=_member(actor, username), role=payload.role)
+    except services.TeamChangeRefused as exc:
+        return Status(400, {"detail": str(exc)})
+    return {"username": m.user.username, "role": m.role, "joined_at": m.created_at}
+
+
+@router.delete("/team/members/{username}", response={204: None, 400: Detail})
+def member_remove(request, username: str):
+    """Remove a member: their tokens for this team stop working at once."""
+    actor = _admin(request)
+    try:
+        services.member_remove(actor=actor, membership=_member(actor, username))
+    except services.TeamChangeRefused as exc:
+        return Status(400, {"detail": str(exc)})
+    return Status(204, None)

@@ -1,0 +1,51 @@
+"""Team admins add and remove their team's base models (the dashboard's "Base models" section)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from jobs import selectors, services
+
+from .permissions import require_here
+
+
+def _admin(request):
+    return require_here(request.user, "manage")
+
+
+def _back():
+    return redirect(reverse("team-dashboard") + "#models")
+
+
+@login_required
+@require_POST
+def model_add(request):
+    actor = _admin(request)
+    try:
+        model = services.base_model_add(actor=actor, name=request.POST.get("name", ""),
+                                        source=request.POST.get("source", ""),
+                                        revision=request.POST.get("revision", ""),
+                                        description=request.POST.get("description", ""))
+    except services.ValidationFailed as exc:
+        messages.error(request, "; ".join(f"{field}: {message}" for field, message in exc.errors.items())
+                       or exc.message)
+    else:
+        pinned = f" pinned to commit {model.revision[:12]}" if model.revision else ""
+        messages.info(request, f"Added '{model.name}'{pinned}.")
+    return _back()
+
+
+@login_required
+@require_POST
+def model_remove(request, model_id: int):
+    actor = _admin(request)
+    model = selectors.team_base_model_get(team=actor.team, model_id=model_id)
+    try:
+        services.base_model_remove(actor=actor, model=model)
+    except services.BaseModelRemoveRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"Removed '{model.name}'.")
+    return _back()

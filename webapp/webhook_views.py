@@ -1,0 +1,38 @@
+"""Team admins add and delete the team's webhooks (the list is part of the team dashboard)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from jobs import notifications, selectors
+
+from .permissions import require_here
+
+
+def _admin(request):
+    return require_here(request.user, "manage")
+
+
+@login_required
+@require_POST
+def webhook_add(request):
+    actor = _admin(request)
+    try:
+        webhook = notifications.webhook_create(actor=actor, url=request.POST.get("url", ""),
+                                               events=request.POST.getlist("events"))
+    except notifications.WebhookRefused as exc:
+        messages.error(request, f"Webhook not added: {exc}.")
+        return redirect("team-dashboard")
+    # The secret is shown on this response only, never stored in a message or the session.
+    return render(request, "team/webhook_created.html", {"webhook": webhook}, status=201)
+
+
+@login_required
+@require_POST
+def webhook_delete(request, webhook_id: int):
+    actor = _admin(request)
+    webhook = selectors.webhook_get(team=actor.team, webhook_id=webhook_id)
+    notifications.webhook_delete(actor=actor, webhook=webhook)
+    messages.info(request, f"Webhook {webhook.url} deleted.")
+    return redirect("team-dashboard")
