@@ -9,7 +9,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import get_resolver
 
-from jobs.models import Dataset, Job
+from jobs.models import Dataset, Job, WorkerHeartbeat
 from tests.webapp.test_url_isolation import PARAM, _all_routes, alices_objects  # noqa: F401  (its fixture)
 from webapp.api import api
 from webapp.models import ApiToken, AuditEntry, Membership
@@ -34,9 +34,10 @@ def _counts() -> dict:
 
 
 def _every_row() -> dict:
-    """All rows of every table (sessions aside: reading a page may touch one), to catch updates, not only inserts."""
+    """All rows of every table, to catch updates, not only inserts. Sessions aside (reading a page may touch
+    one), and worker heartbeats (a worker process left by another test may still write its own row)."""
     return {model._meta.label: list(model.objects.order_by("pk").values()) for model in apps.get_models()
-            if model is not Session}
+            if model not in (Session, WorkerHeartbeat)}
 
 
 def _owner(alice) -> Client:

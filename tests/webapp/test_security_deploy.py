@@ -21,7 +21,9 @@ SECURITY_SETTINGS = [
 
 def _env(tmp_path, **extra) -> dict:
     """The real settings module (not the tests'), with its own STUDIO_HOME and this run's database and broker."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE", "DEBUG", "SECRET_KEY", "ALLOWED_"))}
+    # Without what a test run sets for itself: the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE is a deploy error.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SECURE", "DEBUG", "SECRET_KEY", "ALLOWED_", "DJANGO_ALLOW_ASYNC_UNSAFE"))}
     return {**env, "DJANGO_SETTINGS_MODULE": "webapp.settings", "STUDIO_HOME": str(tmp_path / "home"), **extra}
 
 
