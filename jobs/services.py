@@ -553,6 +553,10 @@ class TeamDeleteRefused(Exception):
     pass
 
 
+class TeamBusy(TeamDeleteRefused):
+    """Jobs of the team are queued or running."""
+
+
 def team_delete(*, actor, confirm_name: str) -> None:
     """Delete the actor's team with everything in it: members, datasets, jobs, adapters, reports, models,
     tokens, invitations and their stored bytes. Owners only (the caller checks the role); refused while a job of
@@ -567,7 +571,7 @@ def team_delete(*, actor, confirm_name: str) -> None:
         Team.objects.select_for_update().get(pk=team.pk)  # job_create locks this row too: no job slips in
         active = Job.objects.filter(team=team, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
         if active:
-            raise TeamDeleteRefused(f"{team.name} has {active} queued or running job(s); cancel them first")
+            raise TeamBusy(f"{team.name} has {active} queued or running job(s); cancel them first")
         # Blobs are shared by reference (PROTECT), so the rows pointing at them go first, then the bytes.
         blob_ids = {*Dataset.objects.filter(team=team).values_list("blob_id", flat=True),
                     *Artifact.objects.filter(job__team=team).values_list("blob_id", flat=True),

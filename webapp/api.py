@@ -632,7 +632,7 @@ def team_detail(request):
 def team_delete(request, confirm: str):
     """Delete this token's team with everything in it (owners). `confirm` must be the team's name; refused
     (409) while a job is queued or running."""
-    from jobs.services import TeamDeleteRefused
+    from jobs.services import TeamBusy, TeamDeleteRefused
     from jobs.services import team_delete as delete
 
     owner = selectors.membership_for_user(request.user)
@@ -640,7 +640,7 @@ def team_delete(request, confirm: str):
     try:
         delete(actor=owner, confirm_name=confirm)
     except TeamDeleteRefused as exc:
-        return Status(409 if "cancel them" in str(exc) else 400, {"detail": str(exc)})
+        return Status(409 if isinstance(exc, TeamBusy) else 400, {"detail": str(exc)})
     return Status(204, None)
 
 @api.get("/team/members", response=list[MemberOut])

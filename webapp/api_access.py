@@ -5,6 +5,7 @@ outlive its own revocation (new tokens are made on the Tokens page or with `mana
 from datetime import datetime
 from typing import Literal
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from ninja import Field, Router, Schema, Status
@@ -56,23 +57,22 @@ def _token_out(token: ApiToken) -> dict:
             "created_at": token.created_at, "last_used_at": token.last_used_at, "revoked_at": token.revoked_at}
 
 
-def _scope(request) -> Membership:
-    return require_here(request.user, "read")
-
 
 @router.get("/tokens", response=list[TokenOut])
 def token_list(request):
     """Your tokens in this token's team (revoked ones too, marked)."""
-    membership = _scope(request)
+    membership = require_here(request.user, "read")
     return [_token_out(t) for t in selectors.api_tokens_of(user=request.user).filter(team=membership.team)]
 
 
 @router.delete("/tokens/{token_id}", response={204: None, 404: Detail})
 def token_revoke(request, token_id: int):
     """Revoke one of your tokens (this one too: it stops working at once)."""
-    membership = _scope(request)
-    get_object_or_404(ApiToken.objects.filter(user=request.user, team=membership.team), pk=token_id)
-    services.api_token_revoke(user=request.user, token_id=token_id)
+    membership = require_here(request.user, "read")
+    try:
+        services.api_token_revoke(user=request.user, token_id=token_id, team_id=membership.team_id)
+    except ApiToken.DoesNotExist:
+        raise Http404("no such token of yours in this team") from None
     return Status(204, None)
 
 
@@ -82,14 +82,11 @@ def _invitation_out(invitation: Invitation) -> dict:
             "expires_at": invitation.expires_at}
 
 
-def _admin(request) -> Membership:
-    return require_here(request.user, "manage")
-
 
 @router.get("/team/invitations", response=list[InvitationOut])
 def invitation_list(request):
     """Invitations of your team that can still be accepted (admins)."""
-    return [_invitation_out(i) for i in selectors.invitations_pending(team=_admin(request).team)]
+    return [_invitation_out(i) for i in selectors.invitations_pending(team=require_here(request.user, "manage").team)]
 
 
 @router.post("/team/invitations", response={201: NewInvitation, 400: Detail})
@@ -97,7 +94,7 @@ def invitation_create(request, payload: InvitationIn):
     """Invite someone (admins; owners for admin and owner roles). The answer carries the link, once."""
     from django import forms
 
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     try:
         forms.EmailField(required=False).clean(payload.email)
     except forms.ValidationError:
@@ -117,7 +114,7 @@ def invitation_create(request, payload: InvitationIn):
 @router.delete("/team/invitations/{invitation_id}", response={204: None, 403: Detail, 404: Detail})
 def invitation_revoke(request, invitation_id: int):
     """Withdraw an invitation: its link stops working."""
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     invitation = get_object_or_404(Invitation.objects.filter(team=actor.team), pk=invitation_id)
     try:
         invitations.invitation_revoke(actor=actor, invitation=invitation)
@@ -145,7 +142,7 @@ def _member(actor: Membership, username: str) -> Membership:
 @router.patch("/team/members/{username}", response={200: MemberOut, 400: Detail})
 def member_set_role(request, username: str, payload: RoleIn):
     """Change a member's role (admins; owners for admin and owner roles; a team keeps an owner)."""
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     try:
         m = services.member_set_role(actor=actor, membership=_member(actor, username), role=payload.role)
     except services.TeamChangeRefused as exc:
@@ -156,7 +153,7 @@ def member_set_role(request, username: str, payload: RoleIn):
 @router.delete("/team/members/{username}", response={204: None, 400: Detail})
 def member_remove(request, username: str):
     """Remove a member: their tokens for this team stop working at once."""
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     try:
         services.member_remove(actor=actor, membership=_member(actor, username))
     except services.TeamChangeRefused as exc:

@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 
 from . import invitations
 from .models import Invitation, Membership
+from .permissions import require_here
 from .services import TeamChangeRefused
-from .team_views import _admin
 
 
 def _link_for(request):
@@ -24,7 +24,7 @@ def _link_for(request):
 @login_required
 @require_POST
 def invitation_create(request):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     email = request.POST.get("email", "").strip()
     try:
         forms.EmailField(required=False).clean(email)
@@ -43,7 +43,7 @@ def invitation_create(request):
 @login_required
 @require_POST
 def invitation_revoke(request, invitation_id: int):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     invitation = get_object_or_404(Invitation.objects.filter(team=actor.team), pk=invitation_id)
     try:
         invitations.invitation_revoke(actor=actor, invitation=invitation)

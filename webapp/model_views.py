@@ -11,9 +11,6 @@ from jobs import selectors, services
 from .permissions import require_here
 
 
-def _admin(request):
-    return require_here(request.user, "manage")
-
 
 def _back():
     return redirect(reverse("team-dashboard") + "#models")
@@ -22,7 +19,7 @@ def _back():
 @login_required
 @require_POST
 def model_add(request):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     try:
         model = services.base_model_add(actor=actor, name=request.POST.get("name", ""),
                                         source=request.POST.get("source", ""),
@@ -40,7 +37,7 @@ def model_add(request):
 @login_required
 @require_POST
 def model_remove(request, model_id: int):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     model = selectors.team_base_model_get(team=actor.team, model_id=model_id)
     try:
         services.base_model_remove(actor=actor, model=model)

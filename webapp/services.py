@@ -59,9 +59,10 @@ def api_token_authenticate(*, raw: str):
     return user
 
 
-def api_token_revoke(*, user, token_id: int) -> ApiToken:
-    """Revoke one of the user's own tokens (another user's token is not found)."""
-    token = ApiToken.objects.filter(user=user, pk=token_id).first()
+def api_token_revoke(*, user, token_id: int, team_id: int | None = None) -> ApiToken:
+    """Revoke one of the user's own tokens, in team_id if given (another user's or team's token is not found)."""
+    tokens = ApiToken.objects.filter(user=user, pk=token_id)
+    token = (tokens.filter(team_id=team_id) if team_id is not None else tokens).first()
     if token is None:
         raise ApiToken.DoesNotExist(f"you have no token {token_id}")
     if token.revoked_at is None:

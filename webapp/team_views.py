@@ -15,9 +15,6 @@ from .models import Membership
 from .permissions import require, require_here
 
 
-def _admin(request) -> Membership:
-    return require_here(request.user, "manage")
-
 
 def _number(raw: str, kind=int):
     """A quota field: empty means no limit."""
@@ -32,7 +29,7 @@ def _number(raw: str, kind=int):
 
 @login_required
 def dashboard(request):
-    membership = _admin(request)
+    membership = require_here(request.user, "manage")
     context = team_dashboard(team=membership.team)
     context.update(team=membership.team, me=membership, roles=Membership.Role.values,
                    series={"hours per day": context["daily_hours"]},
@@ -45,7 +42,7 @@ def dashboard(request):
 @login_required
 @require_POST
 def member_add(request):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     try:
         services.member_add(actor=actor, username=request.POST.get("username", "").strip(),
                             role=request.POST.get("role", Membership.Role.MEMBER))
@@ -57,7 +54,7 @@ def member_add(request):
 @login_required
 @require_POST
 def member_change(request, membership_id: int):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     membership = get_object_or_404(Membership.objects.filter(team=actor.team).select_related("user"),
                                    pk=membership_id)
     try:
@@ -73,7 +70,7 @@ def member_change(request, membership_id: int):
 @login_required
 @require_POST
 def quotas(request):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     try:
         services.team_set_quotas(
             actor=actor, max_concurrent_jobs=_number(request.POST.get("max_concurrent_jobs")),

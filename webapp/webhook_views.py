@@ -10,14 +10,11 @@ from jobs import notifications, selectors
 from .permissions import require_here
 
 
-def _admin(request):
-    return require_here(request.user, "manage")
-
 
 @login_required
 @require_POST
 def webhook_add(request):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     try:
         webhook = notifications.webhook_create(actor=actor, url=request.POST.get("url", ""),
                                                events=request.POST.getlist("events"))
@@ -31,7 +28,7 @@ def webhook_add(request):
 @login_required
 @require_POST
 def webhook_delete(request, webhook_id: int):
-    actor = _admin(request)
+    actor = require_here(request.user, "manage")
     webhook = selectors.webhook_get(team=actor.team, webhook_id=webhook_id)
     notifications.webhook_delete(actor=actor, webhook=webhook)
     messages.info(request, f"Webhook {webhook.url} deleted.")
