@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db.models import F
 
+from .errors import Refused
 from .models import Artifact, Job
 from .selectors import _team_ids, job_metric_series
 
@@ -25,7 +26,7 @@ METRICS = (
 HIGHER_IS_BETTER = {key: higher for key, _, higher in METRICS}
 
 
-class TooManyJobs(ValueError):
+class TooManyJobs(Refused, ValueError):
     pass
 
 

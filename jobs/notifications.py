@@ -32,6 +32,8 @@ from webapp.audit import audit_record
 from webapp.models import Membership
 from webapp.permissions import require
 
+from . import dispatch
+from .errors import Refused
 from .models import Job, Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ JOBS_PER_SWEEP = 200
 DELIVERIES_PER_SWEEP = 50
 
 
-class WebhookRefused(Exception):
+class WebhookRefused(Refused):
     pass
 
 
@@ -128,10 +130,8 @@ def notifications_sweep(*, now: datetime | None = None) -> dict:
 
 def notifications_kick() -> None:
     """Ask the maintenance worker for a sweep now (a job just ended); beat sweeps anyway if this is lost."""
-    from .tasks import send_notifications
-
     try:
-        send_notifications.delay()
+        dispatch.publish(dispatch.SEND_NOTIFICATIONS)
     except Exception:  # a broker that is down must not fail the caller
         log.warning("could not ask for a notification sweep; beat will run one", exc_info=True)
 

@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from webapp.audit import audit_record
 
+from . import dispatch
+from .errors import Conflict
 from .models import Artifact, Blob, EvalReport, Job, JobAttempt, MetricPoint
 from .selectors import queued_in_order
 
@@ -27,10 +29,6 @@ CLAIM_CANDIDATES = 20
 NO_RETRY_KINDS = (Job.ErrorKind.BAD_DATA, Job.ErrorKind.BAD_PARAMS)
 
 
-class ResumeRefused(Exception):
-    pass
-
-
 def _lease_until():
     # The database's clock, not this host's: the reaper compares it with the same clock, so a worker whose
     # clock drifts can neither keep a dead lease alive nor lose a live one.
@@ -38,14 +36,12 @@ def _lease_until():
 
 
 def job_enqueue(*, job_id: int) -> None:
-    from .tasks import run_job
-
-    run_job.delay(job_id)
+    dispatch.publish(dispatch.RUN_JOB, job_id)
 
 
 def job_enqueue_on_commit(job_id: int) -> None:
-    # robust: a broker that is down must not fail the write; the reaper publishes the job again.
-    transaction.on_commit(lambda: job_enqueue(job_id=job_id), robust=True)
+    # A broker that is down does not fail the write: the reaper publishes the job again.
+    dispatch.publish_on_commit(dispatch.RUN_JOB, job_id)
 
 
 def job_claim(*, job_id: int, owner: str) -> Job | None:
@@ -271,9 +267,9 @@ def job_resume(*, job: Job, user=None) -> Job:
     """Queue a cancelled, failed or timed-out job again; it goes on from its last checkpoint (or starts over
     when it has none) with a fresh time limit and failure count."""
     if job.status not in (Job.Status.FAILED, Job.Status.CANCELLED):
-        raise ResumeRefused(f"job #{job.pk} is {job.status}; only a failed or cancelled job can be resumed")
+        raise Conflict(f"job #{job.pk} is {job.status}; only a failed or cancelled job can be resumed")
     if job.error_kind in NO_RETRY_KINDS:
-        raise ResumeRefused("this job failed on its data or settings and would fail again the same way; fix "
+        raise Conflict("this job failed on its data or settings and would fail again the same way; fix "
                             "what the error names and submit a new job")
     step = job.checkpoint_step if job.checkpoint_id else 0
     who = f" by {user.get_username()}" if user is not None else ""

@@ -17,7 +17,7 @@ from ninja.security import HttpBearer
 
 from jobs import comparison, runtime, selectors, services
 from jobs.models import Job
-from jobs.services import ValidationFailed
+from jobs.errors import Conflict, Forbidden, Refused, ValidationFailed
 from peftcore.methods import methods_as_json
 from peftcore.recommend import recommend
 from peftcore.tasks import SFT
@@ -342,8 +342,8 @@ def model_remove(request, model_id: int):
     model = selectors.team_base_model_get(team=actor.team, model_id=model_id)
     try:
         services.base_model_remove(actor=actor, model=model)
-    except services.BaseModelRemoveRefused as exc:
-        return Status(403 if exc.shared else 409, {"detail": str(exc)})
+    except (Forbidden, Conflict) as exc:
+        return Status(403 if isinstance(exc, Forbidden) else 409, {"detail": str(exc)})
     return Status(204, None)
 
 
@@ -496,7 +496,7 @@ def job_resume(request, job_id: int):
     require_in(request.user, job.team_id, "write")
     try:
         return _job_out(runtime.job_resume(job=job, user=request.user))
-    except runtime.ResumeRefused as exc:
+    except Conflict as exc:
         return Status(409, {"detail": str(exc)})
 
 
@@ -632,15 +632,14 @@ def team_detail(request):
 def team_delete(request, confirm: str):
     """Delete this token's team with everything in it (owners). `confirm` must be the team's name; refused
     (409) while a job is queued or running."""
-    from jobs.services import TeamBusy, TeamDeleteRefused
     from jobs.services import team_delete as delete
 
     owner = selectors.membership_for_user(request.user)
     require(owner, "own")
     try:
         delete(actor=owner, confirm_name=confirm)
-    except TeamDeleteRefused as exc:
-        return Status(409 if isinstance(exc, TeamBusy) else 400, {"detail": str(exc)})
+    except Refused as exc:
+        return Status(409 if isinstance(exc, Conflict) else 400, {"detail": str(exc)})
     return Status(204, None)
 
 @api.get("/team/members", response=list[MemberOut])

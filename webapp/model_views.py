@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from jobs import selectors, services
+from jobs.errors import Refused
 
 from .permissions import require_here
 
@@ -41,7 +42,7 @@ def model_remove(request, model_id: int):
     model = selectors.team_base_model_get(team=actor.team, model_id=model_id)
     try:
         services.base_model_remove(actor=actor, model=model)
-    except services.BaseModelRemoveRefused as exc:
+    except Refused as exc:
         messages.error(request, str(exc))
     else:
         messages.info(request, f"Removed '{model.name}'.")

@@ -87,13 +87,14 @@ def quotas(request):
 @login_required
 @require_POST
 def delete(request):
-    from jobs.services import TeamDeleteRefused, team_delete
+    from jobs.errors import Refused
+    from jobs.services import team_delete
 
     owner = selectors.membership_for_user(request.user)
     require(owner, "own")
     try:
         team_delete(actor=owner, confirm_name=request.POST.get("confirm", ""))
-    except TeamDeleteRefused as exc:
+    except Refused as exc:
         messages.error(request, str(exc))
         return redirect(reverse("team-dashboard") + "#delete-team")
     messages.info(request, f"{owner.team.name} and everything in it is deleted.")

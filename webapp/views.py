@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from jobs import comparison, runtime, selectors, services
 from webapp.audit import audit_record
 from jobs.models import Job
-from jobs.services import ValidationFailed
+from jobs.errors import Conflict, ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
@@ -244,7 +244,7 @@ def job_resume(request, job_id: int):
     require_in(request.user, job.team_id, "write")
     try:
         job = runtime.job_resume(job=job, user=request.user)
-    except runtime.ResumeRefused as exc:
+    except Conflict as exc:
         messages.error(request, str(exc))
     else:
         messages.info(request, f"Queued again: {job.notice}.")

@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs import runtime, selectors, services
+from jobs.errors import Conflict
 from jobs.models import Blob, Job, JobAttempt, MetricPoint
 from jobs.storage import blob_create_from_chunks
 
@@ -181,10 +182,10 @@ def test_resume_requeues_a_cancelled_job_from_its_checkpoint_and_refuses_what_ca
         Job.Status.QUEUED, 0, 0, "")
     assert "from step 5" in resumed.notice and "alice" in resumed.notice
     assert runtime.job_claim(job_id=job.pk, owner="w/2").progress_step == 5
-    with pytest.raises(runtime.ResumeRefused, match="running"):
+    with pytest.raises(Conflict, match="running"):
         runtime.job_resume(job=Job.objects.get(pk=job.pk))
     Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error_kind=Job.ErrorKind.BAD_DATA)
-    with pytest.raises(runtime.ResumeRefused, match="fix"):
+    with pytest.raises(Conflict, match="fix"):
         runtime.job_resume(job=Job.objects.get(pk=job.pk))
 
 

@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from jobs import runtime, services
+from jobs.errors import Conflict
 from jobs.models import Blob, BlobChunk, Dataset, Job
 from webapp.models import Membership, Team
 
@@ -62,7 +63,7 @@ def test_only_owners_may_delete_a_team(owner, make_member):
 def test_a_running_job_blocks_deletion(owner, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
     job = _job(owner, sst2_sample, tiny_model, django_capture_on_commit_callbacks)
     runtime.job_claim(job_id=job.pk, owner="w/1")
-    with pytest.raises(services.TeamDeleteRefused, match="cancel them first"):
+    with pytest.raises(Conflict, match="cancel them first"):
         services.team_delete(actor=Membership.objects.get(user=owner), confirm_name="Team A")
     assert Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
 

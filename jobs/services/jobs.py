@@ -1,0 +1,68 @@
+"""Writes for jobs: creation (checked, under the team's quota lock) and queueing."""
+
+
+from django.db import transaction
+
+from peftcore.tasks import SFT
+
+from webapp.audit import audit_record
+from webapp.models import Team
+
+from .. import quotas
+from ..errors import ValidationFailed
+from ..models import (BaseModel, Dataset, Job)
+from ..runtime import job_enqueue_on_commit
+from .job_checks import runtime_errors, start_errors, job_validate
+
+
+def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: str, text_column: str = "",
+               label_column: str = "", task: str = "text-classification", eval_dataset: Dataset | None = None,
+               method_params: dict | None = None, params: dict | None = None, name: str = "",
+               start_from: Job | None = None, start_mode: str = "", input_column: str = "",
+               messages_column: str = "", template: str = "", priority: int = Job.Priority.NORMAL,
+               time_limit_seconds: int | None = None) -> Job:
+    # Everything a job uses belongs to the job's own team (or, for base models, to every team).
+    foreign = {field: "not found" for field, obj in (("dataset", dataset), ("eval_dataset", eval_dataset),
+                                                     ("start_from", start_from))
+               if obj is not None and obj.team_id != team.pk}
+    if base_model.team_id not in (None, team.pk):
+        foreign["base_model"] = "not found"
+    if foreign:
+        raise ValidationFailed("the job has errors; fix the fields named", errors=foreign)
+    problems = runtime_errors(priority=priority, time_limit_seconds=time_limit_seconds)
+    if problems:
+        raise ValidationFailed("the job has errors; fix the fields named", errors=problems)
+    if start_from is not None:
+        start_mode = start_mode or "continue"
+        errors = start_errors(start_from=start_from, start_mode=start_mode, base_model=base_model, method=method,
+                               task=task, dataset=dataset, label_column=label_column)
+        if errors:
+            raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
+        if start_mode == "continue":
+            method_params = start_from.method_params  # the adapter's shape is fixed by what it was trained with
+    else:
+        start_mode = ""
+    clean_method, clean_params = job_validate(
+        dataset=dataset, eval_dataset=eval_dataset, base_model=base_model, method=method, task=task,
+        text_column=text_column, label_column=label_column, method_params=method_params, params=params,
+        input_column=input_column, messages_column=messages_column, template=template)
+    if task != SFT:
+        input_column = messages_column = template = ""
+    elif messages_column:
+        text_column = label_column = input_column = ""
+    with transaction.atomic():
+        locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # concurrent submissions queue here
+        if locked is None:
+            raise ValidationFailed("this team has been deleted", errors={"team": "deleted"})
+        if error := quotas.job_error(locked):
+            raise ValidationFailed(error, errors={"quota": error})
+        job = Job.objects.create(
+            team=team, created_by=user, name=name[:200] or f"{method} on {dataset.name}", dataset=dataset,
+            eval_dataset=eval_dataset, base_model=base_model, task=task, method=method,
+            method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
+            input_column=input_column, messages_column=messages_column, template=template,
+            start_from=start_from, start_mode=start_mode, priority=priority, time_limit_seconds=time_limit_seconds)
+        audit_record(team_id=team.pk, user=user, action="job.create", target=f"job {job.pk}", method=method,
+                     task=task, dataset=dataset.pk)
+        job_enqueue_on_commit(job.pk)
+    return job
