@@ -6,6 +6,7 @@ import pytest
 
 from jobs import runner, services
 from jobs.models import Job
+from jobs.supervisor import Supervisor
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_the_watchdog_kills_training_once_the_lease_has_not_been_renewed(setting
 
     settings.RUNNER_FLUSH_SECONDS, settings.JOB_LEASE_SECONDS = 0.2, 2
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True, stdout=subprocess.PIPE, text=True)
-    supervisor = runner.Supervisor(Job(pk=1, run_seconds=0), proc, None, threading.Event())
+    supervisor = Supervisor(Job(pk=1, run_seconds=0), proc, None, threading.Event())
     done = threading.Event()
     started = time.monotonic()
     supervisor.watchdog(done)  # returns once it has killed the child
