@@ -3,7 +3,7 @@
 import pytest
 
 from tests.browser.test_ui import login, page  # noqa: F401  (the page fixture)
-from webapp.models import Membership, Team
+from teams.models import Membership, Team
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,7 @@ import pytest
 from jobs import services
 from jobs.models import Job
 from tests.conftest import api_client
-from webapp.models import AuditEntry, Membership, Team
+from teams.models import AuditEntry, Membership, Team
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.test import Client
 from jobs import services
 from jobs.models import BaseModel
 from tests.conftest import api_client
-from webapp.models import AuditEntry, Membership
+from teams.models import AuditEntry, Membership
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
