@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from jobs import notifications, runtime, services
 from jobs.models import Job, Webhook, WebhookDelivery
-from tests.webhook_receiver import Receiver, verify
 from teams.actor import Actor
 from teams.models import Membership
+from tests.webhook_receiver import Receiver, verify
 
 FINAL = ("succeeded", "failed", "cancelled")
 

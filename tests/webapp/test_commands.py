@@ -9,8 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from tests.conftest import REPO
 from teams.models import ApiToken, hash_token
+from tests.conftest import REPO
 
 
 def test_studio_token_prints_a_working_token_and_stores_only_its_hash(alice):

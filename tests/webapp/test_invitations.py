@@ -9,9 +9,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from teams.services import InvitationRefused, invitation_accept, invitation_create
 from teams.actor import Actor
 from teams.models import AuditEntry, Invitation, Membership, Team
+from teams.services import InvitationRefused, invitation_accept, invitation_create
 
 
 @pytest.fixture

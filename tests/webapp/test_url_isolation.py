@@ -10,11 +10,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from jobs import runtime, services
 from jobs.models import Job, PlaygroundRun, Webhook
-from tests.conftest import api_client
-from teams.services import invitation_create
 from teams.actor import Actor
 from teams.models import ApiToken, Membership
-from teams.services import api_token_create
+from teams.services import api_token_create, invitation_create
+from tests.conftest import api_client
 
 PARAM = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 # Open to anyone by design: the link is the secret (tests/webapp/test_invitations.py).

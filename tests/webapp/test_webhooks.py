@@ -8,11 +8,11 @@ from django.utils import timezone
 
 from jobs import notifications, services
 from jobs.models import Job, Webhook, WebhookDelivery
-from tests.conftest import api_client, wait_for
-from tests.webhook_receiver import Receiver, verify
 from teams.actor import Actor
 from teams.models import AuditEntry, Membership
 from teams.services import user_create
+from tests.conftest import api_client, wait_for
+from tests.webhook_receiver import Receiver, verify
 
 
 def browser(user) -> Client:
