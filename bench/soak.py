@@ -60,7 +60,7 @@ def main() -> None:
     from jobs.models import Job, JobAttempt
     from tests.integration.runtime_support import FAST_RUNTIME, RedisServer, Worker, point_celery_at, training_pids
     from tests.tiny_models import make_tiny_bert
-    from webapp.services import team_create, user_create
+    from teams.services import team_create, user_create
 
     rng = random.Random(args.seed)
     make_tiny_bert(settings.MODEL_ROOT / "tiny-bert")

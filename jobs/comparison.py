@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from django.db.models import F
 
+from teams.actor import Actor
+
 from .errors import Refused
 from .models import Artifact, Job
-from .selectors import _team_ids, job_metric_series
+from .selectors import job_metric_series
 
 MAX_JOBS = 8
 LEADERBOARD_SIZE = 20
@@ -59,10 +61,10 @@ def _flat(prefix: str, jobs: list[Job], attribute: str) -> list[dict]:
             for key in keys]
 
 
-def job_compare(*, user, ids: list[int]) -> dict:
+def job_compare(*, actor: Actor, ids: list[int]) -> dict:
     """{"jobs": [Job], "rows": [...], "curves": {"#id loss": [(step, value)]}}; ids of other teams' jobs, or
     of none, are simply absent (a 404 per id would tell which ids exist)."""
-    found = {job.pk: job for job in Job.objects.filter(team__in=_team_ids(user), pk__in=ids)
+    found = {job.pk: job for job in Job.objects.filter(team_id=actor.team_id, pk__in=ids)
              .select_related("dataset", "base_model", "report").defer("dataset__preview", "dataset__stats")}
     jobs = [found[i] for i in ids if i in found]
     sizes = dict(Artifact.objects.filter(job__in=jobs, kind=Artifact.Kind.ADAPTER).values_list("job_id", "size_bytes"))
@@ -93,11 +95,11 @@ def job_compare(*, user, ids: list[int]) -> dict:
     return {"jobs": jobs, "rows": rows, "curves": curves}
 
 
-def dataset_leaderboard(*, user, dataset_id: int, metric: str = "accuracy", limit: int = LEADERBOARD_SIZE):
+def dataset_leaderboard(*, actor: Actor, dataset_id: int, metric: str = "accuracy", limit: int = LEADERBOARD_SIZE):
     """The best succeeded jobs trained on a dataset, by a metric (JSON key of Job.metrics), best first: highest
     first, or lowest first for a loss or perplexity. Jobs without the metric (another task's) are left out."""
     order = F(f"metrics__{metric}").desc(nulls_last=True) if HIGHER_IS_BETTER.get(metric, True) \
         else F(f"metrics__{metric}").asc(nulls_last=True)
-    return (Job.objects.filter(team__in=_team_ids(user), dataset_id=dataset_id, status=Job.Status.SUCCEEDED)
+    return (Job.objects.filter(team_id=actor.team_id, dataset_id=dataset_id, status=Job.Status.SUCCEEDED)
             .filter(**{f"metrics__{metric}__isnull": False})
             .select_related("base_model").order_by(order, "-pk")[:limit])

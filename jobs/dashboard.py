@@ -8,7 +8,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDay, TruncMonth
 from django.utils import timezone
 
-from webapp.models import AuditEntry, Membership, Team
+from teams.models import AuditEntry, Membership, Team
 
 from . import quotas
 from .models import Job, Webhook, WorkerHeartbeat

@@ -23,7 +23,7 @@ class BlobChunk(models.Model):
 
 
 class Dataset(models.Model):
-    team = models.ForeignKey("webapp.Team", on_delete=models.CASCADE, related_name="datasets")
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="datasets")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     name = models.CharField(max_length=200)
     filename = models.CharField(max_length=255)
@@ -49,7 +49,7 @@ class Dataset(models.Model):
 class BaseModel(models.Model):
     """A base model a job can start from. team=None: offered to every team."""
 
-    team = models.ForeignKey("webapp.Team", on_delete=models.CASCADE, null=True, blank=True)
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, null=True, blank=True)
     name = models.CharField(max_length=200)
     # peftcore.models.resolve_model reference: "bundled/...", "local:<path under MODEL_ROOT>" or a hub id.
     source = models.CharField(max_length=300)
@@ -88,7 +88,7 @@ class Job(models.Model):
         LOST = "lost"
         INTERNAL = "internal"
 
-    team = models.ForeignKey("webapp.Team", on_delete=models.CASCADE, related_name="jobs")
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     name = models.CharField(max_length=200, blank=True)
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="jobs")
@@ -311,7 +311,7 @@ class Webhook(models.Model):
 
     EVENTS = (Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED)
 
-    team = models.ForeignKey("webapp.Team", on_delete=models.CASCADE, related_name="webhooks")
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=500)
     # The HMAC key, kept in clear because signing needs it; shown to the admin once, at creation.
     secret = models.CharField(max_length=100)

@@ -15,7 +15,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from webapp.audit import audit_record
+from teams.audit import audit_record
 
 from . import dispatch
 from .errors import Conflict

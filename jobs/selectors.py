@@ -1,46 +1,19 @@
-"""Reads. Every query a user can reach is scoped to the team they work in; another team's object is a 404."""
+"""Reads. Every query a user can reach is scoped to the actor's team (teams.actor: the team a page's user works
+in, or an API token's own team); another team's object is a 404."""
 
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.shortcuts import get_object_or_404
 
-from webapp.models import Membership, Team
+from teams.actor import Actor
+from teams.models import Team
 
 from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint
 from .models import Webhook, WebhookDelivery
 
 
-def _working_memberships(user) -> QuerySet[Membership]:
-    """The user's memberships, the one they work in first: an API token's team only; else the team switched to
-    last, else the first joined."""
-    memberships = Membership.objects.filter(user=user)
-    if (token_team := getattr(user, "token_team_id", None)) is not None:
-        memberships = memberships.filter(team_id=token_team)
-    return memberships.order_by(F("selected_at").desc(nulls_last=True), "created_at", "pk")
-
-
-def membership_for_user(user) -> Membership | None:
-    """The user's membership (team and role) in the team they work in."""
-    return (_working_memberships(user).select_related("team").first() if user.is_authenticated else None)
-
-
-def membership_in(*, user, team_id: int) -> Membership | None:
-    return _working_memberships(user).filter(team_id=team_id).select_related("team").first()
-
-
-def user_memberships(*, user) -> list[Membership]:
-    """Every team the user belongs to (for the team switcher), the one they work in first."""
-    return list(_working_memberships(user).select_related("team")) if user.is_authenticated else []
-
-
-def _team_ids(user) -> QuerySet:
-    # Everything a user reads is in the team they work in (one subquery, so no extra round trip): another
-    # team's objects are 404 until they switch, and an API token never reaches past its own team.
-    return _working_memberships(user).values("team")[:1]
-
-
-def dataset_list(*, user, with_warnings: bool = False) -> QuerySet[Dataset]:
-    datasets = Dataset.objects.filter(team__in=_team_ids(user)).defer("preview", "stats")
+def dataset_list(*, actor: Actor, with_warnings: bool = False) -> QuerySet[Dataset]:
+    datasets = Dataset.objects.filter(team_id=actor.team_id).defer("preview", "stats")
     if with_warnings:  # only the warnings of stats, in the same query
         from django.db.models.fields.json import KeyTransform
 
@@ -48,16 +21,17 @@ def dataset_list(*, user, with_warnings: bool = False) -> QuerySet[Dataset]:
     return datasets
 
 
-def dataset_get(*, user, dataset_id: int) -> Dataset:
-    return get_object_or_404(Dataset.objects.filter(team__in=_team_ids(user)), pk=dataset_id)
+def dataset_get(*, actor: Actor, dataset_id: int) -> Dataset:
+    return get_object_or_404(Dataset.objects.filter(team_id=actor.team_id), pk=dataset_id)
 
 
-def base_model_list(*, user) -> QuerySet[BaseModel]:
-    return BaseModel.objects.filter(Q(team__isnull=True) | Q(team__in=_team_ids(user)))
+def base_model_list(*, actor: Actor) -> QuerySet[BaseModel]:
+    # An actor in no team (team_id None) sees the shared models only.
+    return BaseModel.objects.filter(Q(team__isnull=True) | Q(team_id=actor.team_id))
 
 
-def base_model_get(*, user, model_id: int) -> BaseModel:
-    return get_object_or_404(base_model_list(user=user), pk=model_id)
+def base_model_get(*, actor: Actor, model_id: int) -> BaseModel:
+    return get_object_or_404(base_model_list(actor=actor), pk=model_id)
 
 
 def team_base_model_get(*, team, model_id: int) -> BaseModel:
@@ -65,19 +39,19 @@ def team_base_model_get(*, team, model_id: int) -> BaseModel:
     return get_object_or_404(BaseModel.objects.filter(Q(team__isnull=True) | Q(team=team)), pk=model_id)
 
 
-def job_list(*, user) -> QuerySet[Job]:
-    return (Job.objects.filter(team__in=_team_ids(user)).select_related("dataset", "base_model", "created_by")
+def job_list(*, actor: Actor) -> QuerySet[Job]:
+    return (Job.objects.filter(team_id=actor.team_id).select_related("dataset", "base_model", "created_by")
             .defer("dataset__preview", "dataset__stats"))
 
 
-def job_adapter_choices(*, user) -> QuerySet[Job]:
+def job_adapter_choices(*, actor: Actor) -> QuerySet[Job]:
     """Succeeded jobs a new job may start from (their own columns only, newest first)."""
-    return (Job.objects.filter(team__in=_team_ids(user), status=Job.Status.SUCCEEDED)
+    return (Job.objects.filter(team_id=actor.team_id, status=Job.Status.SUCCEEDED)
             .only("pk", "name", "method").order_by("-pk"))
 
 
-def job_get(*, user, job_id: int) -> Job:
-    return get_object_or_404(job_list(user=user).select_related("eval_dataset"), pk=job_id)
+def job_get(*, actor: Actor, job_id: int) -> Job:
+    return get_object_or_404(job_list(actor=actor).select_related("eval_dataset"), pk=job_id)
 
 
 def job_artifact(*, job: Job, kind: str = Artifact.Kind.ADAPTER) -> Artifact | None:
@@ -178,23 +152,6 @@ def job_running_on(*, worker: str) -> int | None:
     """The id of the job a worker (Celery node name) runs: runners lease jobs as "<node>/<pid>"."""
     return (Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{worker}/")
             .values_list("pk", flat=True).first())
-
-
-def invitations_pending(*, team: Team) -> QuerySet:
-    """A team's invitations that can still be accepted (newest first)."""
-    from django.utils import timezone
-
-    from webapp.models import Invitation
-
-    return (Invitation.objects.filter(team=team, accepted_at__isnull=True, revoked_at__isnull=True,
-                                      expires_at__gt=timezone.now()).select_related("created_by"))
-
-
-def api_tokens_of(*, user) -> QuerySet:
-    """The user's own API tokens with their teams (newest first)."""
-    from webapp.models import ApiToken
-
-    return ApiToken.objects.filter(user=user).select_related("team").order_by("-created_at", "-pk")
 
 
 # --- webhooks (team admins) --------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture
 def make_member(db):
-    from webapp.models import Membership
-    from webapp.services import team_create, user_create
+    from teams.models import Membership
+    from teams.services import team_create, user_create
 
     def make(username: str, team_name: str, role=Membership.Role.MEMBER):
         return user_create(username=username, password="pw-" + username, team=team_create(name=team_name), role=role)
@@ -36,7 +36,7 @@ def bob(make_member):
 
 
 def api_client(user) -> Client:
-    from webapp.services import api_token_create
+    from teams.services import api_token_create
 
     return Client(headers={"Authorization": f"Bearer {api_token_create(user=user)}"})
 

@@ -8,10 +8,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from jobs import selectors
-
-from . import services
-from .models import ApiToken, Membership
+from teams import selectors, services
+from teams.errors import NotFound
 
 
 @login_required
@@ -19,7 +17,7 @@ from .models import ApiToken, Membership
 def team_switch(request):
     try:
         membership = services.team_select(user=request.user, team_id=int(request.POST.get("team", "")))
-    except (ValueError, Membership.DoesNotExist):
+    except (ValueError, NotFound):
         raise Http404("no such team of yours") from None
     messages.info(request, f"You now work in {membership.team.name}.")
     # Back to a list page: an object page of the old team would be a 404 in the new one.
@@ -53,7 +51,7 @@ def tokens(request):
 def token_revoke(request, token_id: int):
     try:
         token = services.api_token_revoke(user=request.user, token_id=token_id)
-    except ApiToken.DoesNotExist:
+    except NotFound:
         raise Http404("no such token of yours") from None
     messages.info(request, f"Token {token.hint}… revoked: it no longer works.")
     return redirect("account-tokens")

@@ -11,7 +11,6 @@ from django.db import DataError
 from django.http import Http404
 from django.urls import reverse
 from ninja import Field, File, Form, NinjaAPI, Schema, Status
-from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
@@ -24,27 +23,39 @@ from peftcore.tasks import SFT
 from peftcore.tasks import TASKS as CORE_TASKS
 from peftcore.schema import schema_as_json
 from peftcore.training_params import TRAINING_PARAMS
+from teams import selectors as teams_selectors
+from teams.audit import audit_record
+from teams.errors import Conflict, Forbidden, NotFound, Refused
+from teams.models import Membership
+from teams.permissions import require
+from teams.services import api_token_authenticate
 
-from .audit import audit_record
-from .permissions import RoleRefused, require, require_in
-from .services import api_token_authenticate
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
 
 
+Role = Membership.Role
+
+
 class BearerToken(HttpBearer):
+    """The token's actor: its user, acting in the token's own team only (request.actor), whatever team the user
+    works in on the pages."""
+
     def authenticate(self, request, token: str):
-        user = api_token_authenticate(raw=token)
-        if user is not None:
-            request.user = user
-        return user
+        actor = api_token_authenticate(raw=token)
+        if actor is not None:
+            request.user, request.actor = actor.user, actor
+        return actor
 
 
 api = NinjaAPI(title="Fine-tuning studio API", version="1", auth=BearerToken(), urls_namespace="api")
 
 
-@api.exception_handler(RoleRefused)
-def _role_refused(request, exc):
-    return api.create_response(request, {"detail": str(exc)}, status=403)
+@api.exception_handler(Refused)
+def _refused(request, exc):
+    # A refusal an endpoint does not answer itself: one status per kind (teams.errors).
+    status = 403 if isinstance(exc, Forbidden) else 404 if isinstance(exc, NotFound) else \
+        409 if isinstance(exc, Conflict) else 400
+    return api.create_response(request, {"detail": str(exc)}, status=status)
 
 
 @api.exception_handler(DataError)
@@ -226,19 +237,10 @@ def _job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
     }
 
 
-def _team(request, action: str = "write"):
-    """The team the caller works in, if their role there allows `action` (403 saying what to ask for)."""
-    try:
-        require(membership := selectors.membership_for_user(request.user), action)
-    except RoleRefused as exc:
-        raise HttpError(403, str(exc)) from None
-    return membership.team
-
-
 @api.post("/datasets", response={201: DatasetOut, 400: DatasetErrors, 413: Detail})
 def dataset_upload(request, file: File[UploadedFile] = None, name: Form[str] = "", text_column: Form[str] = "",
                    label_column: Form[str] = ""):
-    team = _team(request)
+    team = require(request.actor, request.actor.team, Role.MEMBER).team
     if refused := getattr(request, "upload_refused", None):
         return Status(413, {"detail": refused})
     if file is None:
@@ -257,12 +259,12 @@ def dataset_upload(request, file: File[UploadedFile] = None, name: Form[str] = "
 
 @api.get("/datasets", response=list[DatasetOut])
 def dataset_list(request):
-    return selectors.dataset_list(user=request.user, with_warnings=True)
+    return selectors.dataset_list(actor=request.actor, with_warnings=True)
 
 
 @api.get("/datasets/{dataset_id}", response=DatasetDetail)
 def dataset_detail(request, dataset_id: int):
-    return selectors.dataset_get(user=request.user, dataset_id=dataset_id)
+    return selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
 
 
 class TokenStatsOut(Schema):
@@ -289,8 +291,8 @@ def dataset_token_stats(request, dataset_id: int, base_model: int, column: str =
     cuts. With task=sft: of whole examples as the template builds them from column (the prompt), label_column
     (the response), input_column or messages_column, plus the rows that cannot be read and those whose answer
     the max length cuts away. Counted once by a worker: 202 with status "counting" until then; ask again."""
-    dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
-    model = selectors.base_model_get(user=request.user, model_id=base_model)
+    dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
+    model = selectors.base_model_get(actor=request.actor, model_id=base_model)
     sft = (services.sft_options(column, label_column, input_column, messages_column, template)
            if task == SFT else None)
     problem = (services.sft_options_error(dataset, sft) if sft else None if column in dataset.columns else
@@ -311,7 +313,7 @@ def dataset_token_stats(request, dataset_id: int, base_model: int, column: str =
 
 @api.get("/models", response=list[ModelOut])
 def model_list(request):
-    return selectors.base_model_list(user=request.user)
+    return selectors.base_model_list(actor=request.actor)
 
 
 class ModelIn(Schema):
@@ -327,9 +329,8 @@ class ModelIn(Schema):
 def model_add(request, payload: ModelIn):
     """Offer a base model to your team (admins). Nothing is downloaded; a hub model is pinned to a commit."""
     try:
-        model = services.base_model_add(actor=selectors.membership_for_user(request.user), name=payload.name,
-                                        source=payload.source, revision=payload.revision,
-                                        description=payload.description)
+        model = services.base_model_add(actor=request.actor, name=payload.name, source=payload.source,
+                                        revision=payload.revision, description=payload.description)
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})
     return Status(201, model)
@@ -338,7 +339,7 @@ def model_add(request, payload: ModelIn):
 @api.delete("/models/{model_id}", response={204: None, 403: Detail, 404: Detail, 409: Detail})
 def model_remove(request, model_id: int):
     """Remove one of your team's models (admins); not one offered to every team (403) or one jobs used (409)."""
-    require(actor := selectors.membership_for_user(request.user), "manage")
+    actor = require(request.actor, request.actor.team, Role.ADMIN)
     model = selectors.team_base_model_get(team=actor.team, model_id=model_id)
     try:
         services.base_model_remove(actor=actor, model=model)
@@ -354,7 +355,7 @@ def method_list(request, model: int | None = None):
     (null until a worker has counted them)."""
     methods = methods_as_json()
     if model is not None:
-        profile = selectors.base_model_get(user=request.user, model_id=model).profile
+        profile = selectors.base_model_get(actor=request.actor, model_id=model).profile
         for row in methods:
             row["count"] = profile.get(row["name"])
     return methods
@@ -378,7 +379,7 @@ def method_recommended(request, task: str = "text-classification", rows: int | N
     if task not in CORE_TASKS:
         return 400, {"detail": f"unknown task '{task}'; choose one of: {', '.join(CORE_TASKS)}"}
     if dataset is not None:
-        rows = selectors.dataset_get(user=request.user, dataset_id=dataset).rows
+        rows = selectors.dataset_get(actor=request.actor, dataset_id=dataset).rows
     if rows is None or rows < 1:
         return 400, {"detail": "give rows (a positive number of training rows) or dataset (a dataset id)"}
     return 200, {**recommend(task, rows).as_json(), "rows": rows}
@@ -398,13 +399,13 @@ def _get_or_400(getter, field: str, **kwargs):
 
 @api.post("/jobs", response={201: JobOut, 400: FieldErrors})
 def job_create(request, payload: JobIn):
-    team = _team(request)
+    team = require(request.actor, request.actor.team, Role.MEMBER).team
     try:
-        dataset = _get_or_400(selectors.dataset_get, "dataset", user=request.user, dataset_id=payload.dataset)
-        eval_dataset = (_get_or_400(selectors.dataset_get, "eval_dataset", user=request.user,
+        dataset = _get_or_400(selectors.dataset_get, "dataset", actor=request.actor, dataset_id=payload.dataset)
+        eval_dataset = (_get_or_400(selectors.dataset_get, "eval_dataset", actor=request.actor,
                                     dataset_id=payload.eval_dataset) if payload.eval_dataset else None)
-        model = _get_or_400(selectors.base_model_get, "base_model", user=request.user, model_id=payload.base_model)
-        start_from = (_get_or_400(selectors.job_get, "start_from", user=request.user, job_id=payload.start_from)
+        model = _get_or_400(selectors.base_model_get, "base_model", actor=request.actor, model_id=payload.base_model)
+        start_from = (_get_or_400(selectors.job_get, "start_from", actor=request.actor, job_id=payload.start_from)
                       if payload.start_from else None)
         job = services.job_create(
             team=team, user=request.user, dataset=dataset, eval_dataset=eval_dataset, base_model=model,
@@ -423,7 +424,7 @@ def job_create(request, payload: JobIn):
 def job_list(request, status: str | None = None, method: str | None = None, dataset: int | None = None,
              task: str | None = None, limit: int = 100):
     """Your team's jobs, newest first, filtered by any of status, method, dataset id and task."""
-    jobs = selectors.job_list(user=request.user)
+    jobs = selectors.job_list(actor=request.actor)
     filters = {"status": status, "method": method, "dataset_id": dataset, "task": task}
     jobs = jobs.filter(**{name: value for name, value in filters.items() if value is not None})
     jobs = list(jobs[: max(1, min(limit, 1000))])
@@ -454,7 +455,7 @@ def job_compare(request, ids: str):
     except ValueError as exc:
         return 400, {"detail": str(exc) if isinstance(exc, comparison.TooManyJobs)
                      else "ids is a comma-separated list of job ids, such as 3,5"}
-    result = comparison.job_compare(user=request.user, ids=wanted)
+    result = comparison.job_compare(actor=request.actor, ids=wanted)
     positions = _positions(result["jobs"])
     return 200, {**result, "jobs": [_job_out(job, positions) for job in result["jobs"]]}
 
@@ -464,19 +465,19 @@ def dataset_leaderboard(request, dataset_id: int,
                         metric: Literal["accuracy", "macro_f1", "eval_loss", "rouge_l", "bleu", "exact_match",
                                         "perplexity"] = "accuracy"):
     """The team's best succeeded jobs trained on this dataset, best first by `metric`."""
-    dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
-    return [_job_out(job, {}) for job in comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk,
+    dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
+    return [_job_out(job, {}) for job in comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk,
                                                                          metric=metric)]
 
 
 @api.get("/jobs/{job_id}", response=JobOut)
 def job_detail(request, job_id: int):
-    return _job_out(selectors.job_get(user=request.user, job_id=job_id))
+    return _job_out(selectors.job_get(actor=request.actor, job_id=job_id))
 
 
 @api.get("/jobs/{job_id}/report", response={200: dict[str, Any], 404: Detail})
 def job_report(request, job_id: int):
-    report = selectors.job_report(job=selectors.job_get(user=request.user, job_id=job_id))
+    report = selectors.job_report(job=selectors.job_get(actor=request.actor, job_id=job_id))
     if report is None:
         return Status(404, {"detail": "this job has no report yet; reports exist once a job succeeds"})
     return report
@@ -484,16 +485,16 @@ def job_report(request, job_id: int):
 
 @api.post("/jobs/{job_id}/cancel", response=JobOut)
 def job_cancel(request, job_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id)
-    require_in(request.user, job.team_id, "write")
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Role.MEMBER)
     return _job_out(runtime.job_cancel(job=job, user=request.user))
 
 
 @api.post("/jobs/{job_id}/resume", response={200: JobOut, 409: Detail})
 def job_resume(request, job_id: int):
     """Queue a failed or cancelled job again; it goes on from its last checkpoint (checkpoint_step)."""
-    job = selectors.job_get(user=request.user, job_id=job_id)
-    require_in(request.user, job.team_id, "write")
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Role.MEMBER)
     try:
         return _job_out(runtime.job_resume(job=job, user=request.user))
     except Conflict as exc:
@@ -503,7 +504,7 @@ def job_resume(request, job_id: int):
 @api.get("/jobs/{job_id}/attempts", response=list[Attempt])
 def job_attempts(request, job_id: int):
     """Each time a worker took the job: where, from which step, and how it ended."""
-    return list(selectors.job_attempts(job=selectors.job_get(user=request.user, job_id=job_id)))
+    return list(selectors.job_attempts(job=selectors.job_get(actor=request.actor, job_id=job_id)))
 
 
 class PlaygroundIn(Schema):
@@ -542,8 +543,8 @@ def playground_create(request, job_id: int, body: PlaygroundIn):
     """Try a succeeded job's adapter: a worker predicts labels, or generates text for an SFT or seq2seq job (the
     web process loads no model). 202 with the run's id; poll GET .../playground/{id} until status is done or
     failed."""
-    job = selectors.job_get(user=request.user, job_id=job_id)
-    require_in(request.user, job.team_id, "write")
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Role.MEMBER)
     try:
         run = services.playground_run_create(job=job, user=request.user, texts=body.texts)
     except ValidationFailed as exc:
@@ -553,13 +554,13 @@ def playground_create(request, job_id: int, body: PlaygroundIn):
 
 @api.get("/jobs/{job_id}/playground/{run_id}", response=PlaygroundOut)
 def playground_get(request, job_id: int, run_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id)
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
     return _playground_out(services.playground_run_refresh(run=selectors.playground_run_get(job=job, run_id=run_id)))
 
 
 @api.get("/jobs/{job_id}/adapter", response={404: Detail}, url_name="job_adapter")
 def job_adapter(request, job_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id)
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
     artifact = selectors.job_artifact(job=job)
     if artifact is None:
         detail = f"job {job.pk} has no adapter (status: {job.status}); adapters exist once a job succeeds"
@@ -618,10 +619,9 @@ def team_detail(request):
     """The team you work in, your role, its quotas and what it uses of them."""
     from jobs import quotas
 
-    membership = selectors.membership_for_user(request.user)
-    require(membership, "read")
-    team = membership.team
-    return {"id": team.pk, "name": team.name, "role": membership.role,
+    actor = require(request.actor, request.actor.team, Role.VIEWER)
+    team = actor.team
+    return {"id": team.pk, "name": team.name, "role": actor.role,
             "quotas": {name: getattr(team, name) for name in Quotas.model_fields},
             "usage": {"active_jobs": quotas.active_jobs(team.pk),
                       "compute_hours_this_month": round(quotas.compute_seconds_this_month(team.pk) / 3600, 4),
@@ -634,8 +634,7 @@ def team_delete(request, confirm: str):
     (409) while a job is queued or running."""
     from jobs.services import team_delete as delete
 
-    owner = selectors.membership_for_user(request.user)
-    require(owner, "own")
+    owner = require(request.actor, request.actor.team, Role.OWNER)
     try:
         delete(actor=owner, confirm_name=confirm)
     except Refused as exc:
@@ -644,9 +643,9 @@ def team_delete(request, confirm: str):
 
 @api.get("/team/members", response=list[MemberOut])
 def team_members(request):
-    team = _team(request, "read")
+    team = require(request.actor, request.actor.team, Role.VIEWER).team
     return [{"username": m.user.username, "role": m.role, "joined_at": m.created_at}
-            for m in team.memberships.select_related("user").order_by("user__username")]
+            for m in teams_selectors.team_members(team=team)]
 
 
 class MemberIn(Schema):
@@ -658,13 +657,12 @@ class MemberIn(Schema):
 def team_member_add(request, payload: MemberIn):
     """Add someone who has an account (admins; owners for admin and owner roles). No account yet? Invite them:
     POST /team/invitations."""
-    from .services import TeamChangeRefused, member_add
+    from teams.services import member_add
 
-    _team(request, "manage")
+    actor = require(request.actor, request.actor.team, Role.ADMIN)
     try:
-        m = member_add(actor=selectors.membership_for_user(request.user), username=payload.username,
-                       role=payload.role)
-    except TeamChangeRefused as exc:
+        m = member_add(actor=actor, username=payload.username, role=payload.role)
+    except Refused as exc:
         return Status(400, {"detail": str(exc)})
     return Status(201, {"username": m.user.username, "role": m.role, "joined_at": m.created_at})
 
@@ -674,7 +672,7 @@ def team_usage(request):
     """Training time per member, device and month (admins)."""
     from jobs.dashboard import usage_by_member_month
 
-    team = _team(request, "manage")
+    team = require(request.actor, request.actor.team, Role.ADMIN).team
     return [{"month": r["month"], "member": r["created_by__username"], "device": r["device"], "jobs": r["jobs"],
              "seconds": r["seconds"] or 0} for r in usage_by_member_month(team=team, months=12)]
 
@@ -682,8 +680,8 @@ def team_usage(request):
 @api.get("/team/audit", response=list[AuditOut])
 def team_audit(request, limit: int = 100):
     """Who did what, newest first (admins)."""
-    team = _team(request, "manage")
-    entries = team.audit_entries.select_related("user")[: max(1, min(limit, 1000))]
+    team = require(request.actor, request.actor.team, Role.ADMIN).team
+    entries = teams_selectors.audit_entries(team=team, limit=max(1, min(limit, 1000)))
     return [{"created_at": e.created_at, "user": e.user.username if e.user else None, "action": e.action,
              "target": e.target, "detail": e.detail} for e in entries]
 

@@ -6,16 +6,16 @@ from datetime import datetime
 from typing import Literal
 
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from jobs import selectors
+from teams import selectors, services
+from teams.errors import NotFound, Refused
+from teams.models import ApiToken, Invitation, Membership
+from teams.permissions import require
 
-from . import invitations, services
-from .models import ApiToken, Invitation, Membership
-from .permissions import require_here
+ADMIN = Membership.Role.ADMIN
 
 router = Router(tags=["access"])
 
@@ -61,17 +61,17 @@ def _token_out(token: ApiToken) -> dict:
 @router.get("/tokens", response=list[TokenOut])
 def token_list(request):
     """Your tokens in this token's team (revoked ones too, marked)."""
-    membership = require_here(request.user, "read")
-    return [_token_out(t) for t in selectors.api_tokens_of(user=request.user).filter(team=membership.team)]
+    actor = require(request.actor, request.actor.team, Membership.Role.VIEWER)
+    return [_token_out(t) for t in selectors.api_tokens_of(user=actor.user, team=actor.team)]
 
 
 @router.delete("/tokens/{token_id}", response={204: None, 404: Detail})
 def token_revoke(request, token_id: int):
     """Revoke one of your tokens (this one too: it stops working at once)."""
-    membership = require_here(request.user, "read")
+    actor = require(request.actor, request.actor.team, Membership.Role.VIEWER)
     try:
-        services.api_token_revoke(user=request.user, token_id=token_id, team_id=membership.team_id)
-    except ApiToken.DoesNotExist:
+        services.api_token_revoke(user=actor.user, token_id=token_id, team_id=actor.team_id)
+    except NotFound:
         raise Http404("no such token of yours in this team") from None
     return Status(204, None)
 
@@ -86,7 +86,8 @@ def _invitation_out(invitation: Invitation) -> dict:
 @router.get("/team/invitations", response=list[InvitationOut])
 def invitation_list(request):
     """Invitations of your team that can still be accepted (admins)."""
-    return [_invitation_out(i) for i in selectors.invitations_pending(team=require_here(request.user, "manage").team)]
+    actor = require(request.actor, request.actor.team, ADMIN)
+    return [_invitation_out(i) for i in selectors.invitations_pending(team=actor.team)]
 
 
 @router.post("/team/invitations", response={201: NewInvitation, 400: Detail})
@@ -94,7 +95,7 @@ def invitation_create(request, payload: InvitationIn):
     """Invite someone (admins; owners for admin and owner roles). The answer carries the link, once."""
     from django import forms
 
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, ADMIN)
     try:
         forms.EmailField(required=False).clean(payload.email)
     except forms.ValidationError:
@@ -104,9 +105,9 @@ def invitation_create(request, payload: InvitationIn):
         return request.build_absolute_uri(reverse("invitation-accept", args=[raw]))
 
     try:
-        invitation, raw = invitations.invitation_create(actor=actor, role=payload.role, email=payload.email,
-                                                        link_for=link_for)
-    except services.TeamChangeRefused as exc:  # a role beyond the inviter's own
+        invitation, raw = services.invitation_create(actor=actor, role=payload.role, email=payload.email,
+                                                     link_for=link_for)
+    except Refused as exc:  # a role beyond the inviter's own
         raise HttpError(403, str(exc)) from None
     return Status(201, {**_invitation_out(invitation), "url": link_for(raw)})
 
@@ -114,11 +115,11 @@ def invitation_create(request, payload: InvitationIn):
 @router.delete("/team/invitations/{invitation_id}", response={204: None, 403: Detail, 404: Detail})
 def invitation_revoke(request, invitation_id: int):
     """Withdraw an invitation: its link stops working."""
-    actor = require_here(request.user, "manage")
-    invitation = get_object_or_404(Invitation.objects.filter(team=actor.team), pk=invitation_id)
+    actor = require(request.actor, request.actor.team, ADMIN)
+    invitation = selectors.invitation_get(team=actor.team, invitation_id=invitation_id)
     try:
-        invitations.invitation_revoke(actor=actor, invitation=invitation)
-    except services.TeamChangeRefused as exc:
+        services.invitation_revoke(actor=actor, invitation=invitation)
+    except Refused as exc:
         return Status(403, {"detail": str(exc)})
     return Status(204, None)
 
@@ -134,18 +135,14 @@ class MemberOut(Schema):
     joined_at: datetime
 
 
-def _member(actor: Membership, username: str) -> Membership:
-    return get_object_or_404(Membership.objects.filter(team=actor.team).select_related("user", "team"),
-                             user__username=username)
-
-
 @router.patch("/team/members/{username}", response={200: MemberOut, 400: Detail})
 def member_set_role(request, username: str, payload: RoleIn):
     """Change a member's role (admins; owners for admin and owner roles; a team keeps an owner)."""
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, ADMIN)
+    membership = selectors.member_get(team=actor.team, username=username)
     try:
-        m = services.member_set_role(actor=actor, membership=_member(actor, username), role=payload.role)
-    except services.TeamChangeRefused as exc:
+        m = services.member_set_role(actor=actor, membership=membership, role=payload.role)
+    except Refused as exc:
         return Status(400, {"detail": str(exc)})
     return {"username": m.user.username, "role": m.role, "joined_at": m.created_at}
 
@@ -153,9 +150,10 @@ def member_set_role(request, username: str, payload: RoleIn):
 @router.delete("/team/members/{username}", response={204: None, 400: Detail})
 def member_remove(request, username: str):
     """Remove a member: their tokens for this team stop working at once."""
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, ADMIN)
+    membership = selectors.member_get(team=actor.team, username=username)
     try:
-        services.member_remove(actor=actor, membership=_member(actor, username))
-    except services.TeamChangeRefused as exc:
+        services.member_remove(actor=actor, membership=membership)
+    except Refused as exc:
         return Status(400, {"detail": str(exc)})
     return Status(204, None)

@@ -8,8 +8,10 @@ from ninja import Field, Router, Schema, Status
 
 from jobs import notifications, selectors
 from jobs.models import Webhook
+from teams.models import Membership
+from teams.permissions import require
 
-from .permissions import require_here
+ADMIN = Membership.Role.ADMIN
 
 router = Router(tags=["webhooks"])
 
@@ -72,14 +74,16 @@ def _webhook_out(hook: Webhook) -> dict:
 @router.get("/team/webhooks", response=list[WebhookOut])
 def webhook_list(request):
     """The team's webhooks with their latest delivery (admins)."""
-    return [_webhook_out(hook) for hook in selectors.webhook_list(team=require_here(request.user, "manage").team)]
+    actor = require(request.actor, request.actor.team, ADMIN)
+    return [_webhook_out(hook) for hook in selectors.webhook_list(team=actor.team)]
 
 
 @router.post("/team/webhooks", response={201: NewWebhook, 400: Problem})
 def webhook_create(request, payload: WebhookIn):
     """Add a webhook; the answer holds its signing secret, shown this once (admins)."""
+    actor = require(request.actor, request.actor.team, ADMIN)
     try:
-        hook = notifications.webhook_create(actor=require_here(request.user, "manage"), url=payload.url, events=payload.events)
+        hook = notifications.webhook_create(actor=actor, url=payload.url, events=payload.events)
     except notifications.WebhookRefused as exc:
         return Status(400, {"detail": str(exc)})
     return Status(201, {**_webhook_out(hook), "secret": hook.secret})
@@ -87,7 +91,7 @@ def webhook_create(request, payload: WebhookIn):
 
 @router.delete("/team/webhooks/{webhook_id}", response={204: None})
 def webhook_delete(request, webhook_id: int):
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, ADMIN)
     notifications.webhook_delete(actor=actor, webhook=selectors.webhook_get(team=actor.team, webhook_id=webhook_id))
     return Status(204, None)
 
@@ -95,7 +99,8 @@ def webhook_delete(request, webhook_id: int):
 @router.get("/team/webhooks/{webhook_id}/deliveries", response=list[DeliveryOut])
 def webhook_deliveries(request, webhook_id: int, limit: int = 50):
     """The webhook's latest deliveries, newest first (admins)."""
-    hook = selectors.webhook_get(team=require_here(request.user, "manage").team, webhook_id=webhook_id)
+    actor = require(request.actor, request.actor.team, ADMIN)
+    hook = selectors.webhook_get(team=actor.team, webhook_id=webhook_id)
     return [{"id": d.pk, "job": d.job_id, "event": d.event, "status": d.status, "attempts": d.attempts,
              "next_attempt_at": d.next_attempt_at if d.status == d.Status.PENDING else None,
              "last_status_code": d.last_status_code, "last_error": d.last_error, "created_at": d.created_at,

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class WebappConfig(AppConfig):
     name = "webapp"
-    verbose_name = "Studio (teams and UI)"
+    verbose_name = "Studio (pages and API)"

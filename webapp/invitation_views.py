@@ -7,14 +7,15 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import invitations
-from .models import Invitation, Membership
-from .permissions import require_here
-from .services import TeamChangeRefused
+from teams import selectors, services
+from teams.errors import Refused
+from teams.models import Membership
+from teams.permissions import require
+from teams.services import InvitationRefused
 
 
 def _link_for(request):
@@ -24,13 +25,13 @@ def _link_for(request):
 @login_required
 @require_POST
 def invitation_create(request):
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
     email = request.POST.get("email", "").strip()
     try:
         forms.EmailField(required=False).clean(email)
-        invitation, raw = invitations.invitation_create(actor=actor, role=request.POST.get("role", "member"),
-                                                        email=email, link_for=_link_for(request))
-    except (TeamChangeRefused, forms.ValidationError) as exc:
+        invitation, raw = services.invitation_create(actor=actor, role=request.POST.get("role", "member"),
+                                                     email=email, link_for=_link_for(request))
+    except (Refused, forms.ValidationError) as exc:
         messages.error(request, " ".join(exc.messages) if isinstance(exc, forms.ValidationError) else str(exc))
         return redirect("team-dashboard")
     # The link holds the secret: it is shown this once (and mailed, when an address was given).
@@ -43,11 +44,11 @@ def invitation_create(request):
 @login_required
 @require_POST
 def invitation_revoke(request, invitation_id: int):
-    actor = require_here(request.user, "manage")
-    invitation = get_object_or_404(Invitation.objects.filter(team=actor.team), pk=invitation_id)
+    actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
+    invitation = selectors.invitation_get(team=actor.team, invitation_id=invitation_id)
     try:
-        invitations.invitation_revoke(actor=actor, invitation=invitation)
-    except TeamChangeRefused as exc:
+        services.invitation_revoke(actor=actor, invitation=invitation)
+    except Refused as exc:
         messages.error(request, str(exc))
     return redirect(reverse("team-dashboard") + "#invitations")
 
@@ -72,28 +73,27 @@ class SignUpForm(forms.Form):
 def invitation_accept(request, token: str):
     """GET shows the team and role; POST joins (signed in) or signs up and joins (anonymous)."""
     try:
-        invitation = invitations.invitation_open(token)
-    except invitations.InvitationRefused as exc:
+        invitation = services.invitation_open(token)
+    except InvitationRefused as exc:
         return render(request, "team/invitation.html", {"refused": str(exc)}, status=410)
     form = SignUpForm(initial={"email": invitation.email})
     if request.method == "POST":
         try:
             if request.user.is_authenticated:
-                invitations.invitation_accept(raw=token, user=request.user)
+                services.invitation_accept(raw=token, user=request.user)
             else:
                 form = SignUpForm(request.POST)
                 if not form.is_valid():
                     return render(request, "team/invitation.html", {"invitation": invitation, "form": form},
                                   status=400)
-                user = invitations.invitation_sign_up(raw=token, **form.cleaned_data)
+                user = services.invitation_sign_up(raw=token, **form.cleaned_data)
                 login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        except invitations.InvitationRefused as exc:
+        except InvitationRefused as exc:
             messages.error(request, str(exc))
             return render(request, "team/invitation.html", {"invitation": invitation, "form": form}, status=409)
         messages.info(request, f"Welcome to {invitation.team.name}: you are a {invitation.role} there, and it is "
                                "now the team you work in.")
         return redirect("job-list")
-    member = (request.user.is_authenticated
-              and Membership.objects.filter(team=invitation.team, user=request.user).exists())
+    member = selectors.is_member(team=invitation.team, user=request.user)
     return render(request, "team/invitation.html", {"invitation": invitation, "form": form, "member": member})
 

@@ -8,9 +8,8 @@ from django.views.decorators.http import require_POST
 
 from jobs import selectors, services
 from jobs.errors import Refused
-
-from .permissions import require_here
-
+from teams.models import Membership
+from teams.permissions import require
 
 
 def _back():
@@ -20,7 +19,7 @@ def _back():
 @login_required
 @require_POST
 def model_add(request):
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
     try:
         model = services.base_model_add(actor=actor, name=request.POST.get("name", ""),
                                         source=request.POST.get("source", ""),
@@ -38,7 +37,7 @@ def model_add(request):
 @login_required
 @require_POST
 def model_remove(request, model_id: int):
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
     model = selectors.team_base_model_get(team=actor.team, model_id=model_id)
     try:
         services.base_model_remove(actor=actor, model=model)

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "ninja",
     "axes",  # login rate limiting (see Security below)
     "webapp",
+    "teams",
     "jobs",
 ]
 
@@ -55,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "webapp.middleware.ActorMiddleware",  # request.actor, after request.user
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a locked-out login into its page

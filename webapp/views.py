@@ -10,27 +10,21 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from jobs import comparison, runtime, selectors, services
-from webapp.audit import audit_record
 from jobs.models import Job
 from jobs.errors import Conflict, ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
 from peftcore.tasks import SFT
+from teams.audit import audit_record
+from teams.models import Membership
+from teams.permissions import require
 
-from .permissions import require, require_in
 from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
 
 # htmx stops polling when a response has this status (used once a job is final).
 HTMX_STOP_POLLING = 286
-
-
-def _team(request, action: str = "write"):
-    """The team the user works in, if their role there allows `action` (403 with what to ask for if not)."""
-    membership = selectors.membership_for_user(request.user)
-    require(membership, action)
-    return membership.team
 
 
 @login_required
@@ -48,12 +42,12 @@ def dataset_list(request):
             form.add_error(None, refused)
         elif form.is_valid():
             upload = form.cleaned_data["file"]
+            team = require(request.actor, request.actor.team, Membership.Role.MEMBER).team
             try:
                 with uploaded_file_path(upload) as path:
                     dataset = services.dataset_create(
-                        team=_team(request), user=request.user, name=form.cleaned_data["name"], path=path,
-                        filename=upload.name, text_column=form.cleaned_data["text_column"],
-                        label_column=form.cleaned_data["label_column"])
+                        team=team, user=request.user, name=form.cleaned_data["name"], path=path, filename=upload.name,
+                        text_column=form.cleaned_data["text_column"], label_column=form.cleaned_data["label_column"])
             except UploadTooLarge as exc:
                 form.add_error("file", str(exc))
             except ValidationFailed as exc:
@@ -67,27 +61,27 @@ def dataset_list(request):
                     response["HX-Redirect"] = reverse("dataset-detail", args=[dataset.pk])
                     return response
                 return redirect("dataset-detail", dataset_id=dataset.pk)
-    datasets = selectors.dataset_list(user=request.user)
+    datasets = selectors.dataset_list(actor=request.actor)
     return render(request, "datasets/list.html", {"form": form, "datasets": datasets, "row_errors": row_errors},
                   status=400 if row_errors or form.errors else 200)
 
 
 @login_required
 def dataset_detail(request, dataset_id: int):
-    dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
+    dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
     # Token lengths under the first model the form would offer, at the default max length.
-    model = selectors.base_model_list(user=request.user).first()
+    model = selectors.base_model_list(actor=request.actor).first()
     max_length = next(p.default for p in TRAINING_PARAMS if p.name == "max_length")
     # One board per kind of task trained on the dataset: classification by accuracy, generation by ROUGE-L.
-    leaderboard = comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk)
-    generation_board = comparison.dataset_leaderboard(user=request.user, dataset_id=dataset.pk, metric="rouge_l")
+    leaderboard = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk)
+    generation_board = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk, metric="rouge_l")
     return render(request, "datasets/detail.html", {"dataset": dataset, "model": model, "max_length": max_length,
                                                     "leaderboard": leaderboard, "generation_board": generation_board})
 
 
 @login_required
 def job_list(request):
-    jobs = list(selectors.job_list(user=request.user)[:200])
+    jobs = list(selectors.job_list(actor=request.actor)[:200])
     positions = selectors.queue_positions() if any(job.status == Job.Status.QUEUED for job in jobs) else {}
     for job in jobs:
         job.queue_position = positions.get(job.pk)
@@ -101,24 +95,25 @@ def job_compare(request):
     except ValueError as exc:
         message = str(exc) if isinstance(exc, comparison.TooManyJobs) else "job ids are numbers, such as ?ids=3,5"
         return render(request, "jobs/compare.html", {"error": message}, status=400)
-    return render(request, "jobs/compare.html", {"comparison": comparison.job_compare(user=request.user, ids=ids),
+    return render(request, "jobs/compare.html", {"comparison": comparison.job_compare(actor=request.actor, ids=ids),
                                                  "asked": len(ids)})
 
 
 @login_required
 def job_new(request):
-    datasets = selectors.dataset_list(user=request.user)
-    models = selectors.base_model_list(user=request.user)
+    datasets = selectors.dataset_list(actor=request.actor)
+    models = selectors.base_model_list(actor=request.actor)
     submitted = request.method == "POST"
     # A GET (first visit, or htmx re-rendering after the dataset or method changed) pre-fills from the query.
-    adapters = selectors.job_adapter_choices(user=request.user)
+    adapters = selectors.job_adapter_choices(actor=request.actor)
     form = JobForm(request.POST if submitted else None, datasets=datasets, models=models, adapters=adapters,
                    initial=request.GET.dict())
     if submitted and form.is_valid():
         data = form.cleaned_data
+        team = require(request.actor, request.actor.team, Membership.Role.MEMBER).team
         try:
             job = services.job_create(
-                team=_team(request), user=request.user, dataset=data["dataset"], eval_dataset=data["eval_dataset"],
+                team=team, user=request.user, dataset=data["dataset"], eval_dataset=data["eval_dataset"],
                 base_model=data["base_model"], method=data["method"], task=data["task"],
                 text_column=data["text_column"], label_column=data["label_column"], name=data["name"],
                 input_column=data.get("input_column") or "", messages_column=data.get("messages_column") or "",
@@ -141,7 +136,7 @@ def job_count(request):
     worker counts them (GET: a count is a cached fact, not a change a user makes)."""
     context = {"poll_url": request.get_full_path()}
     try:
-        model = selectors.base_model_get(user=request.user, model_id=int(request.GET.get("base_model", "")))
+        model = selectors.base_model_get(actor=request.actor, model_id=int(request.GET.get("base_model", "")))
         method = get_method(request.GET.get("method"))
     except (ValueError, UnknownMethodError):
         return render(request, "jobs/_count.html", {"error": "choose a base model and a method"}, status=400)
@@ -167,8 +162,8 @@ def job_tokens(request):
     job form and the dataset page; polled by htmx while a worker counts them."""
     context = {"poll_url": request.get_full_path()}
     try:
-        dataset = selectors.dataset_get(user=request.user, dataset_id=int(request.GET.get("dataset", "")))
-        model = selectors.base_model_get(user=request.user, model_id=int(request.GET.get("base_model", "")))
+        dataset = selectors.dataset_get(actor=request.actor, dataset_id=int(request.GET.get("dataset", "")))
+        model = selectors.base_model_get(actor=request.actor, model_id=int(request.GET.get("base_model", "")))
     except ValueError:
         return render(request, "jobs/_tokens.html", {"error": "choose a dataset and a base model"}, status=400)
     column, sft = request.GET.get("text_column", ""), None
@@ -194,7 +189,7 @@ def job_tokens(request):
 
 
 def _job_context(request, job_id: int) -> dict:
-    job = selectors.job_get(user=request.user, job_id=job_id)
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
     return {
         "job": job,
         "queue_position": selectors.queue_positions().get(job.pk) if job.status == Job.Status.QUEUED else None,
@@ -230,8 +225,8 @@ def job_status(request, job_id: int):
 @login_required
 @require_POST
 def job_cancel(request, job_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id)
-    require_in(request.user, job.team_id, "write")
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Membership.Role.MEMBER)
     job = runtime.job_cancel(job=job, user=request.user)
     messages.info(request, "Cancelled." if job.status == Job.Status.CANCELLED else "Cancelling: the worker stops it.")
     return redirect("job-detail", job_id=job.pk)
@@ -240,8 +235,8 @@ def job_cancel(request, job_id: int):
 @login_required
 @require_POST
 def job_resume(request, job_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id)
-    require_in(request.user, job.team_id, "write")
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Membership.Role.MEMBER)
     try:
         job = runtime.job_resume(job=job, user=request.user)
     except Conflict as exc:
@@ -255,8 +250,8 @@ def job_resume(request, job_id: int):
 @require_POST
 def job_playground(request, job_id: int):
     """Queue the typed texts (one per line) for the job's adapter; the answer polls until a worker predicts."""
-    job = selectors.job_get(user=request.user, job_id=job_id)
-    require_in(request.user, job.team_id, "write")
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Membership.Role.MEMBER)
     texts = [line for line in request.POST.get("texts", "").splitlines() if line.strip()]
     try:
         run = services.playground_run_create(job=job, user=request.user, texts=texts)
@@ -267,14 +262,14 @@ def job_playground(request, job_id: int):
 
 @login_required
 def job_playground_run(request, job_id: int, run_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id)
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
     run = services.playground_run_refresh(run=selectors.playground_run_get(job=job, run_id=run_id))
     return render(request, "jobs/_playground.html", {"job": job, "run": run})
 
 
 @login_required
 def job_adapter(request, job_id: int):
-    job = selectors.job_get(user=request.user, job_id=job_id)
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
     artifact = selectors.job_artifact(job=job)
     if artifact is None:
         raise Http404("this job has no adapter")

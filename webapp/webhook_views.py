@@ -6,15 +6,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import notifications, selectors
-
-from .permissions import require_here
-
+from teams.models import Membership
+from teams.permissions import require
 
 
 @login_required
 @require_POST
 def webhook_add(request):
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
     try:
         webhook = notifications.webhook_create(actor=actor, url=request.POST.get("url", ""),
                                                events=request.POST.getlist("events"))
@@ -28,7 +27,7 @@ def webhook_add(request):
 @login_required
 @require_POST
 def webhook_delete(request, webhook_id: int):
-    actor = require_here(request.user, "manage")
+    actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
     webhook = selectors.webhook_get(team=actor.team, webhook_id=webhook_id)
     notifications.webhook_delete(actor=actor, webhook=webhook)
     messages.info(request, f"Webhook {webhook.url} deleted.")

@@ -8,8 +8,9 @@ from django.db.models import Q
 from peftcore.models import (BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, is_hub_id, pin_hub_revision,
                             resolve_model)
 
-from webapp.audit import audit_record
-from webapp.permissions import require
+from teams.audit import audit_record
+from teams.models import Membership
+from teams.permissions import require
 
 from .. import dispatch
 from ..errors import Conflict, Forbidden, ValidationFailed
@@ -44,7 +45,7 @@ def base_model_add(*, actor, name: str, source: str, revision: str = "", descrip
     """A team admin offers a base model to their team. The reference is checked without downloading anything
     (the web process has no torch); a hub model is pinned to a commit id, so every job trains on the same
     weights even when the hub's branch moves on."""
-    require(actor, "manage")
+    require(actor, actor.team, Membership.Role.ADMIN)
     fields = {"name": name, "source": source, "revision": revision, "description": description}
     if nul := {field: "remove the NUL (\\u0000) character" for field, value in fields.items() if "\x00" in value}:
         raise ValidationFailed("the model was not added; fix the fields named", errors=nul)  # Postgres refuses it
@@ -91,7 +92,7 @@ def base_model_add(*, actor, name: str, source: str, revision: str = "", descrip
 def base_model_remove(*, actor, model: BaseModel) -> None:
     """Remove one of the team's own models; one that jobs were trained on stays (their reports, adapters and
     resumes refer to it)."""
-    require(actor, "manage")
+    require(actor, actor.team, Membership.Role.ADMIN)
     if model.team_id is None:
         raise Forbidden(f"'{model.name}' is offered to every team by the studio's operator; a team cannot remove it")
     if model.team_id != actor.team_id:

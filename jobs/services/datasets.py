@@ -8,8 +8,8 @@ from django.db import transaction
 from peftcore.data import inspect_file
 from peftcore.formats import DataError, detect_format
 
-from webapp.audit import audit_record
-from webapp.models import Team
+from teams.audit import audit_record
+from teams.models import Team
 
 from .. import quotas
 from ..errors import ValidationFailed

@@ -5,8 +5,8 @@ from django.db import transaction
 
 from peftcore.tasks import SFT
 
-from webapp.audit import audit_record
-from webapp.models import Team
+from teams.audit import audit_record
+from teams.models import Team
 
 from .. import quotas
 from ..errors import ValidationFailed

@@ -5,7 +5,7 @@ import logging
 from django.db import transaction
 
 
-from webapp.models import Team
+from teams.models import Team
 
 from ..errors import Conflict, Refused
 from ..models import (Artifact, Blob, Dataset, Job)

@@ -2,8 +2,8 @@
 
 import pytest
 
+from teams.models import Membership, Team
 from tests.browser.test_ui import login, page  # noqa: F401  (the page fixture)
-from webapp.models import Membership, Team
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from jobs import notifications, runtime, services
 from jobs.models import Job, Webhook, WebhookDelivery
+from teams.actor import Actor
+from teams.models import Membership
 from tests.webhook_receiver import Receiver, verify
-from webapp.models import Membership
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -33,7 +34,7 @@ def admin(alice):
     Membership.objects.filter(user=alice).update(role=Membership.Role.ADMIN)
     alice.email = "alice@example.com"
     alice.save(update_fields=["email"])
-    return Membership.objects.select_related("team", "user").get(user=alice)
+    return Actor.of(Membership.objects.select_related("team", "user").get(user=alice))
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_each_ending_posts_one_signed_delivery_to_each_subscribed_webhook(admin,
         Membership.objects.filter(pk=bobs.pk).update(role=Membership.Role.ADMIN)
         bobs.refresh_from_db()
         bobs_receiver = Receiver()
-        notifications.webhook_create(actor=bobs, url=bobs_receiver.url, events=list(FINAL))
+        notifications.webhook_create(actor=Actor.of(bobs), url=bobs_receiver.url, events=list(FINAL))
         jobs = {status: ended(status) for status in FINAL}
 
         result = notifications.notifications_sweep()
@@ -306,6 +307,6 @@ def test_a_receiver_that_drips_its_answer_cannot_hold_the_sweep(admin, ended, se
 
 def test_an_owner_who_left_the_team_gets_no_more_mail_about_its_jobs(admin, ended, mailoutbox):
     ended("succeeded")
-    Membership.objects.filter(pk=admin.pk).delete()
+    Membership.objects.filter(pk=admin.membership.pk).delete()
     notifications.notifications_sweep()
     assert mailoutbox == []

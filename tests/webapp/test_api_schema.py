@@ -21,8 +21,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance
 
 from jobs import services
-from webapp.models import Membership
-from webapp.services import api_token_create
+from teams.actor import Actor
+from teams.models import Membership
+from teams.services import api_token_create
 from webapp.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
@@ -47,7 +48,7 @@ def keep_the_test_transaction():
 def studio(keep_the_test_transaction, alice, sst2_sample, django_capture_on_commit_callbacks):
     """alice, an admin, with a token; her team's dataset (the SST-2 sample), own base model and queued job."""
     Membership.objects.filter(user=alice).update(role=Membership.Role.ADMIN)
-    actor = alice.memberships.get()
+    actor = Actor.of(alice.memberships.get())
     dataset = services.dataset_create(team=actor.team, user=alice, name="sst2", path=sst2_sample,
                                       filename="sst2.tsv", text_column="sentence", label_column="label")
     bundled = services.base_model_register_bundled()

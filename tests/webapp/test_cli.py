@@ -13,10 +13,11 @@ import zipfile
 import pytest
 from django.db import connection
 
-from jobs import runtime, selectors
+from jobs import runtime
 from jobs.models import Artifact, Dataset, Job
 from jobs.services import dataset_create
 from jobs.storage import blob_iter_chunks
+from teams.selectors import working_membership
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,7 +53,7 @@ def cli(tmp_path, live_server):
 
 @pytest.fixture
 def alice_token(alice):
-    from webapp.services import api_token_create
+    from teams.services import api_token_create
 
     return api_token_create(user=alice)
 
@@ -104,7 +105,7 @@ def test_upload_streams_the_file_and_the_dataset_belongs_to_the_tokens_team(cli,
     assert match, out
     assert "columns: sentence, label" in out
     dataset = Dataset.objects.get(pk=int(match.group(1)))
-    assert dataset.team == selectors.membership_for_user(alice).team and dataset.rows == 200
+    assert dataset.team == working_membership(user=alice).team and dataset.rows == 200
 
     listing = _ok(cli("datasets", "--url", cli.url, "--token", alice_token))
     assert re.search(rf"^{dataset.pk}\s+sst2 via cli\s+200\s+tsv\s+sentence, label", listing, re.M), listing
@@ -121,7 +122,7 @@ def test_upload_of_a_malformed_file_prints_its_row_errors(cli, alice_token, sst2
 
 
 def test_submit_prints_each_field_error(cli, alice, alice_token, sst2_sample, tiny_model, tiny_model_dir):
-    dataset = dataset_create(team=selectors.membership_for_user(alice).team, user=alice, name="sst2",
+    dataset = dataset_create(team=working_membership(user=alice).team, user=alice, name="sst2",
                              path=sst2_sample, filename="train.tsv")
     base = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--text-column", "sentence",
             "--label-column", "label", "--url", cli.url, "--token", alice_token]
@@ -140,7 +141,7 @@ def test_submit_prints_each_field_error(cli, alice, alice_token, sst2_sample, ti
 def test_watch_follows_a_job_and_its_exit_code_says_how_it_ended(cli, alice, alice_token, sst2_sample, tiny_model,
                                                                  tiny_model_dir):
     """No worker here: the test moves the job through the same runtime calls a worker makes."""
-    dataset = dataset_create(team=selectors.membership_for_user(alice).team, user=alice, name="sst2",
+    dataset = dataset_create(team=working_membership(user=alice).team, user=alice, name="sst2",
                              path=sst2_sample, filename="train.tsv")
     connect = ["--url", cli.url, "--token", alice_token]
     submit = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--method", "lora", "--text-column",

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from teams.models import ApiToken, hash_token
 from tests.conftest import REPO
-from webapp.models import ApiToken, hash_token
 
 
 def test_studio_token_prints_a_working_token_and_stores_only_its_hash(alice):
@@ -30,7 +30,7 @@ def test_studio_token_for_an_unknown_user_fails(db):
 
 
 def test_studio_token_scopes_the_token_to_the_named_team_and_refuses_a_team_not_joined(alice, bob):
-    from webapp.models import Membership, Team
+    from teams.models import Membership, Team
 
     Membership.objects.create(team=Team.objects.get(name="Team B"), user=alice, role=Membership.Role.VIEWER)
     buf = io.StringIO()

@@ -18,6 +18,7 @@ from jobs.models import EvalReport, Job, PlaygroundRun
 from peftcore.events import ListSink
 from peftcore.predict import adapter_task, generate, load_generator
 from peftcore.train import fit
+from teams.actor import actor_for_user
 from tests.tiny_models import make_review_answer_file, make_tiny_llama, store_adapter
 
 pytestmark = pytest.mark.django_db
@@ -235,7 +236,7 @@ def test_the_leaderboard_ranks_generation_metrics_the_right_way_round(alice, pai
     c = make_job(pairs_dataset, llama_model, metrics={**GEN_A, "perplexity": 9.0, "eval_loss": 2.2, "rouge_l": 0.1})
 
     def board(metric):
-        return [job.pk for job in comparison.dataset_leaderboard(user=alice, dataset_id=pairs_dataset.pk,
+        return [job.pk for job in comparison.dataset_leaderboard(actor=actor_for_user(alice), dataset_id=pairs_dataset.pk,
                                                                  metric=metric)]
 
     assert board("perplexity") == [b.pk, a.pk, c.pk]  # lowest first

@@ -9,8 +9,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from webapp.invitations import InvitationRefused, invitation_accept, invitation_create
-from webapp.models import AuditEntry, Invitation, Membership, Team
+from teams.actor import Actor
+from teams.models import AuditEntry, Invitation, Membership, Team
+from teams.services import InvitationRefused, invitation_accept, invitation_create
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_an_admin_invites_by_link_and_an_existing_user_joins_and_works_in_the_ne
 
 
 def test_someone_without_an_account_signs_up_from_the_link_and_nothing_is_half_done(admin):
-    invitation, raw = invitation_create(actor=Membership.objects.get(user=admin), email="new@example.com")
+    invitation, raw = invitation_create(actor=Actor.of(Membership.objects.get(user=admin)), email="new@example.com")
     anon = _browser()
     page = anon.get(f"/invite/{raw}/").content.decode()
     assert 'value="new@example.com"' in page and "Log in" in page
@@ -85,7 +86,7 @@ def test_a_bad_email_address_is_refused_with_what_to_fix(admin):
 
 
 def test_expired_and_withdrawn_links_say_so(admin, bob):
-    actor = Membership.objects.get(user=admin)
+    actor = Actor.of(Membership.objects.get(user=admin))
     expired, raw_expired = invitation_create(actor=actor)
     Invitation.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     withdrawn, raw_withdrawn = invitation_create(actor=actor)
@@ -99,11 +100,11 @@ def test_expired_and_withdrawn_links_say_so(admin, bob):
 
 def test_roles_limit_who_invites_whom(admin, alice, make_member):
     with pytest.raises(Exception, match="only an owner"):
-        invitation_create(actor=Membership.objects.get(user=admin), role="admin")
+        invitation_create(actor=Actor.of(Membership.objects.get(user=admin)), role="admin")
     member = _browser(alice)
     assert member.post("/team/invitations/", {"role": "member"}).status_code == 403
     owner = make_member("olga", "Team A", role=Membership.Role.OWNER)
-    invitation, _ = invitation_create(actor=Membership.objects.get(user=owner), role="admin")
+    invitation, _ = invitation_create(actor=Actor.of(Membership.objects.get(user=owner)), role="admin")
     # An admin cannot withdraw an invitation to the admin role either.
     _browser(admin).post(f"/team/invitations/{invitation.pk}/revoke/")
     assert Invitation.objects.get(pk=invitation.pk).revoked_at is None
@@ -111,7 +112,7 @@ def test_roles_limit_who_invites_whom(admin, alice, make_member):
 
 
 def test_another_teams_admin_cannot_withdraw_our_invitation(admin, make_member):
-    invitation, _ = invitation_create(actor=Membership.objects.get(user=admin))
+    invitation, _ = invitation_create(actor=Actor.of(Membership.objects.get(user=admin)))
     other = make_member("zed", "Team Z", role=Membership.Role.OWNER)
     assert _browser(other).post(f"/team/invitations/{invitation.pk}/revoke/").status_code == 404
     assert Invitation.objects.get(pk=invitation.pk).revoked_at is None
@@ -120,7 +121,7 @@ def test_another_teams_admin_cannot_withdraw_our_invitation(admin, make_member):
 @pytest.mark.django_db(transaction=True)
 def test_one_link_opened_by_two_people_at_once_adds_only_one(make_member):
     admin = make_member("ada", "Team A", role=Membership.Role.ADMIN)
-    _, raw = invitation_create(actor=Membership.objects.get(user=admin))
+    _, raw = invitation_create(actor=Actor.of(Membership.objects.get(user=admin)))
     people = [make_member(f"p{i}", f"Team P{i}") for i in range(6)]
     barrier, results = threading.Barrier(len(people)), []
 
@@ -159,8 +160,8 @@ def test_the_api_invites_lists_and_withdraws(admin, alice):
 
 def test_a_link_dies_with_its_creators_power_to_grant_it(admin, bob, make_member):
     owner = make_member("olga", "Team A", role=Membership.Role.OWNER)
-    _, owner_link = invitation_create(actor=Membership.objects.get(user=owner), role="owner")
-    _, admin_link = invitation_create(actor=Membership.objects.get(user=admin), role="member")
+    _, owner_link = invitation_create(actor=Actor.of(Membership.objects.get(user=owner)), role="owner")
+    _, admin_link = invitation_create(actor=Actor.of(Membership.objects.get(user=admin)), role="member")
     Membership.objects.filter(user=owner).update(role=Membership.Role.ADMIN)  # demoted: may not grant owner
     Membership.objects.filter(user=admin).delete()  # removed: may not grant anything
     for raw in (owner_link, admin_link):
@@ -170,7 +171,7 @@ def test_a_link_dies_with_its_creators_power_to_grant_it(admin, bob, make_member
 
 
 def test_sign_up_refuses_names_the_studio_cannot_address(admin):
-    _, raw = invitation_create(actor=Membership.objects.get(user=admin))
+    _, raw = invitation_create(actor=Actor.of(Membership.objects.get(user=admin)))
     response = _browser().post(f"/invite/{raw}/", {"username": "a/b", "password": "a long passphrase 42"})
     assert response.status_code == 400 and "Enter a valid username" in response.content.decode()
     assert not Membership.objects.filter(user__username="a/b").exists()

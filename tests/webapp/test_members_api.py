@@ -4,8 +4,8 @@ import pytest
 
 from jobs import services
 from jobs.models import Job
+from teams.models import AuditEntry, Membership, Team
 from tests.conftest import api_client
-from webapp.models import AuditEntry, Membership, Team
 
 
 @pytest.fixture

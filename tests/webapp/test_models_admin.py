@@ -10,8 +10,8 @@ from django.test import Client
 
 from jobs import services
 from jobs.models import BaseModel
+from teams.models import AuditEntry, Membership
 from tests.conftest import api_client
-from webapp.models import AuditEntry, Membership
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

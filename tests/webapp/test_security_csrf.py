@@ -10,9 +10,9 @@ from django.test import Client
 from django.urls import get_resolver
 
 from jobs.models import Dataset, Job, WorkerHeartbeat
+from teams.models import ApiToken, AuditEntry, Membership
 from tests.webapp.test_url_isolation import PARAM, _all_routes, alices_objects  # noqa: F401  (its fixture)
 from webapp.api import api
-from webapp.models import ApiToken, AuditEntry, Membership
 
 WRITES = ("post", "put", "patch", "delete")
 COUNTED = (Dataset, Job, Membership, AuditEntry, ApiToken)

@@ -6,8 +6,8 @@ from django.test import Client
 
 from jobs import services
 from jobs.models import Dataset
-from webapp.models import ApiToken, AuditEntry, Membership, Team
-from webapp.services import api_token_create
+from teams.models import ApiToken, AuditEntry, Membership, Team
+from teams.services import api_token_create
 
 
 @pytest.fixture
@@ -91,10 +91,10 @@ def test_a_token_stops_working_when_its_user_leaves_the_team(carol, datasets):
 
 
 def test_a_token_cannot_be_made_for_a_team_the_user_is_not_in(carol, make_member):
-    from webapp.services import TeamChangeRefused
+    from teams.errors import Refused
 
     make_member("dave", "Team D")
-    with pytest.raises(TeamChangeRefused, match="not a member of Team D"):
+    with pytest.raises(Refused, match="not a member of Team D"):
         api_token_create(user=carol, team=Team.objects.get(name="Team D"))
     assert not ApiToken.objects.filter(user=carol).exists()
 

@@ -11,7 +11,7 @@ from django.test import Client
 
 from jobs.models import Job, TokenStats
 from jobs.profiles import count_tokens as worker_count
-from jobs.runner import _build_spec
+from jobs.workspace import build_spec
 from jobs.services import base_model_register
 from tests.peftcore.conftest import SHARED_DATA
 from tests.tiny_models import make_tiny_llama, make_tiny_t5
@@ -55,7 +55,7 @@ def test_an_sft_job_on_nested_columns_is_queued_with_its_columns_and_template(
     body = created.json()
     assert (body["task"], body["label_column"], body["input_column"], body["template"]) == (
         "sft", "instances[0].output", "instances[0].input", "alpaca")
-    spec = _build_spec(Job.objects.get(pk=body["id"]), tmp_path, tmp_path)
+    spec = build_spec(Job.objects.get(pk=body["id"]), tmp_path, tmp_path)
     assert (spec["task"], spec["input_column"], spec["template"], spec["messages_column"]) == (
         "sft", "instances[0].input", "alpaca", None)
 

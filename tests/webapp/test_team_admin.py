@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Dataset, Job
+from teams.models import ApiToken, AuditEntry, Membership, Team
+from teams.services import user_create
 from tests.conftest import api_client
-from webapp.models import ApiToken, AuditEntry, Membership, Team
-from webapp.services import user_create
 
 
 def browser(user) -> Client:

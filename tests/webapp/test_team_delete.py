@@ -6,7 +6,8 @@ from django.test import Client
 from jobs import runtime, services
 from jobs.errors import Conflict
 from jobs.models import Blob, BlobChunk, Dataset, Job
-from webapp.models import Membership, Team
+from teams.actor import Actor
+from teams.models import Membership, Team
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_a_running_job_blocks_deletion(owner, sst2_sample, tiny_model, django_ca
     job = _job(owner, sst2_sample, tiny_model, django_capture_on_commit_callbacks)
     runtime.job_claim(job_id=job.pk, owner="w/1")
     with pytest.raises(Conflict, match="cancel them first"):
-        services.team_delete(actor=Membership.objects.get(user=owner), confirm_name="Team A")
+        services.team_delete(actor=Actor.of(Membership.objects.get(user=owner)), confirm_name="Team A")
     assert Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
 
 

@@ -10,10 +10,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from jobs import runtime, services
 from jobs.models import Job, PlaygroundRun, Webhook
+from teams.actor import Actor
+from teams.models import ApiToken, Membership
+from teams.services import api_token_create, invitation_create
 from tests.conftest import api_client
-from webapp.invitations import invitation_create
-from webapp.models import ApiToken, Membership
-from webapp.services import api_token_create
 
 PARAM = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 # Open to anyone by design: the link is the secret (tests/webapp/test_invitations.py).
@@ -45,7 +45,7 @@ def alices_objects(alice, sst2_sample, tiny_model, django_capture_on_commit_call
         Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
         run = PlaygroundRun.objects.create(job=job, created_by=alice, texts=["x"])
     Membership.objects.filter(user=alice).update(role=Membership.Role.OWNER)
-    invitation, _ = invitation_create(actor=Membership.objects.get(user=alice))
+    invitation, _ = invitation_create(actor=Actor.of(Membership.objects.get(user=alice)))
     Membership.objects.filter(user=alice).update(role=Membership.Role.MEMBER)
     api_token_create(user=alice)
     webhook = Webhook.objects.create(team=team, url="https://alice.example.com/hook", secret="s", events=["failed"])

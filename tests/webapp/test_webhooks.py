@@ -8,10 +8,11 @@ from django.utils import timezone
 
 from jobs import notifications, services
 from jobs.models import Job, Webhook, WebhookDelivery
+from teams.actor import Actor
+from teams.models import AuditEntry, Membership
+from teams.services import user_create
 from tests.conftest import api_client, wait_for
 from tests.webhook_receiver import Receiver, verify
-from webapp.models import AuditEntry, Membership
-from webapp.services import user_create
 
 
 def browser(user) -> Client:
@@ -88,7 +89,7 @@ def test_deliveries_that_gave_up_are_shown_to_admins(alice, sst2_sample, tiny_mo
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     broken = Receiver(status=500)
     try:
-        notifications.webhook_create(actor=Membership.objects.get(user=admin_of(alice)), url=broken.url,
+        notifications.webhook_create(actor=Actor.of(Membership.objects.get(user=admin_of(alice))), url=broken.url,
                                      events=["failed"])
         job = _failed_job(alice, sst2_sample, tiny_model)
         notifications.notifications_sweep()
@@ -106,7 +107,7 @@ def test_deliveries_that_gave_up_are_shown_to_admins(alice, sst2_sample, tiny_mo
 def test_another_teams_webhooks_are_invisible_and_404(alice, bob):
     admin_of(alice)
     admin_of(bob)
-    bobs = notifications.webhook_create(actor=Membership.objects.select_related("team").get(user=bob),
+    bobs = notifications.webhook_create(actor=Actor.of(Membership.objects.select_related("team").get(user=bob)),
                                         url="https://bob.example.com/hook", events=["failed"])
     api = api_client(alice)
     assert api.get("/api/v1/team/webhooks").json() == []
@@ -119,7 +120,7 @@ def test_another_teams_webhooks_are_invisible_and_404(alice, bob):
 
 def test_members_who_are_not_admins_get_403(alice, bob):
     team = alice.memberships.get().team
-    hook = notifications.webhook_create(actor=Membership.objects.select_related("team").get(user=admin_of(alice)),
+    hook = notifications.webhook_create(actor=Actor.of(Membership.objects.select_related("team").get(user=admin_of(alice))),
                                         url="https://a.example.com/hook", events=["failed"])
     member = user_create(username="mo", password="pw-mo", team=team)
     page, api = browser(member), api_client(member)
@@ -139,7 +140,7 @@ def test_the_maintenance_worker_runs_the_sweep(celery_worker_process, alice, sst
     """The real path: the task is routed to the maintenance queue, a worker process runs it, the receiver hears."""
     from jobs.tasks import send_notifications
 
-    notifications.webhook_create(actor=Membership.objects.select_related("team").get(user=admin_of(alice)),
+    notifications.webhook_create(actor=Actor.of(Membership.objects.select_related("team").get(user=admin_of(alice))),
                                  url=receiver.url, events=["failed"])
     job = _failed_job(alice, sst2_sample, tiny_model)
     send_notifications.delay()

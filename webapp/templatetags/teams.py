@@ -3,8 +3,9 @@ link only for those whose role may open the dashboard."""
 
 from django import template
 
-from jobs.selectors import user_memberships
-from webapp.permissions import allowed
+from teams.models import Membership
+from teams.permissions import role_at_least
+from teams.selectors import user_memberships
 
 register = template.Library()
 
@@ -15,4 +16,5 @@ def team_nav(context):
     memberships = user_memberships(user=request.user)  # one query per page
     current = memberships[0] if memberships else None
     return {"current": current, "memberships": memberships, "csrf_token": context.get("csrf_token"),
-            "may_manage": current is not None and allowed(current.role, "manage"), "path": request.path}
+            "may_manage": current is not None and role_at_least(current.role, Membership.Role.ADMIN),
+            "path": request.path}

@@ -6,8 +6,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from jobs.services import base_model_register_bundled
-from webapp.models import Membership
-from webapp.services import team_create, user_create
+from teams.models import Membership
+from teams.services import team_create, user_create
 
 
 class Command(BaseCommand):

@@ -1,8 +1,9 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.models import Team
-from webapp.services import TeamChangeRefused, api_token_create
+from teams.errors import Refused
+from teams.models import Team
+from teams.services import api_token_create
 
 
 class Command(BaseCommand):
@@ -26,5 +27,5 @@ class Command(BaseCommand):
                 raise CommandError(f"no team named '{team}'")
         try:
             self.stdout.write(api_token_create(user=user, team=team_obj, name=name))
-        except TeamChangeRefused as exc:
+        except Refused as exc:
             raise CommandError(str(exc)) from None

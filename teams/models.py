@@ -1,3 +1,5 @@
+"""The teams app's models: teams, their members and roles, API tokens, invitations and the audit log."""
+
 import hashlib
 import secrets
 
@@ -8,7 +10,7 @@ from django.db import models
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Quotas (None: no limit), enforced under a lock on this row (webapp.quotas) so concurrent submissions
+    # Quotas (None: no limit), enforced under a lock on this row (jobs.quotas) so concurrent submissions
     # cannot slip past them. Compute hours are training hours on any device (GPU or CPU).
     max_concurrent_jobs = models.PositiveIntegerField(null=True, blank=True)
     compute_hours_per_month = models.FloatField(null=True, blank=True)
