@@ -1,7 +1,7 @@
 """request.actor for pages: who acts and in which team (teams.actor), built at most once per request.
 
 Lazily: a request that never asks (static files, the login page, a health check) costs no query. The API
-replaces it with the bearer token's actor when it authenticates the request (webapp.api.BearerToken)."""
+replaces it with the bearer token's actor when it authenticates the request (webapp.api.app.BearerToken)."""
 
 from django.utils.functional import SimpleLazyObject
 

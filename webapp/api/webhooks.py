@@ -1,4 +1,4 @@
-"""API endpoints for the team's webhooks (admins; django-ninja router mounted on webapp.api). Another team's
+"""API endpoints for the team's webhooks (admins). Another team's
 webhook is a 404."""
 
 from datetime import datetime

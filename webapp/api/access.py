@@ -1,6 +1,4 @@
-"""API endpoints for access: the caller's own tokens and the team's invitations (django-ninja router mounted on
-webapp.api). A token sees only tokens of its own team, and cannot make tokens: a stolen one could otherwise
-outlive its own revocation (new tokens are made on the Tokens page or with `manage.py studio_token`)."""
+"""Access: the caller's own tokens and the team's invitations. A token sees only tokens of its own team, and cannot make tokens: a stolen one could otherwise outlive its own revocation (new tokens are made on the Tokens page or with `manage.py studio_token`)."""
 
 from datetime import datetime
 from typing import Literal
@@ -15,7 +13,9 @@ from teams.errors import NotFound, Refused
 from teams.models import ApiToken, Invitation, Membership
 from teams.permissions import require
 
-ADMIN = Membership.Role.ADMIN
+from .schemas import (Detail)
+
+Role = Membership.Role
 
 router = Router(tags=["access"])
 
@@ -47,9 +47,6 @@ class InvitationOut(Schema):
 class NewInvitation(InvitationOut):
     url: str = Field(description="the link that joins the team: shown only in this answer, single use")
 
-
-class Detail(Schema):
-    detail: str
 
 
 def _token_out(token: ApiToken) -> dict:
@@ -86,7 +83,7 @@ def _invitation_out(invitation: Invitation) -> dict:
 @router.get("/team/invitations", response=list[InvitationOut])
 def invitation_list(request):
     """Invitations of your team that can still be accepted (admins)."""
-    actor = require(request.actor, request.actor.team, ADMIN)
+    actor = require(request.actor, request.actor.team, Role.ADMIN)
     return [_invitation_out(i) for i in selectors.invitations_pending(team=actor.team)]
 
 
@@ -95,7 +92,7 @@ def invitation_create(request, payload: InvitationIn):
     """Invite someone (admins; owners for admin and owner roles). The answer carries the link, once."""
     from django import forms
 
-    actor = require(request.actor, request.actor.team, ADMIN)
+    actor = require(request.actor, request.actor.team, Role.ADMIN)
     try:
         forms.EmailField(required=False).clean(payload.email)
     except forms.ValidationError:
@@ -115,45 +112,10 @@ def invitation_create(request, payload: InvitationIn):
 @router.delete("/team/invitations/{invitation_id}", response={204: None, 403: Detail, 404: Detail})
 def invitation_revoke(request, invitation_id: int):
     """Withdraw an invitation: its link stops working."""
-    actor = require(request.actor, request.actor.team, ADMIN)
+    actor = require(request.actor, request.actor.team, Role.ADMIN)
     invitation = selectors.invitation_get(team=actor.team, invitation_id=invitation_id)
     try:
         services.invitation_revoke(actor=actor, invitation=invitation)
     except Refused as exc:
         return Status(403, {"detail": str(exc)})
-    return Status(204, None)
-
-
-
-class RoleIn(Schema):
-    role: Literal["viewer", "member", "admin", "owner"]
-
-
-class MemberOut(Schema):
-    username: str
-    role: str
-    joined_at: datetime
-
-
-@router.patch("/team/members/{username}", response={200: MemberOut, 400: Detail})
-def member_set_role(request, username: str, payload: RoleIn):
-    """Change a member's role (admins; owners for admin and owner roles; a team keeps an owner)."""
-    actor = require(request.actor, request.actor.team, ADMIN)
-    membership = selectors.member_get(team=actor.team, username=username)
-    try:
-        m = services.member_set_role(actor=actor, membership=membership, role=payload.role)
-    except Refused as exc:
-        return Status(400, {"detail": str(exc)})
-    return {"username": m.user.username, "role": m.role, "joined_at": m.created_at}
-
-
-@router.delete("/team/members/{username}", response={204: None, 400: Detail})
-def member_remove(request, username: str):
-    """Remove a member: their tokens for this team stop working at once."""
-    actor = require(request.actor, request.actor.team, ADMIN)
-    membership = selectors.member_get(team=actor.team, username=username)
-    try:
-        services.member_remove(actor=actor, membership=membership)
-    except Refused as exc:
-        return Status(400, {"detail": str(exc)})
     return Status(204, None)

@@ -1,0 +1,188 @@
+"""Schemas and shapes more than one resource answers with: errors, datasets, models, jobs, members."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from django.conf import settings
+from django.urls import reverse
+from ninja import Field, Schema
+
+from jobs import selectors
+from jobs.models import Job
+
+
+class RowError(Schema):
+    row: int | None
+    message: str
+
+
+class DatasetErrors(Schema):
+    detail: str
+    errors: list[RowError] = []  # absent when the request itself was refused (a NUL character in a field)
+
+
+class FieldErrors(Schema):
+    detail: str
+    # Absent when the body itself could not be read (django-ninja answers malformed JSON with detail only).
+    errors: dict[str, str] = Field({}, description="field name: what to fix")
+
+
+class Detail(Schema):
+    detail: str
+
+
+class DatasetOut(Schema):
+    id: int
+    name: str
+    filename: str
+    format: str
+    rows: int
+    columns: list[str]
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+    warnings: list[dict[str, Any]] = Field(
+        [], description="what training can live with but you should know: duplicates, conflicting labels, "
+                        "imbalance, labels too small to split (each with a code, a message and example rows)")
+
+    @staticmethod
+    def resolve_warnings(obj) -> list[dict[str, Any]]:
+        if hasattr(obj, "warnings_json"):  # annotated by the list query: stats itself stays deferred
+            return obj.warnings_json or []
+        return (obj.stats or {}).get("warnings", [])
+
+
+class DatasetDetail(DatasetOut):
+    preview: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+
+class ModelOut(Schema):
+    id: int
+    name: str
+    source: str
+    revision: str
+    description: str
+
+
+class JobIn(Schema):
+    dataset: int
+    eval_dataset: int | None = None
+    base_model: int
+    method: str
+    task: str = Field("text-classification", description="text-classification, sft or seq2seq")
+    text_column: str = Field("", description="the text (classification), prompt (sft; a path such as "
+                             "instances[0].output may reach into nested JSON) or input (seq2seq) column")
+    label_column: str = Field("", description="the label, response (sft) or target (seq2seq) column")
+    input_column: str = Field("", description="sft: an optional column appended to the prompt")
+    messages_column: str = Field("", description="sft: a column of chat messages [{role, content}], instead of "
+                                 "text_column and label_column")
+    template: str = Field("", description="sft: auto (the tokenizer's chat template, else alpaca), alpaca, chatml "
+                          "or plain")
+    name: str = ""
+    params: dict[str, Any] = {}
+    method_params: dict[str, Any] = {}
+    start_from: int | None = Field(None, description="a succeeded job of your team whose adapter this job starts from")
+    start_mode: Literal["continue", "stack"] = Field(
+        "continue", description="continue: train that adapter further (its method and parameters are kept); "
+        "stack: keep it frozen and train a new adapter of any method on top")
+    priority: Literal["low", "normal", "high"] = Field(
+        "normal", description="order among your team's queued jobs (teams share workers fairly whatever this says)")
+    time_limit_minutes: int | None = Field(
+        None, description="minutes of training before the job stops as timed out (resumable); default: the "
+        "studio's limit")
+
+
+class Progress(Schema):
+    step: int
+    total: int
+    fraction: float
+    eta_seconds: float | None
+    loss: float | None = Field(None, description="the latest training loss (null until the first step)")
+
+
+class JobError(Schema):
+    kind: str
+    message: str
+
+
+class Attempt(Schema):
+    number: int
+    worker: str
+    resumed_from_step: int
+    micro_batch_size: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    message: str
+
+
+class JobOut(Schema):
+    id: int
+    name: str
+    status: str
+    queue_position: int | None = Field(description="1 = next to start; null unless queued")
+    priority: str
+    attempt: int
+    failures: int = Field(description="attempts that ended without a verdict (worker lost, crash)")
+    checkpoint_step: int = Field(description="the step a resume starts from (0: no checkpoint)")
+    micro_batch_size: int | None = Field(description="rows per forward pass after an out-of-memory retry")
+    notice: str = Field(description="what the runtime did on its own (a resume, an out-of-memory retry)")
+    run_seconds: float
+    time_limit_seconds: int
+    heartbeat_at: datetime | None = Field(description="when the worker running it last renewed its lease")
+    task: str
+    method: str
+    dataset: int
+    eval_dataset: int | None
+    base_model: int
+    text_column: str
+    label_column: str
+    input_column: str
+    messages_column: str
+    template: str
+    params: dict[str, Any]
+    method_params: dict[str, Any]
+    start_from: int | None
+    start_mode: str
+    progress: Progress
+    metrics: dict[str, Any]
+    error: JobError | None
+    adapter_url: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def queue_places(jobs) -> dict[int, int]:
+    """Queue places for a page of jobs: one query, and none when nothing shown is queued."""
+    return selectors.queue_positions() if any(job.status == Job.Status.QUEUED for job in jobs) else {}
+
+
+def job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
+    if positions is None:
+        positions = queue_places([job])
+    return {
+        "id": job.pk, "name": job.name, "status": job.status, "queue_position": positions.get(job.pk),
+        "priority": Job.Priority(job.priority).label.lower(), "attempt": job.attempt, "failures": job.failures,
+        "checkpoint_step": job.checkpoint_step if job.checkpoint_id else 0, "micro_batch_size": job.micro_batch_size,
+        "notice": job.notice, "run_seconds": job.run_seconds, "heartbeat_at": job.heartbeat_at,
+        "time_limit_seconds": job.time_limit_seconds or settings.JOB_TIME_LIMIT_SECONDS,
+        "task": job.task, "method": job.method,
+        "dataset": job.dataset_id, "eval_dataset": job.eval_dataset_id, "base_model": job.base_model_id,
+        "text_column": job.text_column, "label_column": job.label_column, "input_column": job.input_column,
+        "messages_column": job.messages_column, "template": job.template, "params": job.params,
+        "method_params": job.method_params, "start_from": job.start_from_id, "start_mode": job.start_mode,
+        "progress": {**selectors.job_progress(job), "loss": job.last_loss}, "metrics": job.metrics,
+        "error": {"kind": job.error_kind, "message": job.error_message} if job.error_kind else None,
+        "adapter_url": reverse("api:job_adapter", args=[job.pk]) if job.status == Job.Status.SUCCEEDED else None,
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+    }
+
+
+
+
+class MemberOut(Schema):
+    username: str
+    role: str
+    joined_at: datetime
