@@ -5,9 +5,10 @@ ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
+# torch first, outside the lock (requirements.txt says why); then every other package pinned, hashes checked.
 RUN pip install --no-cache-dir --index-url "$TORCH_INDEX" "$TORCH_SPEC"
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt gunicorn
+COPY requirements.lock .
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY . .
 RUN useradd --create-home studio && mkdir -p /data && chown studio /data
 USER studio
