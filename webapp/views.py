@@ -11,11 +11,10 @@ from django.views.decorators.http import require_POST
 
 from jobs import comparison, runtime, selectors, services
 from jobs.models import Job
-from jobs.errors import Conflict, ValidationFailed
+from jobs.errors import Conflict, Refused, ValidationFailed
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
-from peftcore.tasks import SFT
 from teams.audit import audit_record
 from teams.models import Membership
 from teams.permissions import require
@@ -166,25 +165,20 @@ def job_tokens(request):
         model = selectors.base_model_get(actor=request.actor, model_id=int(request.GET.get("base_model", "")))
     except ValueError:
         return render(request, "jobs/_tokens.html", {"error": "choose a dataset and a base model"}, status=400)
-    column, sft = request.GET.get("text_column", ""), None
-    if request.GET.get("task") == SFT:
-        # SFT: whole examples as the template builds them, and rows that cannot be read with these columns
-        sft = services.sft_options(column, request.GET.get("label_column", ""), request.GET.get("input_column", ""),
-                                   request.GET.get("messages_column", ""), request.GET.get("template", ""))
-        problem = services.sft_options_error(dataset, sft)
-        if problem:
-            return render(request, "jobs/_tokens.html", {"error": problem}, status=400)
-        column = sft.get("messages") or f"{sft['prompt']} → {sft['response']}"
-    elif column not in dataset.columns:
-        return render(request, "jobs/_tokens.html", {"error": "choose the text column"}, status=400)
+    try:
+        stats = services.token_stats_ask(
+            dataset=dataset, base_model=model, task=request.GET.get("task", ""),
+            **{field: request.GET.get(field, "") for field in
+               ("text_column", "label_column", "input_column", "messages_column", "template")})
+    except Refused as exc:
+        return render(request, "jobs/_tokens.html", {"error": str(exc)}, status=400)
     max_length, errors = validate_params(
         [p for p in TRAINING_PARAMS if p.name == "max_length"], {"max_length": request.GET.get("p_max_length")})
     if errors:
         context["error"] = f"Fix the maximum length to see how many rows it cuts: {format_errors(errors)}"
         return render(request, "jobs/_tokens.html", context)
-    stats = (services.token_stats_request(dataset=dataset, base_model=model, sft=sft) if sft
-             else services.token_stats_request(dataset=dataset, base_model=model, column=column))
-    context.update(summary=selectors.token_stats_summary(stats, max_length["max_length"]), model=model, column=column)
+    context.update(summary=selectors.token_stats_summary(stats, max_length["max_length"]), model=model,
+                   column=services.token_stats_label(stats))
     return render(request, "jobs/_tokens.html", context)
 
 

@@ -9,7 +9,10 @@ from peftcore.sft import AUTO as AUTO_TEMPLATE
 from peftcore.sft import path_root
 
 
+from peftcore.tasks import SFT
+
 from .. import dispatch
+from ..errors import Refused
 from ..models import (BaseModel, Dataset, TokenStats,
                       TrainableCount)
 
@@ -90,3 +93,26 @@ def sft_preflight_errors(*, dataset: Dataset, base_model: BaseModel, max_length:
             f"{max_length} tokens or more, so nothing of their answer is left to learn; raise the maximum length "
             f"to {check['needed_length']} or shorten those prompts")
     return errors
+
+
+def token_stats_ask(*, dataset: Dataset, base_model: BaseModel, task: str, text_column: str, label_column: str = "",
+                    input_column: str = "", messages_column: str = "", template: str = "") -> TokenStats:
+    """The token lengths a job form's columns would train on (SFT: whole examples as the template builds them),
+    asked for once (see token_stats_request). Refused: columns the dataset lacks."""
+    if task == SFT:
+        options = sft_options(text_column, label_column, input_column, messages_column, template)
+        if problem := sft_options_error(dataset, options):
+            raise Refused(problem)
+        return token_stats_request(dataset=dataset, base_model=base_model, sft=options)
+    if text_column not in dataset.columns:
+        raise Refused(f"'{text_column}' is not a column of '{dataset.name}'; its columns are: "
+                      f"{', '.join(dataset.columns)}" if text_column else "choose the text column")
+    return token_stats_request(dataset=dataset, base_model=base_model, column=text_column)
+
+
+def token_stats_label(stats: TokenStats) -> str:
+    """What was counted, as the forms name it: a column, or SFT's messages or prompt -> response columns."""
+    options = stats.options or {}
+    if not options:
+        return stats.column
+    return options.get("messages") or f"{options['prompt']} → {options['response']}"

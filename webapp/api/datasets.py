@@ -7,7 +7,6 @@ from ninja.files import UploadedFile
 
 from jobs import selectors, services
 from jobs.errors import ValidationFailed
-from peftcore.tasks import SFT
 from teams.models import Membership
 from teams.permissions import require
 
@@ -75,16 +74,11 @@ def dataset_token_stats(request, dataset_id: int, base_model: int, column: str =
     the max length cuts away. Counted once by a worker: 202 with status "counting" until then; ask again."""
     dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
     model = selectors.base_model_get(actor=request.actor, model_id=base_model)
-    sft = (services.sft_options(column, label_column, input_column, messages_column, template)
-           if task == SFT else None)
-    problem = (services.sft_options_error(dataset, sft) if sft else None if column in dataset.columns else
-               f"'{column}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}")
-    if problem:
-        return 400, {"detail": problem}
     if max_length < 1:
         return 400, {"detail": "max_length must be a positive number of tokens"}
-    stats = (services.token_stats_request(dataset=dataset, base_model=model, sft=sft) if sft
-             else services.token_stats_request(dataset=dataset, base_model=model, column=column))
+    stats = services.token_stats_ask(dataset=dataset, base_model=model, task=task, text_column=column,
+                                     label_column=label_column, input_column=input_column,
+                                     messages_column=messages_column, template=template)  # Refused: a 400
     summary = selectors.token_stats_summary(stats, max_length)
     if summary is None:
         return 202, {"status": "counting"}
