@@ -8,38 +8,34 @@ architecture_refusal) to build and check its forms; a task's torch parts are imp
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from ..registry import Registry
 from ._base import OPTIONAL_FIELDS, Predictor, Rows, Runner, Task, load_tokenizer, max_positions
 
-__all__ = ["OPTIONAL_FIELDS", "Predictor", "Rows", "Runner", "Task", "UnknownTaskError", "all_tasks", "get_task",
-           "load_tokenizer", "max_positions", "register", "task_as_json", "tasks_as_json"]
+__all__ = [
+    "ALL_TASKS", "COLUMN_ROLES", "GENERATION_TASKS", "OPTIONAL_FIELDS", "SEQ2SEQ", "SFT", "TASKS", "TASK_NAMES",
+    "TEXT_CLASSIFICATION", "Predictor", "Rows", "Runner", "Task", "UnknownTaskError", "all_tasks",
+    "architecture_refusal", "check_task", "get_task", "load_tokenizer", "max_positions", "peft_task_type", "register",
+    "task_as_json", "tasks_as_json",
+]
 
 
 class UnknownTaskError(ValueError):
     pass
 
 
-_REGISTRY: dict[str, Task] = {}
+_TASKS: Registry[Task] = Registry("task", lambda task: task.id, UnknownTaskError)
 
 
 def register(task: Task) -> Task:
-    if task.id in _REGISTRY:
-        raise ValueError(f"task {task.id!r} is already registered")
-    _REGISTRY[task.id] = task
-    return task
+    return _TASKS.register(task)
 
 
 def get_task(task_id: str) -> Task:
-    try:
-        return _REGISTRY[task_id]
-    except (KeyError, TypeError):
-        raise UnknownTaskError(f"unknown task {task_id!r}; known tasks: {', '.join(_REGISTRY)}") from None
+    return _TASKS.get(task_id)
 
 
 def all_tasks() -> list[Task]:
-    return list(_REGISTRY.values())
+    return _TASKS.all()
 
 
 def task_as_json(task: Task) -> dict:
@@ -61,16 +57,7 @@ def tasks_as_json() -> list[dict]:
 
 
 # The job form lists tasks in this order (the first is its default); a new task follows them.
-_FIRST = ("text_classification", "sft", "seq2seq")
-
-
-def _discover() -> None:
-    names = [info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
-    for name in [n for n in _FIRST if n in names] + sorted(n for n in names if n not in _FIRST):
-        importlib.import_module(f"{__name__}.{name}")
-
-
-_discover()
+_TASKS.discover(__name__, __path__, first=("text_classification", "sft", "seq2seq"))
 
 # The names jobs/ and webapp/ import, derived from the registry (new code: get_task, all_tasks, task_as_json).
 TEXT_CLASSIFICATION, SFT, SEQ2SEQ = "text-classification", "sft", "seq2seq"
