@@ -40,7 +40,7 @@ def count_trainable(count_id: int) -> str:
     """One live count for the job form, in this (maintenance) worker's own process: after the first count
     torch is imported and each further count takes milliseconds on the meta device, where a child process
     would take seconds to start."""
-    from peftcore.methods import count_trainable as count_on_meta
+    from peftcore.counting import count_trainable as count_on_meta
     from peftcore.methods._common import MethodBuildError
 
     count = TrainableCount.objects.select_related("base_model").filter(pk=count_id).first()

@@ -39,10 +39,11 @@ def save_native(model, folder: Path, *, method: str, params: dict, task: str, ba
     (folder / NATIVE_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def write_method_file(folder: Path, *, method: str, params: dict, task: str, template: str | None = None) -> None:
+def write_method_file(folder: Path, *, method: str, params: dict, task: str, **options) -> None:
+    """options: the task's own settings (Task.options), e.g. SFT's prompt template: the playground must prompt the
+    way training did."""
     data = {"method": method, "method_params": params, "task": task}
-    if template:
-        data["template"] = template  # an SFT prompt template: the playground must prompt the way training did
+    data.update({key: value for key, value in options.items() if value})
     (Path(folder) / METHOD_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 

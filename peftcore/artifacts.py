@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .models import BUNDLED_MODEL_ID, LOCAL_PREFIX
+from .tasks import get_task
 
 LABELS_FILE = "labels.json"
 CARD_FILE = "README.md"
@@ -45,41 +46,16 @@ def _loader_imports(saved_as: str) -> list[str]:
     return []
 
 
-# The transformers class each task's model loads with (the card's code must build the same model).
-AUTO_CLASSES = {"text-classification": "AutoModelForSequenceClassification", "sft": "AutoModelForCausalLM",
-                "seq2seq": "AutoModelForSeq2SeqLM"}
-
-
-def _loading_lines(saved_as: str, num_labels: int, auto: str = AUTO_CLASSES["text-classification"]) -> list[str]:
+def _loading_lines(saved_as: str, auto: str, num_labels: int | None) -> list[str]:
+    """num_labels: for a model with a new classifier head, which must have its size."""
     if saved_as == "full":  # a whole fine-tuned model: the base model is not needed
         return [f"model = {auto}.from_pretrained(folder)", "model.eval()"]
     load = "PeftModel.from_pretrained(model, folder)" if saved_as == "peft" else "peftcore.load_adapter(model, folder)"
-    labels = f", num_labels={num_labels}" if auto == AUTO_CLASSES["text-classification"] else ""
+    labels = f", num_labels={num_labels}" if num_labels is not None else ""
     return [
         f"model = {auto}.from_pretrained(base{labels})",
         f"model = {load}",
         "model.eval()",
-    ]
-
-
-def _use_lines(task: str, max_length: int) -> list[str]:
-    if task == "text-classification":
-        return [
-            'texts = ["an example text to classify"]',
-            f"inputs = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors=\"pt\")",
-            "with torch.no_grad():",
-            "    predicted = model(**inputs).logits.argmax(dim=-1)",
-            "print([labels[i] for i in predicted.tolist()])",
-        ]
-    prompt = ("# the prompt as in training: the tokenizer's chat template, or the template named under Training"
-              if task == "sft" else "# an input as in training")
-    return [
-        prompt,
-        'inputs = tokenizer(["Summarise: the studio trains adapters."], return_tensors="pt")',
-        "with torch.no_grad():",
-        "    output = model.generate(**inputs, max_new_tokens=64, do_sample=False)",
-        *(["output = output[:, inputs[\"input_ids\"].shape[1]:]  # the answer follows the prompt"] if task == "sft" else []),
-        "print(tokenizer.batch_decode(output, skip_special_tokens=True))",
     ]
 
 
@@ -98,7 +74,7 @@ def write_model_card(
     metrics: Mapping[str, Any],
     dataset_sha256: str | None,
     eval_dataset_sha256: str | None,
-    task: str = "text-classification",
+    task: str,
     dataset_name: str | None = None,
     train_rows: int | None = None,
     eval_rows: int | None = None,
@@ -106,9 +82,11 @@ def write_model_card(
     total_params: int | None = None,
     saved_as: str = "peft",
     stacked: bool = False,
-    template: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """README.md: what was trained on what, how well it did, and the exact code that loads it."""
+    """README.md: what was trained on what, how well it did, and the exact code that loads it. The task (its
+    registry entry) adds its lines; options: its own settings (Task.options)."""
+    entry = get_task(task)
     max_length = params.get("max_length", 128)
     lines = [
         f"# {method} adapter for {task}",
@@ -130,9 +108,7 @@ def write_model_card(
     if trainable_params is not None:
         lines.append(f"- Trainable parameters: {trainable_params:,} of {total_params:,}")
     lines.append(f"- Training parameters: {json.dumps(dict(params), sort_keys=True)}")
-    if template:
-        lines.append(f"- Prompt template: `{template}` (auto: the tokenizer's chat template, else alpaca; see "
-                     "peftcore/sft.py)")
+    lines += entry.card_lines(dict(options or {}))
     if stacked:
         # The folder needs the adapter below it; peftcore.load_adapter applies both in order.
         lines.append("- Trained on top of the adapter in `base_adapter/` (kept frozen); load both with "
@@ -140,7 +116,7 @@ def write_model_card(
         saved_as = "peftcore" if saved_as == "peft" else saved_as
     lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt_metric(value)} |" for name, value in metrics.items()]
-    auto = AUTO_CLASSES.get(task, AUTO_CLASSES["text-classification"])
+    auto = entry.auto_class
     lines += [
         "",
         "## Use it",
@@ -154,10 +130,10 @@ def write_model_card(
         'folder = "path/to/this/adapter"  # the folder holding this README',
         *([f"labels = {json.dumps(list(labels), ensure_ascii=False)}"] if labels else []),
         "",
-        *_loading_lines(saved_as, len(labels), auto),
+        *_loading_lines(saved_as, auto, len(labels) if entry.has_labels else None),
         "tokenizer = AutoTokenizer.from_pretrained(folder)",
         "",
-        *(_use_lines(task, max_length)),
+        *entry.card_use_lines(max_length),
         "```",
         "",
         *([f"The label list is also in `{LABELS_FILE}`.", ""] if labels else []),

@@ -7,8 +7,8 @@ A checkpoint is a folder <checkpoint_dir>/step-<N>/:
   optimizer.safetensors  the optimizer's per-parameter tensors, as "<parameter name>/<key>"
   rng.safetensors        the torch CPU RNG, the data-order generator and, where there are any, the CUDA RNGs
   state.json             the rest: format version, step, the optimizer's groups and step counts, the scheduler,
-                         Python's and NumPy's RNGs, and what the training loop hands in (train.py: its place in
-                         the epoch, losses, timings, baseline evaluation and the job's fingerprint)
+                         Python's and NumPy's RNGs, and what the training loop hands in (loop.py: its Progress,
+                         timings and the job's fingerprint)
 It is written under a temporary name and renamed once complete, so a folder named step-N is always whole.
 """
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,57 @@ def restore(folder: Path, state: dict, *, model, optimizer, scheduler, generator
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise _damaged(folder, f"{type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class Progress:
+    """Where training stands: a checkpoint's state.json records it (with the tensors beside it) to resume from."""
+
+    step: int = 0
+    current_epoch: int = 1  # the epoch in progress, counted from 1
+    position: int = 0  # the batches of that epoch done
+    order: list[int] | None = None  # that epoch's row order, drawn from the data-order generator when it starts
+    epoch_losses: list[float] = field(default_factory=list)
+    train_tokens: int = 0
+    train_seconds: float = 0.0  # the training loop's wall time, evaluations and checkpoints included
+    eval_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
+    baseline: dict = field(default_factory=dict)  # the untrained model's {"metrics", "samples": [{row, generation}]}
+
+
+def progress_of(folder: Path, state: dict) -> Progress:
+    """The Progress a checkpoint's state (read_state) recorded."""
+    try:
+        return Progress(**{name: state[name] for name in Progress.__dataclass_fields__})
+    except KeyError as exc:
+        raise _damaged(folder, f"its state has no {exc}") from exc
+
+
+def fingerprint(spec) -> dict:
+    """What a checkpoint must share with the job (a spec.TrainSpec) resuming from it: everything that shapes the
+    weights and the schedule. Not the micro-batch size (the same effective batch), nor paths that differ between
+    workers."""
+    from .tasks import get_task
+
+    identity = {
+        "task": spec.task, "method": spec.method.name, "method_params": spec.method_params,
+        "params": dict(spec.params), "model": spec.model_path.name,
+        "dataset_sha256": spec.metadata.get("dataset_sha256"),
+        "eval_dataset_sha256": spec.metadata.get("eval_dataset_sha256"),
+        "columns": [spec.text_column, spec.label_column, spec.input_column, spec.messages_column],
+        "template": None,  # a key for every task, as checkpoints have always recorded it
+        "start_from": spec.start_from.mode if spec.start_from else None,
+    }
+    return {**identity, **get_task(spec.task).options(spec)}  # the task's own settings (SFT's template)
+
+
+def is_due(step: int, total_steps: int, last: tuple[int, float], *, every_steps: int | None,
+           every_seconds: float | None) -> bool:
+    """Whether to write a checkpoint after `step`; `last`: (step, monotonic time) of the last one."""
+    if step >= total_steps or step == last[0]:  # the adapter is saved after the last step
+        return False
+    return bool(every_steps and step % every_steps == 0) or bool(
+        every_seconds and time.monotonic() - last[1] >= every_seconds)
 
 
 def _damaged(folder: Path, why: str) -> TrainingError:

@@ -240,7 +240,7 @@ def _inspect(args) -> int:
 
 def _add_counts(rows: list[dict], args) -> None:
     """Each method's trainable parameters at its defaults on --model, counted on the meta device (no weights)."""
-    from .methods import count_trainable
+    from .counting import count_trainable
     from .models import resolve_model
 
     folder = Path(args.model) if Path(args.model).is_dir() else resolve_model(args.model, model_root=args.model_root)

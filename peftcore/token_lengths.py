@@ -30,7 +30,7 @@ def column_texts(path: str | Path, fmt: str | None, column: str) -> Iterator[str
 
 def length_histogram(model_path: Path, texts: Iterable[str]) -> dict[int, int]:
     """{token count: rows}, special tokens included, nothing truncated."""
-    from .classification import load_tokenizer
+    from .tasks import load_tokenizer
 
     tokenizer = load_tokenizer(model_path)
     counts: Counter = Counter()
@@ -115,9 +115,9 @@ def sft_lengths(model_path: Path, path: str | Path, fmt: str | None, options: di
     read with why. Loads the tokenizer: a worker's job."""
     import heapq
 
-    from .classification import load_tokenizer
     from .formats import DataError
     from .sft import AUTO, encode, example_from_record
+    from .tasks import load_tokenizer
 
     tokenizer = load_tokenizer(model_path)
     template = options.get("template") or AUTO

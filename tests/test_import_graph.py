@@ -34,7 +34,14 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The studio modules a module imports; `from package import name` counts the submodule when there is one."""
     is_package = path.name == "__init__.py"
     targets = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    # Imports under `if TYPE_CHECKING:` never run: annotations only, not a dependency.
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+                   for statement in block.body for n in ast.walk(statement)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             targets |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -98,6 +105,7 @@ def test_the_graph_sees_the_studio():
     assert "jobs.storage" in graph["jobs.runner"]  # `from .storage import x`
     assert "jobs.dispatch" in graph["jobs.runtime"]  # `from . import dispatch`: the submodule, not the package
     assert "jobs.errors" in graph["jobs.services.jobs"]  # `from ..errors import x` inside a sub-package
+    assert "peftcore.spec" not in graph["peftcore.tasks._base"]  # imported under `if TYPE_CHECKING:` only
 
 
 def test_no_import_cycles():

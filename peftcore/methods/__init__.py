@@ -6,11 +6,10 @@ Nothing here imports torch or peft at module level: the web app reads the regist
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from ..registry import Registry
 from ..schema import Param, schema_as_json
 
 FAMILIES = ("additive", "reparameterised", "selective", "prompt", "representation")
@@ -96,26 +95,19 @@ class UnknownMethodError(ValueError):
     pass
 
 
-_REGISTRY: dict[str, Method] = {}
+_METHODS: Registry[Method] = Registry("method", lambda method: method.name, UnknownMethodError)
 
 
 def register(method: Method) -> Method:
-    if method.name in _REGISTRY:
-        raise ValueError(f"method {method.name!r} is already registered")
-    _REGISTRY[method.name] = method
-    return method
+    return _METHODS.register(method)
 
 
 def get_method(name: str) -> Method:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        known = ", ".join(_REGISTRY)
-        raise UnknownMethodError(f"unknown method {name!r}; known methods: {known}") from None
+    return _METHODS.get(name)
 
 
 def all_methods() -> list[Method]:
-    return list(_REGISTRY.values())
+    return _METHODS.all()
 
 
 def method_as_json(method: Method) -> dict:
@@ -142,22 +134,5 @@ def methods_as_json() -> list[dict]:
     return [method_as_json(m) for m in all_methods()]
 
 
-def count_trainable(model_path, method_name: str, params: Mapping | None, task: str, **options) -> dict:
-    """{"trainable", "total", "share", "head"} for a method on a model, counted on the meta device from the
-    model's config alone (no weights are read). See _count.py."""
-    from ._count import count_trainable as count
-
-    return count(model_path, method_name, params, task, **options)
-
-
 # LoRA first: the job form preselects the first method, and it is the usual choice.
-_FIRST = ("lora", "ia3")
-
-
-def _discover() -> None:
-    names = [info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
-    for name in [n for n in _FIRST if n in names] + sorted(n for n in names if n not in _FIRST):
-        importlib.import_module(f"{__name__}.{name}")
-
-
-_discover()
+_METHODS.discover(__name__, __path__, first=("lora", "ia3"))

@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from peftcore.methods import count_trainable, get_method
+from peftcore.counting import count_trainable
+from peftcore.methods import get_method
 from peftcore.recommend import recommend
 
 

@@ -8,14 +8,14 @@ import json
 import pytest
 import torch
 
-from peftcore.classification import load_tokenizer
 from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.generation import GenerationTask, load_model
-from peftcore.methods import all_methods, count_trainable, get_method
+from peftcore.counting import count_trainable
+from peftcore.methods import all_methods, get_method
 from peftcore.predict import load_generator
 from peftcore.schema import validate_params
 from peftcore.sft import SftExample
+from peftcore.tasks import get_task, load_tokenizer
 from peftcore.train import fit, run
 
 SHAPE_TASKS = {"gpt2": "sft", "llama": "sft", "t5": "seq2seq"}
@@ -33,9 +33,7 @@ def pairs_file(tmp_path_factory):
 
 
 def _task(folder, task):
-    runner = GenerationTask(task, template="plain")
-    runner.tokenizer, runner.max_length = load_tokenizer(folder), 32
-    return runner
+    return get_task(task).runner(tokenizer=load_tokenizer(folder), options={"template": "plain"}, max_length=32)
 
 
 @pytest.mark.parametrize("shape, name", CASES, ids=[f"{s}-{n}" for s, n in CASES])
@@ -55,7 +53,7 @@ def test_every_method_trains_and_reloads_for_generation_or_is_refused(tiny_shape
     batch = runner.collate(runner.encode([SftExample(i, prompt=f"colour {i}: {WORDS[i]}", response=WORDS[i - 1])
                                           for i in range(8)]))
     torch.manual_seed(0)
-    model, new_modules = load_model(folder, task)
+    model, new_modules = get_task(task).load_model(folder, [], runner.tokenizer)
     model = method.build(model, validate_params(method.params, {})[0], task, new_modules=new_modules,
                          total_steps=STEPS)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

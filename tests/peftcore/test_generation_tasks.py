@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from peftcore.adapters import METHOD_FILE
-from peftcore.classification import load_tokenizer
 from peftcore.errors import BAD_DATA, BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.generation import GenerationTask, collate, load_model
 from peftcore.predict import adapter_task, generate, load_generator
 from peftcore.sft import IGNORE_INDEX, SftExample, masked_rows, read_sft_examples
+from peftcore.tasks import get_task, load_tokenizer
+from peftcore.tasks._generation import collate
 from peftcore.train import fit, run
 from tests.tiny_models import make_review_answer_file
 
@@ -68,14 +68,14 @@ def test_a_generation_task_learns_its_answers_and_reports_them(tiny_shape, senti
 
 
 def test_sft_loss_falls_on_the_response_tokens_only(tiny_shape, sentiment_pairs):
-    task = GenerationTask("sft", template="alpaca")
-    task.tokenizer, task.max_length = load_tokenizer(tiny_shape("llama")), 64
-    features = task.encode([SftExample(1, prompt="the film was great", response="positive"),
-                            SftExample(2, prompt="a long prompt " * 3, response="negative")])
-    batch = task.collate(features)
+    sft = get_task("sft")
+    runner = sft.runner(tokenizer=load_tokenizer(tiny_shape("llama")), options={"template": "alpaca"}, max_length=64)
+    features = runner.encode([SftExample(1, prompt="the film was great", response="positive"),
+                              SftExample(2, prompt="a long prompt " * 3, response="negative")])
+    batch = runner.collate(features)
     assert batch["labels"].shape == batch["input_ids"].shape
-    model, _ = load_model(tiny_shape("llama"), "sft")
-    loss = task.loss(model, batch)
+    model, _ = sft.load_model(tiny_shape("llama"), [], runner.tokenizer)
+    loss = runner.loss(model, batch)
     # The same loss by hand: the next-token cross-entropy over the labelled positions only.
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]

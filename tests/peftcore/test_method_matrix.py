@@ -9,11 +9,13 @@ import pytest
 import torch
 
 import peftcore
-from peftcore.classification import collate, encode, load_model, load_tokenizer
 from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.methods import all_methods, count_trainable, get_method
+from peftcore.counting import count_trainable
+from peftcore.methods import all_methods, get_method
 from peftcore.schema import validate_params
+from peftcore.tasks import load_tokenizer
+from peftcore.tasks.text_classification import collate, encode, load_model
 from peftcore.train import fit, run
 from tests.peftcore.conftest import loss_before_and_after, make_spec
 from tests.tiny_models import sentiment_rows
@@ -123,7 +125,7 @@ def test_bitfit_refuses_models_without_biases_with_its_reason():
 def test_red_on_llama_2_7b_trains_about_25700_times_fewer_weights_than_full_fine_tuning():
     from transformers import LlamaConfig
 
-    from peftcore.methods._count import count_on_meta
+    from peftcore.counting import count_on_meta
 
     config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                          num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)

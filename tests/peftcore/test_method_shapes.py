@@ -7,11 +7,13 @@ import pytest
 import torch
 
 import peftcore
-from peftcore.classification import collate, encode, load_model, load_tokenizer
 from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.methods import all_methods, count_trainable, get_method
+from peftcore.counting import count_trainable
+from peftcore.methods import all_methods, get_method
 from peftcore.schema import validate_params
+from peftcore.tasks import load_tokenizer
+from peftcore.tasks.text_classification import collate, encode, load_model
 from peftcore.train import fit, run
 from tests.peftcore.conftest import SHAPES, loss_before_and_after, make_spec
 from tests.tiny_models import sentiment_rows

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from peftcore.classification import load_model, load_tokenizer
 from peftcore.methods import Method, UnknownMethodError, all_methods, get_method, methods_as_json, register
 from peftcore.methods._common import MethodBuildError
+from peftcore.tasks import load_tokenizer
+from peftcore.tasks.text_classification import load_model
 
 ADAPTER_MARKERS = {"lora": (".lora_A.", ".lora_B."), "ia3": (".ia3_l.",)}
 

@@ -6,12 +6,13 @@ import json
 import pytest
 import torch
 
-from peftcore.classification import load_model, load_tokenizer
 from peftcore.events import ListSink
 from peftcore.methods import get_method
 from peftcore.methods._common import MethodBuildError
-from peftcore.methods._count import _new_modules, count_on_meta
+from peftcore.counting import _new_modules, count_on_meta
 from peftcore.schema import validate_params
+from peftcore.tasks import load_tokenizer
+from peftcore.tasks.text_classification import load_model
 from peftcore.train import fit
 from tests.peftcore.conftest import make_spec
 

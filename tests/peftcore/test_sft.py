@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from peftcore.classification import load_tokenizer
 from peftcore.formats import DataError
 from peftcore.sft import (IGNORE_INDEX, SftExample, encode, end_token_id, extract, masked_rows, read_sft_examples,
                           render)
+from peftcore.tasks import load_tokenizer
 
 SEED_TASKS = "instructions/seed_tasks.jsonl"
 

@@ -7,11 +7,13 @@ import torch
 
 import peftcore
 from peftcore.adapters import BASE_ADAPTER
-from peftcore.classification import collate, encode, load_model, load_tokenizer
 from peftcore.errors import BAD_DATA, BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.methods import all_methods, count_trainable, get_method
+from peftcore.counting import count_trainable
+from peftcore.methods import all_methods, get_method
 from peftcore.start_from import StartFrom, apply_start
+from peftcore.tasks import load_tokenizer
+from peftcore.tasks.text_classification import collate, encode, load_model
 from peftcore.train import fit
 from tests.peftcore.conftest import make_spec
 from tests.tiny_models import make_sentiment_file, sentiment_rows

@@ -1,6 +1,6 @@
 """Token-length statistics: the histogram comes from the model's own tokenizer, the summary from the histogram."""
 
-from peftcore.classification import load_tokenizer
+from peftcore.tasks import load_tokenizer
 from peftcore.token_lengths import column_texts, length_histogram, summarise, truncation_warning
 
 

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from ..schema import format_errors, validate_params
-from . import get_method
-from ._common import MethodBuildError
+from .methods import get_method
+from .methods._common import MethodBuildError
+from .schema import format_errors, validate_params
 
 _HEAD_NAMES = ("classifier", "score")  # the task heads transformers adds for sequence classification
 
@@ -43,9 +43,9 @@ def _new_modules(model, keys: set[str] | None) -> list[str]:
 def count_on_meta(config, method_name: str, params: Mapping | None, task: str, *,
                   checkpoint_keys: set[str] | None = None, causal_lm: bool = False) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    import transformers
 
-    from ..tasks import SEQ2SEQ, SFT
+    from .tasks import TASKS, get_task
 
     method = get_method(method_name)
     clean, errors = validate_params(method.params, params)
@@ -57,8 +57,10 @@ def count_on_meta(config, method_name: str, params: Mapping | None, task: str, *
     if "init" in clean:
         clean["init"] = "default"  # PiSSA/OLoRA decompose real weights; the count is the same for every init
     # causal_lm: a causal LM without a checkpoint to compare with (nothing of it is new).
-    auto = AutoModelForCausalLM if causal_lm else {SFT: AutoModelForCausalLM, SEQ2SEQ: AutoModelForSeq2SeqLM}.get(
-        task, AutoModelForSequenceClassification)
+    if causal_lm:
+        auto = transformers.AutoModelForCausalLM
+    else:  # an unknown task is counted as the default (first) one, as it always was
+        auto = getattr(transformers, get_task(task if task in TASKS else next(iter(TASKS))).auto_class)
     with torch.device("meta"):
         model = auto.from_config(config)
         new_modules = [] if causal_lm else _new_modules(model, checkpoint_keys)

@@ -1,0 +1,131 @@
+"""The job spec: the JSON object `python -m peftcore train --spec` reads (the studio's runner writes it), checked
+into a TrainSpec. What a spec needs beyond the common keys is the task's to say (Task.spec_problem)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BAD_PARAMS, TrainingError
+from .methods import Method, UnknownMethodError, get_method
+from .schema import format_errors, validate_params
+from .sft import AUTO
+from .start_from import StartFrom, parse_start_from
+from .tasks import UnknownTaskError, get_task
+from .training_params import TRAINING_PARAMS
+
+REQUIRED_KEYS = ("task", "model_path", "method", "train_file", "output_dir")
+
+
+@dataclass
+class TrainSpec:
+    """A checked spec: the method looked up and every parameter validated, defaults filled in."""
+
+    task: str
+    method: Method
+    method_params: dict
+    params: dict
+    model_path: Path
+    train_file: str
+    train_format: str | None
+    eval_file: str | None
+    eval_format: str | None
+    text_column: str
+    label_column: str
+    output_dir: Path
+    threads: int | None
+    metadata: dict = field(default_factory=dict)
+    start_from: StartFrom | None = None  # train on from a finished job's adapter (see start_from.py)
+    # Read by the tasks that name them in Task.fields (SFT): an extra input column appended to the prompt, or a
+    # chat `messages` column instead of text_column (prompt) and label_column (response); the prompt template.
+    input_column: str | None = None
+    messages_column: str | None = None
+    template: str = AUTO
+    # Checkpoints (checkpoints.py): where they go, how often (steps or seconds; neither: only when preempted), the
+    # one to resume from; and the most rows one forward pass takes (gradients add up to the whole batch's).
+    checkpoint_dir: Path | None = None
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_seconds: float | None = None
+    resume_from: Path | None = None
+    micro_batch_size: int = 16
+
+
+def parse_spec(spec: dict) -> TrainSpec:
+    if not isinstance(spec, dict):
+        raise TrainingError(BAD_PARAMS, "the job spec must be a JSON object")
+    missing = [key for key in REQUIRED_KEYS if not spec.get(key)]
+    if missing:
+        raise TrainingError(BAD_PARAMS, f"the job spec is missing: {', '.join(missing)}")
+    try:
+        task = get_task(spec["task"])
+        method = get_method(spec["method"])
+    except (UnknownTaskError, UnknownMethodError) as exc:
+        raise TrainingError(BAD_PARAMS, str(exc)) from exc
+    if task.id not in method.tasks:
+        raise TrainingError(BAD_PARAMS, f"method {method.name!r} does not support the task {task.id!r}")
+    problem = task.spec_problem(spec)
+    if problem:
+        raise TrainingError(BAD_PARAMS, problem)
+    method_params, method_errors = validate_params(method.params, spec.get("method_params"))
+    params, param_errors = validate_params(TRAINING_PARAMS, spec.get("params"))
+    if method_errors or param_errors:
+        parts = []
+        if method_errors:
+            parts.append(f"{method.label} parameters: {format_errors(method_errors)}")
+        if param_errors:
+            parts.append(f"training parameters: {format_errors(param_errors)}")
+        raise TrainingError(BAD_PARAMS, "; ".join(parts))
+    if params["learning_rate"] is None:
+        params["learning_rate"] = method.recommended_learning_rate
+    threads = spec.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise TrainingError(BAD_PARAMS, f"threads must be a whole number of at least 1 (got {threads!r})")
+    output_dir = Path(spec["output_dir"])
+    every_seconds = spec.get("checkpoint_every_seconds")
+    if every_seconds is not None and (isinstance(every_seconds, bool) or not isinstance(every_seconds, (int, float))
+                                      or not math.isfinite(every_seconds) or every_seconds <= 0):
+        raise TrainingError(BAD_PARAMS, f"checkpoint_every_seconds must be a number above 0 or null "
+                                        f"(got {every_seconds!r})")
+    micro_batch_size = _whole_number(spec, "micro_batch_size")
+    resume_from = _path(spec, "resume_from")
+    return TrainSpec(
+        task=task.id,
+        method=method,
+        method_params=method_params,
+        params=params,
+        model_path=Path(spec["model_path"]),
+        train_file=spec["train_file"],
+        train_format=spec.get("train_format"),
+        eval_file=spec.get("eval_file"),
+        eval_format=spec.get("eval_format"),
+        text_column=spec.get("text_column") or "",
+        label_column=spec.get("label_column") or "",
+        output_dir=output_dir,
+        threads=threads,
+        metadata=dict(spec.get("metadata") or {}),
+        start_from=parse_start_from(spec.get("start_from")),
+        input_column=spec.get("input_column") or None,
+        messages_column=spec.get("messages_column") or None,
+        template=spec.get("template") or AUTO,
+        checkpoint_dir=Path(_path(spec, "checkpoint_dir") or output_dir / "checkpoints"),
+        checkpoint_every_steps=_whole_number(spec, "checkpoint_every_steps"),
+        checkpoint_every_seconds=every_seconds,
+        resume_from=Path(resume_from) if resume_from else None,
+        # more rows than the batch would change nothing: the batch is the most a step reads
+        micro_batch_size=min(micro_batch_size or params["batch_size"], params["batch_size"]),
+    )
+
+
+def _whole_number(spec: dict, key: str) -> int | None:
+    value = spec.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise TrainingError(BAD_PARAMS, f"{key} must be a whole number of at least 1 or null (got {value!r})")
+    return value
+
+
+def _path(spec: dict, key: str) -> str | None:
+    value = spec.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TrainingError(BAD_PARAMS, f"{key} must be a folder path or null (got {value!r})")
+    return value or None

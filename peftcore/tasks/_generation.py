@@ -1,0 +1,237 @@
+"""What the generation tasks (sft.py, seq2seq.py) share: prompt/response rows (read through peftcore/sft.py, so
+the loss falls on the answer only), batching, the token loss, and evaluation: eval loss and perplexity every
+epoch; greedy generations for a sample of eval rows, scored with ROUGE-L, BLEU and exact match, at the baseline
+and at the end (generating is slow, so not every epoch).
+
+A causal model (GenerationRunner.causal) reads prompt and answer as one sequence: its labels shift by one, its
+prompts are padded on the left and its output starts with the prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import BAD_DATA, TrainingError
+from ..metrics import generation_metrics
+from ..sft import IGNORE_INDEX, SftExample, end_token_id, read_sft_examples
+from ..splits import holdout_split, shuffle_and_cut
+from ._base import (PLAYGROUND_MAX_LENGTH, PLAYGROUND_NEW_TOKENS, Predictor, Rows, Runner, Task, check_texts,
+                    max_positions, new_modules, pad, read_file)
+
+GENERATION_ROWS = 32  # eval rows generated for in the report: enough to rank runs, few enough to be quick
+MAX_NEW_TOKENS = 256
+NEW_TOKEN_MARGIN = 8  # generations may run this far past the longest reference before they are cut
+SAMPLE_CHARS = 500  # inputs are shortened to this in the report's sample table
+MAX_LOSS_FOR_PERPLEXITY = 50.0  # exp(50) is already meaningless; beyond it the float would overflow
+
+
+class GenerationRunner(Runner):
+    causal = False
+
+    def encode(self, rows: Sequence[SftExample]) -> list[dict]:
+        return [self.encode_one(e) for e in rows]
+
+    def encode_one(self, example: SftExample) -> dict:
+        """input_ids, attention_mask, labels (IGNORE_INDEX where nothing is learned) and response_tokens."""
+        raise NotImplementedError
+
+    def reference(self, example: SftExample) -> str:
+        """The answer a generation is scored against."""
+        raise NotImplementedError
+
+    def prompt(self, example: SftExample) -> list[int]:
+        """The ids generation starts from."""
+        raise NotImplementedError
+
+    def refuse(self, rows: Sequence, features: Sequence[dict], role: str) -> None:
+        """Rows whose whole answer the max length cuts away would train on nothing."""
+        masked = [row.row for row, f in zip(rows, features) if f.get("response_tokens") == 0]
+        if masked:
+            shown = ", ".join(map(str, sorted(masked)[:5])) + (" ..." if len(masked) > 5 else "")
+            raise TrainingError(
+                BAD_DATA,
+                f"{len(masked)} {role} row(s) ({shown}) have prompts so long that the maximum length of "
+                f"{self.max_length} tokens leaves none of the response to learn from; raise the maximum length or "
+                "shorten those prompts",
+            )
+
+    def collate(self, features: Sequence[dict]) -> dict:
+        return collate(features, self.tokenizer.pad_token_id)
+
+    def loss_units(self, batch: dict) -> int:
+        """The labelled positions token_loss scores."""
+        labels = batch["labels"]
+        return int((labels[:, 1:] if self.causal else labels).ne(IGNORE_INDEX).sum())
+
+    def summed_loss(self, model, batch: dict):
+        return token_loss(model(**batch).logits, batch["labels"], self.causal)[0]
+
+    def eval_loss(self, model, features: Sequence[dict]) -> float:
+        import torch
+
+        was_training = model.training
+        model.eval()
+        total, tokens = 0.0, 0
+        with torch.no_grad():
+            for first in range(0, len(features), self.batch_size):
+                batch = self.collate(features[first:first + self.batch_size])
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                loss, count = token_loss(model(**batch).logits, batch["labels"], self.causal)
+                total, tokens = total + float(loss), tokens + count
+        model.train(was_training)
+        return total / tokens if tokens else float("nan")
+
+    def generate(self, model, prompts: Sequence[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy generations, decoded without special tokens; the prompt is not part of the text returned."""
+        import torch
+
+        tokenizer = self.tokenizer
+        was_training = model.training
+        model.eval()
+        texts: list[str] = []
+        if self.causal and self.position_limit:
+            # prompt and answer share a causal model's positions: cut prompts to leave room for the answer
+            max_new_tokens = max(1, min(max_new_tokens, self.position_limit // 2))
+            prompts = [ids[-(self.position_limit - max_new_tokens):] for ids in prompts]
+        with torch.no_grad():
+            for first in range(0, len(prompts), self.batch_size):
+                chunk = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
+                         for ids in prompts[first:first + self.batch_size]]
+                # A causal model continues the last token, so its prompts are padded on the left.
+                batch = collate(chunk, tokenizer.pad_token_id, "left" if self.causal else "right")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=end_token_id(tokenizer))
+                if self.causal:
+                    out = out[:, batch["input_ids"].shape[1]:]
+                texts.extend(t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True))
+        model.train(was_training)
+        return texts
+
+    def evaluate(self, model, features: Sequence[dict], rows: Sequence[SftExample], *, final: bool) -> dict:
+        """{"metrics": {eval_loss, perplexity[, rouge_l, bleu, exact_match]}, "report": {samples, ...}}."""
+        loss = self.eval_loss(model, features)
+        metrics = {"eval_loss": loss, "perplexity": math.exp(min(loss, MAX_LOSS_FOR_PERPLEXITY))}
+        if not final:
+            return {"metrics": metrics, "report": {}}
+        sample = list(rows[:GENERATION_ROWS])
+        references = [self.reference(e) for e in sample]
+        longest = max(len(self.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
+        max_new_tokens = min(MAX_NEW_TOKENS, longest + NEW_TOKEN_MARGIN)
+        generations = self.generate(model, [self.prompt(e) for e in sample], max_new_tokens)
+        scores, rouge = generation_metrics(generations, references)
+        metrics.update(scores)
+        samples = sorted(
+            ({"row": e.row, "input": _shown_input(e)[:SAMPLE_CHARS], "reference": ref, "generation": gen,
+              "rouge_l": round(r, 4)}
+             for e, ref, gen, r in zip(sample, references, generations, rouge)),
+            key=lambda s: (-s["rouge_l"], s["row"]))  # best first; the page shows the worst from the end
+        return {"metrics": metrics, "report": {"samples": samples, "generated_rows": len(sample),
+                                               "max_new_tokens": max_new_tokens}}
+
+
+class GenerationTask(Task):
+    generative = True
+    column_paths = True
+    fields = ("input_column",)
+    metrics = ("eval_loss", "perplexity", "rouge_l", "bleu", "exact_match")
+    runner_class = GenerationRunner
+    card_prompt = "# an input as in training"  # the model card's comment on the text its example gives the model
+
+    def read_rows(self, spec) -> Rows:
+        rows = shuffle_and_cut(self._read(spec.train_file, spec.train_format, spec, "training"),
+                               seed=spec.params["seed"], max_rows=spec.params["max_rows"])
+        if spec.eval_file:
+            return Rows(rows, self._read(spec.eval_file, spec.eval_format, spec, "evaluation"))
+        if len(rows) < 2:
+            raise TrainingError(BAD_DATA, "the training file has one row; at least 2 are needed to hold some out "
+                                          "for evaluation (or give an evaluation file)")
+        return Rows(*holdout_split(rows, spec.params["eval_fraction"]))
+
+    def _read(self, path: str, fmt: str | None, spec, role: str) -> list[SftExample]:
+        def field(name: str) -> str | None:
+            return getattr(spec, name) if name in self.fields else None
+
+        return read_file(read_sft_examples, path, role, fmt=fmt, prompt_column=spec.text_column or None,
+                         response_column=spec.label_column or None, input_column=field("input_column"),
+                         messages_column=field("messages_column"))
+
+    def load_model(self, folder: Path, labels: Sequence[str], tokenizer):
+        import torch
+        import transformers
+
+        auto = getattr(transformers, self.auto_class)
+        model, info = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                           dtype=torch.float32, output_loading_info=True)
+        return model, new_modules(model, info["missing_keys"])
+
+    def card_use_lines(self, max_length: int) -> list[str]:
+        answer_only = ['output = output[:, inputs["input_ids"].shape[1]:]  # the answer follows the prompt']
+        return [
+            self.card_prompt,
+            'inputs = tokenizer(["Summarise: the studio trains adapters."], return_tensors="pt")',
+            "with torch.no_grad():",
+            "    output = model.generate(**inputs, max_new_tokens=64, do_sample=False)",
+            *(answer_only if self.runner_class.causal else []),
+            "print(tokenizer.batch_decode(output, skip_special_tokens=True))",
+        ]
+
+    def load_predictor(self, model_path: Path, adapter_dir: Path) -> Predictor:
+        import torch
+
+        from ..adapters import load_adapter
+        from ..start_from import adapter_method
+
+        adapter_dir = Path(adapter_dir)
+        recorded = adapter_method(adapter_dir) or {}
+        options = {key: recorded[key] for key in self.fields if recorded.get(key)}  # the template trained with
+        tokenizer = self.load_tokenizer(adapter_dir)
+        model, _ = self.load_model(Path(model_path), [], tokenizer)
+        model = load_adapter(model, adapter_dir)
+        model.eval()
+        if torch.cuda.is_available():
+            model.to("cuda")
+        runner = self.runner(tokenizer=tokenizer, options=options, batch_size=8,
+                             device=next(model.parameters()).device, position_limit=max_positions(model, tokenizer))
+        return Predictor(self, model, tokenizer, runner=runner)
+
+    def predict(self, predictor: Predictor, texts: Sequence[str], *, max_length: int = 512,
+                max_new_tokens: int = 64) -> list[dict]:
+        """Per text: {"generation": the adapter's greedy answer}, the prompt built as in training."""
+        if not texts:
+            return []
+        check_texts(texts)
+        runner = predictor.runner
+        runner.max_length = max(1, min(int(max_length), PLAYGROUND_MAX_LENGTH))
+        prompts = [runner.prompt(SftExample(0, prompt=text, response="-")) for text in texts]
+        max_new_tokens = max(1, min(int(max_new_tokens), PLAYGROUND_NEW_TOKENS))
+        answers = runner.generate(predictor.model, prompts, max_new_tokens)
+        return [{"generation": answer} for answer in answers]
+
+
+def collate(features: Sequence[dict], pad_token_id: int, padding_side: str = "right") -> dict:
+    """Pad input_ids (pad token), attention_mask (0) and labels (ignored) to the batch's longest; a seq2seq
+    pair's labels have their own length (the target's)."""
+    return pad(features, ("input_ids", "attention_mask", "labels"),
+               {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}, padding_side)
+
+
+def token_loss(logits, labels, causal: bool):
+    """(summed cross-entropy, tokens) over the labelled positions. Computed here rather than taken from the
+    model's own loss, which some tuners change (AdaLoRA adds its orthogonality penalty to it)."""
+    import torch.nn.functional as F
+
+    logits = logits[:, -labels.shape[1]:]  # prompt-learning methods put their virtual tokens first
+    if causal:  # a causal model predicts each token from the ones before it
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                            ignore_index=IGNORE_INDEX, reduction="sum")
+    return total, int(labels.ne(IGNORE_INDEX).sum())
+
+
+def _shown_input(example: SftExample) -> str:
+    if example.messages:
+        return next(m["content"] for m in reversed(example.messages[:-1]) if m["role"] == "user")
+    return example.prompt
