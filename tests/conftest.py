@@ -35,6 +35,14 @@ def bob(make_member):
     return make_member("bob", "Team B")
 
 
+@pytest.fixture
+def dataset(alice, sst2_sample):
+    """The SST-2 sample uploaded by alice to her team as "sst2.tsv"."""
+    from tests.factories import dataset_from
+
+    return dataset_from(alice, sst2_sample)
+
+
 def api_client(user) -> Client:
     from teams.services import api_token_create
 

@@ -10,9 +10,10 @@ import time
 import pytest
 from django.db import transaction
 
-from jobs import runtime, services
+from jobs import runtime
 from jobs.models import Artifact, EvalReport, Job, JobAttempt, MetricPoint, WorkerHeartbeat
 from tests.conftest import wait_for
+from tests.factories import job_for
 from tests.integration.runtime_support import RedisServer, Worker, point_celery_at, training_pids
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,14 +55,11 @@ def workers(broker, beat):
 
 
 @pytest.fixture
-def submit(alice, sst2_sample, tiny_model):
-    team = alice.memberships.get().team
-    dataset = services.dataset_create(team=team, user=alice, name="sst2", path=sst2_sample, filename="sst2.tsv")
-
+def submit(alice, dataset, tiny_model):
+    """submit(epochs, **params): a job of alice's whose queue message goes to the workers once committed."""
     def make(epochs: int = 6, **params) -> Job:
         params = {"epochs": epochs, "batch_size": 4, "max_length": 24, **params}
-        return services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
-                                   text_column="sentence", label_column="label", params=params)
+        return job_for(alice, dataset, tiny_model, capture=False, params=params)
 
     return make
 

@@ -13,10 +13,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import notifications, runtime, services
+from jobs import notifications, runtime
 from jobs.models import Job, Webhook, WebhookDelivery
 from teams.actor import Actor
 from teams.models import Membership
+from tests.factories import job_row
 from tests.webhook_receiver import Receiver, verify
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -38,21 +39,13 @@ def admin(alice):
 
 
 @pytest.fixture
-def dataset(admin, sst2_sample):
-    return services.dataset_create(team=admin.team, user=admin.user, name="sst2", path=sst2_sample,
-                                   filename="sst2.tsv")
-
-
-@pytest.fixture
 def ended(dataset, tiny_model):
-    """Make a job that has just reached a final status, as the runtime leaves it."""
+    """Make a job of alice's that has just reached a final status, as the runtime leaves it."""
     def make(status: str, **fields) -> Job:
         values = {"metrics": {"accuracy": 0.875, "macro_f1": 0.8}} if status == "succeeded" else {
             "error_kind": "internal" if status == "failed" else "cancelled",
             "error_message": "the training process crashed" if status == "failed" else "cancelled by a user"}
-        return Job.objects.create(**{"team": dataset.team, "created_by": dataset.created_by, "dataset": dataset,
-                                     "base_model": tiny_model, "method": "lora", "name": f"{status} run",
-                                     "status": status, "finished_at": timezone.now(), **values, **fields})
+        return job_row(dataset, tiny_model, status=status, **{"name": f"{status} run", **values, **fields})
     return make
 
 
@@ -240,8 +233,7 @@ def test_the_webhook_form_refuses_what_cannot_be_posted(admin):
 @pytest.mark.django_db(transaction=True)
 def test_upgrading_does_not_notify_jobs_that_ended_before(admin, ended, dataset, tiny_model, mailoutbox):
     old = ended("succeeded")
-    waiting = Job.objects.create(team=dataset.team, created_by=admin.user, dataset=dataset, base_model=tiny_model,
-                                 method="lora", status=Job.Status.QUEUED)
+    waiting = job_row(dataset, tiny_model, status=Job.Status.QUEUED)  # queued, yet nothing sent to a worker
     executor = MigrationExecutor(connection)
     executor.migrate([("jobs", "0008_job_device")])  # before notifications existed
     executor = MigrationExecutor(connection)

@@ -5,17 +5,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs import runtime, services
+from jobs import runtime
 from jobs.models import Job
+from tests.factories import dataset_from, job_for
 
 
 @pytest.fixture
-def running_job(alice, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
-    team = alice.memberships.get().team
-    dataset = services.dataset_create(team=team, user=alice, name="sst2", path=sst2_sample, filename="sst2.tsv")
-    with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
-                                  text_column="sentence", label_column="label")
+def running_job(alice, sst2_sample, tiny_model):
+    job = job_for(alice, dataset_from(alice, sst2_sample), tiny_model)
     return runtime.job_claim(job_id=job.pk, owner="worker-1")
 
 

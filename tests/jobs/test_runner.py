@@ -4,28 +4,24 @@ import signal
 
 import pytest
 
-from jobs import runner, services
+from jobs import runner
 from jobs.models import Job
 from jobs.supervisor import Supervisor
+from tests.factories import dataset_from, job_for
 
 
 @pytest.fixture
-def make_job(alice, tiny_model, tiny_model_dir, django_capture_on_commit_callbacks, tmp_path):
-    team = alice.memberships.get().team
-
+def make_job(alice, tiny_model, tiny_model_dir, tmp_path):
     def make(train_text: str, eval_text: str | None = None, **overrides):
         def dataset(name, text):
             path = tmp_path / f"{name}.csv"
             path.write_text(text)
-            return services.dataset_create(team=team, user=alice, name=name, path=path, filename=f"{name}.csv")
+            return dataset_from(alice, path, name=name)
 
-        kwargs = dict(team=team, user=alice, dataset=dataset("train", train_text), base_model=tiny_model,
-                      method="lora", text_column="text", label_column="label", params={"epochs": 1})
         if eval_text:
-            kwargs["eval_dataset"] = dataset("eval", eval_text)
-        kwargs.update(overrides)
-        with django_capture_on_commit_callbacks(execute=False):
-            return services.job_create(**kwargs)
+            overrides = {"eval_dataset": dataset("eval", eval_text), **overrides}
+        return job_for(alice, dataset("train", train_text), tiny_model, text_column="text", params={"epochs": 1},
+                       **overrides)
 
     return make
 

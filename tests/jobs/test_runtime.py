@@ -12,23 +12,20 @@ from jobs import runtime, selectors, services
 from jobs.errors import Conflict
 from jobs.models import Blob, Job, JobAttempt, MetricPoint
 from jobs.storage import blob_create_from_chunks
+from tests.factories import dataset_from, job_for
 
 
 @pytest.fixture
-def make_jobs(make_member, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
+def make_jobs(make_member, sst2_sample, tiny_model):
     """make_jobs(user, n, **fields) -> n queued jobs of the user's team, created in order."""
 
     def make(user, n=1, **fields):
-        team = user.memberships.get().team
-        dataset = services.dataset_create(team=team, user=user, name="sst2", path=sst2_sample, filename="sst2.tsv")
+        dataset = dataset_from(user, sst2_sample)
         jobs = []
-        with django_capture_on_commit_callbacks(execute=False):
-            for _ in range(n):
-                job = services.job_create(team=team, user=user, dataset=dataset, base_model=tiny_model,
-                                          method="lora", text_column="sentence", label_column="label")
-                if fields:
-                    Job.objects.filter(pk=job.pk).update(**fields)
-                jobs.append(job)
+        for _ in range(n):
+            jobs.append(job := job_for(user, dataset, tiny_model))
+            if fields:
+                Job.objects.filter(pk=job.pk).update(**fields)
         return jobs
 
     return make
@@ -196,11 +193,9 @@ def test_resume_requeues_a_cancelled_job_from_its_checkpoint_and_refuses_what_ca
 ])
 def test_bad_runtime_fields_are_refused_with_the_field_named(alice, make_jobs, sst2_sample, tiny_model,
                                                               fields, key):
-    team = alice.memberships.get().team
-    dataset = services.dataset_create(team=team, user=alice, name="d", path=sst2_sample, filename="d.tsv")
+    dataset = dataset_from(alice, sst2_sample, name="d")
     with pytest.raises(services.ValidationFailed) as exc:
-        services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
-                            text_column="sentence", label_column="label", **fields)
+        job_for(alice, dataset, tiny_model, **fields)
     assert key in exc.value.errors and Job.objects.count() == 0
 
 

@@ -2,19 +2,7 @@ import pytest
 
 from jobs import runtime, services
 from jobs.models import Job
-
-
-@pytest.fixture
-def dataset(alice, sst2_sample):
-    team = alice.memberships.get().team
-    return services.dataset_create(team=team, user=alice, name="sst2", path=sst2_sample, filename="sst2.tsv")
-
-
-def _job(alice, dataset, model, **overrides):
-    kwargs = dict(team=dataset.team, user=alice, dataset=dataset, base_model=model, method="lora",
-                  text_column="sentence", label_column="label")
-    kwargs.update(overrides)
-    return services.job_create(**kwargs)
+from tests.factories import job_for
 
 
 def test_dataset_create_stores_rows_columns_and_preview(dataset):
@@ -46,32 +34,29 @@ def test_bad_file_is_refused_with_row_numbers_and_nothing_is_stored(alice, tmp_p
 ])
 def test_job_with_bad_input_is_refused_with_the_field_named(alice, dataset, tiny_model, overrides, field):
     with pytest.raises(services.ValidationFailed) as exc:
-        _job(alice, dataset, tiny_model, **overrides)
+        job_for(alice, dataset, tiny_model, **overrides)
     assert field in exc.value.errors, exc.value.errors
     assert Job.objects.count() == 0
 
 
 def test_job_defaults_are_filled_in(alice, dataset, tiny_model, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = _job(alice, dataset, tiny_model)
+        job = job_for(alice, dataset, tiny_model, capture=False)
     assert len(callbacks) == 1  # enqueued only once the row is committed
     assert job.status == Job.Status.QUEUED
     assert job.params["epochs"] >= 1 and job.params["batch_size"] >= 1
     assert job.method_params["r"] >= 1
 
 
-def test_claim_succeeds_once_and_duplicates_find_nothing(alice, dataset, tiny_model,
-                                                         django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False):
-        job = _job(alice, dataset, tiny_model)
+def test_claim_succeeds_once_and_duplicates_find_nothing(alice, dataset, tiny_model):
+    job = job_for(alice, dataset, tiny_model)
     first = runtime.job_claim(job_id=job.pk, owner="w1")
     assert first is not None and first.attempt == 1 and first.status == Job.Status.RUNNING
     assert runtime.job_claim(job_id=job.pk, owner="w2") is None
 
 
-def test_writes_of_a_stale_attempt_are_refused(alice, dataset, tiny_model, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False):
-        job = _job(alice, dataset, tiny_model)
+def test_writes_of_a_stale_attempt_are_refused(alice, dataset, tiny_model):
+    job = job_for(alice, dataset, tiny_model)
     claimed = runtime.job_claim(job_id=job.pk, owner="w1")
     Job.objects.filter(pk=job.pk).update(attempt=2)  # another worker took over
     assert runtime.job_heartbeat(job=claimed, step=3, total=10) == "lost"
@@ -79,19 +64,15 @@ def test_writes_of_a_stale_attempt_are_refused(alice, dataset, tiny_model, djang
     assert Job.objects.get(pk=job.pk).progress_step == 0
 
 
-def test_cancel_of_a_queued_job_is_immediate_and_it_is_never_claimed(alice, dataset, tiny_model,
-                                                                      django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False):
-        job = _job(alice, dataset, tiny_model)
+def test_cancel_of_a_queued_job_is_immediate_and_it_is_never_claimed(alice, dataset, tiny_model):
+    job = job_for(alice, dataset, tiny_model)
     job = runtime.job_cancel(job=job)
     assert job.status == Job.Status.CANCELLED
     assert runtime.job_claim(job_id=job.pk, owner="w1") is None
 
 
-def test_cancel_of_a_running_job_is_seen_by_its_heartbeat(alice, dataset, tiny_model,
-                                                          django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False):
-        job = _job(alice, dataset, tiny_model)
+def test_cancel_of_a_running_job_is_seen_by_its_heartbeat(alice, dataset, tiny_model):
+    job = job_for(alice, dataset, tiny_model)
     claimed = runtime.job_claim(job_id=job.pk, owner="w1")
     assert runtime.job_heartbeat(job=claimed, step=1, total=10, points=[(1, "loss", 0.7)]) == "ok"
     runtime.job_cancel(job=job)
@@ -105,8 +86,7 @@ def test_expired_lease_is_requeued_then_failed_at_the_cap(alice, dataset, tiny_m
 
     from django.utils import timezone
 
-    with django_capture_on_commit_callbacks(execute=False):
-        job = _job(alice, dataset, tiny_model)
+    job = job_for(alice, dataset, tiny_model)
     runtime.job_claim(job_id=job.pk, owner="w1")
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -119,12 +99,10 @@ def test_expired_lease_is_requeued_then_failed_at_the_cap(alice, dataset, tiny_m
     assert job.status == Job.Status.FAILED and job.error_kind == "lost"
 
 
-def test_loss_curve_is_thinned_in_the_database_but_keeps_evaluations_and_the_last_step(
-        alice, dataset, tiny_model, django_capture_on_commit_callbacks):
+def test_loss_curve_is_thinned_in_the_database_but_keeps_evaluations_and_the_last_step(alice, dataset, tiny_model):
     from jobs.selectors import job_metric_series
 
-    with django_capture_on_commit_callbacks(execute=False):
-        job = _job(alice, dataset, tiny_model)
+    job = job_for(alice, dataset, tiny_model)
     claimed = runtime.job_claim(job_id=job.pk, owner="w1")
     points = [(step, "loss", 1.0 / step) for step in range(1, 1002)] + [(500, "eval_loss", 0.5), (1001, "eval_loss", 0.4)]
     runtime.job_heartbeat(job=claimed, step=1001, total=1001, points=points)

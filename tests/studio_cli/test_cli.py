@@ -15,10 +15,10 @@ from django.db import connection
 
 from jobs import runtime
 from jobs.models import Artifact, Dataset, Job
-from jobs.services import dataset_create
 from jobs.storage import blob_iter_chunks
 from teams.selectors import working_membership
 from tests.conftest import REPO
+from tests.factories import dataset_from
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,8 +113,7 @@ def test_upload_of_a_malformed_file_prints_its_row_errors(cli, alice_token, sst2
 
 
 def test_submit_prints_each_field_error(cli, alice, alice_token, sst2_sample, tiny_model, tiny_model_dir):
-    dataset = dataset_create(team=working_membership(user=alice).team, user=alice, name="sst2",
-                             path=sst2_sample, filename="train.tsv")
+    dataset = dataset_from(alice, sst2_sample, filename="train.tsv")
     base = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--text-column", "sentence",
             "--label-column", "label", "--url", cli.url, "--token", alice_token]
 
@@ -132,8 +131,7 @@ def test_submit_prints_each_field_error(cli, alice, alice_token, sst2_sample, ti
 def test_watch_follows_a_job_and_its_exit_code_says_how_it_ended(cli, alice, alice_token, sst2_sample, tiny_model,
                                                                  tiny_model_dir):
     """No worker here: the test moves the job through the same runtime calls a worker makes."""
-    dataset = dataset_create(team=working_membership(user=alice).team, user=alice, name="sst2",
-                             path=sst2_sample, filename="train.tsv")
+    dataset = dataset_from(alice, sst2_sample, filename="train.tsv")
     connect = ["--url", cli.url, "--token", alice_token]
     submit = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--method", "lora", "--text-column",
               "sentence", "--label-column", "label", *connect]

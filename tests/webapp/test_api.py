@@ -2,6 +2,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from jobs.models import Dataset
+from tests.factories import job_for
 
 
 def upload(client, path_or_bytes, name="data.tsv", **fields):
@@ -80,15 +81,10 @@ def test_job_create_then_get_and_cancel(alice_api, sst2_sample, tiny_model, djan
 
 
 def test_job_list_query_count_does_not_grow_with_jobs(alice_api, alice, sst2_sample, tiny_model,
-                                                        django_assert_max_num_queries,
-                                                        django_capture_on_commit_callbacks):
-    from jobs import services
-
+                                                        django_assert_max_num_queries):
     dataset = Dataset.objects.get(pk=upload(alice_api, sst2_sample, name="s.tsv").json()["id"])
-    with django_capture_on_commit_callbacks(execute=False):
-        for _ in range(30):
-            services.job_create(team=dataset.team, user=alice, dataset=dataset, base_model=tiny_model,
-                                method="lora", text_column="sentence", label_column="label")
+    for _ in range(30):
+        job_for(alice, dataset, tiny_model)
     with django_assert_max_num_queries(4):
         assert len(alice_api.get("/api/v1/jobs").json()) == 30
 

@@ -24,6 +24,7 @@ from jobs import services
 from teams.actor import Actor
 from teams.models import Membership
 from teams.services import api_token_create
+from tests.factories import SST2_COLUMNS, dataset_from, job_for
 from webapp.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
@@ -45,21 +46,18 @@ def keep_the_test_transaction():
 
 
 @pytest.fixture
-def studio(keep_the_test_transaction, alice, sst2_sample, django_capture_on_commit_callbacks):
+def studio(keep_the_test_transaction, alice, sst2_sample):
     """alice, an admin, with a token; her team's dataset (the SST-2 sample), own base model and queued job."""
     Membership.objects.filter(user=alice).update(role=Membership.Role.ADMIN)
     actor = Actor.of(alice.memberships.get())
-    dataset = services.dataset_create(team=actor.team, user=alice, name="sst2", path=sst2_sample,
-                                      filename="sst2.tsv", text_column="sentence", label_column="label")
+    dataset = dataset_from(alice, sst2_sample, **SST2_COLUMNS)
     bundled = services.base_model_register_bundled()
     folder = django_settings.MODEL_ROOT / "schema-test-model"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
     (folder / "model.safetensors").write_bytes(b"")
     own = services.base_model_add(actor=actor, name="own", source="local:schema-test-model")
-    with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(team=actor.team, user=alice, dataset=dataset, base_model=bundled, method="lora",
-                                  text_column="sentence", label_column="label")
+    job = job_for(alice, dataset, bundled)
     ids = {"dataset_id": dataset.pk, "job_id": job.pk, "model_id": own.pk,
            "dataset": dataset.pk, "base_model": bundled.pk, "start_from": job.pk, "column": "sentence"}
     return {"token": api_token_create(user=alice), "ids": ids}

@@ -6,27 +6,23 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from jobs import services
 from jobs.models import Artifact, EvalReport, Job, MetricPoint
 from jobs.storage import blob_create_from_chunks
+from tests.factories import SST2_COLUMNS, dataset_from, job_for
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def dataset(alice, sst2_sample):
-    return services.dataset_create(team=alice.memberships.get().team, user=alice, name="sst2", path=sst2_sample,
-                                   filename="sst2.tsv", text_column="sentence", label_column="label")
+    return dataset_from(alice, sst2_sample, **SST2_COLUMNS)
 
 
 @pytest.fixture
-def finished(alice, dataset, tiny_model, django_capture_on_commit_callbacks):
+def finished(alice, dataset, tiny_model):
     """Make a succeeded job with metrics, a report, loss points and an adapter."""
     def make(method="lora", accuracy=0.8, trainable=1000, method_params=None, params=None, losses=(0.7, 0.5)):
-        with django_capture_on_commit_callbacks(execute=False):
-            job = services.job_create(team=dataset.team, user=alice, dataset=dataset, base_model=tiny_model,
-                                      method=method, text_column="sentence", label_column="label",
-                                      method_params=method_params, params=params)
+        job = job_for(alice, dataset, tiny_model, method=method, method_params=method_params, params=params)
         Job.objects.filter(pk=job.pk).update(
             status=Job.Status.SUCCEEDED, metrics={"accuracy": accuracy, "macro_f1": accuracy - 0.01},
             finished_at=timezone.now(), progress_step=len(losses), progress_total=len(losses))

@@ -6,8 +6,9 @@ import zipfile
 import pytest
 from django.test import Client
 
-from jobs import runtime, services
+from jobs import runtime
 from jobs.storage import blob_create_from_file
+from tests.factories import dataset_from, job_for
 
 
 def adapter_zip() -> bytes:
@@ -22,13 +23,9 @@ REPORT = {"eval_rows": 20, "labels": ["0", "1"], "confusion_matrix": [[9, 1], [3
 
 
 @pytest.fixture
-def succeeded_job(alice, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
-    team = alice.memberships.get().team
-    dataset = services.dataset_create(team=team, user=alice, name="alice-private-sst2", path=sst2_sample,
-                                      filename="a.tsv")
-    with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
-                                  text_column="sentence", label_column="label")
+def succeeded_job(alice, sst2_sample, tiny_model):
+    dataset = dataset_from(alice, sst2_sample, name="alice-private-sst2", filename="a.tsv")
+    job = job_for(alice, dataset, tiny_model)
     claimed = runtime.job_claim(job_id=job.pk, owner="test")
     zip_bytes = adapter_zip()
     blob = blob_create_from_file(io.BytesIO(zip_bytes))

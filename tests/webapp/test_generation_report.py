@@ -11,7 +11,6 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from jobs import comparison, playground, services
 from jobs.models import EvalReport, Job, PlaygroundRun
@@ -19,6 +18,7 @@ from peftcore.events import ListSink
 from peftcore.predict import adapter_task, generate, load_generator
 from peftcore.train import fit
 from teams.actor import actor_for_user
+from tests.factories import dataset_from, job_row
 from tests.tiny_models import make_review_answer_file, make_tiny_llama, store_adapter
 
 pytestmark = pytest.mark.django_db
@@ -57,16 +57,14 @@ def llama_model(db, llama_dir):
 
 @pytest.fixture
 def pairs_dataset(alice, pairs_file):
-    return services.dataset_create(team=alice.memberships.get().team, user=alice, name="pairs", path=pairs_file,
-                                   filename="pairs.jsonl")
+    return dataset_from(alice, pairs_file, name="pairs")
 
 
 def make_job(dataset, model, *, task="sft", metrics=None, report=None, user=None):
     """A succeeded generation job made directly (not through the job form)."""
-    job = Job.objects.create(team=dataset.team, created_by=user, dataset=dataset, base_model=model, task=task,
-                             method="full", text_column="review", label_column="answer",
-                             params={"max_length": MAX_LENGTH}, status=Job.Status.SUCCEEDED,
-                             metrics=metrics or {}, finished_at=timezone.now(), progress_step=1, progress_total=1)
+    job = job_row(dataset, model, status=Job.Status.SUCCEEDED, created_by=user, task=task, method="full",
+                  text_column="review", label_column="answer", params={"max_length": MAX_LENGTH},
+                  metrics=metrics or {}, progress_step=1, progress_total=1)
     if report is not None:
         EvalReport.objects.create(job=job, data=report)
     return job

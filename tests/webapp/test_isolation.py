@@ -3,17 +3,13 @@
 import pytest
 from django.test import Client
 
-from jobs import services
 from jobs.models import Job
+from tests.factories import dataset_from, job_for
 
 
 @pytest.fixture
-def alice_job(alice, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
-    team = alice.memberships.get().team
-    dataset = services.dataset_create(team=team, user=alice, name="a", path=sst2_sample, filename="a.tsv")
-    with django_capture_on_commit_callbacks(execute=False):
-        return services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
-                                   text_column="sentence", label_column="label")
+def alice_job(alice, sst2_sample, tiny_model):
+    return job_for(alice, dataset_from(alice, sst2_sample, name="a"), tiny_model)
 
 
 def test_api_of_another_team_is_404(alice_job, bob_api):

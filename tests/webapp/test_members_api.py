@@ -2,10 +2,10 @@
 
 import pytest
 
-from jobs import services
 from jobs.models import Job
-from teams.models import AuditEntry, Membership, Team
+from teams.models import AuditEntry, Membership
 from tests.conftest import api_client
+from tests.factories import dataset_from, job_for
 
 
 @pytest.fixture
@@ -40,15 +40,10 @@ def test_a_member_removed_from_a_team_loses_that_teams_token(admin, alice):
     assert alices.get("/api/v1/jobs").status_code == 401
 
 
-def test_the_job_list_filters_by_status_method_dataset_and_task(alice, sst2_sample, tiny_model,
-                                                                django_capture_on_commit_callbacks):
-    team = Team.objects.get(name="Team A")
-    d1 = services.dataset_create(team=team, user=alice, name="one", path=sst2_sample, filename="1.tsv")
-    d2 = services.dataset_create(team=team, user=alice, name="two", path=sst2_sample, filename="2.tsv")
-    with django_capture_on_commit_callbacks(execute=False):
-        jobs = [services.job_create(team=team, user=alice, dataset=d, base_model=tiny_model, method=m,
-                                    text_column="sentence", label_column="label")
-                for d, m in ((d1, "lora"), (d1, "bitfit"), (d2, "lora"))]
+def test_the_job_list_filters_by_status_method_dataset_and_task(alice, sst2_sample, tiny_model):
+    d1 = dataset_from(alice, sst2_sample, name="one", filename="1.tsv")
+    d2 = dataset_from(alice, sst2_sample, name="two", filename="2.tsv")
+    jobs = [job_for(alice, d, tiny_model, method=m) for d, m in ((d1, "lora"), (d1, "bitfit"), (d2, "lora"))]
     Job.objects.filter(pk=jobs[0].pk).update(status=Job.Status.SUCCEEDED)
     api = api_client(alice)
 

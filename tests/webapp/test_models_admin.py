@@ -12,6 +12,7 @@ from jobs import services
 from jobs.models import BaseModel
 from teams.models import AuditEntry, Membership
 from tests.conftest import api_client
+from tests.factories import dataset_from, job_for
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -109,16 +110,12 @@ def test_members_cannot_add_or_remove_models(alice):
     assert BaseModel.objects.filter(pk=model.pk).exists() and BaseModel.objects.count() == 1
 
 
-def test_removing_a_model(api, admin, bob, sst2_sample, django_capture_on_commit_callbacks):
-    team = admin.memberships.get().team
+def test_removing_a_model(api, admin, bob, sst2_sample):
     model_folder("team-bert")
     model_folder("other-bert")
     unused = BaseModel.objects.get(pk=add(api, name="unused", source="local:team-bert").json()["id"])
     used = BaseModel.objects.get(pk=add(api, name="used", source="local:other-bert").json()["id"])
-    dataset = services.dataset_create(team=team, user=admin, name="sst2", path=sst2_sample, filename="sst2.tsv")
-    with django_capture_on_commit_callbacks(execute=False):
-        services.job_create(team=team, user=admin, dataset=dataset, base_model=used, method="lora",
-                            text_column="sentence", label_column="label")
+    job_for(admin, dataset_from(admin, sst2_sample), used)
     shared = services.base_model_register(name="for everyone", source="local:shared")
     theirs = services.base_model_register(name="bob's", source="local:bobs", team=bob.memberships.get().team)
 

@@ -9,23 +9,16 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import services
 from jobs.models import Dataset, Job
 from peftcore.methods import all_methods
+from tests.factories import dataset_from, job_for
 
 
 @pytest.fixture
-def dataset(alice, sst2_sample):
-    return services.dataset_create(team=alice.memberships.get().team, user=alice, name="sst2", path=sst2_sample,
-                                   filename="sst2.tsv")
-
-
-@pytest.fixture
-def make_job(alice, dataset, tiny_model, django_capture_on_commit_callbacks):
+def make_job(alice, dataset, tiny_model):
+    """make_job(status, **fields): a job of alice's, created queued, then set to that status with those fields."""
     def make(status=Job.Status.QUEUED, **fields):
-        with django_capture_on_commit_callbacks(execute=False):
-            job = services.job_create(team=dataset.team, user=alice, dataset=dataset, base_model=tiny_model,
-                                      method="lora", text_column="sentence", label_column="label")
+        job = job_for(alice, dataset, tiny_model)
         if status != Job.Status.QUEUED:
             Job.objects.filter(pk=job.pk).update(status=status, started_at=timezone.now(), **fields)
         return Job.objects.get(pk=job.pk)
@@ -117,7 +110,7 @@ def test_job_form_guesses_the_columns_of_the_chosen_dataset(client, dataset, ali
 
     csv = tmp_path / "other.csv"
     csv.write_text("text,target\ngood film,1\nbad film,0\n")
-    other = services.dataset_create(team=dataset.team, user=alice, name="other", path=csv, filename="other.csv")
+    other = dataset_from(alice, csv, name="other")
     # htmx re-renders the form with the previous dataset's columns still in the query: the guess must replace them.
     html = client.get("/jobs/new/", {"dataset": other.pk, "text_column": "sentence",
                                      "label_column": "label"}).content.decode()
@@ -242,8 +235,7 @@ def test_every_method_can_be_submitted_from_the_form_at_its_defaults(client, dat
 def test_dataset_warnings_show_on_its_page_and_in_the_job_form(client, alice, tmp_path):
     tsv = tmp_path / "dup.tsv"
     tsv.write_text("text\tlabel\ngood film\t1\nbad film\t0\ngood film\t0\n")
-    dataset = services.dataset_create(team=alice.memberships.get().team, user=alice, name="dup", path=tsv,
-                                      filename="dup.tsv", text_column="text", label_column="label")
+    dataset = dataset_from(alice, tsv, name="dup", text_column="text", label_column="label")
     for html in (client.get(f"/datasets/{dataset.pk}/").content.decode(),
                  client.get("/jobs/new/", {"dataset": dataset.pk}).content.decode()):
         assert 'id="dataset-warnings"' in html and "row 4 repeats row 2" in html

@@ -5,11 +5,12 @@ label probabilities. Here the worker's function runs in-process (tests/integrati
 import pytest
 from django.test import Client
 
-from jobs import playground, services
+from jobs import playground
 from jobs.models import Job, PlaygroundRun
 from peftcore.events import ListSink
 from peftcore.predict import classify, load_classifier
 from peftcore.train import fit
+from tests.factories import job_for
 from tests.peftcore.conftest import make_spec
 from tests.tiny_models import store_adapter
 
@@ -17,14 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def succeeded(alice, sst2_sample, tiny_model, tiny_model_dir, tmp_path, django_capture_on_commit_callbacks):
+def succeeded(alice, dataset, sst2_sample, tiny_model, tiny_model_dir, tmp_path):
     """A succeeded job whose stored adapter is a real one trained on the tiny model; (job, adapter folder)."""
-    dataset = services.dataset_create(team=alice.memberships.get().team, user=alice, name="sst2", path=sst2_sample,
-                                      filename="sst2.tsv")
-    with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(team=dataset.team, user=alice, dataset=dataset, base_model=tiny_model,
-                                  method="lora", text_column="sentence", label_column="label",
-                                  params={"max_length": 32})
+    job = job_for(alice, dataset, tiny_model, params={"max_length": 32})
     spec = make_spec(tiny_model_dir, sst2_sample, tmp_path / "out", params={"epochs": 1, "max_rows": 32})
     spec.update(text_column="sentence", label_column="label")
     folder = fit(spec, ListSink()).adapter_dir

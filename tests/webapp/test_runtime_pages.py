@@ -4,22 +4,16 @@ time limit in the job form, another team's job refused."""
 import pytest
 from django.utils import timezone
 
-from jobs import runtime, services
+from jobs import runtime
 from jobs.models import Job, JobAttempt
 from jobs.storage import blob_create_from_chunks
+from tests.factories import job_for
 
 
 @pytest.fixture
-def make_job(alice, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
-    dataset = services.dataset_create(team=alice.memberships.get().team, user=alice, name="sst2", path=sst2_sample,
-                                      filename="sst2.tsv")
-
-    def make(**kwargs):
-        with django_capture_on_commit_callbacks(execute=False):
-            return services.job_create(team=dataset.team, user=alice, dataset=dataset, base_model=tiny_model,
-                                       method="lora", text_column="sentence", label_column="label", **kwargs)
-
-    return make
+def make_job(alice, dataset, tiny_model):
+    """make_job(**fields): a queued job of alice's on the SST-2 sample."""
+    return lambda **fields: job_for(alice, dataset, tiny_model, **fields)
 
 
 def test_queued_jobs_show_their_place_on_the_list_the_page_and_the_api(client, alice_api, make_job):

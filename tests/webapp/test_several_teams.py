@@ -4,10 +4,10 @@ switcher changes it for every browser of the user, and a token stays in the team
 import pytest
 from django.test import Client
 
-from jobs import services
 from jobs.models import Dataset
 from teams.models import ApiToken, AuditEntry, Membership, Team
 from teams.services import api_token_create
+from tests.factories import dataset_from
 
 
 @pytest.fixture
@@ -20,10 +20,8 @@ def carol(make_member, alice, bob):
 
 @pytest.fixture
 def datasets(carol, alice, bob, sst2_sample):
-    a = services.dataset_create(team=Team.objects.get(name="Team A"), user=alice, name="in-a", path=sst2_sample,
-                                filename="a.tsv")
-    b = services.dataset_create(team=Team.objects.get(name="Team B"), user=bob, name="in-b", path=sst2_sample,
-                                filename="b.tsv")
+    a = dataset_from(alice, sst2_sample, name="in-a", filename="a.tsv")
+    b = dataset_from(bob, sst2_sample, name="in-b", filename="b.tsv")
     return a, b
 
 

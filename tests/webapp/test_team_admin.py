@@ -14,6 +14,7 @@ from jobs.models import Dataset, Job
 from teams.models import ApiToken, AuditEntry, Membership, Team
 from teams.services import user_create
 from tests.conftest import api_client
+from tests.factories import job_for
 
 
 def browser(user) -> Client:
@@ -33,21 +34,8 @@ def owner(alice, team):
     return alice
 
 
-@pytest.fixture
-def dataset(alice, team, sst2_sample):
-    return services.dataset_create(team=team, user=alice, name="sst2", path=sst2_sample, filename="sst2.tsv")
-
-
-def _job(user, dataset, model, capture):
-    with capture(execute=False):
-        return services.job_create(team=dataset.team, user=user, dataset=dataset, base_model=model, method="lora",
-                                   text_column="sentence", label_column="label")
-
-
-def test_a_viewer_reads_but_every_change_is_refused_with_what_to_ask_for(team, alice, dataset, tiny_model,
-                                                                          sst2_sample,
-                                                                          django_capture_on_commit_callbacks):
-    job = _job(alice, dataset, tiny_model, django_capture_on_commit_callbacks)
+def test_a_viewer_reads_but_every_change_is_refused_with_what_to_ask_for(team, alice, dataset, tiny_model, sst2_sample):
+    job = job_for(alice, dataset, tiny_model)
     viewer = user_create(username="vera", password="pw-vera", team=team, role=Membership.Role.VIEWER)
     page, api = browser(viewer), api_client(viewer)
     assert page.get(f"/jobs/{job.pk}/").status_code == 200 and api.get(f"/api/v1/jobs/{job.pk}").status_code == 200
@@ -71,17 +59,16 @@ def test_only_admins_open_the_dashboard(team, alice, owner):
     assert browser(alice).get("/team/").status_code == 200
 
 
-def test_the_dashboard_shows_every_part_in_a_fixed_number_of_queries(owner, dataset, tiny_model,
-                                                                      django_capture_on_commit_callbacks):
+def test_the_dashboard_shows_every_part_in_a_fixed_number_of_queries(owner, dataset, tiny_model):
     client = browser(owner)
-    _job(owner, dataset, tiny_model, django_capture_on_commit_callbacks)
+    job_for(owner, dataset, tiny_model)
     with CaptureQueriesContext(connection) as few:
         page = client.get("/team/").content.decode()
     for part in ('id="usage"', 'id="members"', 'id="jobs-overview"', 'id="queue"', 'id="workers"', 'id="audit"',
                  "<svg"):
         assert part in page, part
     for _ in range(12):
-        job = _job(owner, dataset, tiny_model, django_capture_on_commit_callbacks)
+        job = job_for(owner, dataset, tiny_model)
     Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error_kind="internal", error_message="boom",
                                          finished_at=timezone.now())
     with CaptureQueriesContext(connection) as many:
@@ -115,12 +102,11 @@ def test_a_member_of_another_team_cannot_be_changed_from_this_one(owner, bob):
     assert Membership.objects.get(pk=other.pk).role == "member"
 
 
-def test_a_submission_over_the_concurrent_job_quota_is_refused_with_the_figure(team, alice, dataset, tiny_model,
-                                                                               django_capture_on_commit_callbacks):
+def test_a_submission_over_the_concurrent_job_quota_is_refused_with_the_figure(team, alice, dataset, tiny_model):
     Team.objects.filter(pk=team.pk).update(max_concurrent_jobs=1)
-    _job(alice, dataset, tiny_model, django_capture_on_commit_callbacks)
+    job_for(alice, dataset, tiny_model)
     with pytest.raises(services.ValidationFailed) as exc:
-        _job(alice, dataset, tiny_model, django_capture_on_commit_callbacks)
+        job_for(alice, dataset, tiny_model)
     assert "has 1 job(s) queued or running; its limit is 1" in exc.value.message
     assert exc.value.errors == {"quota": exc.value.message} and Job.objects.count() == 1
 
@@ -133,8 +119,7 @@ def test_concurrent_submissions_cannot_slip_past_the_quota(team, alice, dataset,
     def submit():
         try:
             barrier.wait()
-            services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
-                                text_column="sentence", label_column="label")
+            job_for(alice, dataset, tiny_model, capture=False)
             outcomes.append("created")
         except services.ValidationFailed:
             outcomes.append("refused")
@@ -150,14 +135,13 @@ def test_concurrent_submissions_cannot_slip_past_the_quota(team, alice, dataset,
     assert Job.objects.filter(team=team).count() == 3
 
 
-def test_compute_hours_and_storage_quotas(team, alice, dataset, tiny_model, sst2_sample,
-                                          django_capture_on_commit_callbacks):
-    job = _job(alice, dataset, tiny_model, django_capture_on_commit_callbacks)
+def test_compute_hours_and_storage_quotas(team, alice, dataset, tiny_model, sst2_sample):
+    job = job_for(alice, dataset, tiny_model)
     Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, started_at=timezone.now(), run_seconds=7200,
                                          device="cpu")
     Team.objects.filter(pk=team.pk).update(compute_hours_per_month=2)
     with pytest.raises(services.ValidationFailed, match="used 2.0 of its 2 compute hours this month"):
-        _job(alice, dataset, tiny_model, django_capture_on_commit_callbacks)
+        job_for(alice, dataset, tiny_model)
     Team.objects.filter(pk=team.pk).update(compute_hours_per_month=None, max_storage_bytes=dataset.size_bytes + 10)
     with pytest.raises(services.ValidationFailed, match="storage limit"):
         services.dataset_create(team=team, user=alice, name="again", path=sst2_sample, filename="again.tsv")
@@ -167,11 +151,11 @@ def test_compute_hours_and_storage_quotas(team, alice, dataset, tiny_model, sst2
     assert Blob.objects.count() == 1  # the refused upload left no bytes behind
 
 
-def test_usage_is_rolled_up_per_member_and_month(owner, dataset, tiny_model, django_capture_on_commit_callbacks):
+def test_usage_is_rolled_up_per_member_and_month(owner, dataset, tiny_model):
     from jobs.dashboard import usage_by_member_month
 
     for seconds in (60, 90):
-        job = _job(owner, dataset, tiny_model, django_capture_on_commit_callbacks)
+        job = job_for(owner, dataset, tiny_model)
         Job.objects.filter(pk=job.pk).update(started_at=timezone.now(), run_seconds=seconds, device="cpu")
     rows = usage_by_member_month(team=dataset.team)
     assert [(r["created_by__username"], r["device"], r["jobs"], r["seconds"]) for r in rows] == [
@@ -179,9 +163,8 @@ def test_usage_is_rolled_up_per_member_and_month(owner, dataset, tiny_model, dja
     assert "2m 30s" in browser(owner).get("/team/").content.decode()
 
 
-def test_the_audit_log_records_uploads_jobs_cancels_downloads_and_quota_changes(owner, dataset, tiny_model,
-                                                                                django_capture_on_commit_callbacks):
-    job = _job(owner, dataset, tiny_model, django_capture_on_commit_callbacks)
+def test_the_audit_log_records_uploads_jobs_cancels_downloads_and_quota_changes(owner, dataset, tiny_model):
+    job = job_for(owner, dataset, tiny_model)
     api = api_client(owner)
     api.post(f"/api/v1/jobs/{job.pk}/cancel")
     browser(owner).post("/team/quotas/", {"max_concurrent_jobs": "4", "compute_hours_per_month": "",
@@ -195,10 +178,9 @@ def test_the_audit_log_records_uploads_jobs_cancels_downloads_and_quota_changes(
         f"job {job.pk}", "team Team A"]
 
 
-def test_the_api_shows_the_team_its_members_usage_and_audit_to_the_right_roles(owner, team, dataset, tiny_model,
-                                                                              django_capture_on_commit_callbacks):
+def test_the_api_shows_the_team_its_members_usage_and_audit_to_the_right_roles(owner, team, dataset, tiny_model):
     Team.objects.filter(pk=team.pk).update(max_concurrent_jobs=5)
-    job = _job(owner, dataset, tiny_model, django_capture_on_commit_callbacks)
+    job = job_for(owner, dataset, tiny_model)
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now(), run_seconds=1800, device="cpu")
     member = api_client(user_create(username="mo", password="pw-mo", team=team))
     mine = member.get("/api/v1/team").json()

@@ -8,6 +8,7 @@ from jobs.errors import Conflict
 from jobs.models import Blob, BlobChunk, Dataset, Job
 from teams.actor import Actor
 from teams.models import Membership, Team
+from tests.factories import dataset_from, job_for
 
 
 @pytest.fixture
@@ -21,19 +22,15 @@ def _browser(user) -> Client:
     return client
 
 
-def _job(owner, sst2_sample, tiny_model, capture):
-    team = Team.objects.get(name="Team A")
-    dataset = services.dataset_create(team=team, user=owner, name="a", path=sst2_sample, filename="a.tsv")
-    with capture(execute=False):
-        return services.job_create(team=team, user=owner, dataset=dataset, base_model=tiny_model, method="lora",
-                                   text_column="sentence", label_column="label")
+def _job(owner, sst2_sample, tiny_model):
+    """A queued job of Team A's."""
+    return job_for(owner, dataset_from(owner, sst2_sample, name="a"), tiny_model)
 
 
 def test_an_owner_deletes_the_team_and_its_stored_bytes_after_typing_its_name(
-        owner, alice, bob, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
-    job = _job(owner, sst2_sample, tiny_model, django_capture_on_commit_callbacks)
-    bobs_dataset = services.dataset_create(team=Team.objects.get(name="Team B"), user=bob, name="b",
-                                           path=sst2_sample, filename="b.tsv")
+        owner, alice, bob, sst2_sample, tiny_model):
+    job = _job(owner, sst2_sample, tiny_model)
+    bobs_dataset = dataset_from(bob, sst2_sample, name="b")
     client = _browser(owner)
     assert "delete-team" in client.get("/team/").content.decode()
     # Refused while the job is queued.
@@ -61,8 +58,8 @@ def test_only_owners_may_delete_a_team(owner, make_member):
     assert Team.objects.filter(name="Team A").exists()
 
 
-def test_a_running_job_blocks_deletion(owner, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
-    job = _job(owner, sst2_sample, tiny_model, django_capture_on_commit_callbacks)
+def test_a_running_job_blocks_deletion(owner, sst2_sample, tiny_model):
+    job = _job(owner, sst2_sample, tiny_model)
     runtime.job_claim(job_id=job.pk, owner="w/1")
     with pytest.raises(Conflict, match="cancel them first"):
         services.team_delete(actor=Actor.of(Membership.objects.get(user=owner)), confirm_name="Team A")

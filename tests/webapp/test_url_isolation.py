@@ -14,6 +14,7 @@ from teams.actor import Actor
 from teams.models import ApiToken, Membership
 from teams.services import api_token_create, invitation_create
 from tests.conftest import api_client
+from tests.factories import dataset_from, job_for, team_of
 
 PARAM = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 # Open to anyone by design: the link is the secret (tests/webapp/test_invitations.py).
@@ -35,15 +36,13 @@ def _routes(patterns, prefix=""):
 
 
 @pytest.fixture
-def alices_objects(alice, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
-    team = alice.memberships.get().team
-    dataset = services.dataset_create(team=team, user=alice, name="a", path=sst2_sample, filename="a.tsv")
-    with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(team=team, user=alice, dataset=dataset, base_model=tiny_model, method="lora",
-                                  text_column="sentence", label_column="label")
-        runtime.job_claim(job_id=job.pk, owner="w/1")
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
-        run = PlaygroundRun.objects.create(job=job, created_by=alice, texts=["x"])
+def alices_objects(alice, sst2_sample, tiny_model):
+    team = team_of(alice)
+    dataset = dataset_from(alice, sst2_sample, name="a")
+    job = job_for(alice, dataset, tiny_model)
+    runtime.job_claim(job_id=job.pk, owner="w/1")
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    run = PlaygroundRun.objects.create(job=job, created_by=alice, texts=["x"])
     Membership.objects.filter(user=alice).update(role=Membership.Role.OWNER)
     invitation, _ = invitation_create(actor=Actor.of(Membership.objects.get(user=alice)))
     Membership.objects.filter(user=alice).update(role=Membership.Role.MEMBER)

@@ -6,12 +6,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from jobs import notifications, services
+from jobs import notifications
 from jobs.models import Job, Webhook, WebhookDelivery
 from teams.actor import Actor
 from teams.models import AuditEntry, Membership
 from teams.services import user_create
 from tests.conftest import api_client, wait_for
+from tests.factories import dataset_from, job_row
 from tests.webhook_receiver import Receiver, verify
 
 
@@ -34,11 +35,8 @@ def receiver():
 
 
 def _failed_job(user, sst2_sample, model) -> Job:
-    team = user.memberships.get().team
-    dataset = services.dataset_create(team=team, user=user, name="sst2", path=sst2_sample, filename="sst2.tsv")
-    return Job.objects.create(team=team, created_by=user, dataset=dataset, base_model=model, method="lora",
-                              name="doomed", status=Job.Status.FAILED, error_kind="internal", error_message="boom",
-                              finished_at=timezone.now())
+    return job_row(dataset_from(user, sst2_sample), model, name="doomed", status=Job.Status.FAILED,
+                   error_kind="internal", error_message="boom")
 
 
 def test_an_admin_adds_a_webhook_sees_its_secret_once_and_deletes_it(alice, receiver):
