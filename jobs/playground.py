@@ -44,8 +44,7 @@ def _unzip_once(artifact: Artifact) -> Path:
 
 
 def _cached(model_path: Path, adapter_dir: Path, load):
-    """load(model_path, adapter_dir), or the copy still in memory; one LRU for classifiers and generators (an
-    adapter folder has one task, so the key cannot mean both)."""
+    """load(model_path, adapter_dir), or the copy still in memory; one LRU whatever the adapter's task."""
     key = (str(model_path), str(adapter_dir))
     with _lock:
         if key in _loaded:
@@ -59,21 +58,14 @@ def _cached(model_path: Path, adapter_dir: Path, load):
     return loaded
 
 
-def _classifier(model_path: Path, adapter_dir: Path):
-    from peftcore.predict import load_classifier
+def _predictor(model_path: Path, adapter_dir: Path):
+    from peftcore.predict import load_predictor
 
-    return _cached(model_path, adapter_dir, load_classifier)
-
-
-def _generator(model_path: Path, adapter_dir: Path):
-    from peftcore.predict import load_generator
-
-    return _cached(model_path, adapter_dir, load_generator)
+    return _cached(model_path, adapter_dir, load_predictor)
 
 
 def predict(run_id: int) -> str:
-    from peftcore.predict import adapter_task, classify, generate
-    from peftcore.tasks import GENERATION_TASKS
+    from peftcore.predict import predict as answer
 
     run = PlaygroundRun.objects.select_related("job__base_model", "job__report").filter(pk=run_id).first()
     if run is None:
@@ -89,13 +81,10 @@ def predict(run_id: int) -> str:
         used = (getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length"))
         max_length = used or job.params.get("max_length", 128)
         # The folder records the task it was trained for (classification if it predates the record), so it
-        # decides, not job.task: a generator cannot load from a folder that does not name its task.
-        if adapter_task(adapter_dir) in GENERATION_TASKS:
-            generations = generate(_generator(model_path, adapter_dir), run.texts, max_length=max_length,
-                                   max_new_tokens=MAX_NEW_TOKENS)
-            result = {"generations": generations}
-        else:
-            result = {"predictions": classify(_classifier(model_path, adapter_dir), run.texts, max_length=max_length)}
+        # decides, not job.task: an adapter loads only as the task it was saved for.
+        predictor = _predictor(model_path, adapter_dir)
+        answers = answer(predictor, run.texts, max_length=max_length, max_new_tokens=MAX_NEW_TOKENS)
+        result = {"generations" if predictor.task.generative else "predictions": answers}
     except Exception as exc:  # whatever breaks, the run must end, or the page would poll forever
         log.warning("playground run %s of job %s failed: %s", run.pk, job.pk, exc)
         result = {"error": f"could not run the adapter: {exc}"}

@@ -16,10 +16,6 @@ from .tasks._base import PLAYGROUND_MAX_LENGTH, PLAYGROUND_NEW_TOKENS, PLAYGROUN
 
 MAX_TEXTS, MAX_LENGTH, MAX_NEW_TOKENS = PLAYGROUND_TEXTS, PLAYGROUND_MAX_LENGTH, PLAYGROUND_NEW_TOKENS
 
-# The old names of the predictor kinds: every task's is a Predictor.
-Classifier = Generator = Predictor
-
-
 def adapter_task(adapter_dir: Path) -> str:
     """The task an adapter folder was trained for (classification for folders from before it was recorded)."""
     return (adapter_method(Path(adapter_dir)) or {}).get("task") or TEXT_CLASSIFICATION
@@ -34,23 +30,3 @@ def predict(predictor: Predictor, texts: Sequence[str], *, max_length: int = 128
             max_new_tokens: int = 64) -> list[dict]:
     """Per text: {"label", "probabilities"} (a task with labels) or {"generation"} (a generative task)."""
     return predictor.task.predict(predictor, texts, max_length=max_length, max_new_tokens=max_new_tokens)
-
-
-# The names jobs/playground.py uses today (one per kind of task).
-
-
-def load_classifier(model_path: Path, adapter_dir: Path) -> Predictor:
-    return get_task(TEXT_CLASSIFICATION).load_predictor(Path(model_path), Path(adapter_dir))
-
-
-def classify(classifier: Predictor, texts: Sequence[str], max_length: int = 128) -> list[dict]:
-    return predict(classifier, texts, max_length=max_length)
-
-
-def load_generator(model_path: Path, adapter_dir: Path) -> Predictor:
-    return load_predictor(model_path, adapter_dir)
-
-
-def generate(generator: Predictor, texts: Sequence[str], *, max_length: int = 512,
-             max_new_tokens: int = 64) -> list[dict]:
-    return predict(generator, texts, max_length=max_length, max_new_tokens=max_new_tokens)

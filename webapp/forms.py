@@ -3,12 +3,10 @@ training parameter appears in the form (with its default, bounds and help) witho
 
 from django import forms
 
-from jobs.services import TASKS
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.recommend import recommend
 from peftcore.sft import AUTO, TEMPLATES, nested_paths
-from peftcore.tasks import COLUMN_ROLES, SFT
-from peftcore.tasks import TASKS as CORE_TASKS
+from peftcore.tasks import UnknownTaskError, all_tasks, get_task
 from peftcore.schema import Param
 from peftcore.training_params import TRAINING_PARAMS
 
@@ -45,17 +43,10 @@ class AdapterChoiceField(forms.ModelChoiceField):
         return f"#{job.pk} {job.name} ({job.method})"
 
 
-_COLUMN_HELP = {
-    "text-classification": ("The column holding the text to classify.", "The column holding each row's label."),
-    "sft": ("The instruction or question the model reads.", "The answer the model learns to write."),
-    "seq2seq": ("The text the model reads.", "The text the model learns to write for it."),
-}
-
-
 class JobForm(forms.Form):
     name = forms.CharField(required=False, max_length=200, help_text="Optional; defaults to method and dataset.")
     dataset = forms.ModelChoiceField(queryset=None, help_text="The rows to train on.")
-    task = forms.ChoiceField(choices=list(TASKS.items()), initial="text-classification")
+    task = forms.ChoiceField(choices=[(task.id, task.name) for task in all_tasks()], initial="text-classification")
     # Required per task by jobs.services (SFT on a messages column needs neither).
     text_column = forms.ChoiceField(choices=[], required=False)
     label_column = forms.ChoiceField(choices=[], required=False)
@@ -97,11 +88,15 @@ class JobForm(forms.Form):
         self.fields["base_model"].queryset = models
         self.fields["method"].choices = method_choices()
         dataset = self._chosen(datasets, "dataset")
-        task = self._value("task") or self.fields["task"].initial
-        self.task = task if task in CORE_TASKS else self.fields["task"].initial
-        self.is_sft = self.task == SFT
+        try:
+            task_spec = get_task(self._value("task") or self.fields["task"].initial)
+        except UnknownTaskError:  # the task field itself reports it
+            task_spec = get_task(self.fields["task"].initial)
+        self.task = task = task_spec.id
+        # The template holds the task's extra fields when it reads them (SFT: input, messages, template).
+        self.is_sft = "messages_column" in task_spec.fields
         names = list(dataset.columns) if dataset else []
-        if self.is_sft and dataset:  # SFT columns may be paths into nested cells (instances[0].output)
+        if task_spec.column_paths and dataset:  # columns may be paths into nested cells (instances[0].output)
             names += nested_paths(dataset.preview or [])
         columns = [(c, c) for c in names]
         none = [("", "none")] if self.is_sft else []
@@ -109,22 +104,18 @@ class JobForm(forms.Form):
         self.fields["label_column"].choices = none + columns
         self.fields["input_column"].choices = [("", "none")] + columns
         self.fields["messages_column"].choices = [("", "none")] + columns
-        first, second = COLUMN_ROLES[self.task]
+        first, second = task_spec.column_roles
         self.fields["text_column"].label, self.fields["label_column"].label = first, second
-        self.fields["text_column"].help_text, self.fields["label_column"].help_text = _COLUMN_HELP[self.task]
+        self.fields["text_column"].help_text, self.fields["label_column"].help_text = task_spec.column_help
         if dataset:
             # A value carried over from another dataset (htmx re-render) is replaced by a guess.
-            guesses = {"text-classification": (("text", "sentence", "review", "input"),
-                                               ("label", "labels", "class", "target")),
-                       "sft": (("instruction", "prompt", "question", "input"), ("response", "output", "answer")),
-                       "seq2seq": (("input", "source", "document", "text"), ("target", "summary", "output"))}
-            for field, guess in zip(("text_column", "label_column"), guesses[self.task]):
+            for field, guess in zip(("text_column", "label_column"), task_spec.column_guesses):
                 if self.initial.get(field) not in names:
                     self.initial[field] = _guess(names, guess)
             if self.is_sft and self.initial.get("messages_column") not in names:
                 self.initial["messages_column"] = _guess(names, ("messages", "conversations", "chat")) or ""
         # From the studio's benchmark table (no torch): the first method to offer for this many rows.
-        self.recommendation = recommend(task, dataset.rows) if dataset and task in CORE_TASKS else None
+        self.recommendation = recommend(task, dataset.rows) if dataset else None
         self.dataset_rows = dataset.rows if dataset else None
         self.dataset_warnings = (dataset.stats or {}).get("warnings", []) if dataset else []
         if self.recommendation and not self._value("method"):

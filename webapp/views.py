@@ -167,7 +167,7 @@ def job_tokens(request):
         return render(request, "jobs/_tokens.html", {"error": "choose a dataset and a base model"}, status=400)
     try:
         stats = services.token_stats_ask(
-            dataset=dataset, base_model=model, task=request.GET.get("task", ""),
+            dataset=dataset, base_model=model, task=request.GET.get("task") or JobForm.base_fields["task"].initial,
             **{field: request.GET.get(field, "") for field in
                ("text_column", "label_column", "input_column", "messages_column", "template")})
     except Refused as exc:

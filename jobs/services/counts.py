@@ -9,7 +9,7 @@ from peftcore.sft import AUTO as AUTO_TEMPLATE
 from peftcore.sft import path_root
 
 
-from peftcore.tasks import SFT
+from peftcore.tasks import Task, UnknownTaskError, get_task
 
 from .. import dispatch
 from ..errors import Refused
@@ -29,6 +29,12 @@ def trainable_count_request(*, base_model: BaseModel, method: str, params: dict)
 
 def trainable_count_set(*, count: TrainableCount, result: dict) -> None:
     TrainableCount.objects.filter(pk=count.pk).update(result=result)
+
+
+def templated(task: Task) -> bool:
+    """The task builds its examples from its columns with a template (SFT): token counts and the pre-flight
+    checks are then per example, keyed by the columns and template (services.counts)."""
+    return "template" in task.fields
 
 
 def sft_options(text_column: str, label_column: str, input_column: str = "", messages_column: str = "",
@@ -99,7 +105,11 @@ def token_stats_ask(*, dataset: Dataset, base_model: BaseModel, task: str, text_
                     input_column: str = "", messages_column: str = "", template: str = "") -> TokenStats:
     """The token lengths a job form's columns would train on (SFT: whole examples as the template builds them),
     asked for once (see token_stats_request). Refused: columns the dataset lacks."""
-    if task == SFT:
+    try:
+        task_spec = get_task(task)
+    except UnknownTaskError as exc:
+        raise Refused(str(exc)) from None
+    if templated(task_spec):
         options = sft_options(text_column, label_column, input_column, messages_column, template)
         if problem := sft_options_error(dataset, options):
             raise Refused(problem)

@@ -11,16 +11,15 @@ from peftcore.start_from import MODES as START_MODES
 from peftcore.sft import AUTO as AUTO_TEMPLATE
 from peftcore.sft import check_template, path_root
 from peftcore.start_from import start_refusal
-from peftcore.tasks import COLUMN_ROLES, SFT, TASK_NAMES, TEXT_CLASSIFICATION, architecture_refusal
+from peftcore.tasks import Task, UnknownTaskError, get_task
 from peftcore.training_params import TRAINING_PARAMS
 
 
 from ..errors import ValidationFailed
 from ..models import (BaseModel, Dataset, EvalReport, Job)
-from .counts import sft_options, sft_preflight_errors
+from .counts import sft_options, sft_preflight_errors, templated
 
 
-TASKS = TASK_NAMES
 
 def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what: str, *, paths: bool = False) -> None:
     """A column of the dataset; with paths, a path into one (instances[0].output) whose top-level column exists."""
@@ -33,29 +32,28 @@ def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what:
         errors[field] = f"column '{column}' of '{dataset.name}' has {empty} empty value(s); fill them or pick another column"
 
 
-def _column_errors(*, task: str, dataset: Dataset, eval_dataset: Dataset | None, columns: dict) -> dict[str, str]:
+def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None, columns: dict) -> dict[str, str]:
     """The task's columns checked against the dataset (and the evaluation dataset): field -> message."""
     errors: dict[str, str] = {}
-    first, second = (role.split(" ")[0].lower() for role in COLUMN_ROLES.get(task, ("Text", "Label")))
-    sft = task == SFT
-    if sft and columns.get("messages_column"):
+    first, second = (role.split(" ")[0].lower() for role in task.column_roles)
+    if "messages_column" in task.fields and columns.get("messages_column"):
         wanted = {"messages_column": "messages"}
     else:
         wanted = {"text_column": first, "label_column": second}
-        if sft and columns.get("input_column"):
+        if "input_column" in task.fields and columns.get("input_column"):
             wanted["input_column"] = "input"
     for field, what in wanted.items():
-        _check_column(errors, field, columns.get(field) or "", dataset, what, paths=sft)
+        _check_column(errors, field, columns.get(field) or "", dataset, what, paths=task.column_paths)
     if "label_column" in wanted and columns.get("text_column") and columns["text_column"] == columns.get("label_column"):
         errors["label_column"] = f"the {second} column must differ from the {first} column"
-    if sft:
+    if "template" in task.fields:
         try:
             check_template(columns.get("template") or AUTO_TEMPLATE)
         except ValueError as exc:
             errors["template"] = str(exc)
     if eval_dataset is not None and eval_dataset.pk != dataset.pk:
         for field, what in wanted.items():
-            column = path_root(columns.get(field) or "") if sft else columns.get(field)
+            column = path_root(columns.get(field) or "") if task.column_paths else columns.get(field)
             if column and column not in eval_dataset.columns:
                 errors["eval_dataset"] = (f"the evaluation dataset '{eval_dataset.name}' has no {what} column "
                                           f"'{column}'; its columns are: {', '.join(eval_dataset.columns)}")
@@ -80,34 +78,38 @@ def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: 
                  template: str = "") -> tuple[dict, dict]:
     """Check a job against its dataset, model and method; return (method_params, params) resolved."""
     errors: dict[str, str] = {}
-    if task not in TASKS:
-        errors["task"] = f"unknown task '{task}'; choose one of: {', '.join(TASKS)}"
+    try:
+        task_spec = get_task(task)
+    except UnknownTaskError as exc:
+        errors["task"] = str(exc)
+        task_spec = None
     try:
         spec = get_method(method)
     except UnknownMethodError as exc:
         errors["method"] = str(exc)
         spec = None
-    if spec and task in TASKS and task not in spec.tasks:
+    if spec and task_spec and task not in spec.tasks:
         errors["method"] = f"{spec.label} does not support {task}; it supports: {', '.join(spec.tasks)}"
     if eval_dataset is not None and eval_dataset.pk == dataset.pk:
         errors["eval_dataset"] = "evaluate on a different dataset, or leave it empty to hold out a fraction of the rows"
-    errors.update(_column_errors(task=task, dataset=dataset, eval_dataset=eval_dataset, columns={
-        "text_column": text_column, "label_column": label_column, "input_column": input_column,
-        "messages_column": messages_column, "template": template}))
-    if task == TEXT_CLASSIFICATION:
+    if task_spec is not None:
+        errors.update(_column_errors(task=task_spec, dataset=dataset, eval_dataset=eval_dataset, columns={
+            "text_column": text_column, "label_column": label_column, "input_column": input_column,
+            "messages_column": messages_column, "template": template}))
+    if task_spec is not None and task_spec.has_labels:
         labels = dataset.stats.get("labels") if dataset.stats.get("label_column") == label_column else None
         if labels is not None and len(labels) < 2:
             errors["label_column"] = f"column '{label_column}' holds a single label; classification needs at least two"
-    config = _model_config(base_model) if task in TASKS else None
+    config = _model_config(base_model) if task_spec is not None else None
     if config is not None:
-        reason = architecture_refusal(config, task) or (spec.supports(config.get("model_type", ""), task) if spec else None)
+        reason = task_spec.architecture_refusal(config) or (spec.supports(config.get("model_type", ""), task) if spec else None)
         if reason:
             errors["base_model"] = reason
     clean_method, method_errors = validate_params(spec.params, method_params) if spec else ({}, {})
     clean_params, param_errors = validate_params(TRAINING_PARAMS, params)
     errors.update({f"method_params.{k}": v for k, v in method_errors.items()})
     errors.update({f"params.{k}": v for k, v in param_errors.items()})
-    if task == SFT and not errors:
+    if task_spec is not None and templated(task_spec) and not errors:
         errors.update(sft_preflight_errors(dataset=dataset, base_model=base_model, max_length=clean_params["max_length"],
                                            options=sft_options(text_column, label_column, input_column,
                                                                messages_column, template)))

@@ -3,7 +3,7 @@
 
 from django.db import transaction
 
-from peftcore.tasks import SFT
+from peftcore.tasks import OPTIONAL_FIELDS, get_task
 
 from teams.audit import audit_record
 from teams.models import Team
@@ -46,10 +46,12 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
         dataset=dataset, eval_dataset=eval_dataset, base_model=base_model, method=method, task=task,
         text_column=text_column, label_column=label_column, method_params=method_params, params=params,
         input_column=input_column, messages_column=messages_column, template=template)
-    if task != SFT:
-        input_column = messages_column = template = ""
-    elif messages_column:
-        text_column = label_column = input_column = ""
+    # Only what the task reads is kept (a messages column replaces the others).
+    kept = get_task(task).fields
+    given = {"input_column": input_column, "messages_column": messages_column, "template": template}
+    extra = {field: given[field] if field in kept else "" for field in OPTIONAL_FIELDS}
+    if extra["messages_column"]:
+        text_column = label_column = extra["input_column"] = ""
     with transaction.atomic():
         locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # concurrent submissions queue here
         if locked is None:
@@ -60,8 +62,7 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
             team=team, created_by=user, name=name[:200] or f"{method} on {dataset.name}", dataset=dataset,
             eval_dataset=eval_dataset, base_model=base_model, task=task, method=method,
             method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
-            input_column=input_column, messages_column=messages_column, template=template,
-            start_from=start_from, start_mode=start_mode, priority=priority, time_limit_seconds=time_limit_seconds)
+            **extra, start_from=start_from, start_mode=start_mode, priority=priority, time_limit_seconds=time_limit_seconds)
         audit_record(team_id=team.pk, user=user, action="job.create", target=f"job {job.pk}", method=method,
                      task=task, dataset=dataset.pk)
         job_enqueue_on_commit(job.pk)

@@ -53,6 +53,9 @@ class Task:
     name: ClassVar[str]  # short, for forms and tables
     description: ClassVar[str]
     column_roles: ClassVar[tuple[str, str]]  # what text_column and label_column hold, as a form labels them
+    column_help: ClassVar[tuple[str, str]] = ("", "")  # the form's help under those two fields
+    # Column names the form tries first for those two fields, in order (a dataset's own names are unknown).
+    column_guesses: ClassVar[tuple[tuple[str, ...], tuple[str, ...]]] = ((), ())
     generative: ClassVar[bool] = False  # writes text (the playground generates; the report has samples)
     has_labels: ClassVar[bool] = False  # a label set read from the data: labels.json, a new classifier head
     fields: ClassVar[tuple[str, ...]] = ()  # the OPTIONAL_FIELDS it reads

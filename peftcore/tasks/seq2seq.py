@@ -25,6 +25,8 @@ class Seq2Seq(GenerationTask):
     name = "Sequence to sequence"
     description = "Sequence to sequence (T5, BART shapes): learn to write the target text for an input text."
     column_roles = ("Input column", "Target column")
+    column_help = ("The text the model reads.", "The text the model learns to write for it.")
+    column_guesses = (("input", "source", "document", "text"), ("target", "summary", "output"))
     peft_type = "SEQ_2_SEQ_LM"
     auto_class = "AutoModelForSeq2SeqLM"
     runner_class = Seq2SeqRunner

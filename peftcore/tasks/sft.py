@@ -35,6 +35,8 @@ class Sft(GenerationTask):
     description = ("Instruction / chat fine-tuning of a causal language model (GPT-2, Llama, Qwen, Mistral shapes): "
                    "learn to write the response to a prompt.")
     column_roles = ("Prompt column", "Response column")
+    column_help = ("The instruction or question the model reads.", "The answer the model learns to write.")
+    column_guesses = (("instruction", "prompt", "question", "input"), ("response", "output", "answer"))
     fields = ("input_column", "messages_column", "template")
     peft_type = "CAUSAL_LM"
     auto_class = "AutoModelForCausalLM"

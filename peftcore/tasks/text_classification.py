@@ -50,6 +50,8 @@ class TextClassification(Task):
     name = "Text classification"
     description = "Text classification: predict a label (such as positive/negative) for each text."
     column_roles = ("Text column", "Label column")
+    column_help = ("The column holding the text to classify.", "The column holding each row's label.")
+    column_guesses = (("text", "sentence", "review", "input"), ("label", "labels", "class", "target"))
     has_labels = True
     metrics = ("eval_loss", "accuracy", "macro_f1")
     peft_type = "SEQ_CLS"  # makes peft train and save the new head (modules_to_save)

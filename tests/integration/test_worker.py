@@ -105,7 +105,8 @@ def test_a_running_job_can_be_cancelled(celery_worker_process, alice_api, sst2_s
 def test_a_job_stacked_on_a_finished_jobs_adapter_trains_and_carries_it(
         celery_worker_process, alice_api, sst2_sample, tiny_model, tiny_model_dir, tmp_path):
     import peftcore
-    from peftcore.classification import load_model, load_tokenizer
+    from peftcore.tasks import load_tokenizer
+    from peftcore.tasks.text_classification import load_model
 
     first = _submit(alice_api, sst2_sample, tiny_model, epochs=1, batch_size=16, max_length=32)
     done = wait_for(lambda: (s := _status(alice_api, first))["status"] in ("succeeded", "failed") and s,

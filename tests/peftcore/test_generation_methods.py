@@ -12,7 +12,7 @@ from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
 from peftcore.counting import count_trainable
 from peftcore.methods import all_methods, get_method
-from peftcore.predict import load_generator
+from peftcore.predict import load_predictor
 from peftcore.schema import validate_params
 from peftcore.sft import SftExample
 from peftcore.tasks import get_task, load_tokenizer
@@ -81,7 +81,7 @@ def test_every_method_trains_and_reloads_for_generation_or_is_refused(tiny_shape
 
     result = fit(spec, ListSink())
     result.model.eval()
-    generator = load_generator(folder, result.adapter_dir)
+    generator = load_predictor(folder, result.adapter_dir)
     inputs = _without_labels(batch, result.model.config)
     with torch.no_grad():
         trained = result.model(**inputs).logits

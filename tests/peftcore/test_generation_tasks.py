@@ -12,7 +12,7 @@ import torch
 from peftcore.adapters import METHOD_FILE
 from peftcore.errors import BAD_DATA, BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.predict import adapter_task, generate, load_generator
+from peftcore.predict import adapter_task, predict, load_predictor
 from peftcore.sft import IGNORE_INDEX, SftExample, masked_rows, read_sft_examples
 from peftcore.tasks import get_task, load_tokenizer
 from peftcore.tasks._generation import collate
@@ -61,8 +61,8 @@ def test_a_generation_task_learns_its_answers_and_reports_them(tiny_shape, senti
 
     # The playground's path: the saved folder reloads and answers as the trained model did.
     assert adapter_task(result.adapter_dir) == task
-    generator = load_generator(tiny_shape(shape), result.adapter_dir)
-    answers = generate(generator, ["the film was lovely and superb", "the film was dull and tedious"],
+    generator = load_predictor(tiny_shape(shape), result.adapter_dir)
+    answers = predict(generator, ["the film was lovely and superb", "the film was dull and tedious"],
                        max_new_tokens=4)
     assert [a["generation"] for a in answers] == ["positive", "negative"]
 

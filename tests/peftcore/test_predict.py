@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from peftcore.events import ListSink
-from peftcore.predict import MAX_TEXTS, classify, load_classifier
+from peftcore.predict import MAX_TEXTS, predict, load_predictor
 from peftcore.train import fit
 from tests.peftcore.conftest import make_spec
 
@@ -20,9 +20,9 @@ def test_predictions_match_the_trained_model_for_every_kind_of_folder(tiny_bert,
         encoded = result.tokenizer(TEXTS, return_tensors="pt", padding=True, truncation=True, max_length=32)
         expected = torch.softmax(result.model(**encoded).logits, dim=-1)
 
-    classifier = load_classifier(tiny_bert, result.adapter_dir)
+    classifier = load_predictor(tiny_bert, result.adapter_dir)
     assert classifier.labels == result.labels
-    predictions = classify(classifier, TEXTS, max_length=32)
+    predictions = predict(classifier, TEXTS, max_length=32)
     for row, want in zip(predictions, expected.tolist()):
         got = [row["probabilities"][label] for label in result.labels]
         assert got == pytest.approx(want, abs=1e-4) and sum(got) == pytest.approx(1, abs=1e-4)
@@ -32,7 +32,7 @@ def test_predictions_match_the_trained_model_for_every_kind_of_folder(tiny_bert,
 def test_too_many_texts_are_refused(tiny_bert, sentiment_tsv, tmp_path):
     result = fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params={"epochs": 1, "max_rows": 16}),
                  ListSink())
-    classifier = load_classifier(tiny_bert, result.adapter_dir)
-    assert classify(classifier, []) == []
+    classifier = load_predictor(tiny_bert, result.adapter_dir)
+    assert predict(classifier, []) == []
     with pytest.raises(ValueError, match=f"at most {MAX_TEXTS} texts"):
-        classify(classifier, ["x"] * (MAX_TEXTS + 1))
+        predict(classifier, ["x"] * (MAX_TEXTS + 1))

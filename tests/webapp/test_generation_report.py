@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from jobs import comparison, playground, services
 from jobs.models import EvalReport, Job, PlaygroundRun
 from peftcore.events import ListSink
-from peftcore.predict import adapter_task, generate, load_generator
+from peftcore.predict import adapter_task, predict, load_predictor
 from peftcore.train import fit
 from teams.actor import actor_for_user
 from tests.factories import dataset_from, job_row
@@ -174,7 +174,7 @@ def test_the_playground_api_returns_the_adapters_generations(alice_api, sft_job,
     assert playground.predict(run_id) == "predicted"  # what the maintenance worker runs
     assert set(PlaygroundRun.objects.get(pk=run_id).result) == {"generations"}
     body = alice_api.get(f"/api/v1/jobs/{sft_job.pk}/playground/{run_id}").json()
-    expected = generate(load_generator(llama_dir, folder), texts, max_length=MAX_LENGTH, max_new_tokens=64)
+    expected = predict(load_predictor(llama_dir, folder), texts, max_length=MAX_LENGTH, max_new_tokens=64)
     assert body["status"] == "done" and body["texts"] == texts and body["predictions"] is None
     assert body["generations"] == expected
     assert [g["generation"] for g in body["generations"][:2]] == ["positive", "negative"]
@@ -196,7 +196,7 @@ def test_the_playground_page_shows_each_prompt_with_its_generation(alice_client,
     assert 'id="playground-predictions"' not in html and "<th>Prompt</th>" in generated
     assert generated.count('class="generated"') == 2 and "positive" in generated
     assert "the film was &lt;i&gt;dull&lt;/i&gt;" in generated and "<i>dull</i>" not in generated
-    expected = generate(load_generator(llama_dir, trained[0]), run.texts, max_length=MAX_LENGTH, max_new_tokens=64)
+    expected = predict(load_predictor(llama_dir, trained[0]), run.texts, max_length=MAX_LENGTH, max_new_tokens=64)
     assert [g for _, g in run.pairs] == expected
 
 

@@ -8,7 +8,7 @@ from django.test import Client
 
 from jobs.models import TrainableCount
 from jobs.profiles import count_trainable as worker_count
-from peftcore.methods import count_trainable
+from peftcore.counting import count_trainable
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.test import Client
 from jobs import playground
 from jobs.models import Job, PlaygroundRun
 from peftcore.events import ListSink
-from peftcore.predict import classify, load_classifier
+from peftcore.predict import predict, load_predictor
 from peftcore.train import fit
 from tests.factories import job_for
 from tests.peftcore.conftest import make_spec
@@ -41,7 +41,7 @@ def test_the_api_queues_then_returns_what_the_adapter_predicts(alice_api, succee
     url = f"/api/v1/jobs/{job.pk}/playground/{created.json()['id']}"
     assert playground.predict(created.json()["id"]) == "predicted"  # what the maintenance worker runs
     body = alice_api.get(url).json()
-    expected = classify(load_classifier(tiny_model_dir, folder), texts, max_length=32)
+    expected = predict(load_predictor(tiny_model_dir, folder), texts, max_length=32)
     assert body["status"] == "done" and body["texts"] == texts
     for got, want in zip(body["predictions"], expected):
         assert got["label"] == want["label"]

@@ -8,7 +8,7 @@ from jobs import selectors
 from peftcore.methods import methods_as_json
 from peftcore.recommend import recommend
 from peftcore.schema import schema_as_json
-from peftcore.tasks import TASKS as CORE_TASKS
+from peftcore.tasks import UnknownTaskError, get_task
 from peftcore.training_params import TRAINING_PARAMS
 from teams.models import Membership
 
@@ -47,8 +47,10 @@ def method_recommended(request, task: str = "text-classification", rows: int | N
                        dataset: int | None = None):
     """The method the studio recommends for a task and a number of training rows (`rows`, or the rows of
     `dataset`), chosen from the studio's own benchmark table, with the reason."""
-    if task not in CORE_TASKS:
-        return 400, {"detail": f"unknown task '{task}'; choose one of: {', '.join(CORE_TASKS)}"}
+    try:
+        get_task(task)
+    except UnknownTaskError as exc:
+        return 400, {"detail": str(exc)}
     if dataset is not None:
         rows = selectors.dataset_get(actor=request.actor, dataset_id=dataset).rows
     if rows is None or rows < 1:
