@@ -58,8 +58,13 @@ TABLE = REPO / "peftcore" / "benchmark_table.json"  # what the studio's recommen
 
 def registry() -> list[dict]:
     """Every registered method (name, family, ...) with its meta-device trainable count on the bundled model."""
-    out = subprocess.run([sys.executable, "-m", "peftcore", "methods", "--json", "--model", MODEL], cwd=REPO,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "peftcore", "methods", "--json", "--model", MODEL],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -75,9 +80,28 @@ def max_rss_mib(rusage) -> float:
 def run_method(name: str, rows: int, epochs: int | None, work: Path) -> dict:
     """Train one method in a child process; what it reported, its peak memory and its timings."""
     out = work / name
-    command = [sys.executable, "-m", "peftcore", "train", "--data", str(DATA / "train.tsv"),
-               "--eval-data", str(DATA / "dev.tsv"), "--text-column", "sentence", "--label-column", "label",
-               "--method", name, "--param", f"max_rows={rows}", "--param", f"seed={SEED}", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "peftcore",
+        "train",
+        "--data",
+        str(DATA / "train.tsv"),
+        "--eval-data",
+        str(DATA / "dev.tsv"),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "label",
+        "--method",
+        name,
+        "--param",
+        f"max_rows={rows}",
+        "--param",
+        f"seed={SEED}",
+        "--out",
+        str(out),
+    ]
     if epochs is not None:
         command[-2:-2] = ["--param", f"epochs={epochs}"]
     log = work / f"{name}.stderr"
@@ -97,8 +121,13 @@ def run_method(name: str, rows: int, epochs: int | None, work: Path) -> dict:
                 child.kill()
                 child.wait()
     wall = time.monotonic() - started
-    result = {"method": name, "exit_code": child.returncode, "wall_seconds": round(wall, 1),
-              "peak_rss_mib": round(max_rss_mib(rusage), 1), "ok": False}
+    result = {
+        "method": name,
+        "exit_code": child.returncode,
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mib": round(max_rss_mib(rusage), 1),
+        "ok": False,
+    }
     by_kind: dict[str, list[tuple[float, dict]]] = {}
     for when, event in events:
         by_kind.setdefault(event.get("event"), []).append((when, event))
@@ -128,13 +157,21 @@ def run_method(name: str, rows: int, epochs: int | None, work: Path) -> dict:
     median = step_gaps[middle] if len(step_gaps) % 2 else (step_gaps[middle - 1] + step_gaps[middle]) / 2
     adapter = Path(done["adapter_dir"])
     result.update(
-        ok=True, steps=steps, train_seconds=report["train_seconds"],
-        seconds_per_step=round(median, 4), seconds_per_step_mean=round(sum(step_gaps) / len(step_gaps), 4),
+        ok=True,
+        steps=steps,
+        train_seconds=report["train_seconds"],
+        seconds_per_step=round(median, 4),
+        seconds_per_step_mean=round(sum(step_gaps) / len(step_gaps), 4),
         seconds_per_step_with_eval=round(report["train_seconds"] / steps, 4),
-        adapter_bytes=folder_bytes(adapter), weights_bytes=folder_bytes(adapter, ".safetensors"),
-        accuracy=done["metrics"]["accuracy"], macro_f1=done["metrics"]["macro_f1"],
-        train_rows=report["train_rows"], eval_rows=report["eval_rows"], epochs=report["params"]["epochs"],
-        learning_rate=report["params"]["learning_rate"], method_params=report["method_params"],
+        adapter_bytes=folder_bytes(adapter),
+        weights_bytes=folder_bytes(adapter, ".safetensors"),
+        accuracy=done["metrics"]["accuracy"],
+        macro_f1=done["metrics"]["macro_f1"],
+        train_rows=report["train_rows"],
+        eval_rows=report["eval_rows"],
+        epochs=report["params"]["epochs"],
+        learning_rate=report["params"]["learning_rate"],
+        method_params=report["method_params"],
     )
     return result
 
@@ -152,24 +189,42 @@ def ratio(x: float | None) -> str:
 
 def cell(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def table(results: list[dict]) -> str:
-    head = ["method", "family", "trainable", "x fewer than full", "adapter folder", "weights", "peak RSS (MiB)",
-            "s/step", "s/step vs LoRA", "dev accuracy", "macro-F1"]
+    head = [
+        "method",
+        "family",
+        "trainable",
+        "x fewer than full",
+        "adapter folder",
+        "weights",
+        "peak RSS (MiB)",
+        "s/step",
+        "s/step vs LoRA",
+        "dev accuracy",
+        "macro-F1",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         if not r["ok"]:
             error = f"**failed** ({r['error']['kind']}): {cell(r['error']['message'])}"
             cells = [f"`{r['method']}`", r["family"], error] + ["–"] * (len(head) - 3)
         else:
-            cells = [f"`{r['method']}`", r["family"], f"{r['trainable']:,}",
-                     ratio(r.get("fewer_than_full")),
-                     size(r["adapter_bytes"]), size(r["weights_bytes"]), f"{r['peak_rss_mib']:,.0f}",
-                     f"{r['seconds_per_step']:.3f}",
-                     f"{r['vs_lora']:.2f}" if r.get("vs_lora") is not None else "–",
-                     f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}"]
+            cells = [
+                f"`{r['method']}`",
+                r["family"],
+                f"{r['trainable']:,}",
+                ratio(r.get("fewer_than_full")),
+                size(r["adapter_bytes"]),
+                size(r["weights_bytes"]),
+                f"{r['peak_rss_mib']:,.0f}",
+                f"{r['seconds_per_step']:.3f}",
+                f"{r['vs_lora']:.2f}" if r.get("vs_lora") is not None else "–",
+                f"{r['accuracy']:.3f}",
+                f"{r['macro_f1']:.3f}",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -180,9 +235,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs for every method (default: the training default)")
     parser.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument("--record", action="store_true",
-                        help="store this run's accuracies in peftcore/benchmark_table.json, the table the studio's "
-                             "recommended method is read from (replaces the run of the same size)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="store this run's accuracies in peftcore/benchmark_table.json, the table the studio's "
+        "recommended method is read from (replaces the run of the same size)",
+    )
     args = parser.parse_args()
     began, today = time.monotonic(), datetime.date.today().isoformat()
     known = {m["name"]: m for m in registry()}
@@ -198,10 +256,17 @@ def main() -> None:
             result["counted_trainable"] = (known[name].get("count") or {}).get("trainable")
             results.append(result)
             shutil.rmtree(Path(tmp) / name, ignore_errors=True)  # full writes the whole model
-            shown = (f"accuracy {result['accuracy']:.3f}, {result['seconds_per_step']:.3f} s/step" if result["ok"]
-                     else f"FAILED ({result['error']['kind']}): {cell(result['error']['message'], 200)}")
-            print(f"[{i}/{len(names)}] {name}: {shown}; {result['wall_seconds']:.0f} s "
-                  f"(elapsed {time.monotonic() - began:.0f} s)", file=sys.stderr, flush=True)
+            shown = (
+                f"accuracy {result['accuracy']:.3f}, {result['seconds_per_step']:.3f} s/step"
+                if result["ok"]
+                else f"FAILED ({result['error']['kind']}): {cell(result['error']['message'], 200)}"
+            )
+            print(
+                f"[{i}/{len(names)}] {name}: {shown}; {result['wall_seconds']:.0f} s "
+                f"(elapsed {time.monotonic() - began:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     by_name = {r["method"]: r for r in results}
     full = by_name.get("full")
@@ -223,14 +288,21 @@ def main() -> None:
 
     print(table(results))
     wall = time.monotonic() - began
-    print(f"done in {wall:.0f} s ({len(results)} methods, {sum(not r['ok'] for r in results)} failed)",
-          file=sys.stderr)
+    print(f"done in {wall:.0f} s ({len(results)} methods, {sum(not r['ok'] for r in results)} failed)", file=sys.stderr)
     if args.json:
         summary = {
-            "date": today, "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": MODEL,
-            "train_file": str(DATA / "train.tsv"), "eval_file": str(DATA / "dev.tsv"), "rows": args.rows,
-            "epochs": args.epochs, "seed": SEED, "full_trainable": full_trainable, "full_trainable_from": source,
-            "speed_reference": REFERENCE, "wall_seconds": round(wall, 1),
+            "date": today,
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "model": MODEL,
+            "train_file": str(DATA / "train.tsv"),
+            "eval_file": str(DATA / "dev.tsv"),
+            "rows": args.rows,
+            "epochs": args.epochs,
+            "seed": SEED,
+            "full_trainable": full_trainable,
+            "full_trainable_from": source,
+            "speed_reference": REFERENCE,
+            "wall_seconds": round(wall, 1),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "results": results,
         }
@@ -243,11 +315,20 @@ def record(rows: int, epochs: int | None, today: str, results: list[dict]) -> No
     """Keep this run in the recommendation table, one run per training size; a method that failed is kept
     with its error kind so the table says why it is missing from the choice."""
     table = json.loads(TABLE.read_text()) if TABLE.exists() else {"runs": []}
-    run = {"task": "text-classification", "benchmark": f"SST-2 on {MODEL.split('/')[-1]}, seed {SEED}",
-           "rows": rows, "epochs": next((r["epochs"] for r in results if r["ok"]), epochs), "date": today,
-           "command": " ".join(["bench/methods.py", *sys.argv[1:]]),
-           "results": [{"method": r["method"], "accuracy": round(r["accuracy"], 4), "trainable": r["trainable"]}
-                       if r["ok"] else {"method": r["method"], "failed": r["error"]["kind"]} for r in results]}
+    run = {
+        "task": "text-classification",
+        "benchmark": f"SST-2 on {MODEL.split('/')[-1]}, seed {SEED}",
+        "rows": rows,
+        "epochs": next((r["epochs"] for r in results if r["ok"]), epochs),
+        "date": today,
+        "command": " ".join(["bench/methods.py", *sys.argv[1:]]),
+        "results": [
+            {"method": r["method"], "accuracy": round(r["accuracy"], 4), "trainable": r["trainable"]}
+            if r["ok"]
+            else {"method": r["method"], "failed": r["error"]["kind"]}
+            for r in results
+        ],
+    }
     table["runs"] = sorted([r for r in table["runs"] if r["rows"] != rows] + [run], key=lambda r: r["rows"])
     TABLE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"recorded in {TABLE.relative_to(REPO)}", file=sys.stderr)

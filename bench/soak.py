@@ -42,8 +42,12 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=15.0, help="seconds between kills")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per job (about 5 s each here)")
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds before unfinished jobs count lost")
-    parser.add_argument("--max-failures", type=int, default=10,
-                        help="JOB_MAX_FAILURES for the workers: a job killed this often fails, by design")
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=10,
+        help="JOB_MAX_FAILURES for the workers: a job killed this often fails, by design",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -58,9 +62,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from jobs import services
     from jobs.models import Job, JobAttempt
+    from teams.services import team_create, user_create
     from tests.integration.runtime_support import FAST_RUNTIME, RedisServer, Worker, point_celery_at, training_pids
     from tests.tiny_models import make_tiny_bert
-    from teams.services import team_create, user_create
 
     rng = random.Random(args.seed)
     make_tiny_bert(settings.MODEL_ROOT / "tiny-bert")
@@ -78,10 +82,19 @@ def main() -> None:
     beat = Worker("soak-beat", broker, queues="reaper", beat=True, env=env)
     workers = [Worker(f"soak-{i}", broker, env=env) for i in range(args.workers)]
     started = time.monotonic()
-    jobs = [services.job_create(team=team, user=user, dataset=dataset, base_model=model, method="lora",
-                                text_column="sentence", label_column="label",
-                                params={"epochs": args.epochs, "batch_size": 4, "max_length": 24}).pk
-            for _ in range(args.jobs)]
+    jobs = [
+        services.job_create(
+            team=team,
+            user=user,
+            dataset=dataset,
+            base_model=model,
+            method="lora",
+            text_column="sentence",
+            label_column="label",
+            params={"epochs": args.epochs, "batch_size": 4, "max_length": 24},
+        ).pk
+        for _ in range(args.jobs)
+    ]
     duplicated: set[int] = set()
     kills: list[dict] = []  # {job, attempt, at, recovered}
     next_kill, spawned = started + args.kill_every, args.workers
@@ -101,8 +114,15 @@ def main() -> None:
             if all(status in final for status in states.values()):
                 break
             if now >= next_kill:
-                busy = [(w, Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{w.name}/")
-                         .values_list("pk", "attempt").first()) for w in workers]
+                busy = [
+                    (
+                        w,
+                        Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{w.name}/")
+                        .values_list("pk", "attempt")
+                        .first(),
+                    )
+                    for w in workers
+                ]
                 busy = [(w, running) for w, running in busy if running]
                 if busy:
                     victim, (job_id, attempt) = rng.choice(busy)
@@ -121,7 +141,10 @@ def main() -> None:
     states = dict(Job.objects.filter(pk__in=jobs).values_list("pk", "status"))
     recovered = [k["recovered"] for k in kills if k["recovered"] is not None]
     result = {
-        "jobs": args.jobs, "workers": args.workers, "kill_every_s": args.kill_every, "kills": len(kills),
+        "jobs": args.jobs,
+        "workers": args.workers,
+        "kill_every_s": args.kill_every,
+        "kills": len(kills),
         "finished": sum(s == Job.Status.SUCCEEDED for s in states.values()),
         "failed": sum(s == Job.Status.FAILED for s in states.values()),  # killed --max-failures times
         "lost": sum(s not in final for s in states.values()),

@@ -44,10 +44,13 @@ class Api:
 
     def upload(self, path: Path, name: str) -> dict:
         boundary = uuid.uuid4().hex
-        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n{name}\r\n'.encode(),
-                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode(), path.read_bytes(),
-                 f"\r\n--{boundary}--\r\n".encode()]
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n{name}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode(),
+            path.read_bytes(),
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
         return self.call("POST", "/api/v1/datasets", b"".join(parts), f"multipart/form-data; boundary={boundary}")
 
 
@@ -55,10 +58,29 @@ def run_reference(train: Path, dev: Path, rows: int, home: Path) -> tuple[float,
     """The same training straight from peftcore's CLI: no web, worker, broker or database."""
     start = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "peftcore", "train", "--data", str(train), "--eval-data", str(dev),
-         "--text-column", "sentence", "--label-column", "label", "--param", f"max_rows={rows}",
-         "--out", str(home / "reference")],
-        cwd=REPO, capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "peftcore",
+            "train",
+            "--data",
+            str(train),
+            "--eval-data",
+            str(dev),
+            "--text-column",
+            "sentence",
+            "--label-column",
+            "label",
+            "--param",
+            f"max_rows={rows}",
+            "--out",
+            str(home / "reference"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     seconds = time.monotonic() - start
     done = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")][-1]
     return seconds, done["metrics"]
@@ -76,8 +98,14 @@ def main() -> None:
     env = {**os.environ, "STUDIO_HOME": str(home), "PORT": str(port)}
     for key in ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"):
         env.pop(key, None)  # the embedded default, as a user's first run gets it
-    studio = subprocess.Popen([sys.executable, "manage.py", "studio"], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    studio = subprocess.Popen(
+        [sys.executable, "manage.py", "studio"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(120):
@@ -86,15 +114,28 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.5)
-        token = subprocess.run([sys.executable, "manage.py", "studio_token", "demo"], cwd=REPO, env=env,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        token = subprocess.run(
+            [sys.executable, "manage.py", "studio_token", "demo"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         api = Api(base, token)
         model = next(m for m in api.call("GET", "/api/v1/models") if m["source"].startswith("bundled/"))
         train_id = api.upload(train, "sst2-train")["id"]
         dev_id = api.upload(dev, "sst2-dev")["id"]
-        spec = {"dataset": train_id, "eval_dataset": dev_id, "base_model": model["id"], "method": "lora",
-                "task": "text-classification", "text_column": "sentence", "label_column": "label",
-                "params": {"max_rows": args.rows}}
+        spec = {
+            "dataset": train_id,
+            "eval_dataset": dev_id,
+            "base_model": model["id"],
+            "method": "lora",
+            "task": "text-classification",
+            "text_column": "sentence",
+            "label_column": "label",
+            "params": {"max_rows": args.rows},
+        }
         submitted = time.monotonic()
         job = api.call("POST", "/api/v1/jobs", json.dumps(spec).encode(), "application/json")
         while job["status"] in ("queued", "running"):
@@ -109,13 +150,22 @@ def main() -> None:
         studio.wait(timeout=30)
     if job["status"] != "succeeded":
         sys.exit(f"job ended {job['status']}: {job['error']}")
-    result = {"rows": args.rows, "eval_rows": 872, "accuracy": job["metrics"]["accuracy"],
-              "macro_f1": job["metrics"]["macro_f1"], "studio_seconds": round(studio_seconds, 1),
-              "params": job["params"], "method_params": job["method_params"]}
+    result = {
+        "rows": args.rows,
+        "eval_rows": 872,
+        "accuracy": job["metrics"]["accuracy"],
+        "macro_f1": job["metrics"]["macro_f1"],
+        "studio_seconds": round(studio_seconds, 1),
+        "params": job["params"],
+        "method_params": job["method_params"],
+    }
     if not args.skip_reference:
         ref_seconds, ref_metrics = run_reference(train, dev, args.rows, home)
-        result.update(reference_seconds=round(ref_seconds, 1), reference_accuracy=ref_metrics["accuracy"],
-                      studio_over_reference=round(studio_seconds / ref_seconds, 3))
+        result.update(
+            reference_seconds=round(ref_seconds, 1),
+            reference_accuracy=ref_metrics["accuracy"],
+            studio_over_reference=round(studio_seconds / ref_seconds, 3),
+        )
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -23,12 +23,33 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "sst2"
 
 
-def train(method: str, lr: float | None, epochs: int, rows: int, method_params: dict, training: dict,
-          work: Path) -> dict:
-    command = [sys.executable, "-m", "peftcore", "train", "--data", str(DATA / "train.tsv"),
-               "--eval-data", str(DATA / "dev.tsv"), "--text-column", "sentence", "--label-column", "label",
-               "--method", method, "--param", f"max_rows={rows}", "--param", "seed=42",
-               "--param", f"epochs={epochs}", "--out", str(work)]
+def train(
+    method: str, lr: float | None, epochs: int, rows: int, method_params: dict, training: dict, work: Path
+) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "peftcore",
+        "train",
+        "--data",
+        str(DATA / "train.tsv"),
+        "--eval-data",
+        str(DATA / "dev.tsv"),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "label",
+        "--method",
+        method,
+        "--param",
+        f"max_rows={rows}",
+        "--param",
+        "seed=42",
+        "--param",
+        f"epochs={epochs}",
+        "--out",
+        str(work),
+    ]
     if lr is not None:
         command += ["--param", f"learning_rate={lr}"]
     for key, value in training.items():
@@ -38,14 +59,22 @@ def train(method: str, lr: float | None, epochs: int, rows: int, method_params: 
     started = time.monotonic()
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    result = {"method": method, "lr": lr, "epochs": epochs, "rows": rows, "method_params": method_params,
-              "training": training, "seconds": round(time.monotonic() - started, 1)}
+    result = {
+        "method": method,
+        "lr": lr,
+        "epochs": epochs,
+        "rows": rows,
+        "method_params": method_params,
+        "training": training,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     start = next((e for e in events if e["event"] == "start"), None)
     if start:
         result["trainable"] = start["trainable_params"]
     evals = [e for e in events if e["event"] == "eval"]
-    result["accuracy_before_training"] = next((round(e["metrics"]["accuracy"], 4) for e in evals if e["epoch"] == 0),
-                                              None)
+    result["accuracy_before_training"] = next(
+        (round(e["metrics"]["accuracy"], 4) for e in evals if e["epoch"] == 0), None
+    )
     result["accuracy_by_epoch"] = [round(e["metrics"]["accuracy"], 4) for e in evals if e["epoch"] > 0]
     error = next((e for e in events if e["event"] == "error"), None)
     if error or out.returncode:
@@ -78,8 +107,15 @@ def main() -> None:
             for mvalues in itertools.product(*method_grid.values()):
                 for tvalues in itertools.product(*training_grid.values()):
                     with tempfile.TemporaryDirectory() as work:
-                        result = train(method, lr, args.epochs, args.rows, dict(zip(method_grid, mvalues)),
-                                       dict(zip(training_grid, tvalues)), Path(work))
+                        result = train(
+                            method,
+                            lr,
+                            args.epochs,
+                            args.rows,
+                            dict(zip(method_grid, mvalues)),
+                            dict(zip(training_grid, tvalues)),
+                            Path(work),
+                        )
                     print(json.dumps(result), flush=True)
                     if args.json:
                         with args.json.open("a") as out:

@@ -19,14 +19,32 @@ class JobAttemptInline(admin.TabularInline):
     model = JobAttempt
     extra = 0
     can_delete = False
-    readonly_fields = ("number", "worker", "resumed_from_step", "micro_batch_size", "started_at", "ended_at",
-                       "outcome", "message")
+    readonly_fields = (
+        "number",
+        "worker",
+        "resumed_from_step",
+        "micro_batch_size",
+        "started_at",
+        "ended_at",
+        "outcome",
+        "message",
+    )
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "team", "method", "status", "priority", "attempt", "failures", "checkpoint_step",
-                    "created_at")
+    list_display = (
+        "id",
+        "name",
+        "team",
+        "method",
+        "status",
+        "priority",
+        "attempt",
+        "failures",
+        "checkpoint_step",
+        "created_at",
+    )
     list_filter = ("status", "method", "priority")
     raw_id_fields = ("dataset", "eval_dataset", "base_model", "start_from", "checkpoint")
     inlines = [JobAttemptInline]

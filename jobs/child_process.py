@@ -53,7 +53,6 @@ def tail(path: Path) -> str:
         return fh.read().decode("utf-8", "replace")
 
 
-
 def oom_kills() -> int | None:
     """The kernel's out-of-memory kill count for this cgroup (v2), to tell an OOM kill from another SIGKILL."""
     try:

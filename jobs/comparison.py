@@ -21,9 +21,13 @@ LEADERBOARD_SIZE = 20
 # exact match are fractions, BLEU is 0-100), then the losses every task reports. A row is shown when any compared
 # job has the metric, so a classifier and a generator side by side leave each other's cells empty.
 METRICS = (
-    ("accuracy", "accuracy", True), ("macro_f1", "macro-F1", True),
-    ("rouge_l", "ROUGE-L", True), ("bleu", "BLEU", True), ("exact_match", "exact match", True),
-    ("perplexity", "perplexity", False), ("eval_loss", "eval loss", False),
+    ("accuracy", "accuracy", True),
+    ("macro_f1", "macro-F1", True),
+    ("rouge_l", "ROUGE-L", True),
+    ("bleu", "BLEU", True),
+    ("exact_match", "exact match", True),
+    ("perplexity", "perplexity", False),
+    ("eval_loss", "eval loss", False),
 )
 HIGHER_IS_BETTER = {key: higher for key, _, higher in METRICS}
 
@@ -47,8 +51,13 @@ def parse_ids(raw: list[str]) -> list[int]:
 
 def _row(section: str, name: str, values: list, *, higher_is_better: bool | None = None) -> dict:
     present = [v for v in values if v is not None]
-    row = {"section": section, "name": name, "values": values,
-           "differs": len({repr(v) for v in values}) > 1, "best": []}
+    row = {
+        "section": section,
+        "name": name,
+        "values": values,
+        "differs": len({repr(v) for v in values}) > 1,
+        "best": [],
+    }
     if higher_is_better is not None and present and row["differs"]:
         target = max(present) if higher_is_better else min(present)
         row["best"] = [i for i, v in enumerate(values) if v == target]
@@ -57,34 +66,50 @@ def _row(section: str, name: str, values: list, *, higher_is_better: bool | None
 
 def _flat(prefix: str, jobs: list[Job], attribute: str) -> list[dict]:
     keys = sorted({key for job in jobs for key in (getattr(job, attribute) or {})})
-    return [_row("configuration", f"{prefix}{key}", [(getattr(job, attribute) or {}).get(key) for job in jobs])
-            for key in keys]
+    return [
+        _row("configuration", f"{prefix}{key}", [(getattr(job, attribute) or {}).get(key) for job in jobs])
+        for key in keys
+    ]
 
 
 def job_compare(*, actor: Actor, ids: list[int]) -> dict:
     """{"jobs": [Job], "rows": [...], "curves": {"#id loss": [(step, value)]}}; ids of other teams' jobs, or
     of none, are simply absent (a 404 per id would tell which ids exist)."""
-    found = {job.pk: job for job in Job.objects.filter(team_id=actor.team_id, pk__in=ids)
-             .select_related("dataset", "base_model", "report").defer("dataset__preview", "dataset__stats")}
+    found = {
+        job.pk: job
+        for job in Job.objects.filter(team_id=actor.team_id, pk__in=ids)
+        .select_related("dataset", "base_model", "report")
+        .defer("dataset__preview", "dataset__stats")
+    }
     jobs = [found[i] for i in ids if i in found]
     sizes = dict(Artifact.objects.filter(job__in=jobs, kind=Artifact.Kind.ADAPTER).values_list("job_id", "size_bytes"))
     reports = [(job.report.data if hasattr(job, "report") else {}) for job in jobs]
-    rows = [_row("metrics", label, [(job.metrics or {}).get(key) for job in jobs], higher_is_better=better)
-            for key, label, better in METRICS if any((job.metrics or {}).get(key) is not None for job in jobs)]
+    rows = [
+        _row("metrics", label, [(job.metrics or {}).get(key) for job in jobs], higher_is_better=better)
+        for key, label, better in METRICS
+        if any((job.metrics or {}).get(key) is not None for job in jobs)
+    ]
     rows += [
-        _row("efficiency", "trainable parameters", [r.get("trainable_params") for r in reports],
-             higher_is_better=False),
-        _row("efficiency", "share of the model",
-             [r["trainable_params"] / r["total_params"] if r.get("total_params") else None for r in reports],
-             higher_is_better=False),
+        _row(
+            "efficiency", "trainable parameters", [r.get("trainable_params") for r in reports], higher_is_better=False
+        ),
+        _row(
+            "efficiency",
+            "share of the model",
+            [r["trainable_params"] / r["total_params"] if r.get("total_params") else None for r in reports],
+            higher_is_better=False,
+        ),
         _row("efficiency", "adapter bytes", [sizes.get(job.pk) for job in jobs], higher_is_better=False),
         _row("efficiency", "train seconds", [r.get("train_seconds") for r in reports], higher_is_better=False),
         _row("configuration", "status", [job.status for job in jobs]),
         _row("configuration", "dataset", [job.dataset.name for job in jobs]),
         _row("configuration", "base model", [job.base_model.name for job in jobs]),
         _row("configuration", "method", [job.method for job in jobs]),
-        _row("configuration", "started from", [f"#{job.start_from_id} ({job.start_mode})" if job.start_from_id
-                                               else None for job in jobs]),
+        _row(
+            "configuration",
+            "started from",
+            [f"#{job.start_from_id} ({job.start_mode})" if job.start_from_id else None for job in jobs],
+        ),
     ]
     rows += _flat("", jobs, "params") + _flat("method: ", jobs, "method_params")
     curves = {}
@@ -98,8 +123,14 @@ def job_compare(*, actor: Actor, ids: list[int]) -> dict:
 def dataset_leaderboard(*, actor: Actor, dataset_id: int, metric: str = "accuracy", limit: int = LEADERBOARD_SIZE):
     """The best succeeded jobs trained on a dataset, by a metric (JSON key of Job.metrics), best first: highest
     first, or lowest first for a loss or perplexity. Jobs without the metric (another task's) are left out."""
-    order = F(f"metrics__{metric}").desc(nulls_last=True) if HIGHER_IS_BETTER.get(metric, True) \
+    order = (
+        F(f"metrics__{metric}").desc(nulls_last=True)
+        if HIGHER_IS_BETTER.get(metric, True)
         else F(f"metrics__{metric}").asc(nulls_last=True)
-    return (Job.objects.filter(team_id=actor.team_id, dataset_id=dataset_id, status=Job.Status.SUCCEEDED)
-            .filter(**{f"metrics__{metric}__isnull": False})
-            .select_related("base_model").order_by(order, "-pk")[:limit])
+    )
+    return (
+        Job.objects.filter(team_id=actor.team_id, dataset_id=dataset_id, status=Job.Status.SUCCEEDED)
+        .filter(**{f"metrics__{metric}__isnull": False})
+        .select_related("base_model")
+        .order_by(order, "-pk")[:limit]
+    )

@@ -20,19 +20,26 @@ RECENT = 10
 def usage_by_member_month(*, team: Team, months: int = 6) -> list[dict]:
     """Training seconds and jobs per member and calendar month (newest first)."""
     since = quotas.month_start() - timedelta(days=31 * (months - 1))
-    return list(Job.objects.filter(team=team, started_at__gte=since.replace(day=1))
-                .annotate(month=TruncMonth("started_at"))
-                .values("month", "created_by__username", "device")
-                .annotate(seconds=Sum("run_seconds"), jobs=Count("pk"))
-                .order_by("-month", "created_by__username"))
+    return list(
+        Job.objects.filter(team=team, started_at__gte=since.replace(day=1))
+        .annotate(month=TruncMonth("started_at"))
+        .values("month", "created_by__username", "device")
+        .annotate(seconds=Sum("run_seconds"), jobs=Count("pk"))
+        .order_by("-month", "created_by__username")
+    )
 
 
 def daily_compute_hours(*, team: Team, days: int = 30) -> list[tuple[int, float]]:
     """(day index, training hours) over the last `days` days, for the usage chart."""
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - timedelta(days=days - 1)
-    rows = dict(Job.objects.filter(team=team, started_at__gte=first).annotate(day=TruncDay("started_at"))
-                .values("day").annotate(seconds=Sum("run_seconds")).values_list("day", "seconds"))
+    rows = dict(
+        Job.objects.filter(team=team, started_at__gte=first)
+        .annotate(day=TruncDay("started_at"))
+        .values("day")
+        .annotate(seconds=Sum("run_seconds"))
+        .values_list("day", "seconds")
+    )
     by_day = {day.date(): seconds for day, seconds in rows.items()}
     return [(i, round((by_day.get((first + timedelta(days=i)).date()) or 0) / 3600, 3)) for i in range(days)]
 
@@ -44,20 +51,23 @@ def workers_online() -> list[WorkerHeartbeat]:
 
 
 def team_dashboard(*, team: Team) -> dict:
-    by_status = dict(Job.objects.filter(team=team).values("status").annotate(n=Count("pk"))
-                     .values_list("status", "n"))
+    by_status = dict(Job.objects.filter(team=team).values("status").annotate(n=Count("pk")).values_list("status", "n"))
     by_method = list(Job.objects.filter(team=team).values("method").annotate(n=Count("pk")).order_by("-n", "method"))
-    queued = list(Job.objects.filter(team=team, status=Job.Status.QUEUED).only("pk", "name", "priority",
-                                                                                 "created_at")[:50])
+    queued = list(
+        Job.objects.filter(team=team, status=Job.Status.QUEUED).only("pk", "name", "priority", "created_at")[:50]
+    )
     positions = queue_positions() if queued else {}
     for job in queued:
         job.queue_position = positions.get(job.pk)
-    queued.sort(key=lambda job: job.queue_position or 10 ** 9)
+    queued.sort(key=lambda job: job.queue_position or 10**9)
     used_seconds = quotas.compute_seconds_this_month(team.pk)
     storage = quotas.storage_used(team.pk)
     workers = workers_online()
-    own_jobs = set(Job.objects.filter(team=team, pk__in=[w.running_job_id for w in workers if w.running_job_id])
-                   .values_list("pk", flat=True))
+    own_jobs = set(
+        Job.objects.filter(team=team, pk__in=[w.running_job_id for w in workers if w.running_job_id]).values_list(
+            "pk", flat=True
+        )
+    )
     for worker in workers:  # another team's job is only "busy" here
         worker.own_job_id = worker.running_job_id if worker.running_job_id in own_jobs else None
     return {
@@ -66,8 +76,11 @@ def team_dashboard(*, team: Team) -> dict:
         "by_method": by_method,
         "active_jobs": by_status.get(Job.Status.QUEUED, 0) + by_status.get(Job.Status.RUNNING, 0),
         "queued": queued,
-        "failures": list(Job.objects.filter(team=team, status=Job.Status.FAILED).order_by("-finished_at")
-                         .only("pk", "name", "error_kind", "error_message", "finished_at")[:RECENT]),
+        "failures": list(
+            Job.objects.filter(team=team, status=Job.Status.FAILED)
+            .order_by("-finished_at")
+            .only("pk", "name", "error_kind", "error_message", "finished_at")[:RECENT]
+        ),
         "compute_hours": used_seconds / 3600,
         "daily_hours": daily_compute_hours(team=team),
         "usage": usage_by_member_month(team=team),

@@ -32,8 +32,7 @@ def publish_on_commit(task: str, *args) -> None:
 def ask_worker(row, created: bool, retry_seconds: float, task: str) -> None:
     """Queue the task that fills row.result once committed: for a new row, and again for one still pending after
     retry_seconds (its message was lost, say to a broker restart)."""
-    stale = (row.result is None and not created
-             and timezone.now() - row.requested_at > timedelta(seconds=retry_seconds))
+    stale = row.result is None and not created and timezone.now() - row.requested_at > timedelta(seconds=retry_seconds)
     if stale:
         type(row).objects.filter(pk=row.pk).update(requested_at=timezone.now())
     if created or stale:

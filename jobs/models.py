@@ -158,10 +158,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["team", "-created_at"]),
-                   # The notification sweep's scan: only jobs not yet notified (a few), whatever the history.
-                   models.Index(fields=["status"], condition=models.Q(notified_at__isnull=True),
-                                name="job_unnotified")]
+        indexes = [
+            models.Index(fields=["team", "-created_at"]),
+            # The notification sweep's scan: only jobs not yet notified (a few), whatever the history.
+            models.Index(fields=["status"], condition=models.Q(notified_at__isnull=True), name="job_unnotified"),
+        ]
 
     def __str__(self):
         return self.name or f"job {self.pk}"
@@ -265,8 +266,9 @@ class TrainableCount(WorkerResult):
     params = models.JSONField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["base_model", "method", "params_key"],
-                                               name="unique_trainable_count")]
+        constraints = [
+            models.UniqueConstraint(fields=["base_model", "method", "params_key"], name="unique_trainable_count")
+        ]
 
 
 class TokenStats(WorkerResult):
@@ -282,8 +284,7 @@ class TokenStats(WorkerResult):
     options = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["dataset", "base_model", "column"],
-                                               name="unique_token_stats")]
+        constraints = [models.UniqueConstraint(fields=["dataset", "base_model", "column"], name="unique_token_stats")]
 
 
 class PlaygroundRun(WorkerResult):
@@ -350,6 +351,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"),
-                                name="delivery_due"),
-                   models.Index(fields=["webhook", "-created_at"])]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"), name="delivery_due"),
+            models.Index(fields=["webhook", "-created_at"]),
+        ]

@@ -71,16 +71,20 @@ def refuse_internal(url: str) -> None:
         return
     host = urlsplit(url).hostname or ""
     if (address := _internal_address(host)) is not None:
-        raise WebhookRefused(f"{host} is an internal address ({address}); webhooks go to public addresses only "
-                             "(an operator can allow internal ones with WEBHOOK_ALLOW_INTERNAL=true)")
+        raise WebhookRefused(
+            f"{host} is an internal address ({address}); webhooks go to public addresses only "
+            "(an operator can allow internal ones with WEBHOOK_ALLOW_INTERNAL=true)"
+        )
 
 
 def _clean_url(url: str) -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookRefused(f"{url or 'an empty URL'!r} is not a web address; give a full http:// or https:// URL, "
-                             "such as https://example.com/hooks/studio")
+        raise WebhookRefused(
+            f"{url or 'an empty URL'!r} is not a web address; give a full http:// or https:// URL, "
+            "such as https://example.com/hooks/studio"
+        )
     if len(url) > Webhook._meta.get_field("url").max_length:
         raise WebhookRefused("the URL is longer than 500 characters; use a shorter one")
     refuse_internal(url)
@@ -91,8 +95,10 @@ def _clean_events(events) -> list[str]:
     events = sorted(set(events or []))
     unknown = [e for e in events if e not in Webhook.EVENTS]
     if unknown or not events:
-        raise WebhookRefused(f"choose the events to send from {', '.join(Webhook.EVENTS)}"
-                             + (f" ({', '.join(map(repr, unknown))} is not one)" if unknown else ""))
+        raise WebhookRefused(
+            f"choose the events to send from {', '.join(Webhook.EVENTS)}"
+            + (f" ({', '.join(map(repr, unknown))} is not one)" if unknown else "")
+        )
     return events
 
 
@@ -101,10 +107,17 @@ def webhook_create(*, actor: Actor, url: str, events) -> Webhook:
     require(actor, actor.team, Membership.Role.ADMIN)
     url, events = _clean_url(url), _clean_events(events)
     with transaction.atomic():
-        webhook = Webhook.objects.create(team=actor.team, url=url, events=events, created_by=actor.user,
-                                         secret="whsec_" + secrets.token_urlsafe(32))
-        audit_record(team_id=actor.team_id, user=actor.user, action="webhook.create", target=url, events=events,
-                     webhook=webhook.pk)
+        webhook = Webhook.objects.create(
+            team=actor.team, url=url, events=events, created_by=actor.user, secret="whsec_" + secrets.token_urlsafe(32)
+        )
+        audit_record(
+            team_id=actor.team_id,
+            user=actor.user,
+            action="webhook.create",
+            target=url,
+            events=events,
+            webhook=webhook.pk,
+        )
     return webhook
 
 
@@ -113,8 +126,9 @@ def webhook_delete(*, actor: Actor, webhook: Webhook) -> None:
     # Callers look the webhook up team-scoped; the team check only guards a wrong call.
     require(actor, webhook.team_id, Membership.Role.ADMIN)
     with transaction.atomic():
-        audit_record(team_id=actor.team_id, user=actor.user, action="webhook.delete", target=webhook.url,
-                     webhook=webhook.pk)
+        audit_record(
+            team_id=actor.team_id, user=actor.user, action="webhook.delete", target=webhook.url, webhook=webhook.pk
+        )
         webhook.delete()
 
 
@@ -143,9 +157,15 @@ def job_url(job_id: int) -> str:
 def job_payload(job: Job) -> dict:
     return {
         "event": job.status,
-        "job": {"id": job.pk, "name": job.name, "status": job.status, "method": job.method, "metrics": job.metrics,
-                "error": {"kind": job.error_kind, "message": job.error_message} if job.error_kind else None,
-                "url": job_url(job.pk)},
+        "job": {
+            "id": job.pk,
+            "name": job.name,
+            "status": job.status,
+            "method": job.method,
+            "metrics": job.metrics,
+            "error": {"kind": job.error_kind, "message": job.error_message} if job.error_kind else None,
+            "url": job_url(job.pk),
+        },
         "team": {"id": job.team_id, "name": job.team.name},
     }
 
@@ -154,17 +174,25 @@ def jobs_notify(*, now: datetime) -> int:
     """Claim final jobs not yet notified: write their deliveries, send their emails, stamp them. A fixed number
     of queries however many jobs ended (up to JOBS_PER_SWEEP a sweep)."""
     with transaction.atomic():
-        jobs = list(Job.objects.filter(status__in=Job.FINAL, notified_at__isnull=True)
-                    .select_related("team", "created_by").select_for_update(skip_locked=True, of=("self",))
-                    .order_by("finished_at", "pk")[:JOBS_PER_SWEEP])
+        jobs = list(
+            Job.objects.filter(status__in=Job.FINAL, notified_at__isnull=True)
+            .select_related("team", "created_by")
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("finished_at", "pk")[:JOBS_PER_SWEEP]
+        )
         if not jobs:
             return 0
         hooks: dict[int, list[Webhook]] = {}
         for hook in Webhook.objects.filter(team_id__in={job.team_id for job in jobs}, active=True):
             hooks.setdefault(hook.team_id, []).append(hook)
-        WebhookDelivery.objects.bulk_create([
-            WebhookDelivery(webhook=hook, job=job, event=job.status, payload=job_payload(job), next_attempt_at=now)
-            for job in jobs for hook in hooks.get(job.team_id, []) if job.status in hook.events])
+        WebhookDelivery.objects.bulk_create(
+            [
+                WebhookDelivery(webhook=hook, job=job, event=job.status, payload=job_payload(job), next_attempt_at=now)
+                for job in jobs
+                for hook in hooks.get(job.team_id, [])
+                if job.status in hook.events
+            ]
+        )
         Job.objects.filter(pk__in=[job.pk for job in jobs]).update(notified_at=now)
     # After the commit: a mail server must never hold the job rows (or, on SQLite, the whole database). A sweep
     # that dies right here loses these mails; the webhooks, written above, are the durable channel.
@@ -176,8 +204,11 @@ def _email(job: Job) -> EmailMessage:
     name = " ".join((job.name or f"#{job.pk}").split())  # no line breaks in a header
     lines = [f'Your job "{name}" (#{job.pk}, {job.method}) {job.status}.', ""]
     if job.status == Job.Status.SUCCEEDED:
-        lines += [f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}"
-                  for key, value in sorted((job.metrics or {}).items()) if not isinstance(value, (dict, list))]
+        lines += [
+            f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}"
+            for key, value in sorted((job.metrics or {}).items())
+            if not isinstance(value, (dict, list))
+        ]
     elif job.error_message:
         lines.append(f"{job.error_kind or 'error'}: {job.error_message}")
     lines += ["", f"Open it: {job_url(job.pk)}"]
@@ -186,11 +217,18 @@ def _email(job: Job) -> EmailMessage:
 
 def _send_emails(jobs: list[Job]) -> None:
     # Only to owners still active and still in the job's team: someone who left gets no more of its news.
-    members = set(Membership.objects.filter(team_id__in={job.team_id for job in jobs},
-                                            user_id__in={job.created_by_id for job in jobs}, user__is_active=True)
-                  .values_list("team_id", "user_id"))
-    mails = [_email(job) for job in jobs
-             if job.created_by is not None and job.created_by.email and (job.team_id, job.created_by_id) in members]
+    members = set(
+        Membership.objects.filter(
+            team_id__in={job.team_id for job in jobs},
+            user_id__in={job.created_by_id for job in jobs},
+            user__is_active=True,
+        ).values_list("team_id", "user_id")
+    )
+    mails = [
+        _email(job)
+        for job in jobs
+        if job.created_by is not None and job.created_by.email and (job.team_id, job.created_by_id) in members
+    ]
     if not mails:
         return
     try:  # one connection for the batch
@@ -212,9 +250,13 @@ def _post(client: httpx.Client, delivery: WebhookDelivery) -> tuple[int | None, 
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
     timestamp = int(time.time())
     signed = signature(secret=delivery.webhook.secret, timestamp=timestamp, body=body)
-    headers = {"Content-Type": "application/json", "User-Agent": "fine-tuning-studio-webhooks",
-               "X-Studio-Event": delivery.event, "X-Studio-Delivery": str(delivery.pk),
-               "X-Studio-Signature": f"t={timestamp},v1={signed}"}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "fine-tuning-studio-webhooks",
+        "X-Studio-Event": delivery.event,
+        "X-Studio-Delivery": str(delivery.pk),
+        "X-Studio-Signature": f"t={timestamp},v1={signed}",
+    }
     try:
         refuse_internal(delivery.webhook.url)  # again now: the name may resolve elsewhere than at creation
     except WebhookRefused as exc:
@@ -225,8 +267,10 @@ def _post(client: httpx.Client, delivery: WebhookDelivery) -> tuple[int | None, 
             if 200 <= code < 300:
                 return code, ""
             if response.is_redirect:
-                return code, (f"HTTP {code}: redirects are not followed; give the final URL "
-                              f"({response.headers.get('location', '')})")
+                return code, (
+                    f"HTTP {code}: redirects are not followed; give the final URL "
+                    f"({response.headers.get('location', '')})"
+                )
             return code, f"HTTP {code} {response.reason_phrase}".strip()
     except Exception as exc:  # network errors, timeouts, TLS: all retried
         return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -261,10 +305,14 @@ def deliveries_send(*, now: datetime) -> dict:
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     claim = timedelta(seconds=timeout * 3 + 60)  # the posts' overall deadline (_post_all), and a margin
     with transaction.atomic():
-        due = list(WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now,
-                                                  webhook__active=True)
-                   .select_related("webhook").select_for_update(skip_locked=True, of=("self",))
-                   .order_by("next_attempt_at", "pk")[:DELIVERIES_PER_SWEEP])
+        due = list(
+            WebhookDelivery.objects.filter(
+                status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now, webhook__active=True
+            )
+            .select_related("webhook")
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("next_attempt_at", "pk")[:DELIVERIES_PER_SWEEP]
+        )
         if not due:
             return {"delivered": 0, "retrying": 0, "failed": 0}
         WebhookDelivery.objects.filter(pk__in=[d.pk for d in due]).update(next_attempt_at=now + claim)
@@ -284,8 +332,9 @@ def deliveries_send(*, now: datetime) -> dict:
             delivery.next_attempt_at = now + timedelta(seconds=wait)
             counts["retrying"] += 1
     # One statement for the batch; a row deleted meanwhile (its webhook was) is simply not updated.
-    WebhookDelivery.objects.bulk_update(due, ["attempts", "status", "next_attempt_at", "last_status_code",
-                                              "last_error", "delivered_at"])
+    WebhookDelivery.objects.bulk_update(
+        due, ["attempts", "status", "next_attempt_at", "last_status_code", "last_error", "delivered_at"]
+    )
     if counts["failed"]:
         log.warning("%d webhook deliveries failed after %d attempts", counts["failed"], settings.WEBHOOK_MAX_ATTEMPTS)
     return counts

@@ -78,7 +78,7 @@ def predict(run_id: int) -> str:
         model = job.base_model
         model_path = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
         adapter_dir = _unzip_once(artifact)
-        used = (getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length"))
+        used = getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length")
         max_length = used or job.params.get("max_length", 128)
         # The folder records the task it was trained for (classification if it predates the record), so it
         # decides, not job.task: an adapter loads only as the task it was saved for.
@@ -96,4 +96,3 @@ def forget_loaded() -> None:
     """Drop the models held in memory (tests; a worker low on memory)."""
     with _lock:
         _loaded.clear()
-

@@ -27,8 +27,13 @@ def profile_base_model(model_id: int) -> str:
     except ModelRefError as exc:
         log.warning("model %s cannot be profiled: %s", model.pk, exc)
         return "model not found"
-    out = subprocess.run([sys.executable, "-m", "peftcore", "methods", "--json", "--model", str(folder)],
-                         cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "peftcore", "methods", "--json", "--model", str(folder)],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode != 0:
         log.warning("profiling model %s failed: %s", model.pk, out.stderr[-2000:])
         return "failed"

@@ -28,8 +28,9 @@ def storage_used(team_id: int) -> dict[str, int]:
     """Bytes the team stores, by kind: datasets, adapters and the checkpoints of unfinished jobs."""
     datasets = Dataset.objects.filter(team_id=team_id).aggregate(b=Sum("size_bytes"))["b"] or 0
     adapters = Artifact.objects.filter(job__team_id=team_id).aggregate(b=Sum("size_bytes"))["b"] or 0
-    checkpoints = (Job.objects.filter(team_id=team_id, checkpoint__isnull=False)
-                   .aggregate(b=Sum("checkpoint__size"))["b"] or 0)
+    checkpoints = (
+        Job.objects.filter(team_id=team_id, checkpoint__isnull=False).aggregate(b=Sum("checkpoint__size"))["b"] or 0
+    )
     return {"datasets": int(datasets), "adapters": int(adapters), "checkpoints": int(checkpoints)}
 
 
@@ -46,8 +47,10 @@ def storage_error(team, adding: int = 0) -> str | None:
         return None
     used = sum(storage_used(team.pk).values())
     if used + adding > team.max_storage_bytes:
-        return (f"{team.name} stores {_size(used)} and this would add {_size(adding)}; its storage limit is "
-                f"{_size(team.max_storage_bytes)}. Delete datasets or ask an admin to raise the limit")
+        return (
+            f"{team.name} stores {_size(used)} and this would add {_size(adding)}; its storage limit is "
+            f"{_size(team.max_storage_bytes)}. Delete datasets or ask an admin to raise the limit"
+        )
     return None
 
 
@@ -56,11 +59,15 @@ def job_error(team) -> str | None:
     if team.max_concurrent_jobs is not None:
         active = active_jobs(team.pk)
         if active >= team.max_concurrent_jobs:
-            return (f"{team.name} has {active} job(s) queued or running; its limit is {team.max_concurrent_jobs}. "
-                    "Wait for one to finish, cancel one, or ask an admin to raise the limit")
+            return (
+                f"{team.name} has {active} job(s) queued or running; its limit is {team.max_concurrent_jobs}. "
+                "Wait for one to finish, cancel one, or ask an admin to raise the limit"
+            )
     if team.compute_hours_per_month is not None:
         used = compute_seconds_this_month(team.pk) / 3600
         if used >= team.compute_hours_per_month:
-            return (f"{team.name} has used {used:.1f} of its {team.compute_hours_per_month:g} compute hours this "
-                    "month; ask an admin to raise the limit, or wait for next month")
+            return (
+                f"{team.name} has used {used:.1f} of its {team.compute_hours_per_month:g} compute hours this "
+                "month; ask an admin to raise the limit, or wait for next month"
+            )
     return storage_error(team)

@@ -41,13 +41,14 @@ def worker_id(worker: str = "") -> str:
     return f"{worker or socket.gethostname()}/{os.getpid()}"
 
 
-
 def _crash_message(returncode: int, tail: str, oom_killed: bool) -> tuple[str, str]:
     if oom_killed:
         return Job.ErrorKind.OUT_OF_MEMORY, "the system killed the training process for running out of memory"
     if returncode in (-signal.SIGKILL, 137):
-        return (Job.ErrorKind.INTERNAL,
-                "the training process was killed (SIGKILL), most often by the system for running out of memory")
+        return (
+            Job.ErrorKind.INTERNAL,
+            "the training process was killed (SIGKILL), most often by the system for running out of memory",
+        )
     last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
     return Job.ErrorKind.INTERNAL, f"the training process exited with code {returncode}: {last}"
 
@@ -66,16 +67,24 @@ def _retry_out_of_memory(job: Job, failed_micro_batch: int | None) -> str:
     current = failed_micro_batch or job.micro_batch_size or batch
     half = current // 2
     if half < max(1, settings.JOB_MIN_MICRO_BATCH):
-        runtime.job_fail(job=job, kind=Job.ErrorKind.OUT_OF_MEMORY, outcome=JobAttempt.Outcome.OUT_OF_MEMORY,
-                         message=f"training ran out of memory even with a micro-batch of {current} row(s); try a "
-                                 "shorter max length, a smaller base model or a method with fewer trainable "
-                                 "parameters")
+        runtime.job_fail(
+            job=job,
+            kind=Job.ErrorKind.OUT_OF_MEMORY,
+            outcome=JobAttempt.Outcome.OUT_OF_MEMORY,
+            message=f"training ran out of memory even with a micro-batch of {current} row(s); try a "
+            "shorter max length, a smaller base model or a method with fewer trainable "
+            "parameters",
+        )
         return "out of memory"
     steps = -(-batch // half)
-    runtime.job_requeue(job=job, outcome=JobAttempt.Outcome.OUT_OF_MEMORY, micro_batch_size=half,
-                        message=f"ran out of memory with a micro-batch of {current}; retrying from "
-                                f"{_from_step(job)} with a micro-batch of {half} and {steps} gradient accumulation "
-                                f"steps (the same effective batch of {batch})")
+    runtime.job_requeue(
+        job=job,
+        outcome=JobAttempt.Outcome.OUT_OF_MEMORY,
+        micro_batch_size=half,
+        message=f"ran out of memory with a micro-batch of {current}; retrying from "
+        f"{_from_step(job)} with a micro-batch of {half} and {steps} gradient accumulation "
+        f"steps (the same effective batch of {batch})",
+    )
     return "out of memory; retrying with a smaller micro-batch"
 
 
@@ -83,12 +92,17 @@ def _finish(job: Job, supervisor: Supervisor, returncode: int, tail: str, oom_ki
     """Turn how the child ended into the job's next state; every write is fenced by the attempt."""
     state = supervisor.state
     if state.stop == "lost":
-        runtime.job_attempt_lost(job=job, message="the lease was lost (another worker took the job over); "
-                                                  "this worker stopped its training")
+        runtime.job_attempt_lost(
+            job=job, message="the lease was lost (another worker took the job over); this worker stopped its training"
+        )
         return "lease lost"
     if state.stop == "cancel":
-        runtime.job_fail(job=job, kind=Job.ErrorKind.CANCELLED, status=Job.Status.CANCELLED,
-                         message=f"cancelled by a user while running{runtime.resume_hint(job)}")
+        runtime.job_fail(
+            job=job,
+            kind=Job.ErrorKind.CANCELLED,
+            status=Job.Status.CANCELLED,
+            message=f"cancelled by a user while running{runtime.resume_hint(job)}",
+        )
         return "cancelled"
     if state.done:  # the adapter folder is complete once "done" is out, whatever the exit code
         with lease_kept(job):
@@ -97,8 +111,13 @@ def _finish(job: Job, supervisor: Supervisor, returncode: int, tail: str, oom_ki
                 blob = blob_create_from_file(fh)
         filename = f"job-{job.pk}-{job.method}-adapter.zip"
         try:
-            published = runtime.job_succeed(job=job, metrics=state.done.get("metrics", {}),
-                                            report=state.done.get("report", {}), adapter_blob=blob, filename=filename)
+            published = runtime.job_succeed(
+                job=job,
+                metrics=state.done.get("metrics", {}),
+                report=state.done.get("report", {}),
+                adapter_blob=blob,
+                filename=filename,
+            )
         except Exception:
             blob_delete(blob)  # nothing points at it; the runner error below fails the attempt
             raise
@@ -107,31 +126,50 @@ def _finish(job: Job, supervisor: Supervisor, returncode: int, tail: str, oom_ki
             return "lease lost before publishing"
         return "succeeded"
     if state.stop == "timeout":
-        runtime.job_fail(job=job, kind=Job.ErrorKind.TIMEOUT, outcome=JobAttempt.Outcome.TIMEOUT,
-                         message=f"stopped at its time limit of {_duration(supervisor.limit)} of training; resume "
-                                 f"it to go on from {_from_step(job)} for another {_duration(supervisor.limit)}")
+        runtime.job_fail(
+            job=job,
+            kind=Job.ErrorKind.TIMEOUT,
+            outcome=JobAttempt.Outcome.TIMEOUT,
+            message=f"stopped at its time limit of {_duration(supervisor.limit)} of training; resume "
+            f"it to go on from {_from_step(job)} for another {_duration(supervisor.limit)}",
+        )
         return "timed out"
     if state.stop == "preempt" or state.preempted:
-        runtime.job_requeue(job=job, outcome=JobAttempt.Outcome.PREEMPTED,
-                            message=f"its worker shut down; queued again to resume from {_from_step(job)}")
+        runtime.job_requeue(
+            job=job,
+            outcome=JobAttempt.Outcome.PREEMPTED,
+            message=f"its worker shut down; queued again to resume from {_from_step(job)}",
+        )
         return "preempted"
     if state.error:
         if state.error.get("kind") == Job.ErrorKind.OUT_OF_MEMORY:
             return _retry_out_of_memory(job, state.error.get("micro_batch_size"))
-        runtime.job_fail(job=job, kind=state.error.get("kind", Job.ErrorKind.INTERNAL),
-                         message=state.error.get("message", "training failed"))
+        runtime.job_fail(
+            job=job,
+            kind=state.error.get("kind", Job.ErrorKind.INTERNAL),
+            message=state.error.get("message", "training failed"),
+        )
         return "failed"
     kind, message = _crash_message(returncode, tail, oom_killed)
     if kind == Job.ErrorKind.OUT_OF_MEMORY:
         return _retry_out_of_memory(job, None)
     failures = job.failures + 1
     if failures < settings.JOB_MAX_FAILURES:
-        runtime.job_requeue(job=job, outcome=JobAttempt.Outcome.CRASHED, failed=True,
-                            message=f"{message}; queued again to resume from {_from_step(job)} "
-                                    f"(crash {failures} of at most {settings.JOB_MAX_FAILURES})")
+        runtime.job_requeue(
+            job=job,
+            outcome=JobAttempt.Outcome.CRASHED,
+            failed=True,
+            message=f"{message}; queued again to resume from {_from_step(job)} "
+            f"(crash {failures} of at most {settings.JOB_MAX_FAILURES})",
+        )
         return "crashed; requeued"
-    runtime.job_fail(job=job, kind=kind, outcome=JobAttempt.Outcome.CRASHED, failed=True,
-                     message=f"{message}. It crashed {failures} time(s), the most allowed; giving up")
+    runtime.job_fail(
+        job=job,
+        kind=kind,
+        outcome=JobAttempt.Outcome.CRASHED,
+        failed=True,
+        message=f"{message}. It crashed {failures} time(s), the most allowed; giving up",
+    )
     return "crashed"
 
 
@@ -143,6 +181,7 @@ def _sigterm_noted():
     if threading.current_thread() is not threading.main_thread():
         yield terminated
         return
+
     def noted(signum, frame):
         terminated.set()
         if callable(previous):  # the solo pool runs tasks in Celery's main process: its warm shutdown too
@@ -167,8 +206,9 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
     try:
         with lease_kept(job):
             try:
-                model_path = resolve_model(job.base_model.source, model_root=settings.MODEL_ROOT,
-                                           revision=job.base_model.revision or None)
+                model_path = resolve_model(
+                    job.base_model.source, model_root=settings.MODEL_ROOT, revision=job.base_model.revision or None
+                )
             except ModelRefError as exc:
                 runtime.job_fail(job=job, kind=Job.ErrorKind.MODEL_LOAD, message=str(exc))
                 return "model not found"
@@ -179,13 +219,19 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
             runtime.job_attempt_lost(job=job, message="the lease was lost before training started")
             return "lease lost"
         if before == "cancel":
-            runtime.job_fail(job=job, kind=Job.ErrorKind.CANCELLED, status=Job.Status.CANCELLED,
-                             message=f"cancelled by a user before training started{runtime.resume_hint(job)}")
+            runtime.job_fail(
+                job=job,
+                kind=Job.ErrorKind.CANCELLED,
+                status=Job.Status.CANCELLED,
+                message=f"cancelled by a user before training started{runtime.resume_hint(job)}",
+            )
             return "cancelled"
         kills_before = read_oom_kills()
         with _sigterm_noted() as terminated:
             supervisor, returncode, tail = supervise(job, spec_path, workdir, terminated)
-        oom_killed = kills_before is not None and (read_oom_kills() or 0) > kills_before and returncode == -signal.SIGKILL
+        oom_killed = (
+            kills_before is not None and (read_oom_kills() or 0) > kills_before and returncode == -signal.SIGKILL
+        )
         return _finish(job, supervisor, returncode, tail, oom_killed)
     except Exception as exc:
         log.exception("job %s: runner error", job.pk)

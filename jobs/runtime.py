@@ -49,18 +49,31 @@ def job_claim(*, job_id: int, owner: str) -> Job | None:
     now = timezone.now()
     with transaction.atomic():
         claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(
-            status=Job.Status.RUNNING, attempt=F("attempt") + 1, lease_owner=owner, lease_expires_at=_lease_until(),
-            heartbeat_at=Now(), started_at=Coalesce(F("started_at"), Value(now)), progress_step=F("checkpoint_step"),
-            last_loss=None)
+            status=Job.Status.RUNNING,
+            attempt=F("attempt") + 1,
+            lease_owner=owner,
+            lease_expires_at=_lease_until(),
+            heartbeat_at=Now(),
+            started_at=Coalesce(F("started_at"), Value(now)),
+            progress_step=F("checkpoint_step"),
+            last_loss=None,
+        )
         if not claimed:
             return None
         job = Job.objects.select_related("dataset__blob", "eval_dataset__blob", "base_model").get(pk=job_id)
         # The curve goes on from the checkpoint: what the last attempt drew after it would be drawn twice. A
         # checkpoint precedes its step's evaluation (an epoch's end), which the resumed run emits again.
-        MetricPoint.objects.filter(Q(step__gt=job.checkpoint_step)
-                                   | Q(step=job.checkpoint_step, name__startswith="eval_"), job_id=job_id).delete()
-        JobAttempt.objects.create(job=job, number=job.attempt, worker=owner, resumed_from_step=job.checkpoint_step,
-                                  micro_batch_size=job.micro_batch_size, started_at=now)
+        MetricPoint.objects.filter(
+            Q(step__gt=job.checkpoint_step) | Q(step=job.checkpoint_step, name__startswith="eval_"), job_id=job_id
+        ).delete()
+        JobAttempt.objects.create(
+            job=job,
+            number=job.attempt,
+            worker=owner,
+            resumed_from_step=job.checkpoint_step,
+            micro_batch_size=job.micro_batch_size,
+            started_at=now,
+        )
     return job
 
 
@@ -80,17 +93,30 @@ def _fenced(job: Job):
 
 def _end_attempt(job: Job, outcome: str, message: str = "") -> None:
     JobAttempt.objects.filter(job_id=job.pk, number=job.attempt, ended_at__isnull=True).update(
-        ended_at=timezone.now(), outcome=outcome, message=message[:1000])
+        ended_at=timezone.now(), outcome=outcome, message=message[:1000]
+    )
 
 
-def job_heartbeat(*, job: Job, step: int | None = None, total: int | None = None, loss: float | None = None,
-                  points: list[tuple[int, str, float]] = (), run_seconds: float | None = None,
-                  device: str | None = None) -> str:
+def job_heartbeat(
+    *,
+    job: Job,
+    step: int | None = None,
+    total: int | None = None,
+    loss: float | None = None,
+    points: list[tuple[int, str, float]] = (),
+    run_seconds: float | None = None,
+    device: str | None = None,
+) -> str:
     """One batched write: metric points, progress, training time and lease renewal.
     Returns "ok", "cancel" or "lost"."""
     fields = {"lease_expires_at": _lease_until(), "heartbeat_at": Now()}
-    for name, value in (("progress_step", step), ("progress_total", total), ("last_loss", loss),
-                        ("run_seconds", run_seconds), ("device", device)):
+    for name, value in (
+        ("progress_step", step),
+        ("progress_total", total),
+        ("last_loss", loss),
+        ("run_seconds", run_seconds),
+        ("device", device),
+    ):
         if value is not None:
             fields[name] = value
     with transaction.atomic():
@@ -99,7 +125,8 @@ def job_heartbeat(*, job: Job, step: int | None = None, total: int | None = None
             return "lost"
         if points:
             MetricPoint.objects.bulk_create(
-                [MetricPoint(job_id=job.pk, step=s, name=n, value=v) for s, n, v in points], batch_size=1000)
+                [MetricPoint(job_id=job.pk, step=s, name=n, value=v) for s, n, v in points], batch_size=1000
+            )
         cancel = _fenced(job).filter(cancel_requested=True).exists()
     return "cancel" if cancel else "ok"
 
@@ -118,20 +145,29 @@ def job_checkpoint(*, job: Job, step: int, blob: Blob) -> bool:
     return True
 
 
-def job_requeue(*, job: Job, outcome: str, message: str, failed: bool = False,
-                micro_batch_size: int | None = None) -> bool:
+def job_requeue(
+    *, job: Job, outcome: str, message: str, failed: bool = False, micro_batch_size: int | None = None
+) -> bool:
     """Give the job back to the queue; the next attempt resumes from its checkpoint. `failed` counts the
     attempt against JOB_MAX_FAILURES (a crash does, a preemption or an out-of-memory retry does not)."""
-    fields = {"status": Job.Status.QUEUED, "lease_owner": "", "lease_expires_at": None,
-              "enqueued_at": timezone.now(), "notice": message[:500]}
+    fields = {
+        "status": Job.Status.QUEUED,
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "enqueued_at": timezone.now(),
+        "notice": message[:500],
+    }
     if failed:
         fields["failures"] = F("failures") + 1
     if micro_batch_size is not None:
         fields["micro_batch_size"] = micro_batch_size
     with transaction.atomic():
         # A user who asked to cancel meanwhile gets a cancelled job, not one queued again.
-        if _fenced(job).filter(cancel_requested=True).update(**_cancelled_fields(
-                f"cancelled by a user{resume_hint(job)}")):
+        if (
+            _fenced(job)
+            .filter(cancel_requested=True)
+            .update(**_cancelled_fields(f"cancelled by a user{resume_hint(job)}"))
+        ):
             _end_attempt(job, JobAttempt.Outcome.CANCELLED, message)
             return True
         if not _fenced(job).update(**fields):
@@ -142,8 +178,14 @@ def job_requeue(*, job: Job, outcome: str, message: str, failed: bool = False,
 
 
 def _cancelled_fields(message: str) -> dict:
-    return {"status": Job.Status.CANCELLED, "error_kind": Job.ErrorKind.CANCELLED, "error_message": message,
-            "finished_at": timezone.now(), "lease_expires_at": None, "lease_owner": ""}
+    return {
+        "status": Job.Status.CANCELLED,
+        "error_kind": Job.ErrorKind.CANCELLED,
+        "error_message": message,
+        "finished_at": timezone.now(),
+        "lease_expires_at": None,
+        "lease_owner": "",
+    }
 
 
 def job_succeed(*, job: Job, metrics: dict, report: dict, adapter_blob: Blob, filename: str) -> bool:
@@ -152,27 +194,48 @@ def job_succeed(*, job: Job, metrics: dict, report: dict, adapter_blob: Blob, fi
         if row is None:
             return False
         Job.objects.filter(pk=job.pk).update(
-            status=Job.Status.SUCCEEDED, metrics=metrics, finished_at=timezone.now(),
-            progress_step=F("progress_total"), lease_expires_at=None, checkpoint=None)
+            status=Job.Status.SUCCEEDED,
+            metrics=metrics,
+            finished_at=timezone.now(),
+            progress_step=F("progress_total"),
+            lease_expires_at=None,
+            checkpoint=None,
+        )
         if row.checkpoint_id:  # the adapter is what a finished job keeps
             Blob.objects.filter(pk=row.checkpoint_id).delete()
-        Artifact.objects.create(job=job, kind=Artifact.Kind.ADAPTER, filename=filename, blob=adapter_blob,
-                                size_bytes=adapter_blob.size, sha256=adapter_blob.sha256)
+        Artifact.objects.create(
+            job=job,
+            kind=Artifact.Kind.ADAPTER,
+            filename=filename,
+            blob=adapter_blob,
+            size_bytes=adapter_blob.size,
+            sha256=adapter_blob.sha256,
+        )
         EvalReport.objects.update_or_create(job=job, defaults={"data": report})
         _end_attempt(job, JobAttempt.Outcome.SUCCEEDED)
     return True
 
 
-def job_fail(*, job: Job, kind: str, message: str, status: str = Job.Status.FAILED, outcome: str = "",
-             failed: bool = False) -> bool:
+def job_fail(
+    *, job: Job, kind: str, message: str, status: str = Job.Status.FAILED, outcome: str = "", failed: bool = False
+) -> bool:
     """End the job. `failed`: this attempt also counts as a failure (the last crash before the cap)."""
     fields = {"failures": F("failures") + 1} if failed else {}
     with transaction.atomic():
-        if not _fenced(job).update(status=status, error_kind=kind, error_message=message[:4000],
-                                   finished_at=timezone.now(), lease_expires_at=None, **fields):
+        if not _fenced(job).update(
+            status=status,
+            error_kind=kind,
+            error_message=message[:4000],
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+            **fields,
+        ):
             return False
-        _end_attempt(job, outcome or (JobAttempt.Outcome.CANCELLED if status == Job.Status.CANCELLED
-                                      else JobAttempt.Outcome.FAILED), message)
+        _end_attempt(
+            job,
+            outcome or (JobAttempt.Outcome.CANCELLED if status == Job.Status.CANCELLED else JobAttempt.Outcome.FAILED),
+            message,
+        )
     return True
 
 
@@ -199,43 +262,66 @@ def job_reap_expired_leases(*, max_failures: int | None = None) -> dict:
     now = timezone.now()
     result = {"requeued": [], "failed": [], "cancelled": [], "republished": []}
     with transaction.atomic():
-        expired = list(Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=Now())
-                       .select_for_update(skip_locked=True)
-                       .values_list("pk", "attempt", "failures", "cancel_requested", "checkpoint_step",
-                                    "checkpoint_id"))
+        expired = list(
+            Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=Now())
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "attempt", "failures", "cancel_requested", "checkpoint_step", "checkpoint_id")
+        )
         for pk, attempt, failures, cancel_requested, step, checkpoint_id in expired:
             lost_message = f"its worker stopped answering (lease expired at attempt {attempt})"
             JobAttempt.objects.filter(job_id=pk, number=attempt, ended_at__isnull=True).update(
-                ended_at=now, outcome=JobAttempt.Outcome.LOST, message=lost_message)
+                ended_at=now, outcome=JobAttempt.Outcome.LOST, message=lost_message
+            )
             row = Job.objects.filter(pk=pk, attempt=attempt)
             if cancel_requested:  # a job its user cancelled needs no retry, whatever stopped its worker
-                row.update(status=Job.Status.CANCELLED, error_kind=Job.ErrorKind.CANCELLED, finished_at=now,
-                           lease_expires_at=None,
-                           error_message="cancelled by a user (its worker stopped before confirming)")
+                row.update(
+                    status=Job.Status.CANCELLED,
+                    error_kind=Job.ErrorKind.CANCELLED,
+                    finished_at=now,
+                    lease_expires_at=None,
+                    error_message="cancelled by a user (its worker stopped before confirming)",
+                )
                 result["cancelled"].append(pk)
             elif failures + 1 >= max_failures:
-                row.update(status=Job.Status.FAILED, error_kind=Job.ErrorKind.LOST, finished_at=now,
-                           lease_expires_at=None, failures=failures + 1,
-                           error_message=f"the worker running this job stopped answering {failures + 1} time(s); "
-                                         f"giving up; resume it to go on from "
-                                         f"{resume_point(step, checkpoint_id)}")
+                row.update(
+                    status=Job.Status.FAILED,
+                    error_kind=Job.ErrorKind.LOST,
+                    finished_at=now,
+                    lease_expires_at=None,
+                    failures=failures + 1,
+                    error_message=f"the worker running this job stopped answering {failures + 1} time(s); "
+                    f"giving up; resume it to go on from "
+                    f"{resume_point(step, checkpoint_id)}",
+                )
                 result["failed"].append(pk)
             else:
-                row.update(status=Job.Status.QUEUED, lease_owner="", lease_expires_at=None, enqueued_at=now,
-                           failures=failures + 1,
-                           notice=f"{lost_message}; queued again"
-                                  + f" to go on from {resume_point(step, checkpoint_id)}")
+                row.update(
+                    status=Job.Status.QUEUED,
+                    lease_owner="",
+                    lease_expires_at=None,
+                    enqueued_at=now,
+                    failures=failures + 1,
+                    notice=f"{lost_message}; queued again" + f" to go on from {resume_point(step, checkpoint_id)}",
+                )
                 result["requeued"].append(pk)
                 job_enqueue_on_commit(pk)
         # A queued job whose cancel raced its requeue ends cancelled rather than waiting for a claim that
         # would skip it forever.
-        result["cancelled"] += list(Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=True)
-                                    .select_for_update(skip_locked=True).values_list("pk", flat=True))
+        result["cancelled"] += list(
+            Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=True)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
         Job.objects.filter(pk__in=result["cancelled"], status=Job.Status.QUEUED).update(
-            **_cancelled_fields("cancelled by a user"))
-        stale = list(Job.objects.filter(status=Job.Status.QUEUED,
-                                        enqueued_at__lt=now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS))
-                     .select_for_update(skip_locked=True).values_list("pk", flat=True))
+            **_cancelled_fields("cancelled by a user")
+        )
+        stale = list(
+            Job.objects.filter(
+                status=Job.Status.QUEUED, enqueued_at__lt=now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS)
+            )
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
         Job.objects.filter(pk__in=stale).update(enqueued_at=now)
         for pk in stale:
             job_enqueue_on_commit(pk)
@@ -253,11 +339,16 @@ def job_cancel(*, job: Job, user=None) -> Job:
         return Case(When(queued, then=Value(value)), default=F(field), output_field=Job._meta.get_field(field))
 
     with transaction.atomic():
-        if Job.objects.filter(pk=job.pk, status__in=(Job.Status.QUEUED, Job.Status.RUNNING)).update(
-                cancel_requested=True, status=if_queued("status", Job.Status.CANCELLED),
+        if (
+            Job.objects.filter(pk=job.pk, status__in=(Job.Status.QUEUED, Job.Status.RUNNING)).update(
+                cancel_requested=True,
+                status=if_queued("status", Job.Status.CANCELLED),
                 finished_at=if_queued("finished_at", timezone.now()),
                 error_kind=if_queued("error_kind", Job.ErrorKind.CANCELLED),
-                error_message=if_queued("error_message", "cancelled before it started")) and user is not None:
+                error_message=if_queued("error_message", "cancelled before it started"),
+            )
+            and user is not None
+        ):
             audit_record(team_id=job.team_id, user=user, action="job.cancel", target=f"job {job.pk}")
     job.refresh_from_db()
     return job
@@ -269,20 +360,31 @@ def job_resume(*, job: Job, user=None) -> Job:
     if job.status not in (Job.Status.FAILED, Job.Status.CANCELLED):
         raise Conflict(f"job #{job.pk} is {job.status}; only a failed or cancelled job can be resumed")
     if job.error_kind in NO_RETRY_KINDS:
-        raise Conflict("this job failed on its data or settings and would fail again the same way; fix "
-                            "what the error names and submit a new job")
+        raise Conflict(
+            "this job failed on its data or settings and would fail again the same way; fix "
+            "what the error names and submit a new job"
+        )
     step = job.checkpoint_step if job.checkpoint_id else 0
     who = f" by {user.get_username()}" if user is not None else ""
     with transaction.atomic():
         resumed = Job.objects.filter(pk=job.pk, status__in=(Job.Status.FAILED, Job.Status.CANCELLED)).update(
-            status=Job.Status.QUEUED, cancel_requested=False, failures=0, run_seconds=0, error_kind="",
-            error_message="", finished_at=None, enqueued_at=timezone.now(), checkpoint_step=step,
+            status=Job.Status.QUEUED,
+            cancel_requested=False,
+            failures=0,
+            run_seconds=0,
+            error_kind="",
+            error_message="",
+            finished_at=None,
+            enqueued_at=timezone.now(),
+            checkpoint_step=step,
             notified_at=None,  # its next ending notifies again (jobs.notifications)
-            notice=f"resumed{who} " + (f"from step {step}" if step else "from the start (no checkpoint was saved)"))
+            notice=f"resumed{who} " + (f"from step {step}" if step else "from the start (no checkpoint was saved)"),
+        )
         if resumed:
             job_enqueue_on_commit(job.pk)
             if user is not None:
-                audit_record(team_id=job.team_id, user=user, action="job.resume", target=f"job {job.pk}",
-                             from_step=step)
+                audit_record(
+                    team_id=job.team_id, user=user, action="job.resume", target=f"job {job.pk}", from_step=step
+                )
     job.refresh_from_db()
     return job

@@ -8,8 +8,7 @@ from django.shortcuts import get_object_or_404
 from teams.actor import Actor
 from teams.models import Team
 
-from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint
-from .models import Webhook, WebhookDelivery
+from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint, Webhook, WebhookDelivery
 
 
 def dataset_list(*, actor: Actor, with_warnings: bool = False) -> QuerySet[Dataset]:
@@ -40,14 +39,20 @@ def team_base_model_get(*, team, model_id: int) -> BaseModel:
 
 
 def job_list(*, actor: Actor) -> QuerySet[Job]:
-    return (Job.objects.filter(team_id=actor.team_id).select_related("dataset", "base_model", "created_by")
-            .defer("dataset__preview", "dataset__stats"))
+    return (
+        Job.objects.filter(team_id=actor.team_id)
+        .select_related("dataset", "base_model", "created_by")
+        .defer("dataset__preview", "dataset__stats")
+    )
 
 
 def job_adapter_choices(*, actor: Actor) -> QuerySet[Job]:
     """Succeeded jobs a new job may start from (their own columns only, newest first)."""
-    return (Job.objects.filter(team_id=actor.team_id, status=Job.Status.SUCCEEDED)
-            .only("pk", "name", "method").order_by("-pk"))
+    return (
+        Job.objects.filter(team_id=actor.team_id, status=Job.Status.SUCCEEDED)
+        .only("pk", "name", "method")
+        .order_by("-pk")
+    )
 
 
 def job_get(*, actor: Actor, job_id: int) -> Job:
@@ -71,7 +76,8 @@ def job_metric_series(*, job: Job, names: tuple[str, ...] = ("loss",), max_point
     if stride > 1:
         # Per-step curves are thinned; evaluation points (one per epoch) are few and all kept.
         points = points.annotate(phase=F("step") % stride).filter(
-            Q(phase=0) | Q(step=last_step) | Q(name__startswith="eval_"))
+            Q(phase=0) | Q(step=last_step) | Q(name__startswith="eval_")
+        )
     series: dict[str, list] = {name: [] for name in names}
     for name, step, value in points.order_by("step").values_list("name", "step", "value"):
         series[name].append((step, value))
@@ -124,14 +130,26 @@ def _queue_in_order() -> QuerySet[Job]:
     """Queued jobs in the order workers take them. Fair share: a team's n-th queued job (by priority, then
     age) waits behind every team's earlier turns, and each job the team already runs counts as a turn taken,
     so a team that queues a hundred jobs cannot starve one that queues one."""
-    running = (Job.objects.filter(team=OuterRef("team"), status=Job.Status.RUNNING).order_by()
-               .values("team").annotate(n=Count("pk")).values("n"))
-    return (Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=False)
-            .annotate(team_turn=Window(RowNumber(), partition_by=[F("team_id")],
-                                       order_by=[F("priority").desc(), F("created_at").asc(), F("pk").asc()]),
-                      team_running=Coalesce(Subquery(running), 0))
-            .annotate(turn=F("team_turn") + F("team_running"))
-            .order_by("turn", "-priority", "created_at", "pk"))
+    running = (
+        Job.objects.filter(team=OuterRef("team"), status=Job.Status.RUNNING)
+        .order_by()
+        .values("team")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=False)
+        .annotate(
+            team_turn=Window(
+                RowNumber(),
+                partition_by=[F("team_id")],
+                order_by=[F("priority").desc(), F("created_at").asc(), F("pk").asc()],
+            ),
+            team_running=Coalesce(Subquery(running), 0),
+        )
+        .annotate(turn=F("team_turn") + F("team_running"))
+        .order_by("turn", "-priority", "created_at", "pk")
+    )
 
 
 def queued_in_order(*, limit: int | None = None) -> list[int]:
@@ -150,8 +168,11 @@ def job_attempts(*, job: Job) -> QuerySet[JobAttempt]:
 
 def job_running_on(*, worker: str) -> int | None:
     """The id of the job a worker (Celery node name) runs: runners lease jobs as "<node>/<pid>"."""
-    return (Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{worker}/")
-            .values_list("pk", flat=True).first())
+    return (
+        Job.objects.filter(status=Job.Status.RUNNING, lease_owner__startswith=f"{worker}/")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 # --- webhooks (team admins) --------------------------------------------------------------------------------
@@ -160,11 +181,16 @@ def job_running_on(*, worker: str) -> int | None:
 def webhook_list(*, team: Team) -> list[Webhook]:
     """The team's webhooks, each with its latest delivery's status, code, error and time (one query)."""
     latest = WebhookDelivery.objects.filter(webhook=OuterRef("pk")).order_by("-created_at", "-pk")
-    return list(Webhook.objects.filter(team=team).annotate(
-        last_status=Subquery(latest.values("status")[:1]),
-        last_status_code=Subquery(latest.values("last_status_code")[:1]),
-        last_error=Subquery(latest.values("last_error")[:1]),
-        last_delivery_at=Subquery(latest.values("created_at")[:1])).order_by("created_at", "pk"))
+    return list(
+        Webhook.objects.filter(team=team)
+        .annotate(
+            last_status=Subquery(latest.values("status")[:1]),
+            last_status_code=Subquery(latest.values("last_status_code")[:1]),
+            last_error=Subquery(latest.values("last_error")[:1]),
+            last_delivery_at=Subquery(latest.values("created_at")[:1]),
+        )
+        .order_by("created_at", "pk")
+    )
 
 
 def webhook_get(*, team: Team, webhook_id: int) -> Webhook:
@@ -178,7 +204,11 @@ def webhook_deliveries(*, webhook: Webhook, limit: int = 50) -> QuerySet[Webhook
 
 def webhook_failed_deliveries(*, team: Team, limit: int = 20) -> list[WebhookDelivery]:
     """The team's deliveries that gave up, newest first, with their webhook's URL and job's name (one query)."""
-    return list(WebhookDelivery.objects.filter(webhook__team=team, status=WebhookDelivery.Status.FAILED)
-                .select_related("webhook", "job").only("event", "attempts", "status", "last_status_code",
-                                                       "last_error", "created_at", "webhook__url", "job__name")
-                .order_by("-created_at", "-pk")[:limit])
+    return list(
+        WebhookDelivery.objects.filter(webhook__team=team, status=WebhookDelivery.Status.FAILED)
+        .select_related("webhook", "job")
+        .only(
+            "event", "attempts", "status", "last_status_code", "last_error", "created_at", "webhook__url", "job__name"
+        )
+        .order_by("-created_at", "-pk")[:limit]
+    )

@@ -69,7 +69,6 @@ class RunState:
             self.error = event
 
 
-
 def give_up_after() -> float:
     """Seconds without a successful renewal after which the runner stops its child: two heartbeats before the
     lease runs out, so the reaper never hands the job to another worker while this child still trains."""
@@ -103,7 +102,6 @@ def lease_kept(job: Job, on_renewed=None):
         thread.join()
 
 
-
 class Supervisor:
     """Follows one training child: batched writes, checkpoints to the database, and stopping it when the
     job is cancelled, the worker shuts down, the time limit passes or the lease is lost."""
@@ -129,8 +127,11 @@ class Supervisor:
         is doing (a database call can hang for minutes in a network partition)."""
         while not done.wait(settings.RUNNER_FLUSH_SECONDS / 2):
             if time.monotonic() - self.renewed > give_up_after():
-                log.error("job %s: lease not renewed for %.0fs; killing training", self.job.pk,
-                          time.monotonic() - self.renewed)
+                log.error(
+                    "job %s: lease not renewed for %.0fs; killing training",
+                    self.job.pk,
+                    time.monotonic() - self.renewed,
+                )
                 self.expired.set()
                 signal_group(self.proc, signal.SIGKILL)
                 return
@@ -176,8 +177,11 @@ class Supervisor:
                     return
                 next_flush = time.monotonic() + settings.RUNNER_FLUSH_SECONDS
             if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
-                log.warning("job %s: training did not stop within %ss; killing it", self.job.pk,
-                            settings.RUNNER_STOP_GRACE_SECONDS)
+                log.warning(
+                    "job %s: training did not stop within %ss; killing it",
+                    self.job.pk,
+                    settings.RUNNER_STOP_GRACE_SECONDS,
+                )
                 return
 
     def drain(self) -> None:
@@ -207,9 +211,15 @@ class Supervisor:
         state = self.state
         points, state.points = state.points, []
         try:
-            outcome = runtime.job_heartbeat(job=self.job, step=state.step, total=state.total, loss=state.loss,
-                                            points=points, run_seconds=round(self.run_seconds(), 1),
-                                            device=state.device)
+            outcome = runtime.job_heartbeat(
+                job=self.job,
+                step=state.step,
+                total=state.total,
+                loss=state.loss,
+                points=points,
+                run_seconds=round(self.run_seconds(), 1),
+                device=state.device,
+            )
         except DatabaseError:
             log.exception("job %s: heartbeat failed; keeping %d points for the next one", self.job.pk, len(points))
             state.points = points + state.points
@@ -257,14 +267,25 @@ def step_of(folder: Path) -> int:
 
 def supervise(job: Job, spec_path: Path, workdir: Path, terminated: threading.Event) -> tuple[Supervisor, int, str]:
     python = settings.TRAIN_PYTHON or sys.executable
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PEFTCORE_PARENT_PID": str(os.getpid()),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PEFTCORE_PARENT_PID": str(os.getpid()),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")])),
+    }
     stderr_path = workdir / "train.log"
     with open(stderr_path, "wb") as stderr:
         # A new session makes the child a process-group leader, so a kill reaches everything it started.
-        proc = subprocess.Popen([python, "-m", "peftcore", "train", "--spec", str(spec_path)],
-                                stdout=subprocess.PIPE, stderr=stderr, cwd=settings.BASE_DIR, env=env,
-                                start_new_session=True, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            [python, "-m", "peftcore", "train", "--spec", str(spec_path)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=settings.BASE_DIR,
+            env=env,
+            start_new_session=True,
+            text=True,
+            bufsize=1,
+        )
         supervisor = Supervisor(job, proc, workdir, terminated)
         watchdog_done = threading.Event()
         threading.Thread(target=supervisor.watchdog, args=(watchdog_done,), daemon=True).start()

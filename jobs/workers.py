@@ -49,8 +49,12 @@ def gpus() -> list[dict]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,memory.used",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     found = []
@@ -65,22 +69,33 @@ def memory() -> dict:
     """Total and available RAM in MB (Linux /proc/meminfo; empty elsewhere)."""
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        return {key: int(fields[name].split()[0]) // 1024
-                for key, name in (("total_mb", "MemTotal"), ("available_mb", "MemAvailable")) if name in fields}
+        return {
+            key: int(fields[name].split()[0]) // 1024
+            for key, name in (("total_mb", "MemTotal"), ("available_mb", "MemAvailable"))
+            if name in fields
+        }
     except (OSError, ValueError):
         return {}
 
 
 def worker_heartbeat_write(*, name: str, queues: list[str], concurrency: int | None, stopped: bool = False) -> None:
     now = timezone.now()
-    info = {"host": socket.gethostname(), "pid": os.getpid(), "queues": queues, "concurrency": concurrency,
-            "gpus": gpus(), "memory": memory()}
+    info = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queues": queues,
+        "concurrency": concurrency,
+        "gpus": gpus(),
+        "memory": memory(),
+    }
     fields = {"info": info, "seen_at": now, "stopped": stopped, "running_job_id": job_running_on(worker=name)}
     # A worker that stopped and came back under the same name starts its uptime again.
     restarted = WorkerHeartbeat.objects.filter(hostname=name, stopped=True).exists() and not stopped
-    WorkerHeartbeat.objects.update_or_create(hostname=name, defaults={**fields, **({"started_at": now} if restarted
-                                                                                   else {})},
-                                             create_defaults={**fields, "started_at": now})
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=name,
+        defaults={**fields, **({"started_at": now} if restarted else {})},
+        create_defaults={**fields, "started_at": now},
+    )
 
 
 class HeartbeatThread(threading.Thread):

@@ -33,8 +33,7 @@ def materialise_start(job: Job, workdir: Path) -> dict | None:
     if job.start_from_id is None:
         return None
     artifact = Artifact.objects.get(job_id=job.start_from_id, kind=Artifact.Kind.ADAPTER)
-    return {"adapter_dir": str(materialise_zip(artifact.blob, workdir, "start")),
-            "mode": job.start_mode or "continue"}
+    return {"adapter_dir": str(materialise_zip(artifact.blob, workdir, "start")), "mode": job.start_mode or "continue"}
 
 
 def materialise_checkpoint(job: Job, workdir: Path) -> str | None:
@@ -76,7 +75,6 @@ def build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
             "eval_dataset_sha256": job.eval_dataset.sha256 if job.eval_dataset else None,
         },
     }
-
 
 
 def zip_folder(folder: Path, target: Path, compression: int = zipfile.ZIP_DEFLATED) -> Path:

@@ -32,8 +32,13 @@ def save_native(model, folder: Path, *, method: str, params: dict, task: str, ba
 
         trained = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
         # Buffers a method marks with a "peftcore_" name travel with it (S2FT's indices of the trained columns).
-        trained.update({n: b.detach().cpu().contiguous() for n, b in model.named_buffers()
-                        if n.rsplit(".", 1)[-1].startswith("peftcore_")})
+        trained.update(
+            {
+                n: b.detach().cpu().contiguous()
+                for n, b in model.named_buffers()
+                if n.rsplit(".", 1)[-1].startswith("peftcore_")
+            }
+        )
         save_file(trained, str(folder / NATIVE_WEIGHTS), metadata={"format": "pt"})
     config = {"peftcore_method": method, "method_params": params, "task": task, "base_model": base_model}
     (folder / NATIVE_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -60,9 +65,7 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
         for parameter in model.parameters():
             parameter.requires_grad_(False)
     if (folder / PEFT_CONFIG).is_file():
-        from peft import PeftModel
-
-        from peft import PeftConfig
+        from peft import PeftConfig, PeftModel
 
         # peft will not load a prompt-learning adapter trainable; load it frozen, then unfreeze the saved prompt
         # and the head. (P-tuning saves the prompt its encoder produced, so it trains on without the encoder.)
@@ -90,8 +93,9 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
             state.update(load_file(str(path)))
     else:
         # Re-create the method's modules (e.g. RED's vectors) on the base, then put the trained values in.
-        model = method.build(model, config["method_params"], config["task"],
-                             new_modules=tuple(new_modules) if trainable else ())
+        model = method.build(
+            model, config["method_params"], config["task"], new_modules=tuple(new_modules) if trainable else ()
+        )
         state = load_file(str(folder / NATIVE_WEIGHTS))
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .models import BUNDLED_MODEL_ID, LOCAL_PREFIX
 from .tasks import get_task
@@ -33,7 +34,7 @@ def _base_loading_lines(base_model: str) -> list[str]:
             "base = str(get_model_path())",
         ]
     if base_model.startswith(LOCAL_PREFIX):
-        name = base_model[len(LOCAL_PREFIX):]
+        name = base_model[len(LOCAL_PREFIX) :]
         return [f'base = "path/to/{name}"  # the base model folder this adapter was trained from']
     return [f"base = {json.dumps(base_model)}"]
 
@@ -111,8 +112,10 @@ def write_model_card(
     lines += entry.card_lines(dict(options or {}))
     if stacked:
         # The folder needs the adapter below it; peftcore.load_adapter applies both in order.
-        lines.append("- Trained on top of the adapter in `base_adapter/` (kept frozen); load both with "
-                     "`peftcore.load_adapter`, as below")
+        lines.append(
+            "- Trained on top of the adapter in `base_adapter/` (kept frozen); load both with "
+            "`peftcore.load_adapter`, as below"
+        )
         saved_as = "peftcore" if saved_as == "peft" else saved_as
     lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {_fmt_metric(value)} |" for name, value in metrics.items()]

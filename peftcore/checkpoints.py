@@ -87,8 +87,11 @@ def read_state(folder: Path) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise _damaged(folder, f"{STATE} is not a checkpoint state")
     if state.get("format_version") != FORMAT_VERSION:
-        raise TrainingError(BAD_PARAMS, f"cannot resume: the checkpoint {folder} has format version "
-                                        f"{state.get('format_version')!r}; this version reads {FORMAT_VERSION}")
+        raise TrainingError(
+            BAD_PARAMS,
+            f"cannot resume: the checkpoint {folder} has format version "
+            f"{state.get('format_version')!r}; this version reads {FORMAT_VERSION}",
+        )
     missing = [name for name in (TRAINABLE, OPTIMIZER, RNG) if not (folder / name).is_file()]
     if missing:
         raise _damaged(folder, f"{', '.join(missing)} missing")
@@ -98,11 +101,15 @@ def read_state(folder: Path) -> dict:
 def check_fingerprint(folder: Path, state: dict, fingerprint: dict) -> None:
     """Refuse a checkpoint of another configuration: its weights and schedule would not fit this job."""
     saved, wanted = _flatten(state.get("fingerprint") or {}), _flatten(json_safe(fingerprint))
-    differences = [f"{key} (checkpoint {saved.get(key)!r}, this job {wanted.get(key)!r})"
-                   for key in sorted(set(saved) | set(wanted)) if saved.get(key) != wanted.get(key)]
+    differences = [
+        f"{key} (checkpoint {saved.get(key)!r}, this job {wanted.get(key)!r})"
+        for key in sorted(set(saved) | set(wanted))
+        if saved.get(key) != wanted.get(key)
+    ]
     if differences:
-        raise TrainingError(BAD_PARAMS, f"the checkpoint {folder} belongs to a different configuration: "
-                                        f"{'; '.join(differences)}")
+        raise TrainingError(
+            BAD_PARAMS, f"the checkpoint {folder} belongs to a different configuration: {'; '.join(differences)}"
+        )
 
 
 def restore(folder: Path, state: dict, *, model, optimizer, scheduler, generator) -> None:
@@ -127,8 +134,9 @@ def restore(folder: Path, state: dict, *, model, optimizer, scheduler, generator
         torch.set_rng_state(rng["torch"])
         generator.set_state(rng["data_order"])
         if torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([rng[f"cuda.{i}"] for i in range(torch.cuda.device_count())
-                                          if f"cuda.{i}" in rng])
+            torch.cuda.set_rng_state_all(
+                [rng[f"cuda.{i}"] for i in range(torch.cuda.device_count()) if f"cuda.{i}" in rng]
+            )
         version, internal, gauss = state["python_random"]
         random.setstate((version, tuple(internal), gauss))
         import numpy as np
@@ -172,8 +180,11 @@ def fingerprint(spec) -> dict:
     from .tasks import get_task
 
     identity = {
-        "task": spec.task, "method": spec.method.name, "method_params": spec.method_params,
-        "params": dict(spec.params), "model": spec.model_path.name,
+        "task": spec.task,
+        "method": spec.method.name,
+        "method_params": spec.method_params,
+        "params": dict(spec.params),
+        "model": spec.model_path.name,
         "dataset_sha256": spec.metadata.get("dataset_sha256"),
         "eval_dataset_sha256": spec.metadata.get("eval_dataset_sha256"),
         "columns": [spec.text_column, spec.label_column, spec.input_column, spec.messages_column],
@@ -183,13 +194,15 @@ def fingerprint(spec) -> dict:
     return {**identity, **get_task(spec.task).options(spec)}  # the task's own settings (SFT's template)
 
 
-def is_due(step: int, total_steps: int, last: tuple[int, float], *, every_steps: int | None,
-           every_seconds: float | None) -> bool:
+def is_due(
+    step: int, total_steps: int, last: tuple[int, float], *, every_steps: int | None, every_seconds: float | None
+) -> bool:
     """Whether to write a checkpoint after `step`; `last`: (step, monotonic time) of the last one."""
     if step >= total_steps or step == last[0]:  # the adapter is saved after the last step
         return False
     return bool(every_steps and step % every_steps == 0) or bool(
-        every_seconds and time.monotonic() - last[1] >= every_seconds)
+        every_seconds and time.monotonic() - last[1] >= every_seconds
+    )
 
 
 def _damaged(folder: Path, why: str) -> TrainingError:
@@ -236,8 +249,12 @@ def _load_trainable(names: dict, saved: dict[str, torch.Tensor]) -> None:
     wrong = [name for name in set(wanted) & set(saved) if saved[name].shape != wanted[name].shape]
     if missing or unexpected or wrong:
         shown = {"missing": missing, "unexpected": unexpected, "of another shape": sorted(wrong)}
-        raise TrainingError(BAD_PARAMS, "cannot resume: the checkpoint's trained weights do not fit this model ("
-                            + "; ".join(f"{k}: {', '.join(v[:5])}" for k, v in shown.items() if v) + ")")
+        raise TrainingError(
+            BAD_PARAMS,
+            "cannot resume: the checkpoint's trained weights do not fit this model ("
+            + "; ".join(f"{k}: {', '.join(v[:5])}" for k, v in shown.items() if v)
+            + ")",
+        )
     with torch.no_grad():
         for name, parameter in wanted.items():
             parameter.copy_(saved[name])
@@ -256,11 +273,15 @@ def _optimizer_state(optimizer, names: dict) -> tuple[dict[str, torch.Tensor], d
             if key == "step" or not torch.is_tensor(value):  # the step count: a 0-d tensor in torch's optimizers
                 scalars.setdefault(name, {})[key] = (
                     {"value": value.item(), "dtype": str(value.dtype).removeprefix("torch.")}
-                    if torch.is_tensor(value) else {"value": value})
+                    if torch.is_tensor(value)
+                    else {"value": value}
+                )
             else:
                 tensors[f"{name}/{key}"] = value
-    groups = [{**{k: v for k, v in group.items() if k != "params"}, "params": [order[i] for i in group["params"]]}
-              for group in state_dict["param_groups"]]
+    groups = [
+        {**{k: v for k, v in group.items() if k != "params"}, "params": [order[i] for i in group["params"]]}
+        for group in state_dict["param_groups"]
+    ]
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
@@ -268,8 +289,9 @@ def _load_optimizer(optimizer, names: dict, tensors: dict[str, torch.Tensor], sa
     order = [names[p] for group in optimizer.param_groups for p in group["params"]]
     current = [[names[p] for p in group["params"]] for group in optimizer.param_groups]
     if [group["params"] for group in saved["param_groups"]] != current:
-        raise TrainingError(BAD_PARAMS, "cannot resume: the checkpoint's optimizer state does not fit this model's "
-                                        "trainable weights")
+        raise TrainingError(
+            BAD_PARAMS, "cannot resume: the checkpoint's optimizer state does not fit this model's trainable weights"
+        )
     index = {name: i for i, name in enumerate(order)}
     state: dict[int, dict] = {}
     for key, tensor in tensors.items():
@@ -278,10 +300,17 @@ def _load_optimizer(optimizer, names: dict, tensors: dict[str, torch.Tensor], sa
     for name, values in saved["scalars"].items():
         for field, value in values.items():
             state.setdefault(index[name], {})[field] = (
-                torch.tensor(value["value"], dtype=getattr(torch, value["dtype"])) if "dtype" in value
-                else value["value"])
-    groups = [{**{k: tuple(v) if isinstance(v, list) else v for k, v in group.items() if k != "params"},
-               "params": [index[name] for name in group["params"]]} for group in saved["param_groups"]]
+                torch.tensor(value["value"], dtype=getattr(torch, value["dtype"]))
+                if "dtype" in value
+                else value["value"]
+            )
+    groups = [
+        {
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in group.items() if k != "params"},
+            "params": [index[name] for name in group["params"]],
+        }
+        for group in saved["param_groups"]
+    ]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
@@ -303,8 +332,11 @@ def _adalora_state(model) -> tuple[dict[str, torch.Tensor], dict | None]:
     allocator = _rank_allocator(model)
     if allocator is None:
         return {}, None
-    tensors = {f"adalora/{score}/{name}": value.detach()
-               for score in ADALORA_SCORES for name, value in getattr(allocator, score).items()}
+    tensors = {
+        f"adalora/{score}/{name}": value.detach()
+        for score in ADALORA_SCORES
+        for name, value in getattr(allocator, score).items()
+    }
     config = model.base_model.peft_config[model.base_model.trainable_adapter_name]
     return tensors, {"rank_pattern": config.rank_pattern}
 
@@ -316,5 +348,5 @@ def _load_adalora(model, tensors: dict[str, torch.Tensor], saved: dict | None) -
     device = next(p.device for p in model.parameters())
     for score in ADALORA_SCORES:
         prefix = f"adalora/{score}/"
-        setattr(allocator, score, {k[len(prefix):]: v.to(device) for k, v in tensors.items() if k.startswith(prefix)})
+        setattr(allocator, score, {k[len(prefix) :]: v.to(device) for k, v in tensors.items() if k.startswith(prefix)})
     model.base_model.peft_config[model.base_model.trainable_adapter_name].rank_pattern = saved["rank_pattern"]

@@ -86,8 +86,10 @@ class ProgressBarSink:
         elif kind == "preempted":
             if self.bar is not None:
                 self.bar.close()
-            print(f"stopped at step {event['step']}; continue with --resume and the last checkpoint folder",
-                  file=self.stream)
+            print(
+                f"stopped at step {event['step']}; continue with --resume and the last checkpoint folder",
+                file=self.stream,
+            )
 
 
 class _WholeLines:
@@ -231,7 +233,10 @@ def _inspect(args) -> int:
     from .data import inspect_file
 
     report = inspect_file(
-        args.file, fmt=args.format, text_column=args.text_column, label_column=args.label_column,
+        args.file,
+        fmt=args.format,
+        text_column=args.text_column,
+        label_column=args.label_column,
         preview_rows=args.preview_rows,
     )
     print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -279,8 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="training file (csv, tsv, jsonl, json, parquet)")
     train.add_argument("--eval-data", help="evaluation file; default: hold out part of --data")
     train.add_argument("--format", help="file format when the extension does not tell")
-    train.add_argument("--text-column", help="the text, the prompt (sft; paths such as instances[0].input allowed) or "
-                       "the input (seq2seq)")
+    train.add_argument(
+        "--text-column",
+        help="the text, the prompt (sft; paths such as instances[0].input allowed) or the input (seq2seq)",
+    )
     train.add_argument("--label-column", help="the label, the response (sft) or the target (seq2seq)")
     train.add_argument("--input-column", help="sft: a column appended to the prompt")
     train.add_argument("--messages-column", help="sft: a chat messages column instead of --text/--label-column")
@@ -290,16 +297,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default=BUNDLED_MODEL_ID, help=f"{BUNDLED_MODEL_ID}, local:<folder> or owner/name")
     train.add_argument("--model-root", type=Path, help="folder that local:<folder> models live in")
     train.add_argument("--revision", help="hub revision (branch, tag or commit) for owner/name models")
-    train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="a training or method parameter, e.g. --param epochs=5 --param r=16 (repeatable)")
+    train.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training or method parameter, e.g. --param epochs=5 --param r=16 (repeatable)",
+    )
     train.add_argument("--threads", type=int, help="CPU threads for torch")
     train.add_argument("--out", default="peftcore-out", help="output folder (the adapter goes to OUT/adapter)")
-    train.add_argument("--resume", metavar="CHECKPOINT_DIR",
-                       help="continue from a checkpoint folder (OUT/checkpoints/step-N, written every "
-                       "checkpoint_every_steps/seconds of the spec and when SIGTERM stops training), with the same "
-                       "data and parameters")
-    train.add_argument("--micro-batch-size", type=int, help="the most rows one forward pass takes; each batch is "
-                       "split into micro-batches whose gradients add up (use when a batch does not fit in memory)")
+    train.add_argument(
+        "--resume",
+        metavar="CHECKPOINT_DIR",
+        help="continue from a checkpoint folder (OUT/checkpoints/step-N, written every "
+        "checkpoint_every_steps/seconds of the spec and when SIGTERM stops training), with the same "
+        "data and parameters",
+    )
+    train.add_argument(
+        "--micro-batch-size",
+        type=int,
+        help="the most rows one forward pass takes; each batch is "
+        "split into micro-batches whose gradients add up (use when a batch does not fit in memory)",
+    )
 
     inspect = commands.add_parser("inspect", help="check a data file; prints a JSON report")
     inspect.add_argument("file")
@@ -310,8 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = commands.add_parser("methods", help="list the PEFT methods")
     methods.add_argument("--json", action="store_true", help="print the registry as JSON")
-    methods.add_argument("--model", help="with --json: add trainable-parameter counts for this model (a folder, "
-                         f"{BUNDLED_MODEL_ID} or local:<folder>)")
+    methods.add_argument(
+        "--model",
+        help="with --json: add trainable-parameter counts for this model (a folder, "
+        f"{BUNDLED_MODEL_ID} or local:<folder>)",
+    )
     methods.add_argument("--model-root", type=Path, help="folder that local:<folder> models live in")
     methods.add_argument("--task", default=TEXT_CLASSIFICATION, choices=sorted(TASKS))
     return parser

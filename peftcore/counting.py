@@ -5,8 +5,8 @@ the checkpoint's tensor names (safetensors headers)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .methods import get_method
 from .methods._common import MethodBuildError
@@ -34,14 +34,21 @@ def _new_modules(model, keys: set[str] | None) -> list[str]:
     prefix = f"{model.base_model_prefix}."
     missing = set()
     for name, _ in model.named_parameters():
-        stripped = name[len(prefix):] if name.startswith(prefix) else name
+        stripped = name[len(prefix) :] if name.startswith(prefix) else name
         if not {name, stripped, prefix + name} & keys:
             missing.add(name.rsplit(".", 1)[0])
     return sorted(missing)
 
 
-def count_on_meta(config, method_name: str, params: Mapping | None, task: str, *,
-                  checkpoint_keys: set[str] | None = None, causal_lm: bool = False) -> dict:
+def count_on_meta(
+    config,
+    method_name: str,
+    params: Mapping | None,
+    task: str,
+    *,
+    checkpoint_keys: set[str] | None = None,
+    causal_lm: bool = False,
+) -> dict:
     import torch
     import transformers
 

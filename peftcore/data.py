@@ -15,7 +15,13 @@ from .formats import FORMATS, DataError, RowReader, cell_text, detect_format, is
 from .splits import sort_labels
 
 __all__ = [
-    "FORMATS", "DataError", "Example", "detect_format", "inspect_file", "read_examples", "read_records",
+    "FORMATS",
+    "DataError",
+    "Example",
+    "detect_format",
+    "inspect_file",
+    "read_examples",
+    "read_records",
 ]
 
 MAX_LABELS = 1000
@@ -48,9 +54,7 @@ def _not_found(column: str, columns: list[str]) -> DataError:
     return DataError(f"column {column!r} not found; columns are: {', '.join(columns) or '(none)'}")
 
 
-def read_examples(
-    path: str | Path, *, fmt: str | None = None, text_column: str, label_column: str
-) -> list[Example]:
+def read_examples(path: str | Path, *, fmt: str | None = None, text_column: str, label_column: str) -> list[Example]:
     """All (row, text, label) examples of a file; DataError at the first problem, as inspect_file reports it."""
     reader = RowReader(path, fmt)
     examples: list[Example] = []
@@ -193,33 +197,52 @@ class _Inspection:
         out = []
         if self.duplicate_count:
             pairs = ", ".join(f"row {r} repeats row {f}" for r, f in self.duplicates)
-            out.append({"code": "duplicates", "rows": [r for r, _ in self.duplicates],
-                        "message": f"{self.duplicate_count} row(s) repeat {'the text of ' if self.text_column else ''}"
-                                   f"an earlier row ({pairs}"
-                                   f"{', ...' if self.duplicate_count > len(self.duplicates) else ''}); "
-                                   "duplicates can land in both the training and the held-out split and "
-                                   "inflate the scores"
-                                   + (f" (the first {DUPLICATE_CHECK_ROWS:,} rows were compared)"
-                                      if self.duplicates_partial else "")})
+            out.append(
+                {
+                    "code": "duplicates",
+                    "rows": [r for r, _ in self.duplicates],
+                    "message": f"{self.duplicate_count} row(s) repeat {'the text of ' if self.text_column else ''}"
+                    f"an earlier row ({pairs}"
+                    f"{', ...' if self.duplicate_count > len(self.duplicates) else ''}); "
+                    "duplicates can land in both the training and the held-out split and "
+                    "inflate the scores"
+                    + (f" (the first {DUPLICATE_CHECK_ROWS:,} rows were compared)" if self.duplicates_partial else ""),
+                }
+            )
         if self.conflict_count:
             pairs = ", ".join(f"row {r} says {label!r}, row {f} {first!r}" for r, f, label, first in self.conflicts)
-            out.append({"code": "conflicting_labels", "rows": [r for r, *_ in self.conflicts],
-                        "message": f"{self.conflict_count} repeated text(s) carry a different label than the "
-                                   f"first time ({pairs}); check which label is right"})
+            out.append(
+                {
+                    "code": "conflicting_labels",
+                    "rows": [r for r, *_ in self.conflicts],
+                    "message": f"{self.conflict_count} repeated text(s) carry a different label than the "
+                    f"first time ({pairs}); check which label is right",
+                }
+            )
         if labels and len(labels) >= 2:
             few = [label for label, n in labels.items() if n < MIN_ROWS_PER_LABEL]
             if few:
-                out.append({"code": "too_few_rows", "labels": few,
-                            "message": f"label(s) {', '.join(repr(x) for x in few[:EXAMPLE_ROWS])} have fewer than "
-                                       f"{MIN_ROWS_PER_LABEL} rows, too few to appear in both the training and the "
-                                       "held-out split; add rows or merge the label"})
+                out.append(
+                    {
+                        "code": "too_few_rows",
+                        "labels": few,
+                        "message": f"label(s) {', '.join(repr(x) for x in few[:EXAMPLE_ROWS])} have fewer than "
+                        f"{MIN_ROWS_PER_LABEL} rows, too few to appear in both the training and the "
+                        "held-out split; add rows or merge the label",
+                    }
+                )
             largest, smallest = max(labels, key=labels.get), min(labels, key=labels.get)
             if labels[largest] >= IMBALANCE_RATIO * labels[smallest]:
-                out.append({"code": "imbalance", "labels": [largest, smallest],
-                            "message": f"labels are strongly imbalanced: {largest!r} has {labels[largest]:,} rows, "
-                                       f"{smallest!r} {labels[smallest]:,} ({labels[largest] / labels[smallest]:.0f}:1); "
-                                       "accuracy will flatter a model that ignores the small labels, so judge by "
-                                       "macro-F1, or add rows of the small labels"})
+                out.append(
+                    {
+                        "code": "imbalance",
+                        "labels": [largest, smallest],
+                        "message": f"labels are strongly imbalanced: {largest!r} has {labels[largest]:,} rows, "
+                        f"{smallest!r} {labels[smallest]:,} ({labels[largest] / labels[smallest]:.0f}:1); "
+                        "accuracy will flatter a model that ignores the small labels, so judge by "
+                        "macro-F1, or add rows of the small labels",
+                    }
+                )
         return out
 
     def result(self) -> dict:
@@ -234,11 +257,12 @@ class _Inspection:
                 self.errors.extend(errors)
         # Keep the first errors in file order: file-level ones first, then by row.
         self.errors.sort(key=lambda e: (e["row"] is not None, e["row"] or 0))
-        del self.errors[self.max_errors:]
+        del self.errors[self.max_errors :]
         text_found = bool(self.text_column and found.get(self.text_column))
         label_found = bool(self.label_column and found.get(self.label_column))
         invalid = sum(
-            n for (text_bad, label_bad), n in self.bad_rows.items()
+            n
+            for (text_bad, label_bad), n in self.bad_rows.items()
             if (text_bad and text_found) or (label_bad and label_found)
         )
         rows = self.parsed - invalid
@@ -283,7 +307,13 @@ def inspect_file(
         return inspection.result()
     except Exception as exc:  # defensive: a report is always returned
         return {
-            "format": inspection.format, "rows": 0, "columns": [], "preview": [],
+            "format": inspection.format,
+            "rows": 0,
+            "columns": [],
+            "preview": [],
             "errors": [{"row": None, "message": f"could not read the file: {type(exc).__name__}: {exc}"}],
-            "error_count": 1, "empty_values": {}, "ok": False, "warnings": [],
+            "error_count": 1,
+            "empty_values": {},
+            "ok": False,
+            "warnings": [],
         }

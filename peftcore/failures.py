@@ -30,8 +30,8 @@ def classify_failure(exc: BaseException, micro_batch_size: int | None = None) ->
     if is_out_of_memory(exc):
         rows = f" with micro-batches of {micro_batch_size} rows" if micro_batch_size else ""
         return TrainingError(
-            OUT_OF_MEMORY, f"training ran out of memory{rows}; try a smaller micro-batch size, or a smaller batch "
-                           "size or max length"
+            OUT_OF_MEMORY,
+            f"training ran out of memory{rows}; try a smaller micro-batch size, or a smaller batch size or max length",
         )
     return TrainingError(INTERNAL, f"{type(exc).__name__}: {exc}")
 

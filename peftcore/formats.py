@@ -11,8 +11,9 @@ import codecs
 import csv
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 EXTENSIONS = {
@@ -154,7 +155,7 @@ class RowReader:
         def lines(fh):
             for number, raw in enumerate(fh, 1):
                 if number == 1 and raw.startswith(codecs.BOM_UTF8):  # Excel writes a BOM
-                    raw = raw[len(codecs.BOM_UTF8):]
+                    raw = raw[len(codecs.BOM_UTF8) :]
                 try:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -192,8 +193,10 @@ class RowReader:
                     header = [name.strip() or f"column_{i}" for i, name in enumerate(fields, 1)]
                     duplicates = sorted({n for n in header if header.count(n) > 1})
                     if duplicates:
-                        yield None, None, DataError(
-                            f"the header line names a column more than once: {', '.join(duplicates)}"
+                        yield (
+                            None,
+                            None,
+                            DataError(f"the header line names a column more than once: {', '.join(duplicates)}"),
                         )
                         return
                     self.columns = header
@@ -204,7 +207,7 @@ class RowReader:
                 if len(fields) != len(header):
                     message = f"expected {len(header)} fields, found {len(fields)}"
                     if end > start:
-                        message += f" (this row runs over lines {start}-{end}: is a quote \" left open?)"
+                        message += f' (this row runs over lines {start}-{end}: is a quote " left open?)'
                     elif self.format == "csv" and len(fields) > len(header):
                         message += " (put text containing commas in double quotes)"
                     yield start, None, DataError(message, start)
@@ -216,7 +219,7 @@ class RowReader:
         with self.path.open("rb") as fh:
             for number, raw in enumerate(fh, 1):
                 if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                    raw = raw[len(codecs.BOM_UTF8):]
+                    raw = raw[len(codecs.BOM_UTF8) :]
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -243,7 +246,7 @@ class RowReader:
     def _json(self):
         raw = self.path.read_bytes()  # JSON cannot be parsed in pieces with the standard library
         if raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
+            raw = raw[len(codecs.BOM_UTF8) :]
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -263,8 +266,12 @@ class RowReader:
             return
         if not isinstance(data, list):
             hint = " (for one object per line, name the file .jsonl)" if isinstance(data, dict) else ""
-            yield None, None, DataError(
-                f"expected a list of objects [{{...}}, ...] at the top level, found {_json_kind(data)}{hint}"
+            yield (
+                None,
+                None,
+                DataError(
+                    f"expected a list of objects [{{...}}, ...] at the top level, found {_json_kind(data)}{hint}"
+                ),
             )
             return
         for index, obj in enumerate(data, 1):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -90,10 +91,13 @@ def resume(run: Run, state: dict) -> None:
     evaluation stands in for a new one."""
     folder = run.spec.resume_from
     if state.get("total_steps") != run.total_steps or not 0 < state["step"] <= run.total_steps:
-        raise TrainingError(BAD_PARAMS, f"the checkpoint {folder} is for a run of {state.get('total_steps')} "
-                                        f"steps; this job has {run.total_steps}")
-    checkpoints.restore(folder, state, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
-                        generator=run.generator)
+        raise TrainingError(
+            BAD_PARAMS,
+            f"the checkpoint {folder} is for a run of {state.get('total_steps')} steps; this job has {run.total_steps}",
+        )
+    checkpoints.restore(
+        folder, state, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, generator=run.generator
+    )
     run.progress = checkpoints.progress_of(folder, state)
     run.resumed_from_step = state["step"]
     run.sink.emit({"event": "resumed", "step": state["step"], "epoch": _epoch(run)})
@@ -122,14 +126,26 @@ def train_loop(run: Run) -> dict | None:
             p.order = torch.randperm(len(run.train_features), generator=run.generator).tolist()
         while p.position < run.steps_per_epoch:
             first = p.position * batch_size
-            loss, learning_rate = _optimizer_step(run, p.order[first:first + batch_size])
+            loss, learning_rate = _optimizer_step(run, p.order[first : first + batch_size])
             p.step, p.position = p.step + 1, p.position + 1
             p.epoch_losses.append(loss)
-            sink.emit({"event": "progress", "step": p.step, "total_steps": run.total_steps, "epoch": _epoch(run),
-                       "loss": loss, "learning_rate": learning_rate})
-            if checkpoints.is_due(p.step, run.total_steps, run.last_checkpoint,
-                                  every_steps=spec.checkpoint_every_steps,
-                                  every_seconds=spec.checkpoint_every_seconds):
+            sink.emit(
+                {
+                    "event": "progress",
+                    "step": p.step,
+                    "total_steps": run.total_steps,
+                    "epoch": _epoch(run),
+                    "loss": loss,
+                    "learning_rate": learning_rate,
+                }
+            )
+            if checkpoints.is_due(
+                p.step,
+                run.total_steps,
+                run.last_checkpoint,
+                every_steps=spec.checkpoint_every_steps,
+                every_seconds=spec.checkpoint_every_seconds,
+            ):
                 _checkpoint(run)
             if run.should_stop():
                 if run.last_checkpoint[0] != p.step:
@@ -150,7 +166,7 @@ def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
     labelled tokens). Returns (the batch's loss, the learning rate used)."""
     runner, model, micro = run.runner, run.model, run.spec.micro_batch_size
     features = [run.train_features[i] for i in rows]
-    chunks = [runner.collate(features[i:i + micro]) for i in range(0, len(features), micro)]
+    chunks = [runner.collate(features[i : i + micro]) for i in range(0, len(features), micro)]
     units = max(sum(runner.loss_units(chunk) for chunk in chunks), 1)
     run.optimizer.zero_grad(set_to_none=True)
     value = 0.0
@@ -169,8 +185,10 @@ def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
             extra.backward()
         value += float(extra)
     if not math.isfinite(value):
-        raise TrainingError(BAD_PARAMS, f"training diverged at step {run.progress.step + 1} (the loss became "
-                                        f"{value}); try a lower learning rate")
+        raise TrainingError(
+            BAD_PARAMS,
+            f"training diverged at step {run.progress.step + 1} (the loss became {value}); try a lower learning rate",
+        )
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM)
     learning_rate = run.scheduler.get_last_lr()[0]
     run.optimizer.step()
@@ -185,17 +203,31 @@ def _inject_out_of_memory(rows: int) -> None:
     # real torch.OutOfMemoryError, so the runner's out-of-memory handling can be tested on machines with no GPU.
     limit = os.environ.get("PEFTCORE_FAULT_OOM_ABOVE")
     if limit and rows > int(limit):
-        raise torch.OutOfMemoryError(f"out of memory (injected by PEFTCORE_FAULT_OOM_ABOVE={limit}: a forward pass "
-                                     f"on {rows} rows)")
+        raise torch.OutOfMemoryError(
+            f"out of memory (injected by PEFTCORE_FAULT_OOM_ABOVE={limit}: a forward pass on {rows} rows)"
+        )
 
 
 def _checkpoint(run: Run) -> None:
     began = time.monotonic()
     p = run.progress
-    state = {**asdict(p), "train_seconds": _elapsed(run), "epoch": _epoch(run), "total_steps": run.total_steps,
-             "micro_batch_size": run.spec.micro_batch_size, "fingerprint": run.fingerprint}
-    path = checkpoints.write(run.spec.checkpoint_dir, p.step, model=run.model, optimizer=run.optimizer,
-                             scheduler=run.scheduler, generator=run.generator, state=state)
+    state = {
+        **asdict(p),
+        "train_seconds": _elapsed(run),
+        "epoch": _epoch(run),
+        "total_steps": run.total_steps,
+        "micro_batch_size": run.spec.micro_batch_size,
+        "fingerprint": run.fingerprint,
+    }
+    path = checkpoints.write(
+        run.spec.checkpoint_dir,
+        p.step,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        generator=run.generator,
+        state=state,
+    )
     p.checkpoint_seconds += time.monotonic() - began
     run.last_checkpoint = (p.step, time.monotonic())
     run.sink.emit({"event": "checkpoint", "step": p.step, "epoch": _epoch(run), "path": str(path)})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> dict:
@@ -54,5 +54,4 @@ def generation_metrics(generations: Sequence[str], references: Sequence[str]) ->
     # effective order: n-gram orders no answer is long enough to have are skipped, so short answers (a label, a
     # number) that match score 100, not 0
     bleu = sacrebleu.BLEU(effective_order=True).corpus_score(list(generations), [list(references)]).score
-    return ({"rouge_l": sum(rouge) / len(rouge), "bleu": float(bleu), "exact_match": sum(exact) / len(exact)},
-            rouge)
+    return ({"rouge_l": sum(rouge) / len(rouge), "bleu": float(bleu), "exact_match": sum(exact) / len(exact)}, rouge)

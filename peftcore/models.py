@@ -113,7 +113,7 @@ def resolve_model(ref: str, *, model_root: Path | None, revision: str | None = N
     if ref == BUNDLED_MODEL_ID:
         return check_model_folder(bundled_model_path())
     if ref.startswith(LOCAL_PREFIX):
-        return _local_model(ref[len(LOCAL_PREFIX):], model_root)
+        return _local_model(ref[len(LOCAL_PREFIX) :], model_root)
     if is_hub_id(ref):
         return _hub_model(ref, revision)
     raise ModelRefError(

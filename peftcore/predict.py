@@ -7,14 +7,15 @@ the work.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .start_from import adapter_method
 from .tasks import TEXT_CLASSIFICATION, Predictor, get_task
 from .tasks._base import PLAYGROUND_MAX_LENGTH, PLAYGROUND_NEW_TOKENS, PLAYGROUND_TEXTS
 
 MAX_TEXTS, MAX_LENGTH, MAX_NEW_TOKENS = PLAYGROUND_TEXTS, PLAYGROUND_MAX_LENGTH, PLAYGROUND_NEW_TOKENS
+
 
 def adapter_task(adapter_dir: Path) -> str:
     """The task an adapter folder was trained for (classification for folders from before it was recorded)."""
@@ -26,7 +27,8 @@ def load_predictor(model_path: Path, adapter_dir: Path) -> Predictor:
     return get_task(adapter_task(adapter_dir)).load_predictor(Path(model_path), Path(adapter_dir))
 
 
-def predict(predictor: Predictor, texts: Sequence[str], *, max_length: int = 128,
-            max_new_tokens: int = 64) -> list[dict]:
+def predict(
+    predictor: Predictor, texts: Sequence[str], *, max_length: int = 128, max_new_tokens: int = 64
+) -> list[dict]:
     """Per text: {"label", "probabilities"} (a task with labels) or {"generation"} (a generative task)."""
     return predictor.task.predict(predictor, texts, max_length=max_length, max_new_tokens=max_new_tokens)

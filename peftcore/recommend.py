@@ -71,26 +71,39 @@ def recommend(task: str, rows: int, *, table: dict | None = None) -> Recommendat
     table = table if table is not None else load_table()
     run = closest_run([r for r in table.get("runs", []) if r.get("task") == task], rows)
     if run is None:
-        return Recommendation(FALLBACK, "No studio benchmark covers this task yet; LoRA is the most widely "
-                                        "supported method and a safe start.")
+        return Recommendation(
+            FALLBACK,
+            "No studio benchmark covers this task yet; LoRA is the most widely supported method and a safe start.",
+        )
     best, runner_up = pick(run["results"])
     full = next((r for r in run["results"] if r["method"] == "full" and r.get("accuracy") is not None), None)
     size = "" if run["rows"] == rows else f" (the benchmarked size closest to your {rows:,})"
-    top = max((r for r in run["results"] if r.get("accuracy") is not None and r["method"] not in REFERENCE_POINTS),
-              key=lambda r: r["accuracy"])
+    top = max(
+        (r for r in run["results"] if r.get("accuracy") is not None and r["method"] not in REFERENCE_POINTS),
+        key=lambda r: r["accuracy"],
+    )
     where = f"the parameter-efficient methods in the studio's benchmark at {run['rows']:,} training rows{size}"
     if top["accuracy"] <= best["accuracy"]:
-        reason = (f"Best dev accuracy among {where}: {best['accuracy']:.1%} with {best['trainable']:,} trainable "
-                  f"parameters")
+        reason = (
+            f"Best dev accuracy among {where}: {best['accuracy']:.1%} with {best['trainable']:,} trainable parameters"
+        )
         if runner_up:
             reason += f"; next: {runner_up['method']} at {runner_up['accuracy']:.1%}"
     else:
-        reason = (f"Within half a point of the best dev accuracy among {where} ({top['method']}, "
-                  f"{top['accuracy']:.1%}): {best['accuracy']:.1%} with {best['trainable']:,} trainable parameters "
-                  f"instead of {top['trainable']:,}")
+        reason = (
+            f"Within half a point of the best dev accuracy among {where} ({top['method']}, "
+            f"{top['accuracy']:.1%}): {best['accuracy']:.1%} with {best['trainable']:,} trainable parameters "
+            f"instead of {top['trainable']:,}"
+        )
     if full:
         reason += f"; full fine-tuning: {full['accuracy']:.1%}"
     epochs = f"{run['epochs']} epoch{'s' if run['epochs'] != 1 else ''}"
     reason += f" ({run['benchmark']}, {epochs}, {run['date']}; docs/benchmarks.md)."
-    return Recommendation(best["method"], reason, run["rows"], best["accuracy"], best["trainable"],
-                          runner_up["method"] if runner_up else None)
+    return Recommendation(
+        best["method"],
+        reason,
+        run["rows"],
+        best["accuracy"],
+        best["trainable"],
+        runner_up["method"] if runner_up else None,
+    )

@@ -30,17 +30,29 @@ def lineage(spec: TrainSpec, params: dict) -> dict:
             return None
 
     return {
-        "seed": params["seed"], "method": spec.method.name, "method_params": spec.method_params, "params": params,
+        "seed": params["seed"],
+        "method": spec.method.name,
+        "method_params": spec.method_params,
+        "params": params,
         "base_model": spec.metadata.get("base_model") or str(spec.model_path),
         "dataset_sha256": spec.metadata.get("dataset_sha256"),
         "eval_dataset_sha256": spec.metadata.get("eval_dataset_sha256"),
         "start_from": {"mode": spec.start_from.mode} if spec.start_from else None,
-        "columns": {key: value for key, value in (
-            ("text_column", spec.text_column), ("label_column", spec.label_column),
-            ("input_column", spec.input_column), ("messages_column", spec.messages_column)) if value},
+        "columns": {
+            key: value
+            for key, value in (
+                ("text_column", spec.text_column),
+                ("label_column", spec.label_column),
+                ("input_column", spec.input_column),
+                ("messages_column", spec.messages_column),
+            )
+            if value
+        },
         **get_task(spec.task).options(spec),
-        "versions": {"python": platform.python_version(),
-                     **{name: installed(name) for name in ("torch", "transformers", "peft", "safetensors")}},
+        "versions": {
+            "python": platform.python_version(),
+            **{name: installed(name) for name in ("torch", "transformers", "peft", "safetensors")},
+        },
     }
 
 

@@ -21,7 +21,7 @@ def upstream_base(base_model: str) -> str:
     if base_model == BUNDLED_MODEL_ID:
         return BUNDLED_UPSTREAM_ID
     if base_model.startswith(LOCAL_PREFIX):
-        return base_model[len(LOCAL_PREFIX):]
+        return base_model[len(LOCAL_PREFIX) :]
     return base_model if is_hub_id(base_model) else Path(base_model).name
 
 
@@ -39,8 +39,14 @@ def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: d
         # up on the hub (a network call, and a hang on machines without internet).
         model.save_pretrained(str(partial), safe_serialization=True, save_embedding_layers=False)
     else:
-        save_native(model, partial, method=spec.method.name, params=spec.method_params, task=spec.task,
-                    base_model=upstream_base(base_model))
+        save_native(
+            model,
+            partial,
+            method=spec.method.name,
+            params=spec.method_params,
+            task=spec.task,
+            base_model=upstream_base(base_model),
+        )
     tokenizer.save_pretrained(str(partial))
     write_labels(partial, labels)
     write_method_file(partial, method=spec.method.name, params=spec.method_params, task=spec.task, **options)

@@ -7,8 +7,9 @@ CLI, so validation coerces both and reports errors a non-expert can act on.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 PARAM_TYPES = ("int", "float", "bool", "choice", "str")
 

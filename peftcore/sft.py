@@ -7,9 +7,10 @@ Standard library at module level: the web process may map columns and check rows
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .formats import DataError, RowReader
 
@@ -17,8 +18,11 @@ IGNORE_INDEX = -100  # torch's cross-entropy skips these labels
 ROLES = ("system", "user", "assistant")
 # Named templates for tokenizers without a chat template: (before the prompt, between prompt and response).
 TEMPLATES = {
-    "alpaca": ("Below is an instruction that describes a task. Write a response that appropriately completes the "
-               "request.\n\n### Instruction:\n", "\n\n### Response:\n"),
+    "alpaca": (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the "
+        "request.\n\n### Instruction:\n",
+        "\n\n### Response:\n",
+    ),
     "chatml": ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n"),
     "plain": ("", "\n"),
 }
@@ -77,9 +81,15 @@ def _messages(value: Any, row: int) -> tuple:
     return tuple(messages)
 
 
-def example_from_record(record: dict, row: int, *, prompt_column: str | None = None,
-                        response_column: str | None = None, input_column: str | None = None,
-                        messages_column: str | None = None) -> SftExample:
+def example_from_record(
+    record: dict,
+    row: int,
+    *,
+    prompt_column: str | None = None,
+    response_column: str | None = None,
+    input_column: str | None = None,
+    messages_column: str | None = None,
+) -> SftExample:
     """One row as an example, by a messages column or by prompt and response columns (paths allowed); an optional
     input column is appended to the prompt. DataError says what is wrong with the row."""
     if messages_column:
@@ -93,15 +103,25 @@ def example_from_record(record: dict, row: int, *, prompt_column: str | None = N
     return SftExample(row, prompt=f"{prompt}\n\n{extra}" if extra else prompt, response=response)
 
 
-def read_sft_examples(path: str | Path, *, fmt: str | None = None, prompt_column: str | None = None,
-                      response_column: str | None = None, input_column: str | None = None,
-                      messages_column: str | None = None) -> list[SftExample]:
+def read_sft_examples(
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    prompt_column: str | None = None,
+    response_column: str | None = None,
+    input_column: str | None = None,
+    messages_column: str | None = None,
+) -> list[SftExample]:
     """Every example of a file (see example_from_record). DataError names the first bad row, or a column the
     file does not have at all."""
     if not messages_column and not (prompt_column and response_column):
         raise DataError("name a messages column, or a prompt column and a response column")
-    columns = dict(prompt_column=prompt_column, response_column=response_column, input_column=input_column,
-                   messages_column=messages_column)
+    columns = dict(
+        prompt_column=prompt_column,
+        response_column=response_column,
+        input_column=input_column,
+        messages_column=messages_column,
+    )
     reader = RowReader(path, fmt)
     examples = []
     for row, record, error in reader:
@@ -113,8 +133,9 @@ def read_sft_examples(path: str | Path, *, fmt: str | None = None, prompt_column
             named = [c for c in (messages_column,) if c] or [c for c in (prompt_column, response_column) if c]
             absent = [c for c in named if path_root(c) not in reader.columns]
             if absent:  # not a bad row: the file has no such column
-                raise DataError(f"column {path_root(absent[0])!r} not found; columns are: "
-                                f"{', '.join(reader.columns) or '(none)'}") from None
+                raise DataError(
+                    f"column {path_root(absent[0])!r} not found; columns are: {', '.join(reader.columns) or '(none)'}"
+                ) from None
             raise
     if not examples:
         raise DataError("the file has no rows")
@@ -124,13 +145,15 @@ def read_sft_examples(path: str | Path, *, fmt: str | None = None, prompt_column
 def render(example: SftExample, tokenizer, template: str = AUTO) -> tuple[str, str]:
     """(prompt text, response text): the text before the answer, with the template's markers, and the answer."""
     if template == AUTO and getattr(tokenizer, "chat_template", None):
-        messages = list(example.messages) or [{"role": "user", "content": example.prompt},
-                                              {"role": "assistant", "content": example.response}]
+        messages = list(example.messages) or [
+            {"role": "user", "content": example.prompt},
+            {"role": "assistant", "content": example.response},
+        ]
         prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
         return prompt, messages[-1]["content"]
     before, between = TEMPLATES["alpaca" if template == AUTO else template]
     if example.messages:
-        turns = [m for m in example.messages[:-1]]
+        turns = list(example.messages[:-1])
         prompt = "\n\n".join(f"{m['role']}: {m['content']}" if len(turns) > 1 else m["content"] for m in turns)
         return before + prompt + between, example.messages[-1]["content"]
     return before + example.prompt + between, example.response
@@ -156,8 +179,9 @@ def _with_bos(ids: list[int], tokenizer) -> list[int]:
 def prompt_ids(example: SftExample, tokenizer, template: str = AUTO) -> list[int]:
     """The token ids a causal model reads before it writes the answer (what generation starts from)."""
     check_template(template)
-    return _with_bos(tokenizer(render(example, tokenizer, template)[0], add_special_tokens=False)["input_ids"],
-                     tokenizer)
+    return _with_bos(
+        tokenizer(render(example, tokenizer, template)[0], add_special_tokens=False)["input_ids"], tokenizer
+    )
 
 
 def encode(example: SftExample, tokenizer, max_length: int, template: str = AUTO) -> dict:
@@ -172,8 +196,12 @@ def encode(example: SftExample, tokenizer, max_length: int, template: str = AUTO
         response_ids = response_ids + [end]  # the model learns to stop
     input_ids = (ids + response_ids)[:max_length]
     labels = ([IGNORE_INDEX] * len(ids) + response_ids)[:max_length]
-    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels,
-            "response_tokens": sum(1 for label in labels if label != IGNORE_INDEX)}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [1] * len(input_ids),
+        "labels": labels,
+        "response_tokens": sum(1 for label in labels if label != IGNORE_INDEX),
+    }
 
 
 def encode_seq2seq(example: SftExample, tokenizer, max_length: int) -> dict:
@@ -181,8 +209,7 @@ def encode_seq2seq(example: SftExample, tokenizer, max_length: int) -> dict:
     labels; both cut to max_length."""
     source = tokenizer(example.prompt, truncation=True, max_length=max_length)["input_ids"]
     target = tokenizer(text_target=example.response, truncation=True, max_length=max_length)["input_ids"]
-    return {"input_ids": source, "attention_mask": [1] * len(source), "labels": target,
-            "response_tokens": len(target)}
+    return {"input_ids": source, "attention_mask": [1] * len(source), "labels": target, "response_tokens": len(target)}
 
 
 def masked_rows(examples: Sequence[SftExample], tokenizer, max_length: int, template: str = AUTO) -> list[int]:

@@ -83,10 +83,15 @@ def parse_spec(spec: dict) -> TrainSpec:
         raise TrainingError(BAD_PARAMS, f"threads must be a whole number of at least 1 (got {threads!r})")
     output_dir = Path(spec["output_dir"])
     every_seconds = spec.get("checkpoint_every_seconds")
-    if every_seconds is not None and (isinstance(every_seconds, bool) or not isinstance(every_seconds, (int, float))
-                                      or not math.isfinite(every_seconds) or every_seconds <= 0):
-        raise TrainingError(BAD_PARAMS, f"checkpoint_every_seconds must be a number above 0 or null "
-                                        f"(got {every_seconds!r})")
+    if every_seconds is not None and (
+        isinstance(every_seconds, bool)
+        or not isinstance(every_seconds, (int, float))
+        or not math.isfinite(every_seconds)
+        or every_seconds <= 0
+    ):
+        raise TrainingError(
+            BAD_PARAMS, f"checkpoint_every_seconds must be a number above 0 or null (got {every_seconds!r})"
+        )
     micro_batch_size = _whole_number(spec, "micro_batch_size")
     resume_from = _path(spec, "resume_from")
     return TrainSpec(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Iterable, Sequence, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -73,20 +73,28 @@ def start_refusal(mode: str, below: str | None, method: str) -> str | None:
     new = get_method(method)
     if mode == "continue":
         if below is not None and below != new.name:
-            return (f"continue training keeps the adapter's method ({below}), not {new.name}; choose 'stack' to "
-                    "train a different method on top of it")
+            return (
+                f"continue training keeps the adapter's method ({below}), not {new.name}; choose 'stack' to "
+                "train a different method on top of it"
+            )
         return None
     if new.saved_as == "full":
-        return (f"{new.label} trains every weight, so it cannot be stacked on an adapter; continue training "
-                "instead, or start from the base model")
+        return (
+            f"{new.label} trains every weight, so it cannot be stacked on an adapter; continue training "
+            "instead, or start from the base model"
+        )
     if below is not None:
         old = get_method(below)
         if old.saved_as == "peft" and not old.can_merge:
-            return (f"a {old.label} adapter cannot be merged into the base weights, so nothing can be stacked on "
-                    "it; continue training it instead")
+            return (
+                f"a {old.label} adapter cannot be merged into the base weights, so nothing can be stacked on "
+                "it; continue training it instead"
+            )
         if old.saved_as != "peft" and old.name == new.name:
-            return (f"{new.label} cannot be stacked on a {old.label} adapter (they would edit the same places); "
-                    "continue training it instead")
+            return (
+                f"{new.label} cannot be stacked on a {old.label} adapter (they would edit the same places); "
+                "continue training it instead"
+            )
     return None
 
 
@@ -103,8 +111,7 @@ def check_start(start: StartFrom, method: Method, method_params: dict, task: str
         raise TrainingError(BAD_PARAMS, reason)
 
 
-def apply_start(model, start: StartFrom, method: Method, method_params: dict, task: str, *, new_modules,
-                total_steps):
+def apply_start(model, start: StartFrom, method: Method, method_params: dict, task: str, *, new_modules, total_steps):
     """The model to train: the adapter loaded trainable (continue), or applied frozen with the new method
     built on top (stack)."""
     if start.mode == "continue":

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .formats import RowReader, cell_text
 
@@ -81,8 +81,12 @@ def summarise(histogram: dict, max_length: int | None = None) -> dict:
     rows = sum(count for _, count in ordered)
     if not rows:
         return {"rows": 0, "p50": None, "p95": None, "max": None}
-    out = {"rows": rows, "p50": _percentile(ordered, rows, 0.5), "p95": _percentile(ordered, rows, 0.95),
-           "max": ordered[-1][0]}
+    out = {
+        "rows": rows,
+        "p50": _percentile(ordered, rows, 0.5),
+        "p95": _percentile(ordered, rows, 0.95),
+        "max": ordered[-1][0],
+    }
     if max_length is not None:
         cut = sum(count for length, count in ordered if length > max_length)
         out.update(max_length=max_length, truncated_rows=cut, truncated_share=cut / rows)
@@ -94,8 +98,10 @@ def truncation_warning(summary: dict, model_limit: int | None = None) -> str | N
     share = summary.get("truncated_share")
     if share is None or share <= TRUNCATION_WARNING_SHARE:
         return None
-    message = (f"{summary['truncated_rows']:,} rows ({share:.0%}) are longer than the maximum length of "
-               f"{summary['max_length']} tokens and will be cut")
+    message = (
+        f"{summary['truncated_rows']:,} rows ({share:.0%}) are longer than the maximum length of "
+        f"{summary['max_length']} tokens and will be cut"
+    )
     if model_limit is not None and summary["p95"] > model_limit:
         return message + f"; the model reads at most {model_limit} tokens, so shorten the texts if their ends matter"
     return message + f"; raise the maximum length to {summary['p95']} (95% of rows fit) if their ends matter"
@@ -121,8 +127,12 @@ def sft_lengths(model_path: Path, path: str | Path, fmt: str | None, options: di
 
     tokenizer = load_tokenizer(model_path)
     template = options.get("template") or AUTO
-    columns = dict(prompt_column=options.get("prompt"), response_column=options.get("response"),
-                   input_column=options.get("input"), messages_column=options.get("messages"))
+    columns = dict(
+        prompt_column=options.get("prompt"),
+        response_column=options.get("response"),
+        input_column=options.get("input"),
+        messages_column=options.get("messages"),
+    )
     totals: Counter = Counter()
     prompts: Counter = Counter()
     longest: list[tuple[int, int]] = []
@@ -146,10 +156,13 @@ def sft_lengths(model_path: Path, path: str | Path, fmt: str | None, options: di
         heapq.heappush(longest, (prompt, -row))
         if len(longest) > LONGEST_KEPT:
             heapq.heappop(longest)
-    return {"histogram": {str(k): v for k, v in sorted(totals.items())},
-            "prompt_histogram": {str(k): v for k, v in sorted(prompts.items())},
-            "longest_prompts": [[-row, length] for length, row in sorted(longest, reverse=True)],
-            "rejected": rejected, "rejected_count": rejected_count}
+    return {
+        "histogram": {str(k): v for k, v in sorted(totals.items())},
+        "prompt_histogram": {str(k): v for k, v in sorted(prompts.items())},
+        "longest_prompts": [[-row, length] for length, row in sorted(longest, reverse=True)],
+        "rejected": rejected,
+        "rejected_count": rejected_count,
+    }
 
 
 def sft_check(result: dict, max_length: int) -> dict:
@@ -158,7 +171,10 @@ def sft_check(result: dict, max_length: int) -> dict:
     prompts = {int(k): int(v) for k, v in (result.get("prompt_histogram") or {}).items()}
     masked_count = sum(count for length, count in prompts.items() if length >= max_length)
     masked_rows = sorted(row for row, length in result.get("longest_prompts", []) if length >= max_length)
-    return {"rejected_count": result.get("rejected_count", 0), "rejected": result.get("rejected", []),
-            "masked_count": masked_count, "masked_rows": masked_rows[:EXAMPLE_ROWS],
-            "needed_length": max(prompts) + 1 if prompts else None}
-
+    return {
+        "rejected_count": result.get("rejected_count", 0),
+        "rejected": result.get("rejected", []),
+        "masked_count": masked_count,
+        "masked_rows": masked_rows[:EXAMPLE_ROWS],
+        "needed_length": max(prompts) + 1 if prompts else None,
+    }

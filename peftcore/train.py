@@ -13,9 +13,10 @@ import contextlib
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -35,9 +36,22 @@ from .start_from import apply_start, check_start, starting_labels
 from .tasks import Task, get_task, max_positions
 
 # Names other code imports from here (the rest of the job moved to the modules above).
-__all__ = ["ADAPTER_DIR", "REQUIRED_KEYS", "FitResult", "TrainSpec", "check_architecture", "classify_failure",
-           "fingerprint", "fit", "lineage", "parse_spec", "peak_memory_bytes", "run", "save_adapter",
-           "seed_everything"]
+__all__ = [
+    "ADAPTER_DIR",
+    "REQUIRED_KEYS",
+    "FitResult",
+    "TrainSpec",
+    "check_architecture",
+    "classify_failure",
+    "fingerprint",
+    "fit",
+    "lineage",
+    "parse_spec",
+    "peak_memory_bytes",
+    "run",
+    "save_adapter",
+    "seed_everything",
+]
 
 
 @dataclass
@@ -65,8 +79,9 @@ def check_architecture(spec: TrainSpec) -> None:
     except (OSError, ValueError):
         return  # loading the model reports a missing or broken config as model_load
     config = config if isinstance(config, dict) else {}
-    reason = (spec.method.supports(config.get("model_type", ""), spec.task)
-              or get_task(spec.task).architecture_refusal(config))
+    reason = spec.method.supports(config.get("model_type", ""), spec.task) or get_task(spec.task).architecture_refusal(
+        config
+    )
     if reason:
         raise TrainingError(BAD_PARAMS, reason)
 
@@ -133,11 +148,19 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     total_steps = steps_per_epoch * params["epochs"]
     try:
         if job.start_from:
-            model = apply_start(model, job.start_from, job.method, job.method_params, job.task,
-                                new_modules=new_modules, total_steps=total_steps)
+            model = apply_start(
+                model,
+                job.start_from,
+                job.method,
+                job.method_params,
+                job.task,
+                new_modules=new_modules,
+                total_steps=total_steps,
+            )
         else:
-            model = job.method.build(model, job.method_params, job.task, new_modules=new_modules,
-                                     total_steps=total_steps)
+            model = job.method.build(
+                model, job.method_params, job.task, new_modules=new_modules, total_steps=total_steps
+            )
     except (MethodBuildError, AdapterLoadError) as exc:
         raise TrainingError(BAD_PARAMS, str(exc)) from exc
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -150,9 +173,15 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     if limit is not None and params["max_length"] > limit:
         params["max_length"] = limit  # the model cannot read further; the report shows the length used
     # Evaluation batches are micro-batches too: the micro-batch size is what fits on the device.
-    runner = task.runner(tokenizer=tokenizer, labels=labels, options=task.options(job),
-                         max_length=params["max_length"], batch_size=job.micro_batch_size, device=device,
-                         position_limit=limit)
+    runner = task.runner(
+        tokenizer=tokenizer,
+        labels=labels,
+        options=task.options(job),
+        max_length=params["max_length"],
+        batch_size=job.micro_batch_size,
+        device=device,
+        position_limit=limit,
+    )
     train_features, eval_features = runner.encode(rows.train), runner.encode(rows.eval)
     runner.refuse(rows.train, train_features, "training")
     runner.refuse(rows.eval, eval_features, "evaluation")
@@ -164,28 +193,43 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     scheduler = get_linear_schedule_with_warmup(optimizer, round(params["warmup_ratio"] * total_steps), total_steps)
     trainable_params, total_params = _count_parameters(model)
     run = Run(
-        spec=job, sink=sink, should_stop=stop, fingerprint=identity, runner=runner, labels=labels, rows=rows,
-        train_features=train_features, eval_features=eval_features, tokenizer=tokenizer, model=model,
-        device=device, optimizer=optimizer, scheduler=scheduler,
+        spec=job,
+        sink=sink,
+        should_stop=stop,
+        fingerprint=identity,
+        runner=runner,
+        labels=labels,
+        rows=rows,
+        train_features=train_features,
+        eval_features=eval_features,
+        tokenizer=tokenizer,
+        model=model,
+        device=device,
+        optimizer=optimizer,
+        scheduler=scheduler,
         generator=torch.Generator().manual_seed(params["seed"]),
         # A continued AdaLoRA adapter keeps the ranks its budget allocated: its schedule ran in the first job.
         on_step=None if job.start_from and job.start_from.mode == "continue" else job.method.on_step,
-        steps_per_epoch=steps_per_epoch, total_steps=total_steps, trainable_params=trainable_params,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        trainable_params=trainable_params,
         total_params=total_params,
     )
-    sink.emit({
-        "event": "start",
-        "total_steps": total_steps,
-        "train_rows": len(rows.train),
-        "eval_rows": len(rows.eval),
-        "labels": labels,
-        "trainable_params": trainable_params,
-        "total_params": total_params,
-        "method": job.method.name,
-        "task": job.task,
-        "micro_batch_size": job.micro_batch_size,
-        "device": device.type,
-    })
+    sink.emit(
+        {
+            "event": "start",
+            "total_steps": total_steps,
+            "train_rows": len(rows.train),
+            "eval_rows": len(rows.eval),
+            "labels": labels,
+            "trainable_params": trainable_params,
+            "total_params": total_params,
+            "method": job.method.name,
+            "task": job.task,
+            "micro_batch_size": job.micro_batch_size,
+            "device": device.type,
+        }
+    )
     if state:
         resume(run, state)
     else:

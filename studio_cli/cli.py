@@ -38,19 +38,26 @@ def _positive(text: str) -> float:
 def _connection_options(*, top: bool) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     unset = {} if top else {"default": argparse.SUPPRESS}
-    options.add_argument("--url", **unset,
-                         help="the studio's address, such as http://127.0.0.1:8000 (else STUDIO_URL, else login's)")
+    options.add_argument(
+        "--url", **unset, help="the studio's address, such as http://127.0.0.1:8000 (else STUDIO_URL, else login's)"
+    )
     options.add_argument("--token", **unset, help="an API token (else STUDIO_TOKEN, else login's)")
-    options.add_argument("--progress", action="store_true", **unset,
-                         help="draw progress bars even when stderr is not a terminal")
+    options.add_argument(
+        "--progress", action="store_true", **unset, help="draw progress bars even when stderr is not a terminal"
+    )
     return options
 
 
 def build_parser() -> argparse.ArgumentParser:
     # The connection options work before or after the command: a command's copy defaults to SUPPRESS so that
     # it does not overwrite one given before the command.
-    parser = argparse.ArgumentParser(prog=PROG, parents=[_connection_options(top=True)], description=(
-        "The fine-tuning studio from a terminal: upload datasets, submit and watch jobs, download adapters."))
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        parents=[_connection_options(top=True)],
+        description=(
+            "The fine-tuning studio from a terminal: upload datasets, submit and watch jobs, download adapters."
+        ),
+    )
     shared = _connection_options(top=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -60,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    command("login", "login:login", "check a token against the studio and save the address and token "
-                                    "(~/.config/studio/config.json, readable by you alone)")
+    command(
+        "login",
+        "login:login",
+        "check a token against the studio and save the address and token "
+        "(~/.config/studio/config.json, readable by you alone)",
+    )
 
     upload = command("upload", "upload:upload", "upload a dataset (CSV, TSV, JSONL, JSON or Parquet)")
     upload.add_argument("file")
@@ -76,10 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--task", help="text-classification (default), sft or seq2seq")
     submit.add_argument("--text-column")
     submit.add_argument("--label-column")
-    submit.add_argument("--param", type=key_value, nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="a training parameter, such as epochs=2 or learning_rate=1e-4")
-    submit.add_argument("--method-param", type=key_value, nargs="+", action="extend", default=[],
-                        metavar="KEY=VALUE", help="a parameter of the method, such as r=16")
+    submit.add_argument(
+        "--param",
+        type=key_value,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training parameter, such as epochs=2 or learning_rate=1e-4",
+    )
+    submit.add_argument(
+        "--method-param",
+        type=key_value,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the method, such as r=16",
+    )
     submit.add_argument("--name")
     submit.add_argument("--priority", choices=["low", "normal", "high"])
     submit.add_argument("--watch", action="store_true", help="then watch it until it ends")
@@ -93,10 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("job", type=int)
     download.add_argument("-o", "--output", help="file or folder to write to (default: the zip's own name here)")
 
-    for name, help_text in (("datasets", "list your team's datasets"),
-                            ("jobs", "list your team's jobs, newest first"),
-                            ("models", "list the base models"),
-                            ("methods", "list the PEFT methods")):
+    for name, help_text in (
+        ("datasets", "list your team's datasets"),
+        ("jobs", "list your team's jobs, newest first"),
+        ("models", "list the base models"),
+        ("methods", "list the PEFT methods"),
+    ):
         listing = command(name, f"listings:{name}", help_text)
         listing.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
         if name == "jobs":

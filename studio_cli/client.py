@@ -26,21 +26,31 @@ def http_error(response: httpx.Response) -> CliError:
     status = response.status_code
     if not isinstance(body, dict):
         if status == 404:
-            return CliError(f"nothing at {response.request.url} (HTTP 404); is the URL the studio's address "
-                            f"(such as http://127.0.0.1:8000, without {API_PREFIX})?")
-        return CliError(f"the studio answered HTTP {status} {response.reason_phrase}"
-                        + ("; its log says why" if status >= 500 else ""))
+            return CliError(
+                f"nothing at {response.request.url} (HTTP 404); is the URL the studio's address "
+                f"(such as http://127.0.0.1:8000, without {API_PREFIX})?"
+            )
+        return CliError(
+            f"the studio answered HTTP {status} {response.reason_phrase}"
+            + ("; its log says why" if status >= 500 else "")
+        )
     detail, lines = body.get("detail"), []
     if isinstance(detail, list):  # request validation (422): [{loc, msg}]
-        lines = [f"{'.'.join(str(p) for p in item.get('loc', [])[2:]) or 'request'}: {item.get('msg')}"
-                 for item in detail if isinstance(item, dict)]
+        lines = [
+            f"{'.'.join(str(p) for p in item.get('loc', [])[2:]) or 'request'}: {item.get('msg')}"
+            for item in detail
+            if isinstance(item, dict)
+        ]
         detail = "the request is not valid"
     errors = body.get("errors")
     if isinstance(errors, dict):  # a job's fields
         lines += [f"{field}: {message}" for field, message in errors.items()]
     elif isinstance(errors, list):  # a dataset's rows
-        lines += [f"row {e['row']}: {e['message']}" if e.get("row") is not None else str(e.get("message"))
-                  for e in errors if isinstance(e, dict)]
+        lines += [
+            f"row {e['row']}: {e['message']}" if e.get("row") is not None else str(e.get("message"))
+            for e in errors
+            if isinstance(e, dict)
+        ]
     message = f"{detail or response.reason_phrase} (HTTP {status})"
     if lines:
         message += "\n" + "\n".join(f"  {line}" for line in lines)
@@ -54,14 +64,19 @@ class Studio:
 
     def __init__(self, url: str, token: str):
         self.url = url
-        self.client = httpx.Client(base_url=url + API_PREFIX, timeout=DEFAULT_TIMEOUT,
-                                   headers={"Authorization": f"Bearer {token}", "User-Agent": "studio-cli"})
+        self.client = httpx.Client(
+            base_url=url + API_PREFIX,
+            timeout=DEFAULT_TIMEOUT,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "studio-cli"},
+        )
 
     def _unreachable(self, exc: Exception) -> CliError:
         if isinstance(exc, httpx.TimeoutException):
             return CliError(f"the studio at {self.url} did not answer in time ({type(exc).__name__}); try again")
-        return CliError(f"cannot reach the studio at {self.url} ({exc or type(exc).__name__}); check the address "
-                        "(--url, STUDIO_URL or login) and that the server runs")
+        return CliError(
+            f"cannot reach the studio at {self.url} ({exc or type(exc).__name__}); check the address "
+            "(--url, STUDIO_URL or login) and that the server runs"
+        )
 
     def request(self, method: str, path: str, *, ok=(200,), **kwargs) -> httpx.Response:
         try:

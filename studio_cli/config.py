@@ -55,6 +55,8 @@ def resolve(args) -> tuple[str, str]:
     if not url:
         raise CliError(f"no studio address: pass --url, set STUDIO_URL or run `{PROG} login --url URL --token TOKEN`")
     if not token:
-        raise CliError(f"no API token: pass --token, set STUDIO_TOKEN or run `{PROG} login --url URL --token TOKEN` "
-                       "(`python manage.py studio_token USERNAME` on the server prints a token)")
+        raise CliError(
+            f"no API token: pass --token, set STUDIO_TOKEN or run `{PROG} login --url URL --token TOKEN` "
+            "(`python manage.py studio_token USERNAME` on the server prints a token)"
+        )
     return normalise_url(url), token

@@ -10,8 +10,11 @@ from .models import Membership, Team
 Role = Membership.Role
 RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 # What a role below the one named cannot do, for the refusal's message.
-WHAT = {Role.MEMBER: "create or change datasets and jobs", Role.ADMIN: "manage the team",
-        Role.OWNER: "manage the team's admins"}
+WHAT = {
+    Role.MEMBER: "create or change datasets and jobs",
+    Role.ADMIN: "manage the team",
+    Role.OWNER: "manage the team's admins",
+}
 
 
 def role_at_least(role: str | None, needed: str) -> bool:
@@ -34,6 +37,7 @@ def require(actor, team: Team | int | None, role: str):
     if actor.team_id != team_id:
         raise Forbidden("this belongs to another team than the one you work in; switch to that team first")
     if not role_at_least(actor.role, role):
-        raise Forbidden(f"a {actor.role} of {actor.team.name} cannot {WHAT[role]}; ask an admin of the team for the "
-                        f"{role} role")
+        raise Forbidden(
+            f"a {actor.role} of {actor.team.name} cannot {WHAT[role]}; ask an admin of the team for the {role} role"
+        )
     return actor

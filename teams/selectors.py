@@ -51,8 +51,9 @@ def api_tokens_of(*, user, team: Team | None = None) -> QuerySet[ApiToken]:
 
 def invitations_pending(*, team: Team) -> QuerySet[Invitation]:
     """A team's invitations that can still be accepted (newest first)."""
-    return (Invitation.objects.filter(team=team, accepted_at__isnull=True, revoked_at__isnull=True,
-                                      expires_at__gt=timezone.now()).select_related("created_by"))
+    return Invitation.objects.filter(
+        team=team, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).select_related("created_by")
 
 
 def invitation_get(*, team: Team, invitation_id: int) -> Invitation:

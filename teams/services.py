@@ -42,30 +42,41 @@ def api_token_create(*, user, team: Team | None = None, name: str = "") -> str:
     the only time it exists unhashed."""
     membership = membership_in(user=user, team_id=team.pk) if team is not None else working_membership(user=user)
     if membership is None:
-        raise Refused(f"{user.username} is not a member of {team.name if team else 'any team'}; a token works in one "
-                      "of its user's teams")
+        raise Refused(
+            f"{user.username} is not a member of {team.name if team else 'any team'}; a token works in one "
+            "of its user's teams"
+        )
     raw = ApiToken.new_raw()
     with transaction.atomic():
-        ApiToken.objects.create(user=user, team=membership.team, name=name[:100], key_hash=hash_token(raw),
-                                hint=raw[:8])
-        audit_record(team_id=membership.team_id, user=user, action="token.create", target=f"token {raw[:8]}",
-                     name=name[:100])
+        ApiToken.objects.create(
+            user=user, team=membership.team, name=name[:100], key_hash=hash_token(raw), hint=raw[:8]
+        )
+        audit_record(
+            team_id=membership.team_id, user=user, action="token.create", target=f"token {raw[:8]}", name=name[:100]
+        )
     return raw
 
 
 def api_token_authenticate(*, raw: str) -> Actor | None:
     """The actor a raw token stands for: its active user, acting in the token's team (and only there), or None if
     the token is unknown, revoked, or its user has left the token's team (since it was made)."""
-    token = (ApiToken.objects
-             # The membership must predate the token: leaving the team kills its tokens for good, even if the
-             # user is let back in later.
-             .filter(key_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True,
-                     team__memberships__user=F("user"), team__memberships__created_at__lte=F("created_at"))
-             .first())
+    token = (
+        ApiToken.objects
+        # The membership must predate the token: leaving the team kills its tokens for good, even if the
+        # user is let back in later.
+        .filter(
+            key_hash=hash_token(raw),
+            revoked_at__isnull=True,
+            user__is_active=True,
+            team__memberships__user=F("user"),
+            team__memberships__created_at__lte=F("created_at"),
+        ).first()
+    )
     if token is None:
         return None
-    membership = (Membership.objects.select_related("team", "user")
-                  .filter(team_id=token.team_id, user_id=token.user_id).first())
+    membership = (
+        Membership.objects.select_related("team", "user").filter(team_id=token.team_id, user_id=token.user_id).first()
+    )
     if membership is None:  # the member left between the two reads
         return None
     # Coarse stamp: one write an hour per token at most, not one per request.
@@ -125,8 +136,7 @@ def member_add(*, actor: Actor, username: str, role: str = Membership.Role.MEMBE
         membership, created = Membership.objects.get_or_create(team=actor.team, user=user, defaults={"role": role})
         if not created:
             raise Conflict(f"{username} is already a {membership.role} of {actor.team.name}")
-        audit_record(team_id=actor.team_id, user=actor.user, action="member.add", target=f"user {username}",
-                     role=role)
+        audit_record(team_id=actor.team_id, user=actor.user, action="member.add", target=f"user {username}", role=role)
     return membership
 
 
@@ -138,8 +148,14 @@ def member_set_role(*, actor: Actor, membership: Membership, role: str) -> Membe
         _keep_an_owner(membership, leaving=role != Membership.Role.OWNER)
         before = membership.role
         Membership.objects.filter(pk=membership.pk).update(role=role)
-        audit_record(team_id=actor.team_id, user=actor.user, action="member.role",
-                     target=f"user {membership.user.username}", before=before, after=role)
+        audit_record(
+            team_id=actor.team_id,
+            user=actor.user,
+            action="member.role",
+            target=f"user {membership.user.username}",
+            before=before,
+            after=role,
+        )
     membership.role = role
     return membership
 
@@ -149,23 +165,38 @@ def member_remove(*, actor: Actor, membership: Membership) -> None:
     with transaction.atomic():
         _keep_an_owner(membership, leaving=True)
         membership.delete()
-        audit_record(team_id=actor.team_id, user=actor.user, action="member.remove",
-                     target=f"user {membership.user.username}", role=membership.role)
+        audit_record(
+            team_id=actor.team_id,
+            user=actor.user,
+            action="member.remove",
+            target=f"user {membership.user.username}",
+            role=membership.role,
+        )
 
 
 def _keep_an_owner(membership: Membership, *, leaving: bool) -> None:
     # Locks the team's owner rows, so two owners demoting each other at once cannot leave none.
-    owners = list(Membership.objects.select_for_update().filter(team_id=membership.team_id,
-                                                                role=Membership.Role.OWNER).values_list("pk",
-                                                                                                      flat=True))
+    owners = list(
+        Membership.objects.select_for_update()
+        .filter(team_id=membership.team_id, role=Membership.Role.OWNER)
+        .values_list("pk", flat=True)
+    )
     if leaving and owners == [membership.pk]:
         raise Conflict("a team needs an owner; make someone else owner first")
 
 
-def team_set_quotas(*, actor: Actor, max_concurrent_jobs: int | None, compute_hours_per_month: float | None,
-                    max_storage_bytes: int | None) -> Team:
-    values = {"max_concurrent_jobs": max_concurrent_jobs, "compute_hours_per_month": compute_hours_per_month,
-              "max_storage_bytes": max_storage_bytes}
+def team_set_quotas(
+    *,
+    actor: Actor,
+    max_concurrent_jobs: int | None,
+    compute_hours_per_month: float | None,
+    max_storage_bytes: int | None,
+) -> Team:
+    values = {
+        "max_concurrent_jobs": max_concurrent_jobs,
+        "compute_hours_per_month": compute_hours_per_month,
+        "max_storage_bytes": max_storage_bytes,
+    }
     for name, value in values.items():
         if value is not None and value < 0:
             raise Refused(f"{name.replace('_', ' ')} cannot be negative (leave it empty for no limit)")
@@ -173,8 +204,14 @@ def team_set_quotas(*, actor: Actor, max_concurrent_jobs: int | None, compute_ho
         team = Team.objects.select_for_update().get(pk=actor.team_id)
         before = {name: getattr(team, name) for name in values}
         Team.objects.filter(pk=team.pk).update(**values)
-        audit_record(team_id=team.pk, user=actor.user, action="quota.change", target=f"team {team.name}",
-                     before=before, after=values)
+        audit_record(
+            team_id=team.pk,
+            user=actor.user,
+            action="quota.change",
+            target=f"team {team.name}",
+            before=before,
+            after=values,
+        )
     team.refresh_from_db()
     return team
 
@@ -186,8 +223,9 @@ class InvitationRefused(Conflict):
     """The link cannot be used (any more); the message says why and what to do."""
 
 
-def invitation_create(*, actor: Actor, role: str = Membership.Role.MEMBER, email: str = "",
-                      link_for=None) -> tuple[Invitation, str]:
+def invitation_create(
+    *, actor: Actor, role: str = Membership.Role.MEMBER, email: str = "", link_for=None
+) -> tuple[Invitation, str]:
     """Create an invitation and return it with its raw secret (shown once). link_for(raw) -> absolute URL, used
     for the mail."""
     _known_role(role)
@@ -195,17 +233,32 @@ def invitation_create(*, actor: Actor, role: str = Membership.Role.MEMBER, email
     raw = Invitation.new_raw()
     with transaction.atomic():
         invitation = Invitation.objects.create(
-            team=actor.team, role=role, email=email.strip(), key_hash=hash_token(raw), created_by=actor.user,
-            expires_at=timezone.now() + timedelta(days=INVITATION_DAYS))
-        audit_record(team_id=actor.team_id, user=actor.user, action="invitation.create",
-                     target=f"invitation {invitation.pk}", role=role, email=invitation.email)
+            team=actor.team,
+            role=role,
+            email=email.strip(),
+            key_hash=hash_token(raw),
+            created_by=actor.user,
+            expires_at=timezone.now() + timedelta(days=INVITATION_DAYS),
+        )
+        audit_record(
+            team_id=actor.team_id,
+            user=actor.user,
+            action="invitation.create",
+            target=f"invitation {invitation.pk}",
+            role=role,
+            email=invitation.email,
+        )
     if invitation.email and link_for is not None:
         # After the commit and outside it: a slow or failing mail server must not lose the invitation, and
         # the admin still gets the link on screen to pass on by hand.
-        send_mail(f"You are invited to {actor.team.name} on the fine-tuning studio",
-                  f"{actor.user.username} invites you to join the team {actor.team.name} as {role}.\n\n"
-                  f"Open this link within {INVITATION_DAYS} days to accept:\n{link_for(raw)}\n",
-                  settings.DEFAULT_FROM_EMAIL, [invitation.email], fail_silently=True)
+        send_mail(
+            f"You are invited to {actor.team.name} on the fine-tuning studio",
+            f"{actor.user.username} invites you to join the team {actor.team.name} as {role}.\n\n"
+            f"Open this link within {INVITATION_DAYS} days to accept:\n{link_for(raw)}\n",
+            settings.DEFAULT_FROM_EMAIL,
+            [invitation.email],
+            fail_silently=True,
+        )
     return invitation, raw
 
 
@@ -213,8 +266,9 @@ def invitation_revoke(*, actor: Actor, invitation: Invitation) -> None:
     _may_touch(actor, invitation.role)
     with transaction.atomic():
         Invitation.objects.filter(pk=invitation.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        audit_record(team_id=actor.team_id, user=actor.user, action="invitation.revoke",
-                     target=f"invitation {invitation.pk}")
+        audit_record(
+            team_id=actor.team_id, user=actor.user, action="invitation.revoke", target=f"invitation {invitation.pk}"
+        )
 
 
 def invitation_open(raw: str) -> Invitation:
@@ -239,23 +293,32 @@ def invitation_accept(*, raw: str, user) -> Membership:
         invitation = invitation_open(raw)  # read again under the lock: someone may have just used it
         # The link grants what its creator may grant now: one who was removed or demoted since cannot use an
         # old link to come back (or let anyone in) with the old powers.
-        creator = Membership.objects.filter(team=invitation.team, user_id=invitation.created_by_id).select_related(
-            "team").first()
+        creator = (
+            Membership.objects.filter(team=invitation.team, user_id=invitation.created_by_id)
+            .select_related("team")
+            .first()
+        )
         try:
             if creator is None or not role_at_least(creator.role, Membership.Role.ADMIN):
                 raise Forbidden("no longer an admin")
             _may_touch(creator, invitation.role)
         except Forbidden:
-            raise InvitationRefused("whoever made this invitation can no longer grant it; ask a team admin for a "
-                                    "new one") from None
+            raise InvitationRefused(
+                "whoever made this invitation can no longer grant it; ask a team admin for a new one"
+            ) from None
         if Membership.objects.filter(team=invitation.team, user=user).exists():
             raise InvitationRefused(f"you are already a member of {invitation.team.name}")
         now = timezone.now()
-        membership = Membership.objects.create(team=invitation.team, user=user, role=invitation.role,
-                                               selected_at=now)
+        membership = Membership.objects.create(team=invitation.team, user=user, role=invitation.role, selected_at=now)
         Invitation.objects.filter(pk=invitation.pk).update(accepted_at=now, accepted_by=user)
-        audit_record(team_id=invitation.team_id, user=user, action="invitation.accept",
-                     target=f"user {user.username}", role=invitation.role, invitation=invitation.pk)
+        audit_record(
+            team_id=invitation.team_id,
+            user=user,
+            action="invitation.accept",
+            target=f"user {user.username}",
+            role=invitation.role,
+            invitation=invitation.pk,
+        )
     return membership
 
 
@@ -267,7 +330,8 @@ def invitation_sign_up(*, raw: str, username: str, password: str, email: str = "
             with transaction.atomic():
                 user = get_user_model().objects.create_user(username=username, password=password, email=email)
         except IntegrityError:
-            raise InvitationRefused(f"the user name {username!r} is taken; choose another, or sign in if it is "
-                                    "yours") from None
+            raise InvitationRefused(
+                f"the user name {username!r} is taken; choose another, or sign in if it is yours"
+            ) from None
         invitation_accept(raw=raw, user=user)
     return user

@@ -9,7 +9,6 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -104,9 +103,30 @@ def celery_worker_process(django_db_setup, django_db_blocker, tiny_model_dir):
     log_path = settings.STUDIO_HOME / "worker.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "training,maintenance", "--concurrency", "1",
-             "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "webapp",
+                "worker",
+                "-Q",
+                "training,maintenance",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"test-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while b"ready." not in log_path.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -23,16 +23,29 @@ def team_of(user):
 def dataset_from(user, path, *, name="sst2", filename="", team=None, **fields):
     """services.dataset_create of the file at path in the user's team. The uploaded file name defaults to the name
     with the path's suffix ("sst2.tsv")."""
-    return services.dataset_create(team=team or team_of(user), user=user, name=name, path=path,
-                                   filename=filename or name + Path(path).suffix, **fields)
+    return services.dataset_create(
+        team=team or team_of(user),
+        user=user,
+        name=name,
+        path=path,
+        filename=filename or name + Path(path).suffix,
+        **fields,
+    )
 
 
 def job_for(user, dataset, model, *, capture=True, **fields):
     """services.job_create of a LoRA job on the SST-2 columns in the dataset's team (fields override or add any
     argument). The queue message is captured (as django_capture_on_commit_callbacks does) so no worker gets it;
     capture=False leaves it to the caller: a test that counts it, or a live worker that should receive it."""
-    arguments = {"team": dataset.team, "user": user, "dataset": dataset, "base_model": model, "method": "lora",
-                 **SST2_COLUMNS, **fields}
+    arguments = {
+        "team": dataset.team,
+        "user": user,
+        "dataset": dataset,
+        "base_model": model,
+        "method": "lora",
+        **SST2_COLUMNS,
+        **fields,
+    }
     if not capture:
         return services.job_create(**arguments)
     with TestCase.captureOnCommitCallbacks(execute=False):
@@ -44,5 +57,14 @@ def job_row(dataset, model, *, status=Job.Status.QUEUED, **fields):
     queued or checked. An ended job is stamped finished now unless finished_at is given."""
     if status in ENDED:
         fields.setdefault("finished_at", timezone.now())
-    return Job.objects.create(**{"team": dataset.team, "created_by": dataset.created_by, "dataset": dataset,
-                                 "base_model": model, "method": "lora", "status": status, **fields})
+    return Job.objects.create(
+        **{
+            "team": dataset.team,
+            "created_by": dataset.created_by,
+            "dataset": dataset,
+            "base_model": model,
+            "method": "lora",
+            "status": status,
+            **fields,
+        }
+    )

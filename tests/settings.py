@@ -10,7 +10,7 @@ os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-test-"))
 os.environ.setdefault("RUNNER_FLUSH_SECONDS", "0.5")
 os.environ.setdefault("TRAIN_THREADS", "1")
 
-from webapp.settings import *  # noqa: E402,F403
+from webapp.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 # Close connections after each request: the live server's threads must not keep the test database open

@@ -2,6 +2,6 @@
 far shorter than a job runs (webapp.timing would refuse this from the environment, so it is set here, after
 the check). The test shows the claim still runs the job only once."""
 
-from tests.settings import *  # noqa: F401,F403
+from tests.settings import *  # noqa: F403
 
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2}

@@ -36,9 +36,13 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     targets = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
     # Imports under `if TYPE_CHECKING:` never run: annotations only, not a dependency.
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
-                   for statement in block.body for n in ast.walk(statement)}
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+        for statement in block.body
+        for n in ast.walk(statement)
+    }
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -118,7 +122,11 @@ def test_cycle_finder_finds_a_cycle():
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_dependencies_run_one_way(package):
-    wrong = sorted(f"{name} -> {target}" for name, targets in _graph().items() if name.split(".")[0] == package
-                   for target in targets
-                   if target.split(".")[0] != package and target.split(".")[0] not in ALLOWED[package])
+    wrong = sorted(
+        f"{name} -> {target}"
+        for name, targets in _graph().items()
+        if name.split(".")[0] == package
+        for target in targets
+        if target.split(".")[0] != package and target.split(".")[0] not in ALLOWED[package]
+    )
     assert wrong == []

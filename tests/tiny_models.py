@@ -42,7 +42,6 @@ def make_tiny_bert(folder: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-
     vocab_size = _copy_tokenizer(folder)
     config = BertConfig(
         hidden_size=32,
@@ -77,7 +76,6 @@ def _tiny_decoder_or_seq2seq(folder: Path, make_config, model_class_name: str) -
     import torch
     import transformers
 
-
     vocab_size = _copy_tokenizer(folder)
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
@@ -93,26 +91,62 @@ def _tiny_decoder_or_seq2seq(folder: Path, make_config, model_class_name: str) -
 def make_tiny_gpt2(folder: Path) -> Path:
     from transformers import GPT2Config
 
-    return _tiny_decoder_or_seq2seq(folder, lambda vocab: GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, n_inner=64, vocab_size=vocab, n_positions=128, pad_token_id=0,
-        initializer_range=0.2), "GPT2LMHeadModel")
+    return _tiny_decoder_or_seq2seq(
+        folder,
+        lambda vocab: GPT2Config(
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_inner=64,
+            vocab_size=vocab,
+            n_positions=128,
+            pad_token_id=0,
+            initializer_range=0.2,
+        ),
+        "GPT2LMHeadModel",
+    )
 
 
 def make_tiny_llama(folder: Path) -> Path:
     from transformers import LlamaConfig
 
-    return _tiny_decoder_or_seq2seq(folder, lambda vocab: LlamaConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-        vocab_size=vocab, max_position_embeddings=128, pad_token_id=0, initializer_range=0.2), "LlamaForCausalLM")
+    return _tiny_decoder_or_seq2seq(
+        folder,
+        lambda vocab: LlamaConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=vocab,
+            max_position_embeddings=128,
+            pad_token_id=0,
+            initializer_range=0.2,
+        ),
+        "LlamaForCausalLM",
+    )
 
 
 def make_tiny_t5(folder: Path) -> Path:
     from transformers import T5Config
 
-    return _tiny_decoder_or_seq2seq(folder, lambda vocab: T5Config(
-        d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2, vocab_size=vocab,
-        pad_token_id=0, eos_token_id=SEP_ID, decoder_start_token_id=0, initializer_factor=1.0),
-        "T5ForConditionalGeneration")
+    return _tiny_decoder_or_seq2seq(
+        folder,
+        lambda vocab: T5Config(
+            d_model=32,
+            d_kv=16,
+            d_ff=64,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=2,
+            vocab_size=vocab,
+            pad_token_id=0,
+            eos_token_id=SEP_ID,
+            decoder_start_token_id=0,
+            initializer_factor=1.0,
+        ),
+        "T5ForConditionalGeneration",
+    )
 
 
 def sentiment_rows(rows: int = 64, seed: int = 0) -> list[tuple[str, str]]:
@@ -138,7 +172,9 @@ def make_sentiment_file(path: Path, rows: int = 64, fmt: str = "tsv") -> Path:
         lines = [f"sentence{sep}label"] + [f"{s}{sep}{label}" for s, label in data]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     elif fmt == "jsonl":
-        path.write_text("".join(json.dumps({"sentence": s, "label": label}) + "\n" for s, label in data), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps({"sentence": s, "label": label}) + "\n" for s, label in data), encoding="utf-8"
+        )
     elif fmt == "json":
         path.write_text(json.dumps([{"sentence": s, "label": label} for s, label in data]), encoding="utf-8")
     else:
@@ -146,7 +182,10 @@ def make_sentiment_file(path: Path, rows: int = 64, fmt: str = "tsv") -> Path:
     return path
 
 
-REVIEW_WORDS = {"positive": ("great", "superb", "lovely", "brilliant"), "negative": ("awful", "dull", "boring", "tedious")}
+REVIEW_WORDS = {
+    "positive": ("great", "superb", "lovely", "brilliant"),
+    "negative": ("awful", "dull", "boring", "tedious"),
+}
 
 
 def make_review_answer_file(path: Path, rows: int = 96) -> Path:
@@ -176,5 +215,6 @@ def store_adapter(job, folder: Path):
         for item in Path(folder).iterdir():
             zf.write(item, item.name)
     blob = blob_create_from_chunks([archive.getvalue()])
-    return Artifact.objects.create(job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob,
-                                   size_bytes=blob.size, sha256=blob.sha256)
+    return Artifact.objects.create(
+        job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=blob.size, sha256=blob.sha256
+    )

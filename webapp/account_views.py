@@ -40,10 +40,14 @@ def tokens(request):
         except (ValueError, StopIteration):
             messages.error(request, "choose one of your teams for the token")
         else:
-            new_token = services.api_token_create(user=request.user, team=team,
-                                                  name=request.POST.get("name", "").strip())
-    return render(request, "account/tokens.html", {
-        "tokens": selectors.api_tokens_of(user=request.user), "memberships": memberships, "new_token": new_token})
+            new_token = services.api_token_create(
+                user=request.user, team=team, name=request.POST.get("name", "").strip()
+            )
+    return render(
+        request,
+        "account/tokens.html",
+        {"tokens": selectors.api_tokens_of(user=request.user), "memberships": memberships, "new_token": new_token},
+    )
 
 
 @login_required

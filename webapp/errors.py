@@ -9,11 +9,15 @@ from django.shortcuts import render
 
 def _message(exception) -> str:
     if isinstance(exception, TooManyFilesSent):
-        return ("Too many files in one request: send one file per upload "
-                f"(at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}).")
+        return (
+            "Too many files in one request: send one file per upload "
+            f"(at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES})."
+        )
     if isinstance(exception, RequestDataTooBig):
-        return (f"The request's form or JSON data is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes "
-                "(uploaded files aside): send less.")
+        return (
+            f"The request's form or JSON data is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes "
+            "(uploaded files aside): send less."
+        )
     if isinstance(exception, TooManyFieldsSent):
         return f"The request has over {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} form fields: send fewer."
     # Other refusals (a bad Host header, a malformed body) keep their details in the log, not in the answer.

@@ -5,9 +5,9 @@ from django import forms
 
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.recommend import recommend
+from peftcore.schema import Param
 from peftcore.sft import AUTO, TEMPLATES, nested_paths
 from peftcore.tasks import UnknownTaskError, all_tasks, get_task
-from peftcore.schema import Param
 from peftcore.training_params import TRAINING_PARAMS
 
 TRAINING_PREFIX = "p_"
@@ -15,8 +15,12 @@ METHOD_PREFIX = "m_"
 
 
 def field_for_param(param: Param) -> forms.Field:
-    common = {"label": param.label or param.name.replace("_", " ").capitalize(), "help_text": param.help,
-              "required": not param.optional and param.type != "bool", "initial": param.default}
+    common = {
+        "label": param.label or param.name.replace("_", " ").capitalize(),
+        "help_text": param.help,
+        "required": not param.optional and param.type != "bool",
+        "initial": param.default,
+    }
     bounds = {k: v for k, v in (("min_value", param.min), ("max_value", param.max)) if v is not None}
     if param.type == "int":
         return forms.IntegerField(**common, **{k: int(v) for k, v in bounds.items()})
@@ -32,10 +36,16 @@ def field_for_param(param: Param) -> forms.Field:
 class DatasetUploadForm(forms.Form):
     file = forms.FileField(help_text="CSV, TSV, JSONL, JSON or Parquet; the first row of a CSV/TSV names the columns.")
     name = forms.CharField(required=False, max_length=200, help_text="Defaults to the file name.")
-    text_column = forms.CharField(required=False, max_length=200,
-                                  help_text="Optional: name it to check every row has text now, not at training time.")
-    label_column = forms.CharField(required=False, max_length=200,
-                                   help_text="Optional: name it to check every row has a label and count the labels.")
+    text_column = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="Optional: name it to check every row has text now, not at training time.",
+    )
+    label_column = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="Optional: name it to check every row has a label and count the labels.",
+    )
 
 
 class AdapterChoiceField(forms.ModelChoiceField):
@@ -51,34 +61,63 @@ class JobForm(forms.Form):
     text_column = forms.ChoiceField(choices=[], required=False)
     label_column = forms.ChoiceField(choices=[], required=False)
     input_column = forms.ChoiceField(
-        choices=[], required=False, label="Extra input column",
-        help_text="Optional: a column appended to the prompt (the 'input' of Alpaca-style data).")
+        choices=[],
+        required=False,
+        label="Extra input column",
+        help_text="Optional: a column appended to the prompt (the 'input' of Alpaca-style data).",
+    )
     messages_column = forms.ChoiceField(
-        choices=[], required=False, label="Or a messages column",
+        choices=[],
+        required=False,
+        label="Or a messages column",
         help_text="Chat data: a list of {role, content} messages per row, the last one the assistant's answer. "
-        "When chosen, the prompt and response columns are not used.")
+        "When chosen, the prompt and response columns are not used.",
+    )
     template = forms.ChoiceField(
         choices=[(AUTO, "auto: the tokenizer's chat template, else Alpaca"), *((t, t) for t in TEMPLATES)],
-        required=False, initial=AUTO, label="Prompt template",
-        help_text="How prompt and answer are laid out for the model; the loss falls on the answer only.")
+        required=False,
+        initial=AUTO,
+        label="Prompt template",
+        help_text="How prompt and answer are laid out for the model; the loss falls on the answer only.",
+    )
     eval_dataset = forms.ModelChoiceField(
-        queryset=None, required=False, empty_label="none: hold out part of the training rows",
-        help_text="Optional: a separate dataset with the same columns to measure accuracy on.")
+        queryset=None,
+        required=False,
+        empty_label="none: hold out part of the training rows",
+        help_text="Optional: a separate dataset with the same columns to measure accuracy on.",
+    )
     base_model = forms.ModelChoiceField(queryset=None, empty_label=None)
     method = forms.ChoiceField(choices=[], help_text="How the model is adapted; see the description below.")
     start_from = AdapterChoiceField(
-        queryset=None, required=False, empty_label="the base model: train a new adapter",
-        help_text="Optional: a finished job of your team, on the same base model, whose adapter this job builds on.")
+        queryset=None,
+        required=False,
+        empty_label="the base model: train a new adapter",
+        help_text="Optional: a finished job of your team, on the same base model, whose adapter this job builds on.",
+    )
     start_mode = forms.ChoiceField(
-        choices=[("continue", "continue training it (same method and parameters)"),
-                 ("stack", "keep it frozen and train a new adapter on top")],
-        initial="continue", widget=forms.RadioSelect, required=False, label="Starting from an adapter")
+        choices=[
+            ("continue", "continue training it (same method and parameters)"),
+            ("stack", "keep it frozen and train a new adapter on top"),
+        ],
+        initial="continue",
+        widget=forms.RadioSelect,
+        required=False,
+        label="Starting from an adapter",
+    )
     priority = forms.TypedChoiceField(
-        choices=[(1, "high"), (0, "normal"), (-1, "low")], coerce=int, initial=0, required=False, empty_value=0,
-        help_text="Order among your team's queued jobs; teams share the workers fairly whatever this says.")
+        choices=[(1, "high"), (0, "normal"), (-1, "low")],
+        coerce=int,
+        initial=0,
+        required=False,
+        empty_value=0,
+        help_text="Order among your team's queued jobs; teams share the workers fairly whatever this says.",
+    )
     time_limit = forms.IntegerField(
-        required=False, min_value=1, label="Time limit (minutes)",
-        help_text="Optional: training stops (resumable, from its last checkpoint) after this long.")
+        required=False,
+        min_value=1,
+        label="Time limit (minutes)",
+        help_text="Optional: training stops (resumable, from its last checkpoint) after this long.",
+    )
 
     def __init__(self, *args, datasets, models, adapters, **kwargs):
         super().__init__(*args, **kwargs)
@@ -126,15 +165,17 @@ class JobForm(forms.Form):
             self.method_spec = None  # the method field itself reports the unknown name
         model = self._chosen(models, "base_model") or models.first()
         # Counted by a worker when the model was registered (no torch here); None until then.
-        self.method_count = (model.profile.get(self.method_spec.name)
-                             if model is not None and self.method_spec else None)
+        self.method_count = model.profile.get(self.method_spec.name) if model is not None and self.method_spec else None
         for param in TRAINING_PARAMS:
             self.fields[TRAINING_PREFIX + param.name] = field_for_param(param)
         if self.method_spec:
             for param in self.method_spec.params:
                 self.fields[METHOD_PREFIX + param.name] = field_for_param(param)
-            self.fields[TRAINING_PREFIX + "learning_rate"].help_text += (
-                f" Blank uses {self.method_spec.label}'s recommended {self.method_spec.recommended_learning_rate:g}.")
+            self.fields[
+                TRAINING_PREFIX + "learning_rate"
+            ].help_text += (
+                f" Blank uses {self.method_spec.label}'s recommended {self.method_spec.recommended_learning_rate:g}."
+            )
 
     def _value(self, name):
         return (self.data.get(name) if self.is_bound else None) or self.initial.get(name)
@@ -153,14 +194,20 @@ class JobForm(forms.Form):
         return [self[METHOD_PREFIX + p.name] for p in self.method_spec.params] if self.method_spec else []
 
     def grouped_values(self, prefix: str) -> dict:
-        return {name[len(prefix):]: value for name, value in self.cleaned_data.items()
-                if name.startswith(prefix) and value not in (None, "")}
+        return {
+            name[len(prefix) :]: value
+            for name, value in self.cleaned_data.items()
+            if name.startswith(prefix) and value not in (None, "")
+        }
 
     def add_service_errors(self, errors: dict) -> None:
         """Put a service's field errors next to the matching form field."""
         for key, message in errors.items():
-            field = (key.replace("params.", TRAINING_PREFIX, 1) if key.startswith("params.")
-                     else key.replace("method_params.", METHOD_PREFIX, 1))
+            field = (
+                key.replace("params.", TRAINING_PREFIX, 1)
+                if key.startswith("params.")
+                else key.replace("method_params.", METHOD_PREFIX, 1)
+            )
             self.add_error(field if field in self.fields else None, message)
 
 

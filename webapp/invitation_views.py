@@ -29,8 +29,9 @@ def invitation_create(request):
     email = request.POST.get("email", "").strip()
     try:
         forms.EmailField(required=False).clean(email)
-        invitation, raw = services.invitation_create(actor=actor, role=request.POST.get("role", "member"),
-                                                     email=email, link_for=_link_for(request))
+        invitation, raw = services.invitation_create(
+            actor=actor, role=request.POST.get("role", "member"), email=email, link_for=_link_for(request)
+        )
     except (Refused, forms.ValidationError) as exc:
         messages.error(request, " ".join(exc.messages) if isinstance(exc, forms.ValidationError) else str(exc))
         return redirect("team-dashboard")
@@ -84,16 +85,17 @@ def invitation_accept(request, token: str):
             else:
                 form = SignUpForm(request.POST)
                 if not form.is_valid():
-                    return render(request, "team/invitation.html", {"invitation": invitation, "form": form},
-                                  status=400)
+                    return render(request, "team/invitation.html", {"invitation": invitation, "form": form}, status=400)
                 user = services.invitation_sign_up(raw=token, **form.cleaned_data)
                 login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         except InvitationRefused as exc:
             messages.error(request, str(exc))
             return render(request, "team/invitation.html", {"invitation": invitation, "form": form}, status=409)
-        messages.info(request, f"Welcome to {invitation.team.name}: you are a {invitation.role} there, and it is "
-                               "now the team you work in.")
+        messages.info(
+            request,
+            f"Welcome to {invitation.team.name}: you are a {invitation.role} there, and it is "
+            "now the team you work in.",
+        )
         return redirect("job-list")
     member = selectors.is_member(team=invitation.team, user=request.user)
     return render(request, "team/invitation.html", {"invitation": invitation, "form": form, "member": member})
-

@@ -21,13 +21,17 @@ def _back():
 def model_add(request):
     actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
     try:
-        model = services.base_model_add(actor=actor, name=request.POST.get("name", ""),
-                                        source=request.POST.get("source", ""),
-                                        revision=request.POST.get("revision", ""),
-                                        description=request.POST.get("description", ""))
+        model = services.base_model_add(
+            actor=actor,
+            name=request.POST.get("name", ""),
+            source=request.POST.get("source", ""),
+            revision=request.POST.get("revision", ""),
+            description=request.POST.get("description", ""),
+        )
     except services.ValidationFailed as exc:
-        messages.error(request, "; ".join(f"{field}: {message}" for field, message in exc.errors.items())
-                       or exc.message)
+        messages.error(
+            request, "; ".join(f"{field}: {message}" for field, message in exc.errors.items()) or exc.message
+        )
     else:
         pinned = f" pinned to commit {model.revision[:12]}" if model.revision else ""
         messages.info(request, f"Added '{model.name}'{pinned}.")

@@ -80,9 +80,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": env.dj_db_url("DATABASE_URL", f"sqlite:///{STUDIO_HOME / 'studio.sqlite3'}", conn_max_age=60)
-}
+DATABASES = {"default": env.dj_db_url("DATABASE_URL", f"sqlite:///{STUDIO_HOME / 'studio.sqlite3'}", conn_max_age=60)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Web, worker and runner write concurrently: WAL + IMMEDIATE transactions + a busy timeout keep
     # SQLite from failing with "database is locked" in the embedded default.
@@ -97,8 +95,14 @@ else:
     # A dead network must fail a query in seconds, not hang it for the kernel's TCP timeout: a runner stuck
     # in a query could not notice its lease is gone (its watchdog still kills the training, see jobs.runner).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-         "keepalives_count": 3})
+        {
+            "connect_timeout": 10,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -243,8 +247,10 @@ STUDIO_BASE_URL = env.str("STUDIO_BASE_URL", "http://127.0.0.1:8000").rstrip("/"
 # smtp://user:password@host:465?ssl=True or smtp://host:25; unset, the embedded default prints mails to the console.
 _email = dj_email_url.parse(env.str("EMAIL_URL", "") or "console://")
 if "EMAIL_BACKEND" not in _email:  # dj-email-url ignores a scheme it does not know; say so instead
-    raise ValueError("EMAIL_URL: unknown scheme; use smtp:// (add ?ssl=True for SSL), submission:// (STARTTLS), "
-                     "console://, file:// or dummy://")
+    raise ValueError(
+        "EMAIL_URL: unknown scheme; use smtp:// (add ?ssl=True for SSL), submission:// (STARTTLS), "
+        "console://, file:// or dummy://"
+    )
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
 EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
 EMAIL_PORT = _email["EMAIL_PORT"] or 25
@@ -261,17 +267,29 @@ _visibility = env.int("CELERY_VISIBILITY_TIMEOUT", JOB_TIME_LIMIT_MAX_SECONDS + 
 if CELERY_BROKER_URL.startswith("redis"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility}
 CELERY_BEAT_SCHEDULE = {
-    "reap-expired-leases": {"task": "jobs.reap_expired_leases", "schedule": JOB_REAP_SECONDS,
-                            "options": {"expires": JOB_REAP_SECONDS * 0.9}},
-    "send-notifications": {"task": "jobs.send_notifications", "schedule": NOTIFY_SWEEP_SECONDS,
-                           "options": {"expires": NOTIFY_SWEEP_SECONDS * 0.9}},
+    "reap-expired-leases": {
+        "task": "jobs.reap_expired_leases",
+        "schedule": JOB_REAP_SECONDS,
+        "options": {"expires": JOB_REAP_SECONDS * 0.9},
+    },
+    "send-notifications": {
+        "task": "jobs.send_notifications",
+        "schedule": NOTIFY_SWEEP_SECONDS,
+        "options": {"expires": NOTIFY_SWEEP_SECONDS * 0.9},
+    },
 }
 
 from webapp.timing import check_timings  # noqa: E402
 
-check_timings(heartbeat=RUNNER_FLUSH_SECONDS, lease=JOB_LEASE_SECONDS, time_limit=JOB_TIME_LIMIT_SECONDS,
-              time_limit_max=JOB_TIME_LIMIT_MAX_SECONDS, visibility=_visibility,
-              stop_grace=RUNNER_STOP_GRACE_SECONDS, reap=JOB_REAP_SECONDS)
+check_timings(
+    heartbeat=RUNNER_FLUSH_SECONDS,
+    lease=JOB_LEASE_SECONDS,
+    time_limit=JOB_TIME_LIMIT_SECONDS,
+    time_limit_max=JOB_TIME_LIMIT_MAX_SECONDS,
+    visibility=_visibility,
+    stop_grace=RUNNER_STOP_GRACE_SECONDS,
+    reap=JOB_REAP_SECONDS,
+)
 
 # Models: local folders live under MODEL_ROOT and never escape it.
 MODEL_ROOT = env.path("MODEL_ROOT", STUDIO_HOME / "models").resolve()

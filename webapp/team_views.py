@@ -31,11 +31,16 @@ def _number(raw: str, kind=int):
 def dashboard(request):
     actor = require(request.actor, request.actor.team, ADMIN)
     context = team_dashboard(team=actor.team)
-    context.update(team=actor.team, me=actor.membership, roles=Membership.Role.values,
-                   series={"hours per day": context["daily_hours"]},
-                   invitations=selectors.invitations_pending(team=actor.team), invitation_days=INVITATION_DAYS,
-                   # A new invitation's link holds its secret: shown once, then gone from the session.
-                   invitation_link=request.session.pop("invitation_link", None))
+    context.update(
+        team=actor.team,
+        me=actor.membership,
+        roles=Membership.Role.values,
+        series={"hours per day": context["daily_hours"]},
+        invitations=selectors.invitations_pending(team=actor.team),
+        invitation_days=INVITATION_DAYS,
+        # A new invitation's link holds its secret: shown once, then gone from the session.
+        invitation_link=request.session.pop("invitation_link", None),
+    )
     return render(request, "team/dashboard.html", context)
 
 
@@ -44,8 +49,11 @@ def dashboard(request):
 def member_add(request):
     actor = require(request.actor, request.actor.team, ADMIN)
     try:
-        services.member_add(actor=actor, username=request.POST.get("username", "").strip(),
-                            role=request.POST.get("role", Membership.Role.MEMBER))
+        services.member_add(
+            actor=actor,
+            username=request.POST.get("username", "").strip(),
+            role=request.POST.get("role", Membership.Role.MEMBER),
+        )
     except Refused as exc:
         messages.error(request, str(exc))
     return redirect("team-dashboard")
@@ -72,10 +80,13 @@ def quotas(request):
     actor = require(request.actor, request.actor.team, ADMIN)
     try:
         services.team_set_quotas(
-            actor=actor, max_concurrent_jobs=_number(request.POST.get("max_concurrent_jobs")),
+            actor=actor,
+            max_concurrent_jobs=_number(request.POST.get("max_concurrent_jobs")),
             compute_hours_per_month=_number(request.POST.get("compute_hours_per_month"), float),
-            max_storage_bytes=(None if (gb := _number(request.POST.get("max_storage_gb"), float)) is None
-                               else int(gb * 1e9)))
+            max_storage_bytes=(
+                None if (gb := _number(request.POST.get("max_storage_gb"), float)) is None else int(gb * 1e9)
+            ),
+        )
     except Refused as exc:
         messages.error(request, str(exc))
     else:

@@ -12,8 +12,7 @@ class SizeLimitUploadHandler(FileUploadHandler):
         self.declared_too_large = None
 
     def _refuse(self, size_text: str) -> None:
-        self.request.upload_refused = (f"the upload is {size_text}; the limit is "
-                                       f"{settings.MAX_UPLOAD_BYTES:,} bytes")
+        self.request.upload_refused = f"the upload is {size_text}; the limit is {settings.MAX_UPLOAD_BYTES:,} bytes"
         # Read and drop the rest of the body, so the client still gets a clear answer.
         raise StopUpload(connection_reset=False)
 

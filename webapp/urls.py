@@ -2,9 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import account_views, invitation_views, team_views, views
-from . import model_views
-from . import webhook_views
+from . import account_views, invitation_views, model_views, team_views, views, webhook_views
 from .api import api
 
 urlpatterns = [
@@ -33,8 +31,11 @@ urlpatterns = [
     path("team/switch/", account_views.team_switch, name="team-switch"),
     path("team/delete/", team_views.delete, name="team-delete"),
     path("team/invitations/", invitation_views.invitation_create, name="team-invitation-create"),
-    path("team/invitations/<int:invitation_id>/revoke/", invitation_views.invitation_revoke,
-         name="team-invitation-revoke"),
+    path(
+        "team/invitations/<int:invitation_id>/revoke/",
+        invitation_views.invitation_revoke,
+        name="team-invitation-revoke",
+    ),
     path("invite/<str:token>/", invitation_views.invitation_accept, name="invitation-accept"),
     path("account/tokens/", account_views.tokens, name="account-tokens"),
     path("account/tokens/<int:token_id>/revoke/", account_views.token_revoke, name="account-token-revoke"),

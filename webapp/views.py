@@ -1,17 +1,17 @@
 """Browser pages: thin views over selectors and services."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
-from django.conf import settings
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from jobs import comparison, runtime, selectors, services
-from jobs.models import Job
 from jobs.errors import Conflict, Refused, ValidationFailed
+from jobs.models import Job
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
@@ -45,8 +45,14 @@ def dataset_list(request):
             try:
                 with uploaded_file_path(upload) as path:
                     dataset = services.dataset_create(
-                        team=team, user=request.user, name=form.cleaned_data["name"], path=path, filename=upload.name,
-                        text_column=form.cleaned_data["text_column"], label_column=form.cleaned_data["label_column"])
+                        team=team,
+                        user=request.user,
+                        name=form.cleaned_data["name"],
+                        path=path,
+                        filename=upload.name,
+                        text_column=form.cleaned_data["text_column"],
+                        label_column=form.cleaned_data["label_column"],
+                    )
             except UploadTooLarge as exc:
                 form.add_error("file", str(exc))
             except ValidationFailed as exc:
@@ -61,8 +67,12 @@ def dataset_list(request):
                     return response
                 return redirect("dataset-detail", dataset_id=dataset.pk)
     datasets = selectors.dataset_list(actor=request.actor)
-    return render(request, "datasets/list.html", {"form": form, "datasets": datasets, "row_errors": row_errors},
-                  status=400 if row_errors or form.errors else 200)
+    return render(
+        request,
+        "datasets/list.html",
+        {"form": form, "datasets": datasets, "row_errors": row_errors},
+        status=400 if row_errors or form.errors else 200,
+    )
 
 
 @login_required
@@ -74,8 +84,17 @@ def dataset_detail(request, dataset_id: int):
     # One board per kind of task trained on the dataset: classification by accuracy, generation by ROUGE-L.
     leaderboard = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk)
     generation_board = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk, metric="rouge_l")
-    return render(request, "datasets/detail.html", {"dataset": dataset, "model": model, "max_length": max_length,
-                                                    "leaderboard": leaderboard, "generation_board": generation_board})
+    return render(
+        request,
+        "datasets/detail.html",
+        {
+            "dataset": dataset,
+            "model": model,
+            "max_length": max_length,
+            "leaderboard": leaderboard,
+            "generation_board": generation_board,
+        },
+    )
 
 
 @login_required
@@ -94,8 +113,11 @@ def job_compare(request):
     except ValueError as exc:
         message = str(exc) if isinstance(exc, comparison.TooManyJobs) else "job ids are numbers, such as ?ids=3,5"
         return render(request, "jobs/compare.html", {"error": message}, status=400)
-    return render(request, "jobs/compare.html", {"comparison": comparison.job_compare(actor=request.actor, ids=ids),
-                                                 "asked": len(ids)})
+    return render(
+        request,
+        "jobs/compare.html",
+        {"comparison": comparison.job_compare(actor=request.actor, ids=ids), "asked": len(ids)},
+    )
 
 
 @login_required
@@ -105,28 +127,48 @@ def job_new(request):
     submitted = request.method == "POST"
     # A GET (first visit, or htmx re-rendering after the dataset or method changed) pre-fills from the query.
     adapters = selectors.job_adapter_choices(actor=request.actor)
-    form = JobForm(request.POST if submitted else None, datasets=datasets, models=models, adapters=adapters,
-                   initial=request.GET.dict())
+    form = JobForm(
+        request.POST if submitted else None,
+        datasets=datasets,
+        models=models,
+        adapters=adapters,
+        initial=request.GET.dict(),
+    )
     if submitted and form.is_valid():
         data = form.cleaned_data
         team = require(request.actor, request.actor.team, Membership.Role.MEMBER).team
         try:
             job = services.job_create(
-                team=team, user=request.user, dataset=data["dataset"], eval_dataset=data["eval_dataset"],
-                base_model=data["base_model"], method=data["method"], task=data["task"],
-                text_column=data["text_column"], label_column=data["label_column"], name=data["name"],
-                input_column=data.get("input_column") or "", messages_column=data.get("messages_column") or "",
+                team=team,
+                user=request.user,
+                dataset=data["dataset"],
+                eval_dataset=data["eval_dataset"],
+                base_model=data["base_model"],
+                method=data["method"],
+                task=data["task"],
+                text_column=data["text_column"],
+                label_column=data["label_column"],
+                name=data["name"],
+                input_column=data.get("input_column") or "",
+                messages_column=data.get("messages_column") or "",
                 template=data.get("template") or "",
-                params=form.grouped_values(TRAINING_PREFIX), method_params=form.grouped_values(METHOD_PREFIX),
-                start_from=data["start_from"], start_mode=data["start_mode"],
+                params=form.grouped_values(TRAINING_PREFIX),
+                method_params=form.grouped_values(METHOD_PREFIX),
+                start_from=data["start_from"],
+                start_mode=data["start_mode"],
                 priority=data["priority"],
-                time_limit_seconds=data["time_limit"] * 60 if data["time_limit"] else None)
+                time_limit_seconds=data["time_limit"] * 60 if data["time_limit"] else None,
+            )
         except ValidationFailed as exc:
             form.add_service_errors(exc.errors)
         else:
             return redirect("job-detail", job_id=job.pk)
-    return render(request, "jobs/new.html", {"form": form, "methods": all_methods(), "has_datasets": datasets.exists()},
-                  status=400 if submitted else 200)
+    return render(
+        request,
+        "jobs/new.html",
+        {"form": form, "methods": all_methods(), "has_datasets": datasets.exists()},
+        status=400 if submitted else 200,
+    )
 
 
 @login_required
@@ -140,8 +182,10 @@ def job_count(request):
     except (ValueError, UnknownMethodError):
         return render(request, "jobs/_count.html", {"error": "choose a base model and a method"}, status=400)
     # An unticked checkbox is absent from the form: that means false, not "the default".
-    raw = {p.name: (METHOD_PREFIX + p.name in request.GET) if p.type == "bool"
-           else request.GET.get(METHOD_PREFIX + p.name) for p in method.params}
+    raw = {
+        p.name: (METHOD_PREFIX + p.name in request.GET) if p.type == "bool" else request.GET.get(METHOD_PREFIX + p.name)
+        for p in method.params
+    }
     params, errors = validate_params(method.params, raw)
     if errors:
         context["error"] = f"Fix the {method.label} parameters to see the count: {format_errors(errors)}"
@@ -150,8 +194,7 @@ def job_count(request):
     if params == defaults and model.profile.get(method.name):
         context["result"] = model.profile[method.name]  # counted when the model was registered
     else:
-        context["result"] = services.trainable_count_request(base_model=model, method=method.name,
-                                                              params=params).result
+        context["result"] = services.trainable_count_request(base_model=model, method=method.name, params=params).result
     return render(request, "jobs/_count.html", context)
 
 
@@ -167,18 +210,27 @@ def job_tokens(request):
         return render(request, "jobs/_tokens.html", {"error": "choose a dataset and a base model"}, status=400)
     try:
         stats = services.token_stats_ask(
-            dataset=dataset, base_model=model, task=request.GET.get("task") or JobForm.base_fields["task"].initial,
-            **{field: request.GET.get(field, "") for field in
-               ("text_column", "label_column", "input_column", "messages_column", "template")})
+            dataset=dataset,
+            base_model=model,
+            task=request.GET.get("task") or JobForm.base_fields["task"].initial,
+            **{
+                field: request.GET.get(field, "")
+                for field in ("text_column", "label_column", "input_column", "messages_column", "template")
+            },
+        )
     except Refused as exc:
         return render(request, "jobs/_tokens.html", {"error": str(exc)}, status=400)
     max_length, errors = validate_params(
-        [p for p in TRAINING_PARAMS if p.name == "max_length"], {"max_length": request.GET.get("p_max_length")})
+        [p for p in TRAINING_PARAMS if p.name == "max_length"], {"max_length": request.GET.get("p_max_length")}
+    )
     if errors:
         context["error"] = f"Fix the maximum length to see how many rows it cuts: {format_errors(errors)}"
         return render(request, "jobs/_tokens.html", context)
-    context.update(summary=selectors.token_stats_summary(stats, max_length["max_length"]), model=model,
-                   column=services.token_stats_label(stats))
+    context.update(
+        summary=selectors.token_stats_summary(stats, max_length["max_length"]),
+        model=model,
+        column=services.token_stats_label(stats),
+    )
     return render(request, "jobs/_tokens.html", context)
 
 
@@ -188,8 +240,11 @@ def _job_context(request, job_id: int) -> dict:
         "job": job,
         "queue_position": selectors.queue_positions().get(job.pk) if job.status == Job.Status.QUEUED else None,
         "attempts": list(selectors.job_attempts(job=job)),
-        "heartbeat_age": ((timezone.now() - job.heartbeat_at).total_seconds()
-                          if job.status == Job.Status.RUNNING and job.heartbeat_at else None),
+        "heartbeat_age": (
+            (timezone.now() - job.heartbeat_at).total_seconds()
+            if job.status == Job.Status.RUNNING and job.heartbeat_at
+            else None
+        ),
         "progress": selectors.job_progress(job),
         "series": selectors.job_metric_series(job=job, names=("loss", "eval_loss")),
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,

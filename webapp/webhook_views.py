@@ -15,8 +15,9 @@ from teams.permissions import require
 def webhook_add(request):
     actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
     try:
-        webhook = notifications.webhook_create(actor=actor, url=request.POST.get("url", ""),
-                                               events=request.POST.getlist("events"))
+        webhook = notifications.webhook_create(
+            actor=actor, url=request.POST.get("url", ""), events=request.POST.getlist("events")
+        )
     except notifications.WebhookRefused as exc:
         messages.error(request, f"Webhook not added: {exc}.")
         return redirect("team-dashboard")

@@ -7,172 +7,280 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('webapp', '0001_initial'),
+        ("webapp", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Blob',
+            name="Blob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sha256', models.CharField(max_length=64)),
-                ('size', models.BigIntegerField(default=0)),
-                ('complete', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sha256", models.CharField(max_length=64)),
+                ("size", models.BigIntegerField(default=0)),
+                ("complete", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='BaseModel',
+            name="BaseModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('source', models.CharField(max_length=300)),
-                ('revision', models.CharField(blank=True, max_length=100)),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('profile', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='webapp.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("source", models.CharField(max_length=300)),
+                ("revision", models.CharField(blank=True, max_length=100)),
+                ("description", models.CharField(blank=True, max_length=300)),
+                ("profile", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to="webapp.team"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='BlobChunk',
+            name="BlobChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('index', models.IntegerField()),
-                ('data', models.BinaryField()),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='jobs.blob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("index", models.IntegerField()),
+                ("data", models.BinaryField()),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="chunks", to="jobs.blob"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('filename', models.CharField(max_length=255)),
-                ('format', models.CharField(max_length=10)),
-                ('size_bytes', models.BigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('rows', models.IntegerField()),
-                ('columns', models.JSONField(default=list)),
-                ('preview', models.JSONField(default=list)),
-                ('stats', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='jobs.blob')),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='datasets', to='webapp.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("filename", models.CharField(max_length=255)),
+                ("format", models.CharField(max_length=10)),
+                ("size_bytes", models.BigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("rows", models.IntegerField()),
+                ("columns", models.JSONField(default=list)),
+                ("preview", models.JSONField(default=list)),
+                ("stats", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "blob",
+                    models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name="+", to="jobs.blob"),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="datasets", to="webapp.team"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('task', models.CharField(default='text-classification', max_length=40)),
-                ('method', models.CharField(max_length=40)),
-                ('method_params', models.JSONField(default=dict)),
-                ('params', models.JSONField(default=dict)),
-                ('text_column', models.CharField(max_length=200)),
-                ('label_column', models.CharField(max_length=200)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=10)),
-                ('attempt', models.IntegerField(default=0)),
-                ('lease_owner', models.CharField(blank=True, max_length=200)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('enqueued_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('progress_step', models.IntegerField(default=0)),
-                ('progress_total', models.IntegerField(default=0)),
-                ('last_loss', models.FloatField(blank=True, null=True)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('error_kind', models.CharField(blank=True, choices=[('bad_data', 'Bad Data'), ('bad_params', 'Bad Params'), ('out_of_memory', 'Out Of Memory'), ('model_load', 'Model Load'), ('cancelled', 'Cancelled'), ('timeout', 'Timeout'), ('lost', 'Lost'), ('internal', 'Internal')], max_length=20)),
-                ('error_message', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('base_model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='jobs.basemodel')),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='jobs.dataset')),
-                ('eval_dataset', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='jobs.dataset')),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='webapp.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("task", models.CharField(default="text-classification", max_length=40)),
+                ("method", models.CharField(max_length=40)),
+                ("method_params", models.JSONField(default=dict)),
+                ("params", models.JSONField(default=dict)),
+                ("text_column", models.CharField(max_length=200)),
+                ("label_column", models.CharField(max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("attempt", models.IntegerField(default=0)),
+                ("lease_owner", models.CharField(blank=True, max_length=200)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("enqueued_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("progress_step", models.IntegerField(default=0)),
+                ("progress_total", models.IntegerField(default=0)),
+                ("last_loss", models.FloatField(blank=True, null=True)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                (
+                    "error_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("bad_data", "Bad Data"),
+                            ("bad_params", "Bad Params"),
+                            ("out_of_memory", "Out Of Memory"),
+                            ("model_load", "Model Load"),
+                            ("cancelled", "Cancelled"),
+                            ("timeout", "Timeout"),
+                            ("lost", "Lost"),
+                            ("internal", "Internal"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("error_message", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "base_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="jobs", to="jobs.basemodel"
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="jobs", to="jobs.dataset"
+                    ),
+                ),
+                (
+                    "eval_dataset",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="jobs.dataset",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="jobs", to="webapp.team"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='EvalReport',
+            name="EvalReport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('data', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('job', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='report', to='jobs.job')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("data", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "job",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="report", to="jobs.job"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Artifact',
+            name="Artifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('adapter', 'Adapter')], max_length=20)),
-                ('filename', models.CharField(max_length=255)),
-                ('size_bytes', models.BigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='jobs.blob')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='artifacts', to='jobs.job')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("adapter", "Adapter")], max_length=20)),
+                ("filename", models.CharField(max_length=255)),
+                ("size_bytes", models.BigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "blob",
+                    models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name="+", to="jobs.blob"),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="artifacts", to="jobs.job"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='MetricPoint',
+            name="MetricPoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step', models.IntegerField()),
-                ('name', models.CharField(max_length=40)),
-                ('value', models.FloatField()),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metric_points', to='jobs.job')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("step", models.IntegerField()),
+                ("name", models.CharField(max_length=40)),
+                ("value", models.FloatField()),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="metric_points", to="jobs.job"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hostname', models.CharField(max_length=200, unique=True)),
-                ('info', models.JSONField(default=dict)),
-                ('seen_at', models.DateTimeField()),
-                ('running_job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.job')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("hostname", models.CharField(max_length=200, unique=True)),
+                ("info", models.JSONField(default=dict)),
+                ("seen_at", models.DateTimeField()),
+                (
+                    "running_job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="jobs.job",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='basemodel',
-            constraint=models.UniqueConstraint(fields=('source', 'revision', 'team'), name='unique_model_source'),
+            model_name="basemodel",
+            constraint=models.UniqueConstraint(fields=("source", "revision", "team"), name="unique_model_source"),
         ),
         migrations.AddConstraint(
-            model_name='blobchunk',
-            constraint=models.UniqueConstraint(fields=('blob', 'index'), name='unique_blob_chunk'),
+            model_name="blobchunk",
+            constraint=models.UniqueConstraint(fields=("blob", "index"), name="unique_blob_chunk"),
         ),
         migrations.AddIndex(
-            model_name='dataset',
-            index=models.Index(fields=['team', '-created_at'], name='jobs_datase_team_id_3a3d29_idx'),
+            model_name="dataset",
+            index=models.Index(fields=["team", "-created_at"], name="jobs_datase_team_id_3a3d29_idx"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['team', '-created_at'], name='jobs_job_team_id_3c93cf_idx'),
+            model_name="job",
+            index=models.Index(fields=["team", "-created_at"], name="jobs_job_team_id_3c93cf_idx"),
         ),
         migrations.AddConstraint(
-            model_name='artifact',
-            constraint=models.UniqueConstraint(fields=('job', 'kind'), name='unique_job_artifact'),
+            model_name="artifact",
+            constraint=models.UniqueConstraint(fields=("job", "kind"), name="unique_job_artifact"),
         ),
         migrations.AddIndex(
-            model_name='metricpoint',
-            index=models.Index(fields=['job', 'name', 'step'], name='jobs_metric_job_id_c02cb5_idx'),
+            model_name="metricpoint",
+            index=models.Index(fields=["job", "name", "step"], name="jobs_metric_job_id_c02cb5_idx"),
         ),
     ]

@@ -5,20 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0001_initial'),
+        ("jobs", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='start_from',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='jobs.job'),
+            model_name="job",
+            name="start_from",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name="+", to="jobs.job"
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='start_mode',
-            field=models.CharField(blank=True, choices=[('continue', 'continue'), ('stack', 'stack')], max_length=10),
+            model_name="job",
+            name="start_mode",
+            field=models.CharField(blank=True, choices=[("continue", "continue"), ("stack", "stack")], max_length=10),
         ),
     ]

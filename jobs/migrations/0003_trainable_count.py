@@ -6,25 +6,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_job_start_from'),
+        ("jobs", "0002_job_start_from"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TrainableCount',
+            name="TrainableCount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('method', models.CharField(max_length=40)),
-                ('params_key', models.CharField(max_length=64)),
-                ('params', models.JSONField()),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('requested_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('base_model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='jobs.basemodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("method", models.CharField(max_length=40)),
+                ("params_key", models.CharField(max_length=64)),
+                ("params", models.JSONField()),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("requested_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "base_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="jobs.basemodel"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('base_model', 'method', 'params_key'), name='unique_trainable_count')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("base_model", "method", "params_key"), name="unique_trainable_count"
+                    )
+                ],
             },
         ),
     ]

@@ -6,24 +6,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0003_trainable_count'),
+        ("jobs", "0003_trainable_count"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TokenStats',
+            name="TokenStats",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('column', models.CharField(max_length=200)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('requested_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('base_model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='jobs.basemodel')),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='jobs.dataset')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("column", models.CharField(max_length=200)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("requested_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "base_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="jobs.basemodel"
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="jobs.dataset"),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('dataset', 'base_model', 'column'), name='unique_token_stats')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("dataset", "base_model", "column"), name="unique_token_stats")
+                ],
             },
         ),
     ]

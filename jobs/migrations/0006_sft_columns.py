@@ -4,40 +4,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0005_playground_run'),
+        ("jobs", "0005_playground_run"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='input_column',
+            model_name="job",
+            name="input_column",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='job',
-            name='messages_column',
+            model_name="job",
+            name="messages_column",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='job',
-            name='template',
+            model_name="job",
+            name="template",
             field=models.CharField(blank=True, max_length=20),
         ),
         migrations.AddField(
-            model_name='tokenstats',
-            name='options',
+            model_name="tokenstats",
+            name="options",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='label_column',
+            model_name="job",
+            name="label_column",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='text_column',
+            model_name="job",
+            name="text_column",
             field=models.CharField(blank=True, max_length=200),
         ),
     ]

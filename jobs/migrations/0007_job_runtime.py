@@ -6,84 +6,106 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0006_sft_columns'),
+        ("jobs", "0006_sft_columns"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='checkpoint',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.blob'),
+            model_name="job",
+            name="checkpoint",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="jobs.blob"
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='checkpoint_step',
+            model_name="job",
+            name="checkpoint_step",
             field=models.IntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='job',
-            name='failures',
+            model_name="job",
+            name="failures",
             field=models.IntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='job',
-            name='heartbeat_at',
+            model_name="job",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='micro_batch_size',
+            model_name="job",
+            name="micro_batch_size",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='notice',
+            model_name="job",
+            name="notice",
             field=models.CharField(blank=True, max_length=500),
         ),
         migrations.AddField(
-            model_name='job',
-            name='priority',
-            field=models.IntegerField(choices=[(-1, 'Low'), (0, 'Normal'), (1, 'High')], default=0),
+            model_name="job",
+            name="priority",
+            field=models.IntegerField(choices=[(-1, "Low"), (0, "Normal"), (1, "High")], default=0),
         ),
         migrations.AddField(
-            model_name='job',
-            name='run_seconds',
+            model_name="job",
+            name="run_seconds",
             field=models.FloatField(default=0),
         ),
         migrations.AddField(
-            model_name='job',
-            name='time_limit_seconds',
+            model_name="job",
+            name="time_limit_seconds",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='workerheartbeat',
-            name='started_at',
+            model_name="workerheartbeat",
+            name="started_at",
             field=models.DateTimeField(default=django.utils.timezone.now),
         ),
         migrations.AddField(
-            model_name='workerheartbeat',
-            name='stopped',
+            model_name="workerheartbeat",
+            name="stopped",
             field=models.BooleanField(default=False),
         ),
         migrations.CreateModel(
-            name='JobAttempt',
+            name="JobAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.IntegerField()),
-                ('worker', models.CharField(max_length=200)),
-                ('resumed_from_step', models.IntegerField(default=0)),
-                ('micro_batch_size', models.IntegerField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(blank=True, choices=[('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('preempted', 'Preempted'), ('crashed', 'Crashed'), ('out_of_memory', 'Out Of Memory'), ('timeout', 'Timeout'), ('lost', 'Lost')], max_length=20)),
-                ('message', models.CharField(blank=True, max_length=1000)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='jobs.job')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.IntegerField()),
+                ("worker", models.CharField(max_length=200)),
+                ("resumed_from_step", models.IntegerField(default=0)),
+                ("micro_batch_size", models.IntegerField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("preempted", "Preempted"),
+                            ("crashed", "Crashed"),
+                            ("out_of_memory", "Out Of Memory"),
+                            ("timeout", "Timeout"),
+                            ("lost", "Lost"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("message", models.CharField(blank=True, max_length=1000)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="attempts", to="jobs.job"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['job', 'number'],
-                'constraints': [models.UniqueConstraint(fields=('job', 'number'), name='unique_job_attempt')],
+                "ordering": ["job", "number"],
+                "constraints": [models.UniqueConstraint(fields=("job", "number"), name="unique_job_attempt")],
             },
         ),
     ]

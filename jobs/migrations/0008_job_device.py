@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0007_job_runtime'),
+        ("jobs", "0007_job_runtime"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='device',
+            model_name="job",
+            name="device",
             field=models.CharField(blank=True, max_length=10),
         ),
     ]

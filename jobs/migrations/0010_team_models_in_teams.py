@@ -6,37 +6,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("jobs", "0009_notifications"),
         ("teams", "0001_initial"),
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(state_operations=[
-            migrations.AlterField(
-                model_name="basemodel",
-                name="team",
-                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE,
-                                        to="teams.team"),
-            ),
-            migrations.AlterField(
-                model_name="dataset",
-                name="team",
-                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="datasets",
-                                        to="teams.team"),
-            ),
-            migrations.AlterField(
-                model_name="job",
-                name="team",
-                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="jobs",
-                                        to="teams.team"),
-            ),
-            migrations.AlterField(
-                model_name="webhook",
-                name="team",
-                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="webhooks",
-                                        to="teams.team"),
-            ),
-        ]),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="basemodel",
+                    name="team",
+                    field=models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to="teams.team"
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="dataset",
+                    name="team",
+                    field=models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="datasets", to="teams.team"
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="job",
+                    name="team",
+                    field=models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="jobs", to="teams.team"
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="webhook",
+                    name="team",
+                    field=models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="webhooks", to="teams.team"
+                    ),
+                ),
+            ]
+        ),
     ]

@@ -4,21 +4,62 @@ The names are re-exported here so callers write `services.job_create(...)` whate
 """
 
 from ..errors import ValidationFailed
-from .base_models import (HUB_LOOKUP_SECONDS, base_model_add, base_model_register, base_model_register_bundled,
-                          base_model_remove, base_model_set_profile)
-from .counts import (sft_options, sft_options_error, sft_preflight_errors, token_stats_ask, token_stats_label,
-                     token_stats_request, token_stats_set, trainable_count_request, trainable_count_set)
+from .base_models import (
+    HUB_LOOKUP_SECONDS,
+    base_model_add,
+    base_model_register,
+    base_model_register_bundled,
+    base_model_remove,
+    base_model_set_profile,
+)
+from .counts import (
+    sft_options,
+    sft_options_error,
+    sft_preflight_errors,
+    token_stats_ask,
+    token_stats_label,
+    token_stats_request,
+    token_stats_set,
+    trainable_count_request,
+    trainable_count_set,
+)
 from .datasets import dataset_create
 from .job_checks import METHOD_NAMES, job_validate
 from .jobs import job_create
-from .playground import (PLAYGROUND_MAX_CHARS, PLAYGROUND_MAX_TEXTS, playground_run_create, playground_run_refresh,
-                         playground_run_set)
+from .playground import (
+    PLAYGROUND_MAX_CHARS,
+    PLAYGROUND_MAX_TEXTS,
+    playground_run_create,
+    playground_run_refresh,
+    playground_run_set,
+)
 from .teams import team_delete
 
 __all__ = [
-    "HUB_LOOKUP_SECONDS", "METHOD_NAMES", "PLAYGROUND_MAX_CHARS", "PLAYGROUND_MAX_TEXTS", "ValidationFailed",
-    "base_model_add", "base_model_register", "base_model_register_bundled", "base_model_remove",
-    "base_model_set_profile", "dataset_create", "job_create", "job_validate", "playground_run_create",
-    "playground_run_refresh", "playground_run_set", "sft_options", "sft_options_error", "sft_preflight_errors",
-    "team_delete", "token_stats_ask", "token_stats_label", "token_stats_request", "token_stats_set", "trainable_count_request", "trainable_count_set",
+    "HUB_LOOKUP_SECONDS",
+    "METHOD_NAMES",
+    "PLAYGROUND_MAX_CHARS",
+    "PLAYGROUND_MAX_TEXTS",
+    "ValidationFailed",
+    "base_model_add",
+    "base_model_register",
+    "base_model_register_bundled",
+    "base_model_remove",
+    "base_model_set_profile",
+    "dataset_create",
+    "job_create",
+    "job_validate",
+    "playground_run_create",
+    "playground_run_refresh",
+    "playground_run_set",
+    "sft_options",
+    "sft_options_error",
+    "sft_preflight_errors",
+    "team_delete",
+    "token_stats_ask",
+    "token_stats_label",
+    "token_stats_request",
+    "token_stats_set",
+    "trainable_count_request",
+    "trainable_count_set",
 ]

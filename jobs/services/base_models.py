@@ -1,25 +1,23 @@
 """Writes for base models: the bundled one, those the studio's operator registers, and those team admins add."""
 
-
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from peftcore.models import (BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, is_hub_id, pin_hub_revision,
-                            resolve_model)
-
+from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, is_hub_id, pin_hub_revision, resolve_model
 from teams.audit import audit_record
 from teams.models import Membership
 from teams.permissions import require
 
 from .. import dispatch
 from ..errors import Conflict, Forbidden, ValidationFailed
-from ..models import (BaseModel, Job)
+from ..models import BaseModel, Job
 
 
 def base_model_register(*, name: str, source: str, team=None, revision: str = "", description: str = "") -> BaseModel:
     obj, created = BaseModel.objects.get_or_create(
-        source=source, revision=revision, team=team, defaults={"name": name, "description": description})
+        source=source, revision=revision, team=team, defaults={"name": name, "description": description}
+    )
     if created or not obj.profile:
         dispatch.publish_on_commit(dispatch.PROFILE_BASE_MODEL, obj.pk)
     return obj
@@ -27,19 +25,23 @@ def base_model_register(*, name: str, source: str, team=None, revision: str = ""
 
 def base_model_set_profile(*, model: BaseModel, rows: list[dict]) -> BaseModel:
     """Store each method's trainable-parameter count (or why it does not fit) from `peftcore methods --json`."""
-    model.profile = {row["name"]: row["count"] if row.get("count") else {"refused": row.get("refused", "")}
-                     for row in rows}
+    model.profile = {
+        row["name"]: row["count"] if row.get("count") else {"refused": row.get("refused", "")} for row in rows
+    }
     model.save(update_fields=["profile"])
     return model
 
 
 def base_model_register_bundled() -> BaseModel:
     return base_model_register(
-        name="all-MiniLM-L6-v2 (bundled)", source=BUNDLED_MODEL_ID,
-        description="22M-parameter BERT encoder shipped with the studio; fast on a CPU.")
+        name="all-MiniLM-L6-v2 (bundled)",
+        source=BUNDLED_MODEL_ID,
+        description="22M-parameter BERT encoder shipped with the studio; fast on a CPU.",
+    )
 
 
 HUB_LOOKUP_SECONDS = 10  # how long adding a hub model waits for the hub to name the commit
+
 
 def base_model_add(*, actor, name: str, source: str, revision: str = "", description: str = "") -> BaseModel:
     """A team admin offers a base model to their team. The reference is checked without downloading anything
@@ -68,23 +70,40 @@ def base_model_add(*, actor, name: str, source: str, revision: str = "", descrip
         except ModelRefError as exc:
             errors["revision"] = str(exc)
     else:
-        errors["source"] = (f"{source!r} is not a model reference; use {BUNDLED_MODEL_ID}, local:<folder under "
-                            "the model root> or a Hugging Face id such as owner/name")
-    if not errors and (same := BaseModel.objects.filter(Q(team=actor.team) | Q(team__isnull=True), source=source,
-                                                        revision=revision).first()):
-        errors["source"] = (f"{source}{'@' + revision[:12] if revision else ''} is already offered"
-                            f"{' to every team' if same.team_id is None else ''} as '{same.name}'")
+        errors["source"] = (
+            f"{source!r} is not a model reference; use {BUNDLED_MODEL_ID}, local:<folder under "
+            "the model root> or a Hugging Face id such as owner/name"
+        )
+    if not errors and (
+        same := BaseModel.objects.filter(
+            Q(team=actor.team) | Q(team__isnull=True), source=source, revision=revision
+        ).first()
+    ):
+        errors["source"] = (
+            f"{source}{'@' + revision[:12] if revision else ''} is already offered"
+            f"{' to every team' if same.team_id is None else ''} as '{same.name}'"
+        )
     if errors:
         raise ValidationFailed("the model was not added; fix the fields named", errors=errors)
     try:
         with transaction.atomic():
-            model = BaseModel.objects.create(team=actor.team, name=name, source=source, revision=revision,
-                                             description=description)
-            audit_record(team_id=actor.team_id, user=actor.user, action="model.add", target=f"model {model.pk}",
-                         name=name, source=source, revision=revision)
+            model = BaseModel.objects.create(
+                team=actor.team, name=name, source=source, revision=revision, description=description
+            )
+            audit_record(
+                team_id=actor.team_id,
+                user=actor.user,
+                action="model.add",
+                target=f"model {model.pk}",
+                name=name,
+                source=source,
+                revision=revision,
+            )
     except IntegrityError:  # another admin added the same model a moment ago
-        raise ValidationFailed("the model was not added; fix the fields named",
-                               errors={"source": f"{source} is already offered to {actor.team.name}"}) from None
+        raise ValidationFailed(
+            "the model was not added; fix the fields named",
+            errors={"source": f"{source} is already offered to {actor.team.name}"},
+        ) from None
     dispatch.publish_on_commit(dispatch.PROFILE_BASE_MODEL, model.pk)
     return model
 
@@ -103,7 +122,15 @@ def base_model_remove(*, actor, model: BaseModel) -> None:
         if used:
             raise Conflict(
                 f"'{model.name}' cannot be removed: {used} job(s) of {actor.team.name} were trained on it, and their "
-                "results, adapters and resumes need it")
-        audit_record(team_id=actor.team_id, user=actor.user, action="model.remove", target=f"model {model.pk}",
-                     name=model.name, source=model.source, revision=model.revision)
+                "results, adapters and resumes need it"
+            )
+        audit_record(
+            team_id=actor.team_id,
+            user=actor.user,
+            action="model.remove",
+            target=f"model {model.pk}",
+            name=model.name,
+            source=model.source,
+            revision=model.revision,
+        )
         model.delete()

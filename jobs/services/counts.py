@@ -7,14 +7,11 @@ from django.conf import settings
 
 from peftcore.sft import AUTO as AUTO_TEMPLATE
 from peftcore.sft import path_root
-
-
 from peftcore.tasks import Task, UnknownTaskError, get_task
 
 from .. import dispatch
 from ..errors import Refused
-from ..models import (BaseModel, Dataset, TokenStats,
-                      TrainableCount)
+from ..models import BaseModel, Dataset, TokenStats, TrainableCount
 
 
 def trainable_count_request(*, base_model: BaseModel, method: str, params: dict) -> TrainableCount:
@@ -22,7 +19,8 @@ def trainable_count_request(*, base_model: BaseModel, method: str, params: dict)
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
     key = hashlib.sha256(canonical.encode()).hexdigest()
     count, created = TrainableCount.objects.get_or_create(
-        base_model=base_model, method=method, params_key=key, defaults={"params": params})
+        base_model=base_model, method=method, params_key=key, defaults={"params": params}
+    )
     dispatch.ask_worker(count, created, settings.COUNT_RETRY_SECONDS, dispatch.COUNT_TRAINABLE)
     return count
 
@@ -37,13 +35,18 @@ def templated(task: Task) -> bool:
     return "template" in task.fields
 
 
-def sft_options(text_column: str, label_column: str, input_column: str = "", messages_column: str = "",
-                template: str = "") -> dict:
+def sft_options(
+    text_column: str, label_column: str, input_column: str = "", messages_column: str = "", template: str = ""
+) -> dict:
     """The SFT columns and template as the pre-flight count keys them (unused columns left out)."""
     if messages_column:
         return {"messages": messages_column, "template": template or AUTO_TEMPLATE}
-    return {"prompt": text_column, "response": label_column, "input": input_column or None,
-            "template": template or AUTO_TEMPLATE}
+    return {
+        "prompt": text_column,
+        "response": label_column,
+        "input": input_column or None,
+        "template": template or AUTO_TEMPLATE,
+    }
 
 
 def sft_options_error(dataset: Dataset, options: dict) -> str | None:
@@ -61,15 +64,17 @@ def _sft_key(options: dict) -> str:
     return "sft:" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:40]
 
 
-def token_stats_request(*, dataset: Dataset, base_model: BaseModel, column: str = "",
-                        sft: dict | None = None) -> TokenStats:
+def token_stats_request(
+    *, dataset: Dataset, base_model: BaseModel, column: str = "", sft: dict | None = None
+) -> TokenStats:
     """The stored token lengths of a dataset column (or, with sft options, of SFT examples as the template builds
     them) under a model's tokenizer, or a pending row with a task on its way (asked again when a pending one is
     older than TOKEN_COUNT_RETRY_SECONDS: its message was lost)."""
     if sft:
         column = _sft_key(sft)
-    stats, created = TokenStats.objects.get_or_create(dataset=dataset, base_model=base_model, column=column,
-                                                      defaults={"options": sft or {}})
+    stats, created = TokenStats.objects.get_or_create(
+        dataset=dataset, base_model=base_model, column=column, defaults={"options": sft or {}}
+    )
     dispatch.ask_worker(stats, created, settings.TOKEN_COUNT_RETRY_SECONDS, dispatch.COUNT_TOKENS)
     return stats
 
@@ -91,18 +96,30 @@ def sft_preflight_errors(*, dataset: Dataset, base_model: BaseModel, max_length:
     if check["rejected_count"]:
         first = check["rejected"][0]
         field = "messages_column" if options.get("messages") else "label_column"
-        errors[field] = (f"{check['rejected_count']} row(s) cannot be used with these columns (row {first['row']}: "
-                         f"{first['message']}); fix those rows or choose other columns")
+        errors[field] = (
+            f"{check['rejected_count']} row(s) cannot be used with these columns (row {first['row']}: "
+            f"{first['message']}); fix those rows or choose other columns"
+        )
     if check["masked_count"]:
         errors["params.max_length"] = (
             f"{check['masked_count']} row(s) (row {', '.join(map(str, check['masked_rows']))}) have prompts of "
             f"{max_length} tokens or more, so nothing of their answer is left to learn; raise the maximum length "
-            f"to {check['needed_length']} or shorten those prompts")
+            f"to {check['needed_length']} or shorten those prompts"
+        )
     return errors
 
 
-def token_stats_ask(*, dataset: Dataset, base_model: BaseModel, task: str, text_column: str, label_column: str = "",
-                    input_column: str = "", messages_column: str = "", template: str = "") -> TokenStats:
+def token_stats_ask(
+    *,
+    dataset: Dataset,
+    base_model: BaseModel,
+    task: str,
+    text_column: str,
+    label_column: str = "",
+    input_column: str = "",
+    messages_column: str = "",
+    template: str = "",
+) -> TokenStats:
     """The token lengths a job form's columns would train on (SFT: whole examples as the template builds them),
     asked for once (see token_stats_request). Refused: columns the dataset lacks."""
     try:
@@ -115,8 +132,11 @@ def token_stats_ask(*, dataset: Dataset, base_model: BaseModel, task: str, text_
             raise Refused(problem)
         return token_stats_request(dataset=dataset, base_model=base_model, sft=options)
     if text_column not in dataset.columns:
-        raise Refused(f"'{text_column}' is not a column of '{dataset.name}'; its columns are: "
-                      f"{', '.join(dataset.columns)}" if text_column else "choose the text column")
+        raise Refused(
+            f"'{text_column}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}"
+            if text_column
+            else "choose the text column"
+        )
     return token_stats_request(dataset=dataset, base_model=base_model, column=text_column)
 
 

@@ -7,18 +7,25 @@ from django.db import transaction
 
 from peftcore.data import inspect_file
 from peftcore.formats import DataError, detect_format
-
 from teams.audit import audit_record
 from teams.models import Team
 
 from .. import quotas
 from ..errors import ValidationFailed
-from ..models import (Dataset)
+from ..models import Dataset
 from ..storage import blob_create_from_file
 
 
-def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: str,
-                   text_column: str | None = None, label_column: str | None = None) -> Dataset:
+def dataset_create(
+    *,
+    team,
+    user,
+    name: str,
+    path: str | os.PathLike,
+    filename: str,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> Dataset:
     """Inspect an uploaded file and store it; a file with errors stores nothing."""
     # Postgres refuses NUL in text; refused here, before the blob is written, so none is left behind.
     if "\x00" in f"{name}{filename}{text_column or ''}{label_column or ''}":
@@ -27,13 +34,16 @@ def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: 
     try:
         fmt = detect_format(filename)  # the user's file name: the temporary file's name may differ
     except DataError as exc:
-        raise ValidationFailed(f"'{filename}': unsupported file type; {exc}",
-                               errors=[{"row": None, "message": str(exc)}]) from None
+        raise ValidationFailed(
+            f"'{filename}': unsupported file type; {exc}", errors=[{"row": None, "message": str(exc)}]
+        ) from None
     report = inspect_file(path, fmt=fmt, text_column=text_column or None, label_column=label_column or None)
     if not report["ok"]:
         count = report.get("error_count", len(report["errors"]))
-        raise ValidationFailed(f"'{filename}' has {count} error(s); nothing was stored. Fix them and upload again.",
-                               errors=report["errors"])
+        raise ValidationFailed(
+            f"'{filename}' has {count} error(s); nothing was stored. Fix them and upload again.",
+            errors=report["errors"],
+        )
     size = os.path.getsize(path)
     if error := quotas.storage_error(team, size):  # before writing: refuse early, store nothing
         raise ValidationFailed(error, errors={"quota": error})
@@ -54,12 +64,28 @@ def dataset_create(*, team, user, name: str, path: str | os.PathLike, filename: 
             dataset = None
         else:
             dataset = Dataset.objects.create(
-                team=team, created_by=user, name=(name or Path(filename).stem)[:200], filename=filename[:255],
-                format=report["format"], blob=blob, size_bytes=blob.size, sha256=blob.sha256,
-                rows=report["rows"], columns=report["columns"], preview=report["preview"], stats=stats,
+                team=team,
+                created_by=user,
+                name=(name or Path(filename).stem)[:200],
+                filename=filename[:255],
+                format=report["format"],
+                blob=blob,
+                size_bytes=blob.size,
+                sha256=blob.sha256,
+                rows=report["rows"],
+                columns=report["columns"],
+                preview=report["preview"],
+                stats=stats,
             )
-            audit_record(team_id=team.pk, user=user, action="dataset.upload", target=f"dataset {dataset.pk}",
-                         name=dataset.name, rows=dataset.rows, bytes=dataset.size_bytes)
+            audit_record(
+                team_id=team.pk,
+                user=user,
+                action="dataset.upload",
+                target=f"dataset {dataset.pk}",
+                name=dataset.name,
+                rows=dataset.rows,
+                bytes=dataset.size_bytes,
+            )
     if dataset is None:
         blob.delete()
         raise ValidationFailed(error, errors={"quota": error})

@@ -5,20 +5,18 @@ import json
 from django.conf import settings
 
 from peftcore.methods import UnknownMethodError, all_methods, get_method
-from peftcore.models import (BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resolve_model)
+from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resolve_model
 from peftcore.schema import validate_params
-from peftcore.start_from import MODES as START_MODES
 from peftcore.sft import AUTO as AUTO_TEMPLATE
 from peftcore.sft import check_template, path_root
+from peftcore.start_from import MODES as START_MODES
 from peftcore.start_from import start_refusal
 from peftcore.tasks import Task, UnknownTaskError, get_task
 from peftcore.training_params import TRAINING_PARAMS
 
-
 from ..errors import ValidationFailed
-from ..models import (BaseModel, Dataset, EvalReport, Job)
+from ..models import BaseModel, Dataset, EvalReport, Job
 from .counts import sft_options, sft_preflight_errors, templated
-
 
 
 def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what: str, *, paths: bool = False) -> None:
@@ -29,7 +27,9 @@ def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what:
     elif root not in dataset.columns:
         errors[field] = f"'{root}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}"
     elif root == column and (empty := dataset.stats.get("empty_values", {}).get(column, 0)):
-        errors[field] = f"column '{column}' of '{dataset.name}' has {empty} empty value(s); fill them or pick another column"
+        errors[field] = (
+            f"column '{column}' of '{dataset.name}' has {empty} empty value(s); fill them or pick another column"
+        )
 
 
 def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None, columns: dict) -> dict[str, str]:
@@ -44,7 +44,11 @@ def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None
             wanted["input_column"] = "input"
     for field, what in wanted.items():
         _check_column(errors, field, columns.get(field) or "", dataset, what, paths=task.column_paths)
-    if "label_column" in wanted and columns.get("text_column") and columns["text_column"] == columns.get("label_column"):
+    if (
+        "label_column" in wanted
+        and columns.get("text_column")
+        and columns["text_column"] == columns.get("label_column")
+    ):
         errors["label_column"] = f"the {second} column must differ from the {first} column"
     if "template" in task.fields:
         try:
@@ -55,8 +59,10 @@ def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None
         for field, what in wanted.items():
             column = path_root(columns.get(field) or "") if task.column_paths else columns.get(field)
             if column and column not in eval_dataset.columns:
-                errors["eval_dataset"] = (f"the evaluation dataset '{eval_dataset.name}' has no {what} column "
-                                          f"'{column}'; its columns are: {', '.join(eval_dataset.columns)}")
+                errors["eval_dataset"] = (
+                    f"the evaluation dataset '{eval_dataset.name}' has no {what} column "
+                    f"'{column}'; its columns are: {', '.join(eval_dataset.columns)}"
+                )
     return errors
 
 
@@ -72,10 +78,21 @@ def _model_config(base_model: BaseModel) -> dict | None:
         return None
 
 
-def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: BaseModel, method: str,
-                 task: str, text_column: str, label_column: str, method_params: dict | None,
-                 params: dict | None, input_column: str = "", messages_column: str = "",
-                 template: str = "") -> tuple[dict, dict]:
+def job_validate(
+    *,
+    dataset: Dataset,
+    eval_dataset: Dataset | None,
+    base_model: BaseModel,
+    method: str,
+    task: str,
+    text_column: str,
+    label_column: str,
+    method_params: dict | None,
+    params: dict | None,
+    input_column: str = "",
+    messages_column: str = "",
+    template: str = "",
+) -> tuple[dict, dict]:
     """Check a job against its dataset, model and method; return (method_params, params) resolved."""
     errors: dict[str, str] = {}
     try:
@@ -93,16 +110,29 @@ def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: 
     if eval_dataset is not None and eval_dataset.pk == dataset.pk:
         errors["eval_dataset"] = "evaluate on a different dataset, or leave it empty to hold out a fraction of the rows"
     if task_spec is not None:
-        errors.update(_column_errors(task=task_spec, dataset=dataset, eval_dataset=eval_dataset, columns={
-            "text_column": text_column, "label_column": label_column, "input_column": input_column,
-            "messages_column": messages_column, "template": template}))
+        errors.update(
+            _column_errors(
+                task=task_spec,
+                dataset=dataset,
+                eval_dataset=eval_dataset,
+                columns={
+                    "text_column": text_column,
+                    "label_column": label_column,
+                    "input_column": input_column,
+                    "messages_column": messages_column,
+                    "template": template,
+                },
+            )
+        )
     if task_spec is not None and task_spec.has_labels:
         labels = dataset.stats.get("labels") if dataset.stats.get("label_column") == label_column else None
         if labels is not None and len(labels) < 2:
             errors["label_column"] = f"column '{label_column}' holds a single label; classification needs at least two"
     config = _model_config(base_model) if task_spec is not None else None
     if config is not None:
-        reason = task_spec.architecture_refusal(config) or (spec.supports(config.get("model_type", ""), task) if spec else None)
+        reason = task_spec.architecture_refusal(config) or (
+            spec.supports(config.get("model_type", ""), task) if spec else None
+        )
         if reason:
             errors["base_model"] = reason
     clean_method, method_errors = validate_params(spec.params, method_params) if spec else ({}, {})
@@ -110,9 +140,14 @@ def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: 
     errors.update({f"method_params.{k}": v for k, v in method_errors.items()})
     errors.update({f"params.{k}": v for k, v in param_errors.items()})
     if task_spec is not None and templated(task_spec) and not errors:
-        errors.update(sft_preflight_errors(dataset=dataset, base_model=base_model, max_length=clean_params["max_length"],
-                                           options=sft_options(text_column, label_column, input_column,
-                                                               messages_column, template)))
+        errors.update(
+            sft_preflight_errors(
+                dataset=dataset,
+                base_model=base_model,
+                max_length=clean_params["max_length"],
+                options=sft_options(text_column, label_column, input_column, messages_column, template),
+            )
+        )
     if errors:
         raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
     return clean_method, clean_params
@@ -121,16 +156,26 @@ def job_validate(*, dataset: Dataset, eval_dataset: Dataset | None, base_model: 
 METHOD_NAMES = frozenset(m.name for m in all_methods())
 
 
-def start_errors(*, start_from: Job, start_mode: str, base_model: BaseModel, method: str, task: str,
-                  dataset: Dataset, label_column: str) -> dict[str, str]:
+def start_errors(
+    *,
+    start_from: Job,
+    start_mode: str,
+    base_model: BaseModel,
+    method: str,
+    task: str,
+    dataset: Dataset,
+    label_column: str,
+) -> dict[str, str]:
     """Why a job cannot start from start_from's adapter, per field (empty when it can)."""
     if start_mode not in START_MODES:
         return {"start_mode": f"choose one of: {', '.join(START_MODES)}"}
     if start_from.status != Job.Status.SUCCEEDED:
         return {"start_from": f"job #{start_from.pk} has not succeeded, so it has no adapter to start from"}
     if start_from.base_model_id != base_model.pk:
-        return {"base_model": f"job #{start_from.pk} was trained on {start_from.base_model.name}; an adapter only "
-                              "fits the base model it was trained on"}
+        return {
+            "base_model": f"job #{start_from.pk} was trained on {start_from.base_model.name}; an adapter only "
+            "fits the base model it was trained on"
+        }
     if start_from.task != task:
         return {"task": f"job #{start_from.pk} was trained for {start_from.task}"}
     reason = start_refusal(start_mode, start_from.method, method) if method in METHOD_NAMES else None
@@ -140,8 +185,10 @@ def start_errors(*, start_from: Job, start_mode: str, base_model: BaseModel, met
     labels = dataset.stats.get("labels") if dataset.stats.get("label_column") == label_column else None
     unknown = [str(v) for v in (labels or []) if known and str(v) not in known]
     if unknown:
-        return {"start_from": f"job #{start_from.pk}'s adapter knows the labels {', '.join(known)}; this dataset "
-                              f"also has {', '.join(unknown[:5])}"}
+        return {
+            "start_from": f"job #{start_from.pk}'s adapter knows the labels {', '.join(known)}; this dataset "
+            f"also has {', '.join(unknown[:5])}"
+        }
     return {}
 
 
@@ -151,8 +198,12 @@ def runtime_errors(*, priority, time_limit_seconds) -> dict[str, str]:
         errors["priority"] = f"priority must be one of {', '.join(map(str, Job.Priority.values))} (low, normal, high)"
     if time_limit_seconds is not None:
         low, high = settings.JOB_LEASE_SECONDS, settings.JOB_TIME_LIMIT_MAX_SECONDS
-        if isinstance(time_limit_seconds, bool) or not isinstance(time_limit_seconds, int) \
-                or not low < time_limit_seconds <= high:
-            errors["time_limit"] = (f"the time limit must be more than {low // 60 or 1} minute(s) and at most "
-                                    f"{high // 60} minutes")
+        if (
+            isinstance(time_limit_seconds, bool)
+            or not isinstance(time_limit_seconds, int)
+            or not low < time_limit_seconds <= high
+        ):
+            errors["time_limit"] = (
+                f"the time limit must be more than {low // 60 or 1} minute(s) and at most {high // 60} minutes"
+            )
     return errors

@@ -1,30 +1,46 @@
 """Writes for jobs: creation (checked, under the team's quota lock) and queueing."""
 
-
 from django.db import transaction
 
 from peftcore.tasks import OPTIONAL_FIELDS, get_task
-
 from teams.audit import audit_record
 from teams.models import Team
 
 from .. import quotas
 from ..errors import ValidationFailed
-from ..models import (BaseModel, Dataset, Job)
+from ..models import BaseModel, Dataset, Job
 from ..runtime import job_enqueue_on_commit
-from .job_checks import runtime_errors, start_errors, job_validate
+from .job_checks import job_validate, runtime_errors, start_errors
 
 
-def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: str, text_column: str = "",
-               label_column: str = "", task: str = "text-classification", eval_dataset: Dataset | None = None,
-               method_params: dict | None = None, params: dict | None = None, name: str = "",
-               start_from: Job | None = None, start_mode: str = "", input_column: str = "",
-               messages_column: str = "", template: str = "", priority: int = Job.Priority.NORMAL,
-               time_limit_seconds: int | None = None) -> Job:
+def job_create(
+    *,
+    team,
+    user,
+    dataset: Dataset,
+    base_model: BaseModel,
+    method: str,
+    text_column: str = "",
+    label_column: str = "",
+    task: str = "text-classification",
+    eval_dataset: Dataset | None = None,
+    method_params: dict | None = None,
+    params: dict | None = None,
+    name: str = "",
+    start_from: Job | None = None,
+    start_mode: str = "",
+    input_column: str = "",
+    messages_column: str = "",
+    template: str = "",
+    priority: int = Job.Priority.NORMAL,
+    time_limit_seconds: int | None = None,
+) -> Job:
     # Everything a job uses belongs to the job's own team (or, for base models, to every team).
-    foreign = {field: "not found" for field, obj in (("dataset", dataset), ("eval_dataset", eval_dataset),
-                                                     ("start_from", start_from))
-               if obj is not None and obj.team_id != team.pk}
+    foreign = {
+        field: "not found"
+        for field, obj in (("dataset", dataset), ("eval_dataset", eval_dataset), ("start_from", start_from))
+        if obj is not None and obj.team_id != team.pk
+    }
     if base_model.team_id not in (None, team.pk):
         foreign["base_model"] = "not found"
     if foreign:
@@ -34,8 +50,15 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
         raise ValidationFailed("the job has errors; fix the fields named", errors=problems)
     if start_from is not None:
         start_mode = start_mode or "continue"
-        errors = start_errors(start_from=start_from, start_mode=start_mode, base_model=base_model, method=method,
-                               task=task, dataset=dataset, label_column=label_column)
+        errors = start_errors(
+            start_from=start_from,
+            start_mode=start_mode,
+            base_model=base_model,
+            method=method,
+            task=task,
+            dataset=dataset,
+            label_column=label_column,
+        )
         if errors:
             raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
         if start_mode == "continue":
@@ -43,9 +66,19 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
     else:
         start_mode = ""
     clean_method, clean_params = job_validate(
-        dataset=dataset, eval_dataset=eval_dataset, base_model=base_model, method=method, task=task,
-        text_column=text_column, label_column=label_column, method_params=method_params, params=params,
-        input_column=input_column, messages_column=messages_column, template=template)
+        dataset=dataset,
+        eval_dataset=eval_dataset,
+        base_model=base_model,
+        method=method,
+        task=task,
+        text_column=text_column,
+        label_column=label_column,
+        method_params=method_params,
+        params=params,
+        input_column=input_column,
+        messages_column=messages_column,
+        template=template,
+    )
     # Only what the task reads is kept (a messages column replaces the others).
     kept = get_task(task).fields
     given = {"input_column": input_column, "messages_column": messages_column, "template": template}
@@ -59,11 +92,32 @@ def job_create(*, team, user, dataset: Dataset, base_model: BaseModel, method: s
         if error := quotas.job_error(locked):
             raise ValidationFailed(error, errors={"quota": error})
         job = Job.objects.create(
-            team=team, created_by=user, name=name[:200] or f"{method} on {dataset.name}", dataset=dataset,
-            eval_dataset=eval_dataset, base_model=base_model, task=task, method=method,
-            method_params=clean_method, params=clean_params, text_column=text_column, label_column=label_column,
-            **extra, start_from=start_from, start_mode=start_mode, priority=priority, time_limit_seconds=time_limit_seconds)
-        audit_record(team_id=team.pk, user=user, action="job.create", target=f"job {job.pk}", method=method,
-                     task=task, dataset=dataset.pk)
+            team=team,
+            created_by=user,
+            name=name[:200] or f"{method} on {dataset.name}",
+            dataset=dataset,
+            eval_dataset=eval_dataset,
+            base_model=base_model,
+            task=task,
+            method=method,
+            method_params=clean_method,
+            params=clean_params,
+            text_column=text_column,
+            label_column=label_column,
+            **extra,
+            start_from=start_from,
+            start_mode=start_mode,
+            priority=priority,
+            time_limit_seconds=time_limit_seconds,
+        )
+        audit_record(
+            team_id=team.pk,
+            user=user,
+            action="job.create",
+            target=f"job {job.pk}",
+            method=method,
+            task=task,
+            dataset=dataset.pk,
+        )
         job_enqueue_on_commit(job.pk)
     return job

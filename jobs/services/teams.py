@@ -4,13 +4,13 @@ import logging
 
 from django.db import transaction
 
-
 from teams.models import Team
 
 from ..errors import Conflict, Refused
-from ..models import (Artifact, Blob, Dataset, Job)
+from ..models import Artifact, Blob, Dataset, Job
 
 log = logging.getLogger(__name__)
+
 
 def team_delete(*, actor, confirm_name: str) -> None:
     """Delete the actor's team with everything in it: members, datasets, jobs, adapters, reports, models,
@@ -26,9 +26,11 @@ def team_delete(*, actor, confirm_name: str) -> None:
         if active:
             raise Conflict(f"{team.name} has {active} queued or running job(s); cancel them first")
         # Blobs are shared by reference (PROTECT), so the rows pointing at them go first, then the bytes.
-        blob_ids = {*Dataset.objects.filter(team=team).values_list("blob_id", flat=True),
-                    *Artifact.objects.filter(job__team=team).values_list("blob_id", flat=True),
-                    *Job.objects.filter(team=team, checkpoint__isnull=False).values_list("checkpoint_id", flat=True)}
+        blob_ids = {
+            *Dataset.objects.filter(team=team).values_list("blob_id", flat=True),
+            *Artifact.objects.filter(job__team=team).values_list("blob_id", flat=True),
+            *Job.objects.filter(team=team, checkpoint__isnull=False).values_list("checkpoint_id", flat=True),
+        }
         # Jobs point at datasets and at each other with PROTECT; unhook and delete them before the team.
         jobs = Job.objects.filter(team=team)
         jobs.exclude(start_from=None).update(start_from=None)

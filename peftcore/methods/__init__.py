@@ -6,8 +6,9 @@ Nothing here imports torch or peft at module level: the web app reads the regist
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..registry import Registry
 from ..schema import Param, schema_as_json
@@ -27,8 +28,10 @@ KNOWN_ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert", "llama", 
 
 def linear_only(label: str) -> dict[str, str]:
     """The refusal for peft tuners that wrap only torch.nn.Linear: GPT-2 builds its layers from Conv1D."""
-    return {"gpt2": f"{label} works only on ordinary linear layers, and GPT-2 models build theirs from Conv1D; "
-                    "choose LoRA, IA3, AdaLoRA or VeRA for GPT-2, or a Llama- or BERT-style model"}
+    return {
+        "gpt2": f"{label} works only on ordinary linear layers, and GPT-2 models build theirs from Conv1D; "
+        "choose LoRA, IA3, AdaLoRA or VeRA for GPT-2, or a Llama- or BERT-style model"
+    }
 
 
 # For text classification only: T5's sequence-to-sequence model takes prompt vectors (peft's SEQ_2_SEQ_LM).

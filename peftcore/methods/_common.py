@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..schema import Param
 from ._placement import PlacementError, placement_params, target_regex
@@ -44,8 +44,10 @@ TARGET_MODULES_HELP = (
 
 def targeting_params(usual_help: str = "the method's usual layers for this model", default: str = "usual") -> tuple:
     """placement + layers + target_modules (the expert override), shared by every method that targets layers."""
-    return (*placement_params(default, usual_help),
-            module_names_param("target_modules", label="Target modules", help=TARGET_MODULES_HELP))
+    return (
+        *placement_params(default, usual_help),
+        module_names_param("target_modules", label="Target modules", help=TARGET_MODULES_HELP),
+    )
 
 
 def peft_usual_targets(mapping_name: str, model_type: str) -> list[str] | None:
@@ -80,8 +82,13 @@ def apply_peft(model, config, method_label: str):
         raise MethodBuildError(f"{method_label} cannot be applied to this model: {exc}") from exc
 
 
-def peft_builder(config_name: str, label: str, make_options: Callable[[dict, object, int | None], dict],
-                 mapping_name: str | None = None, targets: bool = True):
+def peft_builder(
+    config_name: str,
+    label: str,
+    make_options: Callable[[dict, object, int | None], dict],
+    mapping_name: str | None = None,
+    targets: bool = True,
+):
     """build() for a peft tuner: config_name is the peft config class, make_options(params, model, total_steps)
     gives its method-specific options; task type, targets and the head (modules_to_save) are filled in here."""
 
@@ -95,8 +102,9 @@ def peft_builder(config_name: str, label: str, make_options: Callable[[dict, obj
             options.setdefault("target_modules", resolve_targets(model, params, mapping_name))
         config_class = getattr(peft, config_name)
         try:
-            config = config_class(task_type=peft_task_type(task), modules_to_save=modules_to_save(new_modules),
-                                  **options)
+            config = config_class(
+                task_type=peft_task_type(task), modules_to_save=modules_to_save(new_modules), **options
+            )
         except (ValueError, TypeError) as exc:
             raise MethodBuildError(f"{label}: {exc}") from exc
         return apply_peft(model, config, label)

@@ -18,10 +18,18 @@ def register_lycoris(*, name: str, label: str, rank_help: str, description: str,
     """Register the method whose peft config class is <label>Config (LoHaConfig, LoKrConfig)."""
     params = (
         Param("r", "int", 8, min=1, max=256, label="Rank", help=rank_help),
-        Param("alpha", "int", 8, min=1, max=1024, label="Alpha",
-              help="Scales the learned update (alpha divided by rank)."),
-        Param("module_dropout", "float", 0.0, min=0.0, max=0.9, label="Module dropout",
-              help="The chance of switching off a whole adapted layer for one step, against over-fitting."),
+        Param(
+            "alpha", "int", 8, min=1, max=1024, label="Alpha", help="Scales the learned update (alpha divided by rank)."
+        ),
+        Param(
+            "module_dropout",
+            "float",
+            0.0,
+            min=0.0,
+            max=0.9,
+            label="Module dropout",
+            help="The chance of switching off a whole adapted layer for one step, against over-fitting.",
+        ),
         *targeting_params("peft's usual layers for this model (query and value in BERT)"),
     )
     mapping = f"TRANSFORMERS_MODELS_TO_{name.upper()}_TARGET_MODULES_MAPPING"

@@ -86,12 +86,19 @@ def placement_params(default: str = "usual", usual_help: str = "the method's usu
     choices = PLACEMENTS if default == "usual" else tuple(p for p in PLACEMENTS if p != "usual")
     return (
         Param(
-            "placement", "choice", default, choices=choices, label="Where",
+            "placement",
+            "choice",
+            default,
+            choices=choices,
+            label="Where",
             help="Which part of each block to adapt: attention, the feed-forward network (ffn) or both"
             + (f"; 'usual' is {usual_help}." if "usual" in choices else "."),
         ),
         Param(
-            "layers", "str", "all", label="Layers",
+            "layers",
+            "str",
+            "all",
+            label="Layers",
             help="Which blocks to adapt: 'all', 'last 2', 'first 3', a range '0-3' or a list '0,2,5' (block 0 is "
             "nearest the input). Fewer blocks train fewer weights.",
         ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -41,7 +41,9 @@ def freeze_all_but(model: nn.Module, predicate, new_modules: Sequence[str] = ())
 
 def _output_size(module: nn.Module) -> int:
     """Output features of nn.Linear, GPT-2's Conv1D (nf) or an nn.Embedding (embedding_dim)."""
-    size = getattr(module, "out_features", None) or getattr(module, "nf", None) or getattr(module, "embedding_dim", None)
+    size = (
+        getattr(module, "out_features", None) or getattr(module, "nf", None) or getattr(module, "embedding_dim", None)
+    )
     if size is None:
         raise TypeError(f"cannot adapt the output of a {type(module).__name__}")
     return size

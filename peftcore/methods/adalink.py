@@ -5,7 +5,7 @@ Trainable: 2 x hidden x rank (plus the task head)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..schema import Param
 from ..tasks import ALL_TASKS
@@ -13,9 +13,16 @@ from . import Method, register
 from ._common import MethodBuildError
 
 PARAMS = (
-    Param("rank", "int", 16, min=1, max=1024, label="Rank",
-          help="Width of the low-rank adapter on the input embeddings. The paper finds results stable across "
-          "ranks; higher ranks train more weights (2 x hidden size x rank)."),
+    Param(
+        "rank",
+        "int",
+        16,
+        min=1,
+        max=1024,
+        label="Rank",
+        help="Width of the low-rank adapter on the input embeddings. The paper finds results stable across "
+        "ranks; higher ranks train more weights (2 x hidden size x rank).",
+    ),
 )
 
 

@@ -7,7 +7,7 @@ after the output projection of the attention and/or feed-forward sub-layer of ea
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..schema import Param
 from ..tasks import ALL_TASKS
@@ -18,14 +18,33 @@ from ._placement import PlacementError, output_regex, placement_params
 CONFIGS = {"pfeiffer": "ffn", "houlsby": "both"}  # adapter configuration -> the sub-layers adapted
 
 PARAMS = (
-    Param("config", "choice", "pfeiffer", choices=tuple(CONFIGS), label="Configuration",
-          help="'pfeiffer': one adapter after each block's feed-forward layer; 'houlsby': one after attention "
-          "and one after the feed-forward layer (twice the weights, rarely better)."),
-    Param("reduction_factor", "int", 16, min=1, max=1024, label="Reduction factor",
-          help="The adapter's width is the hidden size divided by this: 16 on a 384-wide model gives 24. "
-          "Smaller factors train more weights."),
-    Param("activation", "choice", "relu", choices=("relu", "gelu", "swish", "tanh"), label="Nonlinearity",
-          help="The nonlinearity between the down- and up-projection."),
+    Param(
+        "config",
+        "choice",
+        "pfeiffer",
+        choices=tuple(CONFIGS),
+        label="Configuration",
+        help="'pfeiffer': one adapter after each block's feed-forward layer; 'houlsby': one after attention "
+        "and one after the feed-forward layer (twice the weights, rarely better).",
+    ),
+    Param(
+        "reduction_factor",
+        "int",
+        16,
+        min=1,
+        max=1024,
+        label="Reduction factor",
+        help="The adapter's width is the hidden size divided by this: 16 on a 384-wide model gives 24. "
+        "Smaller factors train more weights.",
+    ),
+    Param(
+        "activation",
+        "choice",
+        "relu",
+        choices=("relu", "gelu", "swish", "tanh"),
+        label="Nonlinearity",
+        help="The nonlinearity between the down- and up-projection.",
+    ),
     placement_params(default="ffn")[1],  # layers
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..schema import Param
 from ..tasks import ALL_TASKS
@@ -12,8 +12,15 @@ from ._common import MethodBuildError
 from ._placement import PlacementError, block_regex, num_layers
 
 PARAMS = (
-    Param("blocks", "int", 2, min=1, max=200, label="Blocks to train",
-          help="How many of the last transformer blocks (those nearest the output) train with the head."),
+    Param(
+        "blocks",
+        "int",
+        2,
+        min=1,
+        max=200,
+        label="Blocks to train",
+        help="How many of the last transformer blocks (those nearest the output) train with the head.",
+    ),
 )
 
 

@@ -8,10 +8,22 @@ from . import Method, linear_only, register
 from ._common import peft_builder, targeting_params
 
 PARAMS = (
-    Param("r", "int", 8, min=2, max=256, label="Reflections",
-          help="How many reflections are chained per layer (an even number); more can express more."),
-    Param("apply_GS", "bool", False, label="Orthogonalise",
-          help="Keep the reflections exactly orthogonal (Gram-Schmidt); slower, sometimes steadier."),
+    Param(
+        "r",
+        "int",
+        8,
+        min=2,
+        max=256,
+        label="Reflections",
+        help="How many reflections are chained per layer (an even number); more can express more.",
+    ),
+    Param(
+        "apply_GS",
+        "bool",
+        False,
+        label="Orthogonalise",
+        help="Keep the reflections exactly orthogonal (Gram-Schmidt); slower, sometimes steadier.",
+    ),
     *targeting_params("peft's usual layers for this model (query and value in BERT)"),
 )
 
@@ -29,8 +41,7 @@ METHOD = register(
         name="hra",
         label="HRA",
         family="reparameterised",
-        description="Turns each adapted weight with a few mirror reflections; bridges LoRA and orthogonal "
-        "fine-tuning.",
+        description="Turns each adapted weight with a few mirror reflections; bridges LoRA and orthogonal fine-tuning.",
         paper="https://arxiv.org/abs/2405.17484",
         params=PARAMS,
         tasks=ALL_TASKS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..tasks import ALL_TASKS, peft_task_type
 from . import Method, register
@@ -10,12 +10,14 @@ from ._common import MethodBuildError, apply_peft, module_names_param, modules_t
 
 PARAMS = (
     module_names_param(
-        "target_modules", label="Target modules",
+        "target_modules",
+        label="Target modules",
         help="Comma-separated names of the layers to rescale, e.g. 'key, value, output.dense'. Leave empty for "
         "the usual choice for this model.",
     ),
     module_names_param(
-        "feedforward_modules", label="Feed-forward modules",
+        "feedforward_modules",
+        label="Feed-forward modules",
         help="Which of the target modules are feed-forward layers (their inputs are rescaled instead of their "
         "outputs). Leave empty for the usual choice for this model.",
     ),

@@ -10,36 +10,63 @@ from ._common import MethodBuildError, peft_builder, targeting_params
 
 PARAMS = (
     Param(
-        "r", "int", 8, min=1, max=256, label="Rank",
-        help="The size of the learned update. Higher ranks can learn more but train more weights; 8 suits most "
-        "tasks.",
+        "r",
+        "int",
+        8,
+        min=1,
+        max=256,
+        label="Rank",
+        help="The size of the learned update. Higher ranks can learn more but train more weights; 8 suits most tasks.",
     ),
     Param(
-        "lora_alpha", "int", 16, min=1, max=1024, label="Alpha",
+        "lora_alpha",
+        "int",
+        16,
+        min=1,
+        max=1024,
+        label="Alpha",
         help="Scales the learned update (the effect is alpha divided by rank). Twice the rank is a common choice.",
     ),
     Param(
-        "lora_dropout", "float", 0.1, min=0.0, max=0.9, label="Dropout",
+        "lora_dropout",
+        "float",
+        0.1,
+        min=0.0,
+        max=0.9,
+        label="Dropout",
         help="Randomly switches off part of the update while training, which reduces over-fitting on small data.",
     ),
     Param(
-        "use_dora", "bool", False, label="DoRA",
+        "use_dora",
+        "bool",
+        False,
+        label="DoRA",
         help="Learn each weight's size and direction separately (DoRA, arxiv.org/abs/2402.09353). Often a little "
         "better at low ranks; trains slightly more weights and runs slower. Cannot be merged with PiSSA/OLoRA.",
     ),
     Param(
-        "use_rslora", "bool", False, label="rsLoRA scaling",
+        "use_rslora",
+        "bool",
+        False,
+        label="rsLoRA scaling",
         help="Scale the update by alpha divided by the square root of the rank (rsLoRA, arxiv.org/abs/2312.03732), "
         "which keeps high ranks learning well.",
     ),
     Param(
-        "init", "choice", "default", choices=("default", "pissa", "olora"), label="Initialisation",
+        "init",
+        "choice",
+        "default",
+        choices=("default", "pissa", "olora"),
+        label="Initialisation",
         help="How the update starts: 'default' starts at zero; 'pissa' (arxiv.org/abs/2404.02948) and 'olora' "
         "(arxiv.org/abs/2406.01775) start from the weight's main directions, which can learn faster. These two "
         "change the base weights in memory, so the adapter needs the exact same base model.",
     ),
     Param(
-        "use_kasa", "bool", False, label="KaSA",
+        "use_kasa",
+        "bool",
+        False,
+        label="KaSA",
         help="Knowledge-aware singular-value adaptation (KaSA, arxiv.org/abs/2412.06071): drops each weight's "
         "least important directions and learns the update in singular-value form, with the paper's two "
         "regularisers added to the loss. Changes the base weights in memory, so the adapter needs the exact "

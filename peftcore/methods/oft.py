@@ -8,11 +8,25 @@ from . import Method, linear_only, register
 from ._common import peft_builder, targeting_params
 
 PARAMS = (
-    Param("oft_block_size", "int", 32, min=2, max=1024, label="Block size",
-          help="The size of each rotation block; it must divide the layer width (e.g. 384 for MiniLM). Larger "
-          "blocks can express more and train more weights."),
-    Param("module_dropout", "float", 0.0, min=0.0, max=0.9, label="Block dropout",
-          help="The chance of leaving a rotation block out for one step, against over-fitting."),
+    Param(
+        "oft_block_size",
+        "int",
+        32,
+        min=2,
+        max=1024,
+        label="Block size",
+        help="The size of each rotation block; it must divide the layer width (e.g. 384 for MiniLM). Larger "
+        "blocks can express more and train more weights.",
+    ),
+    Param(
+        "module_dropout",
+        "float",
+        0.0,
+        min=0.0,
+        max=0.9,
+        label="Block dropout",
+        help="The chance of leaving a rotation block out for one step, against over-fitting.",
+    ),
     *targeting_params("peft's usual layers for this model (query and value in BERT)"),
 )
 

@@ -8,10 +8,24 @@ from . import T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
 PARAMS = (
-    Param("num_virtual_tokens", "int", 20, min=1, max=256, label="Virtual tokens",
-          help="How many learned tokens are put in front of each text. They take up room in the maximum length."),
-    Param("encoder_hidden_size", "int", 128, min=8, max=4096, label="Encoder size",
-          help="The width of the small network that produces the virtual tokens."),
+    Param(
+        "num_virtual_tokens",
+        "int",
+        20,
+        min=1,
+        max=256,
+        label="Virtual tokens",
+        help="How many learned tokens are put in front of each text. They take up room in the maximum length.",
+    ),
+    Param(
+        "encoder_hidden_size",
+        "int",
+        128,
+        min=8,
+        max=4096,
+        label="Encoder size",
+        help="The width of the small network that produces the virtual tokens.",
+    ),
 )
 
 
@@ -24,8 +38,7 @@ METHOD = register(
         name="p_tuning",
         label="P-tuning",
         family="prompt",
-        description="Like prompt tuning, but a small network writes the invisible prompt, which trains more "
-        "steadily.",
+        description="Like prompt tuning, but a small network writes the invisible prompt, which trains more steadily.",
         paper="https://arxiv.org/abs/2103.10385",
         params=PARAMS,
         tasks=ALL_TASKS,

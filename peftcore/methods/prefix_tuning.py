@@ -8,11 +8,22 @@ from . import KNOWN_ARCHITECTURES, T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
 PARAMS = (
-    Param("num_virtual_tokens", "int", 20, min=1, max=256, label="Prefix length",
-          help="How many learned positions every attention layer can look at."),
-    Param("prefix_projection", "bool", False, label="Reparameterise",
-          help="Produce the prefixes through a small network, which can make training steadier but trains more "
-          "weights."),
+    Param(
+        "num_virtual_tokens",
+        "int",
+        20,
+        min=1,
+        max=256,
+        label="Prefix length",
+        help="How many learned positions every attention layer can look at.",
+    ),
+    Param(
+        "prefix_projection",
+        "bool",
+        False,
+        label="Reparameterise",
+        help="Produce the prefixes through a small network, which can make training steadier but trains more weights.",
+    ),
 )
 
 
@@ -36,7 +47,9 @@ METHOD = register(
         acts_on=("attention",),
         how="prompts",
         architectures=tuple(a for a in KNOWN_ARCHITECTURES if a != "distilbert"),
-        refusals={"distilbert": "DistilBERT's attention takes no past keys and values, which prefix tuning adds",
-                  "t5:text-classification": T5_NO_PROMPTS.format("Prefix tuning")},
+        refusals={
+            "distilbert": "DistilBERT's attention takes no past keys and values, which prefix tuning adds",
+            "t5:text-classification": T5_NO_PROMPTS.format("Prefix tuning"),
+        },
     )
 )

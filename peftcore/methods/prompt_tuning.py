@@ -8,8 +8,15 @@ from . import T5_NO_PROMPTS, Method, register
 from ._common import peft_builder
 
 PARAMS = (
-    Param("num_virtual_tokens", "int", 20, min=1, max=256, label="Virtual tokens",
-          help="How many learned tokens are put in front of each text. They take up room in the maximum length."),
+    Param(
+        "num_virtual_tokens",
+        "int",
+        20,
+        min=1,
+        max=256,
+        label="Virtual tokens",
+        help="How many learned tokens are put in front of each text. They take up room in the maximum length.",
+    ),
 )
 
 

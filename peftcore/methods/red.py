@@ -5,7 +5,7 @@ Trainable: 2 x hidden size x edited sub-layers (plus the task head)."""
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..tasks import ALL_TASKS
 from . import Method, register

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..schema import Param
 from ..tasks import ALL_TASKS
@@ -17,12 +17,33 @@ from ._common import MethodBuildError
 from ._placement import PlacementError, output_regex, placement_params
 
 PARAMS = (
-    Param("head_fraction", "float", 0.1, min=0.0, max=1.0, label="Share of attention heads",
-          help="Share of each block's attention heads that train (at least one when above 0; 0 trains none)."),
-    Param("channel_fraction", "float", 0.02, min=0.0, max=1.0, label="Share of FFN channels",
-          help="Share of each block's feed-forward channels that train (at least one when above 0; 0 trains none)."),
-    Param("seed", "int", 0, min=0, max=2**31 - 1, label="Selection seed",
-          help="Which heads and channels are chosen; the same seed chooses the same ones again."),
+    Param(
+        "head_fraction",
+        "float",
+        0.1,
+        min=0.0,
+        max=1.0,
+        label="Share of attention heads",
+        help="Share of each block's attention heads that train (at least one when above 0; 0 trains none).",
+    ),
+    Param(
+        "channel_fraction",
+        "float",
+        0.02,
+        min=0.0,
+        max=1.0,
+        label="Share of FFN channels",
+        help="Share of each block's feed-forward channels that train (at least one when above 0; 0 trains none).",
+    ),
+    Param(
+        "seed",
+        "int",
+        0,
+        min=0,
+        max=2**31 - 1,
+        label="Selection seed",
+        help="Which heads and channels are chosen; the same seed chooses the same ones again.",
+    ),
     placement_params(default="both")[1],  # layers
 )
 

@@ -9,20 +9,42 @@ from . import Method, register
 from ._common import peft_builder, targeting_params
 
 PARAMS = (
-    Param("r", "int", 256, min=1, max=4096, label="Rank",
-          help="The rank of the shared random matrices. A high rank costs only memory for the frozen matrices: "
-          "the trained vectors grow slowly with it."),
-    Param("vera_dropout", "float", 0.0, min=0.0, max=0.9, label="Dropout",
-          help="Randomly switches off part of the update while training, against over-fitting."),
-    Param("d_initial", "float", 0.1, min=0.0, max=10.0, label="Initial scale",
-          help="The starting value of the trained scaling vector; the default suits most models."),
+    Param(
+        "r",
+        "int",
+        256,
+        min=1,
+        max=4096,
+        label="Rank",
+        help="The rank of the shared random matrices. A high rank costs only memory for the frozen matrices: "
+        "the trained vectors grow slowly with it.",
+    ),
+    Param(
+        "vera_dropout",
+        "float",
+        0.0,
+        min=0.0,
+        max=0.9,
+        label="Dropout",
+        help="Randomly switches off part of the update while training, against over-fitting.",
+    ),
+    Param(
+        "d_initial",
+        "float",
+        0.1,
+        min=0.0,
+        max=10.0,
+        label="Initial scale",
+        help="The starting value of the trained scaling vector; the default suits most models.",
+    ),
     *targeting_params("peft's usual layers for this model (query and value in BERT)"),
 )
 
 
 def _options(params: dict, model, total_steps) -> dict:
-    return dict(r=params["r"], vera_dropout=params["vera_dropout"], d_initial=params["d_initial"],
-                save_projection=True)  # the random matrices travel with the adapter, so it loads anywhere
+    return dict(
+        r=params["r"], vera_dropout=params["vera_dropout"], d_initial=params["d_initial"], save_projection=True
+    )  # the random matrices travel with the adapter, so it loads anywhere
 
 
 METHOD = register(

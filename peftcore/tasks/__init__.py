@@ -12,10 +12,30 @@ from ..registry import Registry
 from ._base import OPTIONAL_FIELDS, Predictor, Rows, Runner, Task, load_tokenizer, max_positions
 
 __all__ = [
-    "ALL_TASKS", "COLUMN_ROLES", "GENERATION_TASKS", "OPTIONAL_FIELDS", "SEQ2SEQ", "SFT", "TASKS", "TASK_NAMES",
-    "TEXT_CLASSIFICATION", "Predictor", "Rows", "Runner", "Task", "UnknownTaskError", "all_tasks",
-    "architecture_refusal", "check_task", "get_task", "load_tokenizer", "max_positions", "peft_task_type", "register",
-    "task_as_json", "tasks_as_json",
+    "ALL_TASKS",
+    "COLUMN_ROLES",
+    "GENERATION_TASKS",
+    "OPTIONAL_FIELDS",
+    "SEQ2SEQ",
+    "SFT",
+    "TASKS",
+    "TASK_NAMES",
+    "TEXT_CLASSIFICATION",
+    "Predictor",
+    "Rows",
+    "Runner",
+    "Task",
+    "UnknownTaskError",
+    "all_tasks",
+    "architecture_refusal",
+    "check_task",
+    "get_task",
+    "load_tokenizer",
+    "max_positions",
+    "peft_task_type",
+    "register",
+    "task_as_json",
+    "tasks_as_json",
 ]
 
 

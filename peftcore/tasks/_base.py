@@ -8,9 +8,10 @@ imported inside the methods that need them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import BAD_DATA, TrainingError
 from ..formats import DataError
@@ -102,11 +103,27 @@ class Task:
         """(model in full precision, new_modules): the modules the checkpoint had no weights for."""
         raise NotImplementedError
 
-    def runner(self, *, tokenizer, labels: Sequence[str] = (), options: dict | None = None, max_length: int = 128,
-               batch_size: int = 16, device=None, position_limit: int | None = None) -> Runner:
-        return self.runner_class(self, tokenizer=tokenizer, labels=labels, options=options or {},
-                                 max_length=max_length, batch_size=batch_size, device=device,
-                                 position_limit=position_limit)
+    def runner(
+        self,
+        *,
+        tokenizer,
+        labels: Sequence[str] = (),
+        options: dict | None = None,
+        max_length: int = 128,
+        batch_size: int = 16,
+        device=None,
+        position_limit: int | None = None,
+    ) -> Runner:
+        return self.runner_class(
+            self,
+            tokenizer=tokenizer,
+            labels=labels,
+            options=options or {},
+            max_length=max_length,
+            batch_size=batch_size,
+            device=device,
+            position_limit=position_limit,
+        )
 
     def card_lines(self, options: dict) -> list[str]:
         """Lines the model card's Training section adds for this task."""
@@ -119,8 +136,9 @@ class Task:
     def load_predictor(self, model_path: Path, adapter_dir: Path) -> Predictor:
         raise NotImplementedError
 
-    def predict(self, predictor: Predictor, texts: Sequence[str], *, max_length: int,
-                max_new_tokens: int) -> list[dict]:
+    def predict(
+        self, predictor: Predictor, texts: Sequence[str], *, max_length: int, max_new_tokens: int
+    ) -> list[dict]:
         """One dict per text (the playground shows them)."""
         raise NotImplementedError
 
@@ -128,8 +146,18 @@ class Task:
 class Runner:
     """One training run's side of a task; train.fit drives it the same way for every task."""
 
-    def __init__(self, task: Task, *, tokenizer, labels: Sequence[str], options: dict, max_length: int,
-                 batch_size: int, device, position_limit: int | None):
+    def __init__(
+        self,
+        task: Task,
+        *,
+        tokenizer,
+        labels: Sequence[str],
+        options: dict,
+        max_length: int,
+        batch_size: int,
+        device,
+        position_limit: int | None,
+    ):
         self.task, self.tokenizer, self.labels, self.options = task, tokenizer, list(labels), options
         self.max_length, self.batch_size, self.position_limit = max_length, batch_size, position_limit
         self.device = device if device is not None else _cpu()

@@ -10,15 +10,26 @@ prompts are padded on the left and its output starts with the prompt.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BAD_DATA, TrainingError
 from ..metrics import generation_metrics
 from ..sft import IGNORE_INDEX, SftExample, end_token_id, read_sft_examples
 from ..splits import holdout_split, shuffle_and_cut
-from ._base import (PLAYGROUND_MAX_LENGTH, PLAYGROUND_NEW_TOKENS, Predictor, Rows, Runner, Task, check_texts,
-                    max_positions, new_modules, pad, read_file)
+from ._base import (
+    PLAYGROUND_MAX_LENGTH,
+    PLAYGROUND_NEW_TOKENS,
+    Predictor,
+    Rows,
+    Runner,
+    Task,
+    check_texts,
+    max_positions,
+    new_modules,
+    pad,
+    read_file,
+)
 
 GENERATION_ROWS = 32  # eval rows generated for in the report: enough to rank runs, few enough to be quick
 MAX_NEW_TOKENS = 256
@@ -76,7 +87,7 @@ class GenerationRunner(Runner):
         total, tokens = 0.0, 0
         with torch.no_grad():
             for first in range(0, len(features), self.batch_size):
-                batch = self.collate(features[first:first + self.batch_size])
+                batch = self.collate(features[first : first + self.batch_size])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 loss, count = token_loss(model(**batch).logits, batch["labels"], self.causal)
                 total, tokens = total + float(loss), tokens + count
@@ -94,18 +105,26 @@ class GenerationRunner(Runner):
         if self.causal and self.position_limit:
             # prompt and answer share a causal model's positions: cut prompts to leave room for the answer
             max_new_tokens = max(1, min(max_new_tokens, self.position_limit // 2))
-            prompts = [ids[-(self.position_limit - max_new_tokens):] for ids in prompts]
+            prompts = [ids[-(self.position_limit - max_new_tokens) :] for ids in prompts]
         with torch.no_grad():
             for first in range(0, len(prompts), self.batch_size):
-                chunk = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
-                         for ids in prompts[first:first + self.batch_size]]
+                chunk = [
+                    {"input_ids": ids, "attention_mask": [1] * len(ids)}
+                    for ids in prompts[first : first + self.batch_size]
+                ]
                 # A causal model continues the last token, so its prompts are padded on the left.
                 batch = collate(chunk, tokenizer.pad_token_id, "left" if self.causal else "right")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=end_token_id(tokenizer))
+                out = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=end_token_id(tokenizer),
+                )
                 if self.causal:
-                    out = out[:, batch["input_ids"].shape[1]:]
+                    out = out[:, batch["input_ids"].shape[1] :]
                 texts.extend(t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True))
         model.train(was_training)
         return texts
@@ -124,12 +143,22 @@ class GenerationRunner(Runner):
         scores, rouge = generation_metrics(generations, references)
         metrics.update(scores)
         samples = sorted(
-            ({"row": e.row, "input": _shown_input(e)[:SAMPLE_CHARS], "reference": ref, "generation": gen,
-              "rouge_l": round(r, 4)}
-             for e, ref, gen, r in zip(sample, references, generations, rouge)),
-            key=lambda s: (-s["rouge_l"], s["row"]))  # best first; the page shows the worst from the end
-        return {"metrics": metrics, "report": {"samples": samples, "generated_rows": len(sample),
-                                               "max_new_tokens": max_new_tokens}}
+            (
+                {
+                    "row": e.row,
+                    "input": _shown_input(e)[:SAMPLE_CHARS],
+                    "reference": ref,
+                    "generation": gen,
+                    "rouge_l": round(r, 4),
+                }
+                for e, ref, gen, r in zip(sample, references, generations, rouge)
+            ),
+            key=lambda s: (-s["rouge_l"], s["row"]),
+        )  # best first; the page shows the worst from the end
+        return {
+            "metrics": metrics,
+            "report": {"samples": samples, "generated_rows": len(sample), "max_new_tokens": max_new_tokens},
+        }
 
 
 class GenerationTask(Task):
@@ -141,30 +170,44 @@ class GenerationTask(Task):
     card_prompt = "# an input as in training"  # the model card's comment on the text its example gives the model
 
     def read_rows(self, spec) -> Rows:
-        rows = shuffle_and_cut(self._read(spec.train_file, spec.train_format, spec, "training"),
-                               seed=spec.params["seed"], max_rows=spec.params["max_rows"])
+        rows = shuffle_and_cut(
+            self._read(spec.train_file, spec.train_format, spec, "training"),
+            seed=spec.params["seed"],
+            max_rows=spec.params["max_rows"],
+        )
         if spec.eval_file:
             return Rows(rows, self._read(spec.eval_file, spec.eval_format, spec, "evaluation"))
         if len(rows) < 2:
-            raise TrainingError(BAD_DATA, "the training file has one row; at least 2 are needed to hold some out "
-                                          "for evaluation (or give an evaluation file)")
+            raise TrainingError(
+                BAD_DATA,
+                "the training file has one row; at least 2 are needed to hold some out "
+                "for evaluation (or give an evaluation file)",
+            )
         return Rows(*holdout_split(rows, spec.params["eval_fraction"]))
 
     def _read(self, path: str, fmt: str | None, spec, role: str) -> list[SftExample]:
         def field(name: str) -> str | None:
             return getattr(spec, name) if name in self.fields else None
 
-        return read_file(read_sft_examples, path, role, fmt=fmt, prompt_column=spec.text_column or None,
-                         response_column=spec.label_column or None, input_column=field("input_column"),
-                         messages_column=field("messages_column"))
+        return read_file(
+            read_sft_examples,
+            path,
+            role,
+            fmt=fmt,
+            prompt_column=spec.text_column or None,
+            response_column=spec.label_column or None,
+            input_column=field("input_column"),
+            messages_column=field("messages_column"),
+        )
 
     def load_model(self, folder: Path, labels: Sequence[str], tokenizer):
         import torch
         import transformers
 
         auto = getattr(transformers, self.auto_class)
-        model, info = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                           dtype=torch.float32, output_loading_info=True)
+        model, info = auto.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True, dtype=torch.float32, output_loading_info=True
+        )
         return model, new_modules(model, info["missing_keys"])
 
     def card_use_lines(self, max_length: int) -> list[str]:
@@ -193,12 +236,18 @@ class GenerationTask(Task):
         model.eval()
         if torch.cuda.is_available():
             model.to("cuda")
-        runner = self.runner(tokenizer=tokenizer, options=options, batch_size=8,
-                             device=next(model.parameters()).device, position_limit=max_positions(model, tokenizer))
+        runner = self.runner(
+            tokenizer=tokenizer,
+            options=options,
+            batch_size=8,
+            device=next(model.parameters()).device,
+            position_limit=max_positions(model, tokenizer),
+        )
         return Predictor(self, model, tokenizer, runner=runner)
 
-    def predict(self, predictor: Predictor, texts: Sequence[str], *, max_length: int = 512,
-                max_new_tokens: int = 64) -> list[dict]:
+    def predict(
+        self, predictor: Predictor, texts: Sequence[str], *, max_length: int = 512, max_new_tokens: int = 64
+    ) -> list[dict]:
         """Per text: {"generation": the adapter's greedy answer}, the prompt built as in training."""
         if not texts:
             return []
@@ -214,8 +263,12 @@ class GenerationTask(Task):
 def collate(features: Sequence[dict], pad_token_id: int, padding_side: str = "right") -> dict:
     """Pad input_ids (pad token), attention_mask (0) and labels (ignored) to the batch's longest; a seq2seq
     pair's labels have their own length (the target's)."""
-    return pad(features, ("input_ids", "attention_mask", "labels"),
-               {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}, padding_side)
+    return pad(
+        features,
+        ("input_ids", "attention_mask", "labels"),
+        {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX},
+        padding_side,
+    )
 
 
 def token_loss(logits, labels, causal: bool):
@@ -223,11 +276,12 @@ def token_loss(logits, labels, causal: bool):
     model's own loss, which some tuners change (AdaLoRA adds its orthogonality penalty to it)."""
     import torch.nn.functional as F
 
-    logits = logits[:, -labels.shape[1]:]  # prompt-learning methods put their virtual tokens first
+    logits = logits[:, -labels.shape[1] :]  # prompt-learning methods put their virtual tokens first
     if causal:  # a causal model predicts each token from the ones before it
         logits, labels = logits[:, :-1], labels[:, 1:]
-    total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                            ignore_index=IGNORE_INDEX, reduction="sum")
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
     return total, int(labels.ne(IGNORE_INDEX).sum())
 
 

@@ -35,8 +35,10 @@ class Seq2Seq(GenerationTask):
         if config.get("is_encoder_decoder"):
             return None
         name = model_name(config)
-        return (f"{name} is not an encoder-decoder model; seq2seq needs a T5- or BART-style model (for GPT-2, Llama "
-                "and the like choose SFT)")
+        return (
+            f"{name} is not an encoder-decoder model; seq2seq needs a T5- or BART-style model (for GPT-2, Llama "
+            "and the like choose SFT)"
+        )
 
 
 TASK = register(Seq2Seq())

@@ -26,14 +26,16 @@ class SftRunner(GenerationRunner):
 
     def prompt(self, example: SftExample) -> list[int]:
         # the prompt keeps its end: the answer follows it
-        return prompt_ids(example, self.tokenizer, self.template)[-self.max_length:]
+        return prompt_ids(example, self.tokenizer, self.template)[-self.max_length :]
 
 
 class Sft(GenerationTask):
     id = "sft"
     name = "Instruction / chat fine-tuning (SFT)"
-    description = ("Instruction / chat fine-tuning of a causal language model (GPT-2, Llama, Qwen, Mistral shapes): "
-                   "learn to write the response to a prompt.")
+    description = (
+        "Instruction / chat fine-tuning of a causal language model (GPT-2, Llama, Qwen, Mistral shapes): "
+        "learn to write the response to a prompt."
+    )
     column_roles = ("Prompt column", "Response column")
     column_help = ("The instruction or question the model reads.", "The answer the model learns to write.")
     column_guesses = (("instruction", "prompt", "question", "input"), ("response", "output", "answer"))
@@ -46,11 +48,15 @@ class Sft(GenerationTask):
     def architecture_refusal(self, config: dict) -> str | None:
         name, architectures = model_name(config), [str(a) for a in config.get("architectures") or []]
         if config.get("is_encoder_decoder"):
-            return (f"{name} is an encoder-decoder model: choose the seq2seq task for it, or a causal language model "
-                    "(GPT-2, Llama, Qwen, Mistral) for SFT")
+            return (
+                f"{name} is an encoder-decoder model: choose the seq2seq task for it, or a causal language model "
+                "(GPT-2, Llama, Qwen, Mistral) for SFT"
+            )
         if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-            return (f"{name} is not a causal language model, so it cannot write answers; choose a GPT-2, Llama, Qwen "
-                    "or Mistral model for SFT")
+            return (
+                f"{name} is not a causal language model, so it cannot write answers; choose a GPT-2, Llama, Qwen "
+                "or Mistral model for SFT"
+            )
         return None
 
     def spec_problem(self, spec: dict) -> str | None:
@@ -68,8 +74,14 @@ class Sft(GenerationTask):
         return {"template": spec.template}
 
     def card_lines(self, options: dict) -> list[str]:
-        return [f"- Prompt template: `{options['template']}` (auto: the tokenizer's chat template, else alpaca; see "
-                "peftcore/sft.py)"] if options.get("template") else []
+        return (
+            [
+                f"- Prompt template: `{options['template']}` (auto: the tokenizer's chat template, else alpaca; see "
+                "peftcore/sft.py)"
+            ]
+            if options.get("template")
+            else []
+        )
 
 
 TASK = register(Sft())

@@ -3,8 +3,8 @@ new classifier head on the base model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..data import Example, read_examples
 from ..errors import BAD_DATA, TrainingError
@@ -40,9 +40,16 @@ class ClassificationRunner(Runner):
         return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
 
     def evaluate(self, model, features: Sequence[dict], rows, *, final: bool) -> dict:
-        return evaluate(model, [_inputs(f) for f in features], [f["target"] for f in features], self.labels,
-                        batch_size=self.batch_size, pad_token_id=self.tokenizer.pad_token_id,
-                        padding_side=self.tokenizer.padding_side, device=self.device)
+        return evaluate(
+            model,
+            [_inputs(f) for f in features],
+            [f["target"] for f in features],
+            self.labels,
+            batch_size=self.batch_size,
+            pad_token_id=self.tokenizer.pad_token_id,
+            padding_side=self.tokenizer.padding_side,
+            device=self.device,
+        )
 
 
 class TextClassification(Task):
@@ -60,8 +67,9 @@ class TextClassification(Task):
 
     def read_rows(self, spec) -> Rows:
         seed, max_rows = spec.params["seed"], spec.params["max_rows"]
-        rows = shuffle_and_cut(_read(spec.train_file, spec.train_format, spec, "training"), seed=seed,
-                               max_rows=max_rows)
+        rows = shuffle_and_cut(
+            _read(spec.train_file, spec.train_format, spec, "training"), seed=seed, max_rows=max_rows
+        )
         # Labels come from every training-file row in use, so a rare label held out for evaluation is still known.
         labels = sort_labels(example.label for example in rows)
         if len(labels) < 2:
@@ -88,7 +96,7 @@ class TextClassification(Task):
     def card_use_lines(self, max_length: int) -> list[str]:
         return [
             'texts = ["an example text to classify"]',
-            f"inputs = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors=\"pt\")",
+            f'inputs = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors="pt")',
             "with torch.no_grad():",
             "    predicted = model(**inputs).logits.argmax(dim=-1)",
             "print([labels[i] for i in predicted.tolist()])",
@@ -110,8 +118,9 @@ class TextClassification(Task):
             model.to("cuda")
         return Predictor(self, model, tokenizer, labels)
 
-    def predict(self, predictor: Predictor, texts: Sequence[str], *, max_length: int = 128,
-                max_new_tokens: int = 0) -> list[dict]:
+    def predict(
+        self, predictor: Predictor, texts: Sequence[str], *, max_length: int = 128, max_new_tokens: int = 0
+    ) -> list[dict]:
         """Per text: {"label": the most probable, "probabilities": {label: p}} in the order of the labels."""
         import torch
 
@@ -181,7 +190,7 @@ def predict_logits(model, features, *, batch_size: int, pad_token_id: int, paddi
     chunks = []
     with torch.no_grad():  # no graph: evaluation needs no gradients, and would hold every batch's activations
         for start in range(0, len(features), batch_size):
-            batch = collate(features[start:start + batch_size], pad_token_id, padding_side)
+            batch = collate(features[start : start + batch_size], pad_token_id, padding_side)
             chunks.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu())
     model.train(was_training)
     return torch.cat(chunks)

@@ -27,8 +27,10 @@ def download(args) -> int:
         digest, size = hashlib.sha256(), 0
         total = int(response.headers.get("Content-Length") or 0) or None
         try:
-            with open(partial, "wb") as out, progress_bar(args, total=total, unit="B", unit_scale=True,
-                                                          unit_divisor=1024, desc=target.name) as bar:
+            with (
+                open(partial, "wb") as out,
+                progress_bar(args, total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=target.name) as bar,
+            ):
                 for chunk in response.iter_raw():  # chunk by chunk: the zip is never held in memory
                     out.write(chunk)
                     digest.update(chunk)
@@ -36,8 +38,9 @@ def download(args) -> int:
                     bar.update(len(chunk))
         except httpx.TransportError as exc:
             partial.unlink(missing_ok=True)
-            raise CliError(f"the download from {studio.url} broke off after {size:,} bytes ({exc}); "
-                           "try again") from None
+            raise CliError(
+                f"the download from {studio.url} broke off after {size:,} bytes ({exc}); try again"
+            ) from None
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
@@ -46,8 +49,10 @@ def download(args) -> int:
     expected = response.headers.get("X-Content-SHA256")
     if (total is not None and size != total) or (expected and digest.hexdigest() != expected):
         partial.unlink(missing_ok=True)
-        raise CliError(f"the download of job {args.job}'s adapter arrived damaged ({size:,} of {total or '?'} "
-                       "bytes, or a checksum that does not match); try again")
+        raise CliError(
+            f"the download of job {args.job}'s adapter arrived damaged ({size:,} of {total or '?'} "
+            "bytes, or a checksum that does not match); try again"
+        )
     os.replace(partial, target)
     print(f"{target} ({size:,} bytes, sha256 {digest.hexdigest()})")
     return 0

@@ -19,18 +19,34 @@ def _choose_model(studio: Studio) -> int:
     if not models:
         raise CliError("the studio has no base models yet; an admin registers one")
     names = ", ".join(f"{m['id']} ({m['name']})" for m in models[:8])
-    raise CliError(f"choose a base model with --model ID; the studio has {len(models)}: {names}"
-                   + (f"; `{PROG} models` lists them all" if len(models) > 8 else ""))
+    raise CliError(
+        f"choose a base model with --model ID; the studio has {len(models)}: {names}"
+        + (f"; `{PROG} models` lists them all" if len(models) > 8 else "")
+    )
 
 
 def submit(args) -> int:
     studio = Studio(*resolve(args))
-    payload = {"dataset": args.dataset, "method": args.method,
-               "base_model": args.model if args.model is not None else _choose_model(studio),
-               "params": dict(args.param), "method_params": dict(args.method_param)}
-    payload.update({key: value for key, value in (("task", args.task), ("text_column", args.text_column),
-                                                  ("label_column", args.label_column), ("name", args.name),
-                                                  ("priority", args.priority)) if value is not None})
+    payload = {
+        "dataset": args.dataset,
+        "method": args.method,
+        "base_model": args.model if args.model is not None else _choose_model(studio),
+        "params": dict(args.param),
+        "method_params": dict(args.method_param),
+    }
+    payload.update(
+        {
+            key: value
+            for key, value in (
+                ("task", args.task),
+                ("text_column", args.text_column),
+                ("label_column", args.label_column),
+                ("name", args.name),
+                ("priority", args.priority),
+            )
+            if value is not None
+        }
+    )
     job = studio.request("POST", "/jobs", ok=(201,), json=payload).json()
     place = f", place {job['queue_position']} in the queue" if job.get("queue_position") else ""
     print(f"job {job['id']} {job['status']}{place}")
@@ -56,8 +72,10 @@ def follow(studio: Studio, job_id: int, args) -> int:
                 progress = job["progress"]
                 if bar is None:
                     say(f"job {job_id} running (attempt {job['attempt']})")
-                    bar, said = progress_bar(args, total=progress["total"] or None, unit="step",
-                                             desc=f"job {job_id}"), ""
+                    bar, said = (
+                        progress_bar(args, total=progress["total"] or None, unit="step", desc=f"job {job_id}"),
+                        "",
+                    )
                 bar.total = progress["total"] or bar.total
                 bar.n = progress["step"]
                 postfix = {"loss": f"{progress['loss']:.4f}"} if progress.get("loss") is not None else {}
@@ -69,8 +87,9 @@ def follow(studio: Studio, job_id: int, args) -> int:
                 if bar is not None:
                     bar.close()
                     bar = None
-                line = f"job {job_id} queued" + (f", place {job['queue_position']}" if job.get("queue_position")
-                                                 else "")
+                line = f"job {job_id} queued" + (
+                    f", place {job['queue_position']}" if job.get("queue_position") else ""
+                )
                 if line != said:
                     say(line)
                 said = line
@@ -99,6 +118,5 @@ def _report(job: dict) -> int:
     elif status == "failed":
         print(f"job {job['id']} failed ({error.get('kind', 'unknown')}): {error.get('message', '')}", file=sys.stderr)
     else:
-        print(f"job {job['id']} cancelled" + (f": {error['message']}" if error.get("message") else ""),
-              file=sys.stderr)
+        print(f"job {job['id']} cancelled" + (f": {error['message']}" if error.get("message") else ""), file=sys.stderr)
     return EXIT_CODES[status]

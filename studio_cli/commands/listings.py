@@ -45,29 +45,59 @@ def _result(job: dict) -> str:
 
 
 def datasets(args) -> int:
-    return _listing(args, Studio(*resolve(args)).get("/datasets"),
-                    ["ID", "NAME", "ROWS", "FORMAT", "COLUMNS", "WARNINGS", "CREATED"],
-                    lambda d: [d["id"], d["name"], d["rows"], d["format"], ", ".join(d["columns"]),
-                               len(d.get("warnings") or []), _when(d["created_at"])],
-                    f"no datasets yet; `{PROG} upload FILE` adds one")
+    return _listing(
+        args,
+        Studio(*resolve(args)).get("/datasets"),
+        ["ID", "NAME", "ROWS", "FORMAT", "COLUMNS", "WARNINGS", "CREATED"],
+        lambda d: [
+            d["id"],
+            d["name"],
+            d["rows"],
+            d["format"],
+            ", ".join(d["columns"]),
+            len(d.get("warnings") or []),
+            _when(d["created_at"]),
+        ],
+        f"no datasets yet; `{PROG} upload FILE` adds one",
+    )
 
 
 def jobs(args) -> int:
     params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
-    return _listing(args, Studio(*resolve(args)).get("/jobs", **params),
-                    ["ID", "NAME", "STATUS", "TASK", "METHOD", "DATASET", "MODEL", "RESULT", "CREATED"],
-                    lambda j: [j["id"], j["name"], j["status"], j["task"], j["method"], j["dataset"],
-                               j["base_model"], _result(j), _when(j["created_at"])],
-                    f"no jobs yet; `{PROG} submit --dataset ID --method lora` starts one")
+    return _listing(
+        args,
+        Studio(*resolve(args)).get("/jobs", **params),
+        ["ID", "NAME", "STATUS", "TASK", "METHOD", "DATASET", "MODEL", "RESULT", "CREATED"],
+        lambda j: [
+            j["id"],
+            j["name"],
+            j["status"],
+            j["task"],
+            j["method"],
+            j["dataset"],
+            j["base_model"],
+            _result(j),
+            _when(j["created_at"]),
+        ],
+        f"no jobs yet; `{PROG} submit --dataset ID --method lora` starts one",
+    )
 
 
 def models(args) -> int:
-    return _listing(args, Studio(*resolve(args)).get("/models"), ["ID", "NAME", "SOURCE", "DESCRIPTION"],
-                    lambda m: [m["id"], m["name"], m["source"], m["description"]],
-                    "no base models yet; an admin registers one")
+    return _listing(
+        args,
+        Studio(*resolve(args)).get("/models"),
+        ["ID", "NAME", "SOURCE", "DESCRIPTION"],
+        lambda m: [m["id"], m["name"], m["source"], m["description"]],
+        "no base models yet; an admin registers one",
+    )
 
 
 def methods(args) -> int:
-    return _listing(args, Studio(*resolve(args)).get("/methods"), ["NAME", "LABEL", "FAMILY", "TASKS"],
-                    lambda m: [m["name"], m["label"], m["family"], ", ".join(m.get("tasks") or [])],
-                    "the studio lists no methods")
+    return _listing(
+        args,
+        Studio(*resolve(args)).get("/methods"),
+        ["NAME", "LABEL", "FAMILY", "TASKS"],
+        lambda m: [m["name"], m["label"], m["family"], ", ".join(m.get("tasks") or [])],
+        "the studio lists no methods",
+    )

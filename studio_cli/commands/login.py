@@ -16,8 +16,9 @@ def login(args) -> int:
     if not token and sys.stdin.isatty():
         token = getpass.getpass("API token: ").strip()
     if not token:
-        raise CliError("give an API token with --token (`python manage.py studio_token USERNAME` on the server "
-                       "prints one)")
+        raise CliError(
+            "give an API token with --token (`python manage.py studio_token USERNAME` on the server prints one)"
+        )
     team = Studio(url, token).get("/team")  # checked before anything is written
     path = config_write(url=url, token=token)
     who = f"{team['username']}, " if team.get("username") else ""

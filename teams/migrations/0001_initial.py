@@ -33,10 +33,18 @@ STATE = [
             ("role", models.CharField(choices=ROLES, default="member", max_length=10)),
             ("created_at", models.DateTimeField(auto_now_add=True)),
             ("selected_at", models.DateTimeField(blank=True, null=True)),
-            ("team", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="memberships",
-                                       to="teams.team")),
-            ("user", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="memberships",
-                                       to=settings.AUTH_USER_MODEL)),
+            (
+                "team",
+                models.ForeignKey(
+                    on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="teams.team"
+                ),
+            ),
+            (
+                "user",
+                models.ForeignKey(
+                    on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to=settings.AUTH_USER_MODEL
+                ),
+            ),
         ],
         options={
             "db_table": "webapp_membership",
@@ -51,10 +59,18 @@ STATE = [
             ("target", models.CharField(blank=True, max_length=100)),
             ("detail", models.JSONField(blank=True, default=dict)),
             ("created_at", models.DateTimeField(auto_now_add=True)),
-            ("team", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="audit_entries",
-                                       to="teams.team")),
-            ("user", models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL,
-                                       to=settings.AUTH_USER_MODEL)),
+            (
+                "team",
+                models.ForeignKey(
+                    on_delete=django.db.models.deletion.CASCADE, related_name="audit_entries", to="teams.team"
+                ),
+            ),
+            (
+                "user",
+                models.ForeignKey(
+                    blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                ),
+            ),
         ],
         options={
             "db_table": "webapp_auditentry",
@@ -72,10 +88,18 @@ STATE = [
             ("created_at", models.DateTimeField(auto_now_add=True)),
             ("last_used_at", models.DateTimeField(blank=True, null=True)),
             ("revoked_at", models.DateTimeField(blank=True, null=True)),
-            ("team", models.ForeignKey(null=True, on_delete=django.db.models.deletion.CASCADE,
-                                       related_name="api_tokens", to="teams.team")),
-            ("user", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="api_tokens",
-                                       to=settings.AUTH_USER_MODEL)),
+            (
+                "team",
+                models.ForeignKey(
+                    null=True, on_delete=django.db.models.deletion.CASCADE, related_name="api_tokens", to="teams.team"
+                ),
+            ),
+            (
+                "user",
+                models.ForeignKey(
+                    on_delete=django.db.models.deletion.CASCADE, related_name="api_tokens", to=settings.AUTH_USER_MODEL
+                ),
+            ),
         ],
         options={"db_table": "webapp_apitoken"},
     ),
@@ -90,12 +114,31 @@ STATE = [
             ("expires_at", models.DateTimeField()),
             ("accepted_at", models.DateTimeField(blank=True, null=True)),
             ("revoked_at", models.DateTimeField(blank=True, null=True)),
-            ("team", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="invitations",
-                                       to="teams.team")),
-            ("created_by", models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL,
-                                             related_name="+", to=settings.AUTH_USER_MODEL)),
-            ("accepted_by", models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL,
-                                              related_name="+", to=settings.AUTH_USER_MODEL)),
+            (
+                "team",
+                models.ForeignKey(
+                    on_delete=django.db.models.deletion.CASCADE, related_name="invitations", to="teams.team"
+                ),
+            ),
+            (
+                "created_by",
+                models.ForeignKey(
+                    null=True,
+                    on_delete=django.db.models.deletion.SET_NULL,
+                    related_name="+",
+                    to=settings.AUTH_USER_MODEL,
+                ),
+            ),
+            (
+                "accepted_by",
+                models.ForeignKey(
+                    blank=True,
+                    null=True,
+                    on_delete=django.db.models.deletion.SET_NULL,
+                    related_name="+",
+                    to=settings.AUTH_USER_MODEL,
+                ),
+            ),
         ],
         options={"db_table": "webapp_invitation", "ordering": ["-created_at", "-pk"]},
     ),
@@ -103,7 +146,6 @@ STATE = [
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [

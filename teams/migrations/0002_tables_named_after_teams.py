@@ -24,7 +24,6 @@ def content_types_to_webapp(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("teams", "0001_initial"),
         ("webapp", "0004_team_models_to_teams"),
@@ -34,7 +33,10 @@ class Migration(migrations.Migration):
     operations = [
         *(migrations.AlterModelTable(name=name, table=None) for name in MODELS),
         # The index was named after its old table; Django names it after the new one.
-        migrations.RenameIndex(model_name="auditentry", new_name="teams_audit_team_id_25a8be_idx",
-                               old_name="webapp_audi_team_id_ed1f59_idx"),
+        migrations.RenameIndex(
+            model_name="auditentry",
+            new_name="teams_audit_team_id_25a8be_idx",
+            old_name="webapp_audi_team_id_ed1f59_idx",
+        ),
         migrations.RunPython(content_types_to_teams, content_types_to_webapp),
     ]

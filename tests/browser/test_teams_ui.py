@@ -29,8 +29,11 @@ def test_an_admin_invites_a_newcomer_who_signs_up_then_switches_teams(page, make
     assert page.locator("header a[href='/team/']").count() == 0  # members do not get the dashboard link
 
     # Joined a second team: the switcher appears and changes the team worked in.
-    Membership.objects.create(team=Team.objects.get(name="Team B"), user=Membership.objects.get(
-        user__username="newbie").user, role=Membership.Role.VIEWER)
+    Membership.objects.create(
+        team=Team.objects.get(name="Team B"),
+        user=Membership.objects.get(user__username="newbie").user,
+        role=Membership.Role.VIEWER,
+    )
     page.goto("/datasets/")
     with page.expect_navigation():
         page.select_option("#team-switch select", label="Team B · viewer")

@@ -9,7 +9,6 @@ from peftcore.counting import count_trainable
 from peftcore.methods import get_method
 from peftcore.recommend import recommend
 
-
 # Playwright's sync API runs an event loop in this thread; the ORM calls below are plain synchronous test code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -25,9 +24,18 @@ def page(live_server, tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: install Debian's 'chromium' package (.ci/run does)")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
         context = browser.new_context(base_url=live_server.url, accept_downloads=True)
         yield context.new_page()
         context.close()
@@ -42,8 +50,9 @@ def login(page, username):
     page.wait_for_url("**/jobs/")
 
 
-def test_upload_train_and_download_in_the_browser(celery_worker_process, page, alice, tiny_model, sst2_sample,
-                                                 tiny_model_dir, tmp_path):
+def test_upload_train_and_download_in_the_browser(
+    celery_worker_process, page, alice, tiny_model, sst2_sample, tiny_model_dir, tmp_path
+):
     login(page, "alice")
 
     bad = tmp_path / "bad.csv"
@@ -96,7 +105,8 @@ def test_upload_train_and_download_in_the_browser(celery_worker_process, page, a
     page.locator("#id_m_r").dispatch_event("change")
     expected = f"{count_trainable(tiny_model_dir, 'lora', {'r': 32}, 'text-classification')['trainable']:,}"
     page.wait_for_function(
-        f"document.querySelector('#method-count b.trainable')?.textContent === '{expected}'", timeout=60_000)
+        f"document.querySelector('#method-count b.trainable')?.textContent === '{expected}'", timeout=60_000
+    )
     # Token lengths of the text column under the chosen model's tokenizer, counted by the worker, then judged
     # against the max length as it changes.
     page.wait_for_selector("#token-stats .token-stats", timeout=60_000)

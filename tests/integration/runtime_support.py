@@ -41,9 +41,23 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.folder)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.client().ping():
@@ -78,26 +92,53 @@ class _Down:
 class Worker:
     """`celery worker` on the private broker and the test database, with FAST_RUNTIME timings."""
 
-    def __init__(self, name: str, broker: RedisServer, *, queues: str = "training", beat: bool = False,
-                 env: dict | None = None, settings_module: str = "tests.settings"):
+    def __init__(
+        self,
+        name: str,
+        broker: RedisServer,
+        *,
+        queues: str = "training",
+        beat: bool = False,
+        env: dict | None = None,
+        settings_module: str = "tests.settings",
+    ):
         db = settings.DATABASES["default"]
         self.name = f"{name}-{os.getpid()}@{socket.gethostname()}"
         self.log_path = settings.STUDIO_HOME / f"worker-{self.name}.log"
         self.env = {
-            **os.environ, **FAST_RUNTIME, **(env or {}),
+            **os.environ,
+            **FAST_RUNTIME,
+            **(env or {}),
             "DJANGO_SETTINGS_MODULE": settings_module,
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "CELERY_BROKER_URL": broker.url,
             "STUDIO_HOME": str(settings.STUDIO_HOME),
             "PYTHONUNBUFFERED": "1",
         }
-        command = [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", queues, "--concurrency", "1",
-                   "--loglevel", "INFO", "-n", self.name, "--without-gossip", "--without-mingle"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "webapp",
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "-n",
+            self.name,
+            "--without-gossip",
+            "--without-mingle",
+        ]
         if beat:
             command += ["--pool", "solo", "--beat", "--schedule", str(settings.STUDIO_HOME / f"beat-{self.name}")]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 90
         while b"ready." not in self.log_path.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -57,6 +57,7 @@ def workers(broker, beat):
 @pytest.fixture
 def submit(alice, dataset, tiny_model):
     """submit(epochs, **params): a job of alice's whose queue message goes to the workers once committed."""
+
     def make(epochs: int = 6, **params) -> Job:
         params = {"epochs": epochs, "batch_size": 4, "max_length": 24, **params}
         return job_for(alice, dataset, tiny_model, capture=False, params=params)
@@ -69,18 +70,24 @@ def job_of(job: Job) -> Job:
 
 
 def until_final(job: Job, timeout: float = 240) -> Job:
-    return wait_for(lambda: (j := job_of(job)).status in FINAL and j, timeout=timeout, interval=0.3,
-                    what=f"job {job.pk} to end")
+    return wait_for(
+        lambda: (j := job_of(job)).status in FINAL and j, timeout=timeout, interval=0.3, what=f"job {job.pk} to end"
+    )
 
 
 def until_checkpoint(job: Job, past: int = 0, timeout: float = 120) -> Job:
-    return wait_for(lambda: (j := job_of(job)).checkpoint_id and j.checkpoint_step > past and j, timeout=timeout,
-                    interval=0.2, what=f"job {job.pk} to store a checkpoint past step {past}")
+    return wait_for(
+        lambda: (j := job_of(job)).checkpoint_id and j.checkpoint_step > past and j,
+        timeout=timeout,
+        interval=0.2,
+        what=f"job {job.pk} to store a checkpoint past step {past}",
+    )
 
 
 def attempts(job: Job) -> list[tuple]:
-    return list(JobAttempt.objects.filter(job=job).order_by("number")
-                .values_list("number", "outcome", "resumed_from_step"))
+    return list(
+        JobAttempt.objects.filter(job=job).order_by("number").values_list("number", "outcome", "resumed_from_step")
+    )
 
 
 def assert_resumed_and_finished(job: Job, first_outcome: str) -> Job:
@@ -102,7 +109,7 @@ def test_kill_9_of_the_training_child_resumes_from_the_checkpoint(workers, submi
     workers()
     job = submit()
     until_checkpoint(job)
-    pid, = training_pids(job.pk, 1)
+    (pid,) = training_pids(job.pk, 1)
     os.kill(pid, signal.SIGKILL)
     final = assert_resumed_and_finished(job, "crashed")
     assert final.failures == 1
@@ -112,7 +119,7 @@ def test_kill_9_of_the_worker_another_worker_resumes_it_and_the_orphan_dies(work
     first = workers("first")
     job = submit()
     until_checkpoint(job)
-    orphan, = training_pids(job.pk, 1)
+    (orphan,) = training_pids(job.pk, 1)
     first.kill()
     wait_for(lambda: not training_pids(job.pk, 1), timeout=15, what="the orphaned training child to die")
     workers("second")
@@ -138,7 +145,7 @@ def test_a_worker_stopped_past_its_lease_has_none_of_its_later_writes_accepted(w
     first = workers("first")
     job = submit(epochs=8)
     until_checkpoint(job)
-    child, = training_pids(job.pk, 1)
+    (child,) = training_pids(job.pk, 1)
     first.signal_all(signal.SIGSTOP)
     os.kill(child, signal.SIGSTOP)
     try:
@@ -241,7 +248,9 @@ def test_a_job_that_crashes_every_time_fails_at_the_cap(workers, submit):
     workers()
     job = submit(epochs=20)
     for attempt in (1, 2, 3):
-        pid, = wait_for(lambda: training_pids(job.pk, attempt), timeout=60, what=f"attempt {attempt} to start")
+        (pid,) = wait_for(
+            lambda attempt=attempt: training_pids(job.pk, attempt), timeout=60, what=f"attempt {attempt} to start"
+        )
         os.kill(pid, signal.SIGKILL)
     final = until_final(job)
     assert final.status == Job.Status.FAILED and final.failures == 3
@@ -256,8 +265,11 @@ def test_the_time_limit_stops_a_job_resumably(workers, submit):
     job = submit(epochs=40)
     Job.objects.filter(pk=job.pk).update(time_limit_seconds=8)  # above the 4 s lease of these workers
     wait_for(lambda: (j := job_of(job)).status == Job.Status.RUNNING and j, timeout=60, what="the job to start")
-    beat_row = wait_for(lambda: WorkerHeartbeat.objects.filter(hostname=worker.name, running_job=job).first(),
-                        timeout=15, what="the worker's heartbeat row to name its job")
+    beat_row = wait_for(
+        lambda: WorkerHeartbeat.objects.filter(hostname=worker.name, running_job=job).first(),
+        timeout=15,
+        what="the worker's heartbeat row to name its job",
+    )
     assert beat_row.info["queues"] == ["training"] and beat_row.info["memory"]["total_mb"] > 0
     final = until_final(job, timeout=90)
     assert final.status == Job.Status.FAILED and final.error_kind == Job.ErrorKind.TIMEOUT
@@ -265,8 +277,9 @@ def test_the_time_limit_stops_a_job_resumably(workers, submit):
     assert 8 <= final.run_seconds < 30
     resumed = runtime.job_resume(job=final)
     assert resumed.status == Job.Status.QUEUED and resumed.run_seconds == 0
-    second = wait_for(lambda: JobAttempt.objects.filter(job=job, number=2).first(), timeout=60,
-                      what="the resumed attempt")
+    second = wait_for(
+        lambda: JobAttempt.objects.filter(job=job, number=2).first(), timeout=60, what="the resumed attempt"
+    )
     assert second.resumed_from_step == final.checkpoint_step > 0
     runtime.job_cancel(job=job_of(job))
     until_final(job, timeout=60)

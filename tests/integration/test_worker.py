@@ -21,10 +21,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _submit(api, data_path, model, **params):
     dataset = api.post("/api/v1/datasets", {"file": SimpleUploadedFile("train.tsv", data_path.read_bytes())})
     assert dataset.status_code == 201, dataset.content
-    response = api.post("/api/v1/jobs", {
-        "dataset": dataset.json()["id"], "base_model": model.pk, "method": "lora", "task": "text-classification",
-        "text_column": "sentence", "label_column": "label", "params": params,
-    }, content_type="application/json")
+    response = api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": dataset.json()["id"],
+            "base_model": model.pk,
+            "method": "lora",
+            "task": "text-classification",
+            "text_column": "sentence",
+            "label_column": "label",
+            "params": params,
+        },
+        content_type="application/json",
+    )
     assert response.status_code == 201, response.content
     return response.json()["id"]
 
@@ -39,10 +48,14 @@ def _status(api, job_id):
 
 
 def test_job_trains_through_the_worker_and_the_adapter_loads_with_plain_peft(
-        celery_worker_process, alice_api, sst2_sample, tiny_model, tiny_model_dir, tmp_path):
+    celery_worker_process, alice_api, sst2_sample, tiny_model, tiny_model_dir, tmp_path
+):
     job_id = _submit(alice_api, sst2_sample, tiny_model, epochs=1, batch_size=16, max_length=32)
-    final = wait_for(lambda: (s := _status(alice_api, job_id))["status"] in ("succeeded", "failed", "cancelled") and s,
-                     timeout=240, what="the job to finish")
+    final = wait_for(
+        lambda: (s := _status(alice_api, job_id))["status"] in ("succeeded", "failed", "cancelled") and s,
+        timeout=240,
+        what="the job to finish",
+    )
     assert final["status"] == "succeeded", final
     assert 0.0 <= final["metrics"]["accuracy"] <= 1.0 and "macro_f1" in final["metrics"]
     assert final["progress"]["step"] == final["progress"]["total"] > 0
@@ -77,24 +90,30 @@ def test_job_trains_through_the_worker_and_the_adapter_loads_with_plain_peft(
     assert logits.shape == (1, len(labels))
 
     # The playground: the maintenance worker runs the stored adapter and gives what the downloaded one gives.
-    run = alice_api.post(f"/api/v1/jobs/{job_id}/playground", {"texts": ["a gripping, beautiful film"]},
-                         content_type="application/json")
+    run = alice_api.post(
+        f"/api/v1/jobs/{job_id}/playground", {"texts": ["a gripping, beautiful film"]}, content_type="application/json"
+    )
     assert run.status_code == 202, run.content
     url = f"/api/v1/jobs/{job_id}/playground/{run.json()['id']}"
-    tried = wait_for(lambda: (r := alice_api.get(url).json())["status"] != "pending" and r, timeout=120,
-                     what="the playground prediction")
+    tried = wait_for(
+        lambda: (r := alice_api.get(url).json())["status"] != "pending" and r,
+        timeout=120,
+        what="the playground prediction",
+    )
     assert tried["status"] == "done", tried
     probabilities = torch.softmax(logits, dim=-1)[0].tolist()
-    assert [tried["predictions"][0]["probabilities"][label] for label in labels] == pytest.approx(probabilities,
-                                                                                                 abs=1e-4)
+    assert [tried["predictions"][0]["probabilities"][label] for label in labels] == pytest.approx(
+        probabilities, abs=1e-4
+    )
 
 
 def test_a_running_job_can_be_cancelled(celery_worker_process, alice_api, sst2_sample, tiny_model):
     job_id = _submit(alice_api, sst2_sample, tiny_model, epochs=100, batch_size=2, max_length=32)
     wait_for(lambda: _status(alice_api, job_id)["progress"]["step"] > 0, timeout=120, what="training to start")
     assert alice_api.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
-    final = wait_for(lambda: (s := _status(alice_api, job_id))["status"] != "running" and s, timeout=60,
-                     what="the job to stop")
+    final = wait_for(
+        lambda: (s := _status(alice_api, job_id))["status"] != "running" and s, timeout=60, what="the job to stop"
+    )
     assert final["status"] == "cancelled" and final["error"]["kind"] == "cancelled"
     assert wait_for(lambda: not _training_processes(job_id), timeout=30, what="the training child to die") is not None
     assert not Artifact.objects.filter(job_id=job_id).exists()
@@ -103,24 +122,42 @@ def test_a_running_job_can_be_cancelled(celery_worker_process, alice_api, sst2_s
 
 
 def test_a_job_stacked_on_a_finished_jobs_adapter_trains_and_carries_it(
-        celery_worker_process, alice_api, sst2_sample, tiny_model, tiny_model_dir, tmp_path):
+    celery_worker_process, alice_api, sst2_sample, tiny_model, tiny_model_dir, tmp_path
+):
     import peftcore
     from peftcore.tasks import load_tokenizer
     from peftcore.tasks.text_classification import load_model
 
     first = _submit(alice_api, sst2_sample, tiny_model, epochs=1, batch_size=16, max_length=32)
-    done = wait_for(lambda: (s := _status(alice_api, first))["status"] in ("succeeded", "failed") and s,
-                    timeout=240, what="the first job")
+    done = wait_for(
+        lambda: (s := _status(alice_api, first))["status"] in ("succeeded", "failed") and s,
+        timeout=240,
+        what="the first job",
+    )
     assert done["status"] == "succeeded", done
-    response = alice_api.post("/api/v1/jobs", {
-        "dataset": done["dataset"], "base_model": tiny_model.pk, "method": "ia3", "task": "text-classification",
-        "text_column": "sentence", "label_column": "label", "params": {"epochs": 1, "max_length": 32},
-        "start_from": first, "start_mode": "stack"}, content_type="application/json")
+    response = alice_api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": done["dataset"],
+            "base_model": tiny_model.pk,
+            "method": "ia3",
+            "task": "text-classification",
+            "text_column": "sentence",
+            "label_column": "label",
+            "params": {"epochs": 1, "max_length": 32},
+            "start_from": first,
+            "start_mode": "stack",
+        },
+        content_type="application/json",
+    )
     assert response.status_code == 201, response.content
     second = response.json()["id"]
     assert response.json()["start_from"] == first and response.json()["start_mode"] == "stack"
-    final = wait_for(lambda: (s := _status(alice_api, second))["status"] in ("succeeded", "failed") and s,
-                     timeout=240, what="the stacked job")
+    final = wait_for(
+        lambda: (s := _status(alice_api, second))["status"] in ("succeeded", "failed") and s,
+        timeout=240,
+        what="the stacked job",
+    )
     assert final["status"] == "succeeded", final
 
     folder = tmp_path / "stacked"
@@ -135,19 +172,21 @@ def test_a_job_stacked_on_a_finished_jobs_adapter_trains_and_carries_it(
 
 
 def test_the_maintenance_worker_counts_token_lengths_for_the_preflight_report(
-        celery_worker_process, alice_api, sst2_sample, tiny_model):
+    celery_worker_process, alice_api, sst2_sample, tiny_model
+):
     dataset = alice_api.post("/api/v1/datasets", {"file": SimpleUploadedFile("train.tsv", sst2_sample.read_bytes())})
-    url = (f"/api/v1/datasets/{dataset.json()['id']}/token-stats?base_model={tiny_model.pk}&column=sentence"
-           "&max_length=8")
+    url = f"/api/v1/datasets/{dataset.json()['id']}/token-stats?base_model={tiny_model.pk}&column=sentence&max_length=8"
     assert alice_api.get(url).status_code == 202
-    done = wait_for(lambda: (r := alice_api.get(url)).status_code == 200 and r.json(), timeout=120,
-                    what="the token lengths")
+    done = wait_for(
+        lambda: (r := alice_api.get(url)).status_code == 200 and r.json(), timeout=120, what="the token lengths"
+    )
     assert done["status"] == "done" and done["rows"] == 200 and 0 < done["p50"] <= done["p95"] <= done["max"]
     assert done["truncated_rows"] > 0 and done["warning"]
 
 
 def test_an_sft_job_trains_through_the_worker_and_stores_its_generation_report(
-        celery_worker_process, alice_api, tmp_path):
+    celery_worker_process, alice_api, tmp_path
+):
     from django.conf import settings
 
     from jobs.services import base_model_register
@@ -158,14 +197,27 @@ def test_an_sft_job_trains_through_the_worker_and_stores_its_generation_report(
     rows = [{"task": {"question": f"colour of item {i}"}, "answer": ("red", "blue")[i % 2]} for i in range(40)]
     data = "".join(json.dumps(r) + "\n" for r in rows).encode()
     dataset = alice_api.post("/api/v1/datasets", {"file": SimpleUploadedFile("qa.jsonl", data)}).json()
-    created = alice_api.post("/api/v1/jobs", {
-        "dataset": dataset["id"], "base_model": model.pk, "method": "lora", "task": "sft",
-        "text_column": "task.question", "label_column": "answer", "template": "plain",
-        "params": {"epochs": 1, "batch_size": 8, "max_length": 32}}, content_type="application/json")
+    created = alice_api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": dataset["id"],
+            "base_model": model.pk,
+            "method": "lora",
+            "task": "sft",
+            "text_column": "task.question",
+            "label_column": "answer",
+            "template": "plain",
+            "params": {"epochs": 1, "batch_size": 8, "max_length": 32},
+        },
+        content_type="application/json",
+    )
     assert created.status_code == 201, created.content
     job_id = created.json()["id"]
-    final = wait_for(lambda: (s := _status(alice_api, job_id))["status"] in ("succeeded", "failed", "cancelled") and s,
-                     timeout=240, what="the SFT job to finish")
+    final = wait_for(
+        lambda: (s := _status(alice_api, job_id))["status"] in ("succeeded", "failed", "cancelled") and s,
+        timeout=240,
+        what="the SFT job to finish",
+    )
     assert final["status"] == "succeeded", final
     assert {"eval_loss", "perplexity", "rouge_l", "bleu", "exact_match"} <= set(final["metrics"])
     report = EvalReport.objects.get(job_id=job_id).data

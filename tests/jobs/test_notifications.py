@@ -41,11 +41,18 @@ def admin(alice):
 @pytest.fixture
 def ended(dataset, tiny_model):
     """Make a job of alice's that has just reached a final status, as the runtime leaves it."""
+
     def make(status: str, **fields) -> Job:
-        values = {"metrics": {"accuracy": 0.875, "macro_f1": 0.8}} if status == "succeeded" else {
-            "error_kind": "internal" if status == "failed" else "cancelled",
-            "error_message": "the training process crashed" if status == "failed" else "cancelled by a user"}
+        values = (
+            {"metrics": {"accuracy": 0.875, "macro_f1": 0.8}}
+            if status == "succeeded"
+            else {
+                "error_kind": "internal" if status == "failed" else "cancelled",
+                "error_message": "the training process crashed" if status == "failed" else "cancelled by a user",
+            }
+        )
         return job_row(dataset, tiny_model, status=status, **{"name": f"{status} run", **values, **fields})
+
     return make
 
 
@@ -84,7 +91,11 @@ def test_each_ending_posts_one_signed_delivery_to_each_subscribed_webhook(admin,
         job = jobs[payload["event"]]
         delivery = WebhookDelivery.objects.get(pk=int(headers["X-Studio-Delivery"]))
         assert (delivery.job_id, delivery.webhook_id, delivery.status, delivery.attempts) == (
-            job.pk, every.pk, "delivered", 1)
+            job.pk,
+            every.pk,
+            "delivered",
+            1,
+        )
         assert payload["team"] == {"id": admin.team_id, "name": "Team A"}
         assert payload["job"]["url"] == f"http://127.0.0.1:8000/jobs/{job.pk}/"
         assert payload["job"]["name"] == job.name and payload["job"]["method"] == "lora"
@@ -159,15 +170,17 @@ def test_network_errors_and_redirects_count_as_failures(admin, ended):
     assert refused.status == redirected.status == "pending"
 
 
-def test_the_owner_gets_an_email_for_each_ending_and_nobody_without_an_address(admin, ended, make_member,
-                                                                                mailoutbox):
+def test_the_owner_gets_an_email_for_each_ending_and_nobody_without_an_address(admin, ended, make_member, mailoutbox):
     jobs = {status: ended(status) for status in FINAL}
     no_address = make_member("nomail", "Team N")
     ended("failed", created_by=no_address)
     ended("succeeded", created_by=None)
     notifications.notifications_sweep()
-    assert sorted(m.subject for m in mailoutbox) == ["Job cancelled run cancelled", "Job failed run failed",
-                                                     "Job succeeded run succeeded"]
+    assert sorted(m.subject for m in mailoutbox) == [
+        "Job cancelled run cancelled",
+        "Job failed run failed",
+        "Job succeeded run succeeded",
+    ]
     assert all(m.to == ["alice@example.com"] for m in mailoutbox)
     by_subject = {m.subject.split()[-1]: m.body for m in mailoutbox}
     assert "accuracy: 0.875" in by_subject["succeeded"]
@@ -188,8 +201,9 @@ def test_a_broken_mail_server_does_not_hold_back_the_webhooks(admin, ended, rece
     assert "could not send 1 job notification email" in caplog.text
 
 
-def test_a_resumed_job_notifies_again_when_it_ends_again(admin, ended, receiver, mailoutbox,
-                                                         django_capture_on_commit_callbacks):
+def test_a_resumed_job_notifies_again_when_it_ends_again(
+    admin, ended, receiver, mailoutbox, django_capture_on_commit_callbacks
+):
     notifications.webhook_create(actor=admin, url=receiver.url, events=["failed"])
     job = ended("failed")
     notifications.notifications_sweep()
@@ -197,15 +211,17 @@ def test_a_resumed_job_notifies_again_when_it_ends_again(admin, ended, receiver,
         runtime.job_resume(job=job, user=admin.user)
     assert Job.objects.get(pk=job.pk).notified_at is None
     assert notifications.notifications_sweep()["jobs"] == 0  # queued again: nothing to say yet
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error_kind="internal", error_message="again",
-                                         finished_at=timezone.now())
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error_kind="internal", error_message="again", finished_at=timezone.now()
+    )
     notifications.notifications_sweep()
     assert [p["job"]["error"]["message"] for p in receiver.payloads()] == ["the training process crashed", "again"]
     assert len(mailoutbox) == 2
 
 
-def test_the_sweep_runs_a_fixed_number_of_queries_however_many_jobs_ended(admin, ended, receiver,
-                                                                          django_assert_max_num_queries):
+def test_the_sweep_runs_a_fixed_number_of_queries_however_many_jobs_ended(
+    admin, ended, receiver, django_assert_max_num_queries
+):
     notifications.webhook_create(actor=admin, url=receiver.url, events=list(FINAL))
     notifications.webhook_create(actor=admin, url=receiver.url + "/2", events=["failed"])
     for _ in range(2):
@@ -248,8 +264,13 @@ def test_upgrading_does_not_notify_jobs_that_ended_before(admin, ended, dataset,
 
 def test_internal_addresses_are_refused_at_creation_and_at_delivery(admin, ended, receiver, settings):
     settings.WEBHOOK_ALLOW_INTERNAL = False
-    for url in ("http://127.0.0.1:6379/", "http://localhost:5432/", "http://169.254.169.254/latest/meta-data",
-                "http://10.0.0.5/hook", "http://[::1]:8000/"):
+    for url in (
+        "http://127.0.0.1:6379/",
+        "http://localhost:5432/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5/hook",
+        "http://[::1]:8000/",
+    ):
         with pytest.raises(notifications.WebhookRefused, match="internal address"):
             notifications.webhook_create(actor=admin, url=url, events=["succeeded"])
     assert not Webhook.objects.exists()
@@ -284,8 +305,9 @@ def test_a_receiver_that_drips_its_answer_cannot_hold_the_sweep(admin, ended, se
         conn.close()
 
     threading.Thread(target=drip, daemon=True).start()
-    notifications.webhook_create(actor=admin, url=f"http://127.0.0.1:{server.getsockname()[1]}/hook",
-                                 events=["succeeded"])
+    notifications.webhook_create(
+        actor=admin, url=f"http://127.0.0.1:{server.getsockname()[1]}/hook", events=["succeeded"]
+    )
     ended("succeeded")
     started = time.monotonic()
     try:

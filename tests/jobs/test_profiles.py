@@ -6,9 +6,10 @@ from django.test import Client
 from jobs import services
 from jobs.profiles import profile_base_model
 
-
-ROWS = [{"name": "lora", "count": {"trainable": 1234, "total": 100000, "share": 0.01234}},
-        {"name": "ia3", "count": None, "refused": "IA3 does not fit this model"}]
+ROWS = [
+    {"name": "lora", "count": {"trainable": 1234, "total": 100000, "share": 0.01234}},
+    {"name": "ia3", "count": None, "refused": "IA3 does not fit this model"},
+]
 
 
 def test_profile_rows_are_stored_per_method(tiny_model):
@@ -28,9 +29,11 @@ def test_job_form_and_api_show_the_counts(alice, alice_api, tiny_model):
     client = Client()
     client.force_login(alice)
     html = client.get("/jobs/new/", {"base_model": tiny_model.pk, "method": "lora"}).content.decode()
-    assert "Trains <b class=\"trainable\">1,234</b>" in html and "1.23%" in html
-    assert "IA3 does not fit this model" in client.get(
-        "/jobs/new/", {"base_model": tiny_model.pk, "method": "ia3"}).content.decode()
+    assert 'Trains <b class="trainable">1,234</b>' in html and "1.23%" in html
+    assert (
+        "IA3 does not fit this model"
+        in client.get("/jobs/new/", {"base_model": tiny_model.pk, "method": "ia3"}).content.decode()
+    )
     rows = {row["name"]: row for row in alice_api.get(f"/api/v1/methods?model={tiny_model.pk}").json()}
     assert rows["lora"]["count"]["trainable"] == 1234
     assert "count" not in alice_api.get("/api/v1/methods").json()[0]

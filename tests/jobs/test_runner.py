@@ -20,8 +20,9 @@ def make_job(alice, tiny_model, tiny_model_dir, tmp_path):
 
         if eval_text:
             overrides = {"eval_dataset": dataset("eval", eval_text), **overrides}
-        return job_for(alice, dataset("train", train_text), tiny_model, text_column="text", params={"epochs": 1},
-                       **overrides)
+        return job_for(
+            alice, dataset("train", train_text), tiny_model, text_column="text", params={"epochs": 1}, **overrides
+        )
 
     return make
 

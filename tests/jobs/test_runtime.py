@@ -55,8 +55,8 @@ def _race(n: int, target) -> list:
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_claims_of_one_job_have_exactly_one_winner_every_time(alice, make_jobs):
     for _ in range(5):
-        job, = make_jobs(alice)
-        results = _race(50, lambda: runtime.job_claim(job_id=job.pk, owner=f"w/{threading.get_ident()}"))
+        (job,) = make_jobs(alice)
+        results = _race(50, lambda job=job: runtime.job_claim(job_id=job.pk, owner=f"w/{threading.get_ident()}"))
         winners = [r for r in results if r is not None]
         assert len(results) == 50 and len(winners) == 1
         job.refresh_from_db()
@@ -75,7 +75,7 @@ def test_fifty_workers_taking_the_next_job_share_five_jobs_one_each(alice, make_
 
 def test_a_team_with_many_queued_jobs_cannot_starve_another(alice, bob, make_jobs):
     a_jobs = make_jobs(alice, 4)
-    b_job, = make_jobs(bob)  # queued last
+    (b_job,) = make_jobs(bob)  # queued last
     order = selectors.queued_in_order()
     assert order[:2] == [a_jobs[0].pk, b_job.pk]  # each team's first turn comes before anyone's second
     # A team already running a job has used a turn: the other team goes first.
@@ -91,8 +91,7 @@ def test_priority_orders_a_teams_own_jobs(alice, make_jobs):
     assert selectors.queued_in_order() == [high.pk, normal.pk, low.pk]
 
 
-def test_queue_positions_take_one_query_however_many_jobs_wait(alice, bob, make_jobs,
-                                                                django_assert_num_queries):
+def test_queue_positions_take_one_query_however_many_jobs_wait(alice, bob, make_jobs, django_assert_num_queries):
     make_jobs(alice, 3)
     with django_assert_num_queries(1):
         few = selectors.queue_positions()
@@ -103,7 +102,7 @@ def test_queue_positions_take_one_query_however_many_jobs_wait(alice, bob, make_
 
 
 def test_a_cancelled_queued_job_is_never_claimed(alice, make_jobs):
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     runtime.job_cancel(job=job)
     assert runtime.job_claim(job_id=job.pk, owner="w/1") is None and runtime.job_claim_next(owner="w/1") is None
     assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED
@@ -114,7 +113,7 @@ def _blob(data: bytes = b"checkpoint") -> Blob:
 
 
 def test_a_checkpoint_replaces_the_last_and_a_stale_attempt_cannot_write_one(alice, make_jobs):
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     first = runtime.job_claim(job_id=job.pk, owner="w/1")
     old_blob, new_blob = _blob(b"a"), _blob(b"b")
     assert runtime.job_checkpoint(job=first, step=4, blob=old_blob)
@@ -131,17 +130,25 @@ def test_a_checkpoint_replaces_the_last_and_a_stale_attempt_cannot_write_one(ali
     assert not runtime.job_fail(job=first, kind="internal", message="x")
     job.refresh_from_db()
     assert (job.status, job.attempt, job.checkpoint_id, job.checkpoint_step, job.failures) == (
-        Job.Status.RUNNING, 2, new_blob.pk, 8, 1)
+        Job.Status.RUNNING,
+        2,
+        new_blob.pk,
+        8,
+        1,
+    )
     outcomes = list(JobAttempt.objects.filter(job=job).values_list("number", "outcome", "resumed_from_step"))
     assert outcomes == [(1, "lost", 0), (2, "", 8)]
 
 
 def test_a_resumed_attempt_keeps_the_curve_up_to_its_checkpoint(alice, make_jobs):
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     first = runtime.job_claim(job_id=job.pk, owner="w/1")
-    runtime.job_heartbeat(job=first, step=10, total=20,
-                          points=[(s, "loss", 1.0 / s) for s in range(1, 11)] + [(0, "eval_loss", 0.9),
-                                                                                 (6, "eval_loss", 0.7)])
+    runtime.job_heartbeat(
+        job=first,
+        step=10,
+        total=20,
+        points=[(s, "loss", 1.0 / s) for s in range(1, 11)] + [(0, "eval_loss", 0.9), (6, "eval_loss", 0.7)],
+    )
     runtime.job_checkpoint(job=first, step=6, blob=_blob())
     assert runtime.job_requeue(job=first, outcome=JobAttempt.Outcome.PREEMPTED, message="worker shut down")
     job.refresh_from_db()
@@ -154,12 +161,13 @@ def test_a_resumed_attempt_keeps_the_curve_up_to_its_checkpoint(alice, make_jobs
 
 
 def test_success_publishes_and_drops_the_checkpoint(alice, make_jobs):
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     claimed = runtime.job_claim(job_id=job.pk, owner="w/1")
     checkpoint = _blob()
     runtime.job_checkpoint(job=claimed, step=3, blob=checkpoint)
-    assert runtime.job_succeed(job=claimed, metrics={"accuracy": 1.0}, report={}, adapter_blob=_blob(b"zip"),
-                               filename="a.zip")
+    assert runtime.job_succeed(
+        job=claimed, metrics={"accuracy": 1.0}, report={}, adapter_blob=_blob(b"zip"), filename="a.zip"
+    )
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED and job.checkpoint_id is None
     assert not Blob.objects.filter(pk=checkpoint.pk).exists()
@@ -167,7 +175,7 @@ def test_success_publishes_and_drops_the_checkpoint(alice, make_jobs):
 
 
 def test_resume_requeues_a_cancelled_job_from_its_checkpoint_and_refuses_what_cannot_resume(alice, make_jobs):
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     claimed = runtime.job_claim(job_id=job.pk, owner="w/1")
     runtime.job_checkpoint(job=claimed, step=5, blob=_blob())
     Job.objects.filter(pk=job.pk).update(run_seconds=99, failures=2)
@@ -175,8 +183,7 @@ def test_resume_requeues_a_cancelled_job_from_its_checkpoint_and_refuses_what_ca
     assert runtime.job_heartbeat(job=claimed) == "cancel"
     runtime.job_fail(job=claimed, kind=Job.ErrorKind.CANCELLED, message="cancelled", status=Job.Status.CANCELLED)
     resumed = runtime.job_resume(job=Job.objects.get(pk=job.pk), user=alice)
-    assert (resumed.status, resumed.failures, resumed.run_seconds, resumed.error_kind) == (
-        Job.Status.QUEUED, 0, 0, "")
+    assert (resumed.status, resumed.failures, resumed.run_seconds, resumed.error_kind) == (Job.Status.QUEUED, 0, 0, "")
     assert "from step 5" in resumed.notice and "alice" in resumed.notice
     assert runtime.job_claim(job_id=job.pk, owner="w/2").progress_step == 5
     with pytest.raises(Conflict, match="running"):
@@ -186,13 +193,15 @@ def test_resume_requeues_a_cancelled_job_from_its_checkpoint_and_refuses_what_ca
         runtime.job_resume(job=Job.objects.get(pk=job.pk))
 
 
-@pytest.mark.parametrize("fields, key", [
-    ({"priority": 7}, "priority"),
-    ({"time_limit_seconds": 30}, "time_limit"),
-    ({"time_limit_seconds": 10 ** 9}, "time_limit"),
-])
-def test_bad_runtime_fields_are_refused_with_the_field_named(alice, make_jobs, sst2_sample, tiny_model,
-                                                              fields, key):
+@pytest.mark.parametrize(
+    "fields, key",
+    [
+        ({"priority": 7}, "priority"),
+        ({"time_limit_seconds": 30}, "time_limit"),
+        ({"time_limit_seconds": 10**9}, "time_limit"),
+    ],
+)
+def test_bad_runtime_fields_are_refused_with_the_field_named(alice, make_jobs, sst2_sample, tiny_model, fields, key):
     dataset = dataset_from(alice, sst2_sample, name="d")
     with pytest.raises(services.ValidationFailed) as exc:
         job_for(alice, dataset, tiny_model, **fields)
@@ -200,7 +209,7 @@ def test_bad_runtime_fields_are_refused_with_the_field_named(alice, make_jobs, s
 
 
 def test_a_requeue_racing_a_cancel_ends_cancelled_not_queued(alice, make_jobs):
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     claimed = runtime.job_claim(job_id=job.pk, owner="w/1")
     runtime.job_cancel(job=claimed)  # the user cancels just as the worker shuts down
     assert runtime.job_requeue(job=claimed, outcome=JobAttempt.Outcome.PREEMPTED, message="worker shut down")
@@ -210,7 +219,7 @@ def test_a_requeue_racing_a_cancel_ends_cancelled_not_queued(alice, make_jobs):
 
 
 def test_the_reaper_ends_a_queued_job_that_carries_a_cancel(alice, make_jobs, django_capture_on_commit_callbacks):
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     Job.objects.filter(pk=job.pk).update(cancel_requested=True, enqueued_at=timezone.now() - timedelta(hours=1))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result = runtime.job_reap_expired_leases()
@@ -221,7 +230,7 @@ def test_the_reaper_ends_a_queued_job_that_carries_a_cancel(alice, make_jobs, dj
 def test_the_lease_is_timed_by_the_database_clock(alice, make_jobs):
     from django.db.models.functions import Now
 
-    job, = make_jobs(alice)
+    (job,) = make_jobs(alice)
     runtime.job_claim(job_id=job.pk, owner="w/1")
     row = Job.objects.annotate(db_now=Now()).get(pk=job.pk)
     assert abs((row.lease_expires_at - row.db_now).total_seconds() - 120) < 5

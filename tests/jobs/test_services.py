@@ -16,22 +16,32 @@ def test_bad_file_is_refused_with_row_numbers_and_nothing_is_stored(alice, tmp_p
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\ngood row,1\n,0\ntoo,many,fields\n")
     with pytest.raises(services.ValidationFailed) as exc:
-        services.dataset_create(team=alice.memberships.get().team, user=alice, name="bad", path=bad,
-                                filename="bad.csv", text_column="text", label_column="label")
+        services.dataset_create(
+            team=alice.memberships.get().team,
+            user=alice,
+            name="bad",
+            path=bad,
+            filename="bad.csv",
+            text_column="text",
+            label_column="label",
+        )
     rows = {e["row"] for e in exc.value.errors}
     assert {3, 4} <= rows
     assert Dataset.objects.count() == 0 and Blob.objects.count() == 0
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"method": "nonsense"}, "method"),
-    ({"text_column": "nope"}, "text_column"),
-    ({"label_column": "sentence"}, "label_column"),
-    ({"params": {"epochs": 0}}, "params.epochs"),
-    ({"params": {"learning_rate": "fast"}}, "params.learning_rate"),
-    ({"method_params": {"r": 100000}}, "method_params.r"),
-    ({"params": {"bogus": 1}}, "params.bogus"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"method": "nonsense"}, "method"),
+        ({"text_column": "nope"}, "text_column"),
+        ({"label_column": "sentence"}, "label_column"),
+        ({"params": {"epochs": 0}}, "params.epochs"),
+        ({"params": {"learning_rate": "fast"}}, "params.learning_rate"),
+        ({"method_params": {"r": 100000}}, "method_params.r"),
+        ({"params": {"bogus": 1}}, "params.bogus"),
+    ],
+)
 def test_job_with_bad_input_is_refused_with_the_field_named(alice, dataset, tiny_model, overrides, field):
     with pytest.raises(services.ValidationFailed) as exc:
         job_for(alice, dataset, tiny_model, **overrides)
@@ -80,8 +90,9 @@ def test_cancel_of_a_running_job_is_seen_by_its_heartbeat(alice, dataset, tiny_m
     assert claimed.metric_points.count() == 1
 
 
-def test_expired_lease_is_requeued_then_failed_at_the_cap(alice, dataset, tiny_model,
-                                                          django_capture_on_commit_callbacks):
+def test_expired_lease_is_requeued_then_failed_at_the_cap(
+    alice, dataset, tiny_model, django_capture_on_commit_callbacks
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -104,7 +115,10 @@ def test_loss_curve_is_thinned_in_the_database_but_keeps_evaluations_and_the_las
 
     job = job_for(alice, dataset, tiny_model)
     claimed = runtime.job_claim(job_id=job.pk, owner="w1")
-    points = [(step, "loss", 1.0 / step) for step in range(1, 1002)] + [(500, "eval_loss", 0.5), (1001, "eval_loss", 0.4)]
+    points = [(step, "loss", 1.0 / step) for step in range(1, 1002)] + [
+        (500, "eval_loss", 0.5),
+        (1001, "eval_loss", 0.4),
+    ]
     runtime.job_heartbeat(job=claimed, step=1001, total=1001, points=points)
     claimed.refresh_from_db()
     series = job_metric_series(job=claimed, names=("loss", "eval_loss"), max_points=100)

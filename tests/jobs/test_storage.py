@@ -40,7 +40,9 @@ def test_empty_file_is_a_valid_blob(tmp_path):
     blob = storage.blob_create_from_file(io.BytesIO(b""))
     target = tmp_path / "out.bin"
     storage.blob_write_to_path(blob, target)
-    assert target.read_bytes() == b"" and blob.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert (
+        target.read_bytes() == b"" and blob.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
 
 
 @pytest.mark.parametrize("member", ["../escape.txt", "/etc/evil", "a/../../escape.txt"])

@@ -70,8 +70,9 @@ def loss_before_and_after(model, method, batch, targets, steps: int) -> tuple[fl
     import torch
     import torch.nn.functional as F
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=method.recommended_learning_rate)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=method.recommended_learning_rate
+    )
 
     def loss_now():
         model.eval()

@@ -49,8 +49,9 @@ def assert_resumes_exactly(make, tmp_path):
     assert [e["step"] for e in sink.of("checkpoint")] == [2, 4, 6, 8]
     expected = trained_weights(reference.model)
     for step in (MID_EPOCH, EPOCH_END):
-        resumed, resumed_sink = train(make(tmp_path / f"from-{step}",
-                                           resume_from=str(tmp_path / "reference" / "checkpoints" / f"step-{step}")))
+        resumed, resumed_sink = train(
+            make(tmp_path / f"from-{step}", resume_from=str(tmp_path / "reference" / "checkpoints" / f"step-{step}"))
+        )
         kinds = [e["event"] for e in resumed_sink.events]
         assert kinds[:2] == ["start", "resumed"]  # no new baseline evaluation
         assert resumed_sink.of("resumed")[0]["step"] == step
@@ -86,9 +87,19 @@ def answer_pairs(tmp_path_factory):
 
 
 def generation_spec(model, data, out, *, task, method="lora", method_params=None, params=None, **overrides):
-    return {"task": task, "model_path": str(model), "method": method, "method_params": method_params or {},
-            "train_file": str(data), "text_column": "review", "label_column": "answer", "output_dir": str(out),
-            "params": params or dict(SMALL, max_length=48), "metadata": {"base_model": "local:tiny"}, **overrides}
+    return {
+        "task": task,
+        "model_path": str(model),
+        "method": method,
+        "method_params": method_params or {},
+        "train_file": str(data),
+        "text_column": "review",
+        "label_column": "answer",
+        "output_dir": str(out),
+        "params": params or dict(SMALL, max_length=48),
+        "metadata": {"base_model": "local:tiny"},
+        **overrides,
+    }
 
 
 @pytest.mark.parametrize("shape, task", [("gpt2", "sft"), ("llama", "sft"), ("t5", "seq2seq")])
@@ -101,8 +112,15 @@ def test_lora_on_generation_tasks_resumes_exactly(tiny_shape, answer_pairs, tmp_
 
 
 def test_a_checkpoint_folder_holds_safetensors_and_json_only(tiny_bert, sentiment_tsv, tmp_path):
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method="adalora", params=SMALL,
-                     checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every_steps=4)
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "out",
+        method="adalora",
+        params=SMALL,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        checkpoint_every_steps=4,
+    )
     result, sink = train(spec)
     event = sink.of("checkpoint")[0]
     folder = tmp_path / "ckpt" / "step-4"
@@ -128,8 +146,16 @@ def test_a_checkpoint_folder_holds_safetensors_and_json_only(tiny_bert, sentimen
 
 
 def test_checkpoints_are_never_at_step_0_twice_or_after_the_last_step(tiny_bert, sentiment_tsv, tmp_path):
-    _, sink = train(make_spec(tiny_bert, sentiment_tsv, tmp_path / "a", params=SMALL, checkpoint_every_steps=1,
-                              checkpoint_every_seconds=1e-6))
+    _, sink = train(
+        make_spec(
+            tiny_bert,
+            sentiment_tsv,
+            tmp_path / "a",
+            params=SMALL,
+            checkpoint_every_steps=1,
+            checkpoint_every_seconds=1e-6,
+        )
+    )
     assert [e["step"] for e in sink.of("checkpoint")] == list(range(1, 9))
     kinds = [e["event"] for e in sink.events]
     assert kinds.index("checkpoint") == kinds.index("progress") + 1  # right after its optimizer step
@@ -158,8 +184,9 @@ def test_micro_batches_train_as_the_whole_batch_classification(bert_without_drop
     params = {"epochs": 2, "batch_size": 8, "max_rows": 24, "max_length": 32, "learning_rate": 1e-2}
 
     def spec(out, **overrides):
-        return make_spec(bert_without_dropout, sentiment_tsv, out, method_params={"lora_dropout": 0.0},
-                         params=params, **overrides)
+        return make_spec(
+            bert_without_dropout, sentiment_tsv, out, method_params={"lora_dropout": 0.0}, params=params, **overrides
+        )
 
     whole, whole_sink = train(spec(tmp_path / "whole"))
     split, split_sink = train(spec(tmp_path / "split", micro_batch_size=micro))
@@ -175,13 +202,18 @@ def test_micro_batches_train_as_the_whole_batch_classification(bert_without_drop
 def test_micro_batches_train_as_the_whole_batch_sft(tiny_shape, tmp_path, micro):
     # Answers of 1 to 4 words: a chunk's share is its labelled tokens over the whole batch's, not its rows.
     data = tmp_path / "answers.jsonl"
-    data.write_text("".join(json.dumps({"review": f"review number {i}", "answer": " ".join(["good"] * (i % 4 + 1))})
-                            + "\n" for i in range(28)))
+    data.write_text(
+        "".join(
+            json.dumps({"review": f"review number {i}", "answer": " ".join(["good"] * (i % 4 + 1))}) + "\n"
+            for i in range(28)
+        )
+    )
     params = {"epochs": 1, "batch_size": 8, "max_length": 48, "learning_rate": 1e-2}
 
     def spec(out, **overrides):
-        return generation_spec(tiny_shape("llama"), data, out, task="sft", params=params,
-                               method_params={"lora_dropout": 0.0}, **overrides)
+        return generation_spec(
+            tiny_shape("llama"), data, out, task="sft", params=params, method_params={"lora_dropout": 0.0}, **overrides
+        )
 
     whole, whole_sink = train(spec(tmp_path / "whole"))
     split, split_sink = train(spec(tmp_path / "split", micro_batch_size=micro))
@@ -189,15 +221,20 @@ def test_micro_batches_train_as_the_whole_batch_sft(tiny_shape, tmp_path, micro)
     assert_close(trained_weights(split.model), trained_weights(whole.model))
 
 
-def test_resuming_with_another_micro_batch_size_continues_the_same_training(bert_without_dropout, sentiment_tsv,
-                                                                            tmp_path):
+def test_resuming_with_another_micro_batch_size_continues_the_same_training(
+    bert_without_dropout, sentiment_tsv, tmp_path
+):
     def spec(out, **overrides):
-        return make_spec(bert_without_dropout, sentiment_tsv, out, method_params={"lora_dropout": 0.0},
-                         params=SMALL, **overrides)
+        return make_spec(
+            bert_without_dropout, sentiment_tsv, out, method_params={"lora_dropout": 0.0}, params=SMALL, **overrides
+        )
 
     reference, sink = train(spec(tmp_path / "reference", checkpoint_every_steps=2))
-    resumed, resumed_sink = train(spec(tmp_path / "resumed", micro_batch_size=2,
-                                       resume_from=str(tmp_path / "reference" / "checkpoints" / "step-4")))
+    resumed, resumed_sink = train(
+        spec(
+            tmp_path / "resumed", micro_batch_size=2, resume_from=str(tmp_path / "reference" / "checkpoints" / "step-4")
+        )
+    )
     assert resumed_sink.of("resumed")[0]["step"] == 4
     assert losses(resumed_sink) == pytest.approx(losses(sink)[4:], rel=1e-5)
     assert_close(trained_weights(resumed.model), trained_weights(reference.model))
@@ -210,8 +247,12 @@ def test_resuming_with_another_learning_rate_is_refused(tiny_bert, sentiment_tsv
     folder = sink.of("checkpoint")[0]["path"]
     sink = ListSink()
     with pytest.raises(TrainingError) as raised:
-        run(make_spec(tiny_bert, sentiment_tsv, tmp_path / "b", params=dict(SMALL, learning_rate=0.5),
-                      resume_from=folder), sink)
+        run(
+            make_spec(
+                tiny_bert, sentiment_tsv, tmp_path / "b", params=dict(SMALL, learning_rate=0.5), resume_from=folder
+            ),
+            sink,
+        )
     assert raised.value.kind == BAD_PARAMS
     assert f"the checkpoint {folder} belongs to a different configuration" in raised.value.message
     assert "params.learning_rate (checkpoint 0.001, this job 0.5)" in raised.value.message
@@ -231,8 +272,11 @@ def test_a_missing_or_damaged_checkpoint_is_refused_clearly(tiny_bert, sentiment
     assert error.kind == BAD_PARAMS and "does not exist" in error.message
     error = failure(tmp_path / "a" / "checkpoints")
     assert error.kind == BAD_PARAMS and "is not a checkpoint folder" in error.message
-    for name, damage in [("state.json", b"{not json"), ("trainable.safetensors", b"\x00" * 16),
-                         ("rng.safetensors", None)]:
+    for name, damage in [
+        ("state.json", b"{not json"),
+        ("trainable.safetensors", b"\x00" * 16),
+        ("rng.safetensors", None),
+    ]:
         broken = tmp_path / f"broken-{name}"
         shutil.copytree(good, broken)
         if damage is None:
@@ -243,11 +287,20 @@ def test_a_missing_or_damaged_checkpoint_is_refused_clearly(tiny_bert, sentiment
         assert error.kind == INTERNAL and f"the checkpoint {broken} is damaged" in error.message, error.message
 
 
-@pytest.mark.parametrize("key, value", [
-    ("checkpoint_every_steps", 0), ("checkpoint_every_steps", 1.5), ("checkpoint_every_steps", True),
-    ("checkpoint_every_seconds", 0), ("checkpoint_every_seconds", "60"), ("micro_batch_size", 0),
-    ("micro_batch_size", "2"), ("resume_from", 3), ("checkpoint_dir", ["x"]),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("checkpoint_every_steps", 0),
+        ("checkpoint_every_steps", 1.5),
+        ("checkpoint_every_steps", True),
+        ("checkpoint_every_seconds", 0),
+        ("checkpoint_every_seconds", "60"),
+        ("micro_batch_size", 0),
+        ("micro_batch_size", "2"),
+        ("resume_from", 3),
+        ("checkpoint_dir", ["x"]),
+    ],
+)
 def test_bad_checkpoint_settings_are_refused(tiny_bert, sentiment_tsv, tmp_path, key, value):
     with pytest.raises(TrainingError) as raised:
         fit(make_spec(tiny_bert, sentiment_tsv, tmp_path, **{key: value}), ListSink())
@@ -279,8 +332,10 @@ def test_a_stop_request_checkpoints_the_step_and_ends_without_an_adapter(tiny_be
     resumed, resumed_sink = train(dict(spec, resume_from=sink.of("checkpoint")[0]["path"]))
     reference, reference_sink = train(make_spec(tiny_bert, sentiment_tsv, tmp_path / "ref", params=SMALL))
     assert losses(sink) + losses(resumed_sink) == losses(reference_sink)
-    assert all(torch.equal(a, b) for a, b in zip(trained_weights(resumed.model).values(),
-                                                trained_weights(reference.model).values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(trained_weights(resumed.model).values(), trained_weights(reference.model).values())
+    )
 
 
 def test_a_stop_before_training_starts_ends_at_once_without_a_checkpoint(tiny_bert, sentiment_tsv, tmp_path):
@@ -293,8 +348,11 @@ def test_a_stop_before_training_starts_ends_at_once_without_a_checkpoint(tiny_be
                 stop.request()
 
     sink = StopOnStart()
-    result = run(make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params=SMALL, checkpoint_every_steps=1),
-                 _WholeLines(sink, stop), should_stop=stop)
+    result = run(
+        make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params=SMALL, checkpoint_every_steps=1),
+        _WholeLines(sink, stop),
+        should_stop=stop,
+    )
     assert [e["event"] for e in sink.events] == ["start", "preempted"]
     assert result == {"event": "preempted", "step": 0}
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.safetensors"))
@@ -309,8 +367,13 @@ def test_a_stop_before_a_resumed_run_starts_reports_the_checkpoint_step(tiny_ber
     stop = StopSignal()
     stop.request()  # before fit(): only remembered, then honoured as fit() starts
     sink = ListSink()
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "b", params=SMALL,
-                     resume_from=str(tmp_path / "a" / "checkpoints" / "step-4"))
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "b",
+        params=SMALL,
+        resume_from=str(tmp_path / "a" / "checkpoints" / "step-4"),
+    )
     assert fit(spec, sink, should_stop=stop).preempted == {"event": "preempted", "step": 4}
     assert [e["event"] for e in sink.events] == ["preempted"]
 
@@ -342,8 +405,9 @@ def test_sigterm_checkpoints_and_exits_0_then_resume_finishes(tiny_bert, sentime
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     command = [sys.executable, "-m", "peftcore", "train", "--spec", str(tmp_path / "spec.json")]
-    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             text=True)
+    child = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     events = []
     for line in child.stdout:
         events.append(json.loads(line))
@@ -356,11 +420,13 @@ def test_sigterm_checkpoints_and_exits_0_then_resume_finishes(tiny_bert, sentime
     assert checkpoint["event"] == "checkpoint" and preempted == {"event": "preempted", "step": checkpoint["step"]}
     assert checkpoint["step"] < 240 and not (tmp_path / "out" / "adapter").exists()
 
-    result = subprocess.run(command + ["--resume", checkpoint["path"]], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        command + ["--resume", checkpoint["path"]], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["event"] for e in events[:2]] == ["start", "resumed"] and events[1]["step"] == checkpoint["step"]
     assert events[-1]["event"] == "done" and events[-1]["report"]["resumed_from_step"] == checkpoint["step"]
     assert events[2]["event"] in ("progress", "eval") and sum(e["event"] == "progress" for e in events) == (
-        240 - checkpoint["step"])
+        240 - checkpoint["step"]
+    )

@@ -10,8 +10,14 @@ from .conftest import REPO_ROOT, make_spec
 
 def run_cli(*args, timeout=180):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, "-m", "peftcore", *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "peftcore", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def events_of(stdout):
@@ -21,8 +27,7 @@ def events_of(stdout):
 
 
 def test_train_spec_prints_only_json_events(tiny_bert, sentiment_tsv, tmp_path):
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params={"epochs": 2, "batch_size": 16},
-                     threads=1)
+    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params={"epochs": 2, "batch_size": 16}, threads=1)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     result = run_cli("train", "--spec", str(tmp_path / "spec.json"))
     assert result.returncode == 0, result.stderr
@@ -31,8 +36,14 @@ def test_train_spec_prints_only_json_events(tiny_bert, sentiment_tsv, tmp_path):
     assert [e["event"] for e in events].count("progress") == events[0]["total_steps"] == 8
     adapter = tmp_path / "out" / "adapter"
     assert events[-1]["adapter_dir"] == str(adapter)
-    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "labels.json", "README.md"):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "labels.json",
+        "README.md",
+    ):
         assert (adapter / name).is_file(), name
 
 
@@ -51,16 +62,36 @@ def test_unreadable_spec_exits_2_with_an_error_event(tmp_path):
     (tmp_path / "spec.json").write_text("{not json")
     result = run_cli("train", "--spec", str(tmp_path / "spec.json"))
     assert result.returncode == 2
-    assert events_of(result.stdout) == [{"event": "error", "kind": "bad_params", "message": events_of(
-        result.stdout)[0]["message"]}]
+    assert events_of(result.stdout) == [
+        {"event": "error", "kind": "bad_params", "message": events_of(result.stdout)[0]["message"]}
+    ]
     assert "cannot read the job spec" in events_of(result.stdout)[0]["message"]
 
 
 def test_train_from_flags_with_a_local_model(tiny_bert, sentiment_tsv, tmp_path):
-    result = run_cli("train", "--data", str(sentiment_tsv), "--text-column", "sentence", "--label-column", "label",
-                     "--model", f"local:{tiny_bert.name}", "--model-root", str(tiny_bert.parent),
-                     "--method", "ia3", "--param", "epochs=1", "--param", "batch_size=32",
-                     "--param", "target_modules=value", "--out", str(tmp_path / "out"))
+    result = run_cli(
+        "train",
+        "--data",
+        str(sentiment_tsv),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "label",
+        "--model",
+        f"local:{tiny_bert.name}",
+        "--model-root",
+        str(tiny_bert.parent),
+        "--method",
+        "ia3",
+        "--param",
+        "epochs=1",
+        "--param",
+        "batch_size=32",
+        "--param",
+        "target_modules=value",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 0, result.stderr
     events = events_of(result.stdout)
     assert events[-1]["event"] == "done"
@@ -71,8 +102,19 @@ def test_train_from_flags_with_a_local_model(tiny_bert, sentiment_tsv, tmp_path)
 
 
 def test_unknown_param_flag_exits_2(sentiment_tsv, tmp_path):
-    result = run_cli("train", "--data", str(sentiment_tsv), "--text-column", "sentence", "--label-column", "label",
-                     "--param", "speed=fast", "--out", str(tmp_path / "out"))
+    result = run_cli(
+        "train",
+        "--data",
+        str(sentiment_tsv),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "label",
+        "--param",
+        "speed=fast",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 2
     event = events_of(result.stdout)[-1]
     assert event["kind"] == "bad_params" and "unknown parameter(s) speed" in event["message"]

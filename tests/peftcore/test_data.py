@@ -17,8 +17,15 @@ def errors_of(report):
 
 @pytest.mark.parametrize(
     "name, fmt",
-    [("a.csv", "csv"), ("a.TSV", "tsv"), ("a.tab", "tsv"), ("a.jsonl", "jsonl"), ("a.ndjson", "jsonl"),
-     ("a.json", "json"), ("a.parquet", "parquet")],
+    [
+        ("a.csv", "csv"),
+        ("a.TSV", "tsv"),
+        ("a.tab", "tsv"),
+        ("a.jsonl", "jsonl"),
+        ("a.ndjson", "jsonl"),
+        ("a.json", "json"),
+        ("a.parquet", "parquet"),
+    ],
 )
 def test_detect_format_by_extension(name, fmt):
     assert detect_format(name) == fmt
@@ -50,7 +57,7 @@ def test_real_sst2_dev_inspects_ok(shared_data):
 
 
 def test_csv_wrong_field_count_is_numbered_like_an_editor(tmp_path):
-    path = write(tmp_path, "d.csv", "text,label\ngood,1\n\nbad,0,extra\n\"quoted, comma\",0\nonly\n")
+    path = write(tmp_path, "d.csv", 'text,label\ngood,1\n\nbad,0,extra\n"quoted, comma",0\nonly\n')
     report = inspect_file(path, text_column="text", label_column="label")
     assert errors_of(report) == [
         (4, "expected 2 fields, found 3 (put text containing commas in double quotes)"),
@@ -143,8 +150,7 @@ def test_not_a_text_file(tmp_path, content, message):
 
 def test_jsonl_errors_are_numbered_by_line(tmp_path):
     lines = ['{"text": "a", "label": 1}', "", '{"text": "b", "label": ', "[1, 2]", '{"text": "c", "label": 0}']
-    report = inspect_file(write(tmp_path, "d.jsonl", "\n".join(lines) + "\n"), text_column="text",
-                          label_column="label")
+    report = inspect_file(write(tmp_path, "d.jsonl", "\n".join(lines) + "\n"), text_column="text", label_column="label")
     assert report["errors"][0]["row"] == 3 and report["errors"][0]["message"].startswith("invalid JSON: ")
     assert report["errors"][1] == {"row": 4, "message": "expected a JSON object {...} on each line, found a list"}
     assert report["rows"] == 2 and report["labels"] == {"0": 1, "1": 1}
@@ -177,8 +183,10 @@ def test_json_list_of_objects(tmp_path):
     data = [{"text": "a", "label": 1}, {"text": "b", "label": 0}, "oops", {"text": "", "label": 1}]
     report = inspect_file(write(tmp_path, "d.json", json.dumps(data)), text_column="text", label_column="label")
     assert report["format"] == "json"
-    assert errors_of(report) == [(3, "expected a JSON object {...}, found a string"),
-                                 (4, "the text column 'text' is empty")]
+    assert errors_of(report) == [
+        (3, "expected a JSON object {...}, found a string"),
+        (4, "the text column 'text' is empty"),
+    ]
     assert report["rows"] == 2
 
 
@@ -239,7 +247,9 @@ def test_read_records_raises_with_row(tmp_path):
 def test_read_examples(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"t": "good", "l": 1}\n\n{"t": "bad", "l": " 0 "}\n')
     assert [tuple(e) for e in read_examples(path, text_column="t", label_column="l")] == [
-        (1, "good", "1"), (3, "bad", "0")]
+        (1, "good", "1"),
+        (3, "bad", "0"),
+    ]
     with pytest.raises(DataError, match="column 'text' not found; columns are: t, l") as caught:
         read_examples(path, text_column="text", label_column="l")
     assert caught.value.row is None
@@ -257,14 +267,21 @@ def warnings_by_code(report):
 
 
 def test_repeated_texts_are_named_by_row_and_conflicting_labels_flagged(tmp_path):
-    path = write(tmp_path, "d.tsv", "text\tlabel\ngood film\tpos\nbad film\tneg\n  good   film \tpos\n"
-                                    "bad film\tpos\nfine\tpos\nawful\tneg\n")
+    path = write(
+        tmp_path,
+        "d.tsv",
+        "text\tlabel\ngood film\tpos\nbad film\tneg\n  good   film \tpos\nbad film\tpos\nfine\tpos\nawful\tneg\n",
+    )
     found = warnings_by_code(inspect_file(path, text_column="text", label_column="label"))
     assert found["duplicates"]["rows"] == [4, 5]  # whitespace differences do not hide a repeat
-    assert "2 row(s) repeat the text of an earlier row (row 4 repeats row 2, row 5 repeats row 3)" in \
-        found["duplicates"]["message"]
-    assert found["conflicting_labels"]["rows"] == [5] and "row 5 says 'pos', row 3 'neg'" in \
-        found["conflicting_labels"]["message"]
+    assert (
+        "2 row(s) repeat the text of an earlier row (row 4 repeats row 2, row 5 repeats row 3)"
+        in found["duplicates"]["message"]
+    )
+    assert (
+        found["conflicting_labels"]["rows"] == [5]
+        and "row 5 says 'pos', row 3 'neg'" in found["conflicting_labels"]["message"]
+    )
     assert set(found) == {"duplicates", "conflicting_labels"}
 
 

@@ -18,8 +18,9 @@ VALID = {
 }
 # Bytes that mean something to one of the parsers, so random files hit their edge cases often.
 SPECIAL = st.sampled_from(list(b'\x00\x01\n\r\t,"{}[]:\\ab01 \xff\xfe\xef\xbb\xbf\xc3\xa9'))
-EDITS = st.lists(st.tuples(st.sampled_from(["set", "insert", "delete"]), st.integers(0, 10_000), SPECIAL),
-                 min_size=1, max_size=6)
+EDITS = st.lists(
+    st.tuples(st.sampled_from(["set", "insert", "delete"]), st.integers(0, 10_000), SPECIAL), min_size=1, max_size=6
+)
 
 
 def edited(data: bytes, edits) -> bytes:
@@ -37,8 +38,11 @@ def edited(data: bytes, edits) -> bytes:
 
 
 def uploads(fmt: str):
-    return st.one_of(st.binary(max_size=300), st.lists(SPECIAL, max_size=300).map(bytes),
-                     EDITS.map(lambda edits: edited(VALID[fmt], edits)))
+    return st.one_of(
+        st.binary(max_size=300),
+        st.lists(SPECIAL, max_size=300).map(bytes),
+        EDITS.map(lambda edits: edited(VALID[fmt], edits)),
+    )
 
 
 def check_report(path, content: bytes) -> None:
@@ -54,8 +58,13 @@ def check_report(path, content: bytes) -> None:
 @pytest.mark.parametrize("fmt", sorted(VALID))
 def test_any_bytes_give_a_report(tmp_path, fmt):
     # derandomize: CI sees the same examples every run; the tmp_path file is rewritten per example.
-    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=150,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
     @given(content=uploads(fmt))
     def property_holds(content):
         check_report(tmp_path / f"upload.{fmt}", content)

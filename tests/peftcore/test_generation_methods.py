@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from peftcore.counting import count_trainable
 from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.counting import count_trainable
 from peftcore.methods import all_methods, get_method
 from peftcore.predict import load_predictor
 from peftcore.schema import validate_params
@@ -39,9 +39,17 @@ def _task(folder, task):
 @pytest.mark.parametrize("shape, name", CASES, ids=[f"{s}-{n}" for s, n in CASES])
 def test_every_method_trains_and_reloads_for_generation_or_is_refused(tiny_shape, pairs_file, tmp_path, shape, name):
     folder, method, task = tiny_shape(shape), get_method(name), SHAPE_TASKS[shape]
-    spec = {"task": task, "model_path": str(folder), "method": name, "train_file": str(pairs_file),
-            "text_column": "prompt", "label_column": "response", "template": "plain", "output_dir": str(tmp_path),
-            "params": {"epochs": 1, "batch_size": 8, "max_length": 32}}
+    spec = {
+        "task": task,
+        "model_path": str(folder),
+        "method": name,
+        "train_file": str(pairs_file),
+        "text_column": "prompt",
+        "label_column": "response",
+        "template": "plain",
+        "output_dir": str(tmp_path),
+        "params": {"epochs": 1, "batch_size": 8, "max_length": 32},
+    }
     reason = method.supports(shape, task)
     if reason:
         with pytest.raises(TrainingError) as raised:
@@ -50,16 +58,17 @@ def test_every_method_trains_and_reloads_for_generation_or_is_refused(tiny_shape
         return
 
     runner = _task(folder, task)
-    batch = runner.collate(runner.encode([SftExample(i, prompt=f"colour {i}: {WORDS[i]}", response=WORDS[i - 1])
-                                          for i in range(8)]))
+    batch = runner.collate(
+        runner.encode([SftExample(i, prompt=f"colour {i}: {WORDS[i]}", response=WORDS[i - 1]) for i in range(8)])
+    )
     torch.manual_seed(0)
     model, new_modules = get_task(task).load_model(folder, [], runner.tokenizer)
-    model = method.build(model, validate_params(method.params, {})[0], task, new_modules=new_modules,
-                         total_steps=STEPS)
+    model = method.build(model, validate_params(method.params, {})[0], task, new_modules=new_modules, total_steps=STEPS)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == count_trainable(folder, name, {}, task)["trainable"] > 0
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=method.recommended_learning_rate)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=method.recommended_learning_rate
+    )
 
     def loss_now():
         model.eval()

@@ -27,7 +27,10 @@ print(",".join(heavy))
 
 def test_web_facing_modules_do_not_import_torch(sentiment_tsv):
     result = subprocess.run(
-        [sys.executable, "-c", LIGHT_CHECK, str(sentiment_tsv)], cwd=REPO_ROOT, capture_output=True, text=True,
+        [sys.executable, "-c", LIGHT_CHECK, str(sentiment_tsv)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -43,7 +46,9 @@ def test_peftcore_never_imports_django_jobs_teams_or_webapp():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("django", "jobs", "teams", "webapp")]
+            offenders += [
+                f"{path.name}: {n}" for n in names if n.split(".")[0] in ("django", "jobs", "teams", "webapp")
+            ]
     assert offenders == []
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import peftcore
+from peftcore.counting import count_trainable
 from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.counting import count_trainable
 from peftcore.methods import all_methods, get_method
 from peftcore.schema import validate_params
 from peftcore.tasks import load_tokenizer
@@ -82,15 +82,24 @@ def test_a_few_steps_reduce_the_loss_and_exactly_the_method_trains(tiny_bert, na
 
 @pytest.mark.parametrize("name, params", CASES, ids=IDS)
 def test_save_then_reload_gives_identical_logits(tiny_bert, sentiment_tsv, tmp_path, name, params):
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method=name, method_params=params,
-                     params={"epochs": 1, "batch_size": 16, "max_rows": 40, "max_length": 32})
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "out",
+        method=name,
+        method_params=params,
+        params={"epochs": 1, "batch_size": 16, "max_rows": 40, "max_length": 32},
+    )
     result = fit(spec, ListSink())
     folder = result.adapter_dir
     assert (folder / "README.md").is_file() and (folder / "labels.json").is_file()
     card = (folder / "README.md").read_text()
     saved_as = get_method(name).saved_as
-    assert {"peft": "PeftModel.from_pretrained(model, folder)", "peftcore": "peftcore.load_adapter(model, folder)",
-            "full": "from_pretrained(folder)"}[saved_as] in card
+    assert {
+        "peft": "PeftModel.from_pretrained(model, folder)",
+        "peftcore": "peftcore.load_adapter(model, folder)",
+        "full": "from_pretrained(folder)",
+    }[saved_as] in card
     tokenizer = load_tokenizer(tiny_bert)
     batch, _ = _batch(tokenizer, sentiment_rows(6, seed=3))
     result.model.eval()
@@ -127,8 +136,15 @@ def test_red_on_llama_2_7b_trains_about_25700_times_fewer_weights_than_full_fine
 
     from peftcore.counting import count_on_meta
 
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
+    config = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+        max_position_embeddings=4096,
+    )
     full = count_on_meta(config, "full", {}, TASK, causal_lm=True)
     red = count_on_meta(config, "red", {}, TASK, causal_lm=True)
     assert full["trainable"] == 6_738_415_616  # LLaMA-2-7B

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import peftcore
+from peftcore.counting import count_trainable
 from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.counting import count_trainable
 from peftcore.methods import all_methods, get_method
 from peftcore.schema import validate_params
 from peftcore.tasks import load_tokenizer
@@ -32,11 +32,17 @@ def _batch(tokenizer, rows):
 
 @pytest.mark.parametrize("shape, name", CASES, ids=IDS)
 def test_every_method_trains_saves_and_reloads_or_is_refused_on_every_shape(
-        tiny_shape, sentiment_tsv, tmp_path, shape, name):
+    tiny_shape, sentiment_tsv, tmp_path, shape, name
+):
     folder, method = tiny_shape(shape), get_method(name)
     reason = method.supports(shape, TASK)
-    spec = make_spec(folder, sentiment_tsv, tmp_path / "out", method=name,
-                     params={"epochs": 1, "batch_size": 16, "max_rows": 32, "max_length": 32})
+    spec = make_spec(
+        folder,
+        sentiment_tsv,
+        tmp_path / "out",
+        method=name,
+        params={"epochs": 1, "batch_size": 16, "max_rows": 32, "max_length": 32},
+    )
     if reason:
         sink = ListSink()
         with pytest.raises(TrainingError) as raised:
@@ -49,8 +55,7 @@ def test_every_method_trains_saves_and_reloads_or_is_refused_on_every_shape(
     torch.manual_seed(0)
     model, new_modules = load_model(folder, ["0", "1"], tokenizer.pad_token_id)
     head = sum(p.numel() for n, p in model.named_parameters() if n.rsplit(".", 1)[0] in new_modules)
-    model = method.build(model, validate_params(method.params, {})[0], TASK, new_modules=new_modules,
-                         total_steps=STEPS)
+    model = method.build(model, validate_params(method.params, {})[0], TASK, new_modules=new_modules, total_steps=STEPS)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     counted = count_trainable(folder, name, {}, TASK)
     assert trainable == counted["trainable"] > counted["head"] == head

@@ -14,8 +14,18 @@ def test_registry_lists_methods_in_registration_order():
     lora, ia3 = get_method("lora"), get_method("ia3")
     assert (lora.family, lora.recommended_learning_rate, lora.can_merge) == ("reparameterised", 1e-3, True)
     assert (ia3.family, ia3.recommended_learning_rate, ia3.can_merge) == ("additive", 1e-2, True)
-    assert [p.name for p in lora.params] == ["r", "lora_alpha", "lora_dropout", "use_dora", "use_rslora", "init", "use_kasa",
-                                            "placement", "layers", "target_modules"]
+    assert [p.name for p in lora.params] == [
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "use_dora",
+        "use_rslora",
+        "init",
+        "use_kasa",
+        "placement",
+        "layers",
+        "target_modules",
+    ]
     assert [p.name for p in ia3.params] == ["target_modules", "feedforward_modules"]
 
 
@@ -33,9 +43,23 @@ def test_registering_twice_is_refused():
 def test_methods_as_json_has_everything_but_build():
     rows = methods_as_json()
     assert rows[0]["name"] == "lora" and "build" not in rows[0]
-    assert set(rows[0]) == {"name", "label", "family", "description", "paper", "params", "tasks",
-                            "recommended_learning_rate", "can_merge", "acts_on", "how", "how_label",
-                            "architectures", "refusals", "saved_as"}
+    assert set(rows[0]) == {
+        "name",
+        "label",
+        "family",
+        "description",
+        "paper",
+        "params",
+        "tasks",
+        "recommended_learning_rate",
+        "can_merge",
+        "acts_on",
+        "how",
+        "how_label",
+        "architectures",
+        "refusals",
+        "saved_as",
+    }
     assert rows[0]["acts_on"] == ["attention"] and rows[0]["how"] == "reparameterises"
     assert rows[0]["params"][0]["name"] == "r" and rows[0]["tasks"] == ["text-classification", "sft", "seq2seq"]
 
@@ -67,15 +91,22 @@ def test_exactly_the_method_weights_and_the_head_are_trainable(loaded, method):
         "base_model.model.classifier.modules_to_save.default.bias",
     }
     assert trainable == adapter | head
-    every_adapter_weight = {n for n, _ in peft_model.named_parameters()
-                            if any(marker in n for marker in ADAPTER_MARKERS[method])}
+    every_adapter_weight = {
+        n for n, _ in peft_model.named_parameters() if any(marker in n for marker in ADAPTER_MARKERS[method])
+    }
     assert every_adapter_weight == adapter
 
 
 def test_target_modules_are_parsed(loaded):
     model, new_modules = loaded
-    params = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "query, key", "placement": "usual",
-              "layers": "all"}
+    params = {
+        "r": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.0,
+        "target_modules": "query, key",
+        "placement": "usual",
+        "layers": "all",
+    }
     peft_model = get_method("lora").build(model, params, "text-classification", new_modules=new_modules)
     targeted = {n.split(".lora_A.")[0].rsplit(".", 1)[1] for n, _ in peft_model.named_parameters() if ".lora_A." in n}
     assert targeted == {"query", "key"}
@@ -84,14 +115,26 @@ def test_target_modules_are_parsed(loaded):
 @pytest.mark.parametrize(
     "method, params, message",
     [
-        ("lora", {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "nonexistent"},
-         "LoRA cannot be applied to this model"),
-        ("lora", {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "query; drop"},
-         "is not a module name"),
-        ("ia3", {"target_modules": "key", "feedforward_modules": "output.dense"},
-         "feedforward_modules must also be listed in target_modules"),
-        ("lora", {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "use_kasa": True, "use_dora": True},
-         "KaSA and DoRA cannot be combined"),
+        (
+            "lora",
+            {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "nonexistent"},
+            "LoRA cannot be applied to this model",
+        ),
+        (
+            "lora",
+            {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "query; drop"},
+            "is not a module name",
+        ),
+        (
+            "ia3",
+            {"target_modules": "key", "feedforward_modules": "output.dense"},
+            "feedforward_modules must also be listed in target_modules",
+        ),
+        (
+            "lora",
+            {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "use_kasa": True, "use_dora": True},
+            "KaSA and DoRA cannot be combined",
+        ),
     ],
 )
 def test_params_that_do_not_fit_the_model(loaded, method, params, message):
@@ -122,11 +165,10 @@ def test_ia3_targets_without_feedforward_keep_the_usual_feedforward_layers(loade
 
 
 def test_methods_are_discovered_from_their_modules():
+    import importlib
     import pkgutil
 
     import peftcore.methods as package
-
-    import importlib
 
     modules = [info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
     registered = [importlib.import_module(f"peftcore.methods.{name}").METHOD for name in modules]
@@ -136,27 +178,52 @@ def test_methods_are_discovered_from_their_modules():
 @pytest.mark.parametrize(
     "placement, layers, expected",
     [
-        ("attention", "last 1", {"encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.key",
-                                 "encoder.layer.1.attention.self.value", "encoder.layer.1.attention.output.dense"}),
+        (
+            "attention",
+            "last 1",
+            {
+                "encoder.layer.1.attention.self.query",
+                "encoder.layer.1.attention.self.key",
+                "encoder.layer.1.attention.self.value",
+                "encoder.layer.1.attention.output.dense",
+            },
+        ),
         ("ffn", "0", {"encoder.layer.0.intermediate.dense", "encoder.layer.0.output.dense"}),
         ("usual", "0-0", {"encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value"}),
     ],
 )
 def test_placement_and_layers_choose_the_layers(loaded, placement, layers, expected):
     model, new_modules = loaded
-    params = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "placement": placement, "layers": layers,
-              "target_modules": None}
+    params = {
+        "r": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.0,
+        "placement": placement,
+        "layers": layers,
+        "target_modules": None,
+    }
     peft_model = get_method("lora").build(model, params, "text-classification", new_modules=new_modules)
-    targeted = {n.split(".lora_A.")[0].removeprefix("base_model.model.bert.")
-                for n, _ in peft_model.named_parameters() if ".lora_A." in n}
+    targeted = {
+        n.split(".lora_A.")[0].removeprefix("base_model.model.bert.")
+        for n, _ in peft_model.named_parameters()
+        if ".lora_A." in n
+    }
     assert targeted == expected
 
 
-@pytest.mark.parametrize("layers, message", [("last 9", "has 2"), ("2-3", "outside blocks 0-1"), ("some", "not understood")])
+@pytest.mark.parametrize(
+    "layers, message", [("last 9", "has 2"), ("2-3", "outside blocks 0-1"), ("some", "not understood")]
+)
 def test_bad_layer_ranges_are_explained(loaded, layers, message):
     model, new_modules = loaded
-    params = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "placement": "ffn", "layers": layers,
-              "target_modules": None}
+    params = {
+        "r": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.0,
+        "placement": "ffn",
+        "layers": layers,
+        "target_modules": None,
+    }
     with pytest.raises(MethodBuildError, match=message):
         get_method("lora").build(model, params, "text-classification", new_modules=new_modules)
 

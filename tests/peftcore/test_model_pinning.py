@@ -57,17 +57,28 @@ def _is(value: ast.expr, constant: bool) -> bool:
 
 
 def test_trust_remote_code_is_never_true():
-    offenders = [where for where, call in _calls("peftcore", "jobs", "webapp") for kw in call.keywords
-                 if kw.arg == "trust_remote_code" and not _is(kw.value, False)]
+    offenders = [
+        where
+        for where, call in _calls("peftcore", "jobs", "webapp")
+        for kw in call.keywords
+        if kw.arg == "trust_remote_code" and not _is(kw.value, False)
+    ]
     assert offenders == []
 
 
 def test_every_model_load_reads_safetensors_only():
-    loads = [(where, call) for where, call in _calls("peftcore", "jobs")
-             if isinstance(call.func, ast.Attribute) and call.func.attr == "from_pretrained"
-             and isinstance(call.func.value, ast.Name)
-             and (call.func.value.id.startswith("AutoModel") or call.func.value.id == "auto")]
+    loads = [
+        (where, call)
+        for where, call in _calls("peftcore", "jobs")
+        if isinstance(call.func, ast.Attribute)
+        and call.func.attr == "from_pretrained"
+        and isinstance(call.func.value, ast.Name)
+        and (call.func.value.id.startswith("AutoModel") or call.func.value.id == "auto")
+    ]
     assert len(loads) >= 2  # classification and generation: the test would pass vacuously otherwise
-    offenders = [where for where, call in loads
-                 if not any(kw.arg == "use_safetensors" and _is(kw.value, True) for kw in call.keywords)]
+    offenders = [
+        where
+        for where, call in loads
+        if not any(kw.arg == "use_safetensors" and _is(kw.value, True) for kw in call.keywords)
+    ]
     assert offenders == []

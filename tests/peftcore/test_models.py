@@ -77,8 +77,22 @@ def test_folder_without_config_or_weights(tmp_path):
 
 @pytest.mark.parametrize(
     "ref",
-    ["gpt2", "owner/na me", "owner//name", "a--b/c", "owner/name/extra", "../etc/passwd", "/name", "owner/",
-     "https://huggingface.co/owner/name", "owner/name;rm", "-owner/name", "owner/" + "x" * 97, "", "owner/..x"],
+    [
+        "gpt2",
+        "owner/na me",
+        "owner//name",
+        "a--b/c",
+        "owner/name/extra",
+        "../etc/passwd",
+        "/name",
+        "owner/",
+        "https://huggingface.co/owner/name",
+        "owner/name;rm",
+        "-owner/name",
+        "owner/" + "x" * 97,
+        "",
+        "owner/..x",
+    ],
 )
 def test_malformed_hub_ids_are_refused_before_any_download(ref):
     with pytest.raises(ModelRefError):

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
+from peftcore.counting import _new_modules, count_on_meta
 from peftcore.events import ListSink
 from peftcore.methods import get_method
 from peftcore.methods._common import MethodBuildError
-from peftcore.counting import _new_modules, count_on_meta
 from peftcore.schema import validate_params
 from peftcore.tasks import load_tokenizer
 from peftcore.tasks.text_classification import load_model
@@ -39,28 +39,36 @@ def _trainable(model):
 def test_adalink_trains_two_low_rank_matrices_on_the_embeddings_only(tiny_bert, rank):
     _, model = _build(tiny_bert, "adalink", {"rank": rank})
     names = {n for n, p in model.named_parameters() if p.requires_grad} - {"classifier.weight", "classifier.bias"}
-    assert names == {"bert.embeddings.word_embeddings.adalink.down.weight",
-                     "bert.embeddings.word_embeddings.adalink.up.weight"}
+    assert names == {
+        "bert.embeddings.word_embeddings.adalink.down.weight",
+        "bert.embeddings.word_embeddings.adalink.up.weight",
+    }
     assert _trainable(model) - HEAD == 2 * HIDDEN * rank
 
 
-@pytest.mark.parametrize("params, adapters, width", [
-    ({}, BLOCKS, HIDDEN // 16),
-    ({"config": "houlsby"}, 2 * BLOCKS, HIDDEN // 16),
-    ({"config": "houlsby", "reduction_factor": 4, "layers": "last 1"}, 2, HIDDEN // 4),
-    ({"reduction_factor": 64}, BLOCKS, 1),  # never narrower than one unit
-])
+@pytest.mark.parametrize(
+    "params, adapters, width",
+    [
+        ({}, BLOCKS, HIDDEN // 16),
+        ({"config": "houlsby"}, 2 * BLOCKS, HIDDEN // 16),
+        ({"config": "houlsby", "reduction_factor": 4, "layers": "last 1"}, 2, HIDDEN // 4),
+        ({"reduction_factor": 64}, BLOCKS, 1),  # never narrower than one unit
+    ],
+)
 def test_bottleneck_adapter_count_follows_the_formula(tiny_bert, params, adapters, width):
     _, model = _build(tiny_bert, "bottleneck", params)
     assert _trainable(model) - HEAD == adapters * (2 * HIDDEN * width + width + HIDDEN)
 
 
-@pytest.mark.parametrize("params, heads, channels, blocks", [
-    ({}, 1, round(0.02 * INTER), BLOCKS),
-    ({"head_fraction": 1.0, "channel_fraction": 0.5}, HEADS, INTER // 2, BLOCKS),
-    ({"head_fraction": 0, "channel_fraction": 0.25, "layers": "0"}, 0, INTER // 4, 1),
-    ({"head_fraction": 0.5, "channel_fraction": 0}, 1, 0, BLOCKS),
-])
+@pytest.mark.parametrize(
+    "params, heads, channels, blocks",
+    [
+        ({}, 1, round(0.02 * INTER), BLOCKS),
+        ({"head_fraction": 1.0, "channel_fraction": 0.5}, HEADS, INTER // 2, BLOCKS),
+        ({"head_fraction": 0, "channel_fraction": 0.25, "layers": "0"}, 0, INTER // 4, 1),
+        ({"head_fraction": 0.5, "channel_fraction": 0}, 1, 0, BLOCKS),
+    ],
+)
 def test_s2ft_count_follows_the_formula(tiny_bert, params, heads, channels, blocks):
     _, model = _build(tiny_bert, "s2ft", params)
     head_size = HIDDEN // HEADS
@@ -103,9 +111,14 @@ def test_s2ft_saves_only_the_changed_columns_and_merges_into_the_base_weights(ti
 
     from peftcore.methods._torch_parts import merge_s2ft
 
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method="s2ft",
-                     method_params={"head_fraction": 0.5, "channel_fraction": 0.25},
-                     params={"epochs": 1, "batch_size": 16, "max_rows": 40, "max_length": 32, "learning_rate": 1e-2})
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "out",
+        method="s2ft",
+        method_params={"head_fraction": 0.5, "channel_fraction": 0.25},
+        params={"epochs": 1, "batch_size": 16, "max_rows": 40, "max_length": 32, "learning_rate": 1e-2},
+    )
     result = fit(spec, ListSink())
     saved = load_file(str(result.adapter_dir / "peftcore_adapter.safetensors"))
     deltas = {k: v for k, v in saved.items() if k.endswith("s2ft_delta")}
@@ -127,8 +140,9 @@ def test_s2ft_saves_only_the_changed_columns_and_merges_into_the_base_weights(ti
         assert not [n for n, _ in model.named_parameters() if "s2ft" in n]
         assert torch.allclose(model(**batch).logits, expected, atol=1e-5)
     changed = {n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])}
-    assert changed == {f"bert.encoder.layer.{i}.{part}.dense.weight" for i in range(BLOCKS)
-                       for part in ("attention.output", "output")}
+    assert changed == {
+        f"bert.encoder.layer.{i}.{part}.dense.weight" for i in range(BLOCKS) for part in ("attention.output", "output")
+    }
     for name in changed:  # only the selected columns moved
         moved = (model.get_parameter(name) != before[name]).any(dim=0).nonzero().flatten().tolist()
         index = saved[name.replace("weight", "peftcore_s2ft_index")].tolist()
@@ -139,11 +153,27 @@ def _tiny_config(model_type):
     from transformers import AutoConfig
 
     shapes = {
-        "llama": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=100, pad_token_id=0),
+        "llama": dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=100,
+            pad_token_id=0,
+        ),
         "gpt2": dict(n_embd=32, n_layer=2, n_head=4, vocab_size=100, pad_token_id=0),
-        "t5": dict(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4, vocab_size=100, pad_token_id=0,
-                   decoder_start_token_id=0, eos_token_id=1),
+        "t5": dict(
+            d_model=32,
+            d_ff=64,
+            d_kv=8,
+            num_layers=2,
+            num_heads=4,
+            vocab_size=100,
+            pad_token_id=0,
+            decoder_start_token_id=0,
+            eos_token_id=1,
+        ),
         "distilbert": dict(dim=32, hidden_dim=64, n_layers=2, n_heads=4, vocab_size=100),
     }
     return AutoConfig.for_model(model_type, num_labels=2, **shapes[model_type])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from peftcore.events import ListSink
-from peftcore.predict import MAX_TEXTS, predict, load_predictor
+from peftcore.predict import MAX_TEXTS, load_predictor, predict
 from peftcore.train import fit
 from tests.peftcore.conftest import make_spec
 
@@ -13,8 +13,16 @@ TEXTS = ["a wonderful, moving film", "dull and far too long", "fine"]
 
 @pytest.mark.parametrize("method", ["lora", "red", "full", "prompt_tuning"])
 def test_predictions_match_the_trained_model_for_every_kind_of_folder(tiny_bert, sentiment_tsv, tmp_path, method):
-    result = fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method=method,
-                           params={"epochs": 1, "max_rows": 32, "max_length": 32}), ListSink())
+    result = fit(
+        make_spec(
+            tiny_bert,
+            sentiment_tsv,
+            tmp_path / "out",
+            method=method,
+            params={"epochs": 1, "max_rows": 32, "max_length": 32},
+        ),
+        ListSink(),
+    )
     result.model.eval()
     with torch.no_grad():
         encoded = result.tokenizer(TEXTS, return_tensors="pt", padding=True, truncation=True, max_length=32)
@@ -30,8 +38,9 @@ def test_predictions_match_the_trained_model_for_every_kind_of_folder(tiny_bert,
 
 
 def test_too_many_texts_are_refused(tiny_bert, sentiment_tsv, tmp_path):
-    result = fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params={"epochs": 1, "max_rows": 16}),
-                 ListSink())
+    result = fit(
+        make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params={"epochs": 1, "max_rows": 16}), ListSink()
+    )
     classifier = load_predictor(tiny_bert, result.adapter_dir)
     assert predict(classifier, []) == []
     with pytest.raises(ValueError, match=f"at most {MAX_TEXTS} texts"):

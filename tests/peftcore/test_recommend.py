@@ -7,16 +7,29 @@ from peftcore.tasks import UnknownTaskError
 
 
 def run(rows, *results, task="text-classification"):
-    return {"task": task, "benchmark": "SST-2 test", "rows": rows, "epochs": 3, "date": "2026-11-24",
-            "results": [r if isinstance(r, dict) else dict(zip(("method", "accuracy", "trainable"), r))
-                        for r in results]}
+    return {
+        "task": task,
+        "benchmark": "SST-2 test",
+        "rows": rows,
+        "epochs": 3,
+        "date": "2026-11-24",
+        "results": [r if isinstance(r, dict) else dict(zip(("method", "accuracy", "trainable"), r)) for r in results],
+    }
 
 
-TABLE = {"runs": [
-    run(500, ("lora", 0.70, 74_000), ("red", 0.74, 5_000), ("full", 0.80, 22_000_000)),
-    run(2000, ("lora", 0.82, 74_000), ("ia3", 0.80, 17_000), ("full", 0.85, 22_000_000), ("freeze", 0.83, 3_500_000),
-        {"method": "loha", "failed": "bad_params"}),
-]}
+TABLE = {
+    "runs": [
+        run(500, ("lora", 0.70, 74_000), ("red", 0.74, 5_000), ("full", 0.80, 22_000_000)),
+        run(
+            2000,
+            ("lora", 0.82, 74_000),
+            ("ia3", 0.80, 17_000),
+            ("full", 0.85, 22_000_000),
+            ("freeze", 0.83, 3_500_000),
+            {"method": "loha", "failed": "bad_params"},
+        ),
+    ]
+}
 
 
 def test_the_closest_benchmarked_size_on_a_log_scale_decides():
@@ -33,9 +46,11 @@ def test_reference_points_and_failed_methods_are_never_recommended():
 
 
 def test_on_a_tie_the_method_with_fewer_trainable_parameters_wins():
-    tied = [{"method": "lora", "accuracy": 0.82, "trainable": 74_000},
-            {"method": "ia3", "accuracy": 0.82 - TIE / 2, "trainable": 17_000},
-            {"method": "vera", "accuracy": 0.82 - 2 * TIE, "trainable": 8_000}]
+    tied = [
+        {"method": "lora", "accuracy": 0.82, "trainable": 74_000},
+        {"method": "ia3", "accuracy": 0.82 - TIE / 2, "trainable": 17_000},
+        {"method": "vera", "accuracy": 0.82 - 2 * TIE, "trainable": 8_000},
+    ]
     best, runner_up = pick(tied)
     assert best["method"] == "ia3" and runner_up["method"] == "lora"
 

@@ -27,8 +27,19 @@ def test_form_strings_are_coerced():
     assert clean == {"epochs": 5, "lr": 0.001, "flag": True, "size": 16, "modules": "query, value"}
 
 
-@pytest.mark.parametrize("value, expected", [("true", True), ("1", True), ("yes", True), ("false", False),
-                                             ("off", False), ("0", False), (True, True), (0, False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        ("false", False),
+        ("off", False),
+        ("0", False),
+        (True, True),
+        (0, False),
+    ],
+)
 def test_bool_values(value, expected):
     assert validate_params(SCHEMA, {"flag": value})[0]["flag"] is expected
 
@@ -86,8 +97,17 @@ def test_whole_number_strings():
 def test_schema_as_json():
     rows = schema_as_json(SCHEMA)
     assert [r["name"] for r in rows] == ["epochs", "lr", "flag", "size", "modules"]
-    assert rows[0] == {"name": "epochs", "type": "int", "default": 3, "help": "how many passes", "label": "Epochs",
-                       "min": 1, "max": 100, "choices": [], "optional": False}
+    assert rows[0] == {
+        "name": "epochs",
+        "type": "int",
+        "default": 3,
+        "help": "how many passes",
+        "label": "Epochs",
+        "min": 1,
+        "max": 100,
+        "choices": [],
+        "optional": False,
+    }
     assert rows[3]["choices"] == [4, 8, 16]
 
 
@@ -100,16 +120,26 @@ def test_bad_declarations_are_refused():
 
 def test_training_params_match_the_interface():
     by_name = {p.name: p for p in TRAINING_PARAMS}
-    assert list(by_name) == ["epochs", "learning_rate", "batch_size", "max_length", "eval_fraction", "max_rows",
-                             "seed", "warmup_ratio", "weight_decay"]
+    assert list(by_name) == [
+        "epochs",
+        "learning_rate",
+        "batch_size",
+        "max_length",
+        "eval_fraction",
+        "max_rows",
+        "seed",
+        "warmup_ratio",
+        "weight_decay",
+    ]
     assert (by_name["epochs"].default, by_name["epochs"].min, by_name["epochs"].max) == (3, 1, 100)
     assert by_name["learning_rate"].optional and by_name["learning_rate"].default is None
     assert by_name["max_rows"].optional and by_name["max_rows"].min == 1
     assert all(p.help and p.label for p in TRAINING_PARAMS)
 
 
-@pytest.mark.parametrize("schema", [TRAINING_PARAMS] + [m.params for m in all_methods()],
-                         ids=["training"] + [m.name for m in all_methods()])
+@pytest.mark.parametrize(
+    "schema", [TRAINING_PARAMS] + [m.params for m in all_methods()], ids=["training"] + [m.name for m in all_methods()]
+)
 def test_every_declared_default_is_valid(schema):
     clean, errors = validate_params(schema, {p.name: p.default for p in schema})
     assert errors == {}

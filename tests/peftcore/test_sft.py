@@ -5,8 +5,7 @@ import json
 import pytest
 
 from peftcore.formats import DataError
-from peftcore.sft import (IGNORE_INDEX, SftExample, encode, end_token_id, extract, masked_rows, read_sft_examples,
-                          render)
+from peftcore.sft import IGNORE_INDEX, SftExample, encode, end_token_id, extract, masked_rows, read_sft_examples, render
 from peftcore.tasks import load_tokenizer
 
 SEED_TASKS = "instructions/seed_tasks.jsonl"
@@ -25,8 +24,12 @@ def test_paths_reach_into_nested_json():
 
 
 def test_the_shared_seed_tasks_map_to_prompt_and_response(shared_data):
-    examples = read_sft_examples(shared_data / SEED_TASKS, prompt_column="instruction",
-                                 response_column="instances[0].output", input_column="instances[0].input")
+    examples = read_sft_examples(
+        shared_data / SEED_TASKS,
+        prompt_column="instruction",
+        response_column="instances[0].output",
+        input_column="instances[0].input",
+    )
     assert len(examples) == 175 and all(e.prompt and e.response for e in examples)
     with_input = [e for e in examples if "\n\n" in e.prompt]
     assert with_input  # tasks with an input carry it after the instruction
@@ -53,16 +56,24 @@ def test_only_the_response_is_learned(tiny_shape):
     learned = [t for t in encoded["labels"] if t != IGNORE_INDEX]
     # The answer ends with the end token ([SEP] for this BERT vocabulary, which has no end-of-text token).
     expected = tokenizer("five", add_special_tokens=False)["input_ids"] + [end_token_id(tokenizer)]
-    assert learned == expected == encoded["input_ids"][-len(expected):]
+    assert learned == expected == encoded["input_ids"][-len(expected) :]
     assert encoded["response_tokens"] == len(expected) and len(encoded["attention_mask"]) == len(encoded["input_ids"])
 
 
 def test_the_tokenizers_chat_template_is_used_when_it_has_one(tiny_shape):
     tokenizer = load_tokenizer(tiny_shape("llama"))
-    tokenizer.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
-                               "{% if add_generation_prompt %}<assistant>{% endif %}")
-    example = SftExample(1, messages=({"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
-                                      {"role": "assistant", "content": "hello"}))
+    tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    example = SftExample(
+        1,
+        messages=(
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+        ),
+    )
     assert render(example, tokenizer) == ("<system>be brief<user>hi<assistant>", "hello")
     with pytest.raises(ValueError, match="unknown template"):
         encode(example, tokenizer, 64, template="vicuna-9000")

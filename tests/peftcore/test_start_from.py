@@ -7,9 +7,9 @@ import torch
 
 import peftcore
 from peftcore.adapters import BASE_ADAPTER
+from peftcore.counting import count_trainable
 from peftcore.errors import BAD_DATA, BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
-from peftcore.counting import count_trainable
 from peftcore.methods import all_methods, get_method
 from peftcore.start_from import StartFrom, apply_start
 from peftcore.tasks import load_tokenizer
@@ -72,23 +72,40 @@ def test_continue_loads_the_adapter_trainable_exactly_as_it_was_trained(tiny_ber
 def test_a_continued_job_trains_on_and_saves_a_complete_adapter(tiny_bert, sentiment_tsv, trained, tmp_path, name):
     first = trained(name)
     sink = ListSink()
-    again = fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method=name, params=PARAMS,
-                          start_from={"adapter_dir": str(first.adapter_dir), "mode": "continue"}), sink)
+    again = fit(
+        make_spec(
+            tiny_bert,
+            sentiment_tsv,
+            tmp_path / "out",
+            method=name,
+            params=PARAMS,
+            start_from={"adapter_dir": str(first.adapter_dir), "mode": "continue"},
+        ),
+        sink,
+    )
     losses = [e["loss"] for e in sink.events if e["event"] == "progress"]
     assert losses and not (again.adapter_dir / BASE_ADAPTER).exists()
     model, _, tokenizer = _fresh(tiny_bert, again.labels)
-    assert torch.allclose(_logits(peftcore.load_adapter(model, again.adapter_dir), tokenizer),
-                          _logits(again.model, tokenizer), atol=1e-5)
+    assert torch.allclose(
+        _logits(peftcore.load_adapter(model, again.adapter_dir), tokenizer), _logits(again.model, tokenizer), atol=1e-5
+    )
     assert not torch.allclose(_logits(again.model, tokenizer), _logits(first.model, tokenizer), atol=1e-6)
 
 
-@pytest.mark.parametrize("below, above", [("lora", "ia3"), ("red", "lora"), ("lora", "red"), ("bitfit", "red"),
-                                          ("ia3", "bitfit"), ("s2ft", "ln_tuning")])
-def test_stack_trains_only_the_new_adapter_and_reloads_both(tiny_bert, sentiment_tsv, trained, tmp_path,
-                                                           below, above):
+@pytest.mark.parametrize(
+    "below, above",
+    [("lora", "ia3"), ("red", "lora"), ("lora", "red"), ("bitfit", "red"), ("ia3", "bitfit"), ("s2ft", "ln_tuning")],
+)
+def test_stack_trains_only_the_new_adapter_and_reloads_both(tiny_bert, sentiment_tsv, trained, tmp_path, below, above):
     first = trained(below)
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method=above, params=PARAMS,
-                     start_from={"adapter_dir": str(first.adapter_dir), "mode": "stack"})
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "out",
+        method=above,
+        params=PARAMS,
+        start_from={"adapter_dir": str(first.adapter_dir), "mode": "stack"},
+    )
     sink = ListSink()
     result = fit(spec, sink)
     start = next(e for e in sink.events if e["event"] == "start")
@@ -104,29 +121,56 @@ def test_stack_trains_only_the_new_adapter_and_reloads_both(tiny_bert, sentiment
     assert not torch.allclose(_logits(first.model, tokenizer), expected, atol=1e-4)
 
 
-def test_continue_then_continue_again_of_a_stacked_adapter_keeps_its_base(tiny_bert, sentiment_tsv, trained,
-                                                                         tmp_path):
-    stacked = fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "a", method="ia3", params=PARAMS,
-                            start_from={"adapter_dir": str(trained("lora").adapter_dir), "mode": "stack"}),
-                  ListSink())
-    again = fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "b", method="ia3", params=PARAMS,
-                          start_from={"adapter_dir": str(stacked.adapter_dir), "mode": "continue"}), ListSink())
+def test_continue_then_continue_again_of_a_stacked_adapter_keeps_its_base(tiny_bert, sentiment_tsv, trained, tmp_path):
+    stacked = fit(
+        make_spec(
+            tiny_bert,
+            sentiment_tsv,
+            tmp_path / "a",
+            method="ia3",
+            params=PARAMS,
+            start_from={"adapter_dir": str(trained("lora").adapter_dir), "mode": "stack"},
+        ),
+        ListSink(),
+    )
+    again = fit(
+        make_spec(
+            tiny_bert,
+            sentiment_tsv,
+            tmp_path / "b",
+            method="ia3",
+            params=PARAMS,
+            start_from={"adapter_dir": str(stacked.adapter_dir), "mode": "continue"},
+        ),
+        ListSink(),
+    )
     assert (again.adapter_dir / BASE_ADAPTER / "adapter_config.json").is_file()
     model, _, tokenizer = _fresh(tiny_bert, again.labels)
-    assert torch.allclose(_logits(peftcore.load_adapter(model, again.adapter_dir), tokenizer),
-                          _logits(again.model, tokenizer), atol=1e-5)
+    assert torch.allclose(
+        _logits(peftcore.load_adapter(model, again.adapter_dir), tokenizer), _logits(again.model, tokenizer), atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("below, above, mode, message", [
-    ("lora", "ia3", "continue", "continue training keeps the adapter's method (lora)"),
-    ("prompt_tuning", "lora", "stack", "cannot be merged into the base weights"),
-    ("red", "red", "stack", "RED cannot be stacked on a RED adapter"),
-    ("lora", "full", "stack", "cannot be stacked on an adapter"),
-])
-def test_combinations_that_cannot_work_are_refused_before_training(tiny_bert, sentiment_tsv, trained, tmp_path,
-                                                                   below, above, mode, message):
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method=above, params=PARAMS,
-                     start_from={"adapter_dir": str(trained(below).adapter_dir), "mode": mode})
+@pytest.mark.parametrize(
+    "below, above, mode, message",
+    [
+        ("lora", "ia3", "continue", "continue training keeps the adapter's method (lora)"),
+        ("prompt_tuning", "lora", "stack", "cannot be merged into the base weights"),
+        ("red", "red", "stack", "RED cannot be stacked on a RED adapter"),
+        ("lora", "full", "stack", "cannot be stacked on an adapter"),
+    ],
+)
+def test_combinations_that_cannot_work_are_refused_before_training(
+    tiny_bert, sentiment_tsv, trained, tmp_path, below, above, mode, message
+):
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "out",
+        method=above,
+        params=PARAMS,
+        start_from={"adapter_dir": str(trained(below).adapter_dir), "mode": mode},
+    )
     sink = ListSink()
     with pytest.raises(TrainingError) as raised:
         peftcore.train.run(spec, sink)
@@ -137,8 +181,13 @@ def test_combinations_that_cannot_work_are_refused_before_training(tiny_bert, se
 def test_data_with_labels_the_adapter_does_not_know_is_refused(tiny_bert, trained, tmp_path):
     other = make_sentiment_file(tmp_path / "three.tsv", rows=30)
     other.write_text(other.read_text() + "a neutral film\t2\n")
-    spec = make_spec(tiny_bert, other, tmp_path / "out", params=PARAMS,
-                     start_from={"adapter_dir": str(trained("lora").adapter_dir), "mode": "continue"})
+    spec = make_spec(
+        tiny_bert,
+        other,
+        tmp_path / "out",
+        params=PARAMS,
+        start_from={"adapter_dir": str(trained("lora").adapter_dir), "mode": "continue"},
+    )
     with pytest.raises(TrainingError) as raised:
         fit(spec, ListSink())
     assert raised.value.kind == BAD_DATA and "trained for the labels 0, 1" in raised.value.message

@@ -6,9 +6,9 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -33,12 +33,22 @@ class Row:
 
 
 ROWS = {
-    "text-classification": Row("bert", lambda path: make_sentiment_file(path.with_suffix(".tsv")),
-                               {"text_column": "sentence", "label_column": "label"}),
-    "sft": Row("llama", lambda path: make_review_answer_file(path.with_suffix(".jsonl")),
-               {"text_column": "review", "label_column": "answer", "template": "alpaca"}, {"template": "alpaca"}),
-    "seq2seq": Row("t5", lambda path: make_review_answer_file(path.with_suffix(".jsonl")),
-                   {"text_column": "review", "label_column": "answer"}),
+    "text-classification": Row(
+        "bert",
+        lambda path: make_sentiment_file(path.with_suffix(".tsv")),
+        {"text_column": "sentence", "label_column": "label"},
+    ),
+    "sft": Row(
+        "llama",
+        lambda path: make_review_answer_file(path.with_suffix(".jsonl")),
+        {"text_column": "review", "label_column": "answer", "template": "alpaca"},
+        {"template": "alpaca"},
+    ),
+    "seq2seq": Row(
+        "t5",
+        lambda path: make_review_answer_file(path.with_suffix(".jsonl")),
+        {"text_column": "review", "label_column": "answer"},
+    ),
 }
 TASK_IDS = [task.id for task in all_tasks()]
 
@@ -56,9 +66,16 @@ def model_folder(tiny_bert, tiny_shape):
 def test_a_task_trains_saves_and_predicts(model_folder, tmp_path, task_id):
     task, row = get_task(task_id), ROWS[task_id]
     model = model_folder(row.shape)
-    spec = {"task": task_id, "model_path": str(model), "method": "lora", "train_file": str(row.data(tmp_path / "data")),
-            "output_dir": str(tmp_path / "out"), "metadata": {"base_model": "local:tiny"}, **row.columns,
-            "params": {"epochs": 1, "batch_size": 8, "max_length": 48, "max_rows": 24}}
+    spec = {
+        "task": task_id,
+        "model_path": str(model),
+        "method": "lora",
+        "train_file": str(row.data(tmp_path / "data")),
+        "output_dir": str(tmp_path / "out"),
+        "metadata": {"base_model": "local:tiny"},
+        **row.columns,
+        "params": {"epochs": 1, "batch_size": 8, "max_length": 48, "max_rows": 24},
+    }
     sink = ListSink()
     result = fit(spec, sink)
 
@@ -107,8 +124,9 @@ print(",".join(loaded))
 
 
 def test_the_registry_reads_without_torch_or_django():
-    result = subprocess.run([sys.executable, "-c", LIGHT_REGISTRY], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_REGISTRY], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
 
@@ -122,8 +140,17 @@ def test_the_registry_describes_each_task_for_the_web():
 
 
 # The training core that every task goes through: a task's name or branch here means the task lives in two places.
-GENERIC_MODULES = ("train.py", "loop.py", "spec.py", "checkpoints.py", "report.py", "saving.py", "failures.py",
-                   "artifacts.py", "adapters.py")
+GENERIC_MODULES = (
+    "train.py",
+    "loop.py",
+    "spec.py",
+    "checkpoints.py",
+    "report.py",
+    "saving.py",
+    "failures.py",
+    "artifacts.py",
+    "adapters.py",
+)
 
 
 def test_the_generic_training_code_names_no_task():

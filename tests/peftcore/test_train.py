@@ -62,7 +62,7 @@ def test_events_follow_the_protocol(trained, method):
     assert progress[7]["epoch"] == 1.0 and progress[-1]["epoch"] == 8.0
     assert max(e["learning_rate"] for e in progress) == pytest.approx(FAST_LEARNING_RATE[method])
     evals = sink.of("eval")
-    assert [e["epoch"] for e in evals] == list(range(0, 9)) and [e["step"] for e in evals] == list(range(0, 65, 8))
+    assert [e["epoch"] for e in evals] == list(range(9)) and [e["step"] for e in evals] == list(range(0, 65, 8))
     assert set(evals[0]["metrics"]) == {"eval_loss", "accuracy", "macro_f1"}
     done = sink.events[-1]
     assert done == result.done
@@ -93,15 +93,27 @@ def test_events_follow_the_protocol(trained, method):
 def test_adapter_folder_contents(trained, method):
     adapter = trained[method][0].adapter_dir
     names = {p.name for p in adapter.iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
-            "labels.json", "README.md"} <= names
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "labels.json",
+        "README.md",
+    } <= names
     assert not any(name.endswith((".bin", ".pt")) for name in names)
     assert json.loads((adapter / "labels.json").read_text()) == {"labels": ["0", "1"], "id2label": {"0": "0", "1": "1"}}
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "tiny-bert" and "classifier" in config["modules_to_save"]
     card = (adapter / "README.md").read_text()
-    for line in ("AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)",
-                 "PeftModel.from_pretrained(model, folder)", "argmax", "labels[i]", "ab" * 32, "| accuracy |"):
+    for line in (
+        "AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)",
+        "PeftModel.from_pretrained(model, folder)",
+        "argmax",
+        "labels[i]",
+        "ab" * 32,
+        "| accuracy |",
+    ):
         assert line in card
     assert not (adapter.parent / ".adapter.partial").exists()
 
@@ -150,8 +162,13 @@ def test_newly_initialised_modules_are_trained_and_saved(tiny_bert, sentiment_ts
 def test_eval_file_and_row_limit(tiny_bert, sentiment_tsv, tmp_path):
     eval_file = make_sentiment_file(tmp_path / "dev.jsonl", rows=10, fmt="jsonl")
     sink = ListSink()
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", eval_file=str(eval_file),
-                     params={"epochs": 1, "max_rows": 20, "batch_size": 32})
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "out",
+        eval_file=str(eval_file),
+        params={"epochs": 1, "max_rows": 20, "batch_size": 32},
+    )
     done = train.run(spec, sink)
     assert (done["report"]["train_rows"], done["report"]["eval_rows"]) == (20, 10)
     assert sink.events[0]["total_steps"] == 1
@@ -190,8 +207,11 @@ def test_bad_row_is_bad_data_with_its_row(tiny_bert, tmp_path):
     data = tmp_path / "d.tsv"
     data.write_text("sentence\tlabel\ngood\t1\nbad\t0\textra\n")
     event = failure(make_spec(tiny_bert, data, tmp_path / "out"))
-    assert event == {"event": "error", "kind": "bad_data",
-                     "message": "training file 'd.tsv': row 3: expected 2 fields, found 3"}
+    assert event == {
+        "event": "error",
+        "kind": "bad_data",
+        "message": "training file 'd.tsv': row 3: expected 2 fields, found 3",
+    }
 
 
 def test_unseen_eval_label_names_the_row(tiny_bert, sentiment_tsv, tmp_path):

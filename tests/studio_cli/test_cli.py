@@ -29,8 +29,10 @@ def _close_live_server_connections(django_db_setup, django_db_blocker):
     drop a database in use (as in tests/browser/conftest.py)."""
     yield
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture
@@ -38,13 +40,22 @@ def cli(tmp_path, live_server):
     """Run `python -m studio_cli ARGS` like a user's shell: no Django settings, its own home and config."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DJANGO_SETTINGS_MODULE", "STUDIO_URL", "STUDIO_TOKEN", "XDG_CONFIG_HOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_SETTINGS_MODULE", "STUDIO_URL", "STUDIO_TOKEN", "XDG_CONFIG_HOME")
+    }
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), PYTHONUNBUFFERED="1")
 
     def run(*args, timeout=120, **extra_env) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "studio_cli", *map(str, args)], cwd=REPO,
-                              env={**env, **extra_env}, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "studio_cli", *map(str, args)],
+            cwd=REPO,
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     run.url = live_server.url
     run.config = home / "config" / "studio" / "config.json"
@@ -90,8 +101,23 @@ def test_a_command_says_which_address_it_cannot_reach(cli, alice_token):
 
 
 def test_upload_streams_the_file_and_the_dataset_belongs_to_the_tokens_team(cli, alice, alice_token, sst2_sample):
-    out = _ok(cli("upload", sst2_sample, "--name", "sst2 via cli", "--text-column", "sentence",
-                  "--label-column", "label", "--progress", "--url", cli.url, "--token", alice_token))
+    out = _ok(
+        cli(
+            "upload",
+            sst2_sample,
+            "--name",
+            "sst2 via cli",
+            "--text-column",
+            "sentence",
+            "--label-column",
+            "label",
+            "--progress",
+            "--url",
+            cli.url,
+            "--token",
+            alice_token,
+        )
+    )
     match = re.search(r"^dataset (\d+) 'sst2 via cli': 200 rows, tsv$", out, re.M)
     assert match, out
     assert "columns: sentence, label" in out
@@ -114,40 +140,71 @@ def test_upload_of_a_malformed_file_prints_its_row_errors(cli, alice_token, sst2
 
 def test_submit_prints_each_field_error(cli, alice, alice_token, sst2_sample, tiny_model, tiny_model_dir):
     dataset = dataset_from(alice, sst2_sample, filename="train.tsv")
-    base = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--text-column", "sentence",
-            "--label-column", "label", "--url", cli.url, "--token", alice_token]
+    base = [
+        "submit",
+        "--dataset",
+        dataset.pk,
+        "--model",
+        tiny_model.pk,
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "label",
+        "--url",
+        cli.url,
+        "--token",
+        alice_token,
+    ]
 
     err = _refused(cli(*base, "--method", "no-such-method"))
     assert "the job has errors; fix the fields named (HTTP 400)" in err
     assert re.search(r"^  method: unknown method 'no-such-method'; known methods: lora, ", err, re.M), err
 
-    err = _refused(cli(*base, "--method", "lora", "--param", "epochs=-1", "learning_rate=fast",
-                       "--method-param", "r=0"))
+    err = _refused(
+        cli(*base, "--method", "lora", "--param", "epochs=-1", "learning_rate=fast", "--method-param", "r=0")
+    )
     lines = [line.strip().split(":")[0] for line in err.splitlines() if line.startswith("  ")]
     assert sorted(lines) == ["method_params.r", "params.epochs", "params.learning_rate"], err
     assert not Job.objects.exists()
 
 
-def test_watch_follows_a_job_and_its_exit_code_says_how_it_ended(cli, alice, alice_token, sst2_sample, tiny_model,
-                                                                 tiny_model_dir):
+def test_watch_follows_a_job_and_its_exit_code_says_how_it_ended(
+    cli, alice, alice_token, sst2_sample, tiny_model, tiny_model_dir
+):
     """No worker here: the test moves the job through the same runtime calls a worker makes."""
     dataset = dataset_from(alice, sst2_sample, filename="train.tsv")
     connect = ["--url", cli.url, "--token", alice_token]
-    submit = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--method", "lora", "--text-column",
-              "sentence", "--label-column", "label", *connect]
+    submit = [
+        "submit",
+        "--dataset",
+        dataset.pk,
+        "--model",
+        tiny_model.pk,
+        "--method",
+        "lora",
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "label",
+        *connect,
+    ]
     out = _ok(cli(*submit, "--name", "first", "--param", "epochs=1", "max_length=32", "--priority", "high"))
     first = int(re.fullmatch(r"job (\d+) queued, place 1 in the queue\n", out).group(1))
     assert Job.objects.get(pk=first).params["max_length"] == 32
 
-    watcher = subprocess.Popen([sys.executable, "-m", "studio_cli", "watch", str(first), "--interval", "0.2",
-                                "--progress", *connect], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "studio_cli", "watch", str(first), "--interval", "0.2", "--progress", *connect],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+    )
     try:
         time.sleep(1.5)
         job = runtime.job_claim(job_id=first, owner="test-worker/1")
         assert job is not None, "something else claimed the job: is a worker running on this broker?"
-        assert runtime.job_heartbeat(job=job, step=3, total=10, loss=0.6931,
-                                     points=[(3, "loss", 0.6931)]) == "ok"
+        assert runtime.job_heartbeat(job=job, step=3, total=10, loss=0.6931, points=[(3, "loss", 0.6931)]) == "ok"
         time.sleep(1.5)
         runtime.job_fail(job=job, kind=Job.ErrorKind.BAD_DATA, message="row 7: the label column 'label' is empty")
         out, err = watcher.communicate(timeout=60)
@@ -170,12 +227,30 @@ def test_watch_follows_a_job_and_its_exit_code_says_how_it_ended(cli, alice, ali
 
 
 def test_submit_watch_download_end_to_end_through_a_real_worker(
-        celery_worker_process, cli, alice_token, sst2_sample, tiny_model, tmp_path):
+    celery_worker_process, cli, alice_token, sst2_sample, tiny_model, tmp_path
+):
     connect = ["--url", cli.url, "--token", alice_token]
     dataset = int(re.match(r"dataset (\d+)", _ok(cli("upload", sst2_sample, *connect))).group(1))
-    out = _ok(cli("submit", "--dataset", dataset, "--model", tiny_model.pk, "--method", "lora",
-                  "--text-column", "sentence", "--label-column", "label",
-                  "--param", "epochs=1", "batch_size=16", "max_length=32", *connect))
+    out = _ok(
+        cli(
+            "submit",
+            "--dataset",
+            dataset,
+            "--model",
+            tiny_model.pk,
+            "--method",
+            "lora",
+            "--text-column",
+            "sentence",
+            "--label-column",
+            "label",
+            "--param",
+            "epochs=1",
+            "batch_size=16",
+            "max_length=32",
+            *connect,
+        )
+    )
     job_id = int(re.match(r"job (\d+) queued", out).group(1))
 
     watched = cli("watch", job_id, "--interval", "0.5", "--progress", *connect, timeout=300)
@@ -192,5 +267,6 @@ def test_submit_watch_download_end_to_end_through_a_real_worker(
     assert "adapter_model.safetensors" in zipfile.ZipFile(target).namelist()
 
     listing = _ok(cli("jobs", *connect))
-    assert re.search(rf"^{job_id}\s+.*succeeded\s+text-classification\s+lora\s+.*accuracy [01]\.\d{{4}}", listing,
-                     re.M), listing
+    assert re.search(
+        rf"^{job_id}\s+.*succeeded\s+text-classification\s+lora\s+.*accuracy [01]\.\d{{4}}", listing, re.M
+    ), listing

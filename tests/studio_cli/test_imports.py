@@ -24,8 +24,11 @@ def test_help_imports_nothing_of_the_server_nor_the_http_client():
     result = _python("-X", "importtime", "-m", "studio_cli", "--help")
     assert result.returncode == 0 and "usage: python -m studio_cli" in result.stdout, result.stdout + result.stderr
     # importtime writes one line per module to stderr: "import time: self | cumulative | name".
-    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
-                if line.startswith("import time:") and line.count("|") == 2}
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
     assert "studio_cli.cli" in imported
     top_level = {name.lstrip().split(".")[0] for name in imported}
     assert not top_level & SERVER_SIDE, sorted(top_level & SERVER_SIDE)
@@ -34,10 +37,12 @@ def test_help_imports_nothing_of_the_server_nor_the_http_client():
 
 
 def test_every_module_of_the_cli_leaves_the_server_side_alone():
-    code = ("import importlib, json, pkgutil, sys, studio_cli; "
-            "[importlib.import_module(m.name) for m in pkgutil.walk_packages(studio_cli.__path__, 'studio_cli.') "
-            "if m.name != 'studio_cli.__main__']; "
-            "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))")
+    code = (
+        "import importlib, json, pkgutil, sys, studio_cli; "
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(studio_cli.__path__, 'studio_cli.') "
+        "if m.name != 'studio_cli.__main__']; "
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))"
+    )
     result = _python("-c", code)
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout))

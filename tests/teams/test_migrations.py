@@ -37,28 +37,55 @@ def _old_rows(old) -> dict:
     # ann switched to Elsewhere last: her token must still reach only its own team.
     Membership.objects.create(team=elsewhere, user=user, role="viewer", selected_at=timezone.now())
     Membership.objects.create(team=elsewhere, user=other, role="member")
-    token = old.get_model("webapp", "ApiToken").objects.create(user=user, team=team, name="ci",
-                                                               key_hash=hash_token(TOKEN), hint=TOKEN[:8])
+    token = old.get_model("webapp", "ApiToken").objects.create(
+        user=user, team=team, name="ci", key_hash=hash_token(TOKEN), hint=TOKEN[:8]
+    )
     invitation = old.get_model("webapp", "Invitation").objects.create(
-        team=team, role="member", email="new@example.com", key_hash=hash_token(INVITATION), created_by=user,
-        expires_at=timezone.now() + timedelta(days=1))
-    entry = old.get_model("webapp", "AuditEntry").objects.create(team=team, user=user, action="member.add",
-                                                                 target="user ann", detail={"role": "owner"})
+        team=team,
+        role="member",
+        email="new@example.com",
+        key_hash=hash_token(INVITATION),
+        created_by=user,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    entry = old.get_model("webapp", "AuditEntry").objects.create(
+        team=team, user=user, action="member.add", target="user ann", detail={"role": "owner"}
+    )
     blob = old.get_model("jobs", "Blob").objects.create(sha256="0" * 64, complete=True)
     dataset = old.get_model("jobs", "Dataset").objects.create(
-        team=team, created_by=user, name="reviews", filename="reviews.csv", format="csv", blob=blob, size_bytes=0,
-        sha256="0" * 64, rows=1, columns=["text", "label"])
+        team=team,
+        created_by=user,
+        name="reviews",
+        filename="reviews.csv",
+        format="csv",
+        blob=blob,
+        size_bytes=0,
+        sha256="0" * 64,
+        rows=1,
+        columns=["text", "label"],
+    )
     model = old.get_model("jobs", "BaseModel").objects.create(team=team, name="own", source="local:own")
-    job = old.get_model("jobs", "Job").objects.create(team=team, created_by=user, dataset=dataset, base_model=model,
-                                                      method="lora")
-    webhook = old.get_model("jobs", "Webhook").objects.create(team=team, url="https://example.com/hook",
-                                                              secret="whsec_x", events=["failed"], created_by=user)
+    job = old.get_model("jobs", "Job").objects.create(
+        team=team, created_by=user, dataset=dataset, base_model=model, method="lora"
+    )
+    webhook = old.get_model("jobs", "Webhook").objects.create(
+        team=team, url="https://example.com/hook", secret="whsec_x", events=["failed"], created_by=user
+    )
     ContentType = old.get_model("contenttypes", "ContentType")
     ContentType.objects.filter(app_label="teams").delete()  # a database from before the teams app
     content_types = {m: ContentType.objects.get_or_create(app_label="webapp", model=m)[0].pk for m in TEAM_MODELS}
-    return {"team": team.pk, "elsewhere": elsewhere.pk, "token": token.pk, "invitation": invitation.pk,
-            "entry": entry.pk, "dataset": dataset.pk, "model": model.pk, "job": job.pk, "webhook": webhook.pk,
-            "content_types": content_types}
+    return {
+        "team": team.pk,
+        "elsewhere": elsewhere.pk,
+        "token": token.pk,
+        "invitation": invitation.pk,
+        "entry": entry.pk,
+        "dataset": dataset.pk,
+        "model": model.pk,
+        "job": job.pk,
+        "webhook": webhook.pk,
+        "content_types": content_types,
+    }
 
 
 def test_moving_the_team_models_keeps_every_row_and_reference(transactional_db):
@@ -98,7 +125,8 @@ def test_moving_the_team_models_keeps_every_row_and_reference(transactional_db):
     # The tables are the teams app's now, their identity sequences and foreign keys came along, and the content
     # types (what admin log entries and permissions point at) are the same rows, relabelled.
     assert {m._meta.db_table for m in (Team, Membership, AuditEntry, ApiToken, Invitation)} == {
-        f"teams_{m}" for m in TEAM_MODELS}
+        f"teams_{m}" for m in TEAM_MODELS
+    }
     tables = set(connection.introspection.table_names())
     assert {f"teams_{m}" for m in TEAM_MODELS} <= tables and not {f"webapp_{m}" for m in TEAM_MODELS} & tables
     newer = Team.objects.create(name="After the move")
@@ -109,6 +137,8 @@ def test_moving_the_team_models_keeps_every_row_and_reference(transactional_db):
     assert ContentType.objects.get_for_model(Team).pk == before["content_types"]["team"]
     with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
         # The foreign keys still hold in the database: no membership of a team that is not there.
-        cursor.execute("INSERT INTO teams_membership (team_id, user_id, role, created_at) VALUES (%s, %s, 'member', "
-                       "now())", [10**9, actor.user.pk])
+        cursor.execute(
+            "INSERT INTO teams_membership (team_id, user_id, role, created_at) VALUES (%s, %s, 'member', now())",
+            [10**9, actor.user.pk],
+        )
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")

@@ -22,8 +22,11 @@ def test_a_role_below_the_one_needed_is_refused_naming_the_role_to_ask_for(viewe
     member, looker = actor_for_user(alice), actor_for_user(viewer)
     assert require(member, member.team, Role.MEMBER) is member
     assert require(looker, looker.team_id, Role.VIEWER) is looker  # a team or its id
-    with pytest.raises(Forbidden, match="a viewer of Team A cannot create or change datasets and jobs; ask an admin "
-                                        "of the team for the member role"):
+    with pytest.raises(
+        Forbidden,
+        match="a viewer of Team A cannot create or change datasets and jobs; ask an admin "
+        "of the team for the member role",
+    ):
         require(looker, looker.team, Role.MEMBER)
     with pytest.raises(Forbidden, match="a member of Team A cannot manage the team; .* for the admin role"):
         require(member, member.team, Role.ADMIN)

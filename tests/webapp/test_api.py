@@ -17,8 +17,14 @@ def test_api_requires_a_token(db):
 
 def test_openapi_schema_lists_the_endpoints(alice_api):
     schema = alice_api.get("/api/v1/openapi.json").json()
-    for path in ("/api/v1/datasets", "/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/cancel",
-                 "/api/v1/jobs/{job_id}/adapter", "/api/v1/models"):
+    for path in (
+        "/api/v1/datasets",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/cancel",
+        "/api/v1/jobs/{job_id}/adapter",
+        "/api/v1/models",
+    ):
         assert path in schema["paths"], path
 
 
@@ -30,8 +36,13 @@ def test_upload_returns_rows_and_columns(alice_api, sst2_sample):
 
 
 def test_upload_of_a_bad_file_names_rows_and_stores_nothing(alice_api):
-    response = upload(alice_api, b'{"text": "ok", "label": 1}\n{"text": "broken\n{"text": "", "label": 0}\n',
-                      name="bad.jsonl", text_column="text", label_column="label")
+    response = upload(
+        alice_api,
+        b'{"text": "ok", "label": 1}\n{"text": "broken\n{"text": "", "label": 0}\n',
+        name="bad.jsonl",
+        text_column="text",
+        label_column="label",
+    )
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert {e["row"] for e in errors} >= {2, 3}, errors
@@ -57,9 +68,18 @@ def test_models_lists_registered_base_models(alice_api, tiny_model):
 
 def test_job_create_validates_and_returns_field_errors(alice_api, sst2_sample, tiny_model):
     dataset = upload(alice_api, sst2_sample, name="sst2.tsv").json()["id"]
-    bad = alice_api.post("/api/v1/jobs", {"dataset": dataset, "base_model": tiny_model.pk, "method": "lora",
-                                          "text_column": "sentence", "label_column": "missing",
-                                          "params": {"batch_size": -1}}, content_type="application/json")
+    bad = alice_api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": dataset,
+            "base_model": tiny_model.pk,
+            "method": "lora",
+            "text_column": "sentence",
+            "label_column": "missing",
+            "params": {"batch_size": -1},
+        },
+        content_type="application/json",
+    )
     assert bad.status_code == 400
     assert set(bad.json()["errors"]) == {"label_column", "params.batch_size"}
 
@@ -67,10 +87,19 @@ def test_job_create_validates_and_returns_field_errors(alice_api, sst2_sample, t
 def test_job_create_then_get_and_cancel(alice_api, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
     dataset = upload(alice_api, sst2_sample, name="sst2.tsv").json()["id"]
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        created = alice_api.post("/api/v1/jobs", {"dataset": dataset, "base_model": tiny_model.pk, "method": "ia3",
-                                                  "task": "text-classification", "text_column": "sentence",
-                                                  "label_column": "label", "params": {"epochs": 1}},
-                                 content_type="application/json")
+        created = alice_api.post(
+            "/api/v1/jobs",
+            {
+                "dataset": dataset,
+                "base_model": tiny_model.pk,
+                "method": "ia3",
+                "task": "text-classification",
+                "text_column": "sentence",
+                "label_column": "label",
+                "params": {"epochs": 1},
+            },
+            content_type="application/json",
+        )
     assert created.status_code == 201, created.content
     assert len(callbacks) == 1
     job = created.json()
@@ -80,8 +109,9 @@ def test_job_create_then_get_and_cancel(alice_api, sst2_sample, tiny_model, djan
     assert alice_api.post(f"/api/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
 
 
-def test_job_list_query_count_does_not_grow_with_jobs(alice_api, alice, sst2_sample, tiny_model,
-                                                        django_assert_max_num_queries):
+def test_job_list_query_count_does_not_grow_with_jobs(
+    alice_api, alice, sst2_sample, tiny_model, django_assert_max_num_queries
+):
     dataset = Dataset.objects.get(pk=upload(alice_api, sst2_sample, name="s.tsv").json()["id"])
     for _ in range(30):
         job_for(alice, dataset, tiny_model)
@@ -121,5 +151,6 @@ def test_the_dataset_list_reads_warnings_without_a_query_per_dataset(alice_api, 
     alice_api.get("/api/v1/datasets")
     with django_assert_max_num_queries(6):
         rows = alice_api.get("/api/v1/datasets").json()
-    assert len(rows) == 6 and all({"duplicates", "conflicting_labels"} <= {w["code"] for w in r["warnings"]}
-                                  for r in rows)
+    assert len(rows) == 6 and all(
+        {"duplicates", "conflicting_labels"} <= {w["code"] for w in r["warnings"]} for r in rows
+    )

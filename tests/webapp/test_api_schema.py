@@ -58,8 +58,15 @@ def studio(keep_the_test_transaction, alice, sst2_sample):
     (folder / "model.safetensors").write_bytes(b"")
     own = services.base_model_add(actor=actor, name="own", source="local:schema-test-model")
     job = job_for(alice, dataset, bundled)
-    ids = {"dataset_id": dataset.pk, "job_id": job.pk, "model_id": own.pk,
-           "dataset": dataset.pk, "base_model": bundled.pk, "start_from": job.pk, "column": "sentence"}
+    ids = {
+        "dataset_id": dataset.pk,
+        "job_id": job.pk,
+        "model_id": own.pk,
+        "dataset": dataset.pk,
+        "base_model": bundled.pk,
+        "start_from": job.pk,
+        "column": "sentence",
+    }
     return {"token": api_token_create(user=alice), "ids": ids}
 
 
@@ -78,9 +85,13 @@ def _on_real_objects(case, ids: dict) -> bool:
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_api_conforms_and_never_fails(case, studio):
     headers = {"Authorization": f"Bearer {studio['token']}"}
     case.call_and_validate(headers=headers, checks=CHECKS)
@@ -97,8 +108,9 @@ def test_every_operation_refuses_a_request_without_a_token(studio):
         label = f"{operation.method.upper()} {operation.path}"
         if label in PUBLIC:
             continue
-        assert operation.definition.raw.get("security"), f"{label} declares no authentication; if it is meant " \
-                                                          "to be public, add it to PUBLIC"
+        assert operation.definition.raw.get("security"), (
+            f"{label} declares no authentication; if it is meant to be public, add it to PUBLIC"
+        )
         path = operation.path.format(**{p.name: studio["ids"].get(p.name, 1) for p in operation.path_parameters})
         response = getattr(anonymous, operation.method.lower())(path)
         assert response.status_code == 401, f"{label} answered {response.status_code} without a token"
@@ -114,17 +126,30 @@ def test_a_nul_character_anywhere_is_a_400_not_a_server_error(studio, sst2_sampl
 
     api = Client(headers={"Authorization": f"Bearer {studio['token']}"})
     ids = studio["ids"]
-    job = api.post("/api/v1/jobs", {"dataset": ids["dataset"], "base_model": ids["base_model"], "method": "lora",
-                                    "text_column": "sentence", "label_column": "label", "name": "a\x00b"},
-                   content_type="application/json")
+    job = api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": ids["dataset"],
+            "base_model": ids["base_model"],
+            "method": "lora",
+            "text_column": "sentence",
+            "label_column": "label",
+            "name": "a\x00b",
+        },
+        content_type="application/json",
+    )
     assert job.status_code == 400 and "NUL" in job.json()["detail"]
     assert api.get("/api/v1/jobs?status=queued%00").status_code == 400
-    model = api.post("/api/v1/models", {"name": "a\x00", "source": "owner/name", "revision": "0" * 40},
-                     content_type="application/json")
+    model = api.post(
+        "/api/v1/models",
+        {"name": "a\x00", "source": "owner/name", "revision": "0" * 40},
+        content_type="application/json",
+    )
     assert model.status_code == 400 and "NUL" in model.json()["errors"]["name"]
     blobs = Blob.objects.count()
-    upload = api.post("/api/v1/datasets", {"file": SimpleUploadedFile("t.tsv", sst2_sample.read_bytes()),
-                                           "name": "a\x00"})
+    upload = api.post(
+        "/api/v1/datasets", {"file": SimpleUploadedFile("t.tsv", sst2_sample.read_bytes()), "name": "a\x00"}
+    )
     assert upload.status_code == 400 and "NUL" in upload.json()["detail"]
     assert Blob.objects.count() == blobs  # refused before the bytes were stored
     assert api.get("/api/v1/jobs").status_code == 200  # the connection and its transaction are still usable

@@ -21,18 +21,26 @@ def dataset(alice, sst2_sample):
 @pytest.fixture
 def finished(alice, dataset, tiny_model):
     """Make a succeeded job with metrics, a report, loss points and an adapter."""
+
     def make(method="lora", accuracy=0.8, trainable=1000, method_params=None, params=None, losses=(0.7, 0.5)):
         job = job_for(alice, dataset, tiny_model, method=method, method_params=method_params, params=params)
         Job.objects.filter(pk=job.pk).update(
-            status=Job.Status.SUCCEEDED, metrics={"accuracy": accuracy, "macro_f1": accuracy - 0.01},
-            finished_at=timezone.now(), progress_step=len(losses), progress_total=len(losses))
-        EvalReport.objects.create(job=job, data={"trainable_params": trainable, "total_params": 100_000,
-                                                 "train_seconds": 12.5})
-        MetricPoint.objects.bulk_create([MetricPoint(job=job, step=i + 1, name="loss", value=v)
-                                         for i, v in enumerate(losses)])
+            status=Job.Status.SUCCEEDED,
+            metrics={"accuracy": accuracy, "macro_f1": accuracy - 0.01},
+            finished_at=timezone.now(),
+            progress_step=len(losses),
+            progress_total=len(losses),
+        )
+        EvalReport.objects.create(
+            job=job, data={"trainable_params": trainable, "total_params": 100_000, "train_seconds": 12.5}
+        )
+        MetricPoint.objects.bulk_create(
+            [MetricPoint(job=job, step=i + 1, name="loss", value=v) for i, v in enumerate(losses)]
+        )
         blob = blob_create_from_chunks([b"x" * trainable])
-        Artifact.objects.create(job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob,
-                                size_bytes=blob.size, sha256=blob.sha256)
+        Artifact.objects.create(
+            job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=blob.size, sha256=blob.sha256
+        )
         return Job.objects.get(pk=job.pk)
 
     return make

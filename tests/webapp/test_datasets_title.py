@@ -21,8 +21,10 @@ def test_the_datasets_page_title_is_text_and_its_upload_script_is_in_the_body(cl
 
 
 def test_no_template_puts_markup_in_its_title():
-    blocks = {path.relative_to(REPO).as_posix(): block
-              for path in (REPO / "templates").rglob("*.html")
-              for block in TITLE_BLOCK.findall(path.read_text(encoding="utf-8"))}
+    blocks = {
+        path.relative_to(REPO).as_posix(): block
+        for path in (REPO / "templates").rglob("*.html")
+        for block in TITLE_BLOCK.findall(path.read_text(encoding="utf-8"))
+    }
     assert blocks, "no title block found: has base.html's block been renamed?"
     assert not {path: block for path, block in blocks.items() if "<" in block}

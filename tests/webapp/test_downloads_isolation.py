@@ -29,8 +29,9 @@ def succeeded_job(alice, sst2_sample, tiny_model):
     claimed = runtime.job_claim(job_id=job.pk, owner="test")
     zip_bytes = adapter_zip()
     blob = blob_create_from_file(io.BytesIO(zip_bytes))
-    assert runtime.job_succeed(job=claimed, metrics={"accuracy": 0.8, "macro_f1": 0.79}, report=REPORT,
-                                adapter_blob=blob, filename="x.zip")
+    assert runtime.job_succeed(
+        job=claimed, metrics={"accuracy": 0.8, "macro_f1": 0.79}, report=REPORT, adapter_blob=blob, filename="x.zip"
+    )
     return job, zip_bytes
 
 

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from jobs import comparison, playground, services
 from jobs.models import EvalReport, Job, PlaygroundRun
 from peftcore.events import ListSink
-from peftcore.predict import adapter_task, predict, load_predictor
+from peftcore.predict import adapter_task, load_predictor, predict
 from peftcore.train import fit
 from teams.actor import actor_for_user
 from tests.factories import dataset_from, job_row
@@ -41,10 +41,17 @@ def pairs_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(llama_dir, pairs_file, tmp_path_factory):
     """A real SFT adapter (full fine-tuning, a few seconds on a CPU): its folder and the done event."""
-    spec = {"task": "sft", "model_path": str(llama_dir), "method": "full", "train_file": str(pairs_file),
-            "text_column": "review", "label_column": "answer", "output_dir": str(tmp_path_factory.mktemp("out")),
-            "params": {"epochs": 6, "batch_size": 8, "max_length": MAX_LENGTH, "learning_rate": 3e-3},
-            "metadata": {"base_model": "local:tiny-llama"}}
+    spec = {
+        "task": "sft",
+        "model_path": str(llama_dir),
+        "method": "full",
+        "train_file": str(pairs_file),
+        "text_column": "review",
+        "label_column": "answer",
+        "output_dir": str(tmp_path_factory.mktemp("out")),
+        "params": {"epochs": 6, "batch_size": 8, "max_length": MAX_LENGTH, "learning_rate": 3e-3},
+        "metadata": {"base_model": "local:tiny-llama"},
+    }
     result = fit(spec, ListSink())
     return result.adapter_dir, result.done
 
@@ -62,9 +69,20 @@ def pairs_dataset(alice, pairs_file):
 
 def make_job(dataset, model, *, task="sft", metrics=None, report=None, user=None):
     """A succeeded generation job made directly (not through the job form)."""
-    job = job_row(dataset, model, status=Job.Status.SUCCEEDED, created_by=user, task=task, method="full",
-                  text_column="review", label_column="answer", params={"max_length": MAX_LENGTH},
-                  metrics=metrics or {}, progress_step=1, progress_total=1)
+    job = job_row(
+        dataset,
+        model,
+        status=Job.Status.SUCCEEDED,
+        created_by=user,
+        task=task,
+        method="full",
+        text_column="review",
+        label_column="answer",
+        params={"max_length": MAX_LENGTH},
+        metrics=metrics or {},
+        progress_step=1,
+        progress_total=1,
+    )
     if report is not None:
         EvalReport.objects.create(job=job, data=report)
     return job
@@ -97,8 +115,9 @@ def table(html: str, table_id: str) -> str:
     return match.group(0)
 
 
-def test_the_job_page_shows_generation_metrics_their_gain_and_the_best_and_worst_samples(alice_client, sft_job,
-                                                                                           trained):
+def test_the_job_page_shows_generation_metrics_their_gain_and_the_best_and_worst_samples(
+    alice_client, sft_job, trained
+):
     report = trained[1]["report"]
     metrics, baseline, samples = report["metrics"], report["baseline_metrics"], report["samples"]
     assert len(samples) >= 10 and metrics["rouge_l"] > baseline["rouge_l"]  # the adapter learned something
@@ -138,8 +157,9 @@ def test_sample_text_is_escaped_and_the_page_reads_no_more_rows_for_more_samples
     report = sft_job.report
     data = copy.deepcopy(report.data)
     data["samples"] = (data["samples"] * 4)[:32]
-    data["samples"][0].update(input="<script>alert(1)</script>", generation="<b>bold</b> & co",
-                              baseline_generation="<i>before</i>")
+    data["samples"][0].update(
+        input="<script>alert(1)</script>", generation="<b>bold</b> & co", baseline_generation="<i>before</i>"
+    )
     report.data = data
     report.save()
     with CaptureQueriesContext(connection) as many:
@@ -150,8 +170,9 @@ def test_sample_text_is_escaped_and_the_page_reads_no_more_rows_for_more_samples
     assert "&lt;i&gt;before&lt;/i&gt;" in html
 
 
-def test_a_seq2seq_job_asks_for_an_input_and_a_short_sample_list_has_no_worst_table(alice_client, pairs_dataset,
-                                                                                   llama_model, trained):
+def test_a_seq2seq_job_asks_for_an_input_and_a_short_sample_list_has_no_worst_table(
+    alice_client, pairs_dataset, llama_model, trained
+):
     report = copy.deepcopy(trained[1]["report"])
     report.update(task="seq2seq", samples=report["samples"][:3])
     job = make_job(pairs_dataset, llama_model, task="seq2seq", metrics=report["metrics"], report=report)
@@ -160,14 +181,16 @@ def test_a_seq2seq_job_asks_for_an_input_and_a_short_sample_list_has_no_worst_ta
     assert table(html, "samples-best").count("<tr>") == 1 + 3 and 'id="samples-worst"' not in html
 
 
-def test_the_playground_api_returns_the_adapters_generations(alice_api, sft_job, trained, llama_dir,
-                                                             django_capture_on_commit_callbacks):
+def test_the_playground_api_returns_the_adapters_generations(
+    alice_api, sft_job, trained, llama_dir, django_capture_on_commit_callbacks
+):
     folder = trained[0]
     assert adapter_task(folder) == "sft"
     texts = ["the film was lovely and superb", "the film was dull and tedious", "<b>tags</b> stay text"]
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        created = alice_api.post(f"/api/v1/jobs/{sft_job.pk}/playground", {"texts": texts},
-                                 content_type="application/json")
+        created = alice_api.post(
+            f"/api/v1/jobs/{sft_job.pk}/playground", {"texts": texts}, content_type="application/json"
+        )
     assert created.status_code == 202 and created.json()["status"] == "pending" and len(callbacks) == 1
     assert created.json()["generations"] is None and created.json()["predictions"] is None
     run_id = created.json()["id"]
@@ -180,11 +203,13 @@ def test_the_playground_api_returns_the_adapters_generations(alice_api, sft_job,
     assert [g["generation"] for g in body["generations"][:2]] == ["positive", "negative"]
 
 
-def test_the_playground_page_shows_each_prompt_with_its_generation(alice_client, sft_job, trained, llama_dir,
-                                                                   django_capture_on_commit_callbacks):
+def test_the_playground_page_shows_each_prompt_with_its_generation(
+    alice_client, sft_job, trained, llama_dir, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False):
-        pending = alice_client.post(f"/jobs/{sft_job.pk}/playground/",
-                              {"texts": "the film was lovely and superb\n\nthe film was <i>dull</i>\n"})
+        pending = alice_client.post(
+            f"/jobs/{sft_job.pk}/playground/", {"texts": "the film was lovely and superb\n\nthe film was <i>dull</i>\n"}
+        )
     run = PlaygroundRun.objects.get()
     assert run.texts == ["the film was lovely and superb", "the film was <i>dull</i>"]
     assert f"/jobs/{sft_job.pk}/playground/{run.pk}/" in pending.content.decode()  # it polls
@@ -204,12 +229,22 @@ GEN_A = {"eval_loss": 0.40, "perplexity": 1.49, "rouge_l": 0.62, "bleu": 41.0, "
 GEN_B = {"eval_loss": 0.30, "perplexity": 1.35, "rouge_l": 0.55, "bleu": 45.5, "exact_match": 0.50}
 
 
-def test_compare_marks_the_lower_perplexity_and_the_higher_rouge_l_best(alice_api, alice_client, pairs_dataset,
-                                                                          llama_model):
-    a = make_job(pairs_dataset, llama_model, metrics=GEN_A, report={"task": "sft", "trainable_params": 10,
-                                                                     "total_params": 100, "train_seconds": 3})
-    b = make_job(pairs_dataset, llama_model, task="seq2seq", metrics=GEN_B,
-                 report={"task": "seq2seq", "trainable_params": 10, "total_params": 100, "train_seconds": 4})
+def test_compare_marks_the_lower_perplexity_and_the_higher_rouge_l_best(
+    alice_api, alice_client, pairs_dataset, llama_model
+):
+    a = make_job(
+        pairs_dataset,
+        llama_model,
+        metrics=GEN_A,
+        report={"task": "sft", "trainable_params": 10, "total_params": 100, "train_seconds": 3},
+    )
+    b = make_job(
+        pairs_dataset,
+        llama_model,
+        task="seq2seq",
+        metrics=GEN_B,
+        report={"task": "seq2seq", "trainable_params": 10, "total_params": 100, "train_seconds": 4},
+    )
     rows = {row["name"]: row for row in alice_api.get(f"/api/v1/jobs/compare?ids={a.pk},{b.pk}").json()["rows"]}
     assert rows["ROUGE-L"]["values"] == [0.62, 0.55] and rows["ROUGE-L"]["best"] == [0]
     assert rows["perplexity"]["best"] == [1] and rows["eval loss"]["best"] == [1] and rows["BLEU"]["best"] == [1]
@@ -234,8 +269,12 @@ def test_the_leaderboard_ranks_generation_metrics_the_right_way_round(alice, pai
     c = make_job(pairs_dataset, llama_model, metrics={**GEN_A, "perplexity": 9.0, "eval_loss": 2.2, "rouge_l": 0.1})
 
     def board(metric):
-        return [job.pk for job in comparison.dataset_leaderboard(actor=actor_for_user(alice), dataset_id=pairs_dataset.pk,
-                                                                 metric=metric)]
+        return [
+            job.pk
+            for job in comparison.dataset_leaderboard(
+                actor=actor_for_user(alice), dataset_id=pairs_dataset.pk, metric=metric
+            )
+        ]
 
     assert board("perplexity") == [b.pk, a.pk, c.pk]  # lowest first
     assert board("eval_loss") == [b.pk, a.pk, c.pk]

@@ -60,8 +60,9 @@ def test_someone_without_an_account_signs_up_from_the_link_and_nothing_is_half_d
     taken = anon.post(f"/invite/{raw}/", {"username": "ada", "password": "a long passphrase 42"})
     assert taken.status_code == 409 and "is taken" in taken.content.decode()
     assert Invitation.objects.get(pk=invitation.pk).accepted_at is None  # still usable after the refusals
-    response = anon.post(f"/invite/{raw}/", {"username": "newbie", "email": "new@example.com",
-                                             "password": "a long passphrase 42"})
+    response = anon.post(
+        f"/invite/{raw}/", {"username": "newbie", "email": "new@example.com", "password": "a long passphrase 42"}
+    )
     assert response.status_code == 302
     assert Membership.objects.get(user__username="newbie").team.name == "Team A"
     assert "newbie" in anon.get("/jobs/").content.decode()  # signed in

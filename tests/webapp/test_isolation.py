@@ -23,9 +23,17 @@ def test_api_of_another_team_is_404(alice_job, bob_api):
 
 
 def test_bob_cannot_train_on_alices_dataset(alice_job, bob_api, tiny_model):
-    response = bob_api.post("/api/v1/jobs", {"dataset": alice_job.dataset_id, "base_model": tiny_model.pk,
-                                             "method": "lora", "text_column": "sentence", "label_column": "label"},
-                            content_type="application/json")
+    response = bob_api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": alice_job.dataset_id,
+            "base_model": tiny_model.pk,
+            "method": "lora",
+            "text_column": "sentence",
+            "label_column": "label",
+        },
+        content_type="application/json",
+    )
     assert response.status_code == 400 and response.json()["errors"] == {"dataset": "not found"}
 
 
@@ -33,8 +41,12 @@ def test_pages_of_another_team_are_404(alice_job, bob):
     client = Client()
     client.force_login(bob)
     job = alice_job
-    for url in (f"/jobs/{job.pk}/", f"/jobs/{job.pk}/status/", f"/jobs/{job.pk}/adapter/",
-                f"/datasets/{job.dataset_id}/"):
+    for url in (
+        f"/jobs/{job.pk}/",
+        f"/jobs/{job.pk}/status/",
+        f"/jobs/{job.pk}/adapter/",
+        f"/datasets/{job.dataset_id}/",
+    ):
         assert client.get(url).status_code == 404, url
     assert client.post(f"/jobs/{job.pk}/cancel/").status_code == 404
     assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED

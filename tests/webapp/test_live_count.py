@@ -25,7 +25,8 @@ def _number(html: str) -> int:
 
 
 def test_a_changed_rank_is_counted_by_the_worker_then_served_from_the_cache(
-        client, tiny_model, tiny_model_dir, django_capture_on_commit_callbacks, django_assert_max_num_queries):
+    client, tiny_model, tiny_model_dir, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         pending = _count(client, tiny_model, "lora", r=16, lora_alpha=32)
     assert pending.status_code == 200 and "Counting the trainable parameters" in pending.content.decode()
@@ -37,8 +38,9 @@ def test_a_changed_rank_is_counted_by_the_worker_then_served_from_the_cache(
     assert worker_count(count.pk) == "counted"  # what the maintenance worker runs
     expected = count_trainable(tiny_model_dir, "lora", {"r": 16, "lora_alpha": 32}, "text-classification")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert _number(_count(client, tiny_model, "lora", r=16, lora_alpha=32).content.decode()) == \
-            expected["trainable"]
+        assert (
+            _number(_count(client, tiny_model, "lora", r=16, lora_alpha=32).content.decode()) == expected["trainable"]
+        )
     assert not callbacks and TrainableCount.objects.count() == 1
     at_defaults = count_trainable(tiny_model_dir, "lora", {}, "text-classification")["trainable"]
     assert expected["trainable"] > at_defaults  # a higher rank trains more
@@ -51,8 +53,9 @@ def test_settings_that_do_not_fit_say_what_to_fix_without_counting(client, tiny_
 
 
 def test_a_method_the_model_cannot_take_is_refused_with_the_reason(client, tiny_model, tiny_model_dir):
-    with_count = TrainableCount.objects.create(base_model=tiny_model, method="red", params_key="x", params={
-        "placement": "ffn", "layers": "nonsense"})
+    with_count = TrainableCount.objects.create(
+        base_model=tiny_model, method="red", params_key="x", params={"placement": "ffn", "layers": "nonsense"}
+    )
     assert worker_count(with_count.pk) == "counted"
     with_count.refresh_from_db()
     assert "layers" in with_count.result["refused"]

@@ -24,13 +24,15 @@ def test_admins_add_change_and_remove_members_and_a_removed_members_token_dies(a
     refused = api.patch("/api/v1/team/members/bob", {"role": "admin"}, content_type="application/json")
     assert refused.status_code == 400 and "only an owner" in refused.json()["detail"]
     assert api.post("/api/v1/team/members", {"username": "ghost"}, content_type="application/json").json() == {
-        "detail": "there is no user named 'ghost'; they must have an account first"}
+        "detail": "there is no user named 'ghost'; they must have an account first"
+    }
     assert api.delete("/api/v1/team/members/bob").status_code == 204
     assert not Membership.objects.filter(user=bob, team__name="Team A").exists()
     assert api.delete("/api/v1/team/members/bob").status_code == 404
     assert api_client(alice).delete("/api/v1/team/members/ada").status_code == 403
-    assert [e.action for e in AuditEntry.objects.filter(team__name="Team A", action__startswith="member.")
-            .order_by("pk")] == ["member.add", "member.role", "member.remove"]
+    assert [
+        e.action for e in AuditEntry.objects.filter(team__name="Team A", action__startswith="member.").order_by("pk")
+    ] == ["member.add", "member.role", "member.remove"]
 
 
 def test_a_member_removed_from_a_team_loses_that_teams_token(admin, alice):

@@ -38,8 +38,9 @@ def api(admin):
 def model_folder(name: str, weights: str = "model.safetensors"):
     folder = settings.MODEL_ROOT / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32,
-                                                   "num_hidden_layers": 2, "num_attention_heads": 2}))
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2})
+    )
     (folder / weights).write_bytes(b"")
     return folder
 
@@ -62,15 +63,18 @@ def test_an_admin_adds_a_local_model_that_only_their_team_sees(api, admin, bob_a
     assert again.status_code == 400 and "already offered" in again.json()["errors"]["source"]
 
 
-@pytest.mark.parametrize("source, revision, field, message", [
-    ("local:../escape", "", "source", "must not contain '..'"),
-    ("local:/etc", "", "source", "must be relative"),
-    ("local:missing", "", "source", "does not exist"),
-    ("local:pickled", "", "source", "safetensors weights only"),
-    ("local:team-bert", "main", "revision", "only Hugging Face models have a revision"),
-    ("gpt2", "", "source", "is not a model reference"),
-    ("owner/name", "bad rev", "revision", "is not a revision"),
-])
+@pytest.mark.parametrize(
+    "source, revision, field, message",
+    [
+        ("local:../escape", "", "source", "must not contain '..'"),
+        ("local:/etc", "", "source", "must be relative"),
+        ("local:missing", "", "source", "does not exist"),
+        ("local:pickled", "", "source", "safetensors weights only"),
+        ("local:team-bert", "main", "revision", "only Hugging Face models have a revision"),
+        ("gpt2", "", "source", "is not a model reference"),
+        ("owner/name", "bad rev", "revision", "is not a revision"),
+    ],
+)
 def test_bad_references_are_refused_with_what_to_fix(api, source, revision, field, message):
     model_folder("team-bert")
     model_folder("pickled", weights="pytorch_model.bin")
@@ -142,8 +146,9 @@ def test_the_dashboard_section_adds_lists_and_removes(admin):
     text = added.content.decode()
     assert "Added &#x27;Team BERT&#x27;" in text and "<code>local:team-bert</code>" in text
 
-    refused = page.post("/team/models/", {"name": "Qwen", "source": "Qwen/Qwen2.5-0.5B", "revision": "main"},
-                        follow=True).content.decode()
+    refused = page.post(
+        "/team/models/", {"name": "Qwen", "source": "Qwen/Qwen2.5-0.5B", "revision": "main"}, follow=True
+    ).content.decode()
     assert "revision: could not ask the Hugging Face hub" in refused and "40-character commit id" in refused
 
     model = BaseModel.objects.get(name="Team BERT")

@@ -17,6 +17,7 @@ from tests.factories import dataset_from, job_for
 @pytest.fixture
 def make_job(alice, dataset, tiny_model):
     """make_job(status, **fields): a job of alice's, created queued, then set to that status with those fields."""
+
     def make(status=Job.Status.QUEUED, **fields):
         job = job_for(alice, dataset, tiny_model)
         if status != Job.Status.QUEUED:
@@ -112,8 +113,9 @@ def test_job_form_guesses_the_columns_of_the_chosen_dataset(client, dataset, ali
     csv.write_text("text,target\ngood film,1\nbad film,0\n")
     other = dataset_from(alice, csv, name="other")
     # htmx re-renders the form with the previous dataset's columns still in the query: the guess must replace them.
-    html = client.get("/jobs/new/", {"dataset": other.pk, "text_column": "sentence",
-                                     "label_column": "label"}).content.decode()
+    html = client.get(
+        "/jobs/new/", {"dataset": other.pk, "text_column": "sentence", "label_column": "label"}
+    ).content.decode()
     assert selected(html, "id_text_column") == ["text"]
     assert selected(html, "id_label_column") == ["target"]
 
@@ -139,8 +141,9 @@ def test_invalid_job_post_shows_the_error_next_to_the_field(client, dataset, tin
     assert Job.objects.count() == 0
 
 
-def test_valid_job_post_creates_the_job_and_redirects_to_it(client, alice, dataset, tiny_model,
-                                                            django_capture_on_commit_callbacks):
+def test_valid_job_post_creates_the_job_and_redirects_to_it(
+    client, alice, dataset, tiny_model, django_capture_on_commit_callbacks
+):
     data = job_form_data(client, dataset=dataset.pk, base_model=tiny_model.pk, method="lora")
     data.update(p_epochs=2, m_r=4)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -153,14 +156,16 @@ def test_valid_job_post_creates_the_job_and_redirects_to_it(client, alice, datas
     assert job.params["epochs"] == 2 and job.method_params["r"] == 4
 
 
-def test_a_finished_jobs_train_on_link_opens_the_form_stacking_on_its_adapter(client, make_job, tiny_model,
-                                                                              django_capture_on_commit_callbacks):
+def test_a_finished_jobs_train_on_link_opens_the_form_stacking_on_its_adapter(
+    client, make_job, tiny_model, django_capture_on_commit_callbacks
+):
     first = make_in_status(make_job, Job.Status.SUCCEEDED)
     from jobs.models import Artifact, Blob
 
     blob = Blob.objects.create(size=1, sha256="0" * 64, complete=True)
-    Artifact.objects.create(job=first, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=1,
-                            sha256="0" * 64)
+    Artifact.objects.create(
+        job=first, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=1, sha256="0" * 64
+    )
     page = client.get(f"/jobs/{first.pk}/").content.decode()
     link = re.search(r'id="train-on" href="([^"]+)"', page)
     assert link
@@ -169,8 +174,15 @@ def test_a_finished_jobs_train_on_link_opens_the_form_stacking_on_its_adapter(cl
     assert selected(form_page, "id_start_from") == [str(first.pk)]
     assert re.search(r'<details id="start-from" open', form_page)
     # The user switches the method to IA3 (the form re-renders with IA3's parameters) and picks "stack".
-    data = job_form_data(client, dataset=first.dataset_id, base_model=tiny_model.pk, method="ia3",
-                         start_from=first.pk, text_column="sentence", label_column="label")
+    data = job_form_data(
+        client,
+        dataset=first.dataset_id,
+        base_model=tiny_model.pk,
+        method="ia3",
+        start_from=first.pk,
+        text_column="sentence",
+        label_column="label",
+    )
     data["start_mode"] = "stack"
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post("/jobs/new/", data)
@@ -223,8 +235,9 @@ def test_methods_are_grouped_by_family_in_the_job_form(alice):
 
 
 @pytest.mark.parametrize("method", [m.name for m in all_methods()])
-def test_every_method_can_be_submitted_from_the_form_at_its_defaults(client, dataset, tiny_model, method,
-                                                                     django_capture_on_commit_callbacks):
+def test_every_method_can_be_submitted_from_the_form_at_its_defaults(
+    client, dataset, tiny_model, method, django_capture_on_commit_callbacks
+):
     data = job_form_data(client, dataset=dataset.pk, base_model=tiny_model.pk, method=method)
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post("/jobs/new/", data)
@@ -236,8 +249,10 @@ def test_dataset_warnings_show_on_its_page_and_in_the_job_form(client, alice, tm
     tsv = tmp_path / "dup.tsv"
     tsv.write_text("text\tlabel\ngood film\t1\nbad film\t0\ngood film\t0\n")
     dataset = dataset_from(alice, tsv, name="dup", text_column="text", label_column="label")
-    for html in (client.get(f"/datasets/{dataset.pk}/").content.decode(),
-                 client.get("/jobs/new/", {"dataset": dataset.pk}).content.decode()):
+    for html in (
+        client.get(f"/datasets/{dataset.pk}/").content.decode(),
+        client.get("/jobs/new/", {"dataset": dataset.pk}).content.decode(),
+    ):
         assert 'id="dataset-warnings"' in html and "row 4 repeats row 2" in html
         assert "row 4 says &#x27;0&#x27;, row 2 &#x27;1&#x27;" in html
 

@@ -1,14 +1,13 @@
 """The playground: texts go to a worker, which runs the job's stored adapter; the page and the API show the
 label probabilities. Here the worker's function runs in-process (tests/integration runs the real worker)."""
 
-
 import pytest
 from django.test import Client
 
 from jobs import playground
 from jobs.models import Job, PlaygroundRun
 from peftcore.events import ListSink
-from peftcore.predict import predict, load_predictor
+from peftcore.predict import load_predictor, predict
 from peftcore.train import fit
 from tests.factories import job_for
 from tests.peftcore.conftest import make_spec
@@ -30,13 +29,13 @@ def succeeded(alice, dataset, sst2_sample, tiny_model, tiny_model_dir, tmp_path)
     return Job.objects.get(pk=job.pk), folder
 
 
-def test_the_api_queues_then_returns_what_the_adapter_predicts(alice_api, succeeded, tiny_model_dir,
-                                                               django_capture_on_commit_callbacks):
+def test_the_api_queues_then_returns_what_the_adapter_predicts(
+    alice_api, succeeded, tiny_model_dir, django_capture_on_commit_callbacks
+):
     job, folder = succeeded
     texts = ["a gripping, beautiful film", "tedious"]
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        created = alice_api.post(f"/api/v1/jobs/{job.pk}/playground", {"texts": texts},
-                                 content_type="application/json")
+        created = alice_api.post(f"/api/v1/jobs/{job.pk}/playground", {"texts": texts}, content_type="application/json")
     assert created.status_code == 202 and created.json()["status"] == "pending" and len(callbacks) == 1
     url = f"/api/v1/jobs/{job.pk}/playground/{created.json()['id']}"
     assert playground.predict(created.json()["id"]) == "predicted"  # what the maintenance worker runs
@@ -51,15 +50,20 @@ def test_the_api_queues_then_returns_what_the_adapter_predicts(alice_api, succee
 def test_bad_requests_say_what_to_fix_and_other_teams_get_404(alice_api, bob_api, succeeded):
     job, _ = succeeded
     url = f"/api/v1/jobs/{job.pk}/playground"
-    assert alice_api.post(url, {"texts": [" "]}, content_type="application/json").json()["detail"] == \
-        "type a text to try"
+    assert (
+        alice_api.post(url, {"texts": [" "]}, content_type="application/json").json()["detail"] == "type a text to try"
+    )
     assert "at most 32" in alice_api.post(url, {"texts": ["x"] * 33}, content_type="application/json").json()["detail"]
-    assert "longer than 5,000" in alice_api.post(url, {"texts": ["x" * 5001]},
-                                                 content_type="application/json").json()["detail"]
+    assert (
+        "longer than 5,000"
+        in alice_api.post(url, {"texts": ["x" * 5001]}, content_type="application/json").json()["detail"]
+    )
     assert bob_api.post(url, {"texts": ["x"]}, content_type="application/json").status_code == 404
     Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED)
-    assert "only a succeeded job" in alice_api.post(url, {"texts": ["x"]},
-                                                    content_type="application/json").json()["detail"]
+    assert (
+        "only a succeeded job"
+        in alice_api.post(url, {"texts": ["x"]}, content_type="application/json").json()["detail"]
+    )
     assert not PlaygroundRun.objects.exists()
 
 
@@ -79,12 +83,14 @@ def test_the_job_page_posts_polls_and_shows_the_probabilities(alice, succeeded, 
     assert client.post(f"/jobs/{job.pk}/playground/", {"texts": ""}).status_code == 400
 
 
-def test_a_run_whose_message_was_lost_is_asked_for_again(alice_api, succeeded, settings,
-                                                          django_capture_on_commit_callbacks):
+def test_a_run_whose_message_was_lost_is_asked_for_again(
+    alice_api, succeeded, settings, django_capture_on_commit_callbacks
+):
     job, _ = succeeded
     with django_capture_on_commit_callbacks(execute=False):
-        run_id = alice_api.post(f"/api/v1/jobs/{job.pk}/playground", {"texts": ["x"]},
-                                content_type="application/json").json()["id"]
+        run_id = alice_api.post(
+            f"/api/v1/jobs/{job.pk}/playground", {"texts": ["x"]}, content_type="application/json"
+        ).json()["id"]
     url = f"/api/v1/jobs/{job.pk}/playground/{run_id}"
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         alice_api.get(url)

@@ -15,7 +15,9 @@ def test_the_api_recommends_for_a_number_of_rows_or_a_dataset(alice_api, sst2_sa
     assert body["method"] == expected.method and body["reason"] == expected.reason and body["rows"] == 2000
     dataset = upload(alice_api, sst2_sample, name="sst2.tsv").json()
     body = alice_api.get(f"/api/v1/methods/recommended?dataset={dataset['id']}").json()
-    assert body["rows"] == dataset["rows"] and body["method"] == recommend("text-classification", dataset["rows"]).method
+    assert (
+        body["rows"] == dataset["rows"] and body["method"] == recommend("text-classification", dataset["rows"]).method
+    )
 
 
 def test_bad_questions_get_a_clear_400_and_other_teams_datasets_a_404(alice_api, bob_api, sst2_sample):

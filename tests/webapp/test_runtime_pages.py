@@ -31,13 +31,18 @@ def _cancelled_with_checkpoint(job: Job, step: int = 7) -> Job:
     claimed = runtime.job_claim(job_id=job.pk, owner="gpu-1/42")
     runtime.job_checkpoint(job=claimed, step=step, blob=blob_create_from_chunks([b"ckpt"]))
     runtime.job_cancel(job=claimed)
-    runtime.job_fail(job=claimed, kind=Job.ErrorKind.CANCELLED, status=Job.Status.CANCELLED,
-                     message=f"cancelled by a user while running; resume it to go on from step {step}")
+    runtime.job_fail(
+        job=claimed,
+        kind=Job.ErrorKind.CANCELLED,
+        status=Job.Status.CANCELLED,
+        message=f"cancelled by a user while running; resume it to go on from step {step}",
+    )
     return Job.objects.get(pk=job.pk)
 
 
-def test_a_cancelled_job_resumes_from_its_checkpoint_with_one_click(client, make_job,
-                                                                     django_capture_on_commit_callbacks):
+def test_a_cancelled_job_resumes_from_its_checkpoint_with_one_click(
+    client, make_job, django_capture_on_commit_callbacks
+):
     job = _cancelled_with_checkpoint(make_job())
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert "Resume from step 7" in page and 'id="attempts"' in page and "gpu-1/42" in page
@@ -63,8 +68,12 @@ def test_the_api_resumes_lists_attempts_and_refuses_what_cannot_resume(alice_api
 
 def test_a_job_failed_on_its_data_offers_no_resume(client, make_job):
     job = make_job()
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error_kind=Job.ErrorKind.BAD_DATA,
-                                         error_message="row 3 has no label", finished_at=timezone.now())
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED,
+        error_kind=Job.ErrorKind.BAD_DATA,
+        error_message="row 3 has no label",
+        finished_at=timezone.now(),
+    )
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert "row 3 has no label" in page and 'id="resume-form"' not in page
     response = client.post(f"/jobs/{job.pk}/resume/", follow=True)
@@ -75,16 +84,21 @@ def test_a_job_failed_on_its_data_offers_no_resume(client, make_job):
 def test_an_out_of_memory_retry_is_said_on_the_job_page(client, make_job):
     job = make_job()
     claimed = runtime.job_claim(job_id=job.pk, owner="gpu-1/42")
-    runtime.job_requeue(job=claimed, outcome=JobAttempt.Outcome.OUT_OF_MEMORY, micro_batch_size=8,
-                        message="ran out of memory with a micro-batch of 16; retrying from the start (no checkpoint "
-                                "yet) with a micro-batch of 8 and 2 gradient accumulation steps")
+    runtime.job_requeue(
+        job=claimed,
+        outcome=JobAttempt.Outcome.OUT_OF_MEMORY,
+        micro_batch_size=8,
+        message="ran out of memory with a micro-batch of 16; retrying from the start (no checkpoint "
+        "yet) with a micro-batch of 8 and 2 gradient accumulation steps",
+    )
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert 'id="job-notice"' in page and "micro-batch of 8 and 2 gradient accumulation steps" in page
     assert "out of memory" in page  # the attempts table names how the first attempt ended
 
 
-def test_priority_and_time_limit_come_from_the_form_and_the_api(client, alice_api, make_job, tiny_model,
-                                                                 django_capture_on_commit_callbacks):
+def test_priority_and_time_limit_come_from_the_form_and_the_api(
+    client, alice_api, make_job, tiny_model, django_capture_on_commit_callbacks
+):
     from tests.webapp.test_pages import job_form_data
 
     dataset_id = make_job().dataset_id
@@ -97,9 +111,18 @@ def test_priority_and_time_limit_come_from_the_form_and_the_api(client, alice_ap
     data.update(time_limit=1)
     response = client.post("/jobs/new/", data)
     assert response.status_code == 400 and "time limit must be more than" in response.content.decode()
-    bad = alice_api.post("/api/v1/jobs", {"dataset": dataset_id, "base_model": tiny_model.pk, "method": "lora",
-                                          "text_column": "sentence", "label_column": "label",
-                                          "time_limit_minutes": 10 ** 6}, content_type="application/json")
+    bad = alice_api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": dataset_id,
+            "base_model": tiny_model.pk,
+            "method": "lora",
+            "text_column": "sentence",
+            "label_column": "label",
+            "time_limit_minutes": 10**6,
+        },
+        content_type="application/json",
+    )
     assert bad.status_code == 400 and "time_limit" in bad.json()["errors"]
 
 

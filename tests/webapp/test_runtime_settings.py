@@ -14,8 +14,7 @@ from webapp.celery import app
 from webapp.timing import timing_errors
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD = dict(heartbeat=2, lease=120, time_limit=86400, time_limit_max=604800, visibility=608400, stop_grace=15,
-            reap=60)
+GOOD = dict(heartbeat=2, lease=120, time_limit=86400, time_limit_max=604800, visibility=608400, stop_grace=15, reap=60)
 
 
 def test_the_running_settings_nest():
@@ -32,25 +31,33 @@ def test_the_defaults_nest():
     assert timing_errors(**GOOD) == []
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"lease": 3}, "JOB_LEASE_SECONDS"),
-    ({"time_limit": 100}, "JOB_TIME_LIMIT_SECONDS"),
-    ({"time_limit": 10 ** 6}, "JOB_TIME_LIMIT_MAX_SECONDS"),
-    ({"visibility": 3600}, "CELERY_VISIBILITY_TIMEOUT"),
-    ({"stop_grace": 200}, "RUNNER_STOP_GRACE_SECONDS"),
-    ({"stop_grace": 29}, "must not exceed 30"),
-    ({"reap": 600}, "JOB_REAP_SECONDS"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"lease": 3}, "JOB_LEASE_SECONDS"),
+        ({"time_limit": 100}, "JOB_TIME_LIMIT_SECONDS"),
+        ({"time_limit": 10**6}, "JOB_TIME_LIMIT_MAX_SECONDS"),
+        ({"visibility": 3600}, "CELERY_VISIBILITY_TIMEOUT"),
+        ({"stop_grace": 200}, "RUNNER_STOP_GRACE_SECONDS"),
+        ({"stop_grace": 29}, "must not exceed 30"),
+        ({"reap": 600}, "JOB_REAP_SECONDS"),
+    ],
+)
 def test_each_broken_rule_is_named(change, named):
     errors = timing_errors(**{**GOOD, **change})
     assert errors and named in errors[0]
 
 
 def test_a_bad_combination_in_the_environment_stops_start_up_with_what_to_change():
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "JOB_LEASE_SECONDS": "60",
-           "JOB_TIME_LIMIT_SECONDS": "30"}
-    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env,
-                            capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
+        "JOB_LEASE_SECONDS": "60",
+        "JOB_TIME_LIMIT_SECONDS": "30",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert "JOB_TIME_LIMIT_SECONDS (30) must exceed JOB_LEASE_SECONDS (60)" in result.stderr
 

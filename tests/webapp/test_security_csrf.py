@@ -36,8 +36,11 @@ def _counts() -> dict:
 def _every_row() -> dict:
     """All rows of every table, to catch updates, not only inserts. Sessions aside (reading a page may touch
     one), and worker heartbeats (a worker process left by another test may still write its own row)."""
-    return {model._meta.label: list(model.objects.order_by("pk").values()) for model in apps.get_models()
-            if model not in (Session, WorkerHeartbeat)}
+    return {
+        model._meta.label: list(model.objects.order_by("pk").values())
+        for model in apps.get_models()
+        if model not in (Session, WorkerHeartbeat)
+    }
 
 
 def _owner(alice) -> Client:
@@ -50,8 +53,9 @@ def _owner(alice) -> Client:
 
 def test_every_browser_write_without_a_csrf_token_is_refused(ids, alice):
     client = _owner(alice)
-    urls = sorted({_fill(route, ids) for route in _all_routes(get_resolver().url_patterns)
-                   if not route.startswith("api/")})
+    urls = sorted(
+        {_fill(route, ids) for route in _all_routes(get_resolver().url_patterns) if not route.startswith("api/")}
+    )
     assert {"/login/", "/logout/", "/datasets/", "/jobs/new/", "/team/members/"} <= set(urls), urls
     before, counts = _every_row(), _counts()
     for url in urls:
@@ -75,8 +79,9 @@ def test_every_api_write_refuses_a_session_cookie_without_a_bearer_token(ids, al
     client = Client()  # no CSRF enforcement either: the session alone must never be enough
     client.force_login(alice)
     Membership.objects.filter(user=alice).update(role=Membership.Role.OWNER)
-    operations = [(method, path) for path, ops in api.get_openapi_schema()["paths"].items()
-                  for method in ops if method in WRITES]
+    operations = [
+        (method, path) for path, ops in api.get_openapi_schema()["paths"].items() for method in ops if method in WRITES
+    ]
     assert len(operations) >= 8 and ("post", "/api/v1/datasets") in operations, operations
     before, counts = _every_row(), _counts()
     for method, path in operations:

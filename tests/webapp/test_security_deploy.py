@@ -13,35 +13,56 @@ from django.test import Client, override_settings
 from tests.conftest import REPO
 
 SECURITY_SETTINGS = [
-    "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE",
-    "CSRF_COOKIE_SAMESITE", "SECURE_SSL_REDIRECT", "SECURE_REDIRECT_EXEMPT", "SECURE_PROXY_SSL_HEADER",
-    "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SAMESITE",
+    "CSRF_COOKIE_SAMESITE",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_REDIRECT_EXEMPT",
+    "SECURE_PROXY_SSL_HEADER",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
 ]
 
 
 def _env(tmp_path, **extra) -> dict:
     """The real settings module (not the tests'), with its own STUDIO_HOME and this run's database and broker."""
     # Without what a test run sets for itself: the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE is a deploy error.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SECURE", "DEBUG", "SECRET_KEY", "ALLOWED_", "DJANGO_ALLOW_ASYNC_UNSAFE"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SECURE", "DEBUG", "SECRET_KEY", "ALLOWED_", "DJANGO_ALLOW_ASYNC_UNSAFE"))
+    }
     return {**env, "DJANGO_SETTINGS_MODULE": "webapp.settings", "STUDIO_HOME": str(tmp_path / "home"), **extra}
 
 
 def _production_env(tmp_path) -> dict:
-    return _env(tmp_path, DEBUG="false", SECURE="true", SECRET_KEY=secrets.token_urlsafe(64),
-                ALLOWED_HOSTS="studio.example.com")
+    return _env(
+        tmp_path, DEBUG="false", SECURE="true", SECRET_KEY=secrets.token_urlsafe(64), ALLOWED_HOSTS="studio.example.com"
+    )
 
 
 def _check_deploy(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _settings_under(env: dict) -> dict:
-    code = ("import json, django; django.setup(); from django.conf import settings; "
-            f"print(json.dumps({{n: getattr(settings, n, None) for n in {SECURITY_SETTINGS!r}}}))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120, check=True)
+    code = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        f"print(json.dumps({{n: getattr(settings, n, None) for n in {SECURITY_SETTINGS!r}}}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     values = json.loads(done.stdout.strip().splitlines()[-1])
     if values["SECURE_PROXY_SSL_HEADER"]:
         values["SECURE_PROXY_SSL_HEADER"] = tuple(values["SECURE_PROXY_SSL_HEADER"])

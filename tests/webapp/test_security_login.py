@@ -69,8 +69,12 @@ def test_the_lock_holds_one_username_from_one_address(alice, bob):
 def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(alice):
     # Every request comes from the proxy's address; the proxy appends the client's to X-Forwarded-For.
     def through_proxy(client, password, forwarded):
-        return client.post("/login/", {"username": "alice", "password": password}, REMOTE_ADDR="10.9.9.9",
-                           headers={"X-Forwarded-For": forwarded})
+        return client.post(
+            "/login/",
+            {"username": "alice", "password": password},
+            REMOTE_ADDR="10.9.9.9",
+            headers={"X-Forwarded-For": forwarded},
+        )
 
     attacker = Client()
     for attempt in range(settings.AXES_FAILURE_LIMIT):

@@ -51,8 +51,9 @@ def upload_temp_dir(tmp_path, monkeypatch):
             created.append(self.temporary_file_path())
 
     monkeypatch.setattr(uploadhandler, "TemporaryUploadedFile", Recorded)
-    with override_settings(FILE_UPLOAD_TEMP_DIR=str(folder), FILE_UPLOAD_MAX_MEMORY_SIZE=MEMORY_LIMIT,
-                           MAX_UPLOAD_BYTES=UPLOAD_LIMIT):
+    with override_settings(
+        FILE_UPLOAD_TEMP_DIR=str(folder), FILE_UPLOAD_MAX_MEMORY_SIZE=MEMORY_LIMIT, MAX_UPLOAD_BYTES=UPLOAD_LIMIT
+    ):
         yield folder, created
 
 
@@ -66,8 +67,9 @@ def _assert_cleaned(upload_temp_dir):
 def test_two_files_in_one_upload_are_a_clear_400_and_store_nothing(kind, alice):
     client, url, _ = _entry(kind, alice)
     before = _stored()
-    response = client.post(url, {"name": "two", "file": [SimpleUploadedFile("a.tsv", _tsv(20)),
-                                                         SimpleUploadedFile("b.tsv", _tsv(20))]})
+    response = client.post(
+        url, {"name": "two", "file": [SimpleUploadedFile("a.tsv", _tsv(20)), SimpleUploadedFile("b.tsv", _tsv(20))]}
+    )
     assert response.status_code == 400, response.content[:500]
     text = response.content.decode()
     assert "one file per upload" in text, text[:2000]
@@ -91,8 +93,9 @@ def test_the_temporary_file_is_removed_after_a_stored_upload(kind, alice, upload
 def test_the_temporary_file_is_removed_after_a_refused_file(kind, alice, upload_temp_dir):
     client, url, _ = _entry(kind, alice)
     before = _stored()
-    response = client.post(url, {"name": "bad", "label_column": "label",
-                                 "file": SimpleUploadedFile("bad.tsv", _tsv(2000, bad_row=1500))})
+    response = client.post(
+        url, {"name": "bad", "label_column": "label", "file": SimpleUploadedFile("bad.tsv", _tsv(2000, bad_row=1500))}
+    )
     assert response.status_code == 400 and b"nothing was stored" in response.content, response.content[:500]
     assert _stored() == before
     _assert_cleaned(upload_temp_dir)
@@ -111,4 +114,3 @@ def test_the_temporary_file_is_removed_after_an_oversized_upload_is_cut_off(kind
     assert f"the limit is {UPLOAD_LIMIT:,} bytes" in response.content.decode()
     assert _stored() == before
     _assert_cleaned(upload_temp_dir)
-

@@ -39,8 +39,9 @@ def test_pages_show_the_team_worked_in_and_the_switcher_changes_it_for_every_bro
     assert 'id="team-switch"' in page and "Team B · viewer" in page
     assert laptop.get(f"/datasets/{b.pk}/").status_code == 404  # another team's object until switching
 
-    response = laptop.post("/team/switch/", {"team": Membership.objects.get(user=carol, team=b.team).team_id,
-                                             "next": "/datasets/"})
+    response = laptop.post(
+        "/team/switch/", {"team": Membership.objects.get(user=carol, team=b.team).team_id, "next": "/datasets/"}
+    )
     assert response.status_code == 302 and response["Location"] == "/datasets/"
     page = phone.get("/datasets/").content.decode()  # the choice lives in the database, not the session
     assert "in-b" in page and "in-a" not in page
@@ -171,7 +172,15 @@ def test_new_jobs_and_datasets_go_to_the_team_worked_in(carol, datasets, tiny_mo
     assert created.status_code == 201
     assert Dataset.objects.get(pk=created.json()["id"]).team == b.team
     # A dataset of her other team is not found from here, so no job can use it.
-    response = api.post("/api/v1/jobs", {"dataset": a.pk, "base_model": tiny_model.pk, "method": "lora",
-                                         "text_column": "sentence", "label_column": "label"},
-                        content_type="application/json")
+    response = api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": a.pk,
+            "base_model": tiny_model.pk,
+            "method": "lora",
+            "text_column": "sentence",
+            "label_column": "label",
+        },
+        content_type="application/json",
+    )
     assert response.status_code == 400 and response.json()["errors"] == {"dataset": "not found"}

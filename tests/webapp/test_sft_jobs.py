@@ -11,8 +11,8 @@ from django.test import Client
 
 from jobs.models import Job, TokenStats
 from jobs.profiles import count_tokens as worker_count
-from jobs.workspace import build_spec
 from jobs.services import base_model_register
+from jobs.workspace import build_spec
 from tests.peftcore.conftest import SHARED_DATA
 from tests.tiny_models import make_tiny_llama, make_tiny_t5
 from tests.webapp.test_api import upload
@@ -45,55 +45,96 @@ def _job(**fields):
 
 
 def test_an_sft_job_on_nested_columns_is_queued_with_its_columns_and_template(
-        alice_api, seed_tasks, tiny_llama, django_capture_on_commit_callbacks, tmp_path):
+    alice_api, seed_tasks, tiny_llama, django_capture_on_commit_callbacks, tmp_path
+):
     with django_capture_on_commit_callbacks(execute=False):
-        created = alice_api.post("/api/v1/jobs", _job(
-            dataset=seed_tasks["id"], base_model=tiny_llama.pk, task="sft", text_column="instruction",
-            label_column="instances[0].output", input_column="instances[0].input", template="alpaca"),
-            content_type="application/json")
+        created = alice_api.post(
+            "/api/v1/jobs",
+            _job(
+                dataset=seed_tasks["id"],
+                base_model=tiny_llama.pk,
+                task="sft",
+                text_column="instruction",
+                label_column="instances[0].output",
+                input_column="instances[0].input",
+                template="alpaca",
+            ),
+            content_type="application/json",
+        )
     assert created.status_code == 201, created.json()
     body = created.json()
     assert (body["task"], body["label_column"], body["input_column"], body["template"]) == (
-        "sft", "instances[0].output", "instances[0].input", "alpaca")
+        "sft",
+        "instances[0].output",
+        "instances[0].input",
+        "alpaca",
+    )
     spec = build_spec(Job.objects.get(pk=body["id"]), tmp_path, tmp_path)
     assert (spec["task"], spec["input_column"], spec["template"], spec["messages_column"]) == (
-        "sft", "instances[0].input", "alpaca", None)
+        "sft",
+        "instances[0].input",
+        "alpaca",
+        None,
+    )
 
 
-@pytest.mark.parametrize("fields, field, says", [
-    ({"task": "sft", "text_column": "instruction", "label_column": "replies[0].text"}, "label_column",
-     "'replies' is not a column"),
-    ({"task": "sft", "text_column": "instruction"}, "label_column", "choose the response column"),
-    ({"task": "sft", "messages_column": "chat"}, "messages_column", "'chat' is not a column"),
-    ({"task": "sft", "text_column": "instruction", "label_column": "instances[0].output", "template": "vicuna"},
-     "template", "choose auto or one of: alpaca"),
-    ({"task": "summarise", "text_column": "instruction", "label_column": "name"}, "task", "unknown task"),
-])
+@pytest.mark.parametrize(
+    "fields, field, says",
+    [
+        (
+            {"task": "sft", "text_column": "instruction", "label_column": "replies[0].text"},
+            "label_column",
+            "'replies' is not a column",
+        ),
+        ({"task": "sft", "text_column": "instruction"}, "label_column", "choose the response column"),
+        ({"task": "sft", "messages_column": "chat"}, "messages_column", "'chat' is not a column"),
+        (
+            {"task": "sft", "text_column": "instruction", "label_column": "instances[0].output", "template": "vicuna"},
+            "template",
+            "choose auto or one of: alpaca",
+        ),
+        ({"task": "summarise", "text_column": "instruction", "label_column": "name"}, "task", "unknown task"),
+    ],
+)
 def test_bad_sft_columns_say_what_to_change(alice_api, seed_tasks, tiny_llama, fields, field, says):
-    response = alice_api.post("/api/v1/jobs", _job(dataset=seed_tasks["id"], base_model=tiny_llama.pk, **fields),
-                              content_type="application/json")
+    response = alice_api.post(
+        "/api/v1/jobs",
+        _job(dataset=seed_tasks["id"], base_model=tiny_llama.pk, **fields),
+        content_type="application/json",
+    )
     assert response.status_code == 400 and says in response.json()["errors"][field]
     assert not Job.objects.exists()
 
 
-def test_a_model_that_cannot_do_the_task_is_refused_before_queueing(alice_api, seed_tasks, tiny_llama, tiny_t5,
-                                                                     tiny_model, tiny_model_dir):
+def test_a_model_that_cannot_do_the_task_is_refused_before_queueing(
+    alice_api, seed_tasks, tiny_llama, tiny_t5, tiny_model, tiny_model_dir
+):
     columns = {"text_column": "instruction", "label_column": "instances[0].output"}
-    for model, task, says in ((tiny_model, "sft", "not a causal language model"),
-                              (tiny_t5, "sft", "choose the seq2seq task"),
-                              (tiny_llama, "seq2seq", "not an encoder-decoder model")):
-        response = alice_api.post("/api/v1/jobs", _job(dataset=seed_tasks["id"], base_model=model.pk, task=task,
-                                                       **columns), content_type="application/json")
+    for model, task, says in (
+        (tiny_model, "sft", "not a causal language model"),
+        (tiny_t5, "sft", "choose the seq2seq task"),
+        (tiny_llama, "seq2seq", "not an encoder-decoder model"),
+    ):
+        response = alice_api.post(
+            "/api/v1/jobs",
+            _job(dataset=seed_tasks["id"], base_model=model.pk, task=task, **columns),
+            content_type="application/json",
+        )
         assert response.status_code == 400 and says in response.json()["errors"]["base_model"], (task, response.json())
     assert not Job.objects.exists()
 
 
-def test_the_sft_preflight_counts_rows_then_blocks_a_max_length_that_empties_answers(
-        alice_api, seed_tasks, tiny_llama):
-    columns = {"column": "instruction", "label_column": "instances[0].output", "input_column": "instances[0].input",
-               "template": "alpaca"}
-    url = (f"/api/v1/datasets/{seed_tasks['id']}/token-stats?base_model={tiny_llama.pk}&task=sft&max_length=64&"
-           + "&".join(f"{k}={v}" for k, v in columns.items()))
+def test_the_sft_preflight_counts_rows_then_blocks_a_max_length_that_empties_answers(alice_api, seed_tasks, tiny_llama):
+    columns = {
+        "column": "instruction",
+        "label_column": "instances[0].output",
+        "input_column": "instances[0].input",
+        "template": "alpaca",
+    }
+    url = (
+        f"/api/v1/datasets/{seed_tasks['id']}/token-stats?base_model={tiny_llama.pk}&task=sft&max_length=64&"
+        + "&".join(f"{k}={v}" for k, v in columns.items())
+    )
     assert alice_api.get(url).status_code == 202
     stats = TokenStats.objects.get()
     assert stats.options["response"] == "instances[0].output" and stats.column.startswith("sft:")
@@ -105,46 +146,78 @@ def test_the_sft_preflight_counts_rows_then_blocks_a_max_length_that_empties_ans
     roomy = alice_api.get(url.replace("max_length=64", f"max_length={body['sft']['needed_length']}")).json()
     assert roomy["sft"]["masked_count"] == 0
 
-    job = _job(dataset=seed_tasks["id"], base_model=tiny_llama.pk, task="sft", text_column="instruction",
-               label_column="instances[0].output", input_column="instances[0].input", template="alpaca")
+    job = _job(
+        dataset=seed_tasks["id"],
+        base_model=tiny_llama.pk,
+        task="sft",
+        text_column="instruction",
+        label_column="instances[0].output",
+        input_column="instances[0].input",
+        template="alpaca",
+    )
     job["params"] = {"max_length": 64}
     refused = alice_api.post("/api/v1/jobs", job, content_type="application/json")
     assert refused.status_code == 400
     assert f"{masked} row(s)" in refused.json()["errors"]["params.max_length"]
-    assert f"raise the maximum length to {body['sft']['needed_length']}" in refused.json()["errors"]["params.max_length"]
+    assert (
+        f"raise the maximum length to {body['sft']['needed_length']}" in refused.json()["errors"]["params.max_length"]
+    )
     job["params"] = {"max_length": body["sft"]["needed_length"]}
     assert alice_api.post("/api/v1/jobs", job, content_type="application/json").status_code == 201
 
 
 def test_rows_an_sft_mapping_cannot_read_are_reported_with_their_numbers(alice_api, tiny_llama, tmp_path):
-    rows = [{"q": "say yes", "a": {"text": "yes"}}, {"q": "say no", "a": {"text": ""}}, {"q": "hm", "a": {}},
-            {"q": "ok", "a": {"text": "ok"}}]
+    rows = [
+        {"q": "say yes", "a": {"text": "yes"}},
+        {"q": "say no", "a": {"text": ""}},
+        {"q": "hm", "a": {}},
+        {"q": "ok", "a": {"text": "ok"}},
+    ]
     data = upload(alice_api, "".join(json.dumps(r) + "\n" for r in rows).encode(), name="qa.jsonl").json()
-    url = (f"/api/v1/datasets/{data['id']}/token-stats?base_model={tiny_llama.pk}&task=sft&column=q&"
-           "label_column=a.text&max_length=64")
+    url = (
+        f"/api/v1/datasets/{data['id']}/token-stats?base_model={tiny_llama.pk}&task=sft&column=q&"
+        "label_column=a.text&max_length=64"
+    )
     alice_api.get(url)
     worker_count(TokenStats.objects.get().pk)
     sft = alice_api.get(url).json()["sft"]
     assert sft["rejected_count"] == 2
-    assert [r["row"] for r in sft["rejected"]] == [2, 3] and "response 'a.text' is missing" in sft["rejected"][0]["message"]
-    refused = alice_api.post("/api/v1/jobs", _job(dataset=data["id"], base_model=tiny_llama.pk, task="sft",
-                                                  text_column="q", label_column="a.text"),
-                             content_type="application/json")
+    assert [r["row"] for r in sft["rejected"]] == [2, 3] and "response 'a.text' is missing" in sft["rejected"][0][
+        "message"
+    ]
+    refused = alice_api.post(
+        "/api/v1/jobs",
+        _job(dataset=data["id"], base_model=tiny_llama.pk, task="sft", text_column="q", label_column="a.text"),
+        content_type="application/json",
+    )
     assert "2 row(s) cannot be used" in refused.json()["errors"]["label_column"]
 
 
-def test_a_messages_column_job_and_a_seq2seq_job_are_accepted(alice_api, tiny_llama, tiny_t5,
-                                                               django_capture_on_commit_callbacks):
-    chat = [{"messages": [{"role": "user", "content": f"say {w}"}, {"role": "assistant", "content": w}],
-             "src": f"copy {w}", "tgt": w} for w in ("yes", "no", "maybe")]
+def test_a_messages_column_job_and_a_seq2seq_job_are_accepted(
+    alice_api, tiny_llama, tiny_t5, django_capture_on_commit_callbacks
+):
+    chat = [
+        {
+            "messages": [{"role": "user", "content": f"say {w}"}, {"role": "assistant", "content": w}],
+            "src": f"copy {w}",
+            "tgt": w,
+        }
+        for w in ("yes", "no", "maybe")
+    ]
     data = upload(alice_api, "".join(json.dumps(r) + "\n" for r in chat).encode(), name="chat.jsonl").json()
     with django_capture_on_commit_callbacks(execute=False):
-        sft = alice_api.post("/api/v1/jobs", _job(dataset=data["id"], base_model=tiny_llama.pk, task="sft",
-                                                  messages_column="messages", text_column="src"),
-                             content_type="application/json")
-        seq2seq = alice_api.post("/api/v1/jobs", _job(dataset=data["id"], base_model=tiny_t5.pk, task="seq2seq",
-                                                      text_column="src", label_column="tgt"),
-                                 content_type="application/json")
+        sft = alice_api.post(
+            "/api/v1/jobs",
+            _job(
+                dataset=data["id"], base_model=tiny_llama.pk, task="sft", messages_column="messages", text_column="src"
+            ),
+            content_type="application/json",
+        )
+        seq2seq = alice_api.post(
+            "/api/v1/jobs",
+            _job(dataset=data["id"], base_model=tiny_t5.pk, task="seq2seq", text_column="src", label_column="tgt"),
+            content_type="application/json",
+        )
     assert sft.status_code == 201 and seq2seq.status_code == 201
     # In messages mode the prompt/response columns are not used, so none is stored.
     assert (sft.json()["messages_column"], sft.json()["text_column"], sft.json()["template"]) == ("messages", "", "")
@@ -167,8 +240,15 @@ def test_the_job_form_relabels_columns_per_task_and_offers_nested_paths(alice, s
 def test_the_form_fragment_shows_the_sft_preflight(alice, seed_tasks, tiny_llama):
     client = Client()
     client.force_login(alice)
-    query = {"dataset": seed_tasks["id"], "base_model": tiny_llama.pk, "task": "sft", "text_column": "instruction",
-             "label_column": "instances[0].output", "template": "alpaca", "p_max_length": 32}
+    query = {
+        "dataset": seed_tasks["id"],
+        "base_model": tiny_llama.pk,
+        "task": "sft",
+        "text_column": "instruction",
+        "label_column": "instances[0].output",
+        "template": "alpaca",
+        "p_max_length": 32,
+    }
     assert "Counting the tokens" in client.get("/jobs/new/tokens/", query).content.decode()
     worker_count(TokenStats.objects.get().pk)
     html = client.get("/jobs/new/tokens/", query).content.decode()

@@ -10,9 +10,18 @@ pytestmark = pytest.mark.django_db
 
 
 def _job(api, dataset, model, method="lora", **extra):
-    return api.post("/api/v1/jobs", {"dataset": dataset, "base_model": model.pk, "method": method,
-                                     "text_column": "sentence", "label_column": "label", **extra},
-                    content_type="application/json")
+    return api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": dataset,
+            "base_model": model.pk,
+            "method": method,
+            "text_column": "sentence",
+            "label_column": "label",
+            **extra,
+        },
+        content_type="application/json",
+    )
 
 
 @pytest.fixture
@@ -26,24 +35,30 @@ def finished(alice_api, sst2_sample, tiny_model, django_capture_on_commit_callba
     return dataset, job_id
 
 
-def test_continue_keeps_the_adapters_method_parameters(alice_api, tiny_model, finished,
-                                                       django_capture_on_commit_callbacks):
+def test_continue_keeps_the_adapters_method_parameters(
+    alice_api, tiny_model, finished, django_capture_on_commit_callbacks
+):
     dataset, first = finished
     with django_capture_on_commit_callbacks(execute=False):
-        response = _job(alice_api, dataset, tiny_model, start_from=first, start_mode="continue",
-                        method_params={"r": 16})
+        response = _job(
+            alice_api, dataset, tiny_model, start_from=first, start_mode="continue", method_params={"r": 16}
+        )
     assert response.status_code == 201, response.content
     job = response.json()
     assert job["start_from"] == first and job["start_mode"] == "continue" and job["method_params"]["r"] == 4
 
 
-@pytest.mark.parametrize("method, mode, field, message", [
-    ("ia3", "continue", "method", "continue training keeps the adapter's method (lora)"),
-    ("full", "stack", "method", "cannot be stacked on an adapter"),
-    ("ia3", "sideways", "start_mode", "Input should be 'continue' or 'stack'"),
-])
-def test_starts_that_cannot_work_are_refused_with_the_field_to_fix(alice_api, tiny_model, finished, method, mode,
-                                                                   field, message):
+@pytest.mark.parametrize(
+    "method, mode, field, message",
+    [
+        ("ia3", "continue", "method", "continue training keeps the adapter's method (lora)"),
+        ("full", "stack", "method", "cannot be stacked on an adapter"),
+        ("ia3", "sideways", "start_mode", "Input should be 'continue' or 'stack'"),
+    ],
+)
+def test_starts_that_cannot_work_are_refused_with_the_field_to_fix(
+    alice_api, tiny_model, finished, method, mode, field, message
+):
     dataset, first = finished
     response = _job(alice_api, dataset, tiny_model, method=method, start_from=first, start_mode=mode)
     assert response.status_code in (400, 422)

@@ -41,12 +41,19 @@ def test_a_viewer_reads_but_every_change_is_refused_with_what_to_ask_for(team, a
     assert page.get(f"/jobs/{job.pk}/").status_code == 200 and api.get(f"/api/v1/jobs/{job.pk}").status_code == 200
     upload = api.post("/api/v1/datasets", {"file": SimpleUploadedFile("t.tsv", sst2_sample.read_bytes())})
     assert upload.status_code == 403 and "viewer of Team A cannot" in upload.json()["detail"]
-    created = api.post("/api/v1/jobs", {"dataset": dataset.pk, "base_model": tiny_model.pk, "method": "lora",
-                                        "text_column": "sentence", "label_column": "label"},
-                       content_type="application/json")
+    created = api.post(
+        "/api/v1/jobs",
+        {
+            "dataset": dataset.pk,
+            "base_model": tiny_model.pk,
+            "method": "lora",
+            "text_column": "sentence",
+            "label_column": "label",
+        },
+        content_type="application/json",
+    )
     assert created.status_code == 403 and "member role" in created.json()["detail"]
-    for url in (f"/api/v1/jobs/{job.pk}/cancel", f"/api/v1/jobs/{job.pk}/resume",
-                f"/api/v1/jobs/{job.pk}/playground"):
+    for url in (f"/api/v1/jobs/{job.pk}/cancel", f"/api/v1/jobs/{job.pk}/resume", f"/api/v1/jobs/{job.pk}/playground"):
         assert api.post(url, {"texts": ["x"]}, content_type="application/json").status_code == 403, url
     assert page.post(f"/jobs/{job.pk}/cancel/").status_code == 403
     assert page.post("/datasets/", {"file": SimpleUploadedFile("t.tsv", sst2_sample.read_bytes())}).status_code == 403
@@ -64,13 +71,21 @@ def test_the_dashboard_shows_every_part_in_a_fixed_number_of_queries(owner, data
     job_for(owner, dataset, tiny_model)
     with CaptureQueriesContext(connection) as few:
         page = client.get("/team/").content.decode()
-    for part in ('id="usage"', 'id="members"', 'id="jobs-overview"', 'id="queue"', 'id="workers"', 'id="audit"',
-                 "<svg"):
+    for part in (
+        'id="usage"',
+        'id="members"',
+        'id="jobs-overview"',
+        'id="queue"',
+        'id="workers"',
+        'id="audit"',
+        "<svg",
+    ):
         assert part in page, part
     for _ in range(12):
         job = job_for(owner, dataset, tiny_model)
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error_kind="internal", error_message="boom",
-                                         finished_at=timezone.now())
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error_kind="internal", error_message="boom", finished_at=timezone.now()
+    )
     with CaptureQueriesContext(connection) as many:
         page = client.get("/team/").content.decode()
     assert len(many.captured_queries) == len(few.captured_queries)
@@ -137,8 +152,9 @@ def test_concurrent_submissions_cannot_slip_past_the_quota(team, alice, dataset,
 
 def test_compute_hours_and_storage_quotas(team, alice, dataset, tiny_model, sst2_sample):
     job = job_for(alice, dataset, tiny_model)
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, started_at=timezone.now(), run_seconds=7200,
-                                         device="cpu")
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.SUCCEEDED, started_at=timezone.now(), run_seconds=7200, device="cpu"
+    )
     Team.objects.filter(pk=team.pk).update(compute_hours_per_month=2)
     with pytest.raises(services.ValidationFailed, match="used 2.0 of its 2 compute hours this month"):
         job_for(alice, dataset, tiny_model)
@@ -159,7 +175,8 @@ def test_usage_is_rolled_up_per_member_and_month(owner, dataset, tiny_model):
         Job.objects.filter(pk=job.pk).update(started_at=timezone.now(), run_seconds=seconds, device="cpu")
     rows = usage_by_member_month(team=dataset.team)
     assert [(r["created_by__username"], r["device"], r["jobs"], r["seconds"]) for r in rows] == [
-        ("alice", "cpu", 2, 150)]
+        ("alice", "cpu", 2, 150)
+    ]
     assert "2m 30s" in browser(owner).get("/team/").content.decode()
 
 
@@ -167,15 +184,20 @@ def test_the_audit_log_records_uploads_jobs_cancels_downloads_and_quota_changes(
     job = job_for(owner, dataset, tiny_model)
     api = api_client(owner)
     api.post(f"/api/v1/jobs/{job.pk}/cancel")
-    browser(owner).post("/team/quotas/", {"max_concurrent_jobs": "4", "compute_hours_per_month": "",
-                                          "max_storage_gb": "2"})
+    browser(owner).post(
+        "/team/quotas/", {"max_concurrent_jobs": "4", "compute_hours_per_month": "", "max_storage_gb": "2"}
+    )
     team = Team.objects.get(pk=dataset.team_id)
-    assert (team.max_concurrent_jobs, team.compute_hours_per_month, team.max_storage_bytes) == (4, None, 2 * 10 ** 9)
+    assert (team.max_concurrent_jobs, team.compute_hours_per_month, team.max_storage_bytes) == (4, None, 2 * 10**9)
     entries = list(AuditEntry.objects.filter(team=team).order_by("pk").values_list("action", flat=True))
     assert entries == ["dataset.upload", "job.create", "token.create", "job.cancel", "quota.change"]
     assert list(AuditEntry.objects.filter(team=team).order_by("pk").values_list("target", flat=True)) == [
-        f"dataset {dataset.pk}", f"job {job.pk}", ApiToken.objects.get(user=owner).hint.join(["token ", ""]),
-        f"job {job.pk}", "team Team A"]
+        f"dataset {dataset.pk}",
+        f"job {job.pk}",
+        ApiToken.objects.get(user=owner).hint.join(["token ", ""]),
+        f"job {job.pk}",
+        "team Team A",
+    ]
 
 
 def test_the_api_shows_the_team_its_members_usage_and_audit_to_the_right_roles(owner, team, dataset, tiny_model):
@@ -192,4 +214,8 @@ def test_the_api_shows_the_team_its_members_usage_and_audit_to_the_right_roles(o
     admin = api_client(owner)
     assert admin.get("/api/v1/team/usage").json()[0]["seconds"] == 1800
     assert [e["action"] for e in admin.get("/api/v1/team/audit").json()] == [
-        "token.create", "token.create", "job.create", "dataset.upload"]
+        "token.create",
+        "token.create",
+        "job.create",
+        "dataset.upload",
+    ]

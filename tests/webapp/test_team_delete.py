@@ -28,7 +28,8 @@ def _job(owner, sst2_sample, tiny_model):
 
 
 def test_an_owner_deletes_the_team_and_its_stored_bytes_after_typing_its_name(
-        owner, alice, bob, sst2_sample, tiny_model):
+    owner, alice, bob, sst2_sample, tiny_model
+):
     job = _job(owner, sst2_sample, tiny_model)
     bobs_dataset = dataset_from(bob, sst2_sample, name="b")
     client = _browser(owner)

@@ -23,7 +23,8 @@ def dataset(alice_api, sst2_sample):
 
 
 def test_the_api_answers_202_until_the_worker_has_counted_then_the_summary(
-        alice_api, dataset, tiny_model, tiny_model_dir, sst2_sample, django_capture_on_commit_callbacks):
+    alice_api, dataset, tiny_model, tiny_model_dir, sst2_sample, django_capture_on_commit_callbacks
+):
     url = f"/api/v1/datasets/{dataset['id']}/token-stats?base_model={tiny_model.pk}&column=sentence&max_length=64"
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         pending = alice_api.get(url)

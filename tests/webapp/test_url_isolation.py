@@ -50,10 +50,17 @@ def alices_objects(alice, sst2_sample, tiny_model):
     webhook = Webhook.objects.create(team=team, url="https://alice.example.com/hook", secret="s", events=["failed"])
     # The team's own model: one offered to every team is visible to bob too, so it could not be a 404.
     own_model = services.base_model_register(name="alice's", source="local:tiny-bert", team=team)
-    return {"job_id": job.pk, "dataset_id": dataset.pk, "run_id": run.pk,
-            "membership_id": Membership.objects.get(user=alice).pk, "model_id": own_model.pk,
-            "invitation_id": invitation.pk, "token_id": ApiToken.objects.get(user=alice).pk,
-            "webhook_id": webhook.pk, "username": "alice"}
+    return {
+        "job_id": job.pk,
+        "dataset_id": dataset.pk,
+        "run_id": run.pk,
+        "membership_id": Membership.objects.get(user=alice).pk,
+        "model_id": own_model.pk,
+        "invitation_id": invitation.pk,
+        "token_id": ApiToken.objects.get(user=alice).pk,
+        "webhook_id": webhook.pk,
+        "username": "alice",
+    }
 
 
 # Parameters an endpoint validates before it looks the object up (without them it answers 422, not 404).

@@ -35,8 +35,14 @@ def receiver():
 
 
 def _failed_job(user, sst2_sample, model) -> Job:
-    return job_row(dataset_from(user, sst2_sample), model, name="doomed", status=Job.Status.FAILED,
-                   error_kind="internal", error_message="boom")
+    return job_row(
+        dataset_from(user, sst2_sample),
+        model,
+        name="doomed",
+        status=Job.Status.FAILED,
+        error_kind="internal",
+        error_message="boom",
+    )
 
 
 def test_an_admin_adds_a_webhook_sees_its_secret_once_and_deletes_it(alice, receiver):
@@ -56,19 +62,22 @@ def test_an_admin_adds_a_webhook_sees_its_secret_once_and_deletes_it(alice, rece
 
 
 def test_a_url_that_is_not_http_is_refused_with_what_to_give(alice):
-    response = browser(admin_of(alice)).post("/team/webhooks/", {"url": "ftp://example.com/x",
-                                                                 "events": ["failed"]}, follow=True)
+    response = browser(admin_of(alice)).post(
+        "/team/webhooks/", {"url": "ftp://example.com/x", "events": ["failed"]}, follow=True
+    )
     assert "give a full http:// or https:// URL" in response.content.decode()
-    api = api_client(alice).post("/api/v1/team/webhooks", {"url": "file:///etc/passwd", "events": ["failed"]},
-                                 content_type="application/json")
+    api = api_client(alice).post(
+        "/api/v1/team/webhooks", {"url": "file:///etc/passwd", "events": ["failed"]}, content_type="application/json"
+    )
     assert api.status_code == 400 and "http:// or https://" in api.json()["detail"]
     assert not Webhook.objects.exists()
 
 
 def test_the_api_creates_lists_shows_deliveries_and_deletes(alice, receiver, sst2_sample, tiny_model):
     api = api_client(admin_of(alice))
-    created = api.post("/api/v1/team/webhooks", {"url": receiver.url, "events": ["failed"]},
-                       content_type="application/json")
+    created = api.post(
+        "/api/v1/team/webhooks", {"url": receiver.url, "events": ["failed"]}, content_type="application/json"
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["secret"].startswith("whsec_") and body["events"] == ["failed"] and body["last_delivery"] is None
@@ -77,7 +86,8 @@ def test_the_api_creates_lists_shows_deliveries_and_deletes(alice, receiver, sst
     assert verify(body["secret"], receiver.requests[0]["headers"], receiver.requests[0]["body"])
     deliveries = api.get(f"/api/v1/team/webhooks/{body['id']}/deliveries").json()
     assert [(d["job"], d["event"], d["status"], d["attempts"], d["last_status_code"]) for d in deliveries] == [
-        (job.pk, "failed", "delivered", 1, 200)]
+        (job.pk, "failed", "delivered", 1, 200)
+    ]
     assert api.get("/api/v1/team/webhooks").json()[0]["last_delivery"]["status"] == "delivered"
     assert api.delete(f"/api/v1/team/webhooks/{body['id']}").status_code == 204
     assert api.get("/api/v1/team/webhooks").json() == []
@@ -87,8 +97,9 @@ def test_deliveries_that_gave_up_are_shown_to_admins(alice, sst2_sample, tiny_mo
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     broken = Receiver(status=500)
     try:
-        notifications.webhook_create(actor=Actor.of(Membership.objects.get(user=admin_of(alice))), url=broken.url,
-                                     events=["failed"])
+        notifications.webhook_create(
+            actor=Actor.of(Membership.objects.get(user=admin_of(alice))), url=broken.url, events=["failed"]
+        )
         job = _failed_job(alice, sst2_sample, tiny_model)
         notifications.notifications_sweep()
         WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # the backoff is over
@@ -97,7 +108,7 @@ def test_deliveries_that_gave_up_are_shown_to_admins(alice, sst2_sample, tiny_mo
         broken.close()
     assert len(broken.requests) == 2
     page = browser(alice).get("/team/").content.decode()
-    failures = page[page.index('id="webhook-failures"'):]
+    failures = page[page.index('id="webhook-failures"') :]
     assert f"/jobs/{job.pk}/" in failures and "HTTP 500" in failures and ">2</td>" in failures
     assert "failed</span> HTTP 500" in page  # the webhook's last delivery state in the list
 
@@ -105,8 +116,11 @@ def test_deliveries_that_gave_up_are_shown_to_admins(alice, sst2_sample, tiny_mo
 def test_another_teams_webhooks_are_invisible_and_404(alice, bob):
     admin_of(alice)
     admin_of(bob)
-    bobs = notifications.webhook_create(actor=Actor.of(Membership.objects.select_related("team").get(user=bob)),
-                                        url="https://bob.example.com/hook", events=["failed"])
+    bobs = notifications.webhook_create(
+        actor=Actor.of(Membership.objects.select_related("team").get(user=bob)),
+        url="https://bob.example.com/hook",
+        events=["failed"],
+    )
     api = api_client(alice)
     assert api.get("/api/v1/team/webhooks").json() == []
     assert api.get(f"/api/v1/team/webhooks/{bobs.pk}/deliveries").status_code == 404
@@ -118,16 +132,25 @@ def test_another_teams_webhooks_are_invisible_and_404(alice, bob):
 
 def test_members_who_are_not_admins_get_403(alice, bob):
     team = alice.memberships.get().team
-    hook = notifications.webhook_create(actor=Actor.of(Membership.objects.select_related("team").get(user=admin_of(alice))),
-                                        url="https://a.example.com/hook", events=["failed"])
+    hook = notifications.webhook_create(
+        actor=Actor.of(Membership.objects.select_related("team").get(user=admin_of(alice))),
+        url="https://a.example.com/hook",
+        events=["failed"],
+    )
     member = user_create(username="mo", password="pw-mo", team=team)
     page, api = browser(member), api_client(member)
     assert page.post("/team/webhooks/", {"url": "https://x.example.com", "events": ["failed"]}).status_code == 403
     assert page.post(f"/team/webhooks/{hook.pk}/delete/").status_code == 403
     refused = api.get("/api/v1/team/webhooks")
     assert refused.status_code == 403 and "admin" in refused.json()["detail"]
-    assert api.post("/api/v1/team/webhooks", {"url": "https://x.example.com", "events": ["failed"]},
-                    content_type="application/json").status_code == 403
+    assert (
+        api.post(
+            "/api/v1/team/webhooks",
+            {"url": "https://x.example.com", "events": ["failed"]},
+            content_type="application/json",
+        ).status_code
+        == 403
+    )
     assert api.delete(f"/api/v1/team/webhooks/{hook.pk}").status_code == 403
     assert api.get(f"/api/v1/team/webhooks/{hook.pk}/deliveries").status_code == 403
     assert list(Webhook.objects.values_list("pk", flat=True)) == [hook.pk]
@@ -138,11 +161,17 @@ def test_the_maintenance_worker_runs_the_sweep(celery_worker_process, alice, sst
     """The real path: the task is routed to the maintenance queue, a worker process runs it, the receiver hears."""
     from jobs.tasks import send_notifications
 
-    notifications.webhook_create(actor=Actor.of(Membership.objects.select_related("team").get(user=admin_of(alice))),
-                                 url=receiver.url, events=["failed"])
+    notifications.webhook_create(
+        actor=Actor.of(Membership.objects.select_related("team").get(user=admin_of(alice))),
+        url=receiver.url,
+        events=["failed"],
+    )
     job = _failed_job(alice, sst2_sample, tiny_model)
     send_notifications.delay()
     wait_for(lambda: receiver.requests, timeout=60, what="the worker to post the webhook")
     assert receiver.payloads()[0]["job"]["id"] == job.pk
-    assert wait_for(lambda: WebhookDelivery.objects.filter(status="delivered").count() == 1, timeout=30,
-                    what="the delivery to be recorded")
+    assert wait_for(
+        lambda: WebhookDelivery.objects.filter(status="delivered").count() == 1,
+        timeout=30,
+        what="the delivery to be recorded",
+    )

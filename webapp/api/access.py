@@ -13,7 +13,7 @@ from teams.errors import NotFound, Refused
 from teams.models import ApiToken, Invitation, Membership
 from teams.permissions import require
 
-from .schemas import (Detail)
+from .schemas import Detail
 
 Role = Membership.Role
 
@@ -32,7 +32,8 @@ class TokenOut(Schema):
 
 class InvitationIn(Schema):
     role: Literal["viewer", "member", "admin", "owner"] = Field(
-        "member", description="admins invite members and viewers; owners also admins and owners")
+        "member", description="admins invite members and viewers; owners also admins and owners"
+    )
     email: str = Field("", description="optional: the link is also mailed there")
 
 
@@ -48,11 +49,16 @@ class NewInvitation(InvitationOut):
     url: str = Field(description="the link that joins the team: shown only in this answer, single use")
 
 
-
 def _token_out(token: ApiToken) -> dict:
-    return {"id": token.pk, "name": token.name, "team": token.team.name if token.team else "", "hint": token.hint,
-            "created_at": token.created_at, "last_used_at": token.last_used_at, "revoked_at": token.revoked_at}
-
+    return {
+        "id": token.pk,
+        "name": token.name,
+        "team": token.team.name if token.team else "",
+        "hint": token.hint,
+        "created_at": token.created_at,
+        "last_used_at": token.last_used_at,
+        "revoked_at": token.revoked_at,
+    }
 
 
 @router.get("/tokens", response=list[TokenOut])
@@ -74,10 +80,13 @@ def token_revoke(request, token_id: int):
 
 
 def _invitation_out(invitation: Invitation) -> dict:
-    return {"id": invitation.pk, "role": invitation.role, "email": invitation.email,
-            "created_by": invitation.created_by.username if invitation.created_by else None,
-            "expires_at": invitation.expires_at}
-
+    return {
+        "id": invitation.pk,
+        "role": invitation.role,
+        "email": invitation.email,
+        "created_by": invitation.created_by.username if invitation.created_by else None,
+        "expires_at": invitation.expires_at,
+    }
 
 
 @router.get("/team/invitations", response=list[InvitationOut])
@@ -102,8 +111,9 @@ def invitation_create(request, payload: InvitationIn):
         return request.build_absolute_uri(reverse("invitation-accept", args=[raw]))
 
     try:
-        invitation, raw = services.invitation_create(actor=actor, role=payload.role, email=payload.email,
-                                                     link_for=link_for)
+        invitation, raw = services.invitation_create(
+            actor=actor, role=payload.role, email=payload.email, link_for=link_for
+        )
     except Refused as exc:  # a role beyond the inviter's own
         raise HttpError(403, str(exc)) from None
     return Status(201, {**_invitation_out(invitation), "url": link_for(raw)})

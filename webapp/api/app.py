@@ -1,6 +1,5 @@
 """The NinjaAPI instance: bearer-token auth, one answer per refusal kind, and the resource routers mounted."""
 
-
 from django.db import DataError
 from ninja import NinjaAPI
 from ninja.security import HttpBearer
@@ -10,7 +9,6 @@ from teams.models import Membership
 from teams.services import api_token_authenticate
 
 from . import access, base_models, datasets, jobs, members, methods, playground, team, webhooks
-
 
 Role = Membership.Role
 
@@ -32,8 +30,15 @@ api = NinjaAPI(title="Fine-tuning studio API", version="1", auth=BearerToken(), 
 @api.exception_handler(Refused)
 def _refused(request, exc):
     # A refusal an endpoint does not answer itself: one status per kind (teams.errors).
-    status = 403 if isinstance(exc, Forbidden) else 404 if isinstance(exc, NotFound) else \
-        409 if isinstance(exc, Conflict) else 400
+    status = (
+        403
+        if isinstance(exc, Forbidden)
+        else 404
+        if isinstance(exc, NotFound)
+        else 409
+        if isinstance(exc, Conflict)
+        else 400
+    )
     return api.create_response(request, {"detail": str(exc)}, status=status)
 
 
@@ -43,8 +48,12 @@ def _nul_character(request, exc):
     # client sent one, in a body, form, query or path value. Any other data error is the studio's own fault.
     if "NUL (0x00)" not in str(exc):
         raise exc
-    return api.create_response(request, {"detail": "text cannot contain NUL (\\u0000) characters; remove them "
-                                                   "and send the request again"}, status=400)
+    return api.create_response(
+        request,
+        {"detail": "text cannot contain NUL (\\u0000) characters; remove them and send the request again"},
+        status=400,
+    )
+
 
 # Mounted at the root of /api/v1/: each router's paths are absolute.
 for module in (datasets, base_models, methods, jobs, playground, team, members, access, webhooks):

@@ -1,6 +1,5 @@
 """Base models: the ones a team may train on; admins add and remove their team's own."""
 
-
 from ninja import Field, Router, Schema, Status
 
 from jobs import selectors, services
@@ -9,7 +8,7 @@ from teams.errors import Conflict, Forbidden
 from teams.models import Membership
 from teams.permissions import require
 
-from .schemas import (Detail, FieldErrors, ModelOut)
+from .schemas import Detail, FieldErrors, ModelOut
 
 Role = Membership.Role
 
@@ -23,10 +22,15 @@ def model_list(request):
 
 class ModelIn(Schema):
     name: str
-    source: str = Field(description="bundled/all-MiniLM-L6-v2, local:<folder under the model root> or a Hugging "
-                                    "Face id such as owner/name (safetensors weights only)")
-    revision: str = Field("", description="hub models: the 40-character commit id; a branch or tag (empty: the "
-                                          "default branch) is resolved to its commit when the hub can be reached")
+    source: str = Field(
+        description="bundled/all-MiniLM-L6-v2, local:<folder under the model root> or a Hugging "
+        "Face id such as owner/name (safetensors weights only)"
+    )
+    revision: str = Field(
+        "",
+        description="hub models: the 40-character commit id; a branch or tag (empty: the "
+        "default branch) is resolved to its commit when the hub can be reached",
+    )
     description: str = ""
 
 
@@ -34,8 +38,13 @@ class ModelIn(Schema):
 def model_add(request, payload: ModelIn):
     """Offer a base model to your team (admins). Nothing is downloaded; a hub model is pinned to a commit."""
     try:
-        model = services.base_model_add(actor=request.actor, name=payload.name, source=payload.source,
-                                        revision=payload.revision, description=payload.description)
+        model = services.base_model_add(
+            actor=request.actor,
+            name=payload.name,
+            source=payload.source,
+            revision=payload.revision,
+            description=payload.description,
+        )
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})
     return Status(201, model)

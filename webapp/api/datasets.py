@@ -11,7 +11,7 @@ from teams.models import Membership
 from teams.permissions import require
 
 from ..uploads import UploadTooLarge, uploaded_file_path
-from .schemas import (DatasetDetail, DatasetErrors, DatasetOut, Detail)
+from .schemas import DatasetDetail, DatasetErrors, DatasetOut, Detail
 
 Role = Membership.Role
 
@@ -19,8 +19,13 @@ router = Router(tags=["datasets"])
 
 
 @router.post("/datasets", response={201: DatasetOut, 400: DatasetErrors, 413: Detail})
-def dataset_upload(request, file: File[UploadedFile] = None, name: Form[str] = "", text_column: Form[str] = "",
-                   label_column: Form[str] = ""):
+def dataset_upload(
+    request,
+    file: File[UploadedFile] = None,
+    name: Form[str] = "",
+    text_column: Form[str] = "",
+    label_column: Form[str] = "",
+):
     team = require(request.actor, request.actor.team, Role.MEMBER).team
     if refused := getattr(request, "upload_refused", None):
         return Status(413, {"detail": refused})
@@ -28,9 +33,15 @@ def dataset_upload(request, file: File[UploadedFile] = None, name: Form[str] = "
         return Status(400, {"detail": "send the data as a multipart form field named 'file'", "errors": []})
     try:
         with uploaded_file_path(file) as path:
-            dataset = services.dataset_create(team=team, user=request.user, name=name, path=path,
-                                              filename=file.name or "upload", text_column=text_column,
-                                              label_column=label_column)
+            dataset = services.dataset_create(
+                team=team,
+                user=request.user,
+                name=name,
+                path=path,
+                filename=file.name or "upload",
+                text_column=text_column,
+                label_column=label_column,
+            )
     except UploadTooLarge as exc:
         return Status(413, {"detail": str(exc)})
     except ValidationFailed as exc:
@@ -58,16 +69,28 @@ class TokenStatsOut(Schema):
     truncated_rows: int | None = None
     truncated_share: float | None = None
     warning: str | None = Field(None, description="set when more than 5% of the rows would be cut")
-    sft: dict[str, Any] | None = Field(None, description="SFT only: rejected_count and rejected rows [{row, message}], "
-                                       "masked_count and masked_rows (answers the max length cuts away entirely), "
-                                       "needed_length (the max length that keeps every answer)")
+    sft: dict[str, Any] | None = Field(
+        None,
+        description="SFT only: rejected_count and rejected rows [{row, message}], "
+        "masked_count and masked_rows (answers the max length cuts away entirely), "
+        "needed_length (the max length that keeps every answer)",
+    )
     error: str | None = None
 
 
 @router.get("/datasets/{dataset_id}/token-stats", response={200: TokenStatsOut, 202: TokenStatsOut, 400: Detail})
-def dataset_token_stats(request, dataset_id: int, base_model: int, column: str = "", max_length: int = 128,
-                        task: str = "text-classification", label_column: str = "", input_column: str = "",
-                        messages_column: str = "", template: str = ""):
+def dataset_token_stats(
+    request,
+    dataset_id: int,
+    base_model: int,
+    column: str = "",
+    max_length: int = 128,
+    task: str = "text-classification",
+    label_column: str = "",
+    input_column: str = "",
+    messages_column: str = "",
+    template: str = "",
+):
     """Token lengths of a column under a base model's tokenizer (p50, p95, max) and how many rows `max_length`
     cuts. With task=sft: of whole examples as the template builds them from column (the prompt), label_column
     (the response), input_column or messages_column, plus the rows that cannot be read and those whose answer
@@ -76,9 +99,16 @@ def dataset_token_stats(request, dataset_id: int, base_model: int, column: str =
     model = selectors.base_model_get(actor=request.actor, model_id=base_model)
     if max_length < 1:
         return 400, {"detail": "max_length must be a positive number of tokens"}
-    stats = services.token_stats_ask(dataset=dataset, base_model=model, task=task, text_column=column,
-                                     label_column=label_column, input_column=input_column,
-                                     messages_column=messages_column, template=template)  # Refused: a 400
+    stats = services.token_stats_ask(
+        dataset=dataset,
+        base_model=model,
+        task=task,
+        text_column=column,
+        label_column=label_column,
+        input_column=input_column,
+        messages_column=messages_column,
+        template=template,
+    )  # Refused: a 400
     summary = selectors.token_stats_summary(stats, max_length)
     if summary is None:
         return 202, {"status": "counting"}

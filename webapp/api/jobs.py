@@ -14,8 +14,7 @@ from teams.models import Membership
 from teams.permissions import require
 
 from ..uploads import artifact_response
-from .schemas import (Attempt, Detail, FieldErrors, JobIn, JobOut,
-                      job_out, queue_places)
+from .schemas import Attempt, Detail, FieldErrors, JobIn, JobOut, job_out, queue_places
 
 Role = Membership.Role
 
@@ -34,27 +33,52 @@ def job_create(request, payload: JobIn):
     team = require(request.actor, request.actor.team, Role.MEMBER).team
     try:
         dataset = _get_or_400(selectors.dataset_get, "dataset", actor=request.actor, dataset_id=payload.dataset)
-        eval_dataset = (_get_or_400(selectors.dataset_get, "eval_dataset", actor=request.actor,
-                                    dataset_id=payload.eval_dataset) if payload.eval_dataset else None)
+        eval_dataset = (
+            _get_or_400(selectors.dataset_get, "eval_dataset", actor=request.actor, dataset_id=payload.eval_dataset)
+            if payload.eval_dataset
+            else None
+        )
         model = _get_or_400(selectors.base_model_get, "base_model", actor=request.actor, model_id=payload.base_model)
-        start_from = (_get_or_400(selectors.job_get, "start_from", actor=request.actor, job_id=payload.start_from)
-                      if payload.start_from else None)
+        start_from = (
+            _get_or_400(selectors.job_get, "start_from", actor=request.actor, job_id=payload.start_from)
+            if payload.start_from
+            else None
+        )
         job = services.job_create(
-            team=team, user=request.user, dataset=dataset, eval_dataset=eval_dataset, base_model=model,
-            method=payload.method, task=payload.task, text_column=payload.text_column,
-            label_column=payload.label_column, method_params=payload.method_params, params=payload.params,
-            name=payload.name, start_from=start_from, start_mode=payload.start_mode,
-            input_column=payload.input_column, messages_column=payload.messages_column, template=payload.template,
+            team=team,
+            user=request.user,
+            dataset=dataset,
+            eval_dataset=eval_dataset,
+            base_model=model,
+            method=payload.method,
+            task=payload.task,
+            text_column=payload.text_column,
+            label_column=payload.label_column,
+            method_params=payload.method_params,
+            params=payload.params,
+            name=payload.name,
+            start_from=start_from,
+            start_mode=payload.start_mode,
+            input_column=payload.input_column,
+            messages_column=payload.messages_column,
+            template=payload.template,
             priority=Job.Priority[payload.priority.upper()],
-            time_limit_seconds=payload.time_limit_minutes * 60 if payload.time_limit_minutes is not None else None)
+            time_limit_seconds=payload.time_limit_minutes * 60 if payload.time_limit_minutes is not None else None,
+        )
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})
     return Status(201, job_out(job))
 
 
 @router.get("/jobs", response=list[JobOut])
-def job_list(request, status: str | None = None, method: str | None = None, dataset: int | None = None,
-             task: str | None = None, limit: int = 100):
+def job_list(
+    request,
+    status: str | None = None,
+    method: str | None = None,
+    dataset: int | None = None,
+    task: str | None = None,
+    limit: int = 100,
+):
     """Your team's jobs, newest first, filtered by any of status, method, dataset id and task."""
     jobs = selectors.job_list(actor=request.actor)
     filters = {"status": status, "method": method, "dataset_id": dataset, "task": task}
@@ -85,21 +109,28 @@ def job_compare(request, ids: str):
     try:
         wanted = comparison.parse_ids([ids])
     except ValueError as exc:
-        return 400, {"detail": str(exc) if isinstance(exc, comparison.TooManyJobs)
-                     else "ids is a comma-separated list of job ids, such as 3,5"}
+        return 400, {
+            "detail": str(exc)
+            if isinstance(exc, comparison.TooManyJobs)
+            else "ids is a comma-separated list of job ids, such as 3,5"
+        }
     result = comparison.job_compare(actor=request.actor, ids=wanted)
     positions = queue_places(result["jobs"])
     return 200, {**result, "jobs": [job_out(job, positions) for job in result["jobs"]]}
 
 
 @router.get("/datasets/{dataset_id}/leaderboard", response=list[JobOut])
-def dataset_leaderboard(request, dataset_id: int,
-                        metric: Literal["accuracy", "macro_f1", "eval_loss", "rouge_l", "bleu", "exact_match",
-                                        "perplexity"] = "accuracy"):
+def dataset_leaderboard(
+    request,
+    dataset_id: int,
+    metric: Literal["accuracy", "macro_f1", "eval_loss", "rouge_l", "bleu", "exact_match", "perplexity"] = "accuracy",
+):
     """The team's best succeeded jobs trained on this dataset, best first by `metric`."""
     dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
-    return [job_out(job, {}) for job in comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk,
-                                                                         metric=metric)]
+    return [
+        job_out(job, {})
+        for job in comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk, metric=metric)
+    ]
 
 
 @router.get("/jobs/{job_id}", response=JobOut)
@@ -137,8 +168,6 @@ def job_resume(request, job_id: int):
 def job_attempts(request, job_id: int):
     """Each time a worker took the job: where, from which step, and how it ended."""
     return list(selectors.job_attempts(job=selectors.job_get(actor=request.actor, job_id=job_id)))
-
-
 
 
 @router.get("/jobs/{job_id}/adapter", response={404: Detail}, url_name="job_adapter")

@@ -9,7 +9,7 @@ from teams.errors import Refused
 from teams.models import Membership
 from teams.permissions import require
 
-from .schemas import (Detail, MemberOut)
+from .schemas import Detail, MemberOut
 
 Role = Membership.Role
 
@@ -19,8 +19,10 @@ router = Router(tags=["members"])
 @router.get("/team/members", response=list[MemberOut])
 def team_members(request):
     team = require(request.actor, request.actor.team, Role.VIEWER).team
-    return [{"username": m.user.username, "role": m.role, "joined_at": m.created_at}
-            for m in selectors.team_members(team=team)]
+    return [
+        {"username": m.user.username, "role": m.role, "joined_at": m.created_at}
+        for m in selectors.team_members(team=team)
+    ]
 
 
 class MemberIn(Schema):
@@ -42,12 +44,8 @@ def team_member_add(request, payload: MemberIn):
     return Status(201, {"username": m.user.username, "role": m.role, "joined_at": m.created_at})
 
 
-
-
-
 class RoleIn(Schema):
     role: Literal["viewer", "member", "admin", "owner"]
-
 
 
 @router.patch("/team/members/{username}", response={200: MemberOut, 400: Detail})

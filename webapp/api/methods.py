@@ -12,7 +12,7 @@ from peftcore.tasks import UnknownTaskError, get_task
 from peftcore.training_params import TRAINING_PARAMS
 from teams.models import Membership
 
-from .schemas import (Detail)
+from .schemas import Detail
 
 Role = Membership.Role
 
@@ -43,8 +43,7 @@ class RecommendationOut(Schema):
 
 
 @router.get("/methods/recommended", response={200: RecommendationOut, 400: Detail})
-def method_recommended(request, task: str = "text-classification", rows: int | None = None,
-                       dataset: int | None = None):
+def method_recommended(request, task: str = "text-classification", rows: int | None = None, dataset: int | None = None):
     """The method the studio recommends for a task and a number of training rows (`rows`, or the rows of
     `dataset`), chosen from the studio's own benchmark table, with the reason."""
     try:

@@ -9,7 +9,7 @@ from jobs.errors import ValidationFailed
 from teams.models import Membership
 from teams.permissions import require
 
-from .schemas import (FieldErrors)
+from .schemas import FieldErrors
 
 Role = Membership.Role
 
@@ -17,8 +17,10 @@ router = Router(tags=["playground"])
 
 
 class PlaygroundIn(Schema):
-    texts: list[str] = Field(description="texts for the job's adapter (at most 32): texts to classify, or the "
-                                         "prompts (SFT) or inputs (seq2seq) a generation adapter answers")
+    texts: list[str] = Field(
+        description="texts for the job's adapter (at most 32): texts to classify, or the "
+        "prompts (SFT) or inputs (seq2seq) a generation adapter answers"
+    )
 
 
 class Prediction(Schema):
@@ -42,9 +44,14 @@ class PlaygroundOut(Schema):
 def _playground_out(run) -> dict:
     result = run.result
     status = "pending" if result is None else ("failed" if "error" in result else "done")
-    return {"id": run.pk, "status": status, "texts": run.texts,
-            "predictions": (result or {}).get("predictions"), "generations": (result or {}).get("generations"),
-            "error": (result or {}).get("error")}
+    return {
+        "id": run.pk,
+        "status": status,
+        "texts": run.texts,
+        "predictions": (result or {}).get("predictions"),
+        "generations": (result or {}).get("generations"),
+        "error": (result or {}).get("error"),
+    }
 
 
 @router.post("/jobs/{job_id}/playground", response={202: PlaygroundOut, 400: FieldErrors})

@@ -42,8 +42,10 @@ class DatasetOut(Schema):
     sha256: str
     created_at: datetime
     warnings: list[dict[str, Any]] = Field(
-        [], description="what training can live with but you should know: duplicates, conflicting labels, "
-                        "imbalance, labels too small to split (each with a code, a message and example rows)")
+        [],
+        description="what training can live with but you should know: duplicates, conflicting labels, "
+        "imbalance, labels too small to split (each with a code, a message and example rows)",
+    )
 
     @staticmethod
     def resolve_warnings(obj) -> list[dict[str, Any]]:
@@ -71,26 +73,35 @@ class JobIn(Schema):
     base_model: int
     method: str
     task: str = Field("text-classification", description="text-classification, sft or seq2seq")
-    text_column: str = Field("", description="the text (classification), prompt (sft; a path such as "
-                             "instances[0].output may reach into nested JSON) or input (seq2seq) column")
+    text_column: str = Field(
+        "",
+        description="the text (classification), prompt (sft; a path such as "
+        "instances[0].output may reach into nested JSON) or input (seq2seq) column",
+    )
     label_column: str = Field("", description="the label, response (sft) or target (seq2seq) column")
     input_column: str = Field("", description="sft: an optional column appended to the prompt")
-    messages_column: str = Field("", description="sft: a column of chat messages [{role, content}], instead of "
-                                 "text_column and label_column")
-    template: str = Field("", description="sft: auto (the tokenizer's chat template, else alpaca), alpaca, chatml "
-                          "or plain")
+    messages_column: str = Field(
+        "", description="sft: a column of chat messages [{role, content}], instead of text_column and label_column"
+    )
+    template: str = Field(
+        "", description="sft: auto (the tokenizer's chat template, else alpaca), alpaca, chatml or plain"
+    )
     name: str = ""
     params: dict[str, Any] = {}
     method_params: dict[str, Any] = {}
     start_from: int | None = Field(None, description="a succeeded job of your team whose adapter this job starts from")
     start_mode: Literal["continue", "stack"] = Field(
-        "continue", description="continue: train that adapter further (its method and parameters are kept); "
-        "stack: keep it frozen and train a new adapter of any method on top")
+        "continue",
+        description="continue: train that adapter further (its method and parameters are kept); "
+        "stack: keep it frozen and train a new adapter of any method on top",
+    )
     priority: Literal["low", "normal", "high"] = Field(
-        "normal", description="order among your team's queued jobs (teams share workers fairly whatever this says)")
+        "normal", description="order among your team's queued jobs (teams share workers fairly whatever this says)"
+    )
     time_limit_minutes: int | None = Field(
-        None, description="minutes of training before the job stops as timed out (resumable); default: the "
-        "studio's limit")
+        None,
+        description="minutes of training before the job stops as timed out (resumable); default: the studio's limit",
+    )
 
 
 class Progress(Schema):
@@ -163,23 +174,41 @@ def job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
     if positions is None:
         positions = queue_places([job])
     return {
-        "id": job.pk, "name": job.name, "status": job.status, "queue_position": positions.get(job.pk),
-        "priority": Job.Priority(job.priority).label.lower(), "attempt": job.attempt, "failures": job.failures,
-        "checkpoint_step": job.checkpoint_step if job.checkpoint_id else 0, "micro_batch_size": job.micro_batch_size,
-        "notice": job.notice, "run_seconds": job.run_seconds, "heartbeat_at": job.heartbeat_at,
+        "id": job.pk,
+        "name": job.name,
+        "status": job.status,
+        "queue_position": positions.get(job.pk),
+        "priority": Job.Priority(job.priority).label.lower(),
+        "attempt": job.attempt,
+        "failures": job.failures,
+        "checkpoint_step": job.checkpoint_step if job.checkpoint_id else 0,
+        "micro_batch_size": job.micro_batch_size,
+        "notice": job.notice,
+        "run_seconds": job.run_seconds,
+        "heartbeat_at": job.heartbeat_at,
         "time_limit_seconds": job.time_limit_seconds or settings.JOB_TIME_LIMIT_SECONDS,
-        "task": job.task, "method": job.method,
-        "dataset": job.dataset_id, "eval_dataset": job.eval_dataset_id, "base_model": job.base_model_id,
-        "text_column": job.text_column, "label_column": job.label_column, "input_column": job.input_column,
-        "messages_column": job.messages_column, "template": job.template, "params": job.params,
-        "method_params": job.method_params, "start_from": job.start_from_id, "start_mode": job.start_mode,
-        "progress": {**selectors.job_progress(job), "loss": job.last_loss}, "metrics": job.metrics,
+        "task": job.task,
+        "method": job.method,
+        "dataset": job.dataset_id,
+        "eval_dataset": job.eval_dataset_id,
+        "base_model": job.base_model_id,
+        "text_column": job.text_column,
+        "label_column": job.label_column,
+        "input_column": job.input_column,
+        "messages_column": job.messages_column,
+        "template": job.template,
+        "params": job.params,
+        "method_params": job.method_params,
+        "start_from": job.start_from_id,
+        "start_mode": job.start_mode,
+        "progress": {**selectors.job_progress(job), "loss": job.last_loss},
+        "metrics": job.metrics,
         "error": {"kind": job.error_kind, "message": job.error_message} if job.error_kind else None,
         "adapter_url": reverse("api:job_adapter", args=[job.pk]) if job.status == Job.Status.SUCCEEDED else None,
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
     }
-
-
 
 
 class MemberOut(Schema):

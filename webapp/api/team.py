@@ -10,7 +10,7 @@ from teams.errors import Conflict, Refused
 from teams.models import Membership
 from teams.permissions import require
 
-from .schemas import (Detail)
+from .schemas import Detail
 
 Role = Membership.Role
 
@@ -60,11 +60,17 @@ def team_detail(request):
 
     actor = require(request.actor, request.actor.team, Role.VIEWER)
     team = actor.team
-    return {"id": team.pk, "name": team.name, "role": actor.role,
-            "quotas": {name: getattr(team, name) for name in Quotas.model_fields},
-            "usage": {"active_jobs": quotas.active_jobs(team.pk),
-                      "compute_hours_this_month": round(quotas.compute_seconds_this_month(team.pk) / 3600, 4),
-                      "storage_bytes": quotas.storage_used(team.pk)}}
+    return {
+        "id": team.pk,
+        "name": team.name,
+        "role": actor.role,
+        "quotas": {name: getattr(team, name) for name in Quotas.model_fields},
+        "usage": {
+            "active_jobs": quotas.active_jobs(team.pk),
+            "compute_hours_this_month": round(quotas.compute_seconds_this_month(team.pk) / 3600, 4),
+            "storage_bytes": quotas.storage_used(team.pk),
+        },
+    }
 
 
 @router.delete("/team", response={204: None, 400: Detail, 409: Detail})
@@ -80,14 +86,23 @@ def team_delete(request, confirm: str):
         return Status(409 if isinstance(exc, Conflict) else 400, {"detail": str(exc)})
     return Status(204, None)
 
+
 @router.get("/team/usage", response=list[UsageRow])
 def team_usage(request):
     """Training time per member, device and month (admins)."""
     from jobs.dashboard import usage_by_member_month
 
     team = require(request.actor, request.actor.team, Role.ADMIN).team
-    return [{"month": r["month"], "member": r["created_by__username"], "device": r["device"], "jobs": r["jobs"],
-             "seconds": r["seconds"] or 0} for r in usage_by_member_month(team=team, months=12)]
+    return [
+        {
+            "month": r["month"],
+            "member": r["created_by__username"],
+            "device": r["device"],
+            "jobs": r["jobs"],
+            "seconds": r["seconds"] or 0,
+        }
+        for r in usage_by_member_month(team=team, months=12)
+    ]
 
 
 @router.get("/team/audit", response=list[AuditOut])
@@ -95,8 +110,16 @@ def team_audit(request, limit: int = 100):
     """Who did what, newest first (admins)."""
     team = require(request.actor, request.actor.team, Role.ADMIN).team
     entries = teams_selectors.audit_entries(team=team, limit=max(1, min(limit, 1000)))
-    return [{"created_at": e.created_at, "user": e.user.username if e.user else None, "action": e.action,
-             "target": e.target, "detail": e.detail} for e in entries]
+    return [
+        {
+            "created_at": e.created_at,
+            "user": e.user.username if e.user else None,
+            "action": e.action,
+            "target": e.target,
+            "detail": e.detail,
+        }
+        for e in entries
+    ]
 
 
 # Tokens and invitations live in their own module; mounted last so every path above keeps its place.

@@ -61,14 +61,23 @@ class Problem(Schema):
     detail: str
 
 
-
 def _webhook_out(hook: Webhook) -> dict:
     last = None
     if getattr(hook, "last_status", None):
-        last = {"status": hook.last_status, "status_code": hook.last_status_code, "error": hook.last_error or "",
-                "at": hook.last_delivery_at}
-    return {"id": hook.pk, "url": hook.url, "events": hook.events, "active": hook.active,
-            "created_at": hook.created_at, "last_delivery": last}
+        last = {
+            "status": hook.last_status,
+            "status_code": hook.last_status_code,
+            "error": hook.last_error or "",
+            "at": hook.last_delivery_at,
+        }
+    return {
+        "id": hook.pk,
+        "url": hook.url,
+        "events": hook.events,
+        "active": hook.active,
+        "created_at": hook.created_at,
+        "last_delivery": last,
+    }
 
 
 @router.get("/team/webhooks", response=list[WebhookOut])
@@ -101,8 +110,19 @@ def webhook_deliveries(request, webhook_id: int, limit: int = 50):
     """The webhook's latest deliveries, newest first (admins)."""
     actor = require(request.actor, request.actor.team, ADMIN)
     hook = selectors.webhook_get(team=actor.team, webhook_id=webhook_id)
-    return [{"id": d.pk, "job": d.job_id, "event": d.event, "status": d.status, "attempts": d.attempts,
-             "next_attempt_at": d.next_attempt_at if d.status == d.Status.PENDING else None,
-             "last_status_code": d.last_status_code, "last_error": d.last_error, "created_at": d.created_at,
-             "delivered_at": d.delivered_at, "payload": d.payload}
-            for d in selectors.webhook_deliveries(webhook=hook, limit=max(1, min(limit, 500)))]
+    return [
+        {
+            "id": d.pk,
+            "job": d.job_id,
+            "event": d.event,
+            "status": d.status,
+            "attempts": d.attempts,
+            "next_attempt_at": d.next_attempt_at if d.status == d.Status.PENDING else None,
+            "last_status_code": d.last_status_code,
+            "last_error": d.last_error,
+            "created_at": d.created_at,
+            "delivered_at": d.delivered_at,
+            "payload": d.payload,
+        }
+        for d in selectors.webhook_deliveries(webhook=hook, limit=max(1, min(limit, 500)))
+    ]

@@ -6,42 +6,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('webapp', '0001_initial'),
+        ("webapp", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='team',
-            name='compute_hours_per_month',
+            model_name="team",
+            name="compute_hours_per_month",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='team',
-            name='max_concurrent_jobs',
+            model_name="team",
+            name="max_concurrent_jobs",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='team',
-            name='max_storage_bytes',
+            model_name="team",
+            name="max_storage_bytes",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=40)),
-                ('target', models.CharField(blank=True, max_length=100)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='audit_entries', to='webapp.team')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("action", models.CharField(max_length=40)),
+                ("target", models.CharField(blank=True, max_length=100)),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="audit_entries", to="webapp.team"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
-                'indexes': [models.Index(fields=['team', '-created_at'], name='webapp_audi_team_id_ed1f59_idx')],
+                "ordering": ["-created_at", "-pk"],
+                "indexes": [models.Index(fields=["team", "-created_at"], name="webapp_audi_team_id_ed1f59_idx")],
             },
         ),
     ]

@@ -6,7 +6,6 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("webapp", "0003_teams_tokens_invitations"),
         ("teams", "0001_initial"),
@@ -14,11 +13,13 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(state_operations=[
-            migrations.DeleteModel(name="Invitation"),
-            migrations.DeleteModel(name="ApiToken"),
-            migrations.DeleteModel(name="AuditEntry"),
-            migrations.DeleteModel(name="Membership"),
-            migrations.DeleteModel(name="Team"),
-        ]),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.DeleteModel(name="Invitation"),
+                migrations.DeleteModel(name="ApiToken"),
+                migrations.DeleteModel(name="AuditEntry"),
+                migrations.DeleteModel(name="Membership"),
+                migrations.DeleteModel(name="Team"),
+            ]
+        ),
     ]

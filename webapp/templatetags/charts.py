@@ -48,10 +48,14 @@ def line_chart(series: dict, width: int = 640, height: int = 240, title: str = "
             x, y = points[0]
             parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>')
         else:
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}" '
-                         f'data-series="{escape(name)}"/>')
-        parts.append(f'<text x="{left + plot_w - 4}" y="{top + 14 + 14 * i}" text-anchor="end" '
-                     f'fill="{colour}" class="legend">{escape(name)}</text>')
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}" '
+                f'data-series="{escape(name)}"/>'
+            )
+        parts.append(
+            f'<text x="{left + plot_w - 4}" y="{top + 14 + 14 * i}" text-anchor="end" '
+            f'fill="{colour}" class="legend">{escape(name)}</text>'
+        )
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
@@ -93,7 +97,10 @@ def confusion_heatmap(labels: list, matrix: list) -> str:
         cells = "".join(
             f'<td style="background:rgba(37,99,235,{0.08 + 0.8 * n / total:.2f});'
             f'color:{"#fff" if n / total > 0.5 else "inherit"}" title="{n / total:.0%} of {escape(label)}">{n}</td>'
-            for n in counts)
+            for n in counts
+        )
         rows.append(f"<tr><th>{escape(label)}</th>{cells}</tr>")
-    return mark_safe(f'<table class="confusion" id="confusion"><thead><tr><th>true \\ predicted</th>{head}</tr></thead>'
-                     f'<tbody>{"".join(rows)}</tbody></table>')
+    return mark_safe(
+        f'<table class="confusion" id="confusion"><thead><tr><th>true \\ predicted</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )

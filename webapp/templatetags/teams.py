@@ -15,6 +15,10 @@ def team_nav(context):
     request = context["request"]
     memberships = user_memberships(user=request.user)  # one query per page
     current = memberships[0] if memberships else None
-    return {"current": current, "memberships": memberships, "csrf_token": context.get("csrf_token"),
-            "may_manage": current is not None and role_at_least(current.role, Membership.Role.ADMIN),
-            "path": request.path}
+    return {
+        "current": current,
+        "memberships": memberships,
+        "csrf_token": context.get("csrf_token"),
+        "may_manage": current is not None and role_at_least(current.role, Membership.Role.ADMIN),
+        "path": request.path,
+    }

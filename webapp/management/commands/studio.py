@@ -22,17 +22,32 @@ class Command(BaseCommand):
         celery = [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--loglevel", "INFO"]
         children = [
             # One training job at a time: a second would only halve the speed of both.
-            subprocess.Popen([*celery, "-Q", "training", "--concurrency", "1", "-n", "training@%h"],
-                             cwd=settings.BASE_DIR),
+            subprocess.Popen(
+                [*celery, "-Q", "training", "--concurrency", "1", "-n", "training@%h"], cwd=settings.BASE_DIR
+            ),
             # Beat and the lease reaper it feeds, in a small worker of their own (never behind slow work).
-            subprocess.Popen([*celery, "-Q", "reaper", "--pool", "solo", "-n", "reaper@%h", "--beat",
-                              "--schedule", str(settings.STUDIO_HOME / "celerybeat-schedule")],
-                             cwd=settings.BASE_DIR),
+            subprocess.Popen(
+                [
+                    *celery,
+                    "-Q",
+                    "reaper",
+                    "--pool",
+                    "solo",
+                    "-n",
+                    "reaper@%h",
+                    "--beat",
+                    "--schedule",
+                    str(settings.STUDIO_HOME / "celerybeat-schedule"),
+                ],
+                cwd=settings.BASE_DIR,
+            ),
             # Counts, token lengths and playground runs.
-            subprocess.Popen([*celery, "-Q", "maintenance", "--pool", "solo", "-n", "maintenance@%h"],
-                             cwd=settings.BASE_DIR),
-            subprocess.Popen([*manage, "runserver", f"{host}:{port}", "--noreload", "--skip-checks"],
-                             cwd=settings.BASE_DIR),
+            subprocess.Popen(
+                [*celery, "-Q", "maintenance", "--pool", "solo", "-n", "maintenance@%h"], cwd=settings.BASE_DIR
+            ),
+            subprocess.Popen(
+                [*manage, "runserver", f"{host}:{port}", "--noreload", "--skip-checks"], cwd=settings.BASE_DIR
+            ),
         ]
         # SIGTERM (a service manager, `kill`) and SIGINT stop the children as Ctrl-C in a terminal does, also
         # where a shell started the studio in the background with SIGINT ignored.

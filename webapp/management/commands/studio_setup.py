@@ -27,8 +27,9 @@ class Command(BaseCommand):
         users = get_user_model().objects
         if not users.filter(username="demo").exists():
             password = secrets.token_urlsafe(9)
-            user_create(username="demo", password=password, team=team_create(name="Demo team"),
-                        role=Membership.Role.OWNER)
+            user_create(
+                username="demo", password=password, team=team_create(name="Demo team"), role=Membership.Role.OWNER
+            )
             password_file.write_text(password)
             password_file.chmod(0o600)
         password = password_file.read_text().strip() if password_file.exists() else "(set before; not stored here)"

@@ -7,8 +7,10 @@ from teams.services import api_token_create
 
 
 class Command(BaseCommand):
-    help = ("Create a new API token for USERNAME in one of their teams and print it (it is stored hashed and shown "
-            "only now).")
+    help = (
+        "Create a new API token for USERNAME in one of their teams and print it (it is stored hashed and shown "
+        "only now)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
