@@ -1,7 +1,9 @@
-"""Checkpoints, exact resume, micro-batches and preemption (peftcore/checkpoints.py and the loop in train.py).
+"""Checkpoints, exact resume, micro-batches and preemption (peftcore/checkpoints.py, loop.py and train.py).
 
 The headline: a run resumed from a checkpoint ends with bit-identical weights and identical per-step losses to
-the run that never stopped, for every registered method (with dropout on, mid-epoch and at an epoch end)."""
+the run that never stopped, for every registered method (with dropout on, mid-epoch and at an epoch end).
+One file over 400 lines because every test here shares the same uninterrupted reference runs (module fixtures):
+split, each file would train them again."""
 
 import json
 import os
