@@ -132,13 +132,14 @@ class JobForm(forms.Form):
         except UnknownTaskError:  # the task field itself reports it
             task_spec = get_task(self.fields["task"].initial)
         self.task = task = task_spec.id
-        # The template holds the task's extra fields when it reads them (SFT: input, messages, template).
-        self.is_sft = "messages_column" in task_spec.fields
+        # The form shows the optional fields the task reads (SFT: input, messages, template).
+        self.task_fields = [self[name] for name in task_spec.fields]
+        messages = "messages_column" in task_spec.fields  # it can replace the two columns, which may stay empty
         names = list(dataset.columns) if dataset else []
         if task_spec.column_paths and dataset:  # columns may be paths into nested cells (instances[0].output)
             names += nested_paths(dataset.preview or [])
         columns = [(c, c) for c in names]
-        none = [("", "none")] if self.is_sft else []
+        none = [("", "none")] if messages else []
         self.fields["text_column"].choices = none + columns
         self.fields["label_column"].choices = none + columns
         self.fields["input_column"].choices = [("", "none")] + columns
@@ -151,7 +152,7 @@ class JobForm(forms.Form):
             for field, guess in zip(("text_column", "label_column"), task_spec.column_guesses):
                 if self.initial.get(field) not in names:
                     self.initial[field] = _guess(names, guess)
-            if self.is_sft and self.initial.get("messages_column") not in names:
+            if messages and self.initial.get("messages_column") not in names:
                 self.initial["messages_column"] = _guess(names, ("messages", "conversations", "chat")) or ""
         # From the studio's benchmark table (no torch): the first method to offer for this many rows.
         self.recommendation = recommend(task, dataset.rows) if dataset else None
