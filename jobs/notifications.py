@@ -79,8 +79,12 @@ def refuse_internal(url: str) -> None:
 
 def _clean_url(url: str) -> str:
     url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port  # a broken netloc ("http://[::1/") or port raises here
+    except ValueError:
+        parts, hostname = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not hostname:
         raise WebhookRefused(
             f"{url or 'an empty URL'!r} is not a web address; give a full http:// or https:// URL, "
             "such as https://example.com/hooks/studio"

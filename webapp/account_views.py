@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -22,9 +23,9 @@ def team_switch(request):
     messages.info(request, f"You now work in {membership.team.name}.")
     # Back to a list page: an object page of the old team would be a 404 in the new one.
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}) or "/" in target.strip("/"):
-        target = "job-list"
-    return redirect(target)
+    # A top-level path of this site only: not another host, not a URL name (job-detail would need an id).
+    on_site = target.startswith("/") and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
+    return redirect(target if on_site and "/" not in target.strip("/") else reverse("job-list"))
 
 
 @never_cache  # the page that shows a new token must not come back from the browser's cache

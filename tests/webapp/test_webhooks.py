@@ -73,6 +73,17 @@ def test_a_url_that_is_not_http_is_refused_with_what_to_give(alice):
     assert not Webhook.objects.exists()
 
 
+@pytest.mark.parametrize("url", ["http://[::1/", "https://[not-an-address]/x", "http://example.com:99999/"])
+def test_a_url_that_cannot_be_read_is_a_400_not_a_server_error(alice, url):
+    api = api_client(admin_of(alice)).post(
+        "/api/v1/team/webhooks", {"url": url, "events": ["failed"]}, content_type="application/json"
+    )
+    assert api.status_code == 400 and "is not a web address" in api.json()["detail"]
+    page = browser(admin_of(alice)).post("/team/webhooks/", {"url": url, "events": ["failed"]}, follow=True)
+    assert page.status_code == 200 and "is not a web address" in page.content.decode()
+    assert not Webhook.objects.exists()
+
+
 def test_the_api_creates_lists_shows_deliveries_and_deletes(alice, receiver, sst2_sample, tiny_model):
     api = api_client(admin_of(alice))
     created = api.post(
