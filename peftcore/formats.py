@@ -28,6 +28,9 @@ EXTENSIONS = {
 }
 _ALIASES = {"tab": "tsv", "ndjson": "jsonl", "pq": "parquet"}
 _SNIFF_BYTES = 8192
+# A dataset names at most this many columns, each at most this long (a job stores column names in 200 characters).
+MAX_COLUMNS = 1000
+MAX_COLUMN_NAME = 200
 
 
 class DataError(ValueError):
@@ -142,11 +145,15 @@ class RowReader:
             return "the file is empty"
         return "the file has no data rows"
 
-    def _add_columns(self, record: dict) -> None:
+    def _add_columns(self, record: dict) -> str | None:
+        """Record a JSON row's keys as columns; what is wrong with them, if anything."""
         for key in record:
             if key not in self._known:
+                if problem := _name_problem(key) or _count_problem(len(self.columns) + 1):
+                    return problem
                 self._known.add(key)
                 self.columns.append(key)
+        return None
 
     # -- CSV / TSV -------------------------------------------------------------------------------------
     def _delimited(self):
@@ -191,13 +198,8 @@ class RowReader:
                         yield None, None, DataError(f"the header line: {bad}")
                         return
                     header = [name.strip() or f"column_{i}" for i, name in enumerate(fields, 1)]
-                    duplicates = sorted({n for n in header if header.count(n) > 1})
-                    if duplicates:
-                        yield (
-                            None,
-                            None,
-                            DataError(f"the header line names a column more than once: {', '.join(duplicates)}"),
-                        )
+                    if problem := header_problem(header):
+                        yield None, None, DataError(f"the header line {problem}")
                         return
                     self.columns = header
                     continue
@@ -239,7 +241,9 @@ class RowReader:
                     found = _json_kind(obj)
                     yield number, None, DataError(f"expected a JSON object {{...}} on each line, found {found}", number)
                     continue
-                self._add_columns(obj)
+                if problem := self._add_columns(obj):
+                    yield number, None, DataError(f"this row {problem}", number)
+                    return
                 yield number, obj, None
 
     # -- JSON (a top-level list of objects) ------------------------------------------------------------
@@ -278,7 +282,9 @@ class RowReader:
             if not isinstance(obj, dict):
                 yield index, None, DataError(f"expected a JSON object {{...}}, found {_json_kind(obj)}", index)
                 continue
-            self._add_columns(obj)
+            if problem := self._add_columns(obj):
+                yield index, None, DataError(f"this object {problem}", index)
+                return
             yield index, obj, None
 
     # -- Parquet ---------------------------------------------------------------------------------------
@@ -290,7 +296,11 @@ class RowReader:
             return
         try:
             parquet = pq.ParquetFile(self.path)
-            self.columns = list(parquet.schema_arrow.names)
+            names = list(parquet.schema_arrow.names)
+            if problem := header_problem(names):
+                yield None, None, DataError(f"the file's schema {problem}")
+                return
+            self.columns = names
             batches = parquet.iter_batches(batch_size=1024)
             index = 0
             for batch in batches:
@@ -299,6 +309,37 @@ class RowReader:
                     yield index, record, None
         except Exception as exc:  # pyarrow raises several types for corrupt files
             yield None, None, DataError(f"not a readable Parquet file: {exc}")
+
+
+def header_problem(names: list[str]) -> str | None:
+    """What is wrong with a file's column names (a header line, a Parquet schema), as "... names ...", or None.
+    Linear in the number of names: a header of 100,000 columns is refused at once, not after minutes."""
+    if problem := _count_problem(len(names)):
+        return problem
+    seen, repeated = set(), []
+    for name in names:
+        if problem := _name_problem(name):
+            return problem
+        if name in seen:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        return f"names a column more than once: {', '.join(sorted(set(repeated))[:10])}"
+    return None
+
+
+def _count_problem(count: int) -> str | None:
+    if count > MAX_COLUMNS:
+        return f"names more than {MAX_COLUMNS:,} columns; keep the columns training needs (at most {MAX_COLUMNS:,})"
+    return None
+
+
+def _name_problem(name: str) -> str | None:
+    if len(name) > MAX_COLUMN_NAME:
+        return (
+            f"names a column of {len(name):,} characters ({name[:40]!r}...); column names are at most {MAX_COLUMN_NAME}"
+        )
+    return None
 
 
 def _json_kind(value: Any) -> str:

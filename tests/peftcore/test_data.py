@@ -134,6 +134,32 @@ def test_duplicate_header_names(tmp_path):
     assert errors_of(report) == [(None, "the header line names a column more than once: text")]
 
 
+def test_a_header_of_100000_columns_is_refused_by_its_count(tmp_path):
+    # The duplicate check was quadratic: this 700 KB header cost minutes of web CPU before it was stored.
+    header = ",".join(f"c{i}" for i in range(100_000))
+    report = inspect_file(write(tmp_path, "wide.csv", header + "\n" + ",".join("x" * 100_000) + "\n"))
+    assert errors_of(report) == [
+        (None, "the header line names more than 1,000 columns; keep the columns training needs (at most 1,000)")
+    ]
+
+
+def test_a_repeated_name_among_many_columns_is_found(tmp_path):
+    header = [f"c{i}" for i in range(999)] + ["c5"]
+    report = inspect_file(write(tmp_path, "d.csv", ",".join(header) + "\n" + ",".join("x" * 1000) + "\n"))
+    assert errors_of(report) == [(None, "the header line names a column more than once: c5")]
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [("d.csv", "{long},label\na,1\n"), ("d.jsonl", '{{"{long}": "a", "label": 1}}\n')],
+)
+def test_column_names_longer_than_a_job_can_store_are_refused(tmp_path, name, content):
+    long = "x" * 201
+    report = inspect_file(write(tmp_path, name, content.format(long=long)))
+    assert report["errors"] and "column names are at most 200" in report["errors"][0]["message"]
+    assert not report["ok"]
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -210,6 +236,16 @@ def test_parquet(tmp_path):
     assert report["labels"] == {"0": 1, "1": 2}
     report = inspect_file(write(tmp_path, "bad.parquet", b"not parquet at all"))
     assert "not a readable Parquet file" in report["errors"][0]["message"]
+
+
+def test_parquet_with_a_repeated_column_name_is_refused_as_csv_is(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["text", "text"]), path)
+    report = inspect_file(path)
+    assert errors_of(report) == [(None, "the file's schema names a column more than once: text")]
 
 
 def test_errors_are_capped_but_counted(tmp_path):
