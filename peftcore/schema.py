@@ -7,6 +7,7 @@ CLI, so validation coerces both and reports errors a non-expert can act on.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,11 @@ class Param:
     max: float | None = None
     choices: tuple = ()
     optional: bool = False  # None or "" is allowed and means "no value" (the value becomes None)
+    # Text parameters: at most this many characters, and (when set) a regular expression the lower-cased text
+    # must match whole, so a value the worker cannot read is refused when the job is submitted.
+    max_length: int = 1000
+    pattern: str = ""
+    pattern_hint: str = ""  # what to write instead, said when the pattern does not match
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -151,7 +157,12 @@ def coerce_value(param: Param, value: Any) -> Any:
     else:
         if not isinstance(value, str):
             raise ParamError(f"must be text (got {_shown(value)})")
-        return value.strip()
+        text = value.strip()
+        if len(text) > param.max_length:
+            raise ParamError(f"must be at most {param.max_length} characters (got {len(text):,})")
+        if param.pattern and not re.fullmatch(param.pattern, text.lower()):
+            raise ParamError(f"{_shown(text)} is not understood; {param.pattern_hint or 'see the help'}")
+        return text
     _check_bounds(param, result)
     return result
 
@@ -194,6 +205,7 @@ def schema_as_json(schema: Sequence[Param]) -> list[dict]:
             "max": p.max,
             "choices": list(p.choices),
             "optional": p.optional,
+            **({"max_length": p.max_length, "pattern": p.pattern} if p.type == "str" else {}),
         }
         for p in schema
     ]

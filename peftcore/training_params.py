@@ -61,6 +61,7 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "int",
         None,
         min=1,
+        max=100_000_000,
         optional=True,
         label="Row limit",
         help="A row limit for quick runs: train on at most this many randomly chosen rows. Leave empty to use "

@@ -82,6 +82,11 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
+# The layers syntax parse_layers reads, block numbers of at most 4 digits (checked at submit, model unknown).
+_BLOCKS = r"\s*\d{1,4}\s*(-\s*\d{1,4}\s*)?"
+LAYERS_PATTERN = rf"\s*(all|(last|first)\s+\d{{1,4}}|{_BLOCKS}(,{_BLOCKS})*)\s*"
+
+
 def placement_params(default: str = "usual", usual_help: str = "the method's usual layers for this model") -> tuple:
     choices = PLACEMENTS if default == "usual" else tuple(p for p in PLACEMENTS if p != "usual")
     return (
@@ -101,6 +106,8 @@ def placement_params(default: str = "usual", usual_help: str = "the method's usu
             label="Layers",
             help="Which blocks to adapt: 'all', 'last 2', 'first 3', a range '0-3' or a list '0,2,5' (block 0 is "
             "nearest the input). Fewer blocks train fewer weights.",
+            pattern=LAYERS_PATTERN,
+            pattern_hint="use 'all', 'last 2', 'first 3', '0-3' or '0,2,5'",
         ),
     )
 

@@ -84,6 +84,31 @@ def test_job_create_validates_and_returns_field_errors(alice_api, sst2_sample, t
     assert set(bad.json()["errors"]) == {"label_column", "params.batch_size"}
 
 
+def test_values_the_worker_could_not_read_are_refused_at_submit(alice_api, sst2_sample, tiny_model):
+    # Once accepted, a 5,000-digit layer list failed on the worker as an "internal" error.
+    dataset = upload(alice_api, sst2_sample, name="sst2.tsv").json()["id"]
+    job = {
+        "dataset": dataset,
+        "base_model": tiny_model.pk,
+        "method": "lora",
+        "text_column": "sentence",
+        "label_column": "label",
+    }
+    cases = [
+        ({"method_params": {"layers": "1" * 5000}}, "method_params.layers", "at most 1000 characters"),
+        ({"method_params": {"layers": "1" * 30}}, "method_params.layers", "use 'all', 'last 2'"),
+        ({"method_params": {"layers": "last two"}}, "method_params.layers", "is not understood"),
+        ({"params": {"max_rows": 10**30}}, "params.max_rows", "must be between 1 and 100000000"),
+    ]
+    for fields, field, says in cases:
+        bad = alice_api.post("/api/v1/jobs", {**job, **fields}, content_type="application/json")
+        assert bad.status_code == 400 and says in bad.json()["errors"][field], (fields, bad.json())
+    good = alice_api.post(
+        "/api/v1/jobs", {**job, "method_params": {"layers": " 0 - 1 "}}, content_type="application/json"
+    )
+    assert good.status_code == 201, good.json()
+
+
 def test_job_create_then_get_and_cancel(alice_api, sst2_sample, tiny_model, django_capture_on_commit_callbacks):
     dataset = upload(alice_api, sst2_sample, name="sst2.tsv").json()["id"]
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
