@@ -10,7 +10,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -223,6 +225,19 @@ class InvitationRefused(Conflict):
     """The link cannot be used (any more); the message says why and what to do."""
 
 
+def _clean_email(email: str) -> str:
+    """An optional address, checked as the database will store it (a 300-character one was a server error)."""
+    email = (email or "").strip()
+    longest = Invitation._meta.get_field("email").max_length
+    if len(email) > longest:
+        raise Refused(f"the email address is {len(email)} characters long; it can be at most {longest}")
+    try:
+        validate_email(email) if email else None
+    except ValidationError:
+        raise Refused(f"{email!r} is not a valid email address; check it for typos") from None
+    return email
+
+
 def invitation_create(
     *, actor: Actor, role: str = Membership.Role.MEMBER, email: str = "", link_for=None
 ) -> tuple[Invitation, str]:
@@ -230,12 +245,13 @@ def invitation_create(
     for the mail."""
     _known_role(role)
     _may_touch(actor, role)
+    email = _clean_email(email)
     raw = Invitation.new_raw()
     with transaction.atomic():
         invitation = Invitation.objects.create(
             team=actor.team,
             role=role,
-            email=email.strip(),
+            email=email,
             key_hash=hash_token(raw),
             created_by=actor.user,
             expires_at=timezone.now() + timedelta(days=INVITATION_DAYS),

@@ -22,8 +22,11 @@ from .counts import sft_options, sft_preflight_errors, templated
 def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what: str, *, paths: bool = False) -> None:
     """A column of the dataset; with paths, a path into one (instances[0].output) whose top-level column exists."""
     root = path_root(column) if paths else column
+    longest = Job._meta.get_field(field).max_length
     if not column:
         errors[field] = f"choose the {what} column"
+    elif len(column) > longest:
+        errors[field] = f"the {what} column's name or path is {len(column):,} characters; it can be at most {longest}"
     elif root not in dataset.columns:
         errors[field] = f"'{root}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}"
     elif root == column and (empty := dataset.stats.get("empty_values", {}).get(column, 0)):

@@ -176,3 +176,18 @@ def test_sign_up_refuses_names_the_studio_cannot_address(admin):
     response = _browser().post(f"/invite/{raw}/", {"username": "a/b", "password": "a long passphrase 42"})
     assert response.status_code == 400 and "Enter a valid username" in response.content.decode()
     assert not Membership.objects.filter(user__username="a/b").exists()
+
+
+def test_an_email_longer_than_the_database_holds_is_a_400_naming_the_limit(admin):
+    from tests.conftest import api_client
+
+    long = "a" * 250 + "@example.com"
+    api = api_client(admin).post("/api/v1/team/invitations", {"email": long}, content_type="application/json")
+    assert api.status_code == 400 and "at most 254" in api.json()["detail"]
+    bad = api_client(admin).post(
+        "/api/v1/team/invitations", {"email": "not an address"}, content_type="application/json"
+    )
+    assert bad.status_code == 400 and "is not a valid email address" in bad.json()["detail"]
+    assert not Invitation.objects.exists()
+    page = _browser(admin).post("/team/invitations/", {"email": long}, follow=True)
+    assert "at most 254" in page.content.decode() and not Invitation.objects.exists()

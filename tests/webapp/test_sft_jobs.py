@@ -94,6 +94,11 @@ def test_an_sft_job_on_nested_columns_is_queued_with_its_columns_and_template(
             "choose auto or one of: alpaca",
         ),
         ({"task": "summarise", "text_column": "instruction", "label_column": "name"}, "task", "unknown task"),
+        (  # a path longer than a job stores was a server error
+            {"task": "sft", "text_column": "instruction" + ".a" * 100, "label_column": "instances[0].output"},
+            "text_column",
+            "it can be at most 200",
+        ),
     ],
 )
 def test_bad_sft_columns_say_what_to_change(alice_api, seed_tasks, tiny_llama, fields, field, says):
