@@ -12,6 +12,8 @@ from django.views.decorators.http import require_POST
 from teams import selectors, services
 from teams.errors import NotFound
 
+from .team_forms import TokenForm, errors_text
+
 
 @login_required
 @require_POST
@@ -35,15 +37,14 @@ def tokens(request):
     memberships = selectors.user_memberships(user=request.user)
     new_token = None
     if request.method == "POST":
-        try:
-            team_id = int(request.POST.get("team", ""))
-            team = next(m.team for m in memberships if m.team_id == team_id)
-        except (ValueError, StopIteration):
+        form = TokenForm(request.POST)
+        team = form.is_valid() and next((m.team for m in memberships if m.team_id == form.cleaned_data["team"]), None)
+        if not form.is_valid():
+            messages.error(request, errors_text(form))
+        elif team is None:
             messages.error(request, "choose one of your teams for the token")
         else:
-            new_token = services.api_token_create(
-                user=request.user, team=team, name=request.POST.get("name", "").strip()
-            )
+            new_token = services.api_token_create(user=request.user, team=team, name=form.cleaned_data["name"])
     return render(
         request,
         "account/tokens.html",

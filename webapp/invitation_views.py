@@ -17,6 +17,8 @@ from teams.models import Membership
 from teams.permissions import require
 from teams.services import InvitationRefused
 
+from .team_forms import InvitationForm, errors_text
+
 
 def _link_for(request):
     return lambda raw: request.build_absolute_uri(reverse("invitation-accept", args=[raw]))
@@ -26,11 +28,11 @@ def _link_for(request):
 @require_POST
 def invitation_create(request):
     actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
-    email = request.POST.get("email", "").strip()
+    form = InvitationForm(request.POST)
     try:
-        invitation, raw = services.invitation_create(
-            actor=actor, role=request.POST.get("role", "member"), email=email, link_for=_link_for(request)
-        )
+        if not form.is_valid():
+            raise Refused(errors_text(form))
+        invitation, raw = services.invitation_create(actor=actor, **form.cleaned_data, link_for=_link_for(request))
     except Refused as exc:
         messages.error(request, str(exc))
         return redirect("team-dashboard")

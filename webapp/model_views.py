@@ -11,6 +11,8 @@ from jobs.errors import Refused
 from teams.models import Membership
 from teams.permissions import require
 
+from .team_forms import ModelAddForm, errors_text
+
 
 def _back():
     return redirect(reverse("team-dashboard") + "#models")
@@ -20,14 +22,12 @@ def _back():
 @require_POST
 def model_add(request):
     actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
+    form = ModelAddForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"The model was not added: {errors_text(form)}.")
+        return _back()
     try:
-        model = services.base_model_add(
-            actor=actor,
-            name=request.POST.get("name", ""),
-            source=request.POST.get("source", ""),
-            revision=request.POST.get("revision", ""),
-            description=request.POST.get("description", ""),
-        )
+        model = services.base_model_add(actor=actor, **form.cleaned_data)
     except services.ValidationFailed as exc:
         messages.error(
             request, "; ".join(f"{field}: {message}" for field, message in exc.errors.items()) or exc.message

@@ -13,18 +13,9 @@ from teams.models import Membership
 from teams.permissions import require
 from teams.services import INVITATION_DAYS
 
+from .team_forms import MemberAddForm, MemberChangeForm, QuotaForm, TeamDeleteForm, errors_text
+
 ADMIN = Membership.Role.ADMIN
-
-
-def _number(raw: str, kind=int):
-    """A quota field: empty means no limit."""
-    raw = (raw or "").strip()
-    if not raw:
-        return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise Refused(f"{raw!r} is not a number (leave the field empty for no limit)") from None
 
 
 @login_required
@@ -48,12 +39,12 @@ def dashboard(request):
 @require_POST
 def member_add(request):
     actor = require(request.actor, request.actor.team, ADMIN)
+    form = MemberAddForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, errors_text(form))
+        return redirect("team-dashboard")
     try:
-        services.member_add(
-            actor=actor,
-            username=request.POST.get("username", "").strip(),
-            role=request.POST.get("role", Membership.Role.MEMBER),
-        )
+        services.member_add(actor=actor, username=form.cleaned_data["username"], role=form.cleaned_data["role"])
     except Refused as exc:
         messages.error(request, str(exc))
     return redirect("team-dashboard")
@@ -64,11 +55,15 @@ def member_add(request):
 def member_change(request, membership_id: int):
     actor = require(request.actor, request.actor.team, ADMIN)
     membership = selectors.member_get(team=actor.team, membership_id=membership_id)
+    form = MemberChangeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, errors_text(form))
+        return redirect("team-dashboard")
     try:
-        if request.POST.get("remove"):
+        if form.cleaned_data["remove"]:
             services.member_remove(actor=actor, membership=membership)
         else:
-            services.member_set_role(actor=actor, membership=membership, role=request.POST.get("role", ""))
+            services.member_set_role(actor=actor, membership=membership, role=form.cleaned_data["role"])
     except Refused as exc:
         messages.error(request, str(exc))
     return redirect("team-dashboard")
@@ -78,15 +73,12 @@ def member_change(request, membership_id: int):
 @require_POST
 def quotas(request):
     actor = require(request.actor, request.actor.team, ADMIN)
+    form = QuotaForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Quotas not saved: {errors_text(form)} (leave a field empty for no limit).")
+        return redirect("team-dashboard")
     try:
-        services.team_set_quotas(
-            actor=actor,
-            max_concurrent_jobs=_number(request.POST.get("max_concurrent_jobs")),
-            compute_hours_per_month=_number(request.POST.get("compute_hours_per_month"), float),
-            max_storage_bytes=(
-                None if (gb := _number(request.POST.get("max_storage_gb"), float)) is None else int(gb * 1e9)
-            ),
-        )
+        services.team_set_quotas(actor=actor, **form.quotas())
     except Refused as exc:
         messages.error(request, str(exc))
     else:
@@ -97,12 +89,14 @@ def quotas(request):
 @login_required
 @require_POST
 def delete(request):
-    from jobs.errors import Refused
     from jobs.services import team_delete
 
     owner = require(request.actor, request.actor.team, Membership.Role.OWNER)
+    form = TeamDeleteForm(request.POST)
     try:
-        team_delete(actor=owner, confirm_name=request.POST.get("confirm", ""))
+        if not form.is_valid():
+            raise Refused(f"type the team's name, {owner.team.name}, to confirm deleting it")
+        team_delete(actor=owner, confirm_name=form.cleaned_data["confirm"])
     except Refused as exc:
         messages.error(request, str(exc))
         return redirect(reverse("team-dashboard") + "#delete-team")

@@ -6,17 +6,23 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import notifications, selectors
+from jobs.models import Webhook
 from teams.models import Membership
 from teams.permissions import require
+
+from .team_forms import WebhookForm, errors_text
 
 
 @login_required
 @require_POST
 def webhook_add(request):
     actor = require(request.actor, request.actor.team, Membership.Role.ADMIN)
+    form = WebhookForm(request.POST, events=Webhook.EVENTS)
     try:
+        if not form.is_valid():
+            raise notifications.WebhookRefused(errors_text(form))
         webhook = notifications.webhook_create(
-            actor=actor, url=request.POST.get("url", ""), events=request.POST.getlist("events")
+            actor=actor, url=form.cleaned_data["url"], events=form.cleaned_data["events"]
         )
     except notifications.WebhookRefused as exc:
         messages.error(request, f"Webhook not added: {exc}.")
