@@ -11,6 +11,7 @@ import codecs
 import csv
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,8 @@ class RowReader:
         }[self.format]
         try:
             for row, record, error in reader():
+                if record is not None and (problem := unstorable_text(record)):
+                    record, error = None, DataError(problem, row)
                 if error is not None:
                     self.errors += 1
                 if record is not None:
@@ -309,6 +312,32 @@ class RowReader:
                     yield index, record, None
         except Exception as exc:  # pyarrow raises several types for corrupt files
             yield None, None, DataError(f"not a readable Parquet file: {exc}")
+
+
+# Text Postgres cannot store (NUL) or that is not Unicode text at all (a lone surrogate, from a JSON escape such as
+# "\ud800"): found anywhere in a file, not only in the first bytes the binary sniff reads.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_text(value: Any, _where: str = "") -> str | None:
+    """Where a value (a row, a list of texts) holds text the database cannot store, as a message, or None."""
+    if isinstance(value, str):
+        if match := _UNSTORABLE.search(value):
+            what = (
+                "a NUL (\\u0000) character" if match.group() == "\x00" else "a lone surrogate (an invalid \\u escape)"
+            )
+            return f"{_where or 'the text'} holds {what}; remove it and upload again"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = _where or f"column {str(key)[:40]!r}"
+            if problem := unstorable_text(str(key), f"the name of {where}") or unstorable_text(item, where):
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            if problem := unstorable_text(item, _where):
+                return problem
+    return None
 
 
 def header_problem(names: list[str]) -> str | None:

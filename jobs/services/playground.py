@@ -2,6 +2,8 @@
 
 from django.conf import settings
 
+from peftcore.formats import unstorable_text
+
 from .. import dispatch
 from ..errors import ValidationFailed
 from ..models import Job, PlaygroundRun
@@ -25,6 +27,8 @@ def playground_run_create(*, job: Job, user, texts: list[str]) -> PlaygroundRun:
             f"at most {PLAYGROUND_MAX_TEXTS} texts at a time",
             errors={"texts": f"at most {PLAYGROUND_MAX_TEXTS} texts at a time"},
         )
+    if problem := unstorable_text(texts, "a text"):
+        raise ValidationFailed(problem.replace(" and upload again", ""), errors={"texts": problem})
     long = [i + 1 for i, t in enumerate(texts) if len(t) > PLAYGROUND_MAX_CHARS]
     if long:
         message = f"text {long[0]} is longer than {PLAYGROUND_MAX_CHARS:,} characters"

@@ -42,6 +42,19 @@ def _refused(request, exc):
     return api.create_response(request, {"detail": str(exc)}, status=status)
 
 
+@api.exception_handler(UnicodeEncodeError)
+def _lone_surrogate(request, exc):
+    # A JSON body may spell a lone surrogate ("\\ud800"), which is not text: nothing can encode it to store it.
+    return api.create_response(
+        request,
+        {
+            "detail": "text cannot contain lone surrogates (\\u escapes such as \\ud800 that are not "
+            "part of a pair); remove them and send the request again"
+        },
+        status=400,
+    )
+
+
 @api.exception_handler(DataError)
 def _nul_character(request, exc):
     # psycopg refuses a NUL character in text before sending anything (the transaction stays usable): the
