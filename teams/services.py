@@ -231,10 +231,11 @@ def _clean_email(email: str) -> str:
     longest = Invitation._meta.get_field("email").max_length
     if len(email) > longest:
         raise Refused(f"the email address is {len(email)} characters long; it can be at most {longest}")
-    try:
-        validate_email(email) if email else None
-    except ValidationError:
-        raise Refused(f"{email!r} is not a valid email address; check it for typos") from None
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise Refused(f"{email!r} is not a valid email address; check it for typos") from None
     return email
 
 

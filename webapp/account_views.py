@@ -38,8 +38,9 @@ def tokens(request):
     new_token = None
     if request.method == "POST":
         form = TokenForm(request.POST)
-        team = form.is_valid() and next((m.team for m in memberships if m.team_id == form.cleaned_data["team"]), None)
-        if not form.is_valid():
+        valid = form.is_valid()
+        team = valid and next((m.team for m in memberships if m.team_id == form.cleaned_data["team"]), None)
+        if not valid:
             messages.error(request, errors_text(form))
         elif team is None:
             messages.error(request, "choose one of your teams for the token")

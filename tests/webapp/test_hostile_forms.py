@@ -62,7 +62,7 @@ def test_nul_and_overlong_values_are_messages_not_server_errors(owner, alice, ur
     assert Membership.objects.filter(team__name="Team A").count() == 1
 
 
-def test_the_team_member_role_form_refuses_a_missing_role(owner, alice, make_member):
+def test_the_member_role_form_refuses_a_role_that_is_not_one(owner, alice, make_member):
     bob = make_member("bob2", "Team A")
     membership = Membership.objects.get(user=bob)
     response = owner.post(f"/team/members/{membership.pk}/", {"role": NUL}, follow=True)

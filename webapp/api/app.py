@@ -5,12 +5,9 @@ from ninja import NinjaAPI
 from ninja.security import HttpBearer
 
 from teams.errors import Conflict, Forbidden, NotFound, Refused
-from teams.models import Membership
 from teams.services import api_token_authenticate
 
 from . import access, base_models, datasets, jobs, members, methods, playground, team, webhooks
-
-Role = Membership.Role
 
 
 class BearerToken(HttpBearer):

@@ -10,11 +10,8 @@ from peftcore.recommend import recommend
 from peftcore.schema import schema_as_json
 from peftcore.tasks import UnknownTaskError, get_task
 from peftcore.training_params import TRAINING_PARAMS
-from teams.models import Membership
 
 from .schemas import Detail
-
-Role = Membership.Role
 
 router = Router(tags=["methods"])
 
