@@ -318,6 +318,8 @@ def record(rows: int, epochs: int | None, today: str, results: list[dict]) -> No
     run = {
         "task": "text-classification",
         "benchmark": f"SST-2 on {MODEL.split('/')[-1]}, seed {SEED}",
+        "dataset": "sst2",
+        "seed": SEED,
         "rows": rows,
         "epochs": next((r["epochs"] for r in results if r["ok"]), epochs),
         "date": today,
@@ -329,7 +331,10 @@ def record(rows: int, epochs: int | None, today: str, results: list[dict]) -> No
             for r in results
         ],
     }
-    table["runs"] = sorted([r for r in table["runs"] if r["rows"] != rows] + [run], key=lambda r: r["rows"])
+    # one run per (size, dataset, seed): the recommendation wants several datasets and seeds (recommend.py)
+    same = ("rows", "dataset", "seed")
+    kept = [r for r in table["runs"] if tuple(r.get(k) for k in same) != tuple(run[k] for k in same)]
+    table["runs"] = sorted(kept + [run], key=lambda r: (r["rows"], r.get("dataset") or "", r.get("seed") or 0))
     TABLE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"recorded in {TABLE.relative_to(REPO)}", file=sys.stderr)
 

@@ -84,11 +84,13 @@ def job_compare(*, actor: Actor, ids: list[int]) -> dict:
     jobs = [found[i] for i in ids if i in found]
     sizes = dict(Artifact.objects.filter(job__in=jobs, kind=Artifact.Kind.ADAPTER).values_list("job_id", "size_bytes"))
     reports = [(job.report.data if hasattr(job, "report") else {}) for job in jobs]
-    rows = [
-        _row("metrics", label, [(job.metrics or {}).get(key) for job in jobs], higher_is_better=better)
-        for key, label, better in METRICS
-        if any((job.metrics or {}).get(key) is not None for job in jobs)
-    ]
+    rows = []
+    for key, label, better in METRICS:
+        if any((job.metrics or {}).get(key) is not None for job in jobs):
+            row = _row("metrics", label, [(job.metrics or {}).get(key) for job in jobs], higher_is_better=better)
+            # the 95% interval of each share (peftcore.verdict), so a lead within the noise reads as one
+            row["intervals"] = [(r.get("intervals") or {}).get(key) for r in reports]
+            rows.append(row)
     rows += [
         _row(
             "efficiency", "trainable parameters", [r.get("trainable_params") for r in reports], higher_is_better=False

@@ -98,6 +98,9 @@ class Job(models.Model):
     method = models.CharField(max_length=40)
     method_params = models.JSONField(default=dict)
     params = models.JSONField(default=dict)
+    # Why each setting the user left empty got its value ("params.epochs" -> reason; peftcore.defaults), as
+    # chosen when the job was created; training adds what only the data can tell (the report has them all).
+    choices = models.JSONField(default=dict, blank=True)
     # What the two columns hold depends on the task (peftcore.tasks.COLUMN_ROLES): text and label, prompt and
     # response (paths such as instances[0].output allowed), input and target. Blank for SFT on a messages column.
     text_column = models.CharField(max_length=200, blank=True)

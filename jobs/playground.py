@@ -79,7 +79,7 @@ def predict(run_id: int) -> str:
         model_path = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
         adapter_dir = _unzip_once(artifact)
         used = getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length")
-        max_length = used or job.params.get("max_length", 128)
+        max_length = used or job.params.get("max_length") or 128  # None: chosen at training, which never ran
         # The folder records the task it was trained for (classification if it predates the record), so it
         # decides, not job.task: an adapter loads only as the task it was saved for.
         predictor = _predictor(model_path, adapter_dir)

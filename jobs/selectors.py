@@ -33,6 +33,18 @@ def base_model_get(*, actor: Actor, model_id: int) -> BaseModel:
     return get_object_or_404(base_model_list(actor=actor), pk=model_id)
 
 
+def profile_count(model: BaseModel, method: str) -> dict | None:
+    """A method's trainable count at its defaults from the model's profile; None when not counted yet or counted
+    for other defaults than this release's (the form then asks a worker for a live count; registering the model
+    again, as the studio does for its models when it starts, recounts the profile)."""
+    from .services.base_models import DEFAULTS_KEY, methods_defaults_key
+
+    profile = model.profile or {}
+    if profile.get(DEFAULTS_KEY) != methods_defaults_key():
+        return None
+    return profile.get(method)
+
+
 def team_base_model_get(*, team, model_id: int) -> BaseModel:
     """A model the team itself added, or one offered to every team; another team's is a 404."""
     return get_object_or_404(BaseModel.objects.filter(Q(team__isnull=True) | Q(team=team)), pk=model_id)
@@ -107,8 +119,18 @@ def token_stats_summary(stats, max_length: int | None) -> dict | None:
         return None
     if "error" in stats.result:
         return {"error": stats.result["error"]}
+    chosen = None
+    if max_length is None:  # left empty: judge the length the studio would choose (peftcore.defaults)
+        from peftcore.defaults import auto_max_length
+        from peftcore.token_lengths import sft_check
+
+        p95 = summarise(stats.result["histogram"]).get("p95")
+        if p95 is not None:
+            keep = sft_check(stats.result, 1)["needed_length"] if stats.options else None
+            max_length, _ = auto_max_length(p95, bool(stats.options), stats.result.get("model_limit"), keep)
+            chosen = max_length
     summary = summarise(stats.result["histogram"], max_length)
-    summary = {**summary, "warning": truncation_warning(summary, stats.result.get("model_limit"))}
+    summary = {**summary, "chosen": chosen, "warning": truncation_warning(summary, stats.result.get("model_limit"))}
     if stats.options and max_length is not None:  # SFT: rows that cannot be read, answers cut away entirely
         from peftcore.token_lengths import sft_check
 

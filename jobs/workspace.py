@@ -61,6 +61,7 @@ def build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
         "messages_column": job.messages_column or None,
         "template": job.template or None,
         "params": job.params,
+        "choices": job.choices,
         "micro_batch_size": job.micro_batch_size,
         "output_dir": str(workdir / "out"),
         "checkpoint_dir": str(workdir / "checkpoints"),

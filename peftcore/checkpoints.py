@@ -29,6 +29,7 @@ from .events import json_safe
 
 FORMAT_VERSION = 1
 STATE, TRAINABLE, OPTIMIZER, RNG = "state.json", "trainable.safetensors", "optimizer.safetensors", "rng.safetensors"
+BEST = "best.safetensors"  # the trainable weights of the best evaluation so far, when they differ from the latest
 ADALORA_SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
 
 
@@ -36,7 +37,9 @@ def folder_name(step: int) -> str:
     return f"step-{step}"
 
 
-def write(checkpoint_dir: Path, step: int, *, model, optimizer, scheduler, generator, state: dict) -> Path:
+def write(
+    checkpoint_dir: Path, step: int, *, model, optimizer, scheduler, generator, state: dict, best: dict | None = None
+) -> Path:
     """Write the checkpoint of `step` and return its absolute folder. A folder of the same step left by an
     earlier attempt of the job is replaced (training is exactly resumable, so it held the same)."""
     from safetensors.torch import save_file
@@ -53,6 +56,8 @@ def write(checkpoint_dir: Path, step: int, *, model, optimizer, scheduler, gener
     optimizer_tensors, optimizer_json = _optimizer_state(optimizer, names)
     save_file(_plain(optimizer_tensors), str(partial / OPTIMIZER))
     save_file(_plain(_rng_tensors(generator)), str(partial / RNG))
+    if best:
+        save_file(_plain(best), str(partial / BEST))
     import numpy as np
 
     numpy_state = np.random.get_state()
@@ -112,9 +117,10 @@ def check_fingerprint(folder: Path, state: dict, fingerprint: dict) -> None:
         )
 
 
-def restore(folder: Path, state: dict, *, model, optimizer, scheduler, generator) -> None:
+def restore(folder: Path, state: dict, *, model, optimizer, scheduler, generator) -> dict | None:
     """Load a checkpoint (read_state gave `state`) into a freshly built model, optimizer, scheduler and data-order
-    generator, and restore every RNG, so that training continues exactly as if it had never stopped."""
+    generator, and restore every RNG, so that training continues exactly as if it had never stopped. Returns the
+    best evaluation's weights when the checkpoint kept them apart (else None)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -123,6 +129,7 @@ def restore(folder: Path, state: dict, *, model, optimizer, scheduler, generator
         saved = load_file(str(folder / TRAINABLE))
         optimizer_tensors = load_file(str(folder / OPTIMIZER))
         rng = load_file(str(folder / RNG))
+        best = load_file(str(folder / BEST)) if (folder / BEST).is_file() else None
     except (OSError, SafetensorError, ValueError) as exc:
         raise _damaged(folder, str(exc)) from exc
     try:
@@ -143,6 +150,7 @@ def restore(folder: Path, state: dict, *, model, optimizer, scheduler, generator
 
         name, keys, *rest = state["numpy_random"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+        return best
     except TrainingError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -163,12 +171,25 @@ class Progress:
     eval_seconds: float = 0.0
     checkpoint_seconds: float = 0.0
     baseline: dict = field(default_factory=dict)  # the untrained model's {"metrics", "samples": [{row, generation}]}
+    # The best evaluation so far ({"step", "epoch", "score", "metrics"}; its weights are BEST beside the state)
+    # and how many evaluations in a row have not beaten it (early stopping, loop.py).
+    best: dict | None = None
+    stale_evals: int = 0
+
+
+OPTIONAL_PROGRESS = ("best", "stale_evals")  # checkpoints written before early stopping lack them
 
 
 def progress_of(folder: Path, state: dict) -> Progress:
     """The Progress a checkpoint's state (read_state) recorded."""
     try:
-        return Progress(**{name: state[name] for name in Progress.__dataclass_fields__})
+        return Progress(
+            **{
+                name: state[name]
+                for name in Progress.__dataclass_fields__
+                if name in state or name not in OPTIONAL_PROGRESS
+            }
+        )
     except KeyError as exc:
         raise _damaged(folder, f"its state has no {exc}") from exc
 
@@ -236,6 +257,16 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return flat
     return {prefix: value}
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    """A copy of every trainable parameter, on the CPU (the best evaluation's weights, kept while training
+    goes on)."""
+    return {name: parameter.detach().to("cpu", copy=True) for parameter, name in _trainable_names(model).items()}
+
+
+def load_snapshot(model, weights: dict[str, torch.Tensor]) -> None:
+    _load_trainable(_trainable_names(model), weights)
 
 
 def _trainable_names(model) -> dict[torch.nn.Parameter, str]:

@@ -79,6 +79,12 @@ class ProgressBarSink:
                 print(f"adapter saved to {event['adapter_dir']}", file=self.stream)
             else:
                 print(f"training failed ({event['kind']}): {event['message']}", file=self.stream)
+        elif kind == "early_stop" and self.bar is not None:
+            self.bar.write(
+                f"stopping early after epoch {event['epoch']}: {event['patience']} evaluations without a better "
+                f"held-out score; keeping epoch {event['best_epoch']}",
+                file=self.stream,
+            )
         elif kind == "resumed" and self.bar is not None:
             self.bar.update(event["step"])
         elif kind == "checkpoint" and self.bar is not None:

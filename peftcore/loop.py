@@ -1,6 +1,6 @@
-"""The training loop: optimizer steps over micro-batches, an evaluation after each epoch, checkpoints when due,
-and a stop request honoured after any step. It knows no task: the run's task Runner encodes, batches, scores
-and evaluates."""
+"""The training loop: optimizer steps over micro-batches, an evaluation after each epoch that keeps the best
+weights and stops early once the held-out score stops improving, checkpoints when due, and a stop request
+honoured after any step. It knows no task: the run's task Runner encodes, batches, scores and evaluates."""
 
 from __future__ import annotations
 
@@ -49,20 +49,46 @@ class Run:
     total_params: int
     progress: Progress = field(default_factory=Progress)
     resumed_from_step: int | None = None
-    evaluation: dict = field(default_factory=dict)  # the last epoch's
+    evaluation: dict = field(default_factory=dict)  # the final one's (of the best weights)
+    best_weights: dict | None = None  # the best evaluation's trainable weights, when they differ from the model's
+    head: frozenset = frozenset()  # the parameters of the new head (their own learning rate)
     clock: tuple[float, float] = (0.0, 0.0)  # (monotonic time the loop started, train seconds before it)
     last_checkpoint: tuple[int, float] = (0, 0.0)  # (step, monotonic time)
 
 
-def make_optimizer(model, learning_rate: float, weight_decay: float):
-    # Only true matrices are decayed: pulling biases, norms or (IA)^3 scaling vectors to zero harms them.
-    decay, no_decay = [], []
+def make_optimizer(
+    model, learning_rate: float, weight_decay: float, head: frozenset = frozenset(), head_rate: float | None = None
+):
+    # Only true matrices are decayed: pulling biases, norms or (IA)^3 scaling vectors to zero harms them. The new
+    # head (`head`: its parameters) starts from random weights and learns at head_rate when one is given.
+    groups: dict[tuple[bool, bool], list] = {}
     for parameter in model.parameters():
         if parameter.requires_grad:
             is_matrix = parameter.ndim >= 2 and min(parameter.shape) > 1
-            (decay if is_matrix else no_decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate)
+            in_head = head_rate is not None and parameter in head
+            groups.setdefault((in_head, is_matrix), []).append(parameter)
+    order = [(False, True), (False, False), (True, True), (True, False)]  # the body's rate is the one reported
+    return torch.optim.AdamW(
+        [
+            {
+                "params": groups[key],
+                "weight_decay": weight_decay if key[1] else 0.0,
+                "lr": head_rate if key[0] else learning_rate,
+            }
+            for key in order
+            if key in groups
+        ],
+        lr=learning_rate,
+    )
+
+
+def score(metrics: dict) -> list[float]:
+    """How good an evaluation is, higher better: accuracy where the task has it (ties: the lower loss), else the
+    lower evaluation loss."""
+    loss = metrics.get("eval_loss")
+    # finite even without a loss: a checkpoint's JSON stores it (json_safe would turn -inf into null)
+    loss = -loss if isinstance(loss, (int, float)) and math.isfinite(loss) else -1e30
+    return [metrics["accuracy"], loss] if "accuracy" in metrics else [loss]
 
 
 def stop_point(stop: Callable[[], bool]) -> None:
@@ -95,10 +121,12 @@ def resume(run: Run, state: dict) -> None:
             BAD_PARAMS,
             f"the checkpoint {folder} is for a run of {state.get('total_steps')} steps; this job has {run.total_steps}",
         )
-    checkpoints.restore(
+    run.best_weights = checkpoints.restore(
         folder, state, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, generator=run.generator
     )
     run.progress = checkpoints.progress_of(folder, state)
+    if run.best_weights is None and run.progress.best and run.progress.best["step"] == state["step"]:
+        run.best_weights = checkpoints.snapshot(run.model)  # the checkpoint's own weights are the best
     run.resumed_from_step = state["step"]
     run.sink.emit({"event": "resumed", "step": state["step"], "epoch": _epoch(run)})
 
@@ -113,8 +141,9 @@ def _elapsed(run: Run) -> float:
 
 
 def train_loop(run: Run) -> dict | None:
-    """The optimizer steps, an evaluation after each epoch, checkpoints when due. Returns the preempted event
-    when should_stop() turned true, else None."""
+    """The optimizer steps, an evaluation after each epoch, checkpoints when due; then the best evaluation's
+    weights restored and evaluated in full. Returns the preempted event when should_stop() turned true, else
+    None."""
     spec, p, sink = run.spec, run.progress, run.sink
     batch_size, epochs = spec.params["batch_size"], spec.params["epochs"]
     run.clock = (time.monotonic(), p.train_seconds)
@@ -155,9 +184,56 @@ def train_loop(run: Run) -> dict | None:
         run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=epoch == epochs)
         p.eval_seconds += time.monotonic() - evaluating
         sink.emit({"event": "eval", "step": p.step, "epoch": epoch, "metrics": run.evaluation["metrics"]})
+        if _keep_best(run, epoch) and epoch < epochs:
+            sink.emit(
+                {
+                    "event": "early_stop",
+                    "step": p.step,
+                    "epoch": epoch,
+                    "best_epoch": p.best["epoch"],
+                    "patience": spec.params["patience"],
+                }
+            )
+            break
+    _finish_with_best(run, final_done=p.current_epoch == epochs and p.best and p.best["step"] == p.step)
     p.train_seconds = _elapsed(run)
     run.model.eval()
     return None
+
+
+def _keep_best(run: Run, epoch: int) -> bool:
+    """Remember this evaluation if it is the best so far (its weights too); True when training should stop: the
+    patience ran out."""
+    p, metrics = run.progress, run.evaluation["metrics"]
+    current = score(metrics)
+    if run.on_step is not None:
+        # A method whose schedule reshapes the adapter as it goes (AdaLoRA's rank budget) cannot go back to an
+        # earlier epoch's weights under its latest shape: it keeps its last, and trains every epoch.
+        p.best = {"step": p.step, "epoch": epoch, "score": current, "metrics": metrics}
+        return False
+    if p.best is None or current > p.best["score"]:
+        p.best = {"step": p.step, "epoch": epoch, "score": current, "metrics": metrics}
+        p.stale_evals = 0
+        run.best_weights = checkpoints.snapshot(run.model)
+        return False
+    p.stale_evals += 1
+    patience = run.spec.params.get("patience") or 0
+    return bool(patience) and p.stale_evals >= patience
+
+
+def _finish_with_best(run: Run, *, final_done: bool) -> None:
+    """Put the best evaluation's weights back and give them the final (full) evaluation, unless the model already
+    holds them and was just evaluated in full."""
+    p = run.progress
+    if p.best is None:
+        return
+    if run.best_weights is not None and p.best["step"] != p.step:
+        checkpoints.load_snapshot(run.model, run.best_weights)
+        run.sink.emit({"event": "best_restored", "step": p.best["step"], "epoch": p.best["epoch"]})
+    if not final_done:
+        evaluating = time.monotonic()
+        run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=True)
+        p.eval_seconds += time.monotonic() - evaluating
 
 
 def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
@@ -227,6 +303,8 @@ def _checkpoint(run: Run) -> None:
         scheduler=run.scheduler,
         generator=run.generator,
         state=state,
+        # the best weights only when the model has moved past them (else they are the trainable weights)
+        best=run.best_weights if p.best and p.best["step"] != p.step else None,
     )
     p.checkpoint_seconds += time.monotonic() - began
     run.last_checkpoint = (p.step, time.monotonic())

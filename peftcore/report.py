@@ -3,6 +3,7 @@ EvalReport): metrics and the task's report sections, the baseline, efficiency fi
 
 from __future__ import annotations
 
+from . import verdict
 from .spec import TrainSpec
 from .tasks import get_task
 
@@ -84,7 +85,15 @@ def build_report(run, metrics: dict) -> dict:
         "params": spec.params,
         "micro_batch_size": spec.micro_batch_size,
         "resumed_from_step": run.resumed_from_step,
+        # why each setting left empty got its value (defaults.py), and which evaluation the adapter is
+        "choices": spec.choices,
+        "best": {"epoch": p.best["epoch"], "step": p.best["step"]} if p.best else None,
+        "stopped_early": bool(p.best) and p.step < run.total_steps,
+        "total_steps": run.total_steps,
+        "steps": p.step,
     }
+    report["intervals"] = verdict.intervals(metrics, len(run.rows.eval), report.get("generated_rows"))
+    report["warnings"] = verdict.warnings(report)
     before = {sample["row"]: sample["generation"] for sample in p.baseline["samples"]}
     for sample in report.get("samples", []):
         sample["baseline_generation"] = before.get(sample["row"])  # what the untrained model wrote

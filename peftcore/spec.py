@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import defaults
 from .errors import BAD_PARAMS, TrainingError
 from .methods import Method, UnknownMethodError, get_method
 from .schema import format_errors, validate_params
@@ -48,7 +49,20 @@ class TrainSpec:
     checkpoint_every_steps: int | None = None
     checkpoint_every_seconds: float | None = None
     resume_from: Path | None = None
-    micro_batch_size: int = 16
+    micro_batch_size: int | None = None  # None: the whole batch (set once the batch size is resolved)
+    # Why each setting left empty got its value ("params.epochs" -> reason): what the studio chose at submission
+    # and what training chose from the data (defaults.py); the report shows them.
+    choices: dict = field(default_factory=dict)
+
+    def choose(self, facts: defaults.Facts) -> None:
+        """Resolve what the facts allow of the settings still empty, recording why."""
+        chosen = defaults.resolve(facts, self.method, self.params, self.method_params)
+        self.params.update(chosen.params)  # in place: callers hold the dict
+        self.method_params.update(chosen.method_params)
+        self.choices.update(chosen.reasons)
+        batch = self.params.get("batch_size")
+        if batch:  # more rows than the batch would change nothing: the batch is the most a step reads
+            self.micro_batch_size = min(self.micro_batch_size or batch, batch)
 
 
 def parse_spec(spec: dict) -> TrainSpec:
@@ -76,8 +90,6 @@ def parse_spec(spec: dict) -> TrainSpec:
         if param_errors:
             parts.append(f"training parameters: {format_errors(param_errors)}")
         raise TrainingError(BAD_PARAMS, "; ".join(parts))
-    if params["learning_rate"] is None:
-        params["learning_rate"] = method.recommended_learning_rate
     threads = spec.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise TrainingError(BAD_PARAMS, f"threads must be a whole number of at least 1 (got {threads!r})")
@@ -94,7 +106,10 @@ def parse_spec(spec: dict) -> TrainSpec:
         )
     micro_batch_size = _whole_number(spec, "micro_batch_size")
     resume_from = _path(spec, "resume_from")
-    return TrainSpec(
+    choices = spec.get("choices") or {}
+    if not isinstance(choices, dict):
+        raise TrainingError(BAD_PARAMS, "choices must be an object of reasons")
+    parsed = TrainSpec(
         task=task.id,
         method=method,
         method_params=method_params,
@@ -117,9 +132,11 @@ def parse_spec(spec: dict) -> TrainSpec:
         checkpoint_every_steps=_whole_number(spec, "checkpoint_every_steps"),
         checkpoint_every_seconds=every_seconds,
         resume_from=Path(resume_from) if resume_from else None,
-        # more rows than the batch would change nothing: the batch is the most a step reads
-        micro_batch_size=min(micro_batch_size or params["batch_size"], params["batch_size"]),
+        micro_batch_size=micro_batch_size,
+        choices={str(key): str(value) for key, value in choices.items()},
     )
+    parsed.choose(defaults.Facts(generative=task.generative, has_labels=task.has_labels))
+    return parsed
 
 
 def _whole_number(spec: dict, key: str) -> int | None:

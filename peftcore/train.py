@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints
+from . import checkpoints, defaults
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
@@ -125,7 +125,7 @@ def _load(job: TrainSpec, task: Task, labels: list[str]) -> tuple[Any, Any, list
         check_model_folder(job.model_path)
         tokenizer = task.load_tokenizer(job.model_path)
         seed_everything(job.params["seed"])
-        model, new_modules = task.load_model(job.model_path, labels, tokenizer)
+        model, new_modules = task.load_model(job.model_path, labels, tokenizer, options=task.options(job))
     return tokenizer, model, new_modules
 
 
@@ -139,11 +139,16 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     if job.start_from:
         check_start(job.start_from, job.method, job.method_params, job.task)
     rows = task.read_rows(job)
+    if job.params["eval_fraction"] is None and not job.eval_file:
+        job.choices["params.eval_fraction"] = defaults.eval_reason(len(rows.train) + len(rows.eval))
+    job.choices.update(task.choice_reasons(job))
     labels = rows.labels
     if job.start_from and task.has_labels:
         labels = starting_labels(job.start_from, labels)  # the head the adapter brings decides the order
     stop_point(stop)
+    job.choose(_facts(task, len(rows.train), len(labels)))  # batch size and epochs from the row count
     tokenizer, model, new_modules = _load(job, task, labels)
+    params = job.params
     steps_per_epoch = math.ceil(len(rows.train) / params["batch_size"])
     total_steps = steps_per_epoch * params["epochs"]
     try:
@@ -170,24 +175,29 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     limit = max_positions(model, tokenizer)
     if limit is not None and job.method.how == "prompts":
         limit -= job.method_params.get("num_virtual_tokens", 0)  # the virtual tokens take positions too
+    if params["max_length"] is None:
+        # Fit 95% of the texts (defaults.py), as the model allows: training and evaluation texts together, since
+        # an evaluation file may hold longer texts than the training rows (SST-2's phrases against its sentences).
+        measuring = _runner(job, task, tokenizer, labels, device, limit, limit or defaults.LENGTH_CAP[True])
+        features = measuring.encode([*rows.train, *rows.eval])
+        lengths = sorted(_token_length(f) for f in features)
+        p95 = lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)] if lengths else defaults.MIN_LENGTH
+        prompts = [n for n in map(_prompt_length, features) if n is not None]
+        keep = max(prompts) + 1 if prompts else None
+        job.choose(_facts(task, len(rows.train), len(labels), token_p95=p95, position_limit=limit, keep_answers=keep))
     if limit is not None and params["max_length"] > limit:
         params["max_length"] = limit  # the model cannot read further; the report shows the length used
     # Evaluation batches are micro-batches too: the micro-batch size is what fits on the device.
-    runner = task.runner(
-        tokenizer=tokenizer,
-        labels=labels,
-        options=task.options(job),
-        max_length=params["max_length"],
-        batch_size=job.micro_batch_size,
-        device=device,
-        position_limit=limit,
-    )
+    runner = _runner(job, task, tokenizer, labels, device, limit, params["max_length"])
     train_features, eval_features = runner.encode(rows.train), runner.encode(rows.eval)
     runner.refuse(rows.train, train_features, "training")
     runner.refuse(rows.eval, eval_features, "evaluation")
     stop_point(stop)
 
-    optimizer = make_optimizer(model, params["learning_rate"], params["weight_decay"])
+    head = _head_parameters(model, new_modules)
+    # An adapter a job starts from brings a trained head: no rate of its own then.
+    head_rate = None if job.start_from else params.get("head_learning_rate")
+    optimizer = make_optimizer(model, params["learning_rate"], params["weight_decay"], head, head_rate)
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(optimizer, round(params["warmup_ratio"] * total_steps), total_steps)
@@ -214,6 +224,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         total_steps=total_steps,
         trainable_params=trainable_params,
         total_params=total_params,
+        head=head,
     )
     sink.emit(
         {
@@ -228,6 +239,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             "task": job.task,
             "micro_batch_size": job.micro_batch_size,
             "device": device.type,
+            "choices": job.choices,
         }
     )
     if state:
@@ -235,6 +247,49 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     else:
         baseline(run)
     return run
+
+
+def _facts(task: Task, train_rows: int, num_labels: int, **more) -> defaults.Facts:
+    return defaults.Facts(
+        generative=task.generative, has_labels=task.has_labels, train_rows=train_rows, num_labels=num_labels, **more
+    )
+
+
+def _token_length(feature: dict) -> int:
+    """What max_length must hold of one encoded row: its input, and a seq2seq target (cut to it too)."""
+    labels = feature.get("labels")
+    return max(len(feature["input_ids"]), len(labels) if labels is not None else 0)
+
+
+def _prompt_length(feature: dict) -> int | None:
+    """SFT: the tokens before the first one learned (labels -100 on the prompt); None for other tasks."""
+    labels = feature.get("labels")
+    if labels is None or len(labels) != len(feature["input_ids"]):
+        return None
+    return next((i for i, label in enumerate(labels) if label != -100), len(labels))
+
+
+def _runner(job: TrainSpec, task: Task, tokenizer, labels, device, limit, max_length: int):
+    return task.runner(
+        tokenizer=tokenizer,
+        labels=labels,
+        options=task.options(job),
+        max_length=max_length,
+        batch_size=job.micro_batch_size,
+        device=device,
+        position_limit=limit,
+    )
+
+
+def _head_parameters(model, new_modules) -> frozenset:
+    """The trainable parameters of the freshly initialised modules (a classifier head): peft keeps its trained
+    copy under modules_to_save, full fine-tuning trains the module itself."""
+    prefixes = tuple(f"{name}." for name in new_modules)
+    return frozenset(
+        parameter
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad and any(f".{prefix}" in f".{name}" for prefix in prefixes)
+    )
 
 
 def _finish(run: Run) -> FitResult:

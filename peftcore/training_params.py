@@ -8,12 +8,14 @@ TRAINING_PARAMS: tuple[Param, ...] = (
     Param(
         "epochs",
         "int",
-        3,
+        None,
         min=1,
         max=100,
+        optional=True,
         label="Epochs",
-        help="How many times the model reads the whole training set. More epochs can fit the data better but "
-        "take longer and may memorise it; 3 is a good start.",
+        help="How many times the model reads the whole training set. Leave empty for a budget of about 300 "
+        "steps (more passes over small data, fewer over large); training stops early once the held-out score "
+        "stops improving and keeps the best epoch.",
     ),
     Param(
         "learning_rate",
@@ -27,34 +29,59 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "Too high makes training unstable; too low makes it learn very little.",
     ),
     Param(
+        "head_learning_rate",
+        "float",
+        None,
+        min=1e-7,
+        max=1.0,
+        optional=True,
+        label="Head learning rate",
+        help="Classification only: the rate of the new classifier head, which starts from random weights. Leave "
+        "empty for 1e-2 (or the learning rate, if higher).",
+    ),
+    Param(
+        "patience",
+        "int",
+        3,
+        min=0,
+        max=100,
+        label="Early-stopping patience",
+        help="Stop after this many evaluations in a row without a better held-out score (the best one is kept). "
+        "0 never stops early.",
+    ),
+    Param(
         "batch_size",
         "int",
-        16,
+        None,
         min=1,
         max=1024,
+        optional=True,
         label="Batch size",
-        help="How many examples the model looks at per step. Larger batches are faster on a GPU but need more "
-        "memory; lower it if training runs out of memory.",
+        help="How many examples the model looks at per step. Leave empty for 16 below 1,000 training rows and 32 "
+        "above. Larger batches are faster on a GPU but need more memory.",
     ),
     Param(
         "max_length",
         "int",
-        128,
+        None,
         min=8,
         max=8192,
+        optional=True,
         label="Maximum length (tokens)",
-        help="Texts longer than this many tokens (word pieces) are cut. Longer limits keep more text but need "
-        "more memory and time.",
+        help="Texts longer than this many tokens (word pieces) are cut. Leave empty to fit 95% of your texts "
+        "(measured on your data). Longer limits keep more text but need more memory and time.",
     ),
     Param(
         "eval_fraction",
         "float",
-        0.1,
+        None,
         min=0.01,
         max=0.5,
+        optional=True,
         label="Evaluation share",
-        help="The share of your training file held back to measure accuracy, used only when you do not give a "
-        "separate evaluation file.",
+        help="The share of your training file held back to measure the model, used only when you do not give a "
+        "separate evaluation file. Leave empty for 10%, or more for small files (up to 200 rows or a quarter), "
+        "so the figure means something.",
     ),
     Param(
         "max_rows",

@@ -3,6 +3,7 @@ training parameter appears in the form (with its default, bounds and help) witho
 
 from django import forms
 
+from jobs import selectors
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.recommend import recommend
 from peftcore.schema import Param
@@ -166,7 +167,9 @@ class JobForm(forms.Form):
             self.method_spec = None  # the method field itself reports the unknown name
         model = self._chosen(models, "base_model") or models.first()
         # Counted by a worker when the model was registered (no torch here); None until then.
-        self.method_count = model.profile.get(self.method_spec.name) if model is not None and self.method_spec else None
+        self.method_count = (
+            selectors.profile_count(model, self.method_spec.name) if model is not None and self.method_spec else None
+        )
         for param in TRAINING_PARAMS:
             self.fields[TRAINING_PREFIX + param.name] = field_for_param(param)
         if self.method_spec:

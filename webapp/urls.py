@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import account_views, invitation_views, model_views, team_views, views, webhook_views
+from . import account_views, invitation_views, job_defaults_views, model_views, team_views, views, webhook_views
 from .api import api
 
 urlpatterns = [
@@ -16,6 +16,7 @@ urlpatterns = [
     path("jobs/compare/", views.job_compare, name="job-compare"),
     path("jobs/new/count/", views.job_count, name="job-count"),
     path("jobs/new/tokens/", views.job_tokens, name="job-tokens"),
+    path("jobs/new/defaults/", job_defaults_views.job_defaults, name="job-defaults"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/status/", views.job_status, name="job-status"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),

@@ -78,9 +78,8 @@ def dataset_list(request):
 @login_required
 def dataset_detail(request, dataset_id: int):
     dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
-    # Token lengths under the first model the form would offer, at the default max length.
+    # Token lengths under the first model the form would offer, at the max length the studio would choose.
     model = selectors.base_model_list(actor=request.actor).first()
-    max_length = next(p.default for p in TRAINING_PARAMS if p.name == "max_length")
     # One board per kind of task trained on the dataset: classification by accuracy, generation by ROUGE-L.
     leaderboard = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk)
     generation_board = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk, metric="rouge_l")
@@ -90,7 +89,6 @@ def dataset_detail(request, dataset_id: int):
         {
             "dataset": dataset,
             "model": model,
-            "max_length": max_length,
             "leaderboard": leaderboard,
             "generation_board": generation_board,
         },
@@ -191,8 +189,8 @@ def job_count(request):
         context["error"] = f"Fix the {method.label} parameters to see the count: {format_errors(errors)}"
         return render(request, "jobs/_count.html", context)
     defaults = {p.name: p.default for p in method.params}
-    if params == defaults and model.profile.get(method.name):
-        context["result"] = model.profile[method.name]  # counted when the model was registered
+    if params == defaults and selectors.profile_count(model, method.name):
+        context["result"] = selectors.profile_count(model, method.name)  # counted when the model was registered
     else:
         context["result"] = services.trainable_count_request(base_model=model, method=method.name, params=params).result
     return render(request, "jobs/_count.html", context)

@@ -25,6 +25,7 @@ from .counts import (
 )
 from .datasets import dataset_create
 from .job_checks import METHOD_NAMES, job_validate
+from .job_defaults import job_defaults_preview
 from .jobs import job_create
 from .playground import (
     PLAYGROUND_MAX_CHARS,
@@ -48,6 +49,7 @@ __all__ = [
     "base_model_set_profile",
     "dataset_create",
     "job_create",
+    "job_defaults_preview",
     "job_validate",
     "playground_run_create",
     "playground_run_refresh",

@@ -18,9 +18,23 @@ def base_model_register(*, name: str, source: str, team=None, revision: str = ""
     obj, created = BaseModel.objects.get_or_create(
         source=source, revision=revision, team=team, defaults={"name": name, "description": description}
     )
-    if created or not obj.profile:
+    if created or (obj.profile or {}).get(DEFAULTS_KEY) != methods_defaults_key():  # none yet, or stale
         dispatch.publish_on_commit(dispatch.PROFILE_BASE_MODEL, obj.pk)
     return obj
+
+
+DEFAULTS_KEY = "_defaults"  # which method defaults the counts are for: a release that changes them recounts
+
+
+def methods_defaults_key() -> str:
+    """A digest of every method's default parameters (the profile counts each method at its defaults)."""
+    import hashlib
+    import json
+
+    from peftcore.methods import all_methods
+
+    defaults = {m.name: {p.name: p.default for p in m.params} for m in all_methods()}
+    return hashlib.sha256(json.dumps(defaults, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def base_model_set_profile(*, model: BaseModel, rows: list[dict]) -> BaseModel:
@@ -28,6 +42,7 @@ def base_model_set_profile(*, model: BaseModel, rows: list[dict]) -> BaseModel:
     model.profile = {
         row["name"]: row["count"] if row.get("count") else {"refused": row.get("refused", "")} for row in rows
     }
+    model.profile[DEFAULTS_KEY] = methods_defaults_key()
     model.save(update_fields=["profile"])
     return model
 

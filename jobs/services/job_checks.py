@@ -1,11 +1,8 @@
 """The checks a job passes before it is queued: task, method, columns, model, parameters, starting adapter."""
 
-import json
-
 from django.conf import settings
 
 from peftcore.methods import UnknownMethodError, all_methods, get_method
-from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resolve_model
 from peftcore.schema import validate_params
 from peftcore.sft import AUTO as AUTO_TEMPLATE
 from peftcore.sft import check_template, path_root
@@ -17,6 +14,7 @@ from peftcore.training_params import TRAINING_PARAMS
 from ..errors import ValidationFailed
 from ..models import BaseModel, Dataset, EvalReport, Job
 from .counts import sft_options, sft_preflight_errors, templated
+from .job_defaults import job_choices, model_config
 
 
 def _check_column(errors: dict, field: str, column: str, dataset: Dataset, what: str, *, paths: bool = False) -> None:
@@ -69,18 +67,6 @@ def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None
     return errors
 
 
-def _model_config(base_model: BaseModel) -> dict | None:
-    """config.json of a base model on this machine (the bundled one, or under the model root); None for a hub
-    model not yet downloaded (its worker checks it)."""
-    if base_model.source != BUNDLED_MODEL_ID and not base_model.source.startswith(LOCAL_PREFIX):
-        return None
-    try:
-        folder = resolve_model(base_model.source, model_root=settings.MODEL_ROOT)
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (ModelRefError, OSError, ValueError):
-        return None
-
-
 def job_validate(
     *,
     dataset: Dataset,
@@ -95,8 +81,9 @@ def job_validate(
     input_column: str = "",
     messages_column: str = "",
     template: str = "",
-) -> tuple[dict, dict]:
-    """Check a job against its dataset, model and method; return (method_params, params) resolved."""
+) -> tuple[dict, dict, dict]:
+    """Check a job against its dataset, model and method; return (method_params, params, reasons): every setting
+    left empty chosen where it can be now (job_defaults), and why."""
     errors: dict[str, str] = {}
     try:
         task_spec = get_task(task)
@@ -131,7 +118,7 @@ def job_validate(
         labels = dataset.stats.get("labels") if dataset.stats.get("label_column") == label_column else None
         if labels is not None and len(labels) < 2:
             errors["label_column"] = f"column '{label_column}' holds a single label; classification needs at least two"
-    config = _model_config(base_model) if task_spec is not None else None
+    config = model_config(base_model) if task_spec is not None else None
     if config is not None:
         reason = task_spec.architecture_refusal(config) or (
             spec.supports(config.get("model_type", ""), task) if spec else None
@@ -142,18 +129,37 @@ def job_validate(
     clean_params, param_errors = validate_params(TRAINING_PARAMS, params)
     errors.update({f"method_params.{k}": v for k, v in method_errors.items()})
     errors.update({f"params.{k}": v for k, v in param_errors.items()})
-    if task_spec is not None and templated(task_spec) and not errors:
+    if errors:
+        raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
+    columns = {
+        "text_column": text_column,
+        "label_column": label_column,
+        "input_column": input_column,
+        "messages_column": messages_column,
+        "template": template,
+    }
+    chosen = job_choices(
+        task=task_spec,
+        method=spec,
+        dataset=dataset,
+        eval_dataset=eval_dataset,
+        base_model=base_model,
+        columns=columns,
+        params=clean_params,
+        method_params=clean_method,
+    )
+    if templated(task_spec) and chosen.params["max_length"] is not None:
         errors.update(
             sft_preflight_errors(
                 dataset=dataset,
                 base_model=base_model,
-                max_length=clean_params["max_length"],
+                max_length=chosen.params["max_length"],
                 options=sft_options(text_column, label_column, input_column, messages_column, template),
             )
         )
     if errors:
         raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
-    return clean_method, clean_params
+    return chosen.method_params, chosen.params, chosen.reasons
 
 
 METHOD_NAMES = frozenset(m.name for m in all_methods())

@@ -65,7 +65,7 @@ def job_create(
             method_params = start_from.method_params  # the adapter's shape is fixed by what it was trained with
     else:
         start_mode = ""
-    clean_method, clean_params = job_validate(
+    clean_method, clean_params, choices = job_validate(
         dataset=dataset,
         eval_dataset=eval_dataset,
         base_model=base_model,
@@ -102,6 +102,7 @@ def job_create(
             method=method,
             method_params=clean_method,
             params=clean_params,
+            choices=choices,
             text_column=text_column,
             label_column=label_column,
             **extra,

@@ -70,6 +70,9 @@ class Method:
     # "peft": a peft adapter folder (PeftModel.from_pretrained); "peftcore": trained tensors + JSON, loaded
     # with peftcore.load_adapter; "full": a whole transformers model folder.
     saved_as: str = "peft"
+    # auto(method_params) -> {name: (value, reason)}: values the method chooses for params left empty (LoRA's
+    # alpha follows its rank); defaults.resolve records the reasons.
+    auto: Callable[[dict], dict] | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -42,10 +42,12 @@ TARGET_MODULES_HELP = (
 )
 
 
-def targeting_params(usual_help: str = "the method's usual layers for this model", default: str = "usual") -> tuple:
+def targeting_params(
+    usual_help: str = "the method's usual layers for this model", default: str = "usual", offer_usual: bool = False
+) -> tuple:
     """placement + layers + target_modules (the expert override), shared by every method that targets layers."""
     return (
-        *placement_params(default, usual_help),
+        *placement_params(default, usual_help, offer_usual),
         module_names_param("target_modules", label="Target modules", help=TARGET_MODULES_HELP),
     )
 

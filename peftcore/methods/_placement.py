@@ -87,8 +87,12 @@ _BLOCKS = r"\s*\d{1,4}\s*(-\s*\d{1,4}\s*)?"
 LAYERS_PATTERN = rf"\s*(all|(last|first)\s+\d{{1,4}}|{_BLOCKS}(,{_BLOCKS})*)\s*"
 
 
-def placement_params(default: str = "usual", usual_help: str = "the method's usual layers for this model") -> tuple:
-    choices = PLACEMENTS if default == "usual" else tuple(p for p in PLACEMENTS if p != "usual")
+def placement_params(
+    default: str = "usual", usual_help: str = "the method's usual layers for this model", offer_usual: bool = False
+) -> tuple:
+    """offer_usual: keep "usual" among the choices when the default is another placement."""
+    offered = default == "usual" or offer_usual
+    choices = PLACEMENTS if offered else tuple(p for p in PLACEMENTS if p != "usual")
     return (
         Param(
             "placement",

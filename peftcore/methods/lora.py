@@ -21,11 +21,13 @@ PARAMS = (
     Param(
         "lora_alpha",
         "int",
-        16,
+        None,
         min=1,
         max=1024,
+        optional=True,
         label="Alpha",
-        help="Scales the learned update (the effect is alpha divided by rank). Twice the rank is a common choice.",
+        help="Scales the learned update (the effect is alpha divided by rank). Leave empty for twice the rank, "
+        "so changing the rank keeps the update's scale.",
     ),
     Param(
         "lora_dropout",
@@ -72,8 +74,20 @@ PARAMS = (
         "regularisers added to the loss. Changes the base weights in memory, so the adapter needs the exact "
         "same base model. Not together with DoRA.",
     ),
-    *targeting_params("peft's usual layers for this model (query and value in BERT)"),
+    # All linear layers of each block: query and value alone (peft's BERT default) leave two thirds of the
+    # block's matrices untouched and measured worse (docs/benchmarks.md).
+    *targeting_params("peft's usual layers for this model (query and value in BERT)", "both", offer_usual=True),
 )
+
+
+def auto_alpha(params: dict, rank_key: str = "r", alpha_key: str = "lora_alpha") -> dict:
+    """Alpha follows the rank unless the user set it: the update is scaled by alpha / rank, so a fixed alpha would
+    silently halve the update's scale each time the rank doubles."""
+    if params.get(alpha_key) is not None:
+        return {}
+    rank = params[rank_key]
+    return {alpha_key: (2 * rank, f"twice the rank ({rank}), so the update's scale stays the same at any rank")}
+
 
 _INIT = {"default": True, "pissa": "pissa", "olora": "olora"}
 
@@ -96,7 +110,7 @@ def _options(params: dict, model, total_steps) -> dict:
     return dict(
         kasa_config=kasa,
         r=params["r"],
-        lora_alpha=params["lora_alpha"],
+        lora_alpha=params["lora_alpha"] or 2 * params["r"],
         lora_dropout=params["lora_dropout"],
         use_dora=params.get("use_dora", False),
         use_rslora=params.get("use_rslora", False),
@@ -119,5 +133,6 @@ METHOD = register(
         acts_on=("attention",),
         how="reparameterises",
         extra_loss=_kasa_loss,
+        auto=auto_alpha,
     )
 )

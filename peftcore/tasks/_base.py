@@ -85,6 +85,10 @@ class Task:
         adapter's method file and model card, and handed to the runner."""
         return {}
 
+    def choice_reasons(self, spec: TrainSpec) -> dict:
+        """Why the task's own settings (options) are what they are, for the report's "chosen because" list."""
+        return {}
+
     def peft_task_type(self):
         from peft import TaskType
 
@@ -99,8 +103,11 @@ class Task:
     def load_tokenizer(self, folder: Path):
         return load_tokenizer(folder)
 
-    def load_model(self, folder: Path, labels: Sequence[str], tokenizer) -> tuple[Any, list[str]]:
-        """(model in full precision, new_modules): the modules the checkpoint had no weights for."""
+    def load_model(
+        self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None
+    ) -> tuple[Any, list[str]]:
+        """(model in full precision, new_modules): the modules the checkpoint had no weights for. options: the
+        run's Task.options (how a classifier pools)."""
         raise NotImplementedError
 
     def runner(

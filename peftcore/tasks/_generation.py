@@ -200,7 +200,7 @@ class GenerationTask(Task):
             messages_column=field("messages_column"),
         )
 
-    def load_model(self, folder: Path, labels: Sequence[str], tokenizer):
+    def load_model(self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None):
         import torch
         import transformers
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..data import Example, read_examples
 from ..errors import BAD_DATA, TrainingError
 from ..metrics import classification_metrics, classification_report
+from ..pooling import MEAN, MODEL, apply_pooling, checkpoint_pooling
 from ..splits import holdout_split, shuffle_and_cut, sort_labels
 from . import register
 from ._base import PLAYGROUND_MAX_LENGTH, Predictor, Rows, Runner, Task, check_texts, new_modules, pad, read_file
@@ -79,7 +80,7 @@ class TextClassification(Task):
                 "classification needs at least two different labels",
             )
         if not spec.eval_file:
-            return Rows(*holdout_split(rows, spec.params["eval_fraction"]), labels)
+            return Rows(*holdout_split(rows, spec.params["eval_fraction"], key=lambda e: e.label), labels)
         eval_rows, known = _read(spec.eval_file, spec.eval_format, spec, "evaluation"), set(labels)
         for example in eval_rows:
             if example.label not in known:
@@ -90,8 +91,27 @@ class TextClassification(Task):
                 )
         return Rows(rows, eval_rows, labels)
 
-    def load_model(self, folder: Path, labels: Sequence[str], tokenizer):
-        return load_model(folder, labels, tokenizer.pad_token_id)
+    def options(self, spec) -> dict:
+        """How the classifier pools: as the adapter it starts from did, else as the checkpoint was trained to."""
+        if spec.start_from is not None:
+            return {"pooling": adapter_pooling(spec.start_from.folder)}
+        return {"pooling": checkpoint_pooling(spec.model_path)[0]}
+
+    def choice_reasons(self, spec) -> dict:
+        if spec.start_from is not None:
+            return {"pooling": "as the adapter this job starts from was trained"}
+        return {"pooling": checkpoint_pooling(spec.model_path)[1]}
+
+    def card_lines(self, options: dict) -> list[str]:
+        if options.get("pooling") != MEAN:
+            return []
+        return [
+            "- Pooling: the mean of the token vectors (the checkpoint's own sentence-transformers pooling); "
+            "`peftcore.load_predictor` pools this way, plain transformers uses BERT's pooler instead"
+        ]
+
+    def load_model(self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None):
+        return load_model(folder, labels, tokenizer.pad_token_id, pooling=(options or {}).get("pooling", MODEL))
 
     def card_use_lines(self, max_length: int) -> list[str]:
         return [
@@ -111,7 +131,7 @@ class TextClassification(Task):
         adapter_dir = Path(adapter_dir)
         labels = read_labels(adapter_dir)
         tokenizer = self.load_tokenizer(adapter_dir)  # saved with the adapter: the exact one it was trained with
-        model, _ = load_model(Path(model_path), labels, tokenizer.pad_token_id)
+        model, _ = load_model(Path(model_path), labels, tokenizer.pad_token_id, pooling=adapter_pooling(adapter_dir))
         model = load_adapter(model, adapter_dir)  # full fine-tuning's folder replaces every weight
         model.eval()
         if torch.cuda.is_available():
@@ -151,9 +171,17 @@ def _inputs(feature: dict) -> dict:
     return {k: v for k, v in feature.items() if k != "target"}
 
 
-def load_model(model_path: Path, labels: Sequence[str], pad_token_id: int):
+def adapter_pooling(folder: Path) -> str:
+    """The pooling an adapter was trained with (folders from before it was recorded used the model's own)."""
+    from ..start_from import adapter_method
+
+    return (adapter_method(folder) or {}).get("pooling") or MODEL
+
+
+def load_model(model_path: Path, labels: Sequence[str], pad_token_id: int, pooling: str = MODEL):
     """(model, new_modules): new_modules names the modules whose weights were freshly initialised, because
-    the checkpoint had none for them (the classifier head of a plain encoder, sometimes a pooler)."""
+    the checkpoint had none for them (the classifier head of a plain encoder, sometimes a pooler); `pooling`
+    (pooling.py) "mean" replaces a BERT pooler with the mean of the token vectors."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -169,6 +197,7 @@ def load_model(model_path: Path, labels: Sequence[str], pad_token_id: int):
     )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id  # needed to find the last real token of GPT-style models
+    apply_pooling(model, pooling)  # before new_modules: a replaced pooler's missing weights are gone with it
     return model, new_modules(model, info["missing_keys"])
 
 

@@ -56,10 +56,11 @@ def workers(broker, beat):
 
 @pytest.fixture
 def submit(alice, dataset, tiny_model):
-    """submit(epochs, **params): a job of alice's whose queue message goes to the workers once committed."""
+    """submit(epochs, **params): a job of alice's whose queue message goes to the workers once committed. It
+    trains every epoch asked for (patience 0): these tests need runs of a known length, not early stopping."""
 
     def make(epochs: int = 6, **params) -> Job:
-        params = {"epochs": epochs, "batch_size": 4, "max_length": 24, **params}
+        params = {"epochs": epochs, "batch_size": 4, "max_length": 24, "patience": 0, **params}
         return job_for(alice, dataset, tiny_model, capture=False, params=params)
 
     return make

@@ -3,8 +3,9 @@
 import pytest
 from django.test import Client
 
-from jobs import services
+from jobs import selectors, services
 from jobs.profiles import profile_base_model
+from jobs.services.base_models import methods_defaults_key
 
 ROWS = [
     {"name": "lora", "count": {"trainable": 1234, "total": 100000, "share": 0.01234}},
@@ -15,7 +16,24 @@ ROWS = [
 def test_profile_rows_are_stored_per_method(tiny_model):
     model = services.base_model_set_profile(model=tiny_model, rows=ROWS)
     model.refresh_from_db()
-    assert model.profile == {"lora": ROWS[0]["count"], "ia3": {"refused": "IA3 does not fit this model"}}
+    assert model.profile == {
+        "lora": ROWS[0]["count"],
+        "ia3": {"refused": "IA3 does not fit this model"},
+        "_defaults": methods_defaults_key(),
+    }
+    assert selectors.profile_count(model, "lora") == ROWS[0]["count"]
+
+
+def test_a_profile_counted_for_other_method_defaults_is_not_shown_and_is_counted_again(
+    tiny_model, django_capture_on_commit_callbacks
+):
+    model = services.base_model_set_profile(model=tiny_model, rows=ROWS)
+    model.profile["_defaults"] = "an older release"
+    model.save(update_fields=["profile"])
+    assert selectors.profile_count(model, "lora") is None  # the form asks a worker for a live count instead
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.base_model_register(name=model.name, source=model.source)
+    assert len(callbacks) == 1  # re-profiled at the next registration (the studio registers its models at start)
 
 
 def test_registering_a_model_enqueues_its_profile_once_committed(db, django_capture_on_commit_callbacks):

@@ -27,7 +27,8 @@ def events_of(stdout):
 
 
 def test_train_spec_prints_only_json_events(tiny_bert, sentiment_tsv, tmp_path):
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params={"epochs": 2, "batch_size": 16}, threads=1)
+    params = {"epochs": 2, "batch_size": 16, "eval_fraction": 0.1, "patience": 0}
+    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", params=params, threads=1)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     result = run_cli("train", "--spec", str(tmp_path / "spec.json"))
     assert result.returncode == 0, result.stderr

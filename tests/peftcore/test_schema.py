@@ -123,6 +123,8 @@ def test_training_params_match_the_interface():
     assert list(by_name) == [
         "epochs",
         "learning_rate",
+        "head_learning_rate",
+        "patience",
         "batch_size",
         "max_length",
         "eval_fraction",
@@ -131,8 +133,11 @@ def test_training_params_match_the_interface():
         "warmup_ratio",
         "weight_decay",
     ]
-    assert (by_name["epochs"].default, by_name["epochs"].min, by_name["epochs"].max) == (3, 1, 100)
-    assert by_name["learning_rate"].optional and by_name["learning_rate"].default is None
+    assert (by_name["epochs"].default, by_name["epochs"].min, by_name["epochs"].max) == (None, 1, 100)
+    # left empty, these are chosen from the data (peftcore/defaults.py), with the reason
+    for name in ("epochs", "learning_rate", "head_learning_rate", "batch_size", "max_length", "eval_fraction"):
+        assert by_name[name].optional and by_name[name].default is None, name
+    assert (by_name["patience"].default, by_name["patience"].min) == (3, 0)
     assert by_name["max_rows"].optional and by_name["max_rows"].min == 1
     assert all(p.help and p.label for p in TRAINING_PARAMS)
 

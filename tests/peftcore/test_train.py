@@ -23,7 +23,16 @@ SAMPLE_TEXTS = ["a great , wonderful film", "an awful , boring plot", "the movie
 
 def fast_params(method, **extra):
     rate = FAST_LEARNING_RATE.get(method, 10 * get_method(method).recommended_learning_rate)
-    return {"epochs": 8, "batch_size": 8, "learning_rate": rate, "seed": 42, **extra}
+    # every epoch trained, 10% held out: the protocol's counts below follow from these (not from the defaults)
+    return {
+        "epochs": 8,
+        "batch_size": 8,
+        "learning_rate": rate,
+        "seed": 42,
+        "patience": 0,
+        "eval_fraction": 0.1,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +60,9 @@ def test_training_reduces_the_loss(trained, method):
 def test_events_follow_the_protocol(trained, method):
     result, sink = trained[method]
     kinds = [e["event"] for e in sink.events]
-    assert kinds == ["start", "eval"] + (["progress"] * 8 + ["eval"]) * 8 + ["done"]  # eval at step 0: the baseline
+    # eval at step 0: the baseline; best_restored when an epoch before the last scored best (its weights are kept)
+    restored = ["best_restored"] if result.done["report"]["best"]["epoch"] < 8 else []
+    assert kinds == ["start", "eval"] + (["progress"] * 8 + ["eval"]) * 8 + restored + ["done"]
     json.dumps(sink.events, allow_nan=False)
     start = sink.events[0]
     assert start["total_steps"] == 64 and start["labels"] == ["0", "1"] and start["method"] == method
@@ -73,7 +84,11 @@ def test_events_follow_the_protocol(trained, method):
     assert set(report["per_class"]) == {"0", "1"}
     assert sum(c["support"] for c in report["per_class"].values()) == 6
     assert report["params"]["learning_rate"] == FAST_LEARNING_RATE[method]
-    assert report["method_params"] == {p.name: p.default for p in get_method(method).params}
+    defaults = {p.name: p.default for p in get_method(method).params}
+    if method == "lora":
+        defaults["lora_alpha"] = 2 * defaults["r"]  # left empty, alpha follows the rank
+        assert report["choices"]["method_params.lora_alpha"].startswith("twice the rank")
+    assert report["method_params"] == defaults
     assert report["train_seconds"] > 0 and report["method"] == method
     # The untrained model's figures, so the report shows the gain.
     assert report["baseline_metrics"] == evals[0]["metrics"]

@@ -23,9 +23,9 @@ def method_list(request, model: int | None = None):
     (null until a worker has counted them)."""
     methods = methods_as_json()
     if model is not None:
-        profile = selectors.base_model_get(actor=request.actor, model_id=model).profile
+        base_model = selectors.base_model_get(actor=request.actor, model_id=model)
         for row in methods:
-            row["count"] = profile.get(row["name"])
+            row["count"] = selectors.profile_count(base_model, row["name"])
     return methods
 
 
@@ -37,6 +37,8 @@ class RecommendationOut(Schema):
     accuracy: float | None = None
     trainable: int | None = None
     runner_up: str | None = None
+    confidence: str = Field(description='"clear winner", "no clear winner" (then LoRA) or "no benchmark"')
+    runs: int = Field(0, description="benchmark runs at that size (datasets x seeds) the choice rests on")
 
 
 @router.get("/methods/recommended", response={200: RecommendationOut, 400: Detail})

@@ -87,7 +87,11 @@ class JobIn(Schema):
         "", description="sft: auto (the tokenizer's chat template, else alpaca), alpaca, chatml or plain"
     )
     name: str = ""
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(
+        {},
+        description="training parameters (GET /methods lists them); those left out are chosen from the data when "
+        "the job is created (the job's `choices` says why)",
+    )
     method_params: dict[str, Any] = {}
     start_from: int | None = Field(None, description="a succeeded job of your team whose adapter this job starts from")
     start_mode: Literal["continue", "stack"] = Field(
@@ -154,6 +158,10 @@ class JobOut(Schema):
     template: str
     params: dict[str, Any]
     method_params: dict[str, Any]
+    choices: dict[str, str] = Field(
+        description='why each setting left empty got its value ("params.epochs" -> reason); the report adds '
+        "those only training could choose (max length from the texts, the pooling)"
+    )
     start_from: int | None
     start_mode: str
     progress: Progress
@@ -199,6 +207,7 @@ def job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
         "template": job.template,
         "params": job.params,
         "method_params": job.method_params,
+        "choices": job.choices or {},
         "start_from": job.start_from_id,
         "start_mode": job.start_mode,
         "progress": {**selectors.job_progress(job), "loss": job.last_loss},

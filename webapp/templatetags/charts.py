@@ -104,3 +104,12 @@ def confusion_heatmap(labels: list, matrix: list) -> str:
         f'<table class="confusion" id="confusion"><thead><tr><th>true \\ predicted</th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+@register.filter
+def index(values, position):
+    """values[position], or None when there is no such item (a compare row's interval per job)."""
+    try:
+        return values[int(position)]
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
