@@ -32,6 +32,13 @@ _SNIFF_BYTES = 8192
 # A dataset names at most this many columns, each at most this long (a job stores column names in 200 characters).
 MAX_COLUMNS = 1000
 MAX_COLUMN_NAME = 200
+# Checked while a file streams, so a small file that expands (a compressed Parquet column, a line with no end) is
+# refused before it costs memory or minutes: a row (a line, a JSON object, a Parquet row) holds at most
+# MAX_ROW_BYTES, and a file at most MAX_ROWS rows and MAX_DECODED_BYTES once decompressed (Parquet's concern; the
+# text formats are as large as the upload).
+MAX_ROW_BYTES = 4 * 1024 * 1024
+MAX_ROWS = 20_000_000
+MAX_DECODED_BYTES = 8 * 1024**3
 
 
 class DataError(ValueError):
@@ -127,6 +134,14 @@ class RowReader:
         }[self.format]
         try:
             for row, record, error in reader():
+                if self.rows + self.errors >= MAX_ROWS:
+                    self.errors += 1
+                    yield (
+                        None,
+                        None,
+                        DataError(f"the file has more than {MAX_ROWS:,} rows; split it into smaller files"),
+                    )
+                    return
                 if record is not None and (problem := unstorable_text(record)):
                     record, error = None, DataError(problem, row)
                 if error is not None:
@@ -163,7 +178,11 @@ class RowReader:
         bad_lines: dict[int, str] = {}
 
         def lines(fh):
-            for number, raw in enumerate(fh, 1):
+            for number, raw in capped_lines(fh):
+                if raw is None:
+                    bad_lines[number] = _long_line()
+                    yield "\n"
+                    continue
                 if number == 1 and raw.startswith(codecs.BOM_UTF8):  # Excel writes a BOM
                     raw = raw[len(codecs.BOM_UTF8) :]
                 try:
@@ -193,9 +212,9 @@ class RowReader:
                     yield start, None, DataError(f"cannot parse this line: {exc}", start)
                     continue
                 end = last_line = reader.line_num
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # blank line
                 bad = next((bad_lines[n] for n in range(start, end + 1) if n in bad_lines), None)
+                if not bad and (not fields or (len(fields) == 1 and not fields[0].strip())):
+                    continue  # blank line
                 if header is None:
                     if bad:
                         yield None, None, DataError(f"the header line: {bad}")
@@ -222,7 +241,10 @@ class RowReader:
     # -- JSON Lines ------------------------------------------------------------------------------------
     def _jsonl(self):
         with self.path.open("rb") as fh:
-            for number, raw in enumerate(fh, 1):
+            for number, raw in capped_lines(fh):
+                if raw is None:
+                    yield number, None, DataError(_long_line(), number)
+                    continue
                 if number == 1 and raw.startswith(codecs.BOM_UTF8):
                     raw = raw[len(codecs.BOM_UTF8) :]
                 try:
@@ -241,7 +263,7 @@ class RowReader:
                     yield number, None, DataError("invalid JSON: nested too deeply", number)
                     continue
                 if not isinstance(obj, dict):
-                    found = _json_kind(obj)
+                    found = json_kind(obj)
                     yield number, None, DataError(f"expected a JSON object {{...}} on each line, found {found}", number)
                     continue
                 if problem := self._add_columns(obj):
@@ -249,69 +271,41 @@ class RowReader:
                     return
                 yield number, obj, None
 
-    # -- JSON (a top-level list of objects) ------------------------------------------------------------
+    # -- JSON (a top-level list of objects) and Parquet: streamed by their own modules ---------------------
     def _json(self):
-        raw = self.path.read_bytes()  # JSON cannot be parsed in pieces with the standard library
-        if raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            yield None, None, DataError(f"line {line}: {_utf8_problem(raw, exc)}")
-            return
-        if not text.strip():
-            yield None, None, DataError("the file is empty")
-            return
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield None, None, DataError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
-            return
-        except RecursionError:
-            yield None, None, DataError("invalid JSON: nested too deeply")
-            return
-        if not isinstance(data, list):
-            hint = " (for one object per line, name the file .jsonl)" if isinstance(data, dict) else ""
-            yield (
-                None,
-                None,
-                DataError(
-                    f"expected a list of objects [{{...}}, ...] at the top level, found {_json_kind(data)}{hint}"
-                ),
-            )
-            return
-        for index, obj in enumerate(data, 1):
-            if not isinstance(obj, dict):
-                yield index, None, DataError(f"expected a JSON object {{...}}, found {_json_kind(obj)}", index)
-                continue
-            if problem := self._add_columns(obj):
-                yield index, None, DataError(f"this object {problem}", index)
-                return
-            yield index, obj, None
+        from .json_rows import json_rows
 
-    # -- Parquet ---------------------------------------------------------------------------------------
+        yield from json_rows(self.path, self._add_columns)
+
     def _parquet(self):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            yield None, None, DataError("reading Parquet files needs pyarrow; install it with: pip install pyarrow")
-            return
-        try:
-            parquet = pq.ParquetFile(self.path)
-            names = list(parquet.schema_arrow.names)
+        from .parquet_rows import parquet_rows
+
+        def set_columns(names: list[str]) -> str | None:
             if problem := header_problem(names):
-                yield None, None, DataError(f"the file's schema {problem}")
-                return
+                return problem
             self.columns = names
-            batches = parquet.iter_batches(batch_size=1024)
-            index = 0
-            for batch in batches:
-                for record in batch.to_pylist():
-                    index += 1
-                    yield index, record, None
-        except Exception as exc:  # pyarrow raises several types for corrupt files
-            yield None, None, DataError(f"not a readable Parquet file: {exc}")
+            return None
+
+        yield from parquet_rows(self.path, set_columns)
+
+
+def capped_lines(fh) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) per line of a binary file; None instead of the bytes of a line longer than
+    MAX_ROW_BYTES, which is skipped a piece at a time (a file with no line breaks is never held whole)."""
+    number = 0
+    while raw := fh.readline(MAX_ROW_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
+            while (rest := fh.readline(1024 * 1024)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+            continue
+        yield number, raw
+
+
+def _long_line() -> str:
+    limit = MAX_ROW_BYTES // (1024 * 1024)
+    return f"this line is longer than {limit} MB; a row holds at most {limit} MB"
 
 
 # Text Postgres cannot store (NUL) or that is not Unicode text at all (a lone surrogate, from a JSON escape such as
@@ -371,7 +365,7 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
@@ -407,7 +401,7 @@ def cell_text(value: Any) -> str | None:
         return str(int(value)) if value.is_integer() else str(value)
     if isinstance(value, int):
         return str(value)
-    raise ValueError(f"holds {_json_kind(value)}, expected a single value")
+    raise ValueError(f"holds {json_kind(value)}, expected a single value")
 
 
 def is_empty(value: Any) -> bool:

@@ -21,7 +21,7 @@ FILLER = "".join(f"a clean review number {i}\t1\n" for i in range(2000))  # well
         ("nul.jsonl", '{"sentence": "ok", "label": 1}\n{"sentence": "bad \\u0000 one", "label": 0}\n', "row 2"),
         ("surrogate.jsonl", '{"sentence": "ok", "label": 1}\n{"sentence": "half \\ud800", "label": 0}\n', "row 2"),
         ("key.jsonl", '{"sentence": "ok", "lab\\u0000el": 1}\n', "row 1"),
-        ("nested.json", json.dumps([{"messages": [{"role": "user", "content": "x\ud800"}]}]), "row 1"),
+        ("nested.json", json.dumps([{"messages": [{"role": "user", "content": "x\ud800"}]}]), "line 1, column 46"),
     ],
 )
 def test_unstorable_text_in_a_dataset_is_a_400_naming_row_and_column(alice_api, tmp_path, name, content, where):
