@@ -11,7 +11,7 @@ from django.utils import timezone
 from teams.models import AuditEntry, Membership, Team
 
 from . import quotas
-from .models import Job, Webhook, WorkerHeartbeat
+from .models import Job, StorageSweep, Webhook, WorkerHeartbeat
 from .selectors import queue_positions, webhook_failed_deliveries, webhook_list
 
 RECENT = 10
@@ -48,6 +48,22 @@ def workers_online() -> list[WorkerHeartbeat]:
     """Workers heard from within three heartbeats that did not stop cleanly."""
     since = timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
     return list(WorkerHeartbeat.objects.filter(seen_at__gte=since, stopped=False).order_by("hostname"))
+
+
+def storage_reclaimed(*, days: int = 30) -> dict:
+    """What the storage sweep reclaimed over the last `days` days (orphan blobs, stale upload files), and when it
+    last ran; None for last when it has not run yet."""
+    since = timezone.now() - timedelta(days=days)
+    totals = StorageSweep.objects.filter(ran_at__gte=since).aggregate(
+        blobs=Sum("blobs"), blob_bytes=Sum("blob_bytes"), files=Sum("files"), file_bytes=Sum("file_bytes")
+    )
+    totals = {key: value or 0 for key, value in totals.items()}
+    return {
+        **totals,
+        "bytes": totals["blob_bytes"] + totals["file_bytes"],
+        "days": days,
+        "last": StorageSweep.objects.values_list("ran_at", flat=True).first(),
+    }
 
 
 def team_dashboard(*, team: Team) -> dict:
@@ -87,6 +103,7 @@ def team_dashboard(*, team: Team) -> dict:
         "storage": storage,
         "storage_total": sum(storage.values()),
         "workers": workers,
+        "reclaimed": storage_reclaimed(),
         "audit": list(AuditEntry.objects.filter(team=team).select_related("user")[:20]),
         "webhooks": webhook_list(team=team),
         "webhook_failures": webhook_failed_deliveries(team=team),

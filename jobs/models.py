@@ -358,3 +358,16 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"), name="delivery_due"),
             models.Index(fields=["webhook", "-created_at"]),
         ]
+
+
+class StorageSweep(models.Model):
+    """One run of the storage sweep (jobs.services.storage_sweep): what it reclaimed, for the dashboard."""
+
+    ran_at = models.DateTimeField(auto_now_add=True)
+    blobs = models.IntegerField(default=0)
+    blob_bytes = models.BigIntegerField(default=0)
+    files = models.IntegerField(default=0)
+    file_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-ran_at"]

@@ -33,6 +33,14 @@ def send_notifications() -> dict:
     return notifications_sweep()
 
 
+@shared_task(name="jobs.sweep_storage", ignore_result=True)
+def sweep_storage() -> dict:
+    from .services import storage_sweep
+
+    sweep = storage_sweep()
+    return {"blobs": sweep.blobs, "blob_bytes": sweep.blob_bytes, "files": sweep.files, "file_bytes": sweep.file_bytes}
+
+
 @shared_task(name="jobs.profile_base_model", ignore_result=True)
 def profile_base_model(model_id: int) -> str:
     from .profiles import profile_base_model as run_profile

@@ -169,6 +169,10 @@ FILE_UPLOAD_HANDLERS = [
 ]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
+# Large uploads are streamed into this folder (its own, so the storage sweep may clear what a killed web server
+# left there); on several hosts, each web host sweeps its own at start (webapp.apps).
+FILE_UPLOAD_TEMP_DIR = str(env.path("FILE_UPLOAD_TEMP_DIR", STUDIO_HOME / "uploads"))
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 DATA_UPLOAD_MAX_NUMBER_FILES = 1
 
 # Celery: Postgres is the source of truth, the broker only says "job N is ready", no result backend.
@@ -203,6 +207,7 @@ CELERY_TASK_ROUTES = {
     "jobs.count_tokens": {"queue": "maintenance"},
     "jobs.playground_predict": {"queue": "maintenance"},
     "jobs.send_notifications": {"queue": "maintenance"},
+    "jobs.sweep_storage": {"queue": "maintenance"},
 }
 # A live trainable count not answered within this many seconds is asked for again (its message was lost).
 COUNT_RETRY_SECONDS = 30
@@ -232,6 +237,10 @@ RUNNER_STOP_GRACE_SECONDS = env.float("RUNNER_STOP_GRACE_SECONDS", 15.0)
 # Out-of-memory retries halve the micro-batch down to this many rows.
 JOB_MIN_MICRO_BATCH = env.int("JOB_MIN_MICRO_BATCH", 1)
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", 15.0)
+# The storage sweep (jobs.services.storage_sweep) runs this often and removes blobs nothing points at, and
+# temporary upload files, once they are older than the grace period (far longer than any write in flight).
+STORAGE_SWEEP_SECONDS = env.float("STORAGE_SWEEP_SECONDS", 3600.0, validate=Range(min=1))
+STORAGE_SWEEP_GRACE_SECONDS = env.float("STORAGE_SWEEP_GRACE_SECONDS", 6 * 3600.0, validate=Range(min=60))
 # Job notifications (jobs.notifications): beat sweeps for jobs that ended and webhook deliveries that are due this
 # often (a worker also asks for a sweep as soon as its job ends). A webhook is posted with this timeout and tried
 # this many times (30 s, 2 min, 10 min, 1 h apart) before it is marked failed on the team dashboard.
@@ -271,6 +280,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "jobs.reap_expired_leases",
         "schedule": JOB_REAP_SECONDS,
         "options": {"expires": JOB_REAP_SECONDS * 0.9},
+    },
+    "sweep-storage": {
+        "task": "jobs.sweep_storage",
+        "schedule": STORAGE_SWEEP_SECONDS,
+        "options": {"expires": STORAGE_SWEEP_SECONDS * 0.9},
     },
     "send-notifications": {
         "task": "jobs.send_notifications",

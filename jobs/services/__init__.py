@@ -34,6 +34,7 @@ from .playground import (
     playground_run_refresh,
     playground_run_set,
 )
+from .storage_sweep import storage_sweep
 from .teams import team_delete
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "base_model_remove",
     "base_model_set_profile",
     "dataset_create",
+    "storage_sweep",
     "job_create",
     "job_defaults_preview",
     "job_validate",

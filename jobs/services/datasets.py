@@ -49,43 +49,47 @@ def dataset_create(
         raise ValidationFailed(error, errors={"quota": error})
     with open(path, "rb") as fh:
         blob = blob_create_from_file(fh)
-    stats = {"empty_values": report.get("empty_values", {}), "warnings": report.get("warnings", [])}
-    if report.get("labels"):
-        stats["labels"] = report["labels"]
-        stats["label_column"] = label_column
-    if text_column:
-        stats["text_column"] = text_column
-    with transaction.atomic():
-        locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # again, now uploads are serialised
-        if locked is None:  # the team was deleted while the bytes were stored
-            error = "this team has been deleted; nothing was stored"
-            dataset = None
-        elif error := quotas.storage_error(locked, blob.size):
-            dataset = None
-        else:
-            dataset = Dataset.objects.create(
-                team=team,
-                created_by=user,
-                name=(name or Path(filename).stem)[:200],
-                filename=filename[:255],
-                format=report["format"],
-                blob=blob,
-                size_bytes=blob.size,
-                sha256=blob.sha256,
-                rows=report["rows"],
-                columns=report["columns"],
-                preview=report["preview"],
-                stats=stats,
-            )
-            audit_record(
-                team_id=team.pk,
-                user=user,
-                action="dataset.upload",
-                target=f"dataset {dataset.pk}",
-                name=dataset.name,
-                rows=dataset.rows,
-                bytes=dataset.size_bytes,
-            )
+    try:  # from here on, any failure takes the stored bytes with it: no orphan for the sweep to find
+        stats = {"empty_values": report.get("empty_values", {}), "warnings": report.get("warnings", [])}
+        if report.get("labels"):
+            stats["labels"] = report["labels"]
+            stats["label_column"] = label_column
+        if text_column:
+            stats["text_column"] = text_column
+        with transaction.atomic():
+            locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # again, now uploads are serialised
+            if locked is None:  # the team was deleted while the bytes were stored
+                error = "this team has been deleted; nothing was stored"
+                dataset = None
+            elif error := quotas.storage_error(locked, blob.size):
+                dataset = None
+            else:
+                dataset = Dataset.objects.create(
+                    team=team,
+                    created_by=user,
+                    name=(name or Path(filename).stem)[:200],
+                    filename=filename[:255],
+                    format=report["format"],
+                    blob=blob,
+                    size_bytes=blob.size,
+                    sha256=blob.sha256,
+                    rows=report["rows"],
+                    columns=report["columns"],
+                    preview=report["preview"],
+                    stats=stats,
+                )
+                audit_record(
+                    team_id=team.pk,
+                    user=user,
+                    action="dataset.upload",
+                    target=f"dataset {dataset.pk}",
+                    name=dataset.name,
+                    rows=dataset.rows,
+                    bytes=dataset.size_bytes,
+                )
+    except BaseException:
+        blob.delete()
+        raise
     if dataset is None:
         blob.delete()
         raise ValidationFailed(error, errors={"quota": error})
