@@ -194,12 +194,15 @@ def _sigterm_noted():
         signal.signal(signal.SIGTERM, previous)
 
 
+NOTHING = "nothing to claim"
+
+
 def run(job_id: int | None = None, *, worker: str = "") -> str:
     """Claim the job whose turn it is, train, publish. Returns what happened, for the worker's log.
     `job_id` names the job whose message arrived; any queued job may be the one claimed (fair share)."""
     job = runtime.job_claim_next(owner=worker_id(worker))
     if job is None:
-        return "nothing to claim"
+        return NOTHING
     workdir = settings.WORKER_DIR / "jobs" / f"{job.pk}-{job.attempt}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

@@ -6,13 +6,22 @@ from . import runner
 
 
 @shared_task(name="jobs.run_job", ignore_result=True, bind=True)
-def run_job(self, job_id: int) -> str:
+def run_job(self, job_id: int | None) -> str:
     from .notifications import notifications_kick
+    from .workers import shutting_down
 
+    outcomes = []
     try:
-        return runner.run(job_id, worker=self.request.hostname or "")
+        # One job, then the next queued one while there is one: a lost message never leaves a job waiting
+        # beside a free worker (jobs/idle_workers.py).
+        while (outcome := runner.run(job_id, worker=self.request.hostname or "")) != runner.NOTHING:
+            outcomes.append(outcome)
+            if shutting_down():
+                break
+            notifications_kick()  # that job ended: notify before the next one runs
     finally:  # the job may have ended: notify now rather than at the next beat
         notifications_kick()
+    return "; ".join(outcomes) or runner.NOTHING
 
 
 @shared_task(name="jobs.reap_expired_leases", ignore_result=True)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from .idle_workers import nudge_if_idle
 from .models import WorkerHeartbeat
 from .selectors import job_running_on
 
@@ -108,6 +109,7 @@ class HeartbeatThread(threading.Thread):
         while True:
             try:
                 worker_heartbeat_write(name=self.worker, queues=self.queues, concurrency=self.concurrency)
+                nudge_if_idle(worker=self.worker, queues=self.queues, concurrency=self.concurrency)
             except DatabaseError:
                 log.warning("worker heartbeat failed; retrying", exc_info=True)
             finally:

@@ -237,6 +237,9 @@ RUNNER_STOP_GRACE_SECONDS = env.float("RUNNER_STOP_GRACE_SECONDS", 15.0)
 # Out-of-memory retries halve the micro-batch down to this many rows.
 JOB_MIN_MICRO_BATCH = env.int("JOB_MIN_MICRO_BATCH", 1)
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", 15.0)
+# An idle training worker asks for queued work at its heartbeat once a job has waited this long (its message may
+# be lost: jobs/idle_workers.py).
+JOB_IDLE_NUDGE_SECONDS = env.float("JOB_IDLE_NUDGE_SECONDS", 10.0)
 # The storage sweep (jobs.services.storage_sweep) runs this often and removes blobs nothing points at, and
 # temporary upload files, once they are older than the grace period (far longer than any write in flight).
 STORAGE_SWEEP_SECONDS = env.float("STORAGE_SWEEP_SECONDS", 3600.0, validate=Range(min=1))
