@@ -11,11 +11,9 @@ never notify a job twice. The same sweep posts due deliveries and retries failur
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import socket
 import threading
 import time
 from datetime import datetime, timedelta
@@ -36,6 +34,7 @@ from teams.permissions import require
 from . import dispatch
 from .errors import Refused
 from .models import Job, Webhook, WebhookDelivery
+from .webhook_address import AddressRefused, internal_address, pinned_client, refusal
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +51,13 @@ class WebhookRefused(Refused):
 # --- webhooks (team admins) --------------------------------------------------------------------------------
 
 
-def _internal_address(host: str) -> str | None:
-    """The first loopback, private, link-local or reserved address the host resolves to, else None. A team
-    admin must not make the studio POST into the network it runs in (databases, metadata services)."""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        return None  # unresolvable: the POST fails as a network error and is retried
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            return str(address)
-    return None
-
-
 def refuse_internal(url: str) -> None:
+    """At creation: a URL whose host resolves to an internal address is refused (checked again at each post)."""
     if settings.WEBHOOK_ALLOW_INTERNAL:
         return
     host = urlsplit(url).hostname or ""
-    if (address := _internal_address(host)) is not None:
-        raise WebhookRefused(
-            f"{host} is an internal address ({address}); webhooks go to public addresses only "
-            "(an operator can allow internal ones with WEBHOOK_ALLOW_INTERNAL=true)"
-        )
+    if (address := internal_address(host)) is not None:
+        raise WebhookRefused(refusal(host, address))
 
 
 def _clean_url(url: str) -> str:
@@ -262,10 +245,6 @@ def _post(client: httpx.Client, delivery: WebhookDelivery) -> tuple[int | None, 
         "X-Studio-Signature": f"t={timestamp},v1={signed}",
     }
     try:
-        refuse_internal(delivery.webhook.url)  # again now: the name may resolve elsewhere than at creation
-    except WebhookRefused as exc:
-        return None, str(exc)
-    try:
         with client.stream("POST", delivery.webhook.url, content=body, headers=headers) as response:
             code = response.status_code
             if 200 <= code < 300:
@@ -286,10 +265,18 @@ def _post_all(due: list[WebhookDelivery], timeout: float) -> list[tuple[int | No
     queue must not wait on one."""
     deadline = timeout * 3
     results: list[tuple[int | None, str]] = [(None, f"no complete answer within {deadline:g} s")] * len(due)
-    client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def post(index: int, delivery: WebhookDelivery) -> None:
-        results[index] = _post(client, delivery)
+        # Resolved and checked again now (the name may point elsewhere than at creation), then pinned.
+        try:
+            client = pinned_client(
+                delivery.webhook.url, timeout=timeout, allow_internal=settings.WEBHOOK_ALLOW_INTERNAL
+            )
+        except AddressRefused as exc:
+            results[index] = (None, str(exc))
+            return
+        with client:
+            results[index] = _post(client, delivery)
 
     threads = [threading.Thread(target=post, args=(i, d), daemon=True) for i, d in enumerate(due)]
     for thread in threads:
@@ -297,9 +284,7 @@ def _post_all(due: list[WebhookDelivery], timeout: float) -> list[tuple[int | No
     end = time.monotonic() + deadline
     for thread in threads:
         thread.join(max(0.0, end - time.monotonic()))
-    if not any(thread.is_alive() for thread in threads):
-        client.close()  # else the stragglers still use it; they die with their sockets' timeouts
-    return list(results)
+    return list(results)  # stragglers close their own clients as their sockets time out
 
 
 def deliveries_send(*, now: datetime) -> dict:
