@@ -2,12 +2,29 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import account_views, invitation_views, job_defaults_views, model_views, team_views, views, webhook_views
+from . import (
+    account_views,
+    invitation_views,
+    job_defaults_views,
+    login_views,
+    model_views,
+    team_views,
+    views,
+    webhook_views,
+)
 from .api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", login_views.LoginView.as_view(), name="login"),
+    path("password-reset/", login_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/sent/", login_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("datasets/", views.dataset_list, name="dataset-list"),
     path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset-detail"),
