@@ -29,11 +29,21 @@ def publish_on_commit(task: str, *args) -> None:
     transaction.on_commit(lambda: publish(task, *args), robust=True)
 
 
+# A result that failed for a passing reason (the worker ran out of memory, the database or model store hiccuped)
+# is asked for again this long after it was asked, rather than shown for ever.
+FAILED_RETRY_SECONDS = 60
+
+
 def ask_worker(row, created: bool, retry_seconds: float, task: str) -> None:
-    """Queue the task that fills row.result once committed: for a new row, and again for one still pending after
-    retry_seconds (its message was lost, say to a broker restart)."""
-    stale = row.result is None and not created and timezone.now() - row.requested_at > timedelta(seconds=retry_seconds)
+    """Queue the task that fills row.result once committed: for a new row, again for one still pending after
+    retry_seconds (its message was lost, say to a broker restart), and again for one whose worker marked its
+    failure as worth retrying ({"retry": true}) after FAILED_RETRY_SECONDS."""
+    age = timezone.now() - row.requested_at if not created else timedelta(0)
+    pending = row.result is None and age > timedelta(seconds=retry_seconds)
+    failed = isinstance(row.result, dict) and row.result.get("retry") and age > timedelta(seconds=FAILED_RETRY_SECONDS)
+    stale = not created and (pending or failed)
     if stale:
-        type(row).objects.filter(pk=row.pk).update(requested_at=timezone.now())
+        type(row).objects.filter(pk=row.pk).update(requested_at=timezone.now(), result=None)
+        row.result = None
     if created or stale:
         publish_on_commit(task, row.pk)

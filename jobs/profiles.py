@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from peftcore.formats import DataError
 from peftcore.models import ModelRefError, resolve_model
 
 from . import services
@@ -86,5 +87,8 @@ def count_tokens(stats_id: int) -> str:
     except Exception as exc:  # whatever breaks, the row must end, or the form would poll forever
         log.warning("token lengths of dataset %s on model %s failed: %s", dataset.pk, model.pk, exc)
         result = {"error": f"could not count tokens with {model.name}'s tokenizer: {exc}"}
+        # The data or the model being wrong stays wrong; anything else (memory, disk, database) may pass.
+        if not isinstance(exc, DataError | ModelRefError | ValueError | KeyError):
+            result["retry"] = True
     services.token_stats_set(stats=stats, result=result)
     return "counted"

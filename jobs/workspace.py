@@ -1,6 +1,8 @@
 """What a training child needs on local disk (dataset, starting adapter, checkpoint, the spec), fetched from the
 database into the worker's cache; and the zip of what it made."""
 
+import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -11,13 +13,43 @@ from .storage import blob_write_to_path, unzip_safely
 
 
 def materialise_dataset(dataset: Dataset) -> Path:
-    """Cache dataset bytes by sha256, so a worker fetches each file from the database once."""
+    """Cache dataset bytes by sha256, so a worker fetches each file from the database once; the cache keeps to
+    WORKER_DATASET_CACHE_BYTES by evicting the least recently used files."""
     folder = settings.WORKER_DIR / "datasets"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{dataset.sha256}.{dataset.format}"
-    if not path.exists():
+    if path.exists():
+        os.utime(path)  # used now: eviction goes by last use
+    else:
         blob_write_to_path(dataset.blob, path)
+    evict_least_recent(folder, keep=path, limit=settings.WORKER_DATASET_CACHE_BYTES)
     return path
+
+
+# A file used this recently may belong to a job another worker on this host is starting: never evicted.
+EVICT_MIN_IDLE_SECONDS = 3600
+
+
+def evict_least_recent(folder: Path, *, keep: Path, limit: int) -> list[Path]:
+    """Delete the least recently used files until the folder holds at most `limit` bytes; returns what went."""
+    entries = []
+    for item in folder.iterdir():
+        try:
+            if item.is_file() and not item.name.endswith(".part"):  # .part: a download in flight
+                info = item.stat()
+                entries.append((info.st_mtime, info.st_size, item))
+        except FileNotFoundError:
+            continue
+    total, evicted, now = sum(size for _, size, _ in entries), [], time.time()
+    for mtime, size, item in sorted(entries):
+        if total <= limit or now - mtime < EVICT_MIN_IDLE_SECONDS:
+            break
+        if item == keep:
+            continue
+        item.unlink(missing_ok=True)
+        total -= size
+        evicted.append(item)
+    return evicted
 
 
 def materialise_zip(blob, workdir: Path, name: str) -> Path:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_email_url  # installed with environs[django]
+from csp import constants as csp_constants
 from environs import Env
 from marshmallow.validate import Range
 
@@ -59,6 +60,7 @@ MIDDLEWARE = [
     "webapp.middleware.ActorMiddleware",  # request.actor, after request.user
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # the Content-Security-Policy header (below)
     "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a locked-out login into its page
 ]
 
@@ -134,6 +136,23 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", SECURE)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles and everything else from the studio's own origin only; no
+# inline script or style attribute, no eval (htmx runs with allowEval off), no plugins, no framing, forms post
+# only here. Page behaviour lives in webapp/static/webapp/studio.js; a browser test visits every page and fails
+# on any violation (tests/browser/test_csp.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF],
+        "style-src": [csp_constants.SELF],
+        "img-src": [csp_constants.SELF, "data:"],
+        "connect-src": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+        "base-uri": [csp_constants.NONE],
+        "frame-ancestors": [csp_constants.NONE],
+        "form-action": [csp_constants.SELF],
+    }
+}
 
 # Login rate limiting (django-axes): LOGIN_FAILURE_LIMIT wrong passwords lock that username from that address
 # for LOGIN_COOLOFF_MINUTES after the last failure. Locking the pair, not the username, keeps an attacker from
@@ -317,6 +336,9 @@ check_timings(
 MODEL_ROOT = env.path("MODEL_ROOT", STUDIO_HOME / "models").resolve()
 # Where a worker materialises datasets, base models and training outputs.
 WORKER_DIR = env.path("WORKER_DIR", STUDIO_HOME / "worker").resolve()
+# The worker's cache of dataset files (fetched from the database once each) keeps to this size, least recently
+# used evicted first (jobs/workspace.py).
+WORKER_DATASET_CACHE_BYTES = env.int("WORKER_DATASET_CACHE_BYTES", 20 * 1024**3, validate=Range(min=0))
 # CPU threads for one training child; None lets torch decide.
 TRAIN_THREADS = env.int("TRAIN_THREADS", None)
 # Python used for the training child (the worker's own by default).

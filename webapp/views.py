@@ -169,19 +169,30 @@ def job_new(request):
     )
 
 
+def _fragment_input(request):
+    """A count fragment's fields and the URL that polls it: POST, since asking creates the row a worker fills;
+    the poll posts again with the fields in its query string (an empty body: nothing to resend)."""
+    data = request.GET.copy()
+    data.update(request.POST)
+    data.pop("csrfmiddlewaretoken", None)
+    return data, f"{request.path}?{data.urlencode()}"
+
+
 @login_required
+@require_POST
 def job_count(request):
     """The job form's trainable-parameter count for the method parameters as they stand, polled by htmx while a
-    worker counts them (GET: a count is a cached fact, not a change a user makes)."""
-    context = {"poll_url": request.get_full_path()}
+    worker counts them."""
+    data, poll_url = _fragment_input(request)
+    context = {"poll_url": poll_url}
     try:
-        model = selectors.base_model_get(actor=request.actor, model_id=int(request.GET.get("base_model", "")))
-        method = get_method(request.GET.get("method"))
+        model = selectors.base_model_get(actor=request.actor, model_id=int(data.get("base_model", "")))
+        method = get_method(data.get("method"))
     except (ValueError, UnknownMethodError):
         return render(request, "jobs/_count.html", {"error": "choose a base model and a method"}, status=400)
     # An unticked checkbox is absent from the form: that means false, not "the default".
     raw = {
-        p.name: (METHOD_PREFIX + p.name in request.GET) if p.type == "bool" else request.GET.get(METHOD_PREFIX + p.name)
+        p.name: (METHOD_PREFIX + p.name in data) if p.type == "bool" else data.get(METHOD_PREFIX + p.name)
         for p in method.params
     }
     params, errors = validate_params(method.params, raw)
@@ -197,29 +208,31 @@ def job_count(request):
 
 
 @login_required
+@require_POST
 def job_tokens(request):
     """Token lengths of the chosen text column under the chosen model's tokenizer against the max length, for the
     job form and the dataset page; polled by htmx while a worker counts them."""
-    context = {"poll_url": request.get_full_path()}
+    data, poll_url = _fragment_input(request)
+    context = {"poll_url": poll_url}
     try:
-        dataset = selectors.dataset_get(actor=request.actor, dataset_id=int(request.GET.get("dataset", "")))
-        model = selectors.base_model_get(actor=request.actor, model_id=int(request.GET.get("base_model", "")))
+        dataset = selectors.dataset_get(actor=request.actor, dataset_id=int(data.get("dataset", "")))
+        model = selectors.base_model_get(actor=request.actor, model_id=int(data.get("base_model", "")))
     except ValueError:
         return render(request, "jobs/_tokens.html", {"error": "choose a dataset and a base model"}, status=400)
     try:
         stats = services.token_stats_ask(
             dataset=dataset,
             base_model=model,
-            task=request.GET.get("task") or JobForm.base_fields["task"].initial,
+            task=data.get("task") or JobForm.base_fields["task"].initial,
             **{
-                field: request.GET.get(field, "")
+                field: data.get(field, "")
                 for field in ("text_column", "label_column", "input_column", "messages_column", "template")
             },
         )
     except Refused as exc:
         return render(request, "jobs/_tokens.html", {"error": str(exc)}, status=400)
     max_length, errors = validate_params(
-        [p for p in TRAINING_PARAMS if p.name == "max_length"], {"max_length": request.GET.get("p_max_length")}
+        [p for p in TRAINING_PARAMS if p.name == "max_length"], {"max_length": data.get("p_max_length")}
     )
     if errors:
         context["error"] = f"Fix the maximum length to see how many rows it cuts: {format_errors(errors)}"

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def _count(client, model, method, **params):
     query = {"base_model": model.pk, "method": method, **{f"m_{k}": v for k, v in params.items()}}
-    return client.get("/jobs/new/count/", query)
+    return client.post("/jobs/new/count/", query)
 
 
 def _number(html: str) -> int:

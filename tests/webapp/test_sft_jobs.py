@@ -254,7 +254,7 @@ def test_the_form_fragment_shows_the_sft_preflight(alice, seed_tasks, tiny_llama
         "template": "alpaca",
         "p_max_length": 32,
     }
-    assert "Counting the tokens" in client.get("/jobs/new/tokens/", query).content.decode()
+    assert "Counting the tokens" in client.post("/jobs/new/tokens/", query).content.decode()
     worker_count(TokenStats.objects.get().pk)
-    html = client.get("/jobs/new/tokens/", query).content.decode()
+    html = client.post("/jobs/new/tokens/", query).content.decode()
     assert 'id="sft-masked"' in html and "would lose" in html and "raise it to" in html

@@ -54,11 +54,66 @@ def test_the_job_form_fragment_polls_then_shows_the_lengths(alice, dataset, tiny
     client = Client()
     client.force_login(alice)
     query = {"dataset": dataset["id"], "base_model": tiny_model.pk, "text_column": "sentence", "p_max_length": 64}
-    pending = client.get("/jobs/new/tokens/", query).content.decode()
+    pending = client.post("/jobs/new/tokens/", query).content.decode()
     assert "Counting the tokens" in pending and 'hx-trigger="load delay:700ms"' in pending
     worker_count(TokenStats.objects.get().pk)
-    html = client.get("/jobs/new/tokens/", query).content.decode()
+    html = client.post("/jobs/new/tokens/", query).content.decode()
     assert re.search(r'<b class="truncated">30</b>', html) and 'id="truncation-warning"' in html
-    assert "Fix the maximum length" in client.get("/jobs/new/tokens/", {**query, "p_max_length": 0}).content.decode()
+    assert "Fix the maximum length" in client.post("/jobs/new/tokens/", {**query, "p_max_length": 0}).content.decode()
     form = client.get("/jobs/new/", {"dataset": dataset["id"]}).content.decode()
     assert 'id="token-stats"' in form
+
+
+def test_asking_is_a_post_and_the_poll_posts_its_fields_back(alice, dataset, tiny_model):
+    """A GET never creates the row a worker fills (issue 18, row 16): the fragments ask by POST, and their poll
+    posts again with the fields in its query string."""
+    client = Client()
+    client.force_login(alice)
+    query = {"dataset": dataset["id"], "base_model": tiny_model.pk, "text_column": "sentence", "p_max_length": 64}
+    assert client.get("/jobs/new/tokens/", query).status_code == 405
+    assert client.get("/jobs/new/count/", {"base_model": tiny_model.pk, "method": "lora", "m_r": 4}).status_code == 405
+    assert not TokenStats.objects.exists()
+    pending = client.post("/jobs/new/tokens/", query).content.decode()
+    poll = re.search(r'hx-post="([^"]+)"', pending).group(1).replace("&amp;", "&")
+    worker_count(TokenStats.objects.get().pk)
+    assert '<b class="truncated">30</b>' in client.post(poll).content.decode()  # no body: fields from the URL
+
+
+def test_a_count_that_failed_for_a_passing_reason_is_asked_again(
+    alice, dataset, tiny_model, monkeypatch, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    import peftcore.token_lengths
+    from jobs import dispatch
+
+    client = Client()
+    client.force_login(alice)
+    query = {"dataset": dataset["id"], "base_model": tiny_model.pk, "text_column": "sentence", "p_max_length": 64}
+    client.post("/jobs/new/tokens/", query)
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("the worker ran out of memory")
+
+    monkeypatch.setattr(peftcore.token_lengths, "length_histogram", out_of_memory)
+    stats = TokenStats.objects.get()
+    worker_count(stats.pk)
+    stats.refresh_from_db()
+    assert (
+        stats.result["retry"] and "could not count tokens" in client.post("/jobs/new/tokens/", query).content.decode()
+    )
+    monkeypatch.undo()
+    long_ago = timezone.now() - timedelta(seconds=dispatch.FAILED_RETRY_SECONDS + 1)
+    TokenStats.objects.filter(pk=stats.pk).update(requested_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        pending = client.post("/jobs/new/tokens/", query).content.decode()
+    assert "Counting the tokens" in pending and len(callbacks) == 1  # asked again
+    worker_count(stats.pk)
+    assert '<b class="truncated">30</b>' in client.post("/jobs/new/tokens/", query).content.decode()
+    # A failure of the data itself is not asked again: it would fail the same way.
+    TokenStats.objects.filter(pk=stats.pk).update(result={"error": "no such column"}, requested_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post("/jobs/new/tokens/", query)
+    assert callbacks == []

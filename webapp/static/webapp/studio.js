@@ -1,0 +1,24 @@
+// The studio's page behaviour, from a static file: the Content-Security-Policy allows no inline script.
+(() => {
+  // Upload progress from htmx's XHR events (bytes sent of the whole request).
+  document.addEventListener("htmx:xhr:progress", (event) => {
+    const bar = document.getElementById("upload-progress");
+    if (!bar || !event.detail.lengthComputable) return;
+    bar.hidden = false;
+    bar.value = Math.round((100 * event.detail.loaded) / event.detail.total);
+  });
+
+  document.addEventListener("click", (event) => {
+    // "Use <method>" on the job form: pick the recommended method, as choosing it in the list would.
+    const button = event.target.closest("[data-use-method]");
+    if (!button) return;
+    const select = document.getElementById("id_method");
+    select.value = button.dataset.useMethod;
+    htmx.trigger(select, "change");
+  });
+
+  document.addEventListener("change", (event) => {
+    // The team switcher submits as soon as a team is chosen.
+    if (event.target.matches("select[data-submit-on-change]")) event.target.form.requestSubmit();
+  });
+})();
