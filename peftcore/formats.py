@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import read_limits
+from .read_limits import DataError, json_kind
+
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 EXTENSIONS = {
     ".csv": "csv",
@@ -32,26 +35,6 @@ _SNIFF_BYTES = 8192
 # A dataset names at most this many columns, each at most this long (a job stores column names in 200 characters).
 MAX_COLUMNS = 1000
 MAX_COLUMN_NAME = 200
-# Checked while a file streams, so a small file that expands (a compressed Parquet column, a line with no end) is
-# refused before it costs memory or minutes: a row (a line, a JSON object, a Parquet row) holds at most
-# MAX_ROW_BYTES, and a file at most MAX_ROWS rows and MAX_DECODED_BYTES once decompressed (Parquet's concern; the
-# text formats are as large as the upload).
-MAX_ROW_BYTES = 4 * 1024 * 1024
-MAX_ROWS = 20_000_000
-MAX_DECODED_BYTES = 8 * 1024**3
-
-
-class DataError(ValueError):
-    """A problem with the data. row is the 1-based line (CSV/TSV/JSONL) or object index (JSON, Parquet),
-    or None for problems with the whole file."""
-
-    def __init__(self, message: str, row: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.row = row
-
-    def __str__(self) -> str:
-        return f"row {self.row}: {self.message}" if self.row is not None else self.message
 
 
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
@@ -134,12 +117,12 @@ class RowReader:
         }[self.format]
         try:
             for row, record, error in reader():
-                if self.rows + self.errors >= MAX_ROWS:
+                if self.rows + self.errors >= read_limits.MAX_ROWS:
                     self.errors += 1
                     yield (
                         None,
                         None,
-                        DataError(f"the file has more than {MAX_ROWS:,} rows; split it into smaller files"),
+                        DataError(f"the file has more than {read_limits.MAX_ROWS:,} rows; split it into smaller files"),
                     )
                     return
                 if record is not None and (problem := unstorable_text(record)):
@@ -291,11 +274,11 @@ class RowReader:
 
 def capped_lines(fh) -> Iterator[tuple[int, bytes | None]]:
     """(line number, bytes) per line of a binary file; None instead of the bytes of a line longer than
-    MAX_ROW_BYTES, which is skipped a piece at a time (a file with no line breaks is never held whole)."""
+    read_limits.MAX_ROW_BYTES, which is skipped a piece at a time (a file with no line breaks is never held whole)."""
     number = 0
-    while raw := fh.readline(MAX_ROW_BYTES + 1):
+    while raw := fh.readline(read_limits.MAX_ROW_BYTES + 1):
         number += 1
-        if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
+        if len(raw) > read_limits.MAX_ROW_BYTES and not raw.endswith(b"\n"):
             while (rest := fh.readline(1024 * 1024)) and not rest.endswith(b"\n"):
                 pass
             yield number, None
@@ -304,7 +287,7 @@ def capped_lines(fh) -> Iterator[tuple[int, bytes | None]]:
 
 
 def _long_line() -> str:
-    limit = MAX_ROW_BYTES // (1024 * 1024)
+    limit = read_limits.MAX_ROW_BYTES // (1024 * 1024)
     return f"this line is longer than {limit} MB; a row holds at most {limit} MB"
 
 
@@ -363,20 +346,6 @@ def _name_problem(name: str) -> str | None:
             f"names a column of {len(name):,} characters ({name[:40]!r}...); column names are at most {MAX_COLUMN_NAME}"
         )
     return None
-
-
-def json_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "true/false"
-    if value is None:
-        return "null"
-    return "a number"
 
 
 def read_records(path: str | Path, *, fmt: str | None = None) -> Iterator[tuple[int, dict]]:

@@ -1,6 +1,6 @@
 """A `.json` dataset (one top-level list of objects) read as a stream: ijson's C parser hands over one object at a
 time, so memory stays flat whatever the file's size (json.loads of a 54 MB file took 510 MB), and an object larger
-than formats.MAX_ROW_BYTES is refused before it is built.
+than limits.MAX_ROW_BYTES is refused before it is built.
 
 ijson turns a lone surrogate escape ("\\ud800") into "?" where json.loads keeps it; a first pass over the raw
 bytes finds such an escape, so the text is refused as the other formats refuse it, not silently changed.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from . import formats
+from . import read_limits as limits
 
 _CHUNK = 1024 * 1024
 _PAIR = len(b"\\ud800\\udc00")
@@ -73,13 +73,13 @@ def lone_surrogate(path: Path) -> str | None:
             tail, start = data[len(data) - keep :], max(0, keep - _PAIR - 5)
 
 
-def json_rows(path: Path, add_columns) -> Iterator[tuple[int | None, dict | None, formats.DataError | None]]:
+def json_rows(path: Path, add_columns) -> Iterator[tuple[int | None, dict | None, limits.DataError | None]]:
     """(index, object, None) per object of the top-level list, (index, None, error) for what is not an object,
     and (None, None, error) for a problem with the whole file. add_columns(record) records the object's keys and
     returns what is wrong with them."""
     import ijson
 
-    DataError = formats.DataError
+    DataError = limits.DataError
     if where := lone_surrogate(path):
         yield (
             None,
@@ -107,14 +107,14 @@ def json_rows(path: Path, add_columns) -> Iterator[tuple[int | None, dict | None
                 DataError(f"expected a list of objects [{{...}}, ...] at the top level, found {kind}{hint}"),
             )
             return
-        metered = _Metered(raw, formats.MAX_ROW_BYTES)
+        metered = _Metered(raw, limits.MAX_ROW_BYTES)
         index = 0
         try:
             for obj in ijson.items(metered, "item", use_float=True):
                 index += 1
                 metered.mark = metered.read_bytes
                 if not isinstance(obj, dict):
-                    found = formats.json_kind(obj)
+                    found = limits.json_kind(obj)
                     yield index, None, DataError(f"expected a JSON object {{...}}, found {found}", index)
                     continue
                 if problem := add_columns(obj):
@@ -122,7 +122,7 @@ def json_rows(path: Path, add_columns) -> Iterator[tuple[int | None, dict | None
                     return
                 yield index, obj, None
         except _TooLarge:
-            limit = formats.MAX_ROW_BYTES // (1024 * 1024)
+            limit = limits.MAX_ROW_BYTES // (1024 * 1024)
             yield (
                 index + 1,
                 None,

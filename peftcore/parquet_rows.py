@@ -1,4 +1,4 @@
-"""A Parquet dataset read in batches under the limits of formats.py, so a small file cannot make the web process
+"""A Parquet dataset read in batches under the limits of read_limits.py, so a small file cannot make the web process
 decode gigabytes: a 7 KB file holding one 200 MB string, or a million rows that all point at one long dictionary
 value, is refused with the limit it breaks.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import formats
+from . import read_limits as limits
 
 _BATCH_ROWS = 1024
 _MB = 1024 * 1024
@@ -32,8 +32,8 @@ def _size(n: int) -> str:
 def metadata_problem(parquet) -> str | None:
     """What the file's metadata shows to be over a limit, before a byte is decoded; None when it fits."""
     meta = parquet.metadata
-    if meta.num_rows > formats.MAX_ROWS:
-        return f"the file holds {meta.num_rows:,} rows; a dataset has at most {formats.MAX_ROWS:,} (split it)"
+    if meta.num_rows > limits.MAX_ROWS:
+        return f"the file holds {meta.num_rows:,} rows; a dataset has at most {limits.MAX_ROWS:,} (split it)"
     total = 0
     for group in range(meta.num_row_groups):
         row_group = meta.row_group(group)
@@ -43,18 +43,18 @@ def metadata_problem(parquet) -> str | None:
             size, packed = chunk.total_uncompressed_size, max(chunk.total_compressed_size, 1)
             total += size
             name = chunk.path_in_schema
-            if size > rows * formats.MAX_ROW_BYTES:
+            if size > rows * limits.MAX_ROW_BYTES:
                 return (
                     f"column '{name[:40]}' decompresses to {_size(size)} for {rows:,} rows: more than "
-                    f"{formats.MAX_ROW_BYTES // _MB} MB a row, the most a row may hold"
+                    f"{limits.MAX_ROW_BYTES // _MB} MB a row, the most a row may hold"
                 )
             if size > BOMB_BYTES and size / packed > BOMB_RATIO:
                 return (
                     f"column '{name[:40]}' decompresses {size // packed:,} times over, to {_size(size)}: "
                     f"more than {BOMB_RATIO:,} times is not data a model trains on"
                 )
-    if total > formats.MAX_DECODED_BYTES:
-        return f"the file decompresses to {_size(total)}; a dataset decompresses to at most {_size(formats.MAX_DECODED_BYTES)}"
+    if total > limits.MAX_DECODED_BYTES:
+        return f"the file decompresses to {_size(total)}; a dataset decompresses to at most {_size(limits.MAX_DECODED_BYTES)}"
     return None
 
 
@@ -77,10 +77,10 @@ def _row_bytes(batch):
     return sizes
 
 
-def parquet_rows(path: Path, set_columns) -> Iterator[tuple[int | None, dict | None, formats.DataError | None]]:
+def parquet_rows(path: Path, set_columns) -> Iterator[tuple[int | None, dict | None, limits.DataError | None]]:
     """(index, record, None) per row; (None, None, error) for a problem with the whole file. set_columns(names)
     records the schema's names and returns what is wrong with them."""
-    DataError = formats.DataError
+    DataError = limits.DataError
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -102,15 +102,15 @@ def parquet_rows(path: Path, set_columns) -> Iterator[tuple[int | None, dict | N
         for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
             sizes = _row_bytes(batch)
             heaviest = pc.max(sizes).as_py() or 0
-            if heaviest > formats.MAX_ROW_BYTES:
+            if heaviest > limits.MAX_ROW_BYTES:
                 row = index + pc.index(sizes, heaviest).as_py() + 1
-                limit = formats.MAX_ROW_BYTES // _MB
+                limit = limits.MAX_ROW_BYTES // _MB
                 yield None, None, DataError(f"row {row:,} holds {_size(heaviest)}; a row holds at most {limit} MB")
                 return
             weight = pc.sum(sizes).as_py() or 0
             decoded += weight
-            if decoded > formats.MAX_DECODED_BYTES:
-                limit = _size(formats.MAX_DECODED_BYTES)
+            if decoded > limits.MAX_DECODED_BYTES:
+                limit = _size(limits.MAX_DECODED_BYTES)
                 yield None, None, DataError(f"the file decodes to more than {limit}, the most a dataset may hold")
                 return
             step = batch.num_rows if weight <= _CONVERT_BYTES else max(1, _CONVERT_BYTES // max(heaviest, 1))

@@ -4,6 +4,7 @@ import os
 import shutil
 
 import pytest
+from playwright.sync_api import expect
 
 from peftcore.counting import count_trainable
 from peftcore.methods import get_method
@@ -108,9 +109,8 @@ def test_upload_train_and_download_in_the_browser(
     page.fill("#id_m_r", "32")
     page.locator("#id_m_r").dispatch_event("change")
     expected = f"{count_trainable(tiny_model_dir, 'lora', {'r': 32}, 'text-classification')['trainable']:,}"
-    page.wait_for_function(
-        f"document.querySelector('#method-count b.trainable')?.textContent === '{expected}'", timeout=60_000
-    )
+    # Locator waits, not wait_for_function: the page's Content-Security-Policy forbids the eval that one uses.
+    expect(page.locator("#method-count b.trainable")).to_have_text(expected, timeout=60_000)
     # Token lengths of the text column under the chosen model's tokenizer, counted by the worker, then judged
     # against the max length as it changes.
     page.wait_for_selector("#token-stats .token-stats", timeout=60_000)
@@ -137,7 +137,7 @@ def test_upload_train_and_download_in_the_browser(
     page.click("#job-form button[type=submit]")
     page.wait_for_url("**/jobs/*/")
     # The status partial is polled by htmx: the page changes without a reload.
-    page.wait_for_function("document.querySelector('#job-state').textContent.trim() === 'succeeded'", timeout=240_000)
+    expect(page.locator("#job-state")).to_have_text("succeeded", timeout=240_000)
     assert page.locator("svg.chart polyline").count() >= 1
     assert "%" in page.locator("#job-metrics").inner_text()
     with page.expect_download() as download:

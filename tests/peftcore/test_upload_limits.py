@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from peftcore import formats
+from peftcore import read_limits
 from peftcore.formats import RowReader
 from peftcore.json_rows import lone_surrogate
 
@@ -71,13 +71,13 @@ def test_limits_on_decoded_bytes_and_rows(tmp_path, monkeypatch):
     assert problems(path) == []
     repeated = tmp_path / "repeated.parquet"  # small in the metadata (one dictionary value), large decoded
     pq.write_table(pa.table({"text": pa.array(["y" * 100] * 5_000).dictionary_encode()}), repeated)
-    monkeypatch.setattr(formats, "MAX_DECODED_BYTES", 200_000)
+    monkeypatch.setattr(read_limits, "MAX_DECODED_BYTES", 200_000)
     [(row, message)] = problems(path)
     assert row is None and message == "the file decompresses to 0.5 MB; a dataset decompresses to at most 0.2 MB"
     [(row, message)] = problems(repeated)
     assert row is None and message == "the file decodes to more than 0.2 MB, the most a dataset may hold"
-    monkeypatch.setattr(formats, "MAX_DECODED_BYTES", 8 * 1024**3)
-    monkeypatch.setattr(formats, "MAX_ROWS", 1_000)
+    monkeypatch.setattr(read_limits, "MAX_DECODED_BYTES", 8 * 1024**3)
+    monkeypatch.setattr(read_limits, "MAX_ROWS", 1_000)
     assert problems(path) == [(None, "the file holds 5,000 rows; a dataset has at most 1,000 (split it)")]
     csv = tmp_path / "many.csv"
     csv.write_text("text\n" + "".join(f"row {i}\n" for i in range(5_000)))

@@ -17,8 +17,8 @@ from tests.conftest import api_client
 from tests.factories import dataset_from, job_for, team_of
 
 PARAM = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
-# Open to anyone by design: the link is the secret (tests/webapp/test_invitations.py).
-PUBLIC = {"invite/<str:token>/"}
+# Open to anyone by design: the link is the secret (tests/webapp/test_invitations.py, test_password_reset.py).
+PUBLIC = {"invite/<str:token>/", "password-reset/<uidb64>/<token>/"}
 
 
 def _all_routes(patterns, prefix=""):
