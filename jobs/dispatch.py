@@ -32,6 +32,7 @@ def publish_on_commit(task: str, *args) -> None:
 # A result that failed for a passing reason (the worker ran out of memory, the database or model store hiccuped)
 # is asked for again this long after it was asked, rather than shown for ever.
 FAILED_RETRY_SECONDS = 60
+FAILED_RETRIES = 4
 
 
 def ask_worker(row, created: bool, retry_seconds: float, task: str) -> None:
@@ -40,10 +41,13 @@ def ask_worker(row, created: bool, retry_seconds: float, task: str) -> None:
     failure as worth retrying ({"retry": true}) after FAILED_RETRY_SECONDS."""
     age = timezone.now() - row.requested_at if not created else timedelta(0)
     pending = row.result is None and age > timedelta(seconds=retry_seconds)
-    failed = isinstance(row.result, dict) and row.result.get("retry") and age > timedelta(seconds=FAILED_RETRY_SECONDS)
+    failed = isinstance(row.result, dict) and row.result.get("retry")
+    # Each failure doubles the wait, and after FAILED_RETRIES the failure stands: a count that always runs the
+    # worker out of memory must not crash it every minute for every viewer.
+    tries = row.result.get("attempts", 1) if failed else 0
+    failed = failed and tries <= FAILED_RETRIES and age > timedelta(seconds=FAILED_RETRY_SECONDS * 2 ** (tries - 1))
     stale = not created and (pending or failed)
-    if stale:
-        type(row).objects.filter(pk=row.pk).update(requested_at=timezone.now(), result=None)
-        row.result = None
+    if stale:  # a failed result stays shown until the new count replaces it; the worker counts its attempts
+        type(row).objects.filter(pk=row.pk).update(requested_at=timezone.now())
     if created or stale:
         publish_on_commit(task, row.pk)

@@ -89,6 +89,7 @@ def count_tokens(stats_id: int) -> str:
         result = {"error": f"could not count tokens with {model.name}'s tokenizer: {exc}"}
         # The data or the model being wrong stays wrong; anything else (memory, disk, database) may pass.
         if not isinstance(exc, DataError | ModelRefError | ValueError | KeyError):
-            result["retry"] = True
+            previous = stats.result if isinstance(stats.result, dict) else {}
+            result.update(retry=True, attempts=previous.get("attempts", 0) + 1)
     services.token_stats_set(stats=stats, result=result)
     return "counted"

@@ -195,6 +195,8 @@ def _sigterm_noted():
 
 
 NOTHING = "nothing to claim"
+# Outcomes after which the worker should not claim more work in the same task: it is stopping, or lost its lease.
+GIVEN_BACK = {"preempted", "lease lost", "lease lost before publishing", "runner error"}
 
 
 def run(job_id: int | None = None, *, worker: str = "") -> str:

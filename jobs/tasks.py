@@ -16,7 +16,7 @@ def run_job(self, job_id: int | None) -> str:
         # beside a free worker (jobs/idle_workers.py).
         while (outcome := runner.run(job_id, worker=self.request.hostname or "")) != runner.NOTHING:
             outcomes.append(outcome)
-            if shutting_down():
+            if shutting_down() or outcome in runner.GIVEN_BACK:  # a job handed back must not be taken again here
                 break
             notifications_kick()  # that job ended: notify before the next one runs
     finally:  # the job may have ended: notify now rather than at the next beat

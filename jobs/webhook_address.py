@@ -6,7 +6,6 @@ changes nothing. TLS still checks the certificate against the host name."""
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -61,31 +60,36 @@ def refusal(host: str, address: str) -> str:
     )
 
 
-def checked_address(host: str, *, allow_internal: bool) -> str:
-    """The address to connect to: the host resolved once, every address it gave checked."""
+def checked_addresses(host: str, *, allow_internal: bool) -> list[str]:
+    """The addresses to connect to, in turn: the host resolved once, every address it gave checked."""
     addresses = resolve(host)
     if not allow_internal and (bad := next((a for a in addresses if is_internal(a)), None)):
         raise AddressRefused(refusal(host, bad))
-    return addresses[0]
+    return addresses
 
 
 class _PinnedBackend(httpcore.SyncBackend):
-    """Connects the checked host to the checked address, and nothing else anywhere."""
+    """Connects the checked host to the checked addresses (the first that answers), and nothing else anywhere."""
 
-    def __init__(self, host: str, address: str):
-        self.host, self.address = host, address
+    def __init__(self, host: str, addresses: list[str]):
+        self.host, self.addresses = host, addresses
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         if host.strip("[]") != self.host.strip("[]"):
             raise httpcore.ConnectError(f"{host} is not the host that was checked ({self.host})")
-        return super().connect_tcp(self.address, port, timeout, local_address, socket_options)
+        for address in self.addresses[:-1]:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue
+        return super().connect_tcp(self.addresses[-1], port, timeout, local_address, socket_options)
 
 
 def pinned_client(url: str, *, timeout: float, allow_internal: bool) -> httpx.Client:
     """An httpx client that can reach only this URL's host, at the one address checked now."""
-    host = urlsplit(url).hostname or ""
-    address = checked_address(host, allow_internal=allow_internal)
+    host = httpx.URL(url).host  # as httpcore will name it (an international name in its ASCII form)
+    addresses = checked_addresses(host, allow_internal=allow_internal)
     transport = httpx.HTTPTransport()
     # httpx takes no network backend of its own; its connection pool (httpcore) does.
-    transport._pool._network_backend = _PinnedBackend(host, address)
+    transport._pool._network_backend = _PinnedBackend(host, addresses)
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)

@@ -116,6 +116,7 @@ class RowReader:
             "parquet": self._parquet,
         }[self.format]
         try:
+            nested = self.format not in ("csv", "tsv")  # only JSON and Parquet values can nest
             for row, record, error in reader():
                 if self.rows + self.errors >= read_limits.MAX_ROWS:
                     self.errors += 1
@@ -125,7 +126,9 @@ class RowReader:
                         DataError(f"the file has more than {read_limits.MAX_ROWS:,} rows; split it into smaller files"),
                     )
                     return
-                if record is not None and (problem := unstorable_text(record)):
+                if record is not None and nested and _too_deep(record):
+                    record, error = None, DataError(f"holds values nested more than {MAX_DEPTH} deep", row)
+                elif record is not None and (problem := unstorable_text(record)):
                     record, error = None, DataError(problem, row)
                 if error is not None:
                     self.errors += 1
@@ -270,6 +273,22 @@ class RowReader:
             return None
 
         yield from parquet_rows(self.path, set_columns)
+
+
+# Deeper nesting than any dataset has (chat messages nest 3 deep) is refused before anything recurses into it.
+MAX_DEPTH = 32
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether lists and objects nest more than MAX_DEPTH deep (iterative: a 50,000-deep value cannot recurse)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def capped_lines(fh) -> Iterator[tuple[int, bytes | None]]:

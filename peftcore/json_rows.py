@@ -19,6 +19,7 @@ from . import read_limits as limits
 _CHUNK = 1024 * 1024
 _PAIR = len(b"\\ud800\\udc00")
 _KEEP = 2 * _PAIR
+_BUFFER = 64 * 1024  # what ijson reads at a time
 # A high surrogate escape not followed by a low one, or a low one not preceded by a high one.
 _LONE_SURROGATE = re.compile(
     rb"(?<!\\)\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
@@ -40,7 +41,7 @@ class _Metered:
         data = self.fh.read(size)
         self.read_bytes += len(data)
         self.lines += data.count(b"\n")
-        if self.read_bytes - self.mark > self.limit + _CHUNK:  # slack: the parser reads ahead by a buffer
+        if self.read_bytes - self.mark > self.limit + _BUFFER:  # slack: the parser reads ahead by a buffer
             raise _TooLarge
         return data
 
@@ -88,13 +89,12 @@ def json_rows(path: Path, add_columns) -> Iterator[tuple[int | None, dict | None
         )
         return
     with path.open("rb") as raw:
-        head = raw.read(4096)
-        if head.startswith(codecs.BOM_UTF8):
-            head = head[len(codecs.BOM_UTF8) :]
-            raw.seek(len(codecs.BOM_UTF8))
-        else:
-            raw.seek(0)
-        first = head.lstrip()[:1]
+        start = len(codecs.BOM_UTF8) if raw.read(3) == codecs.BOM_UTF8 else 0
+        raw.seek(start)
+        first = b""
+        while not first and (chunk := raw.read(64 * 1024)):  # the first character after any whitespace
+            first = chunk.lstrip()[:1]
+        raw.seek(start)
         if not first:
             yield None, None, DataError("the file is empty")
             return
@@ -110,7 +110,7 @@ def json_rows(path: Path, add_columns) -> Iterator[tuple[int | None, dict | None
         metered = _Metered(raw, limits.MAX_ROW_BYTES)
         index = 0
         try:
-            for obj in ijson.items(metered, "item", use_float=True):
+            for obj in ijson.items(metered, "item", use_float=True, buf_size=_BUFFER):
                 index += 1
                 metered.mark = metered.read_bytes
                 if not isinstance(obj, dict):

@@ -58,21 +58,29 @@ def metadata_problem(parquet) -> str | None:
     return None
 
 
+def _text_types():
+    import pyarrow as pa
+
+    return (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+
+
 def _row_bytes(batch):
     """Each row's decoded size in bytes (text columns from their dictionary's value lengths), as an Arrow array."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    rows = batch.num_rows
+    rows, text_types = batch.num_rows, _text_types()
     sizes = pa.array([0] * rows, pa.int64())
     for column in batch.columns:
         if pa.types.is_dictionary(column.type):
             lengths = pc.binary_length(column.dictionary).cast(pa.int64())
             part = pc.fill_null(pc.take(lengths, column.indices), 0)
-        elif pa.types.is_string(column.type) or pa.types.is_binary(column.type):
+        elif any(check(column.type) for check in text_types):
             part = pc.fill_null(pc.binary_length(column).cast(pa.int64()), 0)
-        else:  # numbers, lists, structs: their share of the batch's buffers
+        elif column.nbytes <= limits.MAX_ROW_BYTES:  # numbers, or lists and structs too small to hide a big row
             part = pa.array([column.nbytes // max(rows, 1)] * rows, pa.int64())
+        else:  # lists and structs heavy enough to: measured row by row (a slice counts its own bytes only)
+            part = pa.array([column.slice(i, 1).nbytes for i in range(rows)], pa.int64())
         sizes = pc.add(sizes, part)
     return sizes
 

@@ -8,6 +8,7 @@ cool-off are summed, and past LOGIN_ADDRESS_FAILURE_LIMIT that address may not t
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import PermissionDenied
 from django.db.models import Sum
 from django.shortcuts import render
 from django.utils import timezone
@@ -22,6 +23,16 @@ def address_failures(address: str) -> int:
         n=Sum("failures_since_start")
     )["n"]
     return total or 0
+
+
+class AddressLimitBackend:
+    """Before ModelBackend in AUTHENTICATION_BACKENDS: refuses every password login from an address over the limit, wherever
+    the form is (the admin's login too); the studio's own login page answers 429 before it gets here."""
+
+    def authenticate(self, request, **credentials):
+        if request is not None and address_failures(client_ip(request)) >= settings.LOGIN_ADDRESS_FAILURE_LIMIT:
+            raise PermissionDenied("too many failed logins from this address")
+        return None  # no get_user: it never logs anyone in, so no session names it (force_login skips it too)
 
 
 class LoginView(auth_views.LoginView):

@@ -158,7 +158,11 @@ CONTENT_SECURITY_POLICY = {
 # for LOGIN_COOLOFF_MINUTES after the last failure. Locking the pair, not the username, keeps an attacker from
 # locking everyone out; bearer-token API calls never authenticate by password and are not counted.
 # The axes backend needs the request: in tests use force_login, or client.login(request=HttpRequest(), ...).
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "webapp.login_views.AddressLimitBackend",  # the per-address limit below, on every password login
+    "django.contrib.auth.backends.ModelBackend",
+]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", 15.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -1,5 +1,6 @@
 """Writes for datasets: an upload inspected, checked against the quota, and stored."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from .. import quotas
 from ..errors import ValidationFailed
 from ..models import Dataset
 from ..storage import blob_create_from_file
+
+log = logging.getLogger(__name__)
 
 
 def dataset_create(
@@ -88,7 +91,10 @@ def dataset_create(
                     bytes=dataset.size_bytes,
                 )
     except BaseException:
-        blob.delete()
+        try:
+            blob.delete()
+        except Exception:  # the database itself may be what failed: the sweep removes it later
+            log.warning("could not delete blob %s after a failed upload", blob.pk, exc_info=True)
         raise
     if dataset is None:
         blob.delete()

@@ -92,3 +92,18 @@ def test_a_host_that_does_not_resolve_is_refused_when_sending(admin, ended, rece
     ended("succeeded")
     assert notifications.notifications_sweep()["retrying"] == 1
     assert "does not resolve" in WebhookDelivery.objects.get().last_error
+
+
+def test_every_checked_address_is_tried_in_turn(admin, ended, receiver, monkeypatch):  # noqa: F811
+    port = receiver.server.server_address[1]
+    real = socket.getaddrinfo
+
+    def two(name, *args, **kwargs):  # the first address answers nothing (the receiver listens on 127.0.0.1 only)
+        if name != "two.example.test":
+            return real(name, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in ("127.0.0.2", "127.0.0.1")]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two)
+    notifications.webhook_create(actor=admin, url=f"http://two.example.test:{port}/hook", events=["succeeded"])
+    ended("succeeded")
+    assert notifications.notifications_sweep()["delivered"] == 1 and len(receiver.requests) == 1

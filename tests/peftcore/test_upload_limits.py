@@ -146,7 +146,7 @@ def test_a_surrogate_pair_cut_by_the_scan_window_is_still_a_pair(tmp_path):
     from peftcore import json_rows
 
     path = tmp_path / "edge.json"
-    prefix = '[{"a": "' + "p" * (json_rows._CHUNK - 12)  # the pair starts 4 bytes before the window's end
+    prefix = '[{"a": "' + "p" * (json_rows._CHUNK - 16)  # the pair starts 8 bytes before the first window's end
     path.write_text(prefix + '\\ud83d\\ude00"}]')
     assert lone_surrogate(path) is None
     path.write_text(prefix + '\\ud83d and no partner"}]')
@@ -159,3 +159,24 @@ def test_json_errors_say_where_and_what_to_do(tmp_path):
     [(row, message)] = problems(path)
     assert row is None and message.startswith("invalid JSON after object 1, by line 2: lexical error")
     assert "write null" in message
+
+
+def test_values_nested_deeper_than_any_dataset_are_a_row_error_not_a_crash(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('[{"text": "fine"}, {"text": ' + "[" * 20_000 + "]" * 20_000 + "}]")
+    assert problems(path) == [(2, "holds values nested more than 32 deep")]
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text('{"text": "fine"}\n{"text": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}\n")
+    assert problems(lines) == [(2, "holds values nested more than 32 deep")]
+
+
+def test_a_big_row_hidden_in_a_nested_or_large_column_is_refused(tmp_path):
+    messages = [[{"role": "user", "content": "hi"}]] * 300 + [[{"role": "user", "content": "m" * (6 * MB)}]]
+    nested = tmp_path / "messages.parquet"
+    pq.write_table(pa.table({"messages": messages}), nested, compression="zstd")
+    [(row, message)] = problems(nested)
+    assert row is None and "row 301 holds 6.0 MB" in message
+    large = tmp_path / "large.parquet"
+    pq.write_table(pa.table({"text": pa.array(["ok", "l" * (6 * MB)], pa.large_string())}), large, compression="zstd")
+    [(row, message)] = problems(large)
+    assert row is None and ("row 2 holds 6.0 MB" in message or "decompresses" in message)

@@ -54,3 +54,17 @@ def test_a_forgotten_password_is_reset_by_e_mail_once(alice):
 def test_an_unknown_address_gets_the_same_answer_and_no_mail(db):
     response = Client().post("/password-reset/", {"email": "nobody@example.com"}, follow=True)
     assert b"Check your e-mail" in response.content and mail.outbox == []
+
+
+@override_settings(LOGIN_ADDRESS_FAILURE_LIMIT=3)
+def test_the_address_limit_holds_on_the_admin_login_too(alice):
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    client = Client()
+    for n in range(3):
+        _login(client, f"user{n}", "Summer2026!")
+    response = client.post("/admin/login/", {"username": "alice", "password": "pw-alice"}, REMOTE_ADDR="198.51.100.7")
+    assert response.status_code == 200 and "_auth_user_id" not in client.session  # the form again, not logged in
+    elsewhere = Client()
+    elsewhere.post("/admin/login/", {"username": "alice", "password": "pw-alice"}, REMOTE_ADDR="203.0.113.9")
+    assert "_auth_user_id" in elsewhere.session

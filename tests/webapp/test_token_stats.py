@@ -108,12 +108,32 @@ def test_a_count_that_failed_for_a_passing_reason_is_asked_again(
     long_ago = timezone.now() - timedelta(seconds=dispatch.FAILED_RETRY_SECONDS + 1)
     TokenStats.objects.filter(pk=stats.pk).update(requested_at=long_ago)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        pending = client.post("/jobs/new/tokens/", query).content.decode()
-    assert "Counting the tokens" in pending and len(callbacks) == 1  # asked again
+        client.post("/jobs/new/tokens/", query)
+    assert len(callbacks) == 1  # asked again (the failure stays shown until the new count replaces it)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post("/jobs/new/tokens/", query)
+    assert callbacks == []  # not again at once: the next try waits twice as long
     worker_count(stats.pk)
     assert '<b class="truncated">30</b>' in client.post("/jobs/new/tokens/", query).content.decode()
+    # A failure that keeps coming back is asked again at most FAILED_RETRIES times.
+    given_up = {"error": "out of memory", "retry": True, "attempts": dispatch.FAILED_RETRIES + 1}
+    TokenStats.objects.filter(pk=stats.pk).update(result=given_up, requested_at=timezone.now() - timedelta(days=9))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post("/jobs/new/tokens/", query)
+    assert callbacks == []
     # A failure of the data itself is not asked again: it would fail the same way.
     TokenStats.objects.filter(pk=stats.pk).update(result={"error": "no such column"}, requested_at=long_ago)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         client.post("/jobs/new/tokens/", query)
     assert callbacks == []
+
+
+def test_the_count_fragments_need_the_csrf_token_htmx_sends(alice, dataset, tiny_model):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/jobs/new/")  # sets the CSRF cookie, as the form page does
+    query = {"dataset": dataset["id"], "base_model": tiny_model.pk, "text_column": "sentence"}
+    assert client.post("/jobs/new/tokens/", query).status_code == 403
+    assert not TokenStats.objects.exists()
+    token = client.cookies["csrftoken"].value
+    assert client.post("/jobs/new/tokens/", query, headers={"X-CSRFToken": token}).status_code == 200
