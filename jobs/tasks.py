@@ -1,6 +1,7 @@
 """Thin Celery entry points: the message carries only a job id; Postgres holds the state."""
 
 from celery import shared_task
+from django.conf import settings
 
 from . import runner
 
@@ -16,7 +17,7 @@ def run_job(self, job_id: int | None) -> str:
         # beside a free worker (jobs/idle_workers.py).
         while (outcome := runner.run(job_id, worker=self.request.hostname or "")) != runner.NOTHING:
             outcomes.append(outcome)
-            if shutting_down() or outcome in runner.GIVEN_BACK:  # a job handed back must not be taken again here
+            if not settings.JOB_CLAIM_NEXT or shutting_down() or outcome in runner.GIVEN_BACK:
                 break
             notifications_kick()  # that job ended: notify before the next one runs
     finally:  # the job may have ended: notify now rather than at the next beat

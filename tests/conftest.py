@@ -99,9 +99,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, tiny_model_dir):
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "STUDIO_HOME": str(settings.STUDIO_HOME),
         "PYTHONUNBUFFERED": "1",
-        # It shares the test database with the integration tests' own workers: it must not go looking for their
-        # queued jobs (jobs/idle_workers.py); messages on its own broker still reach it at once.
+        # It shares the test database with every other test: it must not go looking for queued jobs that are not
+        # its messages' (jobs/idle_workers.py), or it takes jobs a test means to claim itself.
         "JOB_IDLE_NUDGE_SECONDS": "86400",
+        "JOB_CLAIM_NEXT": "false",
     }
     log_path = settings.STUDIO_HOME / "worker.log"
     with open(log_path, "wb") as log:

@@ -268,6 +268,9 @@ WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", 15.0)
 # An idle training worker asks for queued work at its heartbeat once a job has waited this long (its message may
 # be lost: jobs/idle_workers.py).
 JOB_IDLE_NUDGE_SECONDS = env.float("JOB_IDLE_NUDGE_SECONDS", 10.0)
+# A runner that ends a job claims the next queued one in the same task (off only where a worker must take nothing
+# but what its messages name, such as the test suite's shared worker).
+JOB_CLAIM_NEXT = env.bool("JOB_CLAIM_NEXT", True)
 # The storage sweep (jobs.services.storage_sweep) runs this often and removes blobs nothing points at, and
 # temporary upload files, once they are older than the grace period (far longer than any write in flight).
 STORAGE_SWEEP_SECONDS = env.float("STORAGE_SWEEP_SECONDS", 3600.0, validate=Range(min=1))
