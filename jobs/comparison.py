@@ -26,6 +26,8 @@ METRICS = (
     ("rouge_l", "ROUGE-L", True),
     ("bleu", "BLEU", True),
     ("exact_match", "exact match", True),
+    ("answer_match", "final answer right", True),
+    ("answer_format", "final answer stated", True),
     ("perplexity", "perplexity", False),
     ("eval_loss", "eval loss", False),
 )

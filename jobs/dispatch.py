@@ -15,6 +15,8 @@ from django.utils import timezone
 RUN_JOB = "jobs.run_job"
 SEND_NOTIFICATIONS = "jobs.send_notifications"
 PROFILE_BASE_MODEL = "jobs.profile_base_model"
+PREPARE_BASE_MODEL = "jobs.prepare_base_model"
+EXPORT_MERGED = "jobs.export_merged"
 COUNT_TRAINABLE = "jobs.count_trainable"
 COUNT_TOKENS = "jobs.count_tokens"
 PLAYGROUND_PREDICT = "jobs.playground_predict"

@@ -60,6 +60,14 @@ class BaseModel(models.Model):
     profile = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class State(models.TextChoices):
+        READY = "ready"
+        PREPARING = "preparing"  # a bundled model being converted once by the maintenance worker
+        FAILED = "failed"
+
+    state = models.CharField(max_length=20, choices=State.choices, default=State.READY)
+    state_detail = models.CharField(max_length=2000, blank=True)  # why it failed, for the model list
+
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["source", "revision", "team"], name="unique_model_source")]
@@ -216,6 +224,7 @@ class MetricPoint(models.Model):
 class Artifact(models.Model):
     class Kind(models.TextChoices):
         ADAPTER = "adapter"
+        MERGED = "merged"  # base model + adapter folded into one safetensors model (jobs/merged_exports.py)
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -227,6 +236,24 @@ class Artifact(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "kind"], name="unique_job_artifact")]
+
+
+class MergedExport(models.Model):
+    """A request to fold a job's adapter into its base model; the worker stores the result as the job's MERGED
+    artifact."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="merged_export")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    message = models.CharField(max_length=2000, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
 
 class EvalReport(models.Model):
@@ -297,10 +324,22 @@ class PlaygroundRun(WorkerResult):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="playground_runs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     texts = models.JSONField()
+    # generation only: {temperature, top_p, max_new_tokens, compare_base}; empty: greedy, 64 tokens, adapter only
+    options = models.JSONField(default=dict, blank=True)
+    # what the worker has written so far, while it writes: {"generations": [...][, "base_generations": [...]]}
+    partial = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
+
+    @property
+    def streaming(self) -> list[tuple[str, str, str | None]]:
+        """(text, the adapter's answer so far, the base model's so far or None) while the worker writes."""
+        partial = self.partial or {}
+        answers = partial.get("generations") or [""] * len(self.texts)
+        base = partial.get("base_generations") or [None] * len(self.texts)
+        return list(zip(self.texts, answers, base))
 
     @property
     def pairs(self) -> list[tuple[str, dict]]:

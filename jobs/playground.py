@@ -12,9 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from peftcore.models import resolve_model
-
 from . import services
+from .model_folders import local_folder
 from .models import Artifact, PlaygroundRun
 from .storage import blob_write_to_path, unzip_safely
 
@@ -76,14 +75,24 @@ def predict(run_id: int) -> str:
         if artifact is None:
             raise ValueError(f"job #{job.pk} has no stored adapter")
         model = job.base_model
-        model_path = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
+        model_path = local_folder(model)
         adapter_dir = _unzip_once(artifact)
         used = getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length")
         max_length = used or job.params.get("max_length") or 128  # None: chosen at training, which never ran
         # The folder records the task it was trained for (classification if it predates the record), so it
         # decides, not job.task: an adapter loads only as the task it was saved for.
         predictor = _predictor(model_path, adapter_dir)
-        answers = answer(predictor, run.texts, max_length=max_length, max_new_tokens=MAX_NEW_TOKENS)
+        options = run.options or {}
+        answers = answer(
+            predictor,
+            run.texts,
+            max_length=max_length,
+            max_new_tokens=options.get("max_new_tokens") or MAX_NEW_TOKENS,
+            temperature=options.get("temperature", 0.0),
+            top_p=options.get("top_p", 1.0),
+            compare_base=bool(options.get("compare_base")),
+            on_partial=lambda partial: services.playground_run_partial(run=run, partial=partial),
+        )
         result = {"generations" if predictor.task.generative else "predictions": answers}
     except Exception as exc:  # whatever breaks, the run must end, or the page would poll forever
         log.warning("playground run %s of job %s failed: %s", run.pk, job.pk, exc)

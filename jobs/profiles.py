@@ -11,9 +11,10 @@ from pathlib import Path
 from django.conf import settings
 
 from peftcore.formats import DataError
-from peftcore.models import ModelRefError, resolve_model
+from peftcore.models import ModelRefError
 
 from . import services
+from .model_folders import local_folder
 from .models import BaseModel, TokenStats, TrainableCount
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def profile_base_model(model_id: int) -> str:
     if model is None:
         return "no such model"
     try:
-        folder = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
+        folder = local_folder(model)
     except ModelRefError as exc:
         log.warning("model %s cannot be profiled: %s", model.pk, exc)
         return "model not found"
@@ -54,7 +55,7 @@ def count_trainable(count_id: int) -> str:
         return "no such count"
     model = count.base_model
     try:
-        folder = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
+        folder = local_folder(model)
         result = count_on_meta(folder, count.method, count.params, "text-classification")
     except (ModelRefError, MethodBuildError, ValueError) as exc:
         result = {"refused": str(exc)}
@@ -74,7 +75,7 @@ def count_tokens(stats_id: int) -> str:
         return "no such request"
     model, dataset = stats.base_model, stats.dataset
     try:
-        folder = resolve_model(model.source, model_root=settings.MODEL_ROOT, revision=model.revision or None)
+        folder = local_folder(model)
         with tempfile.TemporaryDirectory(prefix="studio-tokens-") as tmp:
             path = Path(tmp) / f"data.{dataset.format}"
             blob_write_to_path(dataset.blob, path)

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-from peftcore.models import ModelRefError, resolve_model
+from peftcore.models import ModelRefError
 
 from . import runtime
 from .child_process import oom_kills as read_oom_kills
+from .model_folders import local_folder
 from .models import Job, JobAttempt
 from .storage import blob_create_from_file, blob_delete
 from .supervisor import Supervisor, lease_kept, supervise
@@ -211,9 +212,7 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
     try:
         with lease_kept(job):
             try:
-                model_path = resolve_model(
-                    job.base_model.source, model_root=settings.MODEL_ROOT, revision=job.base_model.revision or None
-                )
+                model_path = local_folder(job.base_model)
             except ModelRefError as exc:
                 runtime.job_fail(job=job, kind=Job.ErrorKind.MODEL_LOAD, message=str(exc))
                 return "model not found"

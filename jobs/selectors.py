@@ -33,6 +33,19 @@ def base_model_get(*, actor: Actor, model_id: int) -> BaseModel:
     return get_object_or_404(base_model_list(actor=actor), pk=model_id)
 
 
+def base_models_for_task(models, task) -> list[BaseModel]:
+    """The models a task can use, from each one's config.json where this machine has it (a hub model not yet
+    downloaded is kept: its worker checks it). Refused models are left out of the job form's list."""
+    from .services.job_defaults import model_config
+
+    usable = []
+    for model in models:
+        config = model_config(model)
+        if config is None or not task.architecture_refusal(config):
+            usable.append(model)
+    return usable
+
+
 def profile_count(model: BaseModel, method: str) -> dict | None:
     """A method's trainable count at its defaults from the model's profile; None when not counted yet or counted
     for other defaults than this release's (the form then asks a worker for a live count; registering the model
@@ -73,6 +86,12 @@ def job_get(*, actor: Actor, job_id: int) -> Job:
 
 def job_artifact(*, job: Job, kind: str = Artifact.Kind.ADAPTER) -> Artifact | None:
     return Artifact.objects.filter(job=job, kind=kind).select_related("blob").first()
+
+
+def job_merged_export(*, job: Job):
+    from .models import MergedExport
+
+    return MergedExport.objects.filter(job=job).first()
 
 
 def job_report(*, job: Job) -> dict | None:

@@ -58,6 +58,20 @@ def profile_base_model(model_id: int) -> str:
     return run_profile(model_id)
 
 
+@shared_task(name="jobs.prepare_base_model", ignore_result=True)
+def prepare_base_model(model_id: int) -> str:
+    from .model_folders import prepare_base_model as prepare
+
+    return prepare(model_id)
+
+
+@shared_task(name="jobs.export_merged", ignore_result=True)
+def export_merged(export_id: int) -> str:
+    from .merged_exports import export_merged as export
+
+    return export(export_id)
+
+
 @shared_task(name="jobs.count_trainable", ignore_result=True)
 def count_trainable(count_id: int) -> str:
     from .profiles import count_trainable as run_count

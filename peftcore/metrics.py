@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 
@@ -40,8 +41,48 @@ def _normalise(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+# Final-answer markers that reasoning datasets put after the worked solution (GSM8K's "#### 72", "The answer is
+# 72", LaTeX's \boxed{72}). When nearly every reference has one, the answer after it is scored on its own: a
+# generation may reason differently and still reach the right answer.
+ANSWER_PATTERNS = (r"####\s*(.+?)\s*$", r"[Tt]he (?:final )?answer is:?\s*(.+?)\.?\s*$", r"\\boxed\{([^{}]*)\}")
+ANSWER_SHARE = 0.9  # of the references that must carry a pattern for it to be the dataset's
+
+
+def answer_pattern(references: Sequence[str]) -> str | None:
+    """The final-answer pattern (a regex whose group 1 is the answer) that at least ANSWER_SHARE of the references
+    carry; None when none does."""
+    for pattern in ANSWER_PATTERNS:
+        found = sum(1 for ref in references if re.search(pattern, ref, re.M))
+        if references and found >= ANSWER_SHARE * len(references):
+            return pattern
+    return None
+
+
+def final_answer(text: str, pattern: str) -> str | None:
+    """The last answer the pattern finds, without thousands separators, currency or a trailing full stop."""
+    found = re.findall(pattern, text, re.M)
+    if not found:
+        return None
+    return _normalise(found[-1].replace(",", "").replace("$", "").rstrip("."))
+
+
+def answer_metrics(generations: Sequence[str], references: Sequence[str]) -> dict:
+    """{answer_pattern, answer_format (generations that state an answer as the references do), answer_match
+    (whose answer equals the reference's)}; {} when the references carry no final-answer pattern."""
+    pattern = answer_pattern(references)
+    if pattern is None:
+        return {}
+    stated = [final_answer(gen, pattern) for gen in generations]
+    expected = [final_answer(ref, pattern) for ref in references]
+    return {
+        "answer_pattern": pattern,
+        "answer_format": sum(a is not None for a in stated) / len(stated),
+        "answer_match": sum(a is not None and a == e for a, e in zip(stated, expected)) / len(stated),
+    }
+
+
 def generation_metrics(generations: Sequence[str], references: Sequence[str]) -> tuple[dict, list[float]]:
-    """({rouge_l, bleu, exact_match}, each generation's ROUGE-L): ROUGE-L F1 (rouge-score, stemmed) and exact
+    """({rouge_l, bleu, exact_match[, answer_*]}, each generation's ROUGE-L): ROUGE-L F1 (rouge-score, stemmed) and exact
     match (ignoring case and spacing) as shares of 1, corpus BLEU (sacrebleu) on its usual 0-100 scale."""
     import sacrebleu
     from rouge_score import rouge_scorer
@@ -54,4 +95,5 @@ def generation_metrics(generations: Sequence[str], references: Sequence[str]) ->
     # effective order: n-gram orders no answer is long enough to have are skipped, so short answers (a label, a
     # number) that match score 100, not 0
     bleu = sacrebleu.BLEU(effective_order=True).corpus_score(list(generations), [list(references)]).score
-    return ({"rouge_l": sum(rouge) / len(rouge), "bleu": float(bleu), "exact_match": sum(exact) / len(exact)}, rouge)
+    scores = {"rouge_l": sum(rouge) / len(rouge), "bleu": float(bleu), "exact_match": sum(exact) / len(exact)}
+    return scores | answer_metrics(generations, references), rouge

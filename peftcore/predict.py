@@ -28,7 +28,9 @@ def load_predictor(model_path: Path, adapter_dir: Path) -> Predictor:
 
 
 def predict(
-    predictor: Predictor, texts: Sequence[str], *, max_length: int = 128, max_new_tokens: int = 64
+    predictor: Predictor, texts: Sequence[str], *, max_length: int = 128, max_new_tokens: int = 64, **generation
 ) -> list[dict]:
-    """Per text: {"label", "probabilities"} (a task with labels) or {"generation"} (a generative task)."""
-    return predictor.task.predict(predictor, texts, max_length=max_length, max_new_tokens=max_new_tokens)
+    """Per text: {"label", "probabilities"} (a task with labels) or {"generation"[, "base_generation"]} (a
+    generative task). generation: a generative task's temperature, top_p, compare_base and on_partial."""
+    extra = generation if predictor.task.generative else {}
+    return predictor.task.predict(predictor, texts, max_length=max_length, max_new_tokens=max_new_tokens, **extra)

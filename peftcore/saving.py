@@ -51,8 +51,10 @@ def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: d
     write_labels(partial, labels)
     write_method_file(partial, method=spec.method.name, params=spec.method_params, task=spec.task, **options)
     stacked = carry_base(spec.start_from, partial)
+    example = get_task(spec.task).card_example(tokenizer, options)
     write_model_card(  # written last: it replaces the generic README.md peft writes
         partial,
+        example_prompt=example,
         base_model=base_model,
         method=spec.method.name,
         method_params=spec.method_params,

@@ -24,9 +24,12 @@ TEMPLATES = {
         "\n\n### Response:\n",
     ),
     "chatml": ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n"),
+    # Gemma's turn format (its base checkpoints ship without a chat template; the instruction-tuned ones use this)
+    "gemma": ("<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n"),
     "plain": ("", "\n"),
 }
-AUTO = "auto"  # the tokenizer's own chat template when it has one, else alpaca
+AUTO = "auto"  # the tokenizer's own chat template when it has one, else the named one its vocabulary is made for
+# (a vocabulary holding a template's turn markers as single tokens was trained for it), else alpaca
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -151,12 +154,21 @@ def render(example: SftExample, tokenizer, template: str = AUTO) -> tuple[str, s
         ]
         prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
         return prompt, messages[-1]["content"]
-    before, between = TEMPLATES["alpaca" if template == AUTO else template]
+    before, between = TEMPLATES[auto_template(tokenizer) if template == AUTO else template]
     if example.messages:
         turns = list(example.messages[:-1])
         prompt = "\n\n".join(f"{m['role']}: {m['content']}" if len(turns) > 1 else m["content"] for m in turns)
         return before + prompt + between, example.messages[-1]["content"]
     return before + example.prompt + between, example.response
+
+
+def auto_template(tokenizer) -> str:
+    """The named template AUTO falls back to for a tokenizer without a chat template."""
+    for name, markers in (("gemma", ["<start_of_turn>", "<end_of_turn>"]), ("chatml", ["<|im_start|>", "<|im_end|>"])):
+        ids = tokenizer.convert_tokens_to_ids(markers)
+        if all(i is not None and i != tokenizer.unk_token_id for i in ids):
+            return name
+    return "alpaca"
 
 
 def end_token_id(tokenizer) -> int | None:

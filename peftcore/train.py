@@ -168,6 +168,8 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             )
     except (MethodBuildError, AdapterLoadError) as exc:
         raise TrainingError(BAD_PARAMS, str(exc)) from exc
+    if params.get("gradient_checkpointing"):
+        _checkpoint_activations(model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     stop_point(stop)
@@ -270,7 +272,7 @@ def _prompt_length(feature: dict) -> int | None:
 
 
 def _runner(job: TrainSpec, task: Task, tokenizer, labels, device, limit, max_length: int):
-    return task.runner(
+    runner = task.runner(
         tokenizer=tokenizer,
         labels=labels,
         options=task.options(job),
@@ -279,6 +281,18 @@ def _runner(job: TrainSpec, task: Task, tokenizer, labels, device, limit, max_le
         device=device,
         position_limit=limit,
     )
+    runner.answer_logits_only = job.params.get("answer_logits_only", True)
+    return runner
+
+
+def _checkpoint_activations(model) -> None:
+    """Recompute each block's activations in the backward pass instead of keeping them. The non-reentrant
+    variant needs no trainable input, so it works under frozen embeddings (every PEFT method)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise TrainingError(BAD_PARAMS, f"{type(base).__name__} does not support gradient checkpointing; turn it off")
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.config.use_cache = False
 
 
 def _head_parameters(model, new_modules) -> frozenset:

@@ -114,6 +114,23 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "first steps stable.",
     ),
     Param(
+        "answer_logits_only",
+        "bool",
+        True,
+        label="Output layer on answers only",
+        help="Generation tasks: compute the output layer (one score per vocabulary word) only from the first "
+        "answer token on, since the prompt's scores are never used. Same loss, less time and memory, most of all "
+        "with a large vocabulary; off computes it at every position, as a plain training script does.",
+    ),
+    Param(
+        "gradient_checkpointing",
+        "bool",
+        False,
+        label="Gradient checkpointing",
+        help="Keep less in memory during the backward pass by recomputing it: for long texts or large models "
+        "that do not fit, at the cost of about a third more time per step.",
+    ),
+    Param(
         "weight_decay",
         "float",
         0.0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-SHARES = ("accuracy", "exact_match")  # metrics that are a share of rows right: each gets an interval
+SHARES = ("accuracy", "exact_match", "answer_match")  # metrics that are a share of rows right: each gets an interval
 CONFIDENCE = 0.95
 
 
@@ -23,7 +23,7 @@ def interval(share: float, rows: int) -> list[float] | None:
 
 def intervals(metrics: dict, rows: int, generated_rows: int | None = None) -> dict[str, list[float]]:
     """accuracy over every evaluation row; exact match over the rows generated for (generated_rows)."""
-    counted = {"accuracy": rows, "exact_match": generated_rows}
+    counted = {"accuracy": rows, "exact_match": generated_rows, "answer_match": generated_rows}
     found = {
         name: interval(metrics[name], counted[name])
         for name in SHARES

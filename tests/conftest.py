@@ -58,6 +58,32 @@ def bob_api(bob):
     return api_client(bob)
 
 
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "sst2" / "dev.tsv").is_file():
+        pytest.fail(f"the shared test data is missing: expected {SHARED_DATA}/sst2/dev.tsv beside the checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def converted_gemma_root() -> Path:
+    """A model root holding the real bundled Gemma 3 270M, converted by the command the workers run, in a cache
+    kept between test runs (STUDIO_TEST_CACHE, default ~/.cache/peft-studio-tests): ~90 s and 1 GB, once."""
+    from peftcore import gemma_bundle
+
+    if not gemma_bundle.installed():
+        pytest.skip(f"{gemma_bundle.PIP_NAME} is not installed (requirements.lock installs it)")
+    cache = Path(os.environ.get("STUDIO_TEST_CACHE", Path.home() / ".cache" / "peft-studio-tests"))
+    root = cache / "models"
+    command = [sys.executable, "-m", "peftcore", "prepare-gemma", "--model-root", str(root)]
+    out = subprocess.run(command, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     from tests.tiny_models import make_tiny_bert

@@ -9,6 +9,8 @@ os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-test-"))
 os.environ.setdefault("RUNNER_FLUSH_SECONDS", "0.5")
 os.environ.setdefault("TRAIN_THREADS", "1")
+# The bundled Gemma is converted (~90 s, 1 GB) only by the tests about it, into a cache shared between runs.
+os.environ.setdefault("BUNDLED_GEMMA", "false")
 
 from webapp.settings import *  # noqa: F403
 

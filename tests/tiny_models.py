@@ -69,7 +69,7 @@ def make_tiny_bert(folder: Path) -> Path:
 SEP_ID = 102
 
 
-def _tiny_decoder_or_seq2seq(folder: Path, make_config, model_class_name: str) -> Path:
+def _tiny_decoder_or_seq2seq(folder: Path, make_config, model_class_name: str, extra_tokens=()) -> Path:
     folder = Path(folder)
     if (folder / "config.json").exists():
         return folder
@@ -80,6 +80,11 @@ def _tiny_decoder_or_seq2seq(folder: Path, make_config, model_class_name: str) -
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
+    if extra_tokens:  # markers the architecture's real tokenizer holds as single tokens (Gemma's turns)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+        tokenizer.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
+        tokenizer.save_pretrained(str(folder))
+        vocab_size = len(tokenizer)
     config = make_config(vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -124,6 +129,35 @@ def make_tiny_llama(folder: Path) -> Path:
             initializer_range=0.2,
         ),
         "LlamaForCausalLM",
+    )
+
+
+GEMMA_TURN_TOKENS = ["<start_of_turn>", "<end_of_turn>"]
+
+
+def make_tiny_gemma3(folder: Path) -> Path:
+    """A tiny random Gemma3ForCausalLM (the bundled Gemma 3 270M's architecture: sliding and full attention
+    layers, tied embeddings) whose tokenizer also holds Gemma's turn markers as single tokens."""
+    from transformers import Gemma3TextConfig
+
+    return _tiny_decoder_or_seq2seq(
+        folder,
+        lambda vocab: Gemma3TextConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,  # FourierFT's 1,000 frequencies need 32 x 32 value layers
+            head_dim=16,
+            intermediate_size=64,
+            vocab_size=vocab,
+            max_position_embeddings=128,
+            sliding_window=16,
+            layer_types=["sliding_attention", "full_attention"],
+            pad_token_id=0,
+            initializer_range=0.2,
+        ),
+        "Gemma3ForCausalLM",
+        GEMMA_TURN_TOKENS,
     )
 
 
@@ -218,3 +252,22 @@ def store_adapter(job, folder: Path):
     return Artifact.objects.create(
         job=job, kind=Artifact.Kind.ADAPTER, filename="a.zip", blob=blob, size_bytes=blob.size, sha256=blob.sha256
     )
+
+
+def train_tiny_lora_sft(model: Path, pairs: Path, out: Path, *, epochs: int = 3, batch_size: int = 8, **params) -> Path:
+    """A LoRA SFT adapter on review/answer pairs (make_review_answer_file) for a tiny causal model: its folder."""
+    from peftcore.events import ListSink
+    from peftcore.train import fit
+
+    spec = {
+        "task": "sft",
+        "model_path": str(model),
+        "method": "lora",
+        "train_file": str(pairs),
+        "text_column": "review",
+        "label_column": "answer",
+        "output_dir": str(out),
+        "params": {"epochs": epochs, "batch_size": batch_size, "max_length": 48, **params},
+        "metadata": {"base_model": f"local:{Path(model).name}"},
+    }
+    return fit(spec, ListSink()).adapter_dir

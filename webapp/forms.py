@@ -75,7 +75,13 @@ class JobForm(forms.Form):
         "When chosen, the prompt and response columns are not used.",
     )
     template = forms.ChoiceField(
-        choices=[(AUTO, "auto: the tokenizer's chat template, else Alpaca"), *((t, t) for t in TEMPLATES)],
+        choices=[
+            (
+                AUTO,
+                "auto: the tokenizer's chat template, else the turn format its vocabulary is made for (Gemma, ChatML), else Alpaca",
+            ),
+            *((t, t) for t in TEMPLATES),
+        ],
         required=False,
         initial=AUTO,
         label="Prompt template",
@@ -125,7 +131,6 @@ class JobForm(forms.Form):
         self.fields["start_from"].queryset = adapters
         self.fields["dataset"].queryset = datasets
         self.fields["eval_dataset"].queryset = datasets
-        self.fields["base_model"].queryset = models
         self.fields["method"].choices = method_choices()
         dataset = self._chosen(datasets, "dataset")
         try:
@@ -133,6 +138,11 @@ class JobForm(forms.Form):
         except UnknownTaskError:  # the task field itself reports it
             task_spec = get_task(self.fields["task"].initial)
         self.task = task = task_spec.id
+        # The models this task can use (SFT: causal language models), each saying whether it is ready.
+        usable = selectors.base_models_for_task(models, task_spec)
+        models = models.filter(pk__in=[m.pk for m in usable]) if usable else models
+        self.fields["base_model"].queryset = models
+        self.fields["base_model"].label_from_instance = _model_label
         # The form shows the optional fields the task reads (SFT: input, messages, template).
         self.task_fields = [self[name] for name in task_spec.fields]
         messages = "messages_column" in task_spec.fields  # it can replace the two columns, which may stay empty
@@ -150,9 +160,14 @@ class JobForm(forms.Form):
         self.fields["text_column"].help_text, self.fields["label_column"].help_text = task_spec.column_help
         if dataset:
             # A value carried over from another dataset (htmx re-render) is replaced by a guess.
+            # An identifier column is never a text, label, prompt or answer: one carried over is guessed again.
+            taken = set()
             for field, guess in zip(("text_column", "label_column"), task_spec.column_guesses):
-                if self.initial.get(field) not in names:
-                    self.initial[field] = _guess(names, guess)
+                if self.initial.get(field) not in names or _id_like(self.initial.get(field)):
+                    self.initial[field] = _guess(names, guess) or _guess_by_content(
+                        dataset.preview or [], names, taken, labels=field == "label_column" and task_spec.has_labels
+                    )
+                taken.add(self.initial[field])
             if messages and self.initial.get("messages_column") not in names:
                 self.initial["messages_column"] = _guess(names, ("messages", "conversations", "chat")) or ""
         # From the studio's benchmark table (no torch): the first method to offer for this many rows.
@@ -221,6 +236,44 @@ def method_choices() -> list:
     for method in all_methods():
         groups.setdefault(method.family.capitalize(), []).append((method.name, method.label))
     return list(groups.items())
+
+
+def _model_label(model) -> str:
+    if model.state == model.State.PREPARING:
+        return f"{model.name} (preparing: converted once, a few minutes after the studio starts)"
+    if model.state == model.State.FAILED:
+        return f"{model.name} (could not be prepared)"
+    return model.name
+
+
+def _id_like(column) -> bool:
+    name = str(column or "").rsplit(".", 1)[-1].lower()
+    return name in ("id", "uuid", "idx", "index") or name.endswith(("_id", "-id", " id"))
+
+
+def _guess_by_content(preview: list, columns: list, taken: set, *, labels: bool):
+    """No column is named like the role: a label is a column whose values repeat (the fewest different ones, two
+    or more preferred), a text, prompt or answer the one with the longest plain-text values (not JSON lists or
+    objects); identifiers and columns already chosen are never taken. Failing that, the first column that is
+    neither."""
+    from peftcore.sft import extract
+
+    free = [c for c in columns if c not in taken and not _id_like(c)]
+    scores = {}
+    for column in free:
+        values = [extract(row, column) for row in preview if isinstance(row, dict)]
+        values = [str(v) for v in values if v is not None and not isinstance(v, (dict, list))]
+        values = [v for v in values if not v.lstrip().startswith(("[", "{"))]
+        if not values:
+            continue
+        distinct = len(set(values))
+        if labels and distinct < len(values):
+            scores[column] = (distinct >= 2, -distinct)
+        elif not labels:
+            scores[column] = (True, sum(map(len, values)) / len(values))
+    if scores:
+        return max(scores, key=scores.get)
+    return free[0] if free else None
 
 
 def _guess(columns, names):

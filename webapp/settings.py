@@ -231,6 +231,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {
     "jobs.reap_expired_leases": {"queue": "reaper"},
     "jobs.profile_base_model": {"queue": "maintenance"},
+    "jobs.prepare_base_model": {"queue": "maintenance"},
+    "jobs.export_merged": {"queue": "maintenance"},
     "jobs.count_trainable": {"queue": "maintenance"},
     "jobs.count_tokens": {"queue": "maintenance"},
     "jobs.playground_predict": {"queue": "maintenance"},
@@ -341,6 +343,8 @@ check_timings(
 
 # Models: local folders live under MODEL_ROOT and never escape it.
 MODEL_ROOT = env.path("MODEL_ROOT", STUDIO_HOME / "models").resolve()
+# Offer the bundled Gemma 3 270M when its package is installed (converted once into MODEL_ROOT/bundled/, ~1 GB).
+BUNDLED_GEMMA = env.bool("BUNDLED_GEMMA", True)
 # Where a worker materialises datasets, base models and training outputs.
 WORKER_DIR = env.path("WORKER_DIR", STUDIO_HOME / "worker").resolve()
 # The worker's cache of dataset files (fetched from the database once each) keeps to this size, least recently

@@ -4,6 +4,7 @@ from django.urls import path
 
 from . import (
     account_views,
+    export_views,
     invitation_views,
     job_defaults_views,
     login_views,
@@ -58,6 +59,8 @@ urlpatterns = [
     path("account/tokens/", account_views.tokens, name="account-tokens"),
     path("account/tokens/<int:token_id>/revoke/", account_views.token_revoke, name="account-token-revoke"),
     path("jobs/<int:job_id>/adapter/", views.job_adapter, name="job-adapter"),
+    path("jobs/<int:job_id>/merged/", export_views.job_merged, name="job-merged"),
+    path("jobs/<int:job_id>/merged/download/", export_views.job_merged_download, name="job-merged-download"),
     path("jobs/<int:job_id>/playground/", views.job_playground, name="job-playground"),
     path("jobs/<int:job_id>/playground/<int:run_id>/", views.job_playground_run, name="job-playground-run"),
     path("healthz", views.healthz, name="healthz"),

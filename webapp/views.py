@@ -19,6 +19,7 @@ from teams.audit import audit_record
 from teams.models import Membership
 from teams.permissions import require
 
+from .export_views import merged_context
 from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
 from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
 
@@ -265,7 +266,10 @@ def _job_context(request, job_id: int) -> dict:
 
 @login_required
 def job_detail(request, job_id: int):
-    return render(request, "jobs/detail.html", _job_context(request, job_id))
+    context = _job_context(request, job_id)
+    if context["job"].status == Job.Status.SUCCEEDED:
+        context["merged"] = merged_context(context["job"])
+    return render(request, "jobs/detail.html", context)
 
 
 def job_status(request, job_id: int):
@@ -314,9 +318,13 @@ def job_playground(request, job_id: int):
     require(request.actor, job.team_id, Membership.Role.MEMBER)
     texts = [line for line in request.POST.get("texts", "").splitlines() if line.strip()]
     try:
-        run = services.playground_run_create(job=job, user=request.user, texts=texts)
+        options = {key: request.POST.get(key) for key in ("temperature", "top_p", "max_new_tokens", "compare_base")}
+        run = services.playground_run_create(job=job, user=request.user, texts=texts, options=options)
     except ValidationFailed as exc:
-        return render(request, "jobs/_playground.html", {"job": job, "error": exc.message}, status=400)
+        message = (
+            "; ".join([exc.message, *exc.errors.values()]) if exc.errors.keys() - {"texts", "job"} else exc.message
+        )
+        return render(request, "jobs/_playground.html", {"job": job, "error": message}, status=400)
     return render(request, "jobs/_playground.html", {"job": job, "run": run})
 
 

@@ -9,8 +9,10 @@ from .base_models import (
     base_model_add,
     base_model_register,
     base_model_register_bundled,
+    base_model_register_gemma,
     base_model_remove,
     base_model_set_profile,
+    base_model_set_state,
 )
 from .counts import (
     sft_options,
@@ -27,10 +29,12 @@ from .datasets import dataset_create
 from .job_checks import METHOD_NAMES, job_validate
 from .job_defaults import job_defaults_preview
 from .jobs import job_create
+from .merged_exports import merged_export_finish, merged_export_request, merged_export_start
 from .playground import (
     PLAYGROUND_MAX_CHARS,
     PLAYGROUND_MAX_TEXTS,
     playground_run_create,
+    playground_run_partial,
     playground_run_refresh,
     playground_run_set,
 )
@@ -46,14 +50,20 @@ __all__ = [
     "base_model_add",
     "base_model_register",
     "base_model_register_bundled",
+    "base_model_register_gemma",
+    "base_model_set_state",
     "base_model_remove",
     "base_model_set_profile",
     "dataset_create",
+    "merged_export_finish",
+    "merged_export_request",
+    "merged_export_start",
     "storage_sweep",
     "job_create",
     "job_defaults_preview",
     "job_validate",
     "playground_run_create",
+    "playground_run_partial",
     "playground_run_refresh",
     "playground_run_set",
     "sft_options",

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from peftcore import gemma_bundle
 from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, is_hub_id, pin_hub_revision, resolve_model
 from teams.audit import audit_record
 from teams.models import Membership
@@ -48,11 +49,46 @@ def base_model_set_profile(*, model: BaseModel, rows: list[dict]) -> BaseModel:
 
 
 def base_model_register_bundled() -> BaseModel:
+    """The bundled models: MiniLM always; Gemma 3 270M when its package is installed (converted once by the
+    maintenance worker: "preparing" until then)."""
+    if settings.BUNDLED_GEMMA and gemma_bundle.installed():
+        base_model_register_gemma()
     return base_model_register(
         name="all-MiniLM-L6-v2 (bundled)",
         source=BUNDLED_MODEL_ID,
         description="22M-parameter BERT encoder shipped with the studio; fast on a CPU.",
     )
+
+
+def base_model_register_gemma() -> BaseModel:
+    ready = gemma_bundle.state(settings.MODEL_ROOT) == gemma_bundle.READY
+    obj, created = BaseModel.objects.get_or_create(
+        source=gemma_bundle.MODEL_ID,
+        revision="",
+        team=None,
+        defaults={
+            "name": "Gemma 3 270M (bundled)",
+            "description": "Google's 268M-parameter base language model, for SFT; converted from the bundled GGUF file",
+            "state": BaseModel.State.READY if ready else BaseModel.State.PREPARING,
+        },
+    )
+    if not ready:  # not converted on this machine yet (or it failed before): in the background, again if need be
+        if obj.state != BaseModel.State.PREPARING:
+            base_model_set_state(model=obj, state=BaseModel.State.PREPARING)
+        dispatch.publish_on_commit(dispatch.PREPARE_BASE_MODEL, obj.pk)
+    elif obj.state != BaseModel.State.READY:
+        base_model_set_state(model=obj, state=BaseModel.State.READY)
+    elif created or (obj.profile or {}).get(DEFAULTS_KEY) != methods_defaults_key():
+        dispatch.publish_on_commit(dispatch.PROFILE_BASE_MODEL, obj.pk)
+    return obj
+
+
+def base_model_set_state(*, model: BaseModel, state: str, detail: str = "") -> BaseModel:
+    model.state, model.state_detail = state, detail[-2000:]
+    model.save(update_fields=["state", "state_detail"])
+    if state == BaseModel.State.READY:
+        dispatch.publish_on_commit(dispatch.PROFILE_BASE_MODEL, model.pk)
+    return model
 
 
 HUB_LOOKUP_SECONDS = 10  # how long adding a hub model waits for the hub to name the commit

@@ -97,6 +97,13 @@ def job_validate(
         spec = None
     if spec and task_spec and task not in spec.tasks:
         errors["method"] = f"{spec.label} does not support {task}; it supports: {', '.join(spec.tasks)}"
+    if base_model.state != BaseModel.State.READY:
+        errors["base_model"] = (
+            f"{base_model.name} is still being prepared (converted once, a few minutes after the studio starts); "
+            "choose it again when the model list shows it ready"
+            if base_model.state == BaseModel.State.PREPARING
+            else f"{base_model.name} could not be prepared: {base_model.state_detail or 'see the worker log'}"
+        )
     if eval_dataset is not None and eval_dataset.pk == dataset.pk:
         errors["eval_dataset"] = "evaluate on a different dataset, or leave it empty to hold out a fraction of the rows"
     if task_spec is not None:

@@ -7,7 +7,7 @@ import json
 
 from django.conf import settings
 
-from peftcore import defaults
+from peftcore import defaults, gemma_bundle
 from peftcore.methods import Method
 from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resolve_model
 from peftcore.tasks import Task
@@ -26,6 +26,8 @@ PROMPT_METHOD_ROWS = 1_000  # prompt methods (prompt tuning, p-tuning, prefix tu
 def model_config(base_model: BaseModel) -> dict | None:
     """config.json of a base model on this machine (the bundled one, or under the model root); None for a hub
     model not yet downloaded (its worker checks it)."""
+    if base_model.source == gemma_bundle.MODEL_ID:
+        return _known_config(gemma_bundle.CONFIG, base_model)
     if base_model.source != BUNDLED_MODEL_ID and not base_model.source.startswith(LOCAL_PREFIX):
         return None
     try:
@@ -33,6 +35,16 @@ def model_config(base_model: BaseModel) -> dict | None:
         return json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (ModelRefError, OSError, ValueError):
         return None
+
+
+def _known_config(known: dict, base_model: BaseModel) -> dict:
+    """A bundled model's config.json once converted here, else what it is known to say (the web process may have
+    no copy: each worker converts its own)."""
+    try:
+        folder = resolve_model(base_model.source, model_root=settings.MODEL_ROOT)
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (ModelRefError, OSError, ValueError):
+        return known
 
 
 def training_rows(dataset: Dataset, eval_dataset: Dataset | None, params: dict) -> int:

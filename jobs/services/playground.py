@@ -3,6 +3,8 @@
 from django.conf import settings
 
 from peftcore.formats import unstorable_text
+from peftcore.tasks import get_task
+from peftcore.tasks._base import PLAYGROUND_NEW_TOKENS
 
 from .. import dispatch
 from ..errors import ValidationFailed
@@ -12,8 +14,9 @@ PLAYGROUND_MAX_TEXTS = 32
 PLAYGROUND_MAX_CHARS = 5000
 
 
-def playground_run_create(*, job: Job, user, texts: list[str]) -> PlaygroundRun:
-    """Queue texts to try on a succeeded job's adapter; a worker predicts (the web process loads no model)."""
+def playground_run_create(*, job: Job, user, texts: list[str], options: dict | None = None) -> PlaygroundRun:
+    """Queue texts to try on a succeeded job's adapter; a worker predicts (the web process loads no model).
+    options (generation tasks): temperature, top_p, max_new_tokens, compare_base."""
     texts = [t for t in (str(t) for t in texts) if t.strip()]
     if job.status != Job.Status.SUCCEEDED:
         raise ValidationFailed(
@@ -33,9 +36,39 @@ def playground_run_create(*, job: Job, user, texts: list[str]) -> PlaygroundRun:
     if long:
         message = f"text {long[0]} is longer than {PLAYGROUND_MAX_CHARS:,} characters"
         raise ValidationFailed(message, errors={"texts": message})
-    run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts)
+    options = generation_options(options or {}) if get_task(job.task).generative else {}
+    run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts, options=options)
     dispatch.publish_on_commit(dispatch.PLAYGROUND_PREDICT, run.pk)
     return run
+
+
+GENERATION_LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.01, 1.0), "max_new_tokens": (1, PLAYGROUND_NEW_TOKENS)}
+
+
+def generation_options(raw: dict) -> dict:
+    """Sampling settings checked and typed; ValidationFailed naming each bad one."""
+    options, errors = {}, {}
+    for key, (low, high) in GENERATION_LIMITS.items():
+        value = raw.get(key)
+        if value in (None, ""):
+            continue
+        try:
+            number = int(value) if key == "max_new_tokens" else float(value)
+        except (TypeError, ValueError):
+            errors[key] = f"{key.replace('_', ' ')} must be a number from {low} to {high}"
+            continue
+        if not low <= number <= high:  # also refuses nan
+            errors[key] = f"{key.replace('_', ' ')} must be from {low} to {high}"
+        options[key] = number
+    if errors:
+        raise ValidationFailed("fix the generation settings named", errors=errors)
+    options["compare_base"] = raw.get("compare_base") in (True, "on", "true", "1", 1)
+    return options
+
+
+def playground_run_partial(*, run: PlaygroundRun, partial: dict) -> None:
+    """The worker's text so far, while it writes (one UPDATE every half second at most)."""
+    PlaygroundRun.objects.filter(pk=run.pk).update(partial=partial)
 
 
 def playground_run_refresh(*, run: PlaygroundRun) -> PlaygroundRun:

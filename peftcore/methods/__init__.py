@@ -23,7 +23,18 @@ HOW = {
     "prompts": "adds prompt tokens",
 }
 # Model types whose layer names peftcore knows (placement, layer ranges, freeze); see _placement.py.
-KNOWN_ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert", "llama", "mistral", "qwen2", "gpt2", "t5")
+KNOWN_ARCHITECTURES = (
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "distilbert",
+    "llama",
+    "mistral",
+    "qwen2",
+    "gemma3_text",
+    "gpt2",
+    "t5",
+)
 
 
 def linear_only(label: str) -> dict[str, str]:

@@ -61,6 +61,15 @@ LAYOUTS: dict[str, Layout] = {
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "qwen2": _LLAMA,
+    # Gemma 3 (the bundled 270M): Llama's names, with a norm before and after each sub-layer
+    "gemma3_text": Layout(
+        block=_LLAMA.block,
+        attention=_LLAMA.attention,
+        ffn=_LLAMA.ffn,
+        attention_out=_LLAMA.attention_out,
+        ffn_out=_LLAMA.ffn_out,
+        norms=(r"input_layernorm", r"pre_feedforward_layernorm"),
+    ),
     "gpt2": Layout(
         block=r"h\.{i}\.",
         attention=(r"attn\.(c_attn|c_proj)",),

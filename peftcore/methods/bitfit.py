@@ -36,7 +36,7 @@ METHOD = register(
         build=build,
         acts_on=("attention", "ffn", "representation"),
         how="selects",
-        refusals={kind: _NO_BIAS.format(repr(kind)) for kind in ("llama", "mistral", "t5")},
+        refusals={kind: _NO_BIAS.format(repr(kind)) for kind in ("llama", "mistral", "gemma3_text", "t5")},
         saved_as="peftcore",
     )
 )

@@ -136,8 +136,13 @@ class Task:
         """Lines the model card's Training section adds for this task."""
         return []
 
-    def card_use_lines(self, max_length: int) -> list[str]:
-        """The model card's code that uses the loaded `model` and `tokenizer`."""
+    def card_example(self, tokenizer, options: dict) -> str | None:
+        """The text the model card's code gives the model, laid out as training laid out its inputs (None: the
+        task's generic example)."""
+        return None
+
+    def card_use_lines(self, max_length: int, example_prompt: str | None = None) -> list[str]:
+        """The model card's code that uses the loaded `model` and `tokenizer` (example_prompt: SFT's)."""
         raise NotImplementedError
 
     def load_predictor(self, model_path: Path, adapter_dir: Path) -> Predictor:
@@ -168,6 +173,7 @@ class Runner:
         self.task, self.tokenizer, self.labels, self.options = task, tokenizer, list(labels), options
         self.max_length, self.batch_size, self.position_limit = max_length, batch_size, position_limit
         self.device = device if device is not None else _cpu()
+        self.answer_logits_only = True  # generation tasks: the output layer from the first answer token on
 
     def encode(self, rows: Sequence) -> list[dict]:
         raise NotImplementedError

@@ -9,6 +9,7 @@ prompts are padded on the left and its output starts with the prompt.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,7 +78,28 @@ class GenerationRunner(Runner):
         return int((labels[:, 1:] if self.causal else labels).ne(IGNORE_INDEX).sum())
 
     def summed_loss(self, model, batch: dict):
-        return token_loss(model(**batch).logits, batch["labels"], self.causal)[0]
+        return token_loss(self.logits(model, batch), batch["labels"], self.causal)[0]
+
+    def logits(self, model, batch: dict):
+        """The model's logits for a batch. A causal model is not given the labels: token_loss scores them, and
+        the model's own loss would be a second pass over the whole vocabulary at every position."""
+        if not self.causal:
+            return model(**batch).logits  # a seq2seq model builds its decoder's input from the labels
+        keep = self.logits_to_keep(model, batch["labels"])
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        return model(**inputs, **({"logits_to_keep": keep} if keep else {})).logits
+
+    def logits_to_keep(self, model, labels) -> int | None:
+        """How many final positions need logits: from the position before the batch's first answer token (a
+        causal model predicts each token from the one before) to the end. The output layer is the costliest
+        part of a small model with a large vocabulary (Gemma 3 270M: 262k words), and the prompt's logits are
+        never used. None: all of them (a seq2seq model, the option off, or a model that cannot keep fewer)."""
+        if not self.causal or not self.answer_logits_only or not _keeps_logits(model):
+            return None
+        labelled = labels.ne(IGNORE_INDEX).any(dim=0).nonzero()
+        if len(labelled) == 0:
+            return None
+        return labels.shape[1] - max(int(labelled[0]) - 1, 0)
 
     def eval_loss(self, model, features: Sequence[dict]) -> float:
         import torch
@@ -89,13 +111,24 @@ class GenerationRunner(Runner):
             for first in range(0, len(features), self.batch_size):
                 batch = self.collate(features[first : first + self.batch_size])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                loss, count = token_loss(model(**batch).logits, batch["labels"], self.causal)
+                loss, count = token_loss(self.logits(model, batch), batch["labels"], self.causal)
                 total, tokens = total + float(loss), tokens + count
         model.train(was_training)
         return total / tokens if tokens else float("nan")
 
-    def generate(self, model, prompts: Sequence[list[int]], max_new_tokens: int) -> list[str]:
-        """Greedy generations, decoded without special tokens; the prompt is not part of the text returned."""
+    def generate(
+        self,
+        model,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        on_partial=None,
+    ) -> list[str]:
+        """Generations, decoded without special tokens; the prompt is not part of the text returned. Greedy at
+        temperature 0, else sampled (top_p: nucleus). on_partial(texts) is called with every prompt's text so far
+        as tokens arrive (at most every PARTIAL_SECONDS)."""
         import torch
 
         tokenizer = self.tokenizer
@@ -115,13 +148,20 @@ class GenerationRunner(Runner):
                 # A causal model continues the last token, so its prompts are padded on the left.
                 batch = collate(chunk, tokenizer.pad_token_id, "left" if self.causal else "right")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
+                sampling = {"do_sample": False}
+                if temperature > 0:
+                    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+                streamer = None
+                if on_partial is not None:
+                    streamer = PartialStreamer(tokenizer, len(texts), len(chunk), texts, on_partial, len(prompts))
                 out = model.generate(
                     **batch,
                     max_new_tokens=max_new_tokens,
-                    do_sample=False,
                     num_beams=1,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=end_token_id(tokenizer),
+                    streamer=streamer,
+                    **sampling,
                 )
                 if self.causal:
                     out = out[:, batch["input_ids"].shape[1] :]
@@ -141,6 +181,7 @@ class GenerationRunner(Runner):
         max_new_tokens = min(MAX_NEW_TOKENS, longest + NEW_TOKEN_MARGIN)
         generations = self.generate(model, [self.prompt(e) for e in sample], max_new_tokens)
         scores, rouge = generation_metrics(generations, references)
+        pattern = scores.pop("answer_pattern", None)  # a string: the report's, not a metric
         metrics.update(scores)
         samples = sorted(
             (
@@ -157,7 +198,12 @@ class GenerationRunner(Runner):
         )  # best first; the page shows the worst from the end
         return {
             "metrics": metrics,
-            "report": {"samples": samples, "generated_rows": len(sample), "max_new_tokens": max_new_tokens},
+            "report": {
+                "samples": samples,
+                "generated_rows": len(sample),
+                "max_new_tokens": max_new_tokens,
+                **({"answer_pattern": pattern} if pattern else {}),
+            },
         }
 
 
@@ -165,6 +211,7 @@ class GenerationTask(Task):
     generative = True
     column_paths = True
     fields = ("input_column",)
+    # always reported; answer_match and answer_format too when the references mark a final answer (metrics.py)
     metrics = ("eval_loss", "perplexity", "rouge_l", "bleu", "exact_match")
     runner_class = GenerationRunner
     card_prompt = "# an input as in training"  # the model card's comment on the text its example gives the model
@@ -210,11 +257,12 @@ class GenerationTask(Task):
         )
         return model, new_modules(model, info["missing_keys"])
 
-    def card_use_lines(self, max_length: int) -> list[str]:
+    def card_use_lines(self, max_length: int, example_prompt: str | None = None) -> list[str]:
         answer_only = ['output = output[:, inputs["input_ids"].shape[1]:]  # the answer follows the prompt']
+        text = example_prompt if example_prompt is not None else "Summarise: the studio trains adapters."
         return [
             self.card_prompt,
-            'inputs = tokenizer(["Summarise: the studio trains adapters."], return_tensors="pt")',
+            f'inputs = tokenizer([{json.dumps(text, ensure_ascii=False)}], return_tensors="pt")',
             "with torch.no_grad():",
             "    output = model.generate(**inputs, max_new_tokens=64, do_sample=False)",
             *(answer_only if self.runner_class.causal else []),
@@ -246,9 +294,20 @@ class GenerationTask(Task):
         return Predictor(self, model, tokenizer, runner=runner)
 
     def predict(
-        self, predictor: Predictor, texts: Sequence[str], *, max_length: int = 512, max_new_tokens: int = 64
+        self,
+        predictor: Predictor,
+        texts: Sequence[str],
+        *,
+        max_length: int = 512,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        compare_base: bool = False,
+        on_partial=None,
     ) -> list[dict]:
-        """Per text: {"generation": the adapter's greedy answer}, the prompt built as in training."""
+        """Per text: {"generation": the adapter's answer[, "base_generation": the base model's]}, the prompt built
+        as in training; greedy at temperature 0, else sampled. on_partial({"generations": [...][,
+        "base_generations": [...]]}) reports the texts so far while they are written (the base model's first)."""
         if not texts:
             return []
         check_texts(texts)
@@ -256,8 +315,71 @@ class GenerationTask(Task):
         runner.max_length = max(1, min(int(max_length), PLAYGROUND_MAX_LENGTH))
         prompts = [runner.prompt(SftExample(0, prompt=text, response="-")) for text in texts]
         max_new_tokens = max(1, min(int(max_new_tokens), PLAYGROUND_NEW_TOKENS))
-        answers = runner.generate(predictor.model, prompts, max_new_tokens)
-        return [{"generation": answer} for answer in answers]
+        sampling = {"temperature": max(0.0, float(temperature)), "top_p": min(max(float(top_p), 1e-3), 1.0)}
+        model, base = predictor.model, None
+        # the base model is the same weights with the adapter switched off (peft adapters; others have no switch)
+        compare_base = compare_base and hasattr(model, "disable_adapter")
+
+        def stream(key: str, fixed: dict):
+            return None if on_partial is None else (lambda texts: on_partial({**fixed, key: texts}))
+
+        if compare_base:
+            with model.disable_adapter():
+                base = runner.generate(
+                    model, prompts, max_new_tokens, **sampling, on_partial=stream("base_generations", {})
+                )
+        fixed = {"base_generations": base} if base is not None else {}
+        answers = runner.generate(model, prompts, max_new_tokens, **sampling, on_partial=stream("generations", fixed))
+        if base is None:
+            return [{"generation": answer} for answer in answers]
+        return [{"generation": answer, "base_generation": before} for answer, before in zip(answers, base)]
+
+
+PARTIAL_SECONDS = 0.5  # how often a streamed generation reports its text so far
+
+
+class PartialStreamer:
+    """A transformers streamer for a batch of prompts: collects each row's new tokens and reports every prompt's
+    text so far (the finished chunks before this one, this chunk's partial rows, empty ones after) through
+    on_partial, at most every PARTIAL_SECONDS. transformers' own streamers take one row only."""
+
+    def __init__(self, tokenizer, first: int, rows: int, done: list[str], on_partial, total: int):
+        self.tokenizer, self.first, self.done, self.on_partial, self.total = tokenizer, first, done, on_partial, total
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.prompt_seen, self.last = False, 0.0
+
+    def put(self, value) -> None:
+        import time
+
+        if not self.prompt_seen:  # the first call hands over the prompts
+            self.prompt_seen = True
+            return
+        for row, token in zip(self.ids, value.reshape(len(self.ids), -1).tolist()):
+            row.extend(token)
+        if time.monotonic() - self.last >= PARTIAL_SECONDS:
+            self.last = time.monotonic()
+            self.report()
+
+    def end(self) -> None:
+        self.report()
+
+    def report(self) -> None:
+        texts = [t.strip() for t in self.tokenizer.batch_decode(self.ids, skip_special_tokens=True)]
+        self.on_partial(self.done[: self.first] + texts + [""] * (self.total - self.first - len(texts)))
+
+
+_KEEPS_LOGITS: dict[type, bool] = {}
+
+
+def _keeps_logits(model) -> bool:
+    """Whether the model's forward takes logits_to_keep (transformers' causal LMs do)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kind = type(base)
+    if kind not in _KEEPS_LOGITS:
+        _KEEPS_LOGITS[kind] = "logits_to_keep" in inspect.signature(kind.forward).parameters
+    return _KEEPS_LOGITS[kind]
 
 
 def collate(features: Sequence[dict], pad_token_id: int, padding_side: str = "right") -> dict:
@@ -277,6 +399,7 @@ def token_loss(logits, labels, causal: bool):
     import torch.nn.functional as F
 
     logits = logits[:, -labels.shape[1] :]  # prompt-learning methods put their virtual tokens first
+    labels = labels[:, -logits.shape[1] :]  # logits kept for the last positions only (logits_to_keep)
     if causal:  # a causal model predicts each token from the ones before it
         logits, labels = logits[:, :-1], labels[:, 1:]
     total = F.cross_entropy(

@@ -73,10 +73,16 @@ class Sft(GenerationTask):
     def options(self, spec) -> dict:
         return {"template": spec.template}
 
+    def card_example(self, tokenizer, options: dict) -> str:
+        # a question in the template's markers, exactly as training laid out every prompt
+        return render(SftExample(0, prompt="What is 2 + 3?", response=""), tokenizer, options.get("template") or AUTO)[
+            0
+        ]
+
     def card_lines(self, options: dict) -> list[str]:
         return (
             [
-                f"- Prompt template: `{options['template']}` (auto: the tokenizer's chat template, else alpaca; see "
+                f"- Prompt template: `{options['template']}` (auto: the tokenizer's chat template, else the one its vocabulary is made for, else alpaca; see "
                 "peftcore/sft.py)"
             ]
             if options.get("template")

@@ -113,7 +113,7 @@ class TextClassification(Task):
     def load_model(self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None):
         return load_model(folder, labels, tokenizer.pad_token_id, pooling=(options or {}).get("pooling", MODEL))
 
-    def card_use_lines(self, max_length: int) -> list[str]:
+    def card_use_lines(self, max_length: int, example_prompt: str | None = None) -> list[str]:
         return [
             'texts = ["an example text to classify"]',
             f'inputs = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors="pt")',

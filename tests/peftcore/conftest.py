@@ -4,10 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import make_sentiment_file, make_tiny_bert, make_tiny_gpt2, make_tiny_llama, make_tiny_t5
+from tests.tiny_models import (
+    make_sentiment_file,
+    make_tiny_bert,
+    make_tiny_gemma3,
+    make_tiny_gpt2,
+    make_tiny_llama,
+    make_tiny_t5,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -15,12 +21,12 @@ def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
-SHAPES = {"gpt2": make_tiny_gpt2, "llama": make_tiny_llama, "t5": make_tiny_t5}
+SHAPES = {"gpt2": make_tiny_gpt2, "llama": make_tiny_llama, "gemma3": make_tiny_gemma3, "t5": make_tiny_t5}
 
 
 @pytest.fixture(scope="session")
 def tiny_shape(tmp_path_factory):
-    """tiny_shape("gpt2" | "llama" | "t5") -> the folder of that tiny random model (built once per session)."""
+    """tiny_shape("gpt2" | "llama" | "gemma3" | "t5") -> the folder of that tiny random model (built once per session)."""
     folders: dict[str, Path] = {}
 
     def get(shape: str) -> Path:
@@ -34,13 +40,6 @@ def tiny_shape(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sentiment_tsv(tmp_path_factory) -> Path:
     return make_sentiment_file(tmp_path_factory.mktemp("data") / "train.tsv", rows=64)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "sst2" / "dev.tsv").is_file():
-        pytest.fail(f"the shared test data is missing: expected {SHARED_DATA}/sst2/dev.tsv beside the checkout")
-    return SHARED_DATA
 
 
 def make_spec(model: Path, train_file: Path, out: Path, *, method: str = "lora", **overrides) -> dict:

@@ -1,7 +1,9 @@
-"""The method matrix beyond BERT: every registered method on a tiny GPT-2, Llama and T5 (classification heads on
+"""The method matrix beyond BERT: every registered method on a tiny GPT-2, Llama, Gemma 3 and T5 (classification heads on
 decoder-only and encoder-decoder shapes). Where a method supports the shape, a few steps reduce the loss,
 exactly its parameters train (as many as the meta-device count) and save then reload gives identical logits;
 where it does not, the job is refused with the method's reason before anything trains."""
+
+import json
 
 import pytest
 import torch
@@ -35,7 +37,7 @@ def test_every_method_trains_saves_and_reloads_or_is_refused_on_every_shape(
     tiny_shape, sentiment_tsv, tmp_path, shape, name
 ):
     folder, method = tiny_shape(shape), get_method(name)
-    reason = method.supports(shape, TASK)
+    reason = method.supports(json.loads((folder / "config.json").read_text())["model_type"], TASK)
     spec = make_spec(
         folder,
         sentiment_tsv,

@@ -131,8 +131,11 @@ def test_training_params_match_the_interface():
         "max_rows",
         "seed",
         "warmup_ratio",
+        "answer_logits_only",
+        "gradient_checkpointing",
         "weight_decay",
     ]
+    assert by_name["answer_logits_only"].default is True and by_name["gradient_checkpointing"].default is False
     assert (by_name["epochs"].default, by_name["epochs"].min, by_name["epochs"].max) == (None, 1, 100)
     # left empty, these are chosen from the data (peftcore/defaults.py), with the reason
     for name in ("epochs", "learning_rate", "head_learning_rate", "batch_size", "max_length", "eval_fraction"):

@@ -199,7 +199,7 @@ def test_the_playground_api_returns_the_adapters_generations(
     body = alice_api.get(f"/api/v1/jobs/{sft_job.pk}/playground/{run_id}").json()
     expected = predict(load_predictor(llama_dir, folder), texts, max_length=MAX_LENGTH, max_new_tokens=64)
     assert body["status"] == "done" and body["texts"] == texts and body["predictions"] is None
-    assert body["generations"] == expected
+    assert body["generations"] == [{**g, "base_generation": None} for g in expected]  # not asked for
     assert [g["generation"] for g in body["generations"][:2]] == ["positive", "negative"]
 
 
@@ -223,6 +223,35 @@ def test_the_playground_page_shows_each_prompt_with_its_generation(
     assert "the film was &lt;i&gt;dull&lt;/i&gt;" in generated and "<i>dull</i>" not in generated
     expected = predict(load_predictor(llama_dir, trained[0]), run.texts, max_length=MAX_LENGTH, max_new_tokens=64)
     assert [g for _, g in run.pairs] == expected
+
+
+def test_generation_settings_are_checked_and_the_base_column_shown(
+    alice_api, alice_client, sft_job, django_capture_on_commit_callbacks
+):
+    url = f"/api/v1/jobs/{sft_job.pk}/playground"
+    for bad in ({"temperature": 5}, {"top_p": 0}, {"max_new_tokens": 100000}, {"temperature": "nan"}):
+        refused = alice_api.post(url, {"texts": ["hi"], **bad}, content_type="application/json")
+        assert refused.status_code == 400 and set(refused.json()["errors"]) == set(bad), bad
+    assert not PlaygroundRun.objects.exists()
+    with django_capture_on_commit_callbacks(execute=False):
+        page = alice_client.post(
+            f"/jobs/{sft_job.pk}/playground/",
+            {
+                "texts": "the film was lovely and superb",
+                "temperature": "0",
+                "max_new_tokens": "4",
+                "compare_base": "on",
+            },
+        )
+    assert page.status_code == 200
+    run = PlaygroundRun.objects.get()
+    assert run.options == {"temperature": 0.0, "max_new_tokens": 4, "compare_base": True}
+    playground.predict(run.pk)
+    html = alice_client.get(f"/jobs/{sft_job.pk}/playground/{run.pk}/").content.decode()
+    # a fully fine-tuned model has no adapter to switch off: the base column says so
+    assert "The base model's response" in html and "(not available for this method: it has no adapter" in html
+    bad_page = alice_client.post(f"/jobs/{sft_job.pk}/playground/", {"texts": "hi", "top_p": "2"})
+    assert bad_page.status_code == 400 and "top p must be from" in bad_page.content.decode()
 
 
 GEN_A = {"eval_loss": 0.40, "perplexity": 1.49, "rouge_l": 0.62, "bleu": 41.0, "exact_match": 0.50}

@@ -13,7 +13,7 @@ from jobs.models import Job, TokenStats
 from jobs.profiles import count_tokens as worker_count
 from jobs.services import base_model_register
 from jobs.workspace import build_spec
-from tests.peftcore.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA
 from tests.tiny_models import make_tiny_llama, make_tiny_t5
 from tests.webapp.test_api import upload
 
@@ -240,6 +240,21 @@ def test_the_job_form_relabels_columns_per_task_and_offers_nested_paths(alice, s
     assert "Label column" in plain and 'name="template"' not in plain and "instances[0].output" not in plain
     seq2seq = client.get("/jobs/new/", {"dataset": seed_tasks["id"], "task": "seq2seq"}).content.decode()
     assert "Target column" in seq2seq and "Input column" in seq2seq
+
+
+def test_an_identifier_column_is_never_guessed_and_one_carried_over_is_guessed_again(alice, seed_tasks, tiny_llama):
+    client = Client()
+    client.force_login(alice)
+    # classification first: no column is named like a text or a label, so the guess reads the values
+    plain = client.get("/jobs/new/", {"dataset": seed_tasks["id"]}).content.decode()
+    assert '<option value="id" selected>' not in plain
+    assert '<option value="instruction" selected>' in plain  # the longest plain texts (not the JSON instances)
+    assert '<option value="is_classification" selected>' in plain  # values that repeat
+    # switching to SFT with the columns a user left on "id" (the htmx re-render carries them over)
+    carried = {"dataset": seed_tasks["id"], "task": "sft", "text_column": "id", "label_column": "id"}
+    sft = client.get("/jobs/new/", carried).content.decode()
+    assert '<option value="id" selected>' not in sft
+    assert '<option value="instruction" selected>' in sft and '<option value="instances[0].output" selected>' in sft
 
 
 def test_the_form_fragment_shows_the_sft_preflight(alice, seed_tasks, tiny_llama):

@@ -123,7 +123,9 @@ def job_compare(request, ids: str):
 def dataset_leaderboard(
     request,
     dataset_id: int,
-    metric: Literal["accuracy", "macro_f1", "eval_loss", "rouge_l", "bleu", "exact_match", "perplexity"] = "accuracy",
+    metric: Literal[
+        "accuracy", "macro_f1", "eval_loss", "rouge_l", "bleu", "exact_match", "answer_match", "perplexity"
+    ] = "accuracy",
 ):
     """The team's best succeeded jobs trained on this dataset, best first by `metric`."""
     dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)

@@ -21,6 +21,10 @@ class PlaygroundIn(Schema):
         description="texts for the job's adapter (at most 32): texts to classify, or the "
         "prompts (SFT) or inputs (seq2seq) a generation adapter answers"
     )
+    temperature: float | None = Field(None, description="generation: 0 (default) is greedy; up to 2 samples")
+    top_p: float | None = Field(None, description="generation, when sampling: nucleus share, 0.01 to 1")
+    max_new_tokens: int | None = Field(None, description="generation: at most this many tokens (1 to 256; 64)")
+    compare_base: bool = Field(False, description="generation: also write the base model's answers")
 
 
 class Prediction(Schema):
@@ -30,6 +34,12 @@ class Prediction(Schema):
 
 class Generation(Schema):
     generation: str
+    base_generation: str | None = None
+
+
+class Partial(Schema):
+    generations: list[str] | None = None
+    base_generations: list[str] | None = None
 
 
 class PlaygroundOut(Schema):
@@ -39,6 +49,7 @@ class PlaygroundOut(Schema):
     predictions: list[Prediction] | None = Field(None, description="a text classification job's labels")
     generations: list[Generation] | None = Field(None, description="an SFT or seq2seq job's generated texts")
     error: str | None = None
+    partial: Partial | None = Field(None, description="generation: the text written so far, while pending")
 
 
 def _playground_out(run) -> dict:
@@ -51,6 +62,7 @@ def _playground_out(run) -> dict:
         "predictions": (result or {}).get("predictions"),
         "generations": (result or {}).get("generations"),
         "error": (result or {}).get("error"),
+        "partial": run.partial if result is None else None,
     }
 
 
@@ -62,7 +74,8 @@ def playground_create(request, job_id: int, body: PlaygroundIn):
     job = selectors.job_get(actor=request.actor, job_id=job_id)
     require(request.actor, job.team_id, Role.MEMBER)
     try:
-        run = services.playground_run_create(job=job, user=request.user, texts=body.texts)
+        options = body.dict(include={"temperature", "top_p", "max_new_tokens", "compare_base"})
+        run = services.playground_run_create(job=job, user=request.user, texts=body.texts, options=options)
     except ValidationFailed as exc:
         return 400, {"detail": exc.message, "errors": exc.errors}
     return 202, _playground_out(run)

@@ -65,6 +65,8 @@ class ModelOut(Schema):
     source: str
     revision: str
     description: str
+    state: str = Field(description="ready; preparing (a bundled model being converted once); failed")
+    state_detail: str = Field(description="why preparing failed")
 
 
 class JobIn(Schema):
@@ -84,7 +86,8 @@ class JobIn(Schema):
         "", description="sft: a column of chat messages [{role, content}], instead of text_column and label_column"
     )
     template: str = Field(
-        "", description="sft: auto (the tokenizer's chat template, else alpaca), alpaca, chatml or plain"
+        "",
+        description="sft: auto (the tokenizer's chat template, else the one its vocabulary is made for, else alpaca), alpaca, chatml, gemma or plain",
     )
     name: str = ""
     params: dict[str, Any] = Field(
