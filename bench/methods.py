@@ -1,13 +1,15 @@
 """Every registered PEFT method on the bundled MiniLM with SST-2: trainable parameters, adapter size, peak memory,
 speed and dev accuracy, one method after another, each at its defaults with seed 42.
 
-    .venv/bin/python bench/methods.py [--rows 2000] [--epochs N] [--methods a,b,c] [--json out.json] [--record]
+    .venv/bin/python bench/methods.py [--rows 2000] [--epochs N] [--methods a,b,c] [--seed 42]
+        [--dataset sst2|gsm8k-steps] [--json out.json] [--record]
 
 --rows: training rows (a seeded shuffle of ../shared/data/sst2/train.tsv cut to this many; default 2000);
 --epochs: passed to every method (default: not passed, so the training default, 3); --methods: comma-separated
 names (default: every registered method); --json: also write the results there; --record: keep the accuracies in
 peftcore/benchmark_table.json, from which the studio recommends a method per task and dataset size
-(peftcore/recommend.py).
+(peftcore/recommend.py), one run per (size, dataset, seed); --seed and --dataset (gsm8k-steps: three labels made
+from ../shared/data/gsm8k, scored on its 1,319 test rows) give that table the breadth a recommendation needs.
 
 Each method trains in its own child process, exactly as a user would run it:
 
@@ -48,10 +50,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_data import gsm8k_steps
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "sst2"
 MODEL = "bundled/all-MiniLM-L6-v2"
 SEED = 42
+DATASETS = {"sst2": "SST-2", "gsm8k-steps": "GSM8K steps (3 labels)"}
 REFERENCE = "lora"  # speeds are given relative to this method
 TABLE = REPO / "peftcore" / "benchmark_table.json"  # what the studio's recommended method is read from
 
@@ -77,7 +82,7 @@ def max_rss_mib(rusage) -> float:
     return rusage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
-def run_method(name: str, rows: int, epochs: int | None, work: Path) -> dict:
+def run_method(name: str, rows: int, epochs: int | None, work: Path, seed: int, files: tuple[Path, Path]) -> dict:
     """Train one method in a child process; what it reported, its peak memory and its timings."""
     out = work / name
     command = [
@@ -86,9 +91,9 @@ def run_method(name: str, rows: int, epochs: int | None, work: Path) -> dict:
         "peftcore",
         "train",
         "--data",
-        str(DATA / "train.tsv"),
+        str(files[0]),
         "--eval-data",
-        str(DATA / "dev.tsv"),
+        str(files[1]),
         "--text-column",
         "sentence",
         "--label-column",
@@ -98,7 +103,7 @@ def run_method(name: str, rows: int, epochs: int | None, work: Path) -> dict:
         "--param",
         f"max_rows={rows}",
         "--param",
-        f"seed={SEED}",
+        f"seed={seed}",
         "--out",
         str(out),
     ]
@@ -234,6 +239,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="training rows (default 2000)")
     parser.add_argument("--epochs", type=int, help="epochs for every method (default: the training default)")
     parser.add_argument("--methods", help="comma-separated method names (default: every registered method)")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the row cut and training (default {SEED})")
+    parser.add_argument(
+        "--dataset",
+        choices=("sst2", "gsm8k-steps"),
+        default="sst2",
+        help="gsm8k-steps: three labels made from ../shared/data/gsm8k (bench/bench_data.py)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument(
         "--record",
@@ -250,8 +262,9 @@ def main() -> None:
         parser.error(f"unknown method(s) {', '.join(unknown)}; registered: {', '.join(known)}")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-methods-") as tmp:
+        files = (DATA / "train.tsv", DATA / "dev.tsv") if args.dataset == "sst2" else gsm8k_steps(Path(tmp))
         for i, name in enumerate(names, 1):
-            result = run_method(name, args.rows, args.epochs, Path(tmp))
+            result = run_method(name, args.rows, args.epochs, Path(tmp), args.seed, files)
             result["family"] = known[name]["family"]
             result["counted_trainable"] = (known[name].get("count") or {}).get("trainable")
             results.append(result)
@@ -294,11 +307,10 @@ def main() -> None:
             "date": today,
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "model": MODEL,
-            "train_file": str(DATA / "train.tsv"),
-            "eval_file": str(DATA / "dev.tsv"),
+            "dataset": args.dataset,
             "rows": args.rows,
             "epochs": args.epochs,
-            "seed": SEED,
+            "seed": args.seed,
             "full_trainable": full_trainable,
             "full_trainable_from": source,
             "speed_reference": REFERENCE,
@@ -308,18 +320,18 @@ def main() -> None:
         }
         args.json.write_text(json.dumps(summary, indent=1))
     if args.record:
-        record(args.rows, args.epochs, today, results)
+        record(args.rows, args.epochs, today, results, args.dataset, args.seed)
 
 
-def record(rows: int, epochs: int | None, today: str, results: list[dict]) -> None:
+def record(rows: int, epochs: int | None, today: str, results: list[dict], dataset: str, seed: int) -> None:
     """Keep this run in the recommendation table, one run per training size; a method that failed is kept
     with its error kind so the table says why it is missing from the choice."""
     table = json.loads(TABLE.read_text()) if TABLE.exists() else {"runs": []}
     run = {
         "task": "text-classification",
-        "benchmark": f"SST-2 on {MODEL.split('/')[-1]}, seed {SEED}",
-        "dataset": "sst2",
-        "seed": SEED,
+        "benchmark": f"{DATASETS[dataset]} on {MODEL.split('/')[-1]}, seed {seed}",
+        "dataset": dataset,
+        "seed": seed,
         "rows": rows,
         "epochs": next((r["epochs"] for r in results if r["ok"]), epochs),
         "date": today,

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_data import gsm8k_steps
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "sst2"
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -42,24 +44,6 @@ def wilson(share: float, rows: int) -> tuple[float, float]:
     centre = (share + z * z / (2 * rows)) / (1 + z * z / rows)
     half = z * math.sqrt(share * (1 - share) / rows + z * z / (4 * rows * rows)) / (1 + z * z / rows)
     return centre - half, centre + half
-
-
-def gsm8k_steps(folder: Path) -> tuple[Path, Path]:
-    """(train.csv, test.csv): question -> the number of steps of its solution, bucketed 2 / 3 / 4+."""
-    import csv
-
-    def convert(source: Path, target: Path) -> Path:
-        with open(source, encoding="utf-8") as fh, open(target, "w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(["sentence", "label"])
-            for line in fh:
-                row = json.loads(line)
-                steps = sum(1 for part in row["answer"].split("\n") if part.strip() and not part.startswith("####"))
-                writer.writerow([row["question"], str(steps) if steps < 4 else "4+"])
-        return target
-
-    gsm = REPO.parent / "shared" / "data" / "gsm8k"
-    return convert(gsm / "train.jsonl", folder / "train.csv"), convert(gsm / "test.jsonl", folder / "test.csv")
 
 
 def recommended(rows: int) -> str:

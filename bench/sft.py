@@ -3,12 +3,13 @@ rows, model, settings and seed, in one run. Prints and (--docs) writes to docs/b
 
 - training tokens/s of the studio job over the plain script's (which, as a user's script does, hands the model
   its labels and so gets full-vocabulary logits and a loss at every position), with the studio's defaults and with
-  every saving switched off (answer_logits_only=false);
+  every saving switched off (answer_logits_only=false, group_by_length=false);
 - what the studio's run learned on held-out GSM8K rows: eval loss, ROUGE-L, the final answer stated in GSM8K's
   "#### N" form and right, before and after training (from the job's report);
 - each run's peak memory (resident set on a CPU) and wall time.
 
     .venv/bin/python bench/sft.py [--rows 64] [--eval-rows 8] [--max-length 192] [--batch-size 4] [--docs]
+    .venv/bin/python bench/sft.py --quality --rows 400 --eval-rows 40 --max-length 320 --docs   # what it learns
 
 The model is converted once (peftcore/gemma_bundle.py) into --model-root (default: the tests' cache). A CPU-sized
 run; on a GPU raise --rows (the issue's 400) and it runs the same way.
@@ -31,8 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 DOCS = REPO / "docs" / "benchmarks.md"
 MARKERS = ("<!-- sft:start -->", "<!-- sft:end -->")
+QUALITY_MARKERS = ("<!-- sft-quality:start -->", "<!-- sft-quality:end -->")
 DEFAULT_ROOT = Path.home() / ".cache" / "peft-studio-tests" / "models"
 LR, R, ALPHA, DROPOUT, SEED = 2e-4, 8, 16, 0.1, 42
+NO_SAVINGS = ("answer_logits_only=false", "group_by_length=false")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # the studio's "both"
 
 
@@ -134,6 +137,14 @@ def plain_script(args) -> None:
     )
 
 
+QUALITY = (
+    ("eval_loss", "eval loss", "{:.3f}"),
+    ("rouge_l", "ROUGE-L", "{:.1%}"),
+    ("answer_format", 'final answer stated as "#### N"', "{:.1%}"),
+    ("answer_match", "final answer right", "{:.1%}"),
+)
+
+
 def table(results: dict, args) -> str:
     plain_speed = results["plain"]["tokens_per_second"]
     rows = [
@@ -141,8 +152,8 @@ def table(results: dict, args) -> str:
         "|---|---|---|---|---|",
     ]
     names = {
-        "studio": "studio, defaults (output layer from the first answer token)",
-        "studio_no_savings": "studio, every saving off (`answer_logits_only=false`)",
+        "studio": "studio, defaults (output layer on answer positions only, batches of similar length)",
+        "studio_no_savings": "studio, every saving off (`answer_logits_only=false group_by_length=false`)",
         "plain": "plain transformers + peft script (the model's own loss: logits at every position)",
     }
     for key, label in names.items():
@@ -153,15 +164,32 @@ def table(results: dict, args) -> str:
         )
     before, after = results["studio"]["before"], results["studio"]["after"]
     quality = ["", "| held-out GSM8K rows | before training | after |", "|---|---|---|"]
-    for key, label, fmt in (
-        ("eval_loss", "eval loss", "{:.3f}"),
-        ("rouge_l", "ROUGE-L", "{:.1%}"),
-        ("answer_format", 'final answer stated as "#### N"', "{:.1%}"),
-        ("answer_match", "final answer right", "{:.1%}"),
-    ):
+    for key, label, fmt in QUALITY:
         if key in after:
             quality.append(f"| {label} | {fmt.format(before.get(key, float('nan')))} | {fmt.format(after[key])} |")
     return "\n".join(rows + quality)
+
+
+def quality_table(run: dict, args) -> str:
+    before, after = run["before"], run["after"]
+    lines = ["| held-out GSM8K rows | base model | after SFT |", "|---|---|---|"]
+    for key, label, fmt in QUALITY:
+        if key in after:
+            lines.append(f"| {label} | {fmt.format(before.get(key, float('nan')))} | {fmt.format(after[key])} |")
+    lines += [
+        "",
+        f"Training {run['train_tokens']:,} tokens at {run['tokens_per_second']:.0f} tokens/s; the whole job (model "
+        f"load, both evaluations with generation, training) {run['wall_seconds'] / 60:.1f} min; peak memory "
+        f"{run['peak_memory_bytes'] / 2**30:.2f} GiB.",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(markers: tuple[str, str], stamp: str, text: str) -> None:
+    body = f"{markers[0]}\n{stamp}\n\n{text}\n{markers[1]}"
+    current = DOCS.read_text()
+    pattern = re.escape(markers[0]) + ".*?" + re.escape(markers[1])
+    DOCS.write_text(re.sub(pattern, lambda _: body, current, flags=re.S))
 
 
 def main() -> None:
@@ -175,6 +203,7 @@ def main() -> None:
     parser.add_argument("--model-root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--docs", action="store_true")
+    parser.add_argument("--quality", action="store_true", help="only the studio job: what it learns (own table)")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: run the plain script on this file
     args = parser.parse_args()
     if args.plain:
@@ -188,27 +217,35 @@ def main() -> None:
         tmp = Path(tmp)
         train = write_rows(tmp / "train.jsonl", GSM8K / "train.jsonl", args.rows)
         evaluation = write_rows(tmp / "eval.jsonl", GSM8K / "test.jsonl", args.eval_rows)
+        if args.quality:
+            run = studio(args, args.model_root, train, evaluation, tmp / "a")
+            text = quality_table(run, args)
+            print(text)
+            if args.json:
+                args.json.write_text(json.dumps(run, indent=2) + "\n")
+            if args.docs:
+                write_docs(QUALITY_MARKERS, _stamp(args, began), text)
+            return
         results = {"plain": plain(args, args.model_root, train)}
         print(json.dumps(results["plain"]), file=sys.stderr, flush=True)
         results["studio"] = studio(args, args.model_root, train, evaluation, tmp / "a")
         print(json.dumps(results["studio"]), file=sys.stderr, flush=True)
-        results["studio_no_savings"] = studio(
-            args, args.model_root, train, evaluation, tmp / "b", "answer_logits_only=false"
-        )
+        results["studio_no_savings"] = studio(args, args.model_root, train, evaluation, tmp / "b", *NO_SAVINGS)
     text = table(results, args)
     print(text)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.docs:
-        stamp = (
-            f"Run {datetime.date.today()} ({(time.monotonic() - began) / 60:.0f} min wall): `--rows {args.rows} "
-            f"--eval-rows {args.eval_rows} --epochs {args.epochs} --batch-size {args.batch_size} --max-length "
-            f"{args.max_length}`, LoRA r {R} on all linear layers, lr {LR}, seed {SEED}, CPU:"
-        )
-        body = f"{MARKERS[0]}\n{stamp}\n\n{text}\n{MARKERS[1]}"
-        current = DOCS.read_text()
-        pattern = re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1])
-        DOCS.write_text(re.sub(pattern, lambda _: body, current, flags=re.S))
+        write_docs(MARKERS, _stamp(args, began), text)
+
+
+def _stamp(args, began: float) -> str:
+    return (
+        f"Run {datetime.date.today()} ({(time.monotonic() - began) / 60:.0f} min wall): `--rows {args.rows} "
+        f"--eval-rows {args.eval_rows} --epochs {args.epochs} --batch-size {args.batch_size} --max-length "
+        f"{args.max_length}{' --quality' if args.quality else ''}`, LoRA r {R} on all linear layers, lr {LR}, "
+        f"seed {SEED}, CPU:"
+    )
 
 
 if __name__ == "__main__":

@@ -153,6 +153,8 @@ def train_loop(run: Run) -> dict | None:
         if p.order is None or p.current_epoch != epoch:  # a new epoch (not one a checkpoint left half done)
             p.current_epoch, p.position, p.epoch_losses = epoch, 0, []
             p.order = torch.randperm(len(run.train_features), generator=run.generator).tolist()
+            if run.runner.length_grouped:
+                p.order = length_grouped(p.order, run.train_features, batch_size, run.generator)
         while p.position < run.steps_per_epoch:
             first = p.position * batch_size
             loss, learning_rate = _optimizer_step(run, p.order[first : first + batch_size])
@@ -234,6 +236,20 @@ def _finish_with_best(run: Run, *, final_done: bool) -> None:
         evaluating = time.monotonic()
         run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=True)
         p.eval_seconds += time.monotonic() - evaluating
+
+
+def length_grouped(order: list[int], features: list, batch_size: int, generator, span: int = 50) -> list[int]:
+    """The shuffled order regrouped so each batch holds rows of similar length (less padding): within windows of
+    `span` batches the rows are sorted by length and cut into batches, then the full batches are shuffled (the
+    generator's next draw) and a short last batch stays last. transformers' group_by_length does the same."""
+    window = batch_size * span
+    batches = []
+    for first in range(0, len(order), window):
+        rows = sorted(order[first : first + window], key=lambda i: -len(features[i]["input_ids"]))
+        batches += [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    last = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()] + last
+    return [row for batch in shuffled for row in batch]
 
 
 def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:

@@ -282,6 +282,7 @@ def _runner(job: TrainSpec, task: Task, tokenizer, labels, device, limit, max_le
         position_limit=limit,
     )
     runner.answer_logits_only = job.params.get("answer_logits_only", True)
+    runner.length_grouped = runner.length_grouped and job.params.get("group_by_length", True)
     return runner
 
 
@@ -291,7 +292,11 @@ def _checkpoint_activations(model) -> None:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not getattr(base, "supports_gradient_checkpointing", False):
         raise TrainingError(BAD_PARAMS, f"{type(base).__name__} does not support gradient checkpointing; turn it off")
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2x; the older name goes in v6
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     base.config.use_cache = False
 
 

@@ -123,6 +123,14 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "with a large vocabulary; off computes it at every position, as a plain training script does.",
     ),
     Param(
+        "group_by_length",
+        "bool",
+        True,
+        label="Batch texts of similar length",
+        help="Generation tasks: put texts of similar length in the same batch (the batches still come in random "
+        "order), so less of each batch is padding: faster when lengths vary. Off draws every batch at random.",
+    ),
+    Param(
         "gradient_checkpointing",
         "bool",
         False,

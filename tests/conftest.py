@@ -58,9 +58,6 @@ def bob_api(bob):
     return api_client(bob)
 
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "sst2" / "dev.tsv").is_file():
@@ -97,6 +94,32 @@ def tiny_model(db):
     from jobs.services import base_model_register
 
     return base_model_register(name="tiny random BERT", source="local:tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma_sft(tmp_path_factory) -> tuple[Path, Path]:
+    """(review/answer pairs, a LoRA SFT adapter trained on them) for a tiny Gemma 3 written under MODEL_ROOT."""
+    from tests.tiny_models import make_review_answer_file, make_tiny_gemma3, train_tiny_lora_sft
+
+    folder = make_tiny_gemma3(settings.MODEL_ROOT / "tiny-gemma3")
+    pairs = make_review_answer_file(tmp_path_factory.mktemp("data") / "pairs.jsonl")
+    return pairs, train_tiny_lora_sft(folder, pairs, tmp_path_factory.mktemp("out"), epochs=1, batch_size=16)
+
+
+@pytest.fixture
+def sft_job(alice, tiny_gemma_sft):
+    """alice's succeeded LoRA SFT job on the tiny Gemma 3, its adapter stored."""
+    from jobs.models import Job
+    from jobs.services import base_model_register
+    from tests.factories import dataset_from, job_row
+    from tests.tiny_models import store_adapter
+
+    pairs, adapter = tiny_gemma_sft
+    model = base_model_register(name="tiny Gemma 3", source="local:tiny-gemma3")
+    dataset = dataset_from(alice, pairs, name="pairs")
+    job = job_row(dataset, model, status=Job.Status.SUCCEEDED, task="sft", text_column="review", label_column="answer")
+    store_adapter(job, adapter)
+    return job
 
 
 @pytest.fixture

@@ -174,6 +174,7 @@ class Runner:
         self.max_length, self.batch_size, self.position_limit = max_length, batch_size, position_limit
         self.device = device if device is not None else _cpu()
         self.answer_logits_only = True  # generation tasks: the output layer from the first answer token on
+        self.length_grouped = False  # batches of similar lengths (loop.py); generation runners turn it on
 
     def encode(self, rows: Sequence) -> list[dict]:
         raise NotImplementedError

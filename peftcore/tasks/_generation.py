@@ -42,6 +42,10 @@ MAX_LOSS_FOR_PERPLEXITY = 50.0  # exp(50) is already meaningless; beyond it the 
 class GenerationRunner(Runner):
     causal = False
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.length_grouped = True  # answers vary in length far more than a classifier's texts
+
     def encode(self, rows: Sequence[SftExample]) -> list[dict]:
         return [self.encode_one(e) for e in rows]
 
@@ -78,7 +82,52 @@ class GenerationRunner(Runner):
         return int((labels[:, 1:] if self.causal else labels).ne(IGNORE_INDEX).sum())
 
     def summed_loss(self, model, batch: dict):
-        return token_loss(self.logits(model, batch), batch["labels"], self.causal)[0]
+        return self._loss(model, batch)[0]
+
+    def _loss(self, model, batch: dict):
+        """(summed cross-entropy, tokens) over the answer positions. With answer_logits_only a causal model's
+        output layer sees only the positions that predict an answer token, row by row (not the prompts, not the
+        padding)."""
+        keep = self.logits_to_keep(model, batch["labels"])
+        if keep is None:
+            return token_loss(self.logits(model, batch), batch["labels"], self.causal)
+        logits, targets = self._answer_logits(model, batch, keep)
+        if targets is None:  # the output layer could not be narrowed: score the last `keep` positions' logits
+            return token_loss(logits, batch["labels"], self.causal)
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits.float(), targets, reduction="sum"), int(targets.numel())
+
+    def _answer_logits(self, model, batch: dict, keep: int):
+        """(logits, targets) for just the positions whose next token is an answer token. The output layer's
+        input is narrowed to those rows of the hidden states by a pre-hook, so the model's own forward (final
+        norm, logit soft-capping) runs unchanged. (logits of the last `keep` positions, None) when the hook could
+        not apply (no output layer found, or it saw a shape other than the batch's)."""
+        import torch
+
+        labels = batch["labels"]
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        head = base.get_output_embeddings()
+        # Of the last `keep` positions, each predicts the token after it; the last one predicts nothing.
+        following = torch.cat([labels[:, labels.shape[1] - keep + 1 :], torch.full_like(labels[:, :1], -100)], 1)
+        wanted = following.ne(IGNORE_INDEX)
+        narrowed = []
+
+        def narrow(_module, args):
+            hidden = args[0]
+            if narrowed or hidden.dim() != 3 or tuple(hidden.shape[:2]) != tuple(wanted.shape):
+                return None
+            narrowed.append(True)
+            return (hidden[wanted], *args[1:])
+
+        handle = head.register_forward_pre_hook(narrow) if head is not None else None
+        try:
+            inputs = {key: value for key, value in batch.items() if key != "labels"}
+            logits = model(**inputs, logits_to_keep=keep).logits
+        finally:
+            if handle is not None:
+                handle.remove()
+        return (logits, following[wanted]) if narrowed else (logits, None)
 
     def logits(self, model, batch: dict):
         """The model's logits for a batch. A causal model is not given the labels: token_loss scores them, and
@@ -111,7 +160,7 @@ class GenerationRunner(Runner):
             for first in range(0, len(features), self.batch_size):
                 batch = self.collate(features[first : first + self.batch_size])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                loss, count = token_loss(self.logits(model, batch), batch["labels"], self.causal)
+                loss, count = self._loss(model, batch)
                 total, tokens = total + float(loss), tokens + count
         model.train(was_training)
         return total / tokens if tokens else float("nan")

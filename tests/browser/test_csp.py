@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from jobs.models import EvalReport, Job, MetricPoint
 from teams.models import Membership
-from tests.browser.test_ui import login, page  # noqa: F401  (the browser fixture)
+from tests.browser.pages import login
 from tests.factories import job_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -42,7 +42,7 @@ def _finished(alice, dataset, tiny_model) -> Job:
     return job
 
 
-def test_every_page_keeps_to_the_content_security_policy(page, alice, dataset, tiny_model, live_server):  # noqa: F811
+def test_every_page_keeps_to_the_content_security_policy(page, alice, dataset, tiny_model, live_server):
     Membership.objects.filter(user=alice).update(role=Membership.Role.ADMIN)
     job = _finished(alice, dataset, tiny_model)
     page.context.add_init_script(WATCH)

@@ -3,12 +3,12 @@
 import pytest
 
 from teams.models import Membership, Team
-from tests.browser.test_ui import login, page  # noqa: F401  (the page fixture)
+from tests.browser.pages import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_admin_invites_a_newcomer_who_signs_up_then_switches_teams(page, make_member, bob):  # noqa: F811
+def test_an_admin_invites_a_newcomer_who_signs_up_then_switches_teams(page, make_member, bob):
     make_member("ada", "Team A", role=Membership.Role.ADMIN)
     login(page, "ada")
     page.click("header a[href='/team/']")

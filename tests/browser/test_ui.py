@@ -1,7 +1,6 @@
 """The browser path in real headless Chromium (Debian's package) driven by Playwright."""
 
 import os
-import shutil
 
 import pytest
 from playwright.sync_api import expect
@@ -9,46 +8,9 @@ from playwright.sync_api import expect
 from peftcore.counting import count_trainable
 from peftcore.methods import get_method
 from peftcore.recommend import recommend
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls below are plain synchronous test code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+from tests.browser.pages import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture
-def page(live_server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is missing: install Debian's 'chromium' package (.ci/run does)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
-        context = browser.new_context(base_url=live_server.url, accept_downloads=True)
-        yield context.new_page()
-        context.close()
-        browser.close()
-
-
-def login(page, username):
-    page.goto("/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-" + username)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/jobs/")
 
 
 def test_upload_train_and_download_in_the_browser(

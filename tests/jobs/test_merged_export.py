@@ -5,32 +5,10 @@ model, its card and an Ollama Modelfile. Another team gets 404; a method that ca
 import io
 import zipfile
 
-import pytest
-from django.conf import settings
 from django.test import Client
 
 from jobs.merged_exports import export_merged
 from jobs.models import Artifact, Job, MergedExport
-from jobs.services import base_model_register
-from tests.factories import dataset_from, job_row
-from tests.tiny_models import make_review_answer_file, make_tiny_gemma3, store_adapter, train_tiny_lora_sft
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = make_tiny_gemma3(settings.MODEL_ROOT / "tiny-gemma3")
-    pairs = make_review_answer_file(tmp_path_factory.mktemp("data") / "pairs.jsonl")
-    return pairs, train_tiny_lora_sft(folder, pairs, tmp_path_factory.mktemp("out"), epochs=1, batch_size=16)
-
-
-@pytest.fixture
-def sft_job(alice, trained):
-    pairs, adapter = trained
-    model = base_model_register(name="tiny Gemma 3", source="local:tiny-gemma3")
-    dataset = dataset_from(alice, pairs, name="pairs")
-    job = job_row(dataset, model, status=Job.Status.SUCCEEDED, task="sft", text_column="review", label_column="answer")
-    store_adapter(job, adapter)
-    return job
 
 
 def test_a_merged_export_is_built_once_and_downloaded(

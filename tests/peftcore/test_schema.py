@@ -132,6 +132,7 @@ def test_training_params_match_the_interface():
         "seed",
         "warmup_ratio",
         "answer_logits_only",
+        "group_by_length",
         "gradient_checkpointing",
         "weight_decay",
     ]

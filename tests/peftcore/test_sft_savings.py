@@ -2,9 +2,12 @@
 loss, same gradients), gradient checkpointing (same gradients), and Gemma's turn format picked for a vocabulary
 made for it."""
 
+import random
+
 import pytest
 import torch
 
+from peftcore.loop import length_grouped
 from peftcore.methods import get_method
 from peftcore.schema import validate_params
 from peftcore.sft import SftExample, auto_template, render
@@ -49,6 +52,12 @@ def test_logits_from_the_first_answer_token_give_the_same_loss_and_gradients(tin
         loss.backward()
         return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
+    # The output layer sees only the positions that predict an answer token, row by row.
+    logits, targets = runner._answer_logits(model, batch, keep)
+    answers = int(batch["labels"][:, 1:].ne(-100).sum())
+    assert targets is not None and logits.shape[0] == len(targets) == answers
+    assert answers < len(EXAMPLES) * keep  # fewer than the rectangle from the first answer token
+
     kept, kept_grads = loss_and_grads(True)
     full, full_grads = loss_and_grads(False)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -70,7 +79,7 @@ def test_gradient_checkpointing_keeps_the_gradients(tiny_shape):
 
     plain = grads()
     _checkpoint_activations(model)
-    assert model.get_base_model().is_gradient_checkpointing
+    assert model.get_base_model().is_activation_checkpointing
     checkpointed = grads()
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
 
@@ -84,3 +93,22 @@ def test_a_gemma_vocabulary_gets_gemmas_turn_format(tiny_shape):
     assert len(gemma("<start_of_turn>", add_special_tokens=False)["input_ids"]) == 1
     # a vocabulary without them keeps Alpaca
     assert auto_template(load_tokenizer(tiny_shape("llama"))) == "alpaca"
+
+
+def test_batches_of_similar_length_cover_every_row_once_with_less_padding():
+    lengths = [random.Random(i).randint(5, 300) for i in range(203)]
+    features = [{"input_ids": [0] * n} for n in lengths]
+
+    def padding(order):
+        batches = [order[i : i + 8] for i in range(0, len(order), 8)]
+        return sum(max(lengths[r] for r in b) * len(b) - sum(lengths[r] for r in b) for b in batches)
+
+    shuffled = torch.randperm(203, generator=torch.Generator().manual_seed(0)).tolist()
+    grouped = length_grouped(shuffled, features, 8, torch.Generator().manual_seed(1))
+    assert sorted(grouped) == list(range(203))
+    assert padding(grouped) < padding(shuffled) / 3
+    # one window (203 rows < 50 batches): the short batch (203 = 25 x 8 + 3) holds its shortest rows, and stays last
+    assert sorted(lengths[r] for r in grouped[-3:]) == sorted(lengths)[:3]
+    again = length_grouped(shuffled, features, 8, torch.Generator().manual_seed(1))
+    other = length_grouped(shuffled, features, 8, torch.Generator().manual_seed(2))
+    assert grouped == again and grouped != other  # the batches' order is the generator's draw
