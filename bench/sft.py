@@ -164,18 +164,20 @@ def table(results: dict, args) -> str:
         )
     before, after = results["studio"]["before"], results["studio"]["after"]
     quality = ["", "| held-out GSM8K rows | before training | after |", "|---|---|---|"]
-    for key, label, fmt in QUALITY:
-        if key in after:
-            quality.append(f"| {label} | {fmt.format(before.get(key, float('nan')))} | {fmt.format(after[key])} |")
-    return "\n".join(rows + quality)
+    return "\n".join(rows + quality + quality_rows(before, after))
+
+
+def quality_rows(before: dict, after: dict) -> list[str]:
+    return [
+        f"| {label} | {fmt.format(before.get(key, float('nan')))} | {fmt.format(after[key])} |"
+        for key, label, fmt in QUALITY
+        if key in after
+    ]
 
 
 def quality_table(run: dict, args) -> str:
     before, after = run["before"], run["after"]
-    lines = ["| held-out GSM8K rows | base model | after SFT |", "|---|---|---|"]
-    for key, label, fmt in QUALITY:
-        if key in after:
-            lines.append(f"| {label} | {fmt.format(before.get(key, float('nan')))} | {fmt.format(after[key])} |")
+    lines = ["| held-out GSM8K rows | base model | after SFT |", "|---|---|---|", *quality_rows(before, after)]
     lines += [
         "",
         f"Training {run['train_tokens']:,} tokens at {run['tokens_per_second']:.0f} tokens/s; the whole job (model "

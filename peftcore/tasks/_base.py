@@ -158,6 +158,8 @@ class Task:
 class Runner:
     """One training run's side of a task; train.fit drives it the same way for every task."""
 
+    length_grouped = False  # batches of rows of similar length (loop.py); generation runners turn it on
+
     def __init__(
         self,
         task: Task,
@@ -173,8 +175,7 @@ class Runner:
         self.task, self.tokenizer, self.labels, self.options = task, tokenizer, list(labels), options
         self.max_length, self.batch_size, self.position_limit = max_length, batch_size, position_limit
         self.device = device if device is not None else _cpu()
-        self.answer_logits_only = True  # generation tasks: the output layer from the first answer token on
-        self.length_grouped = False  # batches of similar lengths (loop.py); generation runners turn it on
+        self.answer_logits_only = True  # generation tasks: the output layer on answer positions only
 
     def encode(self, rows: Sequence) -> list[dict]:
         raise NotImplementedError

@@ -41,10 +41,7 @@ MAX_LOSS_FOR_PERPLEXITY = 50.0  # exp(50) is already meaningless; beyond it the 
 
 class GenerationRunner(Runner):
     causal = False
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.length_grouped = True  # answers vary in length far more than a classifier's texts
+    length_grouped = True  # answers vary in length far more than a classifier's texts
 
     def encode(self, rows: Sequence[SftExample]) -> list[dict]:
         return [self.encode_one(e) for e in rows]
@@ -109,7 +106,9 @@ class GenerationRunner(Runner):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         head = base.get_output_embeddings()
         # Of the last `keep` positions, each predicts the token after it; the last one predicts nothing.
-        following = torch.cat([labels[:, labels.shape[1] - keep + 1 :], torch.full_like(labels[:, :1], -100)], 1)
+        following = torch.cat(
+            [labels[:, labels.shape[1] - keep + 1 :], torch.full_like(labels[:, :1], IGNORE_INDEX)], 1
+        )
         wanted = following.ne(IGNORE_INDEX)
         narrowed = []
 
