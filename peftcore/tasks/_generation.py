@@ -450,10 +450,11 @@ def token_loss(logits, labels, causal: bool):
     labels = labels[:, -logits.shape[1] :]  # logits kept for the last positions only (logits_to_keep)
     if causal:  # a causal model predicts each token from the ones before it
         logits, labels = logits[:, :-1], labels[:, 1:]
-    total = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return total, int(labels.ne(IGNORE_INDEX).sum())
+    # Only the labelled positions go through the float32 softmax: prompts and padding would cost a full-vocabulary
+    # pass each and add nothing to the sum.
+    labelled = labels.ne(IGNORE_INDEX)
+    total = F.cross_entropy(logits[labelled].float(), labels[labelled], reduction="sum")
+    return total, int(labelled.sum())
 
 
 def _shown_input(example: SftExample) -> str:
