@@ -70,9 +70,11 @@ def team_dashboard(*, team: Team) -> dict:
     by_status = dict(Job.objects.filter(team=team).values("status").annotate(n=Count("pk")).values_list("status", "n"))
     by_method = list(Job.objects.filter(team=team).values("method").annotate(n=Count("pk")).order_by("-n", "method"))
     queued = list(
-        Job.objects.filter(team=team, status=Job.Status.QUEUED).only("pk", "name", "priority", "created_at")[:50]
+        Job.objects.filter(team=team, status=Job.Status.QUEUED, cancel_requested=False)
+        .only("pk", "name", "priority", "created_at")
+        .order_by("-priority", "created_at", "pk")[:50]  # the team's next 50 (jobs/queue_order.py)
     )
-    positions = queue_positions() if queued else {}
+    positions = queue_positions(job.pk for job in queued)
     for job in queued:
         job.queue_position = positions.get(job.pk)
     queued.sort(key=lambda job: job.queue_position or 10**9)

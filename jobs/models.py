@@ -173,6 +173,12 @@ class Job(models.Model):
             models.Index(fields=["team", "-created_at"]),
             # The notification sweep's scan: only jobs not yet notified (a few), whatever the history.
             models.Index(fields=["status"], condition=models.Q(notified_at__isnull=True), name="job_unnotified"),
+            # The queue in each team's order (jobs/queue_order.py): a claim reads each team's first few rows.
+            models.Index(
+                fields=["team", "-priority", "created_at", "id"],
+                condition=models.Q(status="queued", cancel_requested=False),
+                name="job_queue_order",
+            ),
         ]
 
     def __str__(self):

@@ -1,13 +1,15 @@
 """Reads. Every query a user can reach is scoped to the actor's team (teams.actor: the team a page's user works
 in, or an API token's own team); another team's object is a 404."""
 
-from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Window
-from django.db.models.functions import Coalesce, RowNumber
+from collections.abc import Iterable
+
+from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from teams.actor import Actor
 from teams.models import Team
 
+from . import queue_order
 from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint, Webhook, WebhookDelivery
 
 
@@ -167,40 +169,18 @@ def playground_run_get(*, job: Job, run_id: int):
 # --- the queue ----------------------------------------------------------------------------------------------
 
 
-def _queue_in_order() -> QuerySet[Job]:
-    """Queued jobs in the order workers take them. Fair share: a team's n-th queued job (by priority, then
-    age) waits behind every team's earlier turns, and each job the team already runs counts as a turn taken,
-    so a team that queues a hundred jobs cannot starve one that queues one."""
-    running = (
-        Job.objects.filter(team=OuterRef("team"), status=Job.Status.RUNNING)
-        .order_by()
-        .values("team")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return (
-        Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=False)
-        .annotate(
-            team_turn=Window(
-                RowNumber(),
-                partition_by=[F("team_id")],
-                order_by=[F("priority").desc(), F("created_at").asc(), F("pk").asc()],
-            ),
-            team_running=Coalesce(Subquery(running), 0),
-        )
-        .annotate(turn=F("team_turn") + F("team_running"))
-        .order_by("turn", "-priority", "created_at", "pk")
-    )
-
-
 def queued_in_order(*, limit: int | None = None) -> list[int]:
-    ids = _queue_in_order().values_list("pk", flat=True)
-    return list(ids[:limit] if limit else ids)
+    """Queued job ids in the order workers take them (jobs/queue_order.py: fair share, then priority and age)."""
+    if limit:
+        return queue_order.queue_front(limit)
+    places = queue_order.queue_places()
+    return sorted(places, key=places.__getitem__)
 
 
-def queue_positions() -> dict[int, int]:
-    """{job id: 1-based place in the queue} for every queued job, in one query (ids only)."""
-    return {pk: place for place, pk in enumerate(queued_in_order(), start=1)}
+def queue_positions(job_ids: Iterable[int] | None = None) -> dict[int, int]:
+    """{job id: 1-based place in the queue} for the queued jobs among job_ids (None: every queued job), in one
+    query however many jobs wait."""
+    return queue_order.queue_places(job_ids)
 
 
 def job_attempts(*, job: Job) -> QuerySet[JobAttempt]:

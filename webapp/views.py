@@ -99,7 +99,7 @@ def dataset_detail(request, dataset_id: int):
 @login_required
 def job_list(request):
     jobs = list(selectors.job_list(actor=request.actor)[:200])
-    positions = selectors.queue_positions() if any(job.status == Job.Status.QUEUED for job in jobs) else {}
+    positions = selectors.queue_positions(job.pk for job in jobs if job.status == Job.Status.QUEUED)
     for job in jobs:
         job.queue_position = positions.get(job.pk)
     return render(request, "jobs/list.html", {"jobs": jobs})
@@ -250,7 +250,7 @@ def _job_context(request, job_id: int) -> dict:
     job = selectors.job_get(actor=request.actor, job_id=job_id)
     return {
         "job": job,
-        "queue_position": selectors.queue_positions().get(job.pk) if job.status == Job.Status.QUEUED else None,
+        "queue_position": selectors.queue_positions([job.pk]).get(job.pk) if job.status == Job.Status.QUEUED else None,
         "attempts": list(selectors.job_attempts(job=job)),
         "heartbeat_age": (
             (timezone.now() - job.heartbeat_at).total_seconds()

@@ -178,7 +178,7 @@ class JobOut(Schema):
 
 def queue_places(jobs) -> dict[int, int]:
     """Queue places for a page of jobs: one query, and none when nothing shown is queued."""
-    return selectors.queue_positions() if any(job.status == Job.Status.QUEUED for job in jobs) else {}
+    return selectors.queue_positions(job.pk for job in jobs if job.status == Job.Status.QUEUED)
 
 
 def job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
