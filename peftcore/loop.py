@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints
+from . import checkpoints, defaults
 from .checkpoints import Progress
 from .errors import BAD_PARAMS, Preempted, TrainingError
 from .events import EventSink
@@ -106,10 +106,25 @@ def baseline(run: Run) -> None:
     # The untouched model first (a new head guesses, a base model writes what it would without training), so
     # the report shows what training gained. Evaluation draws no random numbers, so training is the same with
     # or without it.
-    evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=True)
+    picked = baseline_rows(len(run.eval_features), run.runner.sample_rows)
+    evaluation = run.runner.evaluate(
+        run.model, [run.eval_features[i] for i in picked], [run.rows.eval[i] for i in picked], final=True
+    )
     samples = [{"row": s["row"], "generation": s["generation"]} for s in evaluation["report"].get("samples", [])]
-    run.progress.baseline = {"metrics": evaluation["metrics"], "samples": samples}
+    run.progress.baseline = {"metrics": evaluation["metrics"], "samples": samples, "rows": len(picked)}
     run.sink.emit({"event": "eval", "step": 0, "epoch": 0, "metrics": evaluation["metrics"]})
+
+
+def baseline_rows(total: int, keep_first: int, most: int | None = None) -> list[int]:
+    """The evaluation rows the untrained model is measured on: all of them up to `most`; beyond, the first
+    `keep_first` (the rows whose samples the report shows before and after) and the rest evenly spaced over the
+    set, so a file sorted by label still gives every label its share."""
+    most = most or defaults.BASELINE_ROWS
+    if total <= most:
+        return list(range(total))
+    first = min(keep_first, most)
+    rest, spread = total - first, most - first
+    return list(range(first)) + [first + (i * rest) // spread for i in range(spread)]
 
 
 def resume(run: Run, state: dict) -> None:

@@ -72,6 +72,7 @@ def build_report(run, metrics: dict) -> dict:
         "total_params": run.total_params,
         "train_seconds": round(p.train_seconds, 3),
         "baseline_metrics": p.baseline["metrics"],
+        "baseline_rows": p.baseline.get("rows", len(run.rows.eval)),  # checkpoints from before it was sampled
         "efficiency": {
             "trainable_share": run.trainable_params / run.total_params if run.total_params else None,
             "tokens_per_second": round(p.train_tokens / max(working_seconds, 1e-9), 1),

@@ -159,6 +159,7 @@ class Runner:
     """One training run's side of a task; train.fit drives it the same way for every task."""
 
     length_grouped = False  # batches of rows of similar length (loop.py); generation runners turn it on
+    sample_rows = 0  # the first evaluation rows a final evaluation shows samples of (the baseline keeps them)
 
     def __init__(
         self,

@@ -42,6 +42,7 @@ MAX_LOSS_FOR_PERPLEXITY = 50.0  # exp(50) is already meaningless; beyond it the 
 class GenerationRunner(Runner):
     causal = False
     length_grouped = True  # answers vary in length far more than a classifier's texts
+    sample_rows = GENERATION_ROWS
 
     def encode(self, rows: Sequence[SftExample]) -> list[dict]:
         return [self.encode_one(e) for e in rows]

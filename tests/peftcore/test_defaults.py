@@ -144,3 +144,15 @@ def test_a_model_no_better_than_the_majority_label_or_the_untrained_one_is_calle
     assert [w["kind"] for w in warnings(worse)] == ["no_gain"]
     good = dict(worse, baseline_metrics={"accuracy": 0.5})
     assert warnings(good) == []
+
+
+def test_the_untrained_model_is_measured_on_a_spread_of_at_most_256_rows():
+    from peftcore.loop import baseline_rows
+
+    assert baseline_rows(100, 32) == list(range(100))  # small sets: every row
+    picked = baseline_rows(872, 32)
+    assert len(picked) == defaults.BASELINE_ROWS and picked == sorted(set(picked)) and picked[-1] < 872
+    assert picked[:32] == list(range(32))  # the rows the report shows generations for, before and after
+    sorted_by_label = [0] * 436 + [1] * 436  # evaluation files are often sorted by label
+    share = sum(sorted_by_label[i] for i in picked) / len(picked)
+    assert 0.45 < share < 0.55

@@ -293,3 +293,19 @@ def test_failure_classification(exc, kind):
         assert "smaller batch size or max length" in error.message
     else:
         assert error.message == "KeyError: 'x'"
+
+
+def test_the_untrained_model_is_measured_on_a_sample_of_a_large_evaluation_set(
+    tiny_bert, sentiment_tsv, tmp_path, monkeypatch
+):
+    from peftcore import defaults
+
+    monkeypatch.setattr(defaults, "BASELINE_ROWS", 3)  # of the 6 held-out rows
+    sink = ListSink()
+    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path, method="lora", params=fast_params("lora", epochs=1))
+    result = train.fit(spec, sink)
+    report = result.done["report"]
+    assert (report["baseline_rows"], report["eval_rows"]) == (3, 6)
+    first, last = sink.of("eval")[0], sink.of("eval")[-1]
+    assert first["metrics"]["accuracy"] * 3 == pytest.approx(round(first["metrics"]["accuracy"] * 3))  # k of 3
+    assert last["metrics"]["accuracy"] * 6 == pytest.approx(round(last["metrics"]["accuracy"] * 6))  # all 6 rows
