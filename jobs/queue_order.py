@@ -6,9 +6,10 @@ queues one. Turn = the job's rank within its team + the team's running jobs; the
 priority, age and id.
 
 Raw SQL, because the running count must be joined once per team: as a correlated subquery (what the ORM writes)
-Postgres re-counted it for every queued row, seconds at 10,000 queued. A worker's claim reads only each team's
-first few queued jobs through the partial index job_queue_order (teams x candidates index probes, whatever the
-queue's length); a page's places rank the queued jobs once and return only the rows asked for
+Postgres re-counted it for every queued row, seconds at 10,000 queued. On Postgres a worker's claim reads only
+each team's first few queued jobs through the partial index job_queue_order (a LATERAL join: teams x candidates
+index probes, whatever the queue's length); SQLite (the embedded default, one machine's queue) has no LATERAL and
+ranks the whole queue instead. A page's places rank the queued jobs once and return only the rows asked for
 (docs/benchmarks.md, bench/queue_scale.py).
 """
 
@@ -42,7 +43,7 @@ placed AS (
 SELECT id, place FROM placed
 """
 
-_FRONT = f"""
+_FRONT_POSTGRES = f"""
 WITH running AS ({_RUNNING})
 SELECT c.id FROM {_TEAMS} t
 CROSS JOIN LATERAL (
@@ -54,14 +55,29 @@ ORDER BY c.rank + coalesce(r.n, 0), c.priority DESC, c.created_at, c.id
 LIMIT %(limit)s
 """
 
+_FRONT_PORTABLE = f"""
+WITH running AS ({_RUNNING}),
+queued AS (
+    SELECT id, team_id, priority, created_at, row_number() OVER (PARTITION BY team_id ORDER BY {_TEAM_ORDER}) AS rank
+    FROM {_JOBS} WHERE {_WAITING}
+)
+SELECT q.id FROM queued q LEFT JOIN running r ON r.team_id = q.team_id
+WHERE q.rank <= %(limit)s
+ORDER BY q.rank + coalesce(r.n, 0), q.priority DESC, q.created_at, q.id
+LIMIT %(limit)s
+"""
+
 _STATES = {"queued": Job.Status.QUEUED.value, "running": Job.Status.RUNNING.value}
 
 
-def queue_front(limit: int) -> list[int]:
+def queue_front(limit: int, *, portable: bool | None = None) -> list[int]:
     """The ids of the first `limit` queued jobs in the order workers take them: at most `limit` jobs of each team
-    are read, since no team's later job can come before its own earlier ones."""
+    count, since no team's later job can come before its own earlier ones. portable: the SQL every database
+    runs (None: that one where LATERAL is missing)."""
+    if portable is None:
+        portable = connection.vendor != "postgresql"
     with connection.cursor() as cursor:
-        cursor.execute(_FRONT, {**_STATES, "limit": limit})
+        cursor.execute(_FRONT_PORTABLE if portable else _FRONT_POSTGRES, {**_STATES, "limit": limit})
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -70,10 +86,11 @@ def queue_places(job_ids: Iterable[int] | None = None) -> dict[int, int]:
     query however many jobs wait or are asked about."""
     sql, params = _PLACES, dict(_STATES)
     if job_ids is not None:
-        params["ids"] = list(job_ids)
-        if not params["ids"]:
+        ids = {f"id{i}": int(pk) for i, pk in enumerate(dict.fromkeys(job_ids))}  # SQLite has no = ANY(array)
+        if not ids:
             return {}
-        sql += " WHERE id = ANY(%(ids)s)"
+        sql += " WHERE id IN (" + ", ".join(f"%({name})s" for name in ids) + ")"
+        params.update(ids)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return dict(cursor.fetchall())

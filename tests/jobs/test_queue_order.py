@@ -56,6 +56,7 @@ def test_the_queue_reads_follow_the_fair_share_rule(mixed_queue, django_assert_n
     assert selectors.queued_in_order() == order
     for limit in (1, 3, 20):  # the claim's candidates read each team's first `limit` jobs only
         assert queue_order.queue_front(limit) == order[:limit]
+        assert queue_order.queue_front(limit, portable=True) == order[:limit]  # the embedded default's SQL
     asked = [j.pk for j in mixed_queue[::7]]  # queued or not, of any team
     with django_assert_num_queries(1):
         places = selectors.queue_positions(asked)

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+WEB_PROCESSES = 2  # a small machine's web side: training wants the cores
+
 
 class Command(BaseCommand):
     help = "Run the whole studio on this machine: setup, the web server and the Celery workers. Ctrl-C stops all."
@@ -18,7 +20,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, port, host, **options):
         call_command("studio_setup")
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--loglevel", "INFO"]
         children = [
             # One training job at a time: a second would only halve the speed of both.
@@ -45,8 +46,28 @@ class Command(BaseCommand):
             subprocess.Popen(
                 [*celery, "-Q", "maintenance", "--pool", "solo", "-n", "maintenance@%h"], cwd=settings.BASE_DIR
             ),
+            # A production server, not runserver: under 50 clients runserver's p95 was 987 ms (max 4.9 s) against
+            # gunicorn's 730 ms (max 0.96 s). Threads, so a streaming playground reply holds a thread, not a process.
             subprocess.Popen(
-                [*manage, "runserver", f"{host}:{port}", "--noreload", "--skip-checks"], cwd=settings.BASE_DIR
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "webapp.wsgi:application",
+                    "--bind",
+                    f"{host}:{port}",
+                    "--worker-class",
+                    "gthread",
+                    "--workers",
+                    str(WEB_PROCESSES),
+                    "--threads",
+                    "8",
+                    "--timeout",
+                    "300",
+                    "--graceful-timeout",
+                    "10",
+                ],
+                cwd=settings.BASE_DIR,
             ),
         ]
         # SIGTERM (a service manager, `kill`) and SIGINT stop the children as Ctrl-C in a terminal does, also
