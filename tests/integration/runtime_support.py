@@ -101,10 +101,15 @@ class Worker:
         beat: bool = False,
         env: dict | None = None,
         settings_module: str = "tests.settings",
+        host: str | None = None,
+        home: Path | None = None,
     ):
+        """host: the node name's host part (as another machine's worker); home: a STUDIO_HOME of its own (its models,
+        caches and job folders: no disk shared with the other workers)."""
         db = settings.DATABASES["default"]
-        self.name = f"{name}-{os.getpid()}@{socket.gethostname()}"
-        self.log_path = settings.STUDIO_HOME / f"worker-{self.name}.log"
+        home = home or settings.STUDIO_HOME
+        self.name = f"{name}-{os.getpid()}@{host or socket.gethostname()}"
+        self.log_path = home / f"worker-{self.name}.log"
         self.env = {
             **os.environ,
             **FAST_RUNTIME,
@@ -112,7 +117,7 @@ class Worker:
             "DJANGO_SETTINGS_MODULE": settings_module,
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "CELERY_BROKER_URL": broker.url,
-            "STUDIO_HOME": str(settings.STUDIO_HOME),
+            "STUDIO_HOME": str(home),
             "PYTHONUNBUFFERED": "1",
         }
         command = [
@@ -134,7 +139,7 @@ class Worker:
             "--without-mingle",
         ]
         if beat:
-            command += ["--pool", "solo", "--beat", "--schedule", str(settings.STUDIO_HOME / f"beat-{self.name}")]
+            command += ["--pool", "solo", "--beat", "--schedule", str(home / f"beat-{self.name}")]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

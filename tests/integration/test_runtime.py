@@ -4,6 +4,7 @@ Redis is flushed and restarted; training runs out of memory (injected) or crashe
 none runs twice, and resumed jobs go on from their checkpoints."""
 
 import os
+import shutil
 import signal
 import time
 
@@ -94,6 +95,29 @@ def test_kill_9_of_the_worker_another_worker_resumes_it_and_the_orphan_dies(work
     final = assert_resumed_and_finished(job, "lost")
     assert JobAttempt.objects.get(job=job, number=2).worker.startswith("second-")
     assert final.failures == 1
+
+
+def test_two_hosts_share_no_disk_and_a_dead_hosts_job_finishes_on_the_other(workers, submit, tmp_path, tiny_model_dir):
+    """Workers on two machines meet only in Postgres and Redis: each its own host name and STUDIO_HOME (models,
+    caches, job folders); the checkpoint the second goes on from comes from Postgres."""
+    homes = {}
+    for host in ("host-one", "host-two"):
+        homes[host] = tmp_path / host
+        shutil.copytree(tiny_model_dir, homes[host] / "models" / "tiny-bert")
+    first = workers("first", host="host-one", home=homes["host-one"])
+    job = submit()
+    until_checkpoint(job)
+    first.kill()
+    wait_for(lambda: not training_pids(job.pk, 1), timeout=15, what="the orphaned training child to die")
+    workers("second", host="host-two", home=homes["host-two"])
+    assert_resumed_and_finished(job, "lost")
+    hosts = [
+        w.split("@")[1].split("/")[0]
+        for w in JobAttempt.objects.filter(job=job).order_by("number").values_list("worker", flat=True)
+    ]
+    assert hosts == ["host-one", "host-two"]
+    # The first host's job folder never reached the second: it resumed from what Postgres holds.
+    assert list(homes["host-one"].rglob("spec.json")) and not list(homes["host-two"].rglob(f"{job.pk}-1"))
 
 
 def test_sigterm_checkpoints_then_requeues_and_the_next_worker_goes_on(workers, submit):
