@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints, defaults
+from . import checkpoints, defaults, devices
 from .checkpoints import Progress
 from .errors import BAD_PARAMS, Preempted, TrainingError
 from .events import EventSink
@@ -52,6 +52,7 @@ class Run:
     evaluation: dict = field(default_factory=dict)  # the final one's (of the best weights)
     best_weights: dict | None = None  # the best evaluation's trainable weights, when they differ from the model's
     head: frozenset = frozenset()  # the parameters of the new head (their own learning rate)
+    precision: str = "fp32"  # devices.py: bf16 runs the forward passes under autocast
     clock: tuple[float, float] = (0.0, 0.0)  # (monotonic time the loop started, train seconds before it)
     last_checkpoint: tuple[int, float] = (0, 0.0)  # (step, monotonic time)
 
@@ -107,9 +108,10 @@ def baseline(run: Run) -> None:
     # the report shows what training gained. Evaluation draws no random numbers, so training is the same with
     # or without it.
     picked = baseline_rows(len(run.eval_features), run.runner.sample_rows)
-    evaluation = run.runner.evaluate(
-        run.model, [run.eval_features[i] for i in picked], [run.rows.eval[i] for i in picked], final=True
-    )
+    with devices.autocast(run.device, run.precision):
+        evaluation = run.runner.evaluate(
+            run.model, [run.eval_features[i] for i in picked], [run.rows.eval[i] for i in picked], final=True
+        )
     samples = [{"row": s["row"], "generation": s["generation"]} for s in evaluation["report"].get("samples", [])]
     run.progress.baseline = {"metrics": evaluation["metrics"], "samples": samples, "rows": len(picked)}
     run.sink.emit({"event": "eval", "step": 0, "epoch": 0, "metrics": evaluation["metrics"]})
@@ -198,7 +200,8 @@ def train_loop(run: Run) -> dict | None:
                     _checkpoint(run)
                 return preempted(sink, p.step)
         evaluating = time.monotonic()
-        run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=epoch == epochs)
+        with devices.autocast(run.device, run.precision):
+            run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=epoch == epochs)
         p.eval_seconds += time.monotonic() - evaluating
         sink.emit({"event": "eval", "step": p.step, "epoch": epoch, "metrics": run.evaluation["metrics"]})
         if _keep_best(run, epoch) and epoch < epochs:
@@ -249,7 +252,8 @@ def _finish_with_best(run: Run, *, final_done: bool) -> None:
         run.sink.emit({"event": "best_restored", "step": p.best["step"], "epoch": p.best["epoch"]})
     if not final_done:
         evaluating = time.monotonic()
-        run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=True)
+        with devices.autocast(run.device, run.precision):
+            run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=True)
         p.eval_seconds += time.monotonic() - evaluating
 
 
@@ -282,7 +286,8 @@ def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
         run.progress.train_tokens += int(mask.sum()) if mask is not None else chunk["input_ids"].numel()
         chunk = {key: tensor.to(run.device) for key, tensor in chunk.items()}
         _inject_out_of_memory(len(chunk["input_ids"]))
-        loss = runner.summed_loss(model, chunk) / units
+        with devices.autocast(run.device, run.precision):
+            loss = runner.summed_loss(model, chunk) / units
         loss.backward()
         value += loss.item()
     extra_loss = run.spec.method.extra_loss

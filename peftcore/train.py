@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints, defaults
+from . import checkpoints, defaults, devices
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
@@ -170,7 +170,11 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         raise TrainingError(BAD_PARAMS, str(exc)) from exc
     if params.get("gradient_checkpointing"):
         _checkpoint_activations(model)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = devices.pick_device()
+    precision, why = devices.resolve_precision(device, params["precision"])
+    if params["precision"] != precision:
+        job.choices["params.precision"] = why
+    params["precision"] = precision
     model.to(device)
     stop_point(stop)
 
@@ -227,6 +231,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         trainable_params=trainable_params,
         total_params=total_params,
         head=head,
+        precision=precision,
     )
     sink.emit(
         {
@@ -241,6 +246,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             "task": job.task,
             "micro_batch_size": job.micro_batch_size,
             "device": device.type,
+            "precision": precision,
             "choices": job.choices,
         }
     )

@@ -1,0 +1,59 @@
+"""Device and precision: CUDA, then MPS, then the CPU; bf16 autocast only where asked for or native."""
+
+import pytest
+import torch
+
+from peftcore import devices, train
+from peftcore.errors import TrainingError
+from peftcore.events import ListSink
+
+from .conftest import make_spec
+
+
+def test_this_machine_trains_on_the_cpu_in_full_precision_by_default():
+    device = devices.pick_device()
+    assert device.type == "cpu"
+    assert devices.resolve_precision(device, "auto")[0] == "fp32"
+    assert devices.resolve_precision(device, "bf16") == ("bf16", "as set")  # asked for: CPUs run bf16 autocast
+
+
+def test_auto_takes_bf16_on_a_gpu_with_native_bf16_and_refuses_it_on_one_without(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert devices.resolve_precision(cuda, "auto")[0] == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert devices.resolve_precision(cuda, "auto")[0] == "fp32"
+    with pytest.raises(TrainingError, match="Test GPU has no native bf16"):
+        devices.resolve_precision(cuda, "bf16")
+    with pytest.raises(TrainingError, match="not supported on Apple MPS"):
+        devices.resolve_precision(torch.device("mps"), "bf16")
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("auto", torch.float32)])
+def test_training_runs_its_forward_passes_in_the_precision_chosen(tiny_bert, sentiment_tsv, tmp_path, precision, dtype):
+    seen = set()
+    original = torch.nn.Linear.forward
+
+    def record(self, x):
+        out = original(self, x)
+        seen.add(out.dtype)
+        return out
+
+    params = {"epochs": 2, "batch_size": 8, "learning_rate": 2e-2, "seed": 42, "patience": 0, "precision": precision}
+    sink = ListSink()
+    torch.nn.Linear.forward = record
+    try:
+        result = train.fit(make_spec(tiny_bert, sentiment_tsv, tmp_path, method="lora", params=params), sink)
+    finally:
+        torch.nn.Linear.forward = original
+    assert seen == {dtype}
+    assert sink.of("start")[0]["precision"] == result.done["report"]["params"]["precision"] == dtype_name(dtype)
+    losses = [e["loss"] for e in sink.of("progress")]
+    assert all(map(torch.isfinite, torch.tensor(losses)))
+    # the trained weights stay in full precision whatever the forward passes ran in
+    assert {p.dtype for p in result.model.parameters()} == {torch.float32}
+
+
+def dtype_name(dtype) -> str:
+    return {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
