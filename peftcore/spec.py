@@ -10,6 +10,7 @@ from pathlib import Path
 from . import defaults
 from .errors import BAD_PARAMS, TrainingError
 from .methods import Method, UnknownMethodError, get_method
+from .quantize import quantize_problem
 from .schema import format_errors, validate_params
 from .sft import AUTO
 from .start_from import StartFrom, parse_start_from
@@ -90,6 +91,9 @@ def parse_spec(spec: dict) -> TrainSpec:
         if param_errors:
             parts.append(f"training parameters: {format_errors(param_errors)}")
         raise TrainingError(BAD_PARAMS, "; ".join(parts))
+    problem = quantize_problem(method, params)
+    if problem:
+        raise TrainingError(BAD_PARAMS, problem)
     threads = spec.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise TrainingError(BAD_PARAMS, f"threads must be a whole number of at least 1 (got {threads!r})")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints, defaults, devices
+from . import checkpoints, defaults, devices, quantize
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
@@ -119,13 +119,22 @@ def fit(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = No
     return _finish(run)
 
 
-def _load(job: TrainSpec, task: Task, labels: list[str]) -> tuple[Any, Any, list[str]]:
-    """(tokenizer, model, new_modules), seeded so a new classifier head starts the same way every run."""
+def _load(job: TrainSpec, task: Task, labels: list[str], device) -> tuple[Any, Any, list[str]]:
+    """(tokenizer, model, new_modules), seeded so a new classifier head starts the same way every run. A 4-bit
+    base (QLoRA) is loaded straight onto the GPU, quantised as it loads."""
+    loading = None
+    if job.params.get("quantize") == quantize.FOUR_BIT:
+        compute = torch.bfloat16 if job.params["precision"] == devices.BF16 else torch.float32
+        loading = {"quantization_config": quantize.quantization_config(device, compute), "device_map": {"": device}}
     with failures_as(MODEL_LOAD, f"could not load the model from {job.model_path}"):
         check_model_folder(job.model_path)
         tokenizer = task.load_tokenizer(job.model_path)
         seed_everything(job.params["seed"])
-        model, new_modules = task.load_model(job.model_path, labels, tokenizer, options=task.options(job))
+        model, new_modules = task.load_model(
+            job.model_path, labels, tokenizer, options=task.options(job), loading=loading
+        )
+    if loading is not None:
+        model = quantize.prepare(model, bool(job.params.get("gradient_checkpointing")))
     return tokenizer, model, new_modules
 
 
@@ -147,7 +156,12 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         labels = starting_labels(job.start_from, labels)  # the head the adapter brings decides the order
     stop_point(stop)
     job.choose(_facts(task, len(rows.train), len(labels)))  # batch size and epochs from the row count
-    tokenizer, model, new_modules = _load(job, task, labels)
+    device = devices.pick_device()
+    precision, why = devices.resolve_precision(device, params["precision"])
+    if params["precision"] != precision:
+        job.choices["params.precision"] = why
+    params["precision"] = precision
+    tokenizer, model, new_modules = _load(job, task, labels, device)
     params = job.params
     steps_per_epoch = math.ceil(len(rows.train) / params["batch_size"])
     total_steps = steps_per_epoch * params["epochs"]
@@ -170,12 +184,8 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         raise TrainingError(BAD_PARAMS, str(exc)) from exc
     if params.get("gradient_checkpointing"):
         _checkpoint_activations(model)
-    device = devices.pick_device()
-    precision, why = devices.resolve_precision(device, params["precision"])
-    if params["precision"] != precision:
-        job.choices["params.precision"] = why
-    params["precision"] = precision
-    model.to(device)
+    if params.get("quantize") != quantize.FOUR_BIT:  # a 4-bit model is already on its GPU and cannot move
+        model.to(device)
     stop_point(stop)
 
     limit = max_positions(model, tokenizer)

@@ -148,6 +148,16 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "full precision (fp32) elsewhere. bf16 on a CPU works but is rarely faster.",
     ),
     Param(
+        "quantize",
+        "choice",
+        "none",
+        choices=("none", "4bit"),
+        label="Load the base model in 4 bits (QLoRA)",
+        help="4bit: keep the frozen base model in 4-bit NF4 (bitsandbytes), about a quarter of its memory, and "
+        "train the adapter on top (QLoRA, arxiv.org/abs/2305.14314). Needs a CUDA GPU worker; LoRA, AdaLoRA and "
+        "(IA)³ only.",
+    ),
+    Param(
         "weight_decay",
         "float",
         0.0,

@@ -3,6 +3,7 @@
 from django.conf import settings
 
 from peftcore.methods import UnknownMethodError, all_methods, get_method
+from peftcore.quantize import quantize_problem
 from peftcore.schema import validate_params
 from peftcore.sft import AUTO as AUTO_TEMPLATE
 from peftcore.sft import check_template, path_root
@@ -136,6 +137,8 @@ def job_validate(
     clean_params, param_errors = validate_params(TRAINING_PARAMS, params)
     errors.update({f"method_params.{k}": v for k, v in method_errors.items()})
     errors.update({f"params.{k}": v for k, v in param_errors.items()})
+    if spec is not None and not param_errors and (problem := quantize_problem(spec, clean_params)):
+        errors["params.quantize"] = problem
     if errors:
         raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
     columns = {

@@ -84,6 +84,8 @@ class Method:
     # auto(method_params) -> {name: (value, reason)}: values the method chooses for params left empty (LoRA's
     # alpha follows its rank); defaults.resolve records the reasons.
     auto: Callable[[dict], dict] | None = None
+    # Trains on a base model loaded in 4 bits (QLoRA): peft has a bitsandbytes layer for the method's adapter.
+    quantized_base: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

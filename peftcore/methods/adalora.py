@@ -105,5 +105,6 @@ METHOD = register(
         acts_on=("attention",),
         how="reparameterises",
         on_step=on_step,
+        quantized_base=True,
     )
 )

@@ -66,5 +66,6 @@ METHOD = register(
         build=build,
         acts_on=("attention", "ffn"),
         how="adds",
+        quantized_base=True,
     )
 )

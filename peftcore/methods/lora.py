@@ -134,5 +134,6 @@ METHOD = register(
         how="reparameterises",
         extra_loss=_kasa_loss,
         auto=auto_alpha,
+        quantized_base=True,
     )
 )

@@ -104,10 +104,11 @@ class Task:
         return load_tokenizer(folder)
 
     def load_model(
-        self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None
+        self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None, loading: dict | None = None
     ) -> tuple[Any, list[str]]:
         """(model in full precision, new_modules): the modules the checkpoint had no weights for. options: the
-        run's Task.options (how a classifier pools)."""
+        run's Task.options (how a classifier pools); loading: more from_pretrained arguments (a 4-bit base's
+        quantization_config and device_map, quantize.py)."""
         raise NotImplementedError
 
     def runner(

@@ -296,13 +296,20 @@ class GenerationTask(Task):
             messages_column=field("messages_column"),
         )
 
-    def load_model(self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None):
+    def load_model(
+        self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None, loading: dict | None = None
+    ):
         import torch
         import transformers
 
         auto = getattr(transformers, self.auto_class)
         model, info = auto.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=True, dtype=torch.float32, output_loading_info=True
+            str(folder),
+            local_files_only=True,
+            use_safetensors=True,
+            dtype=torch.float32,
+            output_loading_info=True,
+            **(loading or {}),
         )
         return model, new_modules(model, info["missing_keys"])
 

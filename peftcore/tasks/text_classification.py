@@ -110,8 +110,11 @@ class TextClassification(Task):
             "`peftcore.load_predictor` pools this way, plain transformers uses BERT's pooler instead"
         ]
 
-    def load_model(self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None):
-        return load_model(folder, labels, tokenizer.pad_token_id, pooling=(options or {}).get("pooling", MODEL))
+    def load_model(
+        self, folder: Path, labels: Sequence[str], tokenizer, options: dict | None = None, loading: dict | None = None
+    ):
+        pooling = (options or {}).get("pooling", MODEL)
+        return load_model(folder, labels, tokenizer.pad_token_id, pooling=pooling, loading=loading)
 
     def card_use_lines(self, max_length: int, example_prompt: str | None = None) -> list[str]:
         return [
@@ -178,7 +181,9 @@ def adapter_pooling(folder: Path) -> str:
     return (adapter_method(folder) or {}).get("pooling") or MODEL
 
 
-def load_model(model_path: Path, labels: Sequence[str], pad_token_id: int, pooling: str = MODEL):
+def load_model(
+    model_path: Path, labels: Sequence[str], pad_token_id: int, pooling: str = MODEL, loading: dict | None = None
+):
     """(model, new_modules): new_modules names the modules whose weights were freshly initialised, because
     the checkpoint had none for them (the classifier head of a plain encoder, sometimes a pooler); `pooling`
     (pooling.py) "mean" replaces a BERT pooler with the mean of the token vectors."""
@@ -194,6 +199,7 @@ def load_model(model_path: Path, labels: Sequence[str], pad_token_id: int, pooli
         use_safetensors=True,
         dtype=torch.float32,  # train in full precision whatever dtype the checkpoint was stored in
         output_loading_info=True,
+        **(loading or {}),
     )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id  # needed to find the last real token of GPT-style models

@@ -57,3 +57,16 @@ def test_training_runs_its_forward_passes_in_the_precision_chosen(tiny_bert, sen
 
 def dtype_name(dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
+
+
+def test_a_4bit_base_is_refused_for_a_method_without_a_4bit_layer_and_on_a_cpu_worker(
+    tiny_bert, sentiment_tsv, tmp_path
+):
+    params = {"epochs": 1, "batch_size": 8, "quantize": "4bit"}
+    with pytest.raises(TrainingError, match="LoHa has no 4-bit layer in peft") as refused:
+        train.fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "loha", method="loha", params=params), ListSink())
+    assert refused.value.kind == "bad_params"
+    # LoRA can, but not on this machine: refused before loading anything, with what to do
+    with pytest.raises(TrainingError, match="needs a CUDA GPU and this worker trains on the CPU") as refused:
+        train.fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "lora", method="lora", params=params), ListSink())
+    assert "turn 4-bit loading off" in str(refused.value) and refused.value.kind == "bad_params"

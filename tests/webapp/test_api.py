@@ -99,6 +99,8 @@ def test_values_the_worker_could_not_read_are_refused_at_submit(alice_api, sst2_
         ({"method_params": {"layers": "1" * 30}}, "method_params.layers", "use 'all', 'last 2'"),
         ({"method_params": {"layers": "last two"}}, "method_params.layers", "is not understood"),
         ({"params": {"max_rows": 10**30}}, "params.max_rows", "must be between 1 and 100000000"),
+        ({"params": {"quantize": "8bit"}}, "params.quantize", "must be one of"),
+        ({"method": "loha", "params": {"quantize": "4bit"}}, "params.quantize", "works with LoRA, (IA)³, AdaLoRA"),
     ]
     for fields, field, says in cases:
         bad = alice_api.post("/api/v1/jobs", {**job, **fields}, content_type="application/json")
