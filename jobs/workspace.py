@@ -100,6 +100,7 @@ def build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
         "checkpoint_every_seconds": settings.CHECKPOINT_EVERY_SECONDS or None,
         "checkpoint_every_steps": settings.CHECKPOINT_EVERY_STEPS or None,
         "threads": settings.TRAIN_THREADS,
+        "processes": settings.TRAIN_PROCESSES,
         "metadata": {
             "job_id": job.pk,
             "base_model": job.base_model.source,

@@ -222,6 +222,8 @@ def _train(args) -> int:
             spec["resume_from"] = str(Path(args.resume).resolve())
         if args.micro_batch_size is not None:
             spec["micro_batch_size"] = args.micro_batch_size
+        if args.rank:  # a helper rank: its events go nowhere (rank 0 reports for the job)
+            spec.update(rank=args.rank, port=args.port)
         _quiet_libraries()
         from . import train
     except Exception as exc:  # before training starts: report it the same way run() reports its failures
@@ -310,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an adapter; prints JSON events on stdout")
     train.add_argument("--spec", help="a job spec JSON file (as written by the studio's runner)")
+    # Set by rank 0 for the processes it starts (distributed.py), not by hand.
+    train.add_argument("--rank", type=int, help=argparse.SUPPRESS)
+    train.add_argument("--port", type=int, help=argparse.SUPPRESS)
     train.add_argument("--data", help="training file (csv, tsv, jsonl, json, parquet)")
     train.add_argument("--eval-data", help="evaluation file; default: hold out part of --data")
     train.add_argument("--format", help="file format when the extension does not tell")

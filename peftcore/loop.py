@@ -15,6 +15,7 @@ import torch
 
 from . import checkpoints, defaults, devices
 from .checkpoints import Progress
+from .distributed import Group
 from .errors import BAD_PARAMS, Preempted, TrainingError
 from .events import EventSink
 from .spec import TrainSpec
@@ -53,6 +54,7 @@ class Run:
     best_weights: dict | None = None  # the best evaluation's trainable weights, when they differ from the model's
     head: frozenset = frozenset()  # the parameters of the new head (their own learning rate)
     precision: str = "fp32"  # devices.py: bf16 runs the forward passes under autocast
+    group: Group = field(default_factory=Group)  # the processes training this job together (distributed.py)
     clock: tuple[float, float] = (0.0, 0.0)  # (monotonic time the loop started, train seconds before it)
     last_checkpoint: tuple[int, float] = (0, 0.0)  # (step, monotonic time)
 
@@ -195,7 +197,7 @@ def train_loop(run: Run) -> dict | None:
                 every_seconds=spec.checkpoint_every_seconds,
             ):
                 _checkpoint(run)
-            if run.should_stop():
+            if run.group.agree(run.should_stop()):
                 if run.last_checkpoint[0] != p.step:
                     _checkpoint(run)
                 return preempted(sink, p.step)
@@ -275,15 +277,15 @@ def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
     """One optimizer step over `rows`, run as micro-batches whose gradients add up to the whole batch's: each
     chunk's summed loss is divided by what the whole batch's loss averages over (the runner's loss units: rows,
     labelled tokens). Returns (the batch's loss, the learning rate used)."""
-    runner, model, micro = run.runner, run.model, run.spec.micro_batch_size
-    features = [run.train_features[i] for i in rows]
+    runner, model, micro, group = run.runner, run.model, run.spec.micro_batch_size, run.group
+    features = [run.train_features[i] for i in group.shard(rows)]  # with several ranks, this one's share
     chunks = [runner.collate(features[i : i + micro]) for i in range(0, len(features), micro)]
-    units = max(sum(runner.loss_units(chunk) for chunk in chunks), 1)
+    units = max(group.sum([sum(runner.loss_units(chunk) for chunk in chunks)])[0], 1)
     run.optimizer.zero_grad(set_to_none=True)
-    value = 0.0
+    value, tokens = 0.0, 0
     for chunk in chunks:
         mask = chunk.get("attention_mask")
-        run.progress.train_tokens += int(mask.sum()) if mask is not None else chunk["input_ids"].numel()
+        tokens += int(mask.sum()) if mask is not None else chunk["input_ids"].numel()
         chunk = {key: tensor.to(run.device) for key, tensor in chunk.items()}
         _inject_out_of_memory(len(chunk["input_ids"]))
         with devices.autocast(run.device, run.precision):
@@ -291,17 +293,21 @@ def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
         loss.backward()
         value += loss.item()
     extra_loss = run.spec.method.extra_loss
-    if extra_loss is not None:  # a penalty on the weights, not the data: once per optimizer step
+    if extra_loss is not None and group.main:  # a penalty on the weights, not the data: once per optimizer step
         extra = extra_loss(model)
         if torch.is_tensor(extra) and extra.requires_grad:
             extra.backward()
         value += float(extra)
+    value, tokens = group.sum([value, tokens])  # the whole batch's, on every rank
+    run.progress.train_tokens += int(tokens)
     if not math.isfinite(value):
         raise TrainingError(
             BAD_PARAMS,
             f"training diverged at step {run.progress.step + 1} (the loss became {value}); try a lower learning rate",
         )
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    group.sum_gradients(trainable)
+    torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
     learning_rate = run.scheduler.get_last_lr()[0]
     run.optimizer.step()
     if run.on_step is not None:
@@ -321,6 +327,8 @@ def _inject_out_of_memory(rows: int) -> None:
 
 
 def _checkpoint(run: Run) -> None:
+    if not run.group.main:  # one writer: rank 0's weights are every rank's
+        return
     began = time.monotonic()
     p = run.progress
     state = {

@@ -51,6 +51,10 @@ class TrainSpec:
     checkpoint_every_seconds: float | None = None
     resume_from: Path | None = None
     micro_batch_size: int | None = None  # None: the whole batch (set once the batch size is resolved)
+    # Data parallelism (distributed.py): how many processes train this job, this one's rank, rank 0's port.
+    processes: int = 1
+    rank: int = 0
+    port: int | None = None
     # Why each setting left empty got its value ("params.epochs" -> reason): what the studio chose at submission
     # and what training chose from the data (defaults.py); the report shows them.
     choices: dict = field(default_factory=dict)
@@ -109,6 +113,10 @@ def parse_spec(spec: dict) -> TrainSpec:
             BAD_PARAMS, f"checkpoint_every_seconds must be a number above 0 or null (got {every_seconds!r})"
         )
     micro_batch_size = _whole_number(spec, "micro_batch_size")
+    processes = _whole_number(spec, "processes") or 1
+    rank = spec.get("rank") or 0
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < processes:
+        raise TrainingError(BAD_PARAMS, f"rank must be a whole number from 0 to {processes - 1} (got {rank!r})")
     resume_from = _path(spec, "resume_from")
     choices = spec.get("choices") or {}
     if not isinstance(choices, dict):
@@ -137,6 +145,9 @@ def parse_spec(spec: dict) -> TrainSpec:
         checkpoint_every_seconds=every_seconds,
         resume_from=Path(resume_from) if resume_from else None,
         micro_batch_size=micro_batch_size,
+        processes=processes,
+        rank=rank,
+        port=_whole_number(spec, "port"),
         choices={str(key): str(value) for key, value in choices.items()},
     )
     parsed.choose(defaults.Facts(generative=task.generative, has_labels=task.has_labels))

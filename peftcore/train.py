@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import random
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints, defaults, devices, quantize
+from . import checkpoints, defaults, devices, distributed, quantize
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
@@ -108,15 +109,29 @@ def fit(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = No
     if job.resume_from:  # checked before anything heavy is loaded
         state = checkpoints.read_state(job.resume_from)
         checkpoints.check_fingerprint(job.resume_from, state, identity)
+    helpers = []
+    if job.processes > 1 and job.rank == 0:  # the other ranks, started by this one (distributed.py)
+        job.port = distributed.free_port()
+        helpers = distributed.start_helpers({**spec, "port": job.port}, job.processes, job.port, job.output_dir)
     try:
-        with getattr(stop, "interruptible", contextlib.nullcontext)():
-            run = _prepare(job, sink, stop, identity, state)
-    except Preempted:
-        return FitResult(None, None, [], None, None, preempted=preempted(sink, state["step"] if state else 0))
-    stopped = train_loop(run)
-    if stopped:
-        return FitResult(run.model, run.tokenizer, run.labels, None, None, preempted=stopped)
-    return _finish(run)
+        try:
+            with getattr(stop, "interruptible", contextlib.nullcontext)():
+                run = _prepare(job, sink, stop, identity, state)
+        except Preempted:
+            return FitResult(None, None, [], None, None, preempted=preempted(sink, state["step"] if state else 0))
+        stopped = train_loop(run)
+        if stopped:
+            return FitResult(run.model, run.tokenizer, run.labels, None, None, preempted=stopped)
+        if not run.group.main:  # rank 0 saves and reports for the job
+            return FitResult(run.model, run.tokenizer, run.labels, None, None)
+        return _finish(run)
+    finally:
+        distributed.leave()
+        for helper in helpers:
+            try:
+                helper.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                helper.kill()
 
 
 def _load(job: TrainSpec, task: Task, labels: list[str], device) -> tuple[Any, Any, list[str]]:
@@ -156,7 +171,9 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         labels = starting_labels(job.start_from, labels)  # the head the adapter brings decides the order
     stop_point(stop)
     job.choose(_facts(task, len(rows.train), len(labels)))  # batch size and epochs from the row count
-    device = devices.pick_device()
+    device = distributed.device_of(job.rank) if job.processes > 1 else None
+    device = device or devices.pick_device()
+    group = distributed.join(job.rank, job.processes, job.port, device)
     precision, why = devices.resolve_precision(device, params["precision"])
     if params["precision"] != precision:
         job.choices["params.precision"] = why
@@ -242,6 +259,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         total_params=total_params,
         head=head,
         precision=precision,
+        group=group,
     )
     sink.emit(
         {

@@ -355,6 +355,9 @@ WORKER_DIR = env.path("WORKER_DIR", STUDIO_HOME / "worker").resolve()
 WORKER_DATASET_CACHE_BYTES = env.int("WORKER_DATASET_CACHE_BYTES", 20 * 1024**3, validate=Range(min=0))
 # CPU threads for one training child; None lets torch decide.
 TRAIN_THREADS = env.int("TRAIN_THREADS", None)
+# Processes one job trains on (peftcore/distributed.py): on a worker with several GPUs, one per GPU (its
+# CUDA_VISIBLE_DEVICES decides which); 1 trains in the training child alone.
+TRAIN_PROCESSES = env.int("TRAIN_PROCESSES", 1)
 # Python used for the training child (the worker's own by default).
 TRAIN_PYTHON = env.str("TRAIN_PYTHON", "")
 

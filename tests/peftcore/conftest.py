@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def bert_without_dropout(tiny_bert, tmp_path_factory) -> Path:
+    """The tiny BERT with every dropout off: runs that split a batch differently must then end alike."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-bert-no-dropout"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 SHAPES = {"gpt2": make_tiny_gpt2, "llama": make_tiny_llama, "gemma3": make_tiny_gemma3, "t5": make_tiny_t5}

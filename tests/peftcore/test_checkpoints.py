@@ -166,16 +166,6 @@ def test_checkpoints_are_never_at_step_0_twice_or_after_the_last_step(tiny_bert,
     assert sink.of("checkpoint") == [] and not (tmp_path / "b" / "checkpoints").exists()
 
 
-@pytest.fixture(scope="module")
-def bert_without_dropout(tiny_bert, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models") / "tiny-bert-no-dropout"
-    shutil.copytree(tiny_bert, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 def assert_close(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
     for name in expected:
