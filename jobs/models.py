@@ -171,6 +171,7 @@ class Job(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["team", "-created_at"]),
+            models.Index(fields=["team", "-id"], name="job_team_newest"),  # the job list's keyset pages
             # The notification sweep's scan: only jobs not yet notified (a few), whatever the history.
             models.Index(fields=["status"], condition=models.Q(notified_at__isnull=True), name="job_unnotified"),
             # The queue in each team's order (jobs/queue_order.py): a claim reads each team's first few rows.

@@ -73,6 +73,35 @@ def job_list(*, actor: Actor) -> QuerySet[Job]:
     )
 
 
+JOB_PAGE = 50
+
+
+def job_page(
+    *,
+    actor: Actor,
+    before: int | None = None,
+    limit: int = JOB_PAGE,
+    status: str | None = None,
+    method: str | None = None,
+    dataset: int | None = None,
+    task: str | None = None,
+    member: str | None = None,
+    search: str | None = None,
+) -> tuple[list[Job], int | None]:
+    """(one page of the team's jobs, newest first; the `before` that gives the next page, or None). Keyset
+    paging on the id through the index job_team_newest: page 500 costs what page 1 does."""
+    filters = {"status": status, "method": method, "dataset_id": dataset, "task": task}
+    jobs = job_list(actor=actor).filter(**{name: value for name, value in filters.items() if value})
+    if member:
+        jobs = jobs.filter(created_by__username=member)
+    if search:
+        jobs = jobs.filter(name__icontains=search)
+    if before is not None:
+        jobs = jobs.filter(pk__lt=before)
+    rows = list(jobs.order_by("-pk")[: limit + 1])
+    return rows[:limit], (rows[limit - 1].pk if len(rows) > limit else None)
+
+
 def job_adapter_choices(*, actor: Actor) -> QuerySet[Job]:
     """Succeeded jobs a new job may start from (their own columns only, newest first)."""
     return (

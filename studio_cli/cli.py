@@ -128,7 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         listing.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
         if name == "jobs":
             listing.add_argument("--status", choices=JOB_STATUSES)
-            listing.add_argument("--limit", type=int, default=50)
+            listing.add_argument("--method", help="only jobs of this method (lora, ia3, ...)")
+            listing.add_argument("--dataset", type=int, help="only jobs on this dataset id")
+            listing.add_argument("--member", help="only jobs this user submitted")
+            listing.add_argument("--search", help="only jobs whose name contains this")
+            listing.add_argument("--limit", type=int, default=50, help="jobs per page (default 50)")
+            listing.add_argument("--before", type=int, help="the page after this job id (older jobs)")
+            listing.add_argument("--all", action="store_true", help="every page, not only the newest")
     return parser
 
 

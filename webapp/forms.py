@@ -282,3 +282,25 @@ def _guess(columns, names):
     for column in columns:
         lowered.setdefault(column.rsplit(".", 1)[-1].lower(), column)
     return next((lowered[n] for n in names if n in lowered), None)
+
+
+class JobFilterForm(forms.Form):
+    """The job list's filters (GET): every field optional; `before` is the keyset cursor of the next page."""
+
+    search = forms.CharField(required=False, max_length=200, label="Name contains")
+    status = forms.ChoiceField(required=False)
+    method = forms.ChoiceField(required=False)
+    dataset = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    member = forms.ChoiceField(required=False)
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, data, *, datasets, members):
+        super().__init__(data)
+        from jobs.models import Job
+        from peftcore.methods import all_methods
+
+        anything = [("", "any")]
+        self.fields["status"].choices = anything + list(Job.Status.choices)
+        self.fields["method"].choices = anything + [(m.name, m.label) for m in all_methods()]
+        self.fields["dataset"].choices = anything + [(d.pk, d.name) for d in datasets]
+        self.fields["member"].choices = anything + [(name, name) for name in members]

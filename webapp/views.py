@@ -97,15 +97,6 @@ def dataset_detail(request, dataset_id: int):
 
 
 @login_required
-def job_list(request):
-    jobs = list(selectors.job_list(actor=request.actor)[:200])
-    positions = selectors.queue_positions(job.pk for job in jobs if job.status == Job.Status.QUEUED)
-    for job in jobs:
-        job.queue_position = positions.get(job.pk)
-    return render(request, "jobs/list.html", {"jobs": jobs})
-
-
-@login_required
 def job_compare(request):
     try:
         ids = comparison.parse_ids(request.GET.getlist("ids"))

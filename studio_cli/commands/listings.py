@@ -62,11 +62,30 @@ def datasets(args) -> int:
     )
 
 
+def _job_pages(studio: Studio, params: dict, every: bool) -> list[dict]:
+    """One page of jobs, or (every) all of them, following the API's Link header page by page."""
+    rows, response = [], studio.request("GET", "/jobs", params=params)
+    while True:
+        rows += response.json()
+        following = response.links.get("next", {}).get("url")
+        if not every or not following:
+            return rows
+        response = studio.request("GET", following)
+
+
 def jobs(args) -> int:
-    params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
+    filters = {
+        "status": args.status,
+        "method": args.method,
+        "dataset": args.dataset,
+        "member": args.member,
+        "search": args.search,
+        "before": args.before,
+    }
+    params = {"limit": args.limit, **{k: v for k, v in filters.items() if v is not None}}
     return _listing(
         args,
-        Studio(*resolve(args)).get("/jobs", **params),
+        _job_pages(Studio(*resolve(args)), params, args.all),
         ["ID", "NAME", "STATUS", "TASK", "METHOD", "DATASET", "MODEL", "RESULT", "CREATED"],
         lambda j: [
             j["id"],

@@ -270,3 +270,21 @@ def test_submit_watch_download_end_to_end_through_a_real_worker(
     assert re.search(
         rf"^{job_id}\s+.*succeeded\s+text-classification\s+lora\s+.*accuracy [01]\.\d{{4}}", listing, re.M
     ), listing
+
+
+def test_jobs_lists_one_page_or_every_page_with_the_filters(cli, alice, alice_token, sst2_sample, tiny_model):
+    from tests.factories import job_row
+
+    dataset = dataset_from(alice, sst2_sample)
+    made = [job_row(dataset, tiny_model, method="ia3" if n % 2 else "lora", name=f"job {n}") for n in range(7)]
+    connect = ["--url", cli.url, "--token", alice_token]
+
+    def listed(*args) -> list[int]:
+        return [job["id"] for job in json.loads(_ok(cli("jobs", "--json", *args, *connect)))]
+
+    newest = sorted((j.pk for j in made), reverse=True)
+    assert listed("--limit", "3") == newest[:3]
+    assert listed("--limit", "3", "--before", newest[2]) == newest[3:6]
+    assert listed("--limit", "3", "--all") == newest  # three requests, following the Link header
+    assert listed("--limit", "2", "--all", "--method", "ia3") == [j.pk for j in reversed(made) if j.method == "ia3"]
+    assert listed("--search", "job 4") == [made[4].pk]

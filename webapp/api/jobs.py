@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from ninja import Field, Router, Schema, Status
 
 from jobs import comparison, runtime, selectors, services
@@ -73,17 +73,27 @@ def job_create(request, payload: JobIn):
 @router.get("/jobs", response=list[JobOut])
 def job_list(
     request,
+    response: HttpResponse,
     status: str | None = None,
     method: str | None = None,
     dataset: int | None = None,
     task: str | None = None,
+    member: str | None = None,
+    search: str | None = None,
+    before: int | None = None,
     limit: int = 100,
 ):
-    """Your team's jobs, newest first, filtered by any of status, method, dataset id and task."""
-    jobs = selectors.job_list(actor=request.actor)
-    filters = {"status": status, "method": method, "dataset_id": dataset, "task": task}
-    jobs = jobs.filter(**{name: value for name, value in filters.items() if value is not None})
-    jobs = list(jobs[: max(1, min(limit, 1000))])
+    """Your team's jobs, newest first, filtered by any of status, method, dataset id, task, member (user name)
+    and search (in the name). One page of at most `limit` (up to 1,000); a `Link: <...>; rel="next"` header
+    gives the next page (`before`: the cursor), absent on the last."""
+    filters = dict(status=status, method=method, dataset=dataset, task=task, member=member, search=search)
+    jobs, next_before = selectors.job_page(
+        actor=request.actor, before=before, limit=max(1, min(limit, 1000)), **filters
+    )
+    if next_before is not None:
+        query = request.GET.copy()
+        query["before"] = str(next_before)
+        response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
     positions = queue_places(jobs)
     return [job_out(job, positions) for job in jobs]
 
