@@ -22,6 +22,23 @@ def dataset_list(*, actor: Actor, with_warnings: bool = False) -> QuerySet[Datas
     return datasets
 
 
+DATASET_PAGE = 50
+
+
+def dataset_page(
+    *, actor: Actor, before: int | None = None, limit: int = DATASET_PAGE, search: str | None = None, **options
+) -> tuple[list[Dataset], int | None]:
+    """(one page of the team's datasets, newest first; the `before` of the next page, or None): keyset on the
+    id, as job_page."""
+    datasets = dataset_list(actor=actor, **options)
+    if search:
+        datasets = datasets.filter(name__icontains=search)
+    if before is not None:
+        datasets = datasets.filter(pk__lt=before)
+    rows = list(datasets.order_by("-pk")[: limit + 1])
+    return rows[:limit], (rows[limit - 1].pk if len(rows) > limit else None)
+
+
 def dataset_get(*, actor: Actor, dataset_id: int) -> Dataset:
     return get_object_or_404(Dataset.objects.filter(team_id=actor.team_id), pk=dataset_id)
 

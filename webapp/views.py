@@ -67,11 +67,13 @@ def dataset_list(request):
                     response["HX-Redirect"] = reverse("dataset-detail", args=[dataset.pk])
                     return response
                 return redirect("dataset-detail", dataset_id=dataset.pk)
-    datasets = selectors.dataset_list(actor=request.actor)
+    before, search = _positive(request.GET.get("before")), request.GET.get("search", "").strip()[:200]
+    datasets, next_before = selectors.dataset_page(actor=request.actor, before=before, search=search)
+    pages = {"search": search, "paged": before is not None, "next_before": next_before}
     return render(
         request,
         "datasets/list.html",
-        {"form": form, "datasets": datasets, "row_errors": row_errors},
+        {"form": form, "datasets": datasets, "row_errors": row_errors, **pages},
         status=400 if row_errors or form.errors else 200,
     )
 
@@ -338,3 +340,8 @@ def job_adapter(request, job_id: int):
 
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
+
+
+def _positive(value: str | None) -> int | None:
+    """A page cursor from the query string: a whole number above 0, else none (the first page)."""
+    return int(value) if value and value.isdigit() and int(value) > 0 else None

@@ -47,7 +47,7 @@ def _result(job: dict) -> str:
 def datasets(args) -> int:
     return _listing(
         args,
-        Studio(*resolve(args)).get("/datasets"),
+        _pages(Studio(*resolve(args)), "/datasets", {}, every=True),  # a team has few: all of them
         ["ID", "NAME", "ROWS", "FORMAT", "COLUMNS", "WARNINGS", "CREATED"],
         lambda d: [
             d["id"],
@@ -62,9 +62,9 @@ def datasets(args) -> int:
     )
 
 
-def _job_pages(studio: Studio, params: dict, every: bool) -> list[dict]:
-    """One page of jobs, or (every) all of them, following the API's Link header page by page."""
-    rows, response = [], studio.request("GET", "/jobs", params=params)
+def _pages(studio: Studio, path: str, params: dict, every: bool) -> list[dict]:
+    """One page of a list, or (every) all of it, following the API's Link header page by page."""
+    rows, response = [], studio.request("GET", path, params=params)
     while True:
         rows += response.json()
         following = response.links.get("next", {}).get("url")
@@ -85,7 +85,7 @@ def jobs(args) -> int:
     params = {"limit": args.limit, **{k: v for k, v in filters.items() if v is not None}}
     return _listing(
         args,
-        _job_pages(Studio(*resolve(args)), params, args.all),
+        _pages(Studio(*resolve(args)), "/jobs", params, args.all),
         ["ID", "NAME", "STATUS", "TASK", "METHOD", "DATASET", "MODEL", "RESULT", "CREATED"],
         lambda j: [
             j["id"],

@@ -94,3 +94,20 @@ def test_the_api_pages_with_a_link_header_and_the_same_filters(alice_api, many_j
     assert [j["id"] for j in search] == sorted(
         (j.pk for j in jobs if "sweep" in j.name and j.created_by.username == "alice"), reverse=True
     )
+
+
+def test_datasets_page_too_on_the_web_and_in_the_api(client, alice, alice_api, sst2_sample):
+    made = [dataset_from(alice, sst2_sample, name=f"set {n:02d}") for n in range(53)]
+    newest = sorted((d.pk for d in made), reverse=True)
+    html = client.get("/datasets/").content.decode()
+    first = [int(pk) for pk in re.findall(r'href="/datasets/(\d+)/"', html)]
+    assert first == newest[:50]
+    older = re.search(r'href="\?([^"]*)" id="older-page"', html).group(1).replace("&amp;", "&")
+    rest = [
+        int(pk) for pk in re.findall(r'href="/datasets/(\d+)/"', client.get(f"/datasets/?{older}").content.decode())
+    ]
+    assert rest == newest[50:]
+    assert len(re.findall(r'href="/datasets/\d+/"', client.get("/datasets/?search=SET 1").content.decode())) == 10
+    response = alice_api.get("/api/v1/datasets?limit=50")
+    assert [d["id"] for d in response.json()] == newest[:50] and 'rel="next"' in response.headers["Link"]
+    assert "Link" not in alice_api.get("/api/v1/datasets").headers  # 53 fit in the default page of 100

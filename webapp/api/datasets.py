@@ -2,6 +2,7 @@
 
 from typing import Any, Literal
 
+from django.http import HttpResponse
 from ninja import Field, File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 
@@ -11,6 +12,7 @@ from teams.models import Membership
 from teams.permissions import require
 
 from ..uploads import UploadTooLarge, uploaded_file_path
+from .paging import clamp_limit, link_next
 from .schemas import DatasetDetail, DatasetErrors, DatasetOut, Detail
 
 Role = Membership.Role
@@ -50,8 +52,16 @@ def dataset_upload(
 
 
 @router.get("/datasets", response=list[DatasetOut])
-def dataset_list(request):
-    return selectors.dataset_list(actor=request.actor, with_warnings=True)
+def dataset_list(
+    request, response: HttpResponse, search: str | None = None, before: int | None = None, limit: int = 100
+):
+    """Your team's datasets, newest first, whose name contains `search` if given: one page of at most `limit`
+    (up to 1,000); a `Link: <...>; rel="next"` header gives the next page, absent on the last."""
+    datasets, next_before = selectors.dataset_page(
+        actor=request.actor, before=before, limit=clamp_limit(limit), search=search, with_warnings=True
+    )
+    link_next(request, response, next_before)
+    return datasets
 
 
 @router.get("/datasets/{dataset_id}", response=DatasetDetail)

@@ -14,6 +14,7 @@ from teams.models import Membership
 from teams.permissions import require
 
 from ..uploads import artifact_response
+from .paging import clamp_limit, link_next
 from .schemas import Attempt, Detail, FieldErrors, JobIn, JobOut, job_out, queue_places
 
 Role = Membership.Role
@@ -87,13 +88,8 @@ def job_list(
     and search (in the name). One page of at most `limit` (up to 1,000); a `Link: <...>; rel="next"` header
     gives the next page (`before`: the cursor), absent on the last."""
     filters = dict(status=status, method=method, dataset=dataset, task=task, member=member, search=search)
-    jobs, next_before = selectors.job_page(
-        actor=request.actor, before=before, limit=max(1, min(limit, 1000)), **filters
-    )
-    if next_before is not None:
-        query = request.GET.copy()
-        query["before"] = str(next_before)
-        response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+    jobs, next_before = selectors.job_page(actor=request.actor, before=before, limit=clamp_limit(limit), **filters)
+    link_next(request, response, next_before)
     positions = queue_places(jobs)
     return [job_out(job, positions) for job in jobs]
 
