@@ -71,8 +71,9 @@ def build_report(run, metrics: dict) -> dict:
         "trainable_params": run.trainable_params,
         "total_params": run.total_params,
         "train_seconds": round(p.train_seconds, 3),
-        "baseline_metrics": p.baseline["metrics"],
-        "baseline_rows": p.baseline.get("rows", len(run.rows.eval)),  # checkpoints from before it was sampled
+        "baseline_metrics": p.baseline.get("metrics"),
+        # None when it was turned off; checkpoints from before it was sampled measured every row
+        "baseline_rows": p.baseline.get("rows", len(run.rows.eval)) if p.baseline else None,
         "efficiency": {
             "trainable_share": run.trainable_params / run.total_params if run.total_params else None,
             "tokens_per_second": round(p.train_tokens / max(working_seconds, 1e-9), 1),
@@ -95,7 +96,7 @@ def build_report(run, metrics: dict) -> dict:
     }
     report["intervals"] = verdict.intervals(metrics, len(run.rows.eval), report.get("generated_rows"))
     report["warnings"] = verdict.warnings(report)
-    before = {sample["row"]: sample["generation"] for sample in p.baseline["samples"]}
+    before = {sample["row"]: sample["generation"] for sample in p.baseline.get("samples", [])}
     for sample in report.get("samples", []):
         sample["baseline_generation"] = before.get(sample["row"])  # what the untrained model wrote
     return report

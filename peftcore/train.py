@@ -280,7 +280,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     )
     if state:
         resume(run, state)
-    else:
+    elif params.get("baseline_eval", True):
         baseline(run)
     return run
 

@@ -139,6 +139,14 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "that do not fit, at the cost of about a third more time per step.",
     ),
     Param(
+        "baseline_eval",
+        "bool",
+        True,
+        label="Measure the untrained model first",
+        help="Evaluate the model before training (on up to 256 evaluation rows) so the report shows what training "
+        "gained and warns when it gained nothing. Off starts training a few seconds sooner.",
+    ),
+    Param(
         "precision",
         "choice",
         "auto",

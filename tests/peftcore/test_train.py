@@ -309,3 +309,13 @@ def test_the_untrained_model_is_measured_on_a_sample_of_a_large_evaluation_set(
     first, last = sink.of("eval")[0], sink.of("eval")[-1]
     assert first["metrics"]["accuracy"] * 3 == pytest.approx(round(first["metrics"]["accuracy"] * 3))  # k of 3
     assert last["metrics"]["accuracy"] * 6 == pytest.approx(round(last["metrics"]["accuracy"] * 6))  # all 6 rows
+
+
+def test_the_untrained_model_is_not_measured_when_turned_off(tiny_bert, sentiment_tsv, tmp_path):
+    sink = ListSink()
+    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path, method="lora", params=fast_params("lora", epochs=1))
+    spec["params"]["baseline_eval"] = False
+    report = train.fit(spec, sink).done["report"]
+    assert [e["event"] for e in sink.events[:2]] == ["start", "progress"]  # no step-0 evaluation
+    assert report["baseline_metrics"] is None and report["baseline_rows"] is None
+    assert [e["step"] for e in sink.of("eval")] == [8]
