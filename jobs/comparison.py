@@ -66,12 +66,12 @@ def _row(section: str, name: str, values: list, *, higher_is_better: bool | None
     return row
 
 
-def _flat(prefix: str, jobs: list[Job], attribute: str) -> list[dict]:
-    keys = sorted({key for job in jobs for key in (getattr(job, attribute) or {})})
-    return [
-        _row("configuration", f"{prefix}{key}", [(getattr(job, attribute) or {}).get(key) for job in jobs])
-        for key in keys
-    ]
+def _flat(prefix: str, jobs: list[Job], reports: list[dict], attribute: str) -> list[dict]:
+    """One row per setting: the value the run used (its report's, with every default resolved), else the one
+    the job was submitted with (a job not yet run; None: left to the studio)."""
+    used = [{**(getattr(job, attribute) or {}), **(report.get(attribute) or {})} for job, report in zip(jobs, reports)]
+    keys = sorted({key for values in used for key in values})
+    return [_row("configuration", f"{prefix}{key}", [values.get(key) for values in used]) for key in keys]
 
 
 def job_compare(*, actor: Actor, ids: list[int]) -> dict:
@@ -115,7 +115,7 @@ def job_compare(*, actor: Actor, ids: list[int]) -> dict:
             [f"#{job.start_from_id} ({job.start_mode})" if job.start_from_id else None for job in jobs],
         ),
     ]
-    rows += _flat("", jobs, "params") + _flat("method: ", jobs, "method_params")
+    rows += _flat("", jobs, reports, "params") + _flat("method: ", jobs, reports, "method_params")
     curves = {}
     for job in jobs:
         for name, points in job_metric_series(job=job, names=("loss", "eval_loss")).items():

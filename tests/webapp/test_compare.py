@@ -63,6 +63,18 @@ def test_the_api_puts_jobs_side_by_side_and_marks_differences_and_winners(alice_
     assert set(body["curves"]) == {f"#{lora.pk} loss", f"#{ia3.pk} loss"}
 
 
+def test_the_configuration_shows_the_values_the_runs_used_not_empty_defaults(alice_api, finished):
+    chosen, typed = finished("lora"), finished("lora", params={"max_length": 64})
+    # max length is chosen by the worker from the texts' token lengths, after submission
+    assert chosen.params["max_length"] is None and chosen.params["precision"] == "auto"
+    for job, length in ((chosen, 48), (typed, 64)):  # what each run's report says it trained with
+        job.report.data["params"] = {**job.params, "max_length": length, "precision": "fp32"}
+        job.report.save()
+    rows = rows_by_name(alice_api.get(f"/api/v1/jobs/compare?ids={chosen.pk},{typed.pk}").json())
+    assert rows["max_length"]["values"] == [48, 64] and rows["max_length"]["differs"]
+    assert rows["precision"]["values"] == ["fp32", "fp32"] and not rows["precision"]["differs"]
+
+
 def test_other_teams_jobs_are_left_out_and_bad_ids_refused(alice_api, bob_api, finished):
     job = finished()
     assert bob_api.get(f"/api/v1/jobs/compare?ids={job.pk}").json()["jobs"] == []
