@@ -10,7 +10,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from jobs import comparison, runtime, selectors, services
+from jobs.dashboard import workers_online
 from jobs.errors import Conflict, Refused, ValidationFailed
+from jobs.job_needs import waiting_reason
 from jobs.models import Job
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
@@ -251,6 +253,7 @@ def _job_context(request, job_id: int) -> dict:
             else None
         ),
         "progress": selectors.job_progress(job),
+        "waiting_reason": waiting_reason(job, workers_online()) if job.status == Job.Status.QUEUED else None,
         "series": selectors.job_metric_series(job=job, names=("loss", "eval_loss")),
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,
         "artifact": selectors.job_artifact(job=job) if job.status == Job.Status.SUCCEEDED else None,
