@@ -155,6 +155,8 @@ class Job(models.Model):
 
     progress_step = models.IntegerField(default=0)
     progress_total = models.IntegerField(default=0)
+    # Seconds left as the training child estimated them at heartbeat_at (steady-state step and evaluation times).
+    eta_seconds = models.FloatField(null=True, blank=True)
     last_loss = models.FloatField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)

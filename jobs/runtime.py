@@ -57,6 +57,7 @@ def job_claim(*, job_id: int, owner: str) -> Job | None:
             started_at=Coalesce(F("started_at"), Value(now)),
             progress_step=F("checkpoint_step"),
             last_loss=None,
+            eta_seconds=None,  # the last attempt's estimate no longer holds
         )
         if not claimed:
             return None
@@ -106,8 +107,9 @@ def job_heartbeat(
     points: list[tuple[int, str, float]] = (),
     run_seconds: float | None = None,
     device: str | None = None,
+    eta_seconds: float | None = None,
 ) -> str:
-    """One batched write: metric points, progress, training time and lease renewal.
+    """One batched write: metric points, progress, training time, the child's ETA and lease renewal.
     Returns "ok", "cancel" or "lost"."""
     fields = {"lease_expires_at": _lease_until(), "heartbeat_at": Now()}
     for name, value in (
@@ -116,6 +118,7 @@ def job_heartbeat(
         ("last_loss", loss),
         ("run_seconds", run_seconds),
         ("device", device),
+        ("eta_seconds", eta_seconds),
     ):
         if value is not None:
             fields[name] = value

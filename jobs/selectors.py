@@ -164,13 +164,16 @@ def job_metric_series(*, job: Job, names: tuple[str, ...] = ("loss",), max_point
 
 
 def job_progress(job: Job) -> dict:
-    """Step, total, fraction and an ETA from the rate so far (None until there is a rate)."""
+    """Step, total, fraction and an ETA: the training child's own (steady-state step times, peftcore.loop.StepClock)
+    less the time since it was reported; before it has one, from the rate so far (None until there is a rate)."""
     from django.utils import timezone
 
     total, step = job.progress_total or 0, job.progress_step or 0
     fraction = min(1.0, step / total) if total else (1.0 if job.status == Job.Status.SUCCEEDED else 0.0)
     eta = None
-    if job.status == Job.Status.RUNNING and job.started_at and step and total:
+    if job.status == Job.Status.RUNNING and job.eta_seconds is not None and job.heartbeat_at:
+        eta = max(0.0, job.eta_seconds - (timezone.now() - job.heartbeat_at).total_seconds())
+    elif job.status == Job.Status.RUNNING and job.started_at and step and total:
         # run_seconds is training time across attempts (a resumed job's wait in the queue does not count)
         elapsed = job.run_seconds or (timezone.now() - job.started_at).total_seconds()
         eta = max(0.0, elapsed / step * (total - step))

@@ -41,6 +41,7 @@ class RunState:
     checkpoints: list = field(default_factory=list)  # written by the child, not yet stored
     stop: str = ""  # "", "cancel", "preempt", "timeout" or "lost"
     device: str | None = None
+    eta: float | None = None  # the child's estimate of the seconds left, at its latest step
 
     def take(self, event: dict) -> None:
         kind = event.get("event")
@@ -50,6 +51,7 @@ class RunState:
         elif kind == "progress":
             self.step, self.total = event["step"], event.get("total_steps", self.total)
             self.loss = event.get("loss")
+            self.eta = event.get("eta_seconds")
             if self.loss is not None:
                 self.points.append((self.step, "loss", float(self.loss)))
         elif kind == "eval":
@@ -219,6 +221,7 @@ class Supervisor:
                 points=points,
                 run_seconds=round(self.run_seconds(), 1),
                 device=state.device,
+                eta_seconds=state.eta,
             )
         except DatabaseError:
             log.exception("job %s: heartbeat failed; keeping %d points for the next one", self.job.pk, len(points))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -167,6 +168,7 @@ def train_loop(run: Run) -> dict | None:
     batch_size, epochs = spec.params["batch_size"], spec.params["epochs"]
     run.clock = (time.monotonic(), p.train_seconds)
     run.last_checkpoint = (p.step, time.monotonic())
+    clock = StepClock()
     run.model.train()
     for epoch in range(p.current_epoch, epochs + 1):
         if p.order is None or p.current_epoch != epoch:  # a new epoch (not one a checkpoint left half done)
@@ -176,7 +178,9 @@ def train_loop(run: Run) -> dict | None:
                 p.order = length_grouped(p.order, run.train_features, batch_size, run.generator)
         while p.position < run.steps_per_epoch:
             first = p.position * batch_size
+            stepping = time.monotonic()
             loss, learning_rate = _optimizer_step(run, p.order[first : first + batch_size])
+            clock.step(time.monotonic() - stepping)
             p.step, p.position = p.step + 1, p.position + 1
             p.epoch_losses.append(loss)
             sink.emit(
@@ -187,6 +191,8 @@ def train_loop(run: Run) -> dict | None:
                     "epoch": _epoch(run),
                     "loss": loss,
                     "learning_rate": learning_rate,
+                    # this epoch's evaluation and each later one's (early stopping may end sooner)
+                    "eta_seconds": clock.eta(run.total_steps - p.step, epochs - epoch + 1),
                 }
             )
             if checkpoints.is_due(
@@ -204,6 +210,7 @@ def train_loop(run: Run) -> dict | None:
         evaluating = time.monotonic()
         with devices.autocast(run.device, run.precision):
             run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=epoch == epochs)
+        clock.evaluation(time.monotonic() - evaluating)
         p.eval_seconds += time.monotonic() - evaluating
         sink.emit({"event": "eval", "step": p.step, "epoch": epoch, "metrics": run.evaluation["metrics"]})
         if _keep_best(run, epoch) and epoch < epochs:
@@ -221,6 +228,34 @@ def train_loop(run: Run) -> dict | None:
     p.train_seconds = _elapsed(run)
     run.model.eval()
     return None
+
+
+class StepClock:
+    """An ETA that is right from the first steps: the median of this process's recent step times (the first
+    step, which pays for lazy initialisation, left out) times the steps left, plus the evaluations left at the
+    last one's measured time (none counted before the first has run)."""
+
+    WINDOW = 20
+
+    def __init__(self):
+        self.steps: list[float] = []
+        self.last_evaluation: float | None = None
+        self.first = True
+
+    def step(self, seconds: float) -> None:
+        if self.first:
+            self.first = False
+            return
+        self.steps = [*self.steps[-(self.WINDOW - 1) :], seconds]
+
+    def evaluation(self, seconds: float) -> None:
+        self.last_evaluation = seconds
+
+    def eta(self, steps_left: int, evaluations_left: int) -> float | None:
+        if not self.steps:
+            return None
+        per_step = statistics.median(self.steps)
+        return round(per_step * steps_left + (self.last_evaluation or 0.0) * evaluations_left, 1)
 
 
 def _keep_best(run: Run, epoch: int) -> bool:

@@ -319,3 +319,21 @@ def test_the_untrained_model_is_not_measured_when_turned_off(tiny_bert, sentimen
     assert [e["event"] for e in sink.events[:2]] == ["start", "progress"]  # no step-0 evaluation
     assert report["baseline_metrics"] is None and report["baseline_rows"] is None
     assert [e["step"] for e in sink.of("eval")] == [8]
+
+
+def test_progress_carries_an_eta_from_steady_state_steps(tiny_bert, sentiment_tsv, tmp_path):
+    from peftcore.loop import StepClock
+
+    sink = ListSink()
+    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path, method="lora", params=fast_params("lora", epochs=2))
+    train.fit(spec, sink)
+    etas = [e.get("eta_seconds") for e in sink.of("progress")]
+    assert etas[0] is None  # the first step pays for lazy initialisation: no estimate from it
+    assert all(eta is not None and eta >= 0 for eta in etas[1:])
+    assert etas[-1] < etas[1]
+    clock = StepClock()
+    for seconds in (9.0, 1.0, 1.2, 0.8, 30.0, 1.0):  # the first and a stray slow step do not move the median
+        clock.step(seconds)
+    assert clock.eta(10, 0) == 10.0
+    clock.evaluation(5.0)
+    assert clock.eta(10, 2) == 20.0

@@ -34,3 +34,23 @@ def test_a_queued_job_says_what_no_online_worker_has(client, alice, dataset, tin
     assert "needs a CUDA GPU" in reason(client, qlora)
     Job.objects.filter(pk=qlora.pk).update(status=Job.Status.RUNNING)
     assert reason(client, qlora) is None  # only queued jobs wait
+
+
+def test_a_running_jobs_eta_is_the_childs_less_the_time_since_it_said_so(alice, dataset, tiny_model):
+    from datetime import timedelta
+
+    from jobs import selectors
+
+    job = job_for(alice, dataset, tiny_model, text_column="sentence", label_column="label")
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING,
+        started_at=timezone.now() - timedelta(seconds=100),
+        run_seconds=100,
+        progress_step=1,
+        progress_total=100,
+    )
+    job.refresh_from_db()
+    assert selectors.job_progress(job)["eta_seconds"] == 9900  # no estimate yet: the rate so far, load included
+    Job.objects.filter(pk=job.pk).update(eta_seconds=120, heartbeat_at=timezone.now() - timedelta(seconds=20))
+    job.refresh_from_db()
+    assert 99 <= selectors.job_progress(job)["eta_seconds"] <= 100
