@@ -38,6 +38,7 @@ urlpatterns = [
     path("jobs/new/defaults/", job_defaults_views.job_defaults, name="job-defaults"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/status/", views.job_status, name="job-status"),
+    path("jobs/<int:job_id>/chart/", views.job_chart, name="job-chart"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<int:job_id>/resume/", views.job_resume, name="job-resume"),
     path("team/", team_views.dashboard, name="team-dashboard"),

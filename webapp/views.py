@@ -174,6 +174,26 @@ def _fragment_input(request):
     return data, f"{request.path}?{data.urlencode()}"
 
 
+def chart_version(job: Job) -> str:
+    """What the drawn curve depends on: the steps reported and the status (an evaluation comes with an epoch's
+    last step; the final status with the last points)."""
+    return f"{job.status}-{job.progress_step}"
+
+
+@login_required
+def job_chart(request, job_id: int):
+    """The loss curve alone: 204 while the version the page drew is still current, 286 (stop polling) once final."""
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    version = chart_version(job)
+    if request.GET.get("drawn") == version and not job.is_final:
+        return HttpResponse(status=204)
+    series = selectors.job_metric_series(job=job, names=("loss", "eval_loss"))
+    response = render(request, "jobs/_chart.html", {"job": job, "series": series, "chart_version": version})
+    if job.is_final:
+        response.status_code = HTMX_STOP_POLLING
+    return response
+
+
 @login_required
 @require_POST
 def job_count(request):
@@ -254,7 +274,6 @@ def _job_context(request, job_id: int) -> dict:
         ),
         "progress": selectors.job_progress(job),
         "waiting_reason": waiting_reason(job, workers_online()) if job.status == Job.Status.QUEUED else None,
-        "series": selectors.job_metric_series(job=job, names=("loss", "eval_loss")),
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,
         "artifact": selectors.job_artifact(job=job) if job.status == Job.Status.SUCCEEDED else None,
     }
@@ -263,8 +282,12 @@ def _job_context(request, job_id: int) -> dict:
 @login_required
 def job_detail(request, job_id: int):
     context = _job_context(request, job_id)
-    if context["job"].status == Job.Status.SUCCEEDED:
-        context["merged"] = merged_context(context["job"])
+    job = context["job"]
+    context.update(
+        series=selectors.job_metric_series(job=job, names=("loss", "eval_loss")), chart_version=chart_version(job)
+    )
+    if job.status == Job.Status.SUCCEEDED:
+        context["merged"] = merged_context(job)
     return render(request, "jobs/detail.html", context)
 
 

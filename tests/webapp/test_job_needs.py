@@ -54,3 +54,31 @@ def test_a_running_jobs_eta_is_the_childs_less_the_time_since_it_said_so(alice, 
     Job.objects.filter(pk=job.pk).update(eta_seconds=120, heartbeat_at=timezone.now() - timedelta(seconds=20))
     job.refresh_from_db()
     assert 99 <= selectors.job_progress(job)["eta_seconds"] <= 100
+
+
+def test_the_chart_is_sent_only_when_the_run_has_drawn_more(client, alice, dataset, tiny_model):
+    from jobs.models import MetricPoint
+
+    job = job_for(alice, dataset, tiny_model, text_column="sentence", label_column="label")
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, progress_step=300, progress_total=1000)
+    MetricPoint.objects.bulk_create([MetricPoint(job=job, step=s, name="loss", value=1 / s) for s in range(1, 301)])
+    status = client.get(f"/jobs/{job.pk}/status/").content.decode()
+    assert "<svg" not in status  # the 2-second poll carries the status line, not the curve
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'id="job-chart"' in page and "<svg" in page and "drawn=running-300" in page
+    assert client.get(f"/jobs/{job.pk}/chart/?drawn=running-300").status_code == 204  # nothing new: no body
+    Job.objects.filter(pk=job.pk).update(progress_step=310)
+    moved = client.get(f"/jobs/{job.pk}/chart/?drawn=running-300")
+    assert (
+        moved.status_code == 200 and "<svg" in moved.content.decode() and "drawn=running-310" in moved.content.decode()
+    )
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    final = client.get(f"/jobs/{job.pk}/chart/?drawn=running-310")
+    assert final.status_code == 286 and "hx-get" not in final.content.decode()  # drawn once more, then no poll
+
+
+def test_another_teams_chart_is_a_404(client, bob, sst2_sample, tiny_model):
+    from tests.factories import dataset_from
+
+    theirs = job_for(bob, dataset_from(bob, sst2_sample), tiny_model, text_column="sentence", label_column="label")
+    assert client.get(f"/jobs/{theirs.pk}/chart/").status_code == 404
