@@ -157,6 +157,8 @@ class Job(models.Model):
     progress_total = models.IntegerField(default=0)
     # Seconds left as the training child estimated them at heartbeat_at (steady-state step and evaluation times).
     eta_seconds = models.FloatField(null=True, blank=True)
+    # What the running attempt is doing, in words ("loading the model", "evaluating epoch 2 of 5"), from the child.
+    phase = models.CharField(max_length=200, blank=True)
     last_loss = models.FloatField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)

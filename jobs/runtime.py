@@ -58,6 +58,7 @@ def job_claim(*, job_id: int, owner: str) -> Job | None:
             progress_step=F("checkpoint_step"),
             last_loss=None,
             eta_seconds=None,  # the last attempt's estimate no longer holds
+            phase="starting the training process",
         )
         if not claimed:
             return None
@@ -108,6 +109,7 @@ def job_heartbeat(
     run_seconds: float | None = None,
     device: str | None = None,
     eta_seconds: float | None = None,
+    phase: str | None = None,
 ) -> str:
     """One batched write: metric points, progress, training time, the child's ETA and lease renewal.
     Returns "ok", "cancel" or "lost"."""
@@ -119,6 +121,7 @@ def job_heartbeat(
         ("run_seconds", run_seconds),
         ("device", device),
         ("eta_seconds", eta_seconds),
+        ("phase", phase),
     ):
         if value is not None:
             fields[name] = value

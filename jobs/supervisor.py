@@ -42,10 +42,13 @@ class RunState:
     stop: str = ""  # "", "cancel", "preempt", "timeout" or "lost"
     device: str | None = None
     eta: float | None = None  # the child's estimate of the seconds left, at its latest step
+    phase: str | None = None  # what the child says it is doing
 
     def take(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "start":
+        if kind == "phase":
+            self.phase = str(event.get("phase") or "")[:200]
+        elif kind == "start":
             self.total = event.get("total_steps")
             self.device = event.get("device")
         elif kind == "progress":
@@ -222,6 +225,7 @@ class Supervisor:
                 run_seconds=round(self.run_seconds(), 1),
                 device=state.device,
                 eta_seconds=state.eta,
+                phase=state.phase,
             )
         except DatabaseError:
             log.exception("job %s: heartbeat failed; keeping %d points for the next one", self.job.pk, len(points))

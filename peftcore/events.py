@@ -34,16 +34,26 @@ class JsonLinesSink:
 
 
 class ListSink:
-    """Collects events in memory (tests, notebooks)."""
+    """Collects events in memory (tests, notebooks). Phase events (what the run is doing, in words) go to
+    `phases`, apart from the protocol's events."""
 
     def __init__(self) -> None:
         self.events: list[dict] = []
+        self.phases: list[str] = []
 
     def emit(self, event: dict) -> None:
-        self.events.append(event)
+        if event.get("event") == "phase":
+            self.phases.append(event["phase"])
+        else:
+            self.events.append(event)
 
     def of(self, kind: str) -> list[dict]:
         return [e for e in self.events if e.get("event") == kind]
+
+
+def phase(sink, text: str) -> None:
+    """Tell the runner what the run is doing now ("loading the model"), for the job page."""
+    sink.emit({"event": "phase", "phase": text})
 
 
 class TeeSink:

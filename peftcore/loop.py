@@ -18,7 +18,7 @@ from . import checkpoints, defaults, devices
 from .checkpoints import Progress
 from .distributed import Group
 from .errors import BAD_PARAMS, Preempted, TrainingError
-from .events import EventSink
+from .events import EventSink, phase
 from .spec import TrainSpec
 from .tasks import Rows, Runner
 
@@ -169,6 +169,7 @@ def train_loop(run: Run) -> dict | None:
     run.clock = (time.monotonic(), p.train_seconds)
     run.last_checkpoint = (p.step, time.monotonic())
     clock = StepClock()
+    phase(sink, "training")
     run.model.train()
     for epoch in range(p.current_epoch, epochs + 1):
         if p.order is None or p.current_epoch != epoch:  # a new epoch (not one a checkpoint left half done)
@@ -208,8 +209,10 @@ def train_loop(run: Run) -> dict | None:
                     _checkpoint(run)
                 return preempted(sink, p.step)
         evaluating = time.monotonic()
+        phase(sink, f"evaluating epoch {epoch} of {epochs} on {len(run.eval_features):,} rows")
         with devices.autocast(run.device, run.precision):
             run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=epoch == epochs)
+        phase(sink, "training")
         clock.evaluation(time.monotonic() - evaluating)
         p.eval_seconds += time.monotonic() - evaluating
         sink.emit({"event": "eval", "step": p.step, "epoch": epoch, "metrics": run.evaluation["metrics"]})
@@ -288,6 +291,7 @@ def _finish_with_best(run: Run, *, final_done: bool) -> None:
         checkpoints.load_snapshot(run.model, run.best_weights)
         run.sink.emit({"event": "best_restored", "step": p.best["step"], "epoch": p.best["epoch"]})
     if not final_done:
+        phase(run.sink, f"evaluating the best epoch ({p.best['epoch']}) in full")
         evaluating = time.monotonic()
         with devices.autocast(run.device, run.precision):
             run.evaluation = run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=True)

@@ -25,7 +25,7 @@ from . import checkpoints, defaults, devices, distributed, quantize
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
-from .events import EventSink
+from .events import EventSink, phase
 from .failures import classify_failure, error_event, failures_as
 from .loop import Run, baseline, make_optimizer, preempted, resume, stop_point, train_loop
 from .methods._common import MethodBuildError
@@ -162,6 +162,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     check_architecture(job)
     if job.start_from:
         check_start(job.start_from, job.method, job.method_params, job.task)
+    phase(sink, "reading the data")
     rows = task.read_rows(job)
     if job.params["eval_fraction"] is None and not job.eval_file:
         job.choices["params.eval_fraction"] = defaults.eval_reason(len(rows.train) + len(rows.eval))
@@ -178,6 +179,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     if params["precision"] != precision:
         job.choices["params.precision"] = why
     params["precision"] = precision
+    phase(sink, f"loading the model on the {device.type.upper()}")
     tokenizer, model, new_modules = _load(job, task, labels, device)
     params = job.params
     steps_per_epoch = math.ceil(len(rows.train) / params["batch_size"])
@@ -222,6 +224,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         params["max_length"] = limit  # the model cannot read further; the report shows the length used
     # Evaluation batches are micro-batches too: the micro-batch size is what fits on the device.
     runner = _runner(job, task, tokenizer, labels, device, limit, params["max_length"])
+    phase(sink, f"tokenizing {len(rows.train):,} training and {len(rows.eval):,} evaluation rows")
     train_features, eval_features = runner.encode(rows.train), runner.encode(rows.eval)
     runner.refuse(rows.train, train_features, "training")
     runner.refuse(rows.eval, eval_features, "evaluation")
@@ -281,6 +284,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     if state:
         resume(run, state)
     elif params.get("baseline_eval", True):
+        phase(sink, "measuring the untrained model")
         baseline(run)
     return run
 
@@ -350,6 +354,7 @@ def _finish(run: Run) -> FitResult:
     losses = run.progress.epoch_losses
     metrics = dict(run.evaluation["metrics"], train_loss=sum(losses) / len(losses))
     report = build_report(run, metrics)
+    phase(run.sink, "saving the adapter")
     adapter_dir = save_adapter(run.model, run.tokenizer, run.spec, run.labels, report)
     report["efficiency"]["adapter_bytes"] = sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file())
     done = {"event": "done", "adapter_dir": str(adapter_dir.resolve()), "metrics": metrics, "report": report}

@@ -337,3 +337,19 @@ def test_progress_carries_an_eta_from_steady_state_steps(tiny_bert, sentiment_ts
     assert clock.eta(10, 0) == 10.0
     clock.evaluation(5.0)
     assert clock.eta(10, 2) == 20.0
+
+
+def test_the_run_says_what_it_is_doing_at_each_phase(tiny_bert, sentiment_tsv, tmp_path):
+    sink = ListSink()
+    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path, method="lora", params=fast_params("lora", epochs=2))
+    train.fit(spec, sink)
+    assert sink.phases[:5] == [
+        "reading the data",
+        "loading the model on the CPU",
+        "tokenizing 58 training and 6 evaluation rows",
+        "measuring the untrained model",
+        "training",
+    ]
+    assert sink.phases[5:7] == ["evaluating epoch 1 of 2 on 6 rows", "training"]
+    assert sink.phases[-1] == "saving the adapter"
+    assert not [e for e in sink.events if e["event"] == "phase"]  # narration, apart from the protocol's events

@@ -82,3 +82,14 @@ def test_another_teams_chart_is_a_404(client, bob, sst2_sample, tiny_model):
 
     theirs = job_for(bob, dataset_from(bob, sst2_sample), tiny_model, text_column="sentence", label_column="label")
     assert client.get(f"/jobs/{theirs.pk}/chart/").status_code == 404
+
+
+def test_a_running_job_shows_what_it_is_doing(client, alice, dataset, tiny_model):
+    from jobs import runtime
+
+    job = job_for(alice, dataset, tiny_model, text_column="sentence", label_column="label")
+    claimed = runtime.job_claim(job_id=job.pk, owner="w/1")
+    assert "Starting the training process" in client.get(f"/jobs/{job.pk}/status/").content.decode()
+    assert runtime.job_heartbeat(job=claimed, phase="loading the model on the CPU") == "ok"
+    html = client.get(f"/jobs/{job.pk}/status/").content.decode()
+    assert '<span id="job-phase">Loading the model on the CPU</span>' in html
