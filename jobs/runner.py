@@ -12,6 +12,7 @@ The pieces live beside it: workspace.py (files the child needs), child_process.p
 supervisor.py (events, heartbeats, checkpoints, stopping).
 """
 
+import functools
 import json
 import logging
 import os
@@ -203,7 +204,7 @@ GIVEN_BACK = {"preempted", "lease lost", "lease lost before publishing", "runner
 def run(job_id: int | None = None, *, worker: str = "") -> str:
     """Claim the job whose turn it is, train, publish. Returns what happened, for the worker's log.
     `job_id` names the job whose message arrived; any queued job may be the one claimed (fair share)."""
-    job = runtime.job_claim_next(owner=worker_id(worker))
+    job = runtime.job_claim_next(owner=worker_id(worker), has_gpu=has_gpu())
     if job is None:
         return NOTHING
     workdir = settings.WORKER_DIR / "jobs" / f"{job.pk}-{job.attempt}"
@@ -243,3 +244,11 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
         return "runner error"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@functools.cache
+def has_gpu() -> bool:
+    """Whether this worker has an NVIDIA GPU (nvidia-smi; the worker's main process imports no torch)."""
+    from .workers import gpus
+
+    return bool(gpus())

@@ -15,6 +15,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from peftcore.quantize import FOUR_BIT
 from teams.audit import audit_record
 
 from . import dispatch
@@ -44,11 +45,15 @@ def job_enqueue_on_commit(job_id: int) -> None:
     dispatch.publish_on_commit(dispatch.RUN_JOB, job_id)
 
 
-def job_claim(*, job_id: int, owner: str) -> Job | None:
-    """QUEUED -> RUNNING in one conditional UPDATE; a duplicate delivery finds nothing to claim."""
+def job_claim(*, job_id: int, owner: str, has_gpu: bool = True) -> Job | None:
+    """QUEUED -> RUNNING in one conditional UPDATE; a duplicate delivery finds nothing to claim, and a worker
+    without a GPU does not take a job that needs one (4-bit loading): it waits for a GPU worker."""
     now = timezone.now()
+    claimable = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False)
+    if not has_gpu:
+        claimable = claimable.exclude(params__quantize=FOUR_BIT)
     with transaction.atomic():
-        claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(
+        claimed = claimable.update(
             status=Job.Status.RUNNING,
             attempt=F("attempt") + 1,
             lease_owner=owner,
@@ -79,11 +84,11 @@ def job_claim(*, job_id: int, owner: str) -> Job | None:
     return job
 
 
-def job_claim_next(*, owner: str) -> Job | None:
+def job_claim_next(*, owner: str, has_gpu: bool = True) -> Job | None:
     """Claim the job whose turn it is (fair share across teams, then priority, then age). A message says only
     that some job is ready, so any worker with a free slot takes the front of the queue."""
     for job_id in queued_in_order(limit=CLAIM_CANDIDATES):
-        job = job_claim(job_id=job_id, owner=owner)
+        job = job_claim(job_id=job_id, owner=owner, has_gpu=has_gpu)
         if job is not None:
             return job
     return None

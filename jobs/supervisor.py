@@ -43,6 +43,11 @@ class RunState:
     device: str | None = None
     eta: float | None = None  # the child's estimate of the seconds left, at its latest step
     phase: str | None = None  # what the child says it is doing
+    eta_at: float = 0.0  # monotonic time the ETA was said
+
+    def eta_now(self) -> float | None:
+        """The child's ETA less the time since it said it (during an evaluation no step reports a new one)."""
+        return None if self.eta is None else max(0.0, round(self.eta - (time.monotonic() - self.eta_at), 1))
 
     def take(self, event: dict) -> None:
         kind = event.get("event")
@@ -54,7 +59,7 @@ class RunState:
         elif kind == "progress":
             self.step, self.total = event["step"], event.get("total_steps", self.total)
             self.loss = event.get("loss")
-            self.eta = event.get("eta_seconds")
+            self.eta, self.eta_at = event.get("eta_seconds"), time.monotonic()
             if self.loss is not None:
                 self.points.append((self.step, "loss", float(self.loss)))
         elif kind == "eval":
@@ -224,7 +229,7 @@ class Supervisor:
                 points=points,
                 run_seconds=round(self.run_seconds(), 1),
                 device=state.device,
-                eta_seconds=state.eta,
+                eta_seconds=state.eta_now(),
                 phase=state.phase,
             )
         except DatabaseError:

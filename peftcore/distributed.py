@@ -7,8 +7,8 @@ has (SIGTERM means "checkpoint and stop", a dead runner kills the child), and on
 stdout, checkpoints, the adapter). Every rank loads the same model with the same seed, so the weights start
 equal; each optimizer step's rows are split between the ranks and the gradients summed (all_reduce), which
 is the whole batch's gradient: the adapter equals the single-process one up to float summation order
-(tests/peftcore/test_distributed.py). Evaluation runs whole on every rank, so early stopping and the best
-epoch are decided alike everywhere without a broadcast; a stop request travels from rank 0 with each step.
+(tests/peftcore/test_distributed.py). Evaluation runs whole on every rank; whether to stop early is rank 0's
+decision, sent to all (agree), as is a stop request, with each step, so no rank leaves a collective behind.
 """
 
 from __future__ import annotations
@@ -18,16 +18,20 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
 class Group:
     rank: int = 0
     world: int = 1
+    device: str = "cpu"  # where the collectives' tensors live: NCCL takes CUDA tensors only
 
     @property
     def main(self) -> bool:
@@ -44,7 +48,7 @@ class Group:
     def sum(self, values: list[float]) -> list[float]:
         if not self.active:
             return values
-        tensor = torch.tensor(values, dtype=torch.float64)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return tensor.tolist()
 
@@ -67,7 +71,7 @@ class Group:
         """Rank 0's flag, on every rank (a stop request reaches the runner's child only)."""
         if not self.active:
             return flag
-        tensor = torch.tensor([1 if flag and self.main else 0])
+        tensor = torch.tensor([1 if flag and self.main else 0], device=self.device)
         dist.all_reduce(tensor)
         return bool(tensor.item())
 
@@ -77,8 +81,13 @@ def join(rank: int, world: int, port: int, device) -> Group:
     if world <= 1:
         return Group()
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    return Group(rank, world)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    # Ranks meet at every step; a rank that died leaves the others waiting this long at most, not NCCL's default.
+    dist.init_process_group(
+        backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT
+    )
+    return Group(rank, world, str(device))
 
 
 def leave() -> None:

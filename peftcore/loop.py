@@ -216,7 +216,7 @@ def train_loop(run: Run) -> dict | None:
         clock.evaluation(time.monotonic() - evaluating)
         p.eval_seconds += time.monotonic() - evaluating
         sink.emit({"event": "eval", "step": p.step, "epoch": epoch, "metrics": run.evaluation["metrics"]})
-        if _keep_best(run, epoch) and epoch < epochs:
+        if run.group.agree(_keep_best(run, epoch)) and epoch < epochs:  # rank 0 decides for every rank
             sink.emit(
                 {
                     "event": "early_stop",

@@ -73,3 +73,28 @@ def test_a_claim_takes_the_front_and_the_places_move_up(mixed_queue):
     assert claimed.pk == order[0]
     fresh = list(Job.objects.all())
     assert selectors.queued_in_order() == expected_order(fresh)
+
+
+def test_a_worker_without_a_gpu_leaves_4bit_jobs_to_one_with(alice, make_member, sst2_sample, tiny_model):
+    from jobs import runtime
+
+    dataset = dataset_from(alice, sst2_sample)
+    qlora = job_row(dataset, tiny_model, params={"quantize": "4bit"})  # first in the queue
+    plain = job_row(dataset, tiny_model, params={"quantize": "none"})
+    assert runtime.job_claim_next(owner="cpu/1", has_gpu=False).pk == plain.pk
+    assert runtime.job_claim_next(owner="cpu/1", has_gpu=False) is None  # only the 4-bit job is left: it waits
+    assert runtime.job_claim_next(owner="gpu/1", has_gpu=True).pk == qlora.pk
+
+
+def test_the_eta_sent_with_a_heartbeat_counts_down_between_steps(monkeypatch):
+    from jobs import supervisor
+
+    state = supervisor.RunState()
+    assert state.eta_now() is None
+    now = [1000.0]
+    monkeypatch.setattr(supervisor.time, "monotonic", lambda: now[0])
+    state.take({"event": "progress", "step": 5, "loss": 0.5, "eta_seconds": 60.0})
+    now[0] += 25  # an evaluation: no progress event for a while
+    assert state.eta_now() == 35.0
+    now[0] += 100
+    assert state.eta_now() == 0.0

@@ -10,11 +10,12 @@ from peftcore.events import ListSink
 from .conftest import make_spec
 
 
-def test_this_machine_trains_on_the_cpu_in_full_precision_by_default():
-    device = devices.pick_device()
-    assert device.type == "cpu"
-    assert devices.resolve_precision(device, "auto")[0] == "fp32"
-    assert devices.resolve_precision(device, "bf16") == ("bf16", "as set")  # asked for: CPUs run bf16 autocast
+def test_the_cpu_trains_in_full_precision_by_default():
+    mps = torch.backends.mps.is_available()
+    assert devices.pick_device().type == ("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    cpu = torch.device("cpu")
+    assert devices.resolve_precision(cpu, "auto")[0] == "fp32"
+    assert devices.resolve_precision(cpu, "bf16") == ("bf16", "as set")  # asked for: CPUs run bf16 autocast
 
 
 def test_auto_takes_bf16_on_a_gpu_with_native_bf16_and_refuses_it_on_one_without(monkeypatch):
