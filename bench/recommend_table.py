@@ -30,7 +30,8 @@ def markdown() -> str:
         at = [r for r in runs if r["rows"] == size]
         names = [f"{r.get('dataset')} seed {r.get('seed')}" for r in at]
         lines += [
-            f"{size:,} training rows ({len(at)} runs; commands in `peftcore/benchmark_table.json`):",
+            f"{size:,} training rows ({len(at)} run{'s' if len(at) != 1 else ''}; commands in "
+            "`peftcore/benchmark_table.json`; trainable counts of the first run's labels):",
             "",
             "| method | trainable | " + " | ".join(names) + " | mean | vs LoRA (mean) | runs won vs LoRA |",
             "|---|---|" + "---|" * len(names) + "---|---|---|",
@@ -51,7 +52,7 @@ def markdown() -> str:
     for rows in ASKED:
         choice = recommend("text-classification", rows)
         lines.append(
-            f"| {rows:,} rows | {choice.method} | {choice.confidence} | {choice.runs} runs at "
+            f"| {rows:,} rows | {choice.method} | {choice.confidence} | {choice.runs} run(s) at "
             f"{choice.benchmark_rows:,} rows |"
         )
     return "\n".join(lines)

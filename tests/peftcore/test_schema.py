@@ -134,9 +134,15 @@ def test_training_params_match_the_interface():
         "answer_logits_only",
         "group_by_length",
         "gradient_checkpointing",
+        "baseline_eval",
+        "precision",
+        "quantize",
         "weight_decay",
     ]
     assert by_name["answer_logits_only"].default is True and by_name["gradient_checkpointing"].default is False
+    assert (by_name["precision"].default, by_name["precision"].choices) == ("auto", ("auto", "fp32", "bf16"))
+    assert (by_name["quantize"].default, by_name["quantize"].choices) == ("none", ("none", "4bit"))
+    assert by_name["baseline_eval"].default is True
     assert (by_name["epochs"].default, by_name["epochs"].min, by_name["epochs"].max) == (None, 1, 100)
     # left empty, these are chosen from the data (peftcore/defaults.py), with the reason
     for name in ("epochs", "learning_rate", "head_learning_rate", "batch_size", "max_length", "eval_fraction"):
