@@ -433,6 +433,7 @@ def test_sigterm_checkpoints_and_exits_0_then_resume_finishes(tiny_bert, sentime
             child.send_signal(signal.SIGTERM)
             break
     events += [json.loads(line) for line in child.stdout]
+    events = [e for e in events if e["event"] != "phase"]  # the job page's narration, not the protocol
     assert child.wait(timeout=120) == 0
     checkpoint, preempted = events[-2:]
     assert checkpoint["event"] == "checkpoint" and preempted == {"event": "preempted", "step": checkpoint["step"]}
@@ -442,7 +443,7 @@ def test_sigterm_checkpoints_and_exits_0_then_resume_finishes(tiny_bert, sentime
         command + ["--resume", checkpoint["path"]], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    events = [json.loads(line) for line in result.stdout.splitlines()]
+    events = [e for e in map(json.loads, result.stdout.splitlines()) if e["event"] != "phase"]
     assert [e["event"] for e in events[:2]] == ["start", "resumed"] and events[1]["step"] == checkpoint["step"]
     assert events[-1]["event"] == "done" and events[-1]["report"]["resumed_from_step"] == checkpoint["step"]
     assert events[2]["event"] in ("progress", "eval") and sum(e["event"] == "progress" for e in events) == (

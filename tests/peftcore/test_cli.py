@@ -32,7 +32,10 @@ def test_train_spec_prints_only_json_events(tiny_bert, sentiment_tsv, tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     result = run_cli("train", "--spec", str(tmp_path / "spec.json"))
     assert result.returncode == 0, result.stderr
-    events = events_of(result.stdout)
+    printed = events_of(result.stdout)
+    phases = [e["phase"] for e in printed if e["event"] == "phase"]  # what the run is doing, for the job page
+    assert phases[:2] == ["reading the data", "loading the model on the CPU"] and phases[-1] == "saving the adapter"
+    events = [e for e in printed if e["event"] != "phase"]
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     assert [e["event"] for e in events].count("progress") == events[0]["total_steps"] == 8
     adapter = tmp_path / "out" / "adapter"
