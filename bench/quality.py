@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import math
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,10 +31,10 @@ import time
 from pathlib import Path
 
 from bench_data import gsm8k_steps
+from bench_docs import write_between
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "sst2"
-DOCS = REPO / "docs" / "benchmarks.md"
 MARKERS = ("<!-- quality:start -->", "<!-- quality:end -->")
 
 
@@ -190,10 +189,7 @@ def main() -> None:
         seeds_run = ",".join(str(s) for s in sorted({r["seed"] for r in results}))
         stamp = f"Run {datetime.date.today()} ({(time.monotonic() - began) / 60:.0f} min wall), seeds {seeds_run}:"
         markers = tuple(m.replace("quality", f"quality-{args.dataset}") for m in MARKERS)
-        body = f"{markers[0]}\n{stamp}\n\n{text}\n{markers[1]}"
-        current = DOCS.read_text()
-        pattern = re.escape(markers[0]) + ".*?" + re.escape(markers[1])
-        DOCS.write_text(re.sub(pattern, lambda _: body, current, flags=re.S) if markers[0] in current else current)
+        write_between(markers, f"{stamp}\n\n{text}")
 
 
 if __name__ == "__main__":

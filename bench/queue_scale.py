@@ -18,19 +18,19 @@ import argparse
 import datetime
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench_docs import write_between
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-queue-"))
 os.environ["DATABASE_URL"] = os.environ.get("QUEUE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/queuebench")
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-DOCS = REPO / "docs" / "benchmarks.md"
 MARKERS = ("<!-- queue:start -->", "<!-- queue:end -->")
 
 
@@ -184,15 +184,6 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    docs = DOCS.read_text(encoding="utf-8")
-    start, end = MARKERS
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    if not pattern.search(docs):
-        raise SystemExit(f"{DOCS} has no {start} ... {end} markers")
-    DOCS.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", docs), encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000)
@@ -233,7 +224,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.docs:
-        write_docs(text)
+        write_between(MARKERS, text)
 
 
 if __name__ == "__main__":

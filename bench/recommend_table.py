@@ -10,13 +10,13 @@ markers. Imports no torch: it reads the JSON table only.
 """
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
+from bench_docs import write_between
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DOCS = REPO / "docs" / "benchmarks.md"
 MARKERS = ("<!-- recommend:start -->", "<!-- recommend:end -->")
 ASKED = (300, 500, 1_000, 2_000, 8_000)
 
@@ -58,15 +58,6 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    docs = DOCS.read_text(encoding="utf-8")
-    start, end = MARKERS
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    if not pattern.search(docs):
-        raise SystemExit(f"{DOCS} has no {start} ... {end} markers")
-    DOCS.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", docs), encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", action="store_true")
@@ -74,7 +65,7 @@ def main() -> None:
     text = markdown()
     print(text)
     if args.docs:
-        write_docs(text)
+        write_between(MARKERS, text)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import datetime
 import json
 import math
 import random
-import re
 import resource
 import subprocess
 import sys
@@ -28,9 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_docs import write_between
+
 REPO = Path(__file__).resolve().parent.parent
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
-DOCS = REPO / "docs" / "benchmarks.md"
 MARKERS = ("<!-- sft:start -->", "<!-- sft:end -->")
 QUALITY_MARKERS = ("<!-- sft-quality:start -->", "<!-- sft-quality:end -->")
 DEFAULT_ROOT = Path.home() / ".cache" / "peft-studio-tests" / "models"
@@ -188,10 +188,7 @@ def quality_table(run: dict, args) -> str:
 
 
 def write_docs(markers: tuple[str, str], stamp: str, text: str) -> None:
-    body = f"{markers[0]}\n{stamp}\n\n{text}\n{markers[1]}"
-    current = DOCS.read_text()
-    pattern = re.escape(markers[0]) + ".*?" + re.escape(markers[1])
-    DOCS.write_text(re.sub(pattern, lambda _: body, current, flags=re.S))
+    write_between(markers, f"{stamp}\n\n{text}")
 
 
 def main() -> None:

@@ -33,10 +33,15 @@ def dataset_page(
     datasets = dataset_list(actor=actor, **options)
     if search:
         datasets = datasets.filter(name__icontains=search)
+    return keyset_page(datasets, before, limit)
+
+
+def keyset_page(rows: QuerySet, before: int | None, limit: int) -> tuple[list, int | None]:
+    """(up to `limit` rows with ids below `before`, newest first; the `before` of the next page, or None)."""
     if before is not None:
-        datasets = datasets.filter(pk__lt=before)
-    rows = list(datasets.order_by("-pk")[: limit + 1])
-    return rows[:limit], (rows[limit - 1].pk if len(rows) > limit else None)
+        rows = rows.filter(pk__lt=before)
+    page = list(rows.order_by("-pk")[: limit + 1])
+    return page[:limit], (page[limit - 1].pk if len(page) > limit else None)
 
 
 def dataset_get(*, actor: Actor, dataset_id: int) -> Dataset:
@@ -113,10 +118,7 @@ def job_page(
         jobs = jobs.filter(created_by__username=member)
     if search:
         jobs = jobs.filter(name__icontains=search)
-    if before is not None:
-        jobs = jobs.filter(pk__lt=before)
-    rows = list(jobs.order_by("-pk")[: limit + 1])
-    return rows[:limit], (rows[limit - 1].pk if len(rows) > limit else None)
+    return keyset_page(jobs, before, limit)
 
 
 def job_adapter_choices(*, actor: Actor) -> QuerySet[Job]:
