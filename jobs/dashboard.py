@@ -44,6 +44,12 @@ def daily_compute_hours(*, team: Team, days: int = 30) -> list[tuple[int, float]
     return [(i, round((by_day.get((first + timedelta(days=i)).date()) or 0) / 3600, 3)) for i in range(days)]
 
 
+def day_names(days: int = 30) -> dict[int, str]:
+    """The daily chart's x positions (daily_compute_hours' day index) as dates, "Dec 6"."""
+    today = timezone.now().date()  # the same day boundaries as daily_compute_hours
+    return {i: (today - timedelta(days=days - 1 - i)).strftime("%b %-d") for i in range(days)}
+
+
 def workers_online() -> list[WorkerHeartbeat]:
     """Workers heard from within three heartbeats that did not stop cleanly."""
     since = timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
@@ -101,6 +107,7 @@ def team_dashboard(*, team: Team) -> dict:
         ),
         "compute_hours": used_seconds / 3600,
         "daily_hours": daily_compute_hours(team=team),
+        "day_names": day_names(),
         "usage": usage_by_member_month(team=team),
         "storage": storage,
         "storage_total": sum(storage.values()),

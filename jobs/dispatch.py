@@ -20,6 +20,7 @@ EXPORT_MERGED = "jobs.export_merged"
 COUNT_TRAINABLE = "jobs.count_trainable"
 COUNT_TOKENS = "jobs.count_tokens"
 PLAYGROUND_PREDICT = "jobs.playground_predict"
+CHECK_DATASET = "jobs.check_dataset"
 
 
 def publish(task: str, *args) -> None:

@@ -4,13 +4,16 @@ from django.utils import timezone
 
 
 class Blob(models.Model):
-    """Bytes stored in the database in chunks, so a worker on any host needs only the database."""
+    """Bytes stored in the database in chunks, so a worker on any host needs only the database (or, with key set,
+    in the object store that every host reaches too)."""
 
     sha256 = models.CharField(max_length=64)
     size = models.BigIntegerField(default=0)
     # False until every chunk is written: a half-written blob is never served.
     complete = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The object's key in the S3-compatible store (BLOB_STORE=s3); empty: the bytes are this row's chunks.
+    key = models.CharField(max_length=300, blank=True, default="")
 
 
 class BlobChunk(models.Model):
@@ -34,9 +37,19 @@ class Dataset(models.Model):
     rows = models.IntegerField()
     columns = models.JSONField(default=list)
     preview = models.JSONField(default=list)
-    # Per-column empty-value counts and, when columns were named at upload, label counts.
+    # Per-column empty-value counts and, when columns were named at upload, label counts; while or after a check
+    # on a worker, the columns asked for ("asked") and, for an invalid file, its errors.
     stats = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class State(models.TextChoices):
+        READY = "ready"
+        CHECKING = "checking"  # a large upload's rows being checked by the maintenance worker
+        INVALID = "invalid"  # the check found errors: stats["errors"] says which; it cannot be trained
+
+    state = models.CharField(max_length=20, choices=State.choices, default=State.READY)
+    progress = models.FloatField(null=True, blank=True)  # share of the file checked so far, while CHECKING
+    state_at = models.DateTimeField(null=True, blank=True)  # the check's last sign of life
 
     class Meta:
         ordering = ["-created_at"]
@@ -236,6 +249,7 @@ class Artifact(models.Model):
     class Kind(models.TextChoices):
         ADAPTER = "adapter"
         MERGED = "merged"  # base model + adapter folded into one safetensors model (jobs/merged_exports.py)
+        LOG = "log"  # every attempt's story and output, as text (jobs/services/job_logs.py)
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
     kind = models.CharField(max_length=20, choices=Kind.choices)

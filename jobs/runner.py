@@ -27,12 +27,14 @@ from django.conf import settings
 
 from peftcore.models import ModelRefError
 
-from . import runtime
+from . import runtime, warm_child
 from .child_process import oom_kills as read_oom_kills
 from .model_folders import local_folder
 from .models import Job, JobAttempt
+from .services import job_logs
 from .storage import blob_create_from_file, blob_delete
 from .supervisor import Supervisor, lease_kept, supervise
+from .workers import shutting_down
 from .workspace import build_spec, zip_folder
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,7 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
     job = runtime.job_claim_next(owner=worker_id(worker), has_gpu=has_gpu())
     if job is None:
         return NOTHING
+    warm_child.prepare()  # its imports overlap with fetching the data and the model below
     workdir = settings.WORKER_DIR / "jobs" / f"{job.pk}-{job.attempt}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -234,6 +237,7 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
         kills_before = read_oom_kills()
         with _sigterm_noted() as terminated:
             supervisor, returncode, tail = supervise(job, spec_path, workdir, terminated)
+        _keep_log(job, supervisor, workdir, worker)
         oom_killed = (
             kills_before is not None and (read_oom_kills() or 0) > kills_before and returncode == -signal.SIGKILL
         )
@@ -244,6 +248,21 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
         return "runner error"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if shutting_down():
+            warm_child.discard()
+        else:
+            warm_child.prepare()  # for the next job
+
+
+def _keep_log(job: Job, supervisor: Supervisor, workdir: Path, worker: str) -> None:
+    """The attempt's log goes with the job; a failure to store it never changes how the job ends."""
+    try:
+        text = job_logs.attempt_text(
+            job=job, worker=worker_id(worker), lines=supervisor.state.log, stderr_path=workdir / "train.log"
+        )
+        job_logs.job_log_append(job=job, text=text)
+    except Exception:
+        log.warning("job %s: could not store its log", job.pk, exc_info=True)
 
 
 @functools.cache

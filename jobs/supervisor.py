@@ -3,12 +3,10 @@ stopped when the job is cancelled, the worker shuts down, the time limit passes 
 
 import json
 import logging
-import os
 import queue
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -19,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
-from . import runtime
+from . import runtime, warm_child
 from .child_process import exited, kill_group, pump, signal_group, tail
 from .models import Blob, Job
 from .storage import blob_create_from_file, blob_delete
@@ -43,6 +41,7 @@ class RunState:
     device: str | None = None
     eta: float | None = None  # the child's estimate of the seconds left, at its latest step
     phase: str | None = None  # what the child says it is doing
+    log: list[str] = field(default_factory=list)  # the run's story, for the job's downloadable log
     eta_at: float = 0.0  # monotonic time the ETA was said
 
     def eta_now(self) -> float | None:
@@ -51,6 +50,8 @@ class RunState:
 
     def take(self, event: dict) -> None:
         kind = event.get("event")
+        if line := log_line(event):
+            self.log.append(f"{time.strftime('%H:%M:%S', time.gmtime())}  {line}")
         if kind == "phase":
             self.phase = str(event.get("phase") or "")[:200]
         elif kind == "start":
@@ -77,6 +78,29 @@ class RunState:
             self.done = event
         elif kind == "error":
             self.error = event
+
+
+def log_line(event: dict) -> str | None:
+    """One line of the job's log for an event worth a line (every step is not: the chart has those)."""
+    kind = event.get("event")
+    if kind == "phase":
+        return str(event.get("phase") or "")[:200]
+    if kind == "start":
+        return f"training {event.get('total_steps')} steps on the {str(event.get('device') or '?').upper()}"
+    if kind == "eval":
+        shown = ", ".join(
+            f"{name} {value:.4g}" for name, value in (event.get("metrics") or {}).items() if isinstance(value, float)
+        )
+        return f"evaluated at step {event.get('step')}: {shown}"
+    if kind == "checkpoint":
+        return f"checkpoint at step {event.get('step')}"
+    if kind in ("preempted", "resumed"):
+        return f"{kind} at step {event.get('step')}"
+    if kind == "done":
+        return "done: the adapter is saved"
+    if kind == "error":
+        return f"error ({event.get('kind')}): {event.get('message')}"
+    return None
 
 
 def give_up_after() -> float:
@@ -278,41 +302,22 @@ def step_of(folder: Path) -> int:
 
 
 def supervise(job: Job, spec_path: Path, workdir: Path, terminated: threading.Event) -> tuple[Supervisor, int, str]:
-    python = settings.TRAIN_PYTHON or sys.executable
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PEFTCORE_PARENT_PID": str(os.getpid()),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")])),
-    }
-    stderr_path = workdir / "train.log"
-    with open(stderr_path, "wb") as stderr:
-        # A new session makes the child a process-group leader, so a kill reaches everything it started.
-        proc = subprocess.Popen(
-            [python, "-m", "peftcore", "train", "--spec", str(spec_path)],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            cwd=settings.BASE_DIR,
-            env=env,
-            start_new_session=True,
-            text=True,
-            bufsize=1,
-        )
-        supervisor = Supervisor(job, proc, workdir, terminated)
-        watchdog_done = threading.Event()
-        threading.Thread(target=supervisor.watchdog, args=(watchdog_done,), daemon=True).start()
-        try:
-            supervisor.follow()
-            if supervisor.eof:  # stdout is closed, so the child is exiting; one that hangs instead is killed
-                exited(proc, settings.RUNNER_STOP_GRACE_SECONDS)
-        finally:
-            watchdog_done.set()
-            # Whatever went wrong in the runner, the child must not train on unsupervised.
-            kill_group(proc)
-        if supervisor.expired.is_set():
+    proc, stderr_path = warm_child.take(spec_path, workdir)
+    supervisor = Supervisor(job, proc, workdir, terminated)
+    watchdog_done = threading.Event()
+    threading.Thread(target=supervisor.watchdog, args=(watchdog_done,), daemon=True).start()
+    try:
+        supervisor.follow()
+        if supervisor.eof:  # stdout is closed, so the child is exiting; one that hangs instead is killed
+            exited(proc, settings.RUNNER_STOP_GRACE_SECONDS)
+    finally:
+        watchdog_done.set()
+        # Whatever went wrong in the runner, the child must not train on unsupervised.
+        kill_group(proc)
+    if supervisor.expired.is_set():
+        supervisor.state.stop = "lost"
+    if supervisor.state.stop != "lost":
+        supervisor.drain()
+        if not supervisor.store_checkpoint():
             supervisor.state.stop = "lost"
-        if supervisor.state.stop != "lost":
-            supervisor.drain()
-            if not supervisor.store_checkpoint():
-                supervisor.state.stop = "lost"
     return supervisor, proc.returncode, tail(stderr_path)

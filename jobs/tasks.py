@@ -91,3 +91,10 @@ def playground_predict(run_id: int) -> str:
     from .playground import predict
 
     return predict(run_id)
+
+
+@shared_task(name="jobs.check_dataset", ignore_result=True)
+def check_dataset(dataset_id: int) -> str:
+    from .dataset_checks import check_dataset as run_check
+
+    return run_check(dataset_id)

@@ -1,4 +1,4 @@
-"""Command line: `python -m peftcore train|inspect|methods`.
+"""Command line: `python -m peftcore train|inspect|methods|merge|combine`.
 
 `train --spec` is what the studio's runner starts: stdout carries ONLY JSON events, one per line; everything
 else (logging, warnings, progress bars) goes to stderr. Exit status: 0 done or preempted, 2 bad data or
@@ -172,6 +172,15 @@ def _spec_from_args(args) -> dict:
     }
 
 
+def _spec_path_from_stdin() -> str:
+    """A warm child (`train --spec -`, jobs/warm_child.py): import what every job needs while no job waits, then
+    read the spec's path from stdin; an empty line or end of input means there is no job."""
+    _quiet_libraries()
+    from . import train  # noqa: F401  (torch, transformers and peft: seconds a job no longer waits for)
+
+    return sys.stdin.readline().strip()
+
+
 def _die_with_parent() -> None:
     """Linux: kill this process if the runner that started it dies (it runs in its own session, so no
     terminal or process-group signal would reach it). PEFTCORE_PARENT_PID names that runner. SIGKILL, not
@@ -207,6 +216,10 @@ def _train(args) -> int:
     from .events import JsonLinesSink, TeeSink
 
     sink = JsonLinesSink(events)
+    if args.spec == "-":
+        args.spec = _spec_path_from_stdin()
+        if not args.spec:
+            return EXIT_OK  # the runner let this warm child go unused
     try:
         if args.spec:
             try:
@@ -311,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an adapter; prints JSON events on stdout")
-    train.add_argument("--spec", help="a job spec JSON file (as written by the studio's runner)")
+    train.add_argument(
+        "--spec", help="a job spec JSON file (as written by the studio's runner); '-': its path on stdin, once imported"
+    )
     # Set by rank 0 for the processes it starts (distributed.py), not by hand.
     train.add_argument("--rank", type=int, help=argparse.SUPPRESS)
     train.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -382,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", type=Path, required=True, help="the folder to write (must not exist)")
     merge.add_argument("--base-name", default="the base model", help="the base model's name, for the model card")
     merge.add_argument("--job-name", default="", help="a title for the model card")
+    from .combine import add_command
+
+    add_command(commands)
     return parser
 
 
@@ -400,4 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         return _prepare_gemma(args)
     if args.command == "merge":
         return _merge(args)
+    if args.command == "combine":
+        from .combine import run_command
+
+        return run_command(args)
     return _methods(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,7 +30,10 @@ PREVIEW_CHARS = 1000
 IMBALANCE_RATIO = 10  # largest label over smallest: beyond this, accuracy flatters a majority-class model
 MIN_ROWS_PER_LABEL = 2  # one row cannot be both trained on and held out
 EXAMPLE_ROWS = 5  # row numbers quoted per warning
-DUPLICATE_CHECK_ROWS = 1_000_000  # rows compared for repeats: about 100 MB of memory at most in the web process
+DUPLICATE_CHECK_ROWS = (
+    1_000_000  # rows compared for repeats: about 100 MB at most (a large file's check runs on a worker)
+)
+PROGRESS_ROWS = 20_000  # rows between progress calls
 _NO_LABEL = 1023  # label code of a row without a label (codes < 1023 index the first labels seen)
 
 
@@ -118,6 +122,7 @@ class _Inspection:
         self.duplicate_count = 0
         self.conflicts: list[tuple[int, int, str, str]] = []  # same text, other label: (row, first, label, first's)
         self.conflict_count = 0
+        self.progress: Callable[[int, float | None], None] | None = None
 
     def add_error(self, row: int | None, message: str) -> None:
         self.error_count += 1
@@ -131,12 +136,16 @@ class _Inspection:
             self.add_error(None, str(exc))
             return
         reader = RowReader(self.path, self.format)
-        for row, record, error in reader:
+        size = Path(self.path).stat().st_size if self.progress else 0
+        for count, (row, record, error) in enumerate(reader, 1):
             self.columns = reader.columns
             if error is not None:
                 self.add_error(error.row, error.message)
             else:
                 self.take(row, record)
+            if self.progress and count % PROGRESS_ROWS == 0:
+                done = reader.bytes_read
+                self.progress(count, min(done / size, 1.0) if done is not None and size else None)
         self.columns = reader.columns
 
     def take(self, row: int, record: dict) -> None:
@@ -293,12 +302,15 @@ def inspect_file(
     label_column: str | None = None,
     preview_rows: int = 10,
     max_errors: int = 50,
+    progress: Callable[[int, float | None], None] | None = None,
 ) -> dict:
     """Describe an uploaded file: format, valid rows, columns, preview, row-numbered errors, label counts.
 
+    progress, if given, is called every PROGRESS_ROWS rows with (rows read, share of the file read or None).
     Never raises on file content: anything unexpected becomes a file-level error in the report.
     """
     inspection = _Inspection(path, fmt, text_column, label_column, preview_rows, max_errors)
+    inspection.progress = progress
     try:
         inspection.run()
     except Exception as exc:  # user bytes must never crash an upload view

@@ -86,6 +86,16 @@ class RowReader:
         self.rows = 0
         self.errors = 0
         self._known: set[str] = set()
+        self._handle = None  # the open file of a text format, for bytes_read
+
+    @property
+    def bytes_read(self) -> int | None:
+        """How far into the file the reader is (for progress), or None where that is not known (Parquet)."""
+        handle = self._handle
+        try:
+            return handle.tell() if handle is not None and not handle.closed else None
+        except (OSError, ValueError):
+            return None
 
     def __iter__(self) -> Iterator[tuple[int | None, dict | None, DataError | None]]:
         if not self.path.is_file():
@@ -184,6 +194,7 @@ class RowReader:
         else:
             options = dict(delimiter=",", quotechar='"', doublequote=True)
         with self.path.open("rb") as fh:
+            self._handle = fh
             reader = csv.reader(lines(fh), strict=False, **options)
             header: list[str] | None = None
             last_line = 0
@@ -227,6 +238,7 @@ class RowReader:
     # -- JSON Lines ------------------------------------------------------------------------------------
     def _jsonl(self):
         with self.path.open("rb") as fh:
+            self._handle = fh
             for number, raw in capped_lines(fh):
                 if raw is None:
                     yield number, None, DataError(_long_line(), number)

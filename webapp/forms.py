@@ -40,12 +40,12 @@ class DatasetUploadForm(forms.Form):
     text_column = forms.CharField(
         required=False,
         max_length=200,
-        help_text="Optional: name it to check every row has text now, not at training time.",
+        help_text="Optional: pick it from the preview after the upload, or name it now to check every row has text.",
     )
     label_column = forms.CharField(
         required=False,
         max_length=200,
-        help_text="Optional: name it to check every row has a label and count the labels.",
+        help_text="Optional: pick it from the preview after the upload, or name it now to count the labels.",
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_email_url  # installed with environs[django]
 from csp import constants as csp_constants
 from environs import Env
-from marshmallow.validate import Range
+from marshmallow.validate import OneOf, Range
 
 env = Env()
 
@@ -197,6 +197,18 @@ FILE_UPLOAD_HANDLERS = [
 ]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
+# Where blobs (datasets, adapters, checkpoints, merged models) keep their bytes: "db" (Postgres, the embedded
+# default) or "s3" (an S3-compatible object store: AWS S3, MinIO, ...; jobs/object_store.py). Credentials come
+# from the environment as boto3 reads them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+BLOB_STORE = env.str("BLOB_STORE", "db", validate=OneOf(["db", "s3"]))
+S3_BUCKET = env.str("S3_BUCKET", "studio")
+S3_ENDPOINT_URL = env.str("S3_ENDPOINT_URL", "")  # e.g. http://minio:9000; empty: AWS
+S3_REGION = env.str("S3_REGION", "")
+S3_PREFIX = env.str("S3_PREFIX", "")  # e.g. "studio/" to share a bucket
+# A file up to this size is checked row by row inside the request (errors come back at once, nothing is stored);
+# a larger one is stored as it is and checked by the maintenance worker, so the request returns once the bytes
+# are stored and the web process's memory stays flat.
+UPLOAD_CHECK_INLINE_BYTES = env.int("UPLOAD_CHECK_INLINE_BYTES", 16 * 1024 * 1024)
 # Large uploads are streamed into this folder (its own, so the storage sweep may clear what a killed web server
 # left there); on several hosts, each web host sweeps its own at start (webapp.apps).
 FILE_UPLOAD_TEMP_DIR = str(env.path("FILE_UPLOAD_TEMP_DIR", STUDIO_HOME / "uploads"))
@@ -241,6 +253,7 @@ CELERY_TASK_ROUTES = {
     "jobs.playground_predict": {"queue": "maintenance"},
     "jobs.send_notifications": {"queue": "maintenance"},
     "jobs.sweep_storage": {"queue": "maintenance"},
+    "jobs.check_dataset": {"queue": "maintenance"},
 }
 # A live trainable count not answered within this many seconds is asked for again (its message was lost).
 COUNT_RETRY_SECONDS = 30
@@ -360,6 +373,8 @@ TRAIN_THREADS = env.int("TRAIN_THREADS", None)
 TRAIN_PROCESSES = env.int("TRAIN_PROCESSES", 1)
 # Python used for the training child (the worker's own by default).
 TRAIN_PYTHON = env.str("TRAIN_PYTHON", "")
+# Keep the next training child started, its libraries imported, waiting for its job (jobs/warm_child.py).
+TRAIN_WARM_CHILD = env.bool("TRAIN_WARM_CHILD", True)
 
 LOGGING = {
     "version": 1,

@@ -36,9 +36,11 @@ def uploaded_file_path(uploaded):
 
 
 def artifact_response(artifact: Artifact) -> StreamingHttpResponse:
-    """Stream an artefact from the blob store in constant memory."""
-    response = StreamingHttpResponse(blob_iter_chunks(artifact.blob), content_type="application/zip")
+    """Stream an artefact from the blob store in constant memory (a log as text the browser shows)."""
+    text = artifact.kind == Artifact.Kind.LOG
+    content_type = "text/plain; charset=utf-8" if text else "application/zip"
+    response = StreamingHttpResponse(blob_iter_chunks(artifact.blob), content_type=content_type)
     response["Content-Length"] = str(artifact.size_bytes)
-    response["Content-Disposition"] = f'attachment; filename="{artifact.filename}"'
+    response["Content-Disposition"] = f'{"inline" if text else "attachment"}; filename="{artifact.filename}"'
     response["X-Content-SHA256"] = artifact.sha256
     return response

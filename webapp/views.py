@@ -13,7 +13,7 @@ from jobs import comparison, runtime, selectors, services
 from jobs.dashboard import workers_online
 from jobs.errors import Conflict, Refused, ValidationFailed
 from jobs.job_needs import waiting_reason
-from jobs.models import Job
+from jobs.models import Artifact, Dataset, Job
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.schema import format_errors, validate_params
 from peftcore.training_params import TRAINING_PARAMS
@@ -22,8 +22,8 @@ from teams.models import Membership
 from teams.permissions import require
 
 from .export_views import merged_context
-from .forms import METHOD_PREFIX, TRAINING_PREFIX, DatasetUploadForm, JobForm
-from .uploads import UploadTooLarge, artifact_response, uploaded_file_path
+from .forms import METHOD_PREFIX, TRAINING_PREFIX, JobForm
+from .uploads import artifact_response
 
 # htmx stops polling when a response has this status (used once a job is final).
 HTMX_STOP_POLLING = 286
@@ -32,72 +32,6 @@ HTMX_STOP_POLLING = 286
 @login_required
 def home(request):
     return redirect("job-list")
-
-
-@login_required
-def dataset_list(request):
-    form = DatasetUploadForm()
-    row_errors = None
-    if request.method == "POST":
-        form = DatasetUploadForm(request.POST, request.FILES)
-        if refused := getattr(request, "upload_refused", None):
-            form.add_error(None, refused)
-        elif form.is_valid():
-            upload = form.cleaned_data["file"]
-            team = require(request.actor, request.actor.team, Membership.Role.MEMBER).team
-            try:
-                with uploaded_file_path(upload) as path:
-                    dataset = services.dataset_create(
-                        team=team,
-                        user=request.user,
-                        name=form.cleaned_data["name"],
-                        path=path,
-                        filename=upload.name,
-                        text_column=form.cleaned_data["text_column"],
-                        label_column=form.cleaned_data["label_column"],
-                    )
-            except UploadTooLarge as exc:
-                form.add_error("file", str(exc))
-            except ValidationFailed as exc:
-                form.add_error("file", exc.message)
-                row_errors = exc.errors
-            else:
-                messages.success(request, f"Stored '{dataset.name}': {dataset.rows:,} rows.")
-                if request.headers.get("HX-Request"):
-                    # htmx would follow a 302 inside its XHR; this makes the browser itself navigate.
-                    response = HttpResponse(status=204)
-                    response["HX-Redirect"] = reverse("dataset-detail", args=[dataset.pk])
-                    return response
-                return redirect("dataset-detail", dataset_id=dataset.pk)
-    before, search = _positive(request.GET.get("before")), request.GET.get("search", "").strip()[:200]
-    datasets, next_before = selectors.dataset_page(actor=request.actor, before=before, search=search)
-    pages = {"search": search, "paged": before is not None, "next_before": next_before}
-    return render(
-        request,
-        "datasets/list.html",
-        {"form": form, "datasets": datasets, "row_errors": row_errors, **pages},
-        status=400 if row_errors or form.errors else 200,
-    )
-
-
-@login_required
-def dataset_detail(request, dataset_id: int):
-    dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
-    # Token lengths under the first model the form would offer, at the max length the studio would choose.
-    model = selectors.base_model_list(actor=request.actor).first()
-    # One board per kind of task trained on the dataset: classification by accuracy, generation by ROUGE-L.
-    leaderboard = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk)
-    generation_board = comparison.dataset_leaderboard(actor=request.actor, dataset_id=dataset.pk, metric="rouge_l")
-    return render(
-        request,
-        "datasets/detail.html",
-        {
-            "dataset": dataset,
-            "model": model,
-            "leaderboard": leaderboard,
-            "generation_board": generation_board,
-        },
-    )
 
 
 @login_required
@@ -116,7 +50,7 @@ def job_compare(request):
 
 @login_required
 def job_new(request):
-    datasets = selectors.dataset_list(actor=request.actor)
+    datasets = selectors.dataset_list(actor=request.actor).exclude(state=Dataset.State.INVALID)
     models = selectors.base_model_list(actor=request.actor)
     submitted = request.method == "POST"
     # A GET (first visit, or htmx re-rendering after the dataset or method changed) pre-fills from the query.
@@ -364,10 +298,15 @@ def job_adapter(request, job_id: int):
     return artifact_response(artifact)
 
 
+@login_required
+def job_log(request, job_id: int):
+    """Every attempt's log, as text: phases, evaluations, checkpoints, errors and the training process's output."""
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    artifact = selectors.job_artifact(job=job, kind=Artifact.Kind.LOG)
+    if artifact is None:
+        raise Http404("this job has no log yet; it is written when an attempt ends")
+    return artifact_response(artifact)
+
+
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
-
-
-def _positive(value: str | None) -> int | None:
-    """A page cursor from the query string: a whole number above 0, else none (the first page)."""
-    return int(value) if value and value.isdigit() and int(value) > 0 else None

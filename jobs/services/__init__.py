@@ -25,9 +25,16 @@ from .counts import (
     trainable_count_request,
     trainable_count_set,
 )
-from .datasets import dataset_create
+from .datasets import (
+    dataset_check_finish,
+    dataset_check_progress,
+    dataset_create,
+    dataset_delete,
+    dataset_set_columns,
+)
 from .job_checks import METHOD_NAMES, job_validate
 from .job_defaults import job_defaults_preview
+from .job_tidy import job_delete, job_rename
 from .jobs import job_create
 from .merged_exports import merged_export_finish, merged_export_request, merged_export_start
 from .playground import (
@@ -54,7 +61,13 @@ __all__ = [
     "base_model_set_state",
     "base_model_remove",
     "base_model_set_profile",
+    "dataset_check_finish",
+    "dataset_check_progress",
     "dataset_create",
+    "dataset_delete",
+    "dataset_set_columns",
+    "job_delete",
+    "job_rename",
     "merged_export_finish",
     "merged_export_request",
     "merged_export_start",

@@ -1,19 +1,23 @@
-"""Writes for datasets: an upload inspected, checked against the quota, and stored."""
+"""Writes for datasets: an upload inspected, checked against the quota, and stored; a large one stored first and
+checked by the maintenance worker (jobs/dataset_checks.py), which records the outcome here."""
 
 import logging
 import os
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from peftcore.data import inspect_file
 from peftcore.formats import DataError, detect_format
 from teams.audit import audit_record
 from teams.models import Team
 
-from .. import quotas
+from .. import dispatch, quotas
 from ..errors import ValidationFailed
-from ..models import Dataset
+from ..models import Dataset, Job
 from ..storage import blob_create_from_file
 
 log = logging.getLogger(__name__)
@@ -40,25 +44,31 @@ def dataset_create(
         raise ValidationFailed(
             f"'{filename}': unsupported file type; {exc}", errors=[{"row": None, "message": str(exc)}]
         ) from None
-    report = inspect_file(path, fmt=fmt, text_column=text_column or None, label_column=label_column or None)
+    size = os.path.getsize(path)
+    asked = {"text_column": text_column or None, "label_column": label_column or None}
+    if size > settings.UPLOAD_CHECK_INLINE_BYTES:  # stored now, checked on a worker: the request returns sooner
+        return _store(team=team, user=user, name=name, filename=filename, path=path, fmt=fmt, size=size, asked=asked)
+    report = inspect_file(path, fmt=fmt, **asked)
     if not report["ok"]:
         count = report.get("error_count", len(report["errors"]))
         raise ValidationFailed(
             f"'{filename}' has {count} error(s); nothing was stored. Fix them and upload again.",
             errors=report["errors"],
         )
-    size = os.path.getsize(path)
+    return _store(
+        team=team, user=user, name=name, filename=filename, path=path, fmt=fmt, size=size, report=report, asked=asked
+    )
+
+
+def _store(*, team, user, name, filename, path, fmt, size, asked, report=None) -> Dataset:
+    """Store the bytes and the dataset row: READY with the report's findings, or CHECKING (no report yet) with
+    the columns asked for, and the worker told once the row is committed."""
     if error := quotas.storage_error(team, size):  # before writing: refuse early, store nothing
         raise ValidationFailed(error, errors={"quota": error})
     with open(path, "rb") as fh:
         blob = blob_create_from_file(fh)
     try:  # from here on, any failure takes the stored bytes with it: no orphan for the sweep to find
-        stats = {"empty_values": report.get("empty_values", {}), "warnings": report.get("warnings", [])}
-        if report.get("labels"):
-            stats["labels"] = report["labels"]
-            stats["label_column"] = label_column
-        if text_column:
-            stats["text_column"] = text_column
+        found = _findings(report, **asked) if report is not None else {"rows": 0, "stats": {"asked": asked}}
         with transaction.atomic():
             locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # again, now uploads are serialised
             if locked is None:  # the team was deleted while the bytes were stored
@@ -72,15 +82,17 @@ def dataset_create(
                     created_by=user,
                     name=(name or Path(filename).stem)[:200],
                     filename=filename[:255],
-                    format=report["format"],
+                    format=report["format"] if report is not None else fmt,
                     blob=blob,
                     size_bytes=blob.size,
                     sha256=blob.sha256,
-                    rows=report["rows"],
-                    columns=report["columns"],
-                    preview=report["preview"],
-                    stats=stats,
+                    state=Dataset.State.READY if report is not None else Dataset.State.CHECKING,
+                    state_at=None if report is not None else timezone.now(),
+                    progress=None if report is not None else 0.0,
+                    **found,
                 )
+                if report is None:
+                    dispatch.publish_on_commit(dispatch.CHECK_DATASET, dataset.pk)
                 audit_record(
                     team_id=team.pk,
                     user=user,
@@ -100,3 +112,117 @@ def dataset_create(
         blob.delete()
         raise ValidationFailed(error, errors={"quota": error})
     return dataset
+
+
+def _findings(report: dict, *, text_column: str | None, label_column: str | None) -> dict:
+    """The Dataset fields a clean report fills."""
+    stats = {"empty_values": report.get("empty_values", {}), "warnings": report.get("warnings", [])}
+    if report.get("labels"):
+        stats["labels"] = report["labels"]
+        stats["label_column"] = label_column
+    if text_column:
+        stats["text_column"] = text_column
+    return {"rows": report["rows"], "columns": report["columns"], "preview": report["preview"], "stats": stats}
+
+
+def dataset_check_progress(*, dataset_id: int, rows: int, progress: float | None) -> None:
+    """The worker's check has read `rows` rows (`progress` of the file, when known): shown on the dataset page."""
+    update = {"rows": rows, "state_at": timezone.now()}
+    if progress is not None:
+        update["progress"] = progress
+    Dataset.objects.filter(pk=dataset_id, state=Dataset.State.CHECKING).update(**update)
+
+
+def dataset_check_finish(*, dataset_id: int, report: dict) -> Dataset | None:
+    """Record the worker's check: READY with what it found, or INVALID with the errors (the bytes stay until the
+    dataset is deleted, so the page can show which rows to fix). None when the dataset is gone or already checked
+    (a second delivery of the same message)."""
+    with transaction.atomic():
+        dataset = Dataset.objects.select_for_update().filter(pk=dataset_id, state=Dataset.State.CHECKING).first()
+        if dataset is None:
+            return None
+        asked = dataset.stats.get("asked") or {}
+        dataset.progress, dataset.state_at = None, timezone.now()
+        if report["ok"]:
+            for field, value in _findings(report, **asked).items():
+                setattr(dataset, field, value)
+            dataset.format, dataset.state = report["format"] or dataset.format, Dataset.State.READY
+        else:
+            count = report.get("error_count", len(report["errors"]))
+            dataset.state = Dataset.State.INVALID
+            dataset.columns, dataset.rows = report.get("columns") or [], report.get("rows") or 0
+            dataset.stats = {
+                "asked": asked,
+                "errors": report["errors"],
+                "error_count": count,
+                "detail": f"'{dataset.filename}' has {count} error(s); fix them and upload it again",
+            }
+        dataset.save()
+    return dataset
+
+
+def dataset_delete(*, actor_user, dataset: Dataset) -> None:
+    """Delete a dataset and its bytes; refused while a job was trained on it or evaluates on it (the job's report
+    and its resume need the rows)."""
+    used = Job.objects.filter(Q(dataset=dataset) | Q(eval_dataset=dataset)).count()
+    if used:
+        raise ValidationFailed(
+            f"'{dataset.name}' is used by {used} job(s); delete those jobs first, or keep the dataset",
+            errors={"dataset": "in use"},
+        )
+    blob = dataset.blob
+    with transaction.atomic():
+        audit_record(
+            team_id=dataset.team_id,
+            user=actor_user,
+            action="dataset.delete",
+            target=f"dataset {dataset.pk}",
+            name=dataset.name,
+            bytes=dataset.size_bytes,
+        )
+        dataset.delete()
+        blob.delete()
+
+
+def dataset_set_columns(*, dataset: Dataset, user, text_column: str, label_column: str) -> Dataset:
+    """Name (or change) the text and label columns after upload, picked from the file's own columns: the label
+    counts and warnings are worked out again for them. A small file is read again here; a large one goes back to
+    the maintenance worker (CHECKING). Columns with errors (empty labels, say) are refused, and nothing changes."""
+    for column in (text_column, label_column):
+        if column and column not in dataset.columns:
+            raise ValidationFailed(
+                f"'{column}' is not a column of '{dataset.name}'; its columns are: {', '.join(dataset.columns)}",
+                errors={"columns": column},
+            )
+    if dataset.state == Dataset.State.CHECKING:
+        raise ValidationFailed("the file is still being checked; pick the columns once it is done", errors={})
+    asked = {"text_column": text_column or None, "label_column": label_column or None}
+    if dataset.size_bytes > settings.UPLOAD_CHECK_INLINE_BYTES:
+        Dataset.objects.filter(pk=dataset.pk).update(
+            state=Dataset.State.CHECKING, progress=0.0, state_at=timezone.now(), stats={**dataset.stats, "asked": asked}
+        )
+        dispatch.publish_on_commit(dispatch.CHECK_DATASET, dataset.pk)
+    else:
+        report = _inspect_stored(dataset, asked)
+        if not report["ok"]:
+            count = report.get("error_count", len(report["errors"]))
+            raise ValidationFailed(
+                f"with these columns '{dataset.filename}' has {count} error(s); nothing was changed",
+                errors=report["errors"],
+            )
+        found = _findings(report, **asked)
+        Dataset.objects.filter(pk=dataset.pk).update(stats=found["stats"])
+    audit_record(team_id=dataset.team_id, user=user, action="dataset.columns", target=f"dataset {dataset.pk}", **asked)
+    dataset.refresh_from_db()
+    return dataset
+
+
+def _inspect_stored(dataset: Dataset, asked: dict) -> dict:
+    import tempfile
+
+    from ..storage import blob_write_to_path
+
+    with tempfile.TemporaryDirectory(prefix="studio-columns-", dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+        path = Path(tmp) / f"data.{dataset.format}"
+        blob_write_to_path(dataset.blob, path)
+        return inspect_file(path, fmt=dataset.format, **asked)

@@ -68,6 +68,16 @@ def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None
     return errors
 
 
+def _not_ready(dataset: Dataset) -> str | None:
+    """Why a dataset cannot be trained or evaluated on yet, or None."""
+    if dataset.state == Dataset.State.CHECKING:
+        share = f" ({dataset.progress:.0%} done)" if dataset.progress else ""
+        return f"'{dataset.name}' is still being checked row by row{share}; submit again when its page says ready"
+    if dataset.state == Dataset.State.INVALID:
+        return f"'{dataset.name}' failed its check ({dataset.stats.get('detail', 'see its page')}); upload a fixed file"
+    return None
+
+
 def job_validate(
     *,
     dataset: Dataset,
@@ -107,7 +117,10 @@ def job_validate(
         )
     if eval_dataset is not None and eval_dataset.pk == dataset.pk:
         errors["eval_dataset"] = "evaluate on a different dataset, or leave it empty to hold out a fraction of the rows"
-    if task_spec is not None:
+    for field, chosen in (("dataset", dataset), ("eval_dataset", eval_dataset)):
+        if chosen is not None and (unready := _not_ready(chosen)):
+            errors[field] = unready
+    if task_spec is not None and not errors.keys() & {"dataset", "eval_dataset"}:
         errors.update(
             _column_errors(
                 task=task_spec,

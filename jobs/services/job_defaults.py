@@ -13,6 +13,7 @@ from peftcore.models import BUNDLED_MODEL_ID, LOCAL_PREFIX, ModelRefError, resol
 from peftcore.tasks import Task
 from peftcore.token_lengths import summarise
 
+from ..estimates import job_estimate
 from ..models import BaseModel, Dataset, TokenStats
 from .counts import _sft_key, sft_options, templated
 
@@ -57,10 +58,10 @@ def training_rows(dataset: Dataset, eval_dataset: Dataset | None, params: dict) 
 
 
 def token_lengths(
-    *, task: Task, dataset: Dataset, base_model: BaseModel, columns: dict
+    *, task: Task, dataset: Dataset, base_model: BaseModel, columns: dict, percentile: str = "p95"
 ) -> tuple[int | None, int | None]:
-    """(the 95th percentile of the token lengths a worker counted for these columns, and for SFT the length
-    that keeps part of every answer); (None, None) when not yet counted."""
+    """(the 95th (or `percentile`) percentile of the token lengths a worker counted for these columns, and for SFT
+    the length that keeps part of every answer); (None, None) when not yet counted."""
     from peftcore.token_lengths import sft_check
 
     if templated(task):
@@ -79,7 +80,7 @@ def token_lengths(
     if stats is None or not stats.result or "histogram" not in stats.result:
         return None, None
     keep = sft_check(stats.result, 1)["needed_length"] if templated(task) else None
-    return summarise(stats.result["histogram"]).get("p95"), keep
+    return summarise(stats.result["histogram"]).get(percentile), keep
 
 
 def job_choices(
@@ -213,4 +214,21 @@ def job_defaults_preview(
         label_column=columns.get("label_column", ""),
         train_rows=training_rows(dataset, eval_dataset, params),
     )
-    return {"choices": rows, "warnings": warnings}
+    train = training_rows(dataset, eval_dataset, params)
+    held = (
+        eval_dataset.rows
+        if eval_dataset is not None
+        else max(min(dataset.rows, params.get("max_rows") or dataset.rows) - train, 0)
+    )
+    p50, _ = token_lengths(task=task, dataset=dataset, base_model=base_model, columns=columns, percentile="p50")
+    estimate = job_estimate(
+        team_id=dataset.team_id,
+        base_model=base_model,
+        method=method.name,
+        params=chosen.params,
+        train_rows=train,
+        eval_rows=held,
+        mean_tokens=p50,
+        config=model_config(base_model),
+    )
+    return {"choices": rows, "warnings": warnings, "estimate": estimate}

@@ -51,7 +51,9 @@ def storage_sweep(*, grace_seconds: float | None = None) -> StorageSweep:
     older_than = timedelta(seconds=settings.STORAGE_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds)
     blobs, blob_bytes = 0, 0
     for blob_id in list(orphan_blobs(older_than=older_than).values_list("pk", flat=True)):
+        # The bytes actually held: a half-written blob's size field is still 0.
         size = BlobChunk.objects.filter(blob_id=blob_id).aggregate(n=Sum(Length("data")))["n"] or 0
+        size = size or Blob.objects.filter(pk=blob_id).values_list("size", flat=True).first() or 0
         try:
             Blob.objects.filter(pk=blob_id).delete()
         except ProtectedError:  # recorded since the query above: not an orphan after all

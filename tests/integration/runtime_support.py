@@ -2,6 +2,7 @@
 anything else), Celery worker processes started and killed at will, and the training processes they run."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -185,8 +186,19 @@ class Worker:
 
 
 def training_pids(job_id: int, attempt: int | str = "[0-9]+") -> list[int]:
-    out = subprocess.run(["pgrep", "-f", f"jobs/{job_id}-{attempt}/spec.json"], capture_output=True, text=True)
-    return [int(pid) for pid in out.stdout.split()]
+    """The processes training the job: those whose stderr is its train.log. A child started warm (jobs/warm_child.py)
+    learns its spec on stdin, so its command line does not name the job; its stderr file does, even once the job's
+    folder is deleted (the link then ends in " (deleted)")."""
+    pattern = re.compile(rf"/jobs/{job_id}-{attempt}/train\.log")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if pattern.search(os.readlink(entry / "fd" / "2")):
+                    pids.append(int(entry.name))
+            except OSError:  # gone, or not ours to read
+                continue
+    return pids
 
 
 def point_celery_at(url: str) -> str:

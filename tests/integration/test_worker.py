@@ -2,7 +2,6 @@
 
 import io
 import json
-import subprocess
 import zipfile
 
 import pytest
@@ -14,6 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from jobs.models import Artifact, EvalReport, Job, MetricPoint
 from tests.conftest import wait_for
+from tests.integration.runtime_support import training_pids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,8 +39,7 @@ def _submit(api, data_path, model, **params):
 
 
 def _training_processes(job_id):
-    out = subprocess.run(["pgrep", "-f", f"jobs/{job_id}-[0-9]+/spec.json"], capture_output=True, text=True).stdout
-    return out.split()
+    return training_pids(job_id)
 
 
 def _status(api, job_id):
@@ -70,6 +69,13 @@ def test_job_trains_through_the_worker_and_the_adapter_loads_with_plain_peft(
     for part in ('id="baseline-gain"', 'id="per-class"', 'id="efficiency"', 'id="lineage"'):
         assert part in page
     assert report["lineage"]["dataset_sha256"] in page
+
+    # The attempt's log stays with the job: its story, then the training process's own output.
+    log = alice_api.get(f"/api/v1/jobs/{job_id}/log")
+    assert log.status_code == 200 and log["Content-Type"].startswith("text/plain")
+    text = b"".join(log.streaming_content).decode()
+    assert text.startswith("=== attempt 1 on ") and "loading the model" in text and "evaluated at step" in text
+    assert "done: the adapter is saved" in text and "--- the training process's output" in text
 
     response = alice_api.get(final["adapter_url"])
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"

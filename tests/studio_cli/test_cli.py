@@ -227,10 +227,20 @@ def test_watch_follows_a_job_and_its_exit_code_says_how_it_ended(
 
 
 def test_submit_watch_download_end_to_end_through_a_real_worker(
-    celery_worker_process, cli, alice_token, sst2_sample, tiny_model, tmp_path
+    celery_worker_process, cli, alice_token, sst2_sample, tiny_model, tmp_path, settings
 ):
     connect = ["--url", cli.url, "--token", alice_token]
-    dataset = int(re.match(r"dataset (\d+)", _ok(cli("upload", sst2_sample, *connect))).group(1))
+    settings.UPLOAD_CHECK_INLINE_BYTES = 0  # every upload is stored first and checked by the worker
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(sst2_sample.read_text().rstrip("\n") + "\na row with\ttoo\tmany fields\n")
+    refused = cli("upload", bad, "--label-column", "label", *connect)
+    assert refused.returncode != 0 and "row 202: expected 2 fields, found 3" in refused.stderr, refused.stderr
+    assert "a worker is checking its rows" in refused.stderr and "it cannot be trained on" in refused.stderr
+    uploaded = cli("upload", sst2_sample, "--label-column", "label", *connect)
+    assert re.search(r"^dataset \d+ 'sst2-sample': 200 rows, tsv$", _ok(uploaded), re.M), uploaded.stdout
+    assert "a worker is checking its rows" in uploaded.stderr
+    dataset = int(re.match(r"dataset (\d+)", uploaded.stdout).group(1))
+    assert Dataset.objects.get(pk=dataset).stats["labels"].keys() == {"0", "1"}
     out = _ok(
         cli(
             "submit",

@@ -88,3 +88,15 @@ def test_compose_runs_one_training_child_per_gpu_and_gives_it_time_to_checkpoint
     assert "--beat" in beat and beat[beat.index("-Q") + 1] == "reaper"  # nothing slow ahead of the reaper
     maintenance = services["maintenance"]["command"].split()
     assert maintenance[maintenance.index("-Q") + 1] == "maintenance"
+
+
+def test_compose_offers_minio_for_the_blob_store_and_every_studio_service_can_reach_it():
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    minio = services["minio"]
+    assert minio["profiles"] == ["s3"]  # started only when asked for: Postgres stays the default store
+    for name in ("web", "worker", "beat", "maintenance"):
+        env = services[name]["environment"]
+        assert env["BLOB_STORE"] == "${BLOB_STORE:-db}" and env["S3_ENDPOINT_URL"].endswith("minio:9000}")
+        # The studio signs with the keys MinIO was started with.
+        assert env["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]

@@ -7,7 +7,9 @@ from ninja import Field, File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 
 from jobs import selectors, services
+from jobs.dataset_checks import dataset_check_ask_again
 from jobs.errors import ValidationFailed
+from jobs.models import Dataset
 from teams.models import Membership
 from teams.permissions import require
 
@@ -20,7 +22,7 @@ Role = Membership.Role
 router = Router(tags=["datasets"])
 
 
-@router.post("/datasets", response={201: DatasetOut, 400: DatasetErrors, 413: Detail})
+@router.post("/datasets", response={201: DatasetOut, 202: DatasetOut, 400: DatasetErrors, 413: Detail})
 def dataset_upload(
     request,
     file: File[UploadedFile] = None,
@@ -48,7 +50,8 @@ def dataset_upload(
         return Status(413, {"detail": str(exc)})
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})
-    return Status(201, dataset)
+    # 202: a large file is stored and its rows are being checked by a worker; poll GET /datasets/{id}.
+    return Status(202 if dataset.state == Dataset.State.CHECKING else 201, dataset)
 
 
 @router.get("/datasets", response=list[DatasetOut])
@@ -66,7 +69,21 @@ def dataset_list(
 
 @router.get("/datasets/{dataset_id}", response=DatasetDetail)
 def dataset_detail(request, dataset_id: int):
-    return selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
+    dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
+    dataset_check_ask_again(dataset)
+    return dataset
+
+
+@router.delete("/datasets/{dataset_id}", response={204: None, 409: Detail})
+def dataset_delete(request, dataset_id: int):
+    """Delete a dataset and its file; 409 while a job uses it."""
+    dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
+    require(request.actor, request.actor.team, Role.MEMBER)
+    try:
+        services.dataset_delete(actor_user=request.user, dataset=dataset)
+    except ValidationFailed as exc:
+        return Status(409, {"detail": exc.message})
+    return Status(204, None)
 
 
 class TokenStatsOut(Schema):

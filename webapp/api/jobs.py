@@ -7,7 +7,7 @@ from ninja import Field, Router, Schema, Status
 
 from jobs import comparison, runtime, selectors, services
 from jobs.errors import ValidationFailed
-from jobs.models import Job
+from jobs.models import Artifact, Job
 from teams.audit import audit_record
 from teams.errors import Conflict
 from teams.models import Membership
@@ -146,6 +146,35 @@ def job_detail(request, job_id: int):
     return job_out(selectors.job_get(actor=request.actor, job_id=job_id))
 
 
+class JobRename(Schema):
+    name: str = Field(max_length=200)
+
+
+@router.patch("/jobs/{job_id}", response={200: JobOut, 400: Detail})
+def job_rename(request, job_id: int, payload: JobRename):
+    """Rename a job."""
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Role.MEMBER)
+    try:
+        services.job_rename(job=job, user=request.user, name=payload.name)
+    except ValidationFailed as exc:
+        return Status(400, {"detail": exc.message})
+    return job_out(selectors.job_get(actor=request.actor, job_id=job_id))
+
+
+@router.delete("/jobs/{job_id}", response={204: None, 409: Detail})
+def job_delete(request, job_id: int):
+    """Delete an ended job with its adapter, report and metrics; 409 while it is queued or running, or while
+    another job starts from its adapter."""
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Role.MEMBER)
+    try:
+        services.job_delete(job=job, user=request.user)
+    except ValidationFailed as exc:
+        return Status(409, {"detail": exc.message})
+    return Status(204, None)
+
+
 @router.get("/jobs/{job_id}/report", response={200: dict[str, Any], 404: Detail})
 def job_report(request, job_id: int):
     report = selectors.job_report(job=selectors.job_get(actor=request.actor, job_id=job_id))
@@ -176,6 +205,17 @@ def job_resume(request, job_id: int):
 def job_attempts(request, job_id: int):
     """Each time a worker took the job: where, from which step, and how it ended."""
     return list(selectors.job_attempts(job=selectors.job_get(actor=request.actor, job_id=job_id)))
+
+
+@router.get("/jobs/{job_id}/log", response={404: Detail})
+def job_log(request, job_id: int):
+    """The job's log as text: each attempt's phases, evaluations, checkpoints and errors, then the training
+    process's own output; written when an attempt ends."""
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    artifact = selectors.job_artifact(job=job, kind=Artifact.Kind.LOG)
+    if artifact is None:
+        return Status(404, {"detail": f"job {job.pk} has no log yet; it is written when an attempt ends"})
+    return artifact_response(artifact)
 
 
 @router.get("/jobs/{job_id}/adapter", response={404: Detail}, url_name="job_adapter")

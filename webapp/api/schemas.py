@@ -41,6 +41,12 @@ class DatasetOut(Schema):
     size_bytes: int
     sha256: str
     created_at: datetime
+    state: str = Field(
+        "ready",
+        description="ready; checking (a large upload's rows being checked by a worker: poll this dataset until it "
+        "is ready or invalid; `rows` counts the rows read so far); invalid (`stats.errors` says which rows to fix)",
+    )
+    progress: float | None = Field(None, description="while checking: the share of the file read, 0 to 1")
     warnings: list[dict[str, Any]] = Field(
         [],
         description="what training can live with but you should know: duplicates, conflicting labels, "

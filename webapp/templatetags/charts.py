@@ -1,5 +1,7 @@
 """Server-side SVG charts: no script, no CDN, and they render in every browser and in tests."""
 
+import math
+
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -10,20 +12,61 @@ COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c")
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.3g}"
+    """A tick's text: 12,000 rather than 1.2e+04, 0.0031 rather than 3.1e-03."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 0.01:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About `count` round values (1, 2 or 5 times a power of ten apart) covering [low, high]."""
+    if high <= low:
+        return [low]
+    raw = (high - low) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    normalised = raw / power  # 1 to 10: round to the nearest of 1, 2, 5, 10
+    step = power * (1 if normalised < 1.5 else 2 if normalised < 3 else 5 if normalised < 7 else 10)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks, value = [], first
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def smoothed(points: list, weight: float) -> list:
+    """An exponential moving average (as TensorBoard's smoothing), debiased so it starts at the first value."""
+    out, average, norm = [], 0.0, 0.0
+    for x, y in points:
+        average = weight * average + (1 - weight) * y
+        norm = weight * norm + (1 - weight)
+        out.append((x, average / norm))
+    return out
+
+
+HOVER_POINTS = 60  # points per curve that show their value on hover (a <title>), spread evenly
 
 
 @register.simple_tag
-def line_chart(series: dict, width: int = 640, height: int = 240, title: str = "") -> str:
-    """Draw {name: [(x, y), ...]} as lines on shared axes, with a legend and min/max tick labels."""
+def line_chart(
+    series: dict, width: int = 640, height: int = 240, title: str = "", x_label: str = "step", x_names=None
+) -> str:
+    """Draw {name: [(x, y), ...]} as lines on shared axes with round ticks, a legend, and each curve's values on
+    hover. A long curve is drawn faint with its smoothed line over it. x_names: {x: text} for the x ticks (dates)."""
     curves = {name: points for name, points in series.items() if points}
     if not curves:
         return mark_safe('<p class="muted">No points yet.</p>')
     xs = [x for points in curves.values() for x, _ in points]
     ys = [y for points in curves.values() for _, y in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-    left, right, top, bottom = 48, 12, 12, 28
+    y_ticks = nice_ticks(min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1)
+    y0, y1 = min(min(ys), y_ticks[0]), max(max(ys), y_ticks[-1])
+    y1 = y1 if y1 > y0 else y0 + 1
+    left, right, top, bottom = 56, 12, 12, 30
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def sx(x):
@@ -36,21 +79,43 @@ def line_chart(series: dict, width: int = 640, height: int = 240, title: str = "
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="{escape(title or ", ".join(curves))}" xmlns="http://www.w3.org/2000/svg">',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ddd"/>',
-        f'<text x="{left - 4}" y="{top + 10}" text-anchor="end" class="tick">{_fmt(y1)}</text>',
-        f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" class="tick">{_fmt(y0)}</text>',
-        f'<text x="{left}" y="{height - 8}" class="tick">step {_fmt(x0)}</text>',
-        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" class="tick">{_fmt(x1)}</text>',
     ]
+    for tick in y_ticks:
+        y = sy(tick)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_fmt(tick)}</text>')
+    x_ticks = [x for x in nice_ticks(x0, x1, 6) if x0 <= x <= x1] if not x_names else _named_ticks(x_names, x0, x1)
+    for tick in x_ticks:
+        x = sx(tick)
+        name = escape(x_names.get(tick, "")) if x_names else _fmt(tick)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" stroke="#999"/>')
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">{name}</text>')
+    parts.append(f'<text x="{left + plot_w}" y="{height - 2}" text-anchor="end" class="tick">{escape(x_label)}</text>')
     for i, (name, points) in enumerate(curves.items()):
         colour = COLOURS[i % len(COLOURS)]
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
         if len(points) == 1:
             x, y = points[0]
             parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>')
         else:
+            smooth = len(points) >= 30  # noisy per-step curves: the trend on top, the raw values faint
+            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+            faint = ' opacity="0.3"' if smooth else ""
             parts.append(
                 f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}" '
-                f'data-series="{escape(name)}"/>'
+                f'data-series="{escape(name)}"{faint}/>'
+            )
+            if smooth:
+                trend = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in smoothed(points, 0.9))
+                parts.append(
+                    f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{trend}" '
+                    f'data-series="{escape(name)} (smoothed)"/>'
+                )
+        stride = max(1, math.ceil(len(points) / HOVER_POINTS))
+        for x, y in points[::stride]:
+            label = escape(x_names.get(x, _fmt(x))) if x_names else f"{escape(x_label)} {_fmt(x)}"
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" class="hover"><title>{escape(name)}, {label}: '
+                f"{_fmt(y)}</title></circle>"
             )
         parts.append(
             f'<text x="{left + plot_w - 4}" y="{top + 14 + 14 * i}" text-anchor="end" '
@@ -58,6 +123,15 @@ def line_chart(series: dict, width: int = 640, height: int = 240, title: str = "
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+def _named_ticks(names: dict, x0, x1, count: int = 5) -> list:
+    """About `count` evenly spread x positions that have a name (dates on a daily chart)."""
+    named = sorted(x for x in names if x0 <= x <= x1)
+    if len(named) <= count:
+        return named
+    stride = (len(named) - 1) / (count - 1)
+    return [named[round(i * stride)] for i in range(count)]
 
 
 @register.filter

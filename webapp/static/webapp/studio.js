@@ -8,6 +8,22 @@
     bar.value = Math.round((100 * event.detail.loaded) / event.detail.total);
   });
 
+  // The nav at phone width: a Menu button opens and closes it; Escape closes it.
+  const setMenu = (open) => {
+    const header = document.querySelector("header.top");
+    const toggle = header && header.querySelector(".menu-toggle");
+    if (!toggle) return;
+    header.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+  };
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest(".menu-toggle");
+    if (toggle) setMenu(toggle.getAttribute("aria-expanded") !== "true");
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") setMenu(false);
+  });
+
   document.addEventListener("click", (event) => {
     // "Use <method>" on the job form: pick the recommended method, as choosing it in the list would.
     const button = event.target.closest("[data-use-method]");
@@ -15,6 +31,12 @@
     const select = document.getElementById("id_method");
     select.value = button.dataset.useMethod;
     htmx.trigger(select, "change");
+  });
+
+  document.addEventListener("submit", (event) => {
+    // A form that destroys something asks first: <form data-confirm="Delete ...?">.
+    const message = event.target.dataset && event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
   });
 
   document.addEventListener("change", (event) => {

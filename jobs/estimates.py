@@ -1,0 +1,171 @@
+"""Before a job is submitted: how many steps, how long and how much memory it will take, and how many jobs wait
+before it (issue 20, item 1). Reads only; a handful of queries whatever the number of jobs.
+
+Time comes from the team's own finished jobs on the same base model (their measured training tokens per second,
+the same method's first), else from a rough rule (tokens per second inversely proportional to the model's size,
+its constant measured on this project's CPU runs). Memory likewise: the peak a finished job of the same model and
+method measured, scaled by batch x length for the activations, else weights + optimizer + activations from the
+model's config. Each estimate says which it is."""
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from django.db.models import Count, F, FloatField, IntegerField
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from .dashboard import workers_online
+from .models import BaseModel, EvalReport, Job
+
+# Training tokens per second x model parameters: measured with LoRA on all-MiniLM-L6-v2 (22.7 M parameters),
+# SST-2, 2 CPU cores (bench/quality.py): about 380 tokens/s, so ~8.6e9. A GPU is taken as 100x a 2-core CPU.
+CPU_TOKENS_PARAMS = 8.6e9
+GPU_SPEEDUP = 100
+EVAL_COST = 1 / 3  # an evaluated token costs about a third of a trained one (no backward pass)
+CALIBRATION_JOBS = 20  # the team's most recent finished jobs on the model looked at
+MEAN_LENGTH_SHARE = 0.6  # without counted token lengths: rows are taken to fill 60% of the max length
+
+
+@dataclass
+class Estimate:
+    steps: int
+    seconds: float | None
+    seconds_basis: str
+    memory_bytes: int | None
+    memory_basis: str
+    queued_ahead: int
+    running: int
+    device: str
+    warnings: list[str]
+
+
+def job_estimate(
+    *,
+    team_id: int,
+    base_model: BaseModel,
+    method: str,
+    params: dict,
+    train_rows: int,
+    eval_rows: int,
+    mean_tokens: float | None,
+    config: dict | None,
+) -> Estimate | None:
+    """None until the batch size and the epochs are known; time and memory stay None (said why) until the max
+    length is too."""
+    batch, epochs, length = params.get("batch_size"), params.get("epochs"), params.get("max_length")
+    if not (batch and epochs and train_rows):
+        return None
+    steps = math.ceil(train_rows / batch) * epochs
+    queued, running = _queue()
+    if not length:
+        waiting = "once the texts' token lengths are counted (a few seconds)"
+        return Estimate(steps, None, waiting, None, waiting, queued, running, "", [])
+    tokens_per_row = min(mean_tokens, length) if mean_tokens else length * MEAN_LENGTH_SHARE
+    work_tokens = steps * batch * tokens_per_row + epochs * eval_rows * tokens_per_row * EVAL_COST
+    workers = [w for w in workers_online() if "training" in (w.info.get("queues") or [])]
+    device = "cuda" if any(w.info.get("gpus") for w in workers) else "cpu"
+    past = _past_runs(team_id, base_model.pk, device)
+    same = [run for run in past if run["method"] == method]
+    rates = [run["tokens_per_second"] for run in (same or past) if run["tokens_per_second"]]
+    if rates:
+        rate = statistics.median(rates)
+        kind = f"{method} " if same else ""
+        basis = f"from {len(rates)} finished {kind}job(s) of your team on this model ({rate:,.0f} tokens/s)"
+    else:
+        total = _total_params(base_model, method, config)
+        rate = CPU_TOKENS_PARAMS / total * (GPU_SPEEDUP if device == "cuda" else 1) if total else None
+        basis = "a rough rule for this model's size (no finished job on it to measure from yet)"
+    seconds = work_tokens / rate if rate else None
+    memory, memory_basis = _memory(same, params, config, base_model, method)
+    warnings = []
+    free = [_free_bytes(w) for w in workers]
+    free = [f for f in free if f is not None]
+    if memory and free and memory > max(free):
+        warnings.append(
+            f"This job needs about {_gb(memory)} of memory; the most any online worker has free is {_gb(max(free))}. "
+            "Lower the batch size or the max length"
+            + (", or train the model in 4 bits (QLoRA)" if device == "cuda" else "")
+            + "."
+        )
+    return Estimate(steps, seconds, basis, memory, memory_basis, queued, running, device, warnings)
+
+
+def _past_runs(team_id: int, model_id: int, device: str) -> list[dict]:
+    """The efficiency figures of the team's latest succeeded jobs on the model and device: one query, only the
+    keys it needs out of each report."""
+    rows = (
+        EvalReport.objects.filter(
+            job__team_id=team_id, job__base_model_id=model_id, job__status=Job.Status.SUCCEEDED, data__device=device
+        )
+        .order_by("-job__finished_at")
+        .annotate(
+            tokens_per_second=Cast(KT("data__efficiency__tokens_per_second"), FloatField()),
+            peak=Cast(KT("data__efficiency__peak_memory_bytes"), FloatField()),
+            run_batch=Cast(KT("data__params__batch_size"), IntegerField()),
+            run_length=Cast(KT("data__params__max_length"), IntegerField()),
+            method=F("job__method"),
+        )
+        .values("job_id", "method", "tokens_per_second", "peak", "run_batch", "run_length")[:CALIBRATION_JOBS]
+    )
+    return list(rows)
+
+
+def _total_params(base_model: BaseModel, method: str, config: dict | None = None) -> int | None:
+    """The model's parameters as a worker counted them, else as its config implies (a transformer's blocks hold
+    about 12 x hidden^2 each, plus the embeddings)."""
+    profile = (base_model.profile or {}).get(method) or next(iter((base_model.profile or {}).values()), None)
+    if isinstance(profile, dict) and profile.get("total"):
+        return profile["total"]
+    if not config:
+        return None
+    hidden = config.get("hidden_size") or config.get("d_model")
+    layers = config.get("num_hidden_layers") or config.get("n_layer")
+    if not (hidden and layers):
+        return None
+    return 12 * layers * hidden**2 + (config.get("vocab_size") or 0) * hidden
+
+
+def _memory(same: list[dict], params: dict, config: dict | None, base_model, method) -> tuple[int | None, str]:
+    batch, length = params["batch_size"], params["max_length"]
+    measured = [run for run in same if run["peak"] and run["run_batch"] and run["run_length"]]
+    if measured:
+        run = max(measured, key=lambda r: r["peak"])
+        scale = (batch * length) / (run["run_batch"] * run["run_length"])
+        total = _total_params(base_model, method, config) or 0
+        fixed = min(run["peak"], total * 4 * 1.1)  # weights stay; the rest grows with batch x length
+        memory = fixed + (run["peak"] - fixed) * scale
+        return int(
+            memory
+        ), f"from job #{run['job_id']}'s measured peak (batch {run['run_batch']}, length {run['run_length']})"
+    total = _total_params(base_model, method, config)
+    if not total or not config:
+        return None, "unknown until a job on this model has run"
+    hidden = config.get("hidden_size") or config.get("d_model") or 768
+    layers = config.get("num_hidden_layers") or config.get("n_layer") or 12
+    bytes_per_value = 2 if params.get("precision") == "bf16" else 4
+    weights = total * (0.6 if params.get("quantize") == "4bit" else bytes_per_value)
+    activations = batch * length * hidden * layers * 20 * bytes_per_value  # kept for the backward pass
+    return int(weights * 1.2 + activations), "a rough rule from the model's size (weights, optimizer, activations)"
+
+
+def _queue() -> tuple[int, int]:
+    counts = dict(
+        Job.objects.filter(status__in=(Job.Status.QUEUED, Job.Status.RUNNING))
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return counts.get(Job.Status.QUEUED, 0), counts.get(Job.Status.RUNNING, 0)
+
+
+def _free_bytes(worker) -> int | None:
+    gpus = worker.info.get("gpus") or []
+    if gpus:
+        return max((g["memory_total_mb"] - g["memory_used_mb"]) * 1024**2 for g in gpus)
+    available = (worker.info.get("memory") or {}).get("available_mb")
+    return available * 1024**2 if available else None
+
+
+def _gb(size: float) -> str:
+    return f"{size / 1024**3:.1f} GB" if size >= 1024**3 else f"{size / 1024**2:.0f} MB"
