@@ -7,13 +7,14 @@ its constant measured on this project's CPU runs). Memory likewise: the peak a f
 method measured, scaled by batch x length for the activations, else weights + optimizer + activations from the
 model's config. Each estimate says which it is."""
 
-import math
 import statistics
 from dataclasses import dataclass
 
 from django.db.models import Count, F, FloatField, IntegerField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
+
+from peftcore.estimates import tokens_per_row, train_steps, work_tokens
 
 from .dashboard import workers_online
 from .models import BaseModel, EvalReport, Job
@@ -22,9 +23,7 @@ from .models import BaseModel, EvalReport, Job
 # SST-2, 2 CPU cores (bench/quality.py): about 380 tokens/s, so ~8.6e9. A GPU is taken as 100x a 2-core CPU.
 CPU_TOKENS_PARAMS = 8.6e9
 GPU_SPEEDUP = 100
-EVAL_COST = 1 / 3  # an evaluated token costs about a third of a trained one (no backward pass)
 CALIBRATION_JOBS = 20  # the team's most recent finished jobs on the model looked at
-MEAN_LENGTH_SHARE = 0.6  # without counted token lengths: rows are taken to fill 60% of the max length
 
 
 @dataclass
@@ -56,13 +55,13 @@ def job_estimate(
     batch, epochs, length = params.get("batch_size"), params.get("epochs"), params.get("max_length")
     if not (batch and epochs and train_rows):
         return None
-    steps = math.ceil(train_rows / batch) * epochs
+    steps = train_steps(train_rows, batch, epochs)
     queued, running = _queue()
     if not length:
         waiting = "once the texts' token lengths are counted (a few seconds)"
         return Estimate(steps, None, waiting, None, waiting, queued, running, "", [])
-    tokens_per_row = min(mean_tokens, length) if mean_tokens else length * MEAN_LENGTH_SHARE
-    work_tokens = steps * batch * tokens_per_row + epochs * eval_rows * tokens_per_row * EVAL_COST
+    row_tokens = tokens_per_row(length, mean_tokens)
+    work = work_tokens(steps=steps, batch_size=batch, row_tokens=row_tokens, epochs=epochs, eval_rows=eval_rows)
     workers = [w for w in workers_online() if "training" in (w.info.get("queues") or [])]
     device = "cuda" if any(w.info.get("gpus") for w in workers) else "cpu"
     past = _past_runs(team_id, base_model.pk, device)
@@ -76,7 +75,7 @@ def job_estimate(
         total = _total_params(base_model, method, config)
         rate = CPU_TOKENS_PARAMS / total * (GPU_SPEEDUP if device == "cuda" else 1) if total else None
         basis = "a rough rule for this model's size (no finished job on it to measure from yet)"
-    seconds = work_tokens / rate if rate else None
+    seconds = work / rate if rate else None
     memory, memory_basis = _memory(same, params, config, base_model, method)
     warnings = []
     free = [_free_bytes(w) for w in workers]
