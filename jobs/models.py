@@ -206,6 +206,12 @@ class Job(models.Model):
     def is_final(self) -> bool:
         return self.status in self.FINAL
 
+    @property
+    def label_names(self) -> dict[str, str]:
+        """The names the team gave its dataset's labels ("1" -> "positive"), for reports and the playground."""
+        stats = self.dataset.stats or {}
+        return stats.get("label_names") or {} if stats.get("label_column") == self.label_column else {}
+
 
 class JobAttempt(models.Model):
     """One claim of a job by a worker: where it ran, what it resumed from and how it ended."""

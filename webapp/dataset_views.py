@@ -144,3 +144,20 @@ def dataset_columns(request, dataset_id: int):
         else:
             messages.success(request, "Columns saved; the label counts below are for them.")
     return redirect("dataset-detail", dataset_id=dataset.pk)
+
+
+@login_required
+@require_POST
+def dataset_label_names(request, dataset_id: int):
+    """Name the labels ("1" -> "positive"): one field per counted label, label_<n> in the order of the counts."""
+    dataset = selectors.dataset_get(actor=request.actor, dataset_id=dataset_id)
+    require(request.actor, request.actor.team, Membership.Role.MEMBER)
+    labels = list((dataset.stats.get("labels") or {}).keys())
+    names = {label: request.POST.get(f"label_{i}", "") for i, label in enumerate(labels)}
+    try:
+        services.dataset_set_label_names(dataset=dataset, user=request.user, names=names)
+    except ValidationFailed as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Label names saved: reports, compare and the playground use them.")
+    return redirect("dataset-detail", dataset_id=dataset.pk)

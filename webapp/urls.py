@@ -35,6 +35,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/check/", dataset_views.dataset_check, name="dataset-check"),
     path("datasets/<int:dataset_id>/delete/", dataset_views.dataset_delete, name="dataset-delete"),
     path("datasets/<int:dataset_id>/columns/", dataset_views.dataset_columns, name="dataset-columns"),
+    path("datasets/<int:dataset_id>/labels/", dataset_views.dataset_label_names, name="dataset-labels"),
     path("jobs/", job_list_views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/compare/", views.job_compare, name="job-compare"),

@@ -31,6 +31,7 @@ from .datasets import (
     dataset_create,
     dataset_delete,
     dataset_set_columns,
+    dataset_set_label_names,
 )
 from .job_checks import METHOD_NAMES, job_validate
 from .job_defaults import job_defaults_preview
@@ -66,6 +67,7 @@ __all__ = [
     "dataset_create",
     "dataset_delete",
     "dataset_set_columns",
+    "dataset_set_label_names",
     "job_delete",
     "job_rename",
     "merged_export_finish",

@@ -226,3 +226,28 @@ def _inspect_stored(dataset: Dataset, asked: dict) -> dict:
         path = Path(tmp) / f"data.{dataset.format}"
         blob_write_to_path(dataset.blob, path)
         return inspect_file(path, fmt=dataset.format, **asked)
+
+
+MAX_LABEL_NAME = 100
+
+
+def dataset_set_label_names(*, dataset: Dataset, user, names: dict[str, str]) -> Dataset:
+    """Give the counted labels names ("1" -> "positive") shown in reports, compare and the playground; an empty
+    name keeps the label as it is. The data and the trained adapters keep the labels themselves."""
+    labels = dataset.stats.get("labels") or {}
+    if not labels:
+        raise ValidationFailed("pick the label column first: its labels are counted, then they can be named", errors={})
+    unknown = [label for label in names if label not in labels]
+    if unknown:
+        raise ValidationFailed(f"'{unknown[0]}' is not a label of '{dataset.name}'", errors={"labels": unknown[0]})
+    cleaned = {label: " ".join(str(name).split())[:MAX_LABEL_NAME] for label, name in names.items()}
+    cleaned = {label: name for label, name in cleaned.items() if name and name != label}
+    if any("\x00" in name for name in cleaned.values()):
+        raise ValidationFailed("a label name cannot contain NUL characters", errors={"labels": "NUL"})
+    taken = [name for name in cleaned.values() if list(cleaned.values()).count(name) > 1 or name in labels]
+    if taken:
+        raise ValidationFailed(f"two labels would both be called '{taken[0]}'; give each its own name", errors={})
+    Dataset.objects.filter(pk=dataset.pk).update(stats={**dataset.stats, "label_names": cleaned})
+    audit_record(team_id=dataset.team_id, user=user, action="dataset.labels", target=f"dataset {dataset.pk}")
+    dataset.refresh_from_db()
+    return dataset

@@ -58,3 +58,35 @@ def test_a_large_file_is_checked_again_on_the_worker(
     dataset.refresh_from_db()
     assert dataset.state == Dataset.State.CHECKING and dataset.stats["asked"]["label_column"] == "label"
     assert sent == [(dispatch.CHECK_DATASET, (dataset.pk,))]
+
+
+def test_labels_get_names_that_reports_show(alice, bob, sst2_sample, tiny_model):
+    from jobs.models import EvalReport, Job
+    from tests.factories import job_row
+
+    dataset = dataset_from(alice, sst2_sample, label_column="label", text_column="sentence")
+    client = _client(alice)
+    page = client.get(f"/datasets/{dataset.pk}/").content.decode()
+    assert 'id="label-names"' in page and 'name="label_0"' in page and 'name="label_1"' in page
+    order = list(dataset.stats["labels"])  # the fields follow the counts' order
+    client.post(
+        f"/datasets/{dataset.pk}/labels/",
+        {f"label_{order.index('0')}": "negative", f"label_{order.index('1')}": " positive "},
+    )
+    dataset.refresh_from_db()
+    assert dataset.stats["label_names"] == {"0": "negative", "1": "positive"}
+    clash = client.post(f"/datasets/{dataset.pk}/labels/", {"label_0": "same", "label_1": "same"}, follow=True)
+    assert "would both be called" in clash.content.decode()
+    assert _client(bob).post(f"/datasets/{dataset.pk}/labels/", {"label_0": "x"}).status_code == 404
+
+    job = job_row(dataset, tiny_model, status=Job.Status.SUCCEEDED, label_column="label", text_column="sentence")
+    EvalReport.objects.create(
+        job=job,
+        data={
+            "labels": ["0", "1"],
+            "confusion_matrix": [[40, 10], [5, 45]],
+            "per_class": {"0": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 50}},
+        },
+    )
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "<td>negative</td>" in page and ">positive<" in page  # the per-class table and the confusion matrix

@@ -157,6 +157,17 @@ def percent_fine(value) -> str:
 
 
 @register.filter
+def label_name(label, names) -> str:
+    """A label as the team named it ("1" -> "positive"), else as it is."""
+    return (names or {}).get(str(label)) or str(label)
+
+
+@register.filter
+def label_names(labels, names) -> list[str]:
+    return [label_name(label, names) for label in labels or []]
+
+
+@register.filter
 def get_item(mapping, key):
     return (mapping or {}).get(key)
 
