@@ -380,6 +380,21 @@ class PlaygroundRun(WorkerResult):
         return list(zip(self.texts, result.get("generations") or result.get("predictions") or []))
 
 
+class JobPreset(models.Model):
+    """A team's saved job settings: the job form's query (data, model, method, columns and the settings a user
+    typed), opened as a new job's form."""
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="job_presets")
+    name = models.CharField(max_length=100)
+    query = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="unique_preset_name")]
+
+
 class Webhook(models.Model):
     """A team's URL that gets a signed POST when one of its jobs ends (jobs.notifications)."""
 

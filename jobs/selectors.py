@@ -134,6 +134,16 @@ def job_get(*, actor: Actor, job_id: int) -> Job:
     return get_object_or_404(job_list(actor=actor).select_related("eval_dataset"), pk=job_id)
 
 
+def job_presets(*, actor: Actor) -> QuerySet:
+    from .models import JobPreset
+
+    return JobPreset.objects.filter(team_id=actor.team_id)
+
+
+def job_preset_get(*, actor: Actor, preset_id: int):
+    return get_object_or_404(job_presets(actor=actor), pk=preset_id)
+
+
 def job_artifact(*, job: Job, kind: str = Artifact.Kind.ADAPTER) -> Artifact | None:
     return Artifact.objects.filter(job=job, kind=kind).select_related("blob").first()
 

@@ -4,15 +4,13 @@ training parameter appears in the form (with its default, bounds and help) witho
 from django import forms
 
 from jobs import selectors
+from jobs.services.job_tidy import METHOD_PREFIX, TRAINING_PREFIX  # defined once: presets build the same queries
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.recommend import recommend
 from peftcore.schema import Param
 from peftcore.sft import AUTO, TEMPLATES, nested_paths
 from peftcore.tasks import UnknownTaskError, all_tasks, get_task
 from peftcore.training_params import TRAINING_PARAMS
-
-TRAINING_PREFIX = "p_"
-METHOD_PREFIX = "m_"
 
 
 def field_for_param(param: Param) -> forms.Field:

@@ -13,10 +13,6 @@ from jobs.errors import ValidationFailed
 from teams.models import Membership
 from teams.permissions import require
 
-from .forms import METHOD_PREFIX, TRAINING_PREFIX
-
-FIELDS = ("task", "method", "text_column", "label_column", "input_column", "messages_column", "template")
-
 
 @login_required
 @require_POST
@@ -46,20 +42,37 @@ def job_delete(request, job_id: int):
 
 @login_required
 def job_again(request, job_id: int):
-    """The job form filled as this job was: its data, model, method, columns and the settings its user typed.
-    Settings the studio chose are left empty, so they adapt again to whatever changes."""
+    """The job form filled as this job was (services.job_form_query)."""
     job = selectors.job_get(actor=request.actor, job_id=job_id)
-    query = {"dataset": job.dataset_id, "base_model": job.base_model_id, "name": f"{job.name} (again)"[:200]}
-    if job.eval_dataset_id:
-        query["eval_dataset"] = job.eval_dataset_id
-    query.update({field: getattr(job, field) for field in FIELDS if getattr(job, field)})
-    chosen = set(job.choices or {})
-    for prefix, values, kind in (
-        (TRAINING_PREFIX, job.params, "params"),
-        (METHOD_PREFIX, job.method_params, "method_params"),
-    ):
-        for key, value in (values or {}).items():
-            if value is None or value is False or f"{kind}.{key}" in chosen:
-                continue  # empty, an unticked box, or the studio's own choice
-            query[prefix + key] = "on" if value is True else value
+    query = {**services.job_form_query(job), "name": f"{job.name} (again)"[:200]}
     return redirect(f"{reverse('job-new')}?{urlencode(query)}")
+
+
+@login_required
+@require_POST
+def job_preset_save(request, job_id: int):
+    job = selectors.job_get(actor=request.actor, job_id=job_id)
+    require(request.actor, job.team_id, Membership.Role.MEMBER)
+    try:
+        preset = services.job_preset_create(job=job, user=request.user, name=request.POST.get("name", ""))
+    except ValidationFailed as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Saved as the preset '{preset.name}': the new-job form offers it.")
+    return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+def job_preset_open(request, preset_id: int):
+    preset = selectors.job_preset_get(actor=request.actor, preset_id=preset_id)
+    return redirect(f"{reverse('job-new')}?{urlencode(preset.query)}")
+
+
+@login_required
+@require_POST
+def job_preset_delete(request, preset_id: int):
+    preset = selectors.job_preset_get(actor=request.actor, preset_id=preset_id)
+    require(request.actor, preset.team_id, Membership.Role.MEMBER)
+    services.job_preset_delete(preset=preset, user=request.user)
+    messages.success(request, f"Deleted the preset '{preset.name}'.")
+    return redirect("job-new")

@@ -94,7 +94,12 @@ def job_new(request):
     return render(
         request,
         "jobs/new.html",
-        {"form": form, "methods": all_methods(), "has_datasets": datasets.exists()},
+        {
+            "form": form,
+            "methods": all_methods(),
+            "has_datasets": datasets.exists(),
+            "presets": list(selectors.job_presets(actor=request.actor)[:50]),
+        },
         status=400 if submitted else 200,
     )
 

@@ -35,7 +35,7 @@ from .datasets import (
 )
 from .job_checks import METHOD_NAMES, job_validate
 from .job_defaults import job_defaults_preview
-from .job_tidy import job_delete, job_rename
+from .job_tidy import job_delete, job_form_query, job_preset_create, job_preset_delete, job_rename
 from .jobs import job_create
 from .merged_exports import merged_export_finish, merged_export_request, merged_export_start
 from .playground import (
@@ -69,6 +69,9 @@ __all__ = [
     "dataset_set_columns",
     "dataset_set_label_names",
     "job_delete",
+    "job_form_query",
+    "job_preset_create",
+    "job_preset_delete",
     "job_rename",
     "merged_export_finish",
     "merged_export_request",

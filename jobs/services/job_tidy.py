@@ -1,11 +1,12 @@
-"""Tidying the job list: rename a job, delete an ended one with everything it stored (issue 20, item 7)."""
+"""Tidying the job list: rename a job, delete an ended one with everything it stored, keep a job's settings as a
+named preset (issue 20, item 7)."""
 
 from django.db import transaction
 
 from teams.audit import audit_record
 
 from ..errors import ValidationFailed
-from ..models import Artifact, Blob, Job
+from ..models import Artifact, Blob, Job, JobPreset
 
 
 def job_rename(*, job: Job, user, name: str) -> Job:
@@ -53,3 +54,44 @@ def job_delete(*, job: Job, user) -> None:
         )
         locked.delete()  # cascades: artifacts, report, metric points, attempts, exports, playground runs
         Blob.objects.filter(pk__in=blob_ids).delete()  # their bytes (and S3 objects, once committed)
+
+
+FORM_FIELDS = ("task", "method", "text_column", "label_column", "input_column", "messages_column", "template")
+TRAINING_PREFIX, METHOD_PREFIX = "p_", "m_"  # the job form's field prefixes (webapp/forms.py)
+
+
+def job_form_query(job: Job) -> dict:
+    """The job form filled as this job was: its data, model, method, columns and the settings its user typed.
+    Settings the studio chose are left out, so they adapt again to whatever changes."""
+    query = {"dataset": job.dataset_id, "base_model": job.base_model_id}
+    if job.eval_dataset_id:
+        query["eval_dataset"] = job.eval_dataset_id
+    query.update({field: getattr(job, field) for field in FORM_FIELDS if getattr(job, field)})
+    chosen = set(job.choices or {})
+    for prefix, values, kind in (
+        (TRAINING_PREFIX, job.params, "params"),
+        (METHOD_PREFIX, job.method_params, "method_params"),
+    ):
+        for key, value in (values or {}).items():
+            if value is None or value is False or f"{kind}.{key}" in chosen:
+                continue  # empty, an unticked box, or the studio's own choice
+            query[prefix + key] = "on" if value is True else value
+    return query
+
+
+def job_preset_create(*, job: Job, user, name: str) -> JobPreset:
+    name = " ".join(name.split())[:100]
+    if not name or "\x00" in name:
+        raise ValidationFailed("give the preset a name", errors={"name": "empty"})
+    with transaction.atomic():
+        preset, created = JobPreset.objects.update_or_create(
+            team_id=job.team_id, name=name, defaults={"query": job_form_query(job), "created_by": user}
+        )
+        audit_record(team_id=job.team_id, user=user, action="preset.save", target=f"job {job.pk}", name=name)
+    return preset
+
+
+def job_preset_delete(*, preset: JobPreset, user) -> None:
+    with transaction.atomic():
+        audit_record(team_id=preset.team_id, user=user, action="preset.delete", target=f"preset {preset.pk}")
+        preset.delete()

@@ -76,3 +76,28 @@ def test_a_new_job_with_these_settings_keeps_what_was_typed_and_rechooses_the_re
     form = _client(alice).get(response["Location"]).content.decode()
     assert 'value="0.002"' in form and 'value="tuned (again)"' in form
     assert _client(bob).get(f"/jobs/{job.pk}/again/").status_code == 404
+
+
+def test_a_jobs_settings_are_kept_as_a_preset_the_job_form_offers(alice, bob, dataset, tiny_model):
+    from jobs.models import JobPreset
+
+    job = job_for(alice, dataset, tiny_model, params={"learning_rate": 0.002}, method_params={"r": 16})
+    client = _client(alice)
+    client.post(f"/jobs/{job.pk}/preset/", {"name": "  strong   LoRA "})
+    preset = JobPreset.objects.get()
+    assert preset.name == "strong LoRA" and preset.query["m_r"] == 16 and preset.query["p_learning_rate"] == 0.002
+    assert "p_epochs" not in preset.query  # the studio's own choice is made again for the new data
+    form = client.get("/jobs/new/").content.decode()
+    assert 'id="job-presets"' in form and f'href="/presets/{preset.pk}/"' in form and "strong LoRA" in form
+    opened = client.get(f"/presets/{preset.pk}/")
+    assert opened.status_code == 302 and "m_r=16" in opened["Location"]
+    assert 'value="0.002"' in client.get(opened["Location"]).content.decode()
+    client.post(f"/jobs/{job.pk}/preset/", {"name": "strong LoRA"})  # the same name again: replaced, not doubled
+    assert JobPreset.objects.count() == 1
+
+    other = _client(bob)
+    assert other.get(f"/presets/{preset.pk}/").status_code == 404
+    assert other.post(f"/presets/{preset.pk}/delete/").status_code == 404
+    assert "strong LoRA" not in other.get("/jobs/new/").content.decode()
+    client.post(f"/presets/{preset.pk}/delete/")
+    assert not JobPreset.objects.exists()
