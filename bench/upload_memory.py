@@ -219,6 +219,13 @@ def table(result: dict) -> str:
             f"| {run['mode']} | {run['status']} | {run['request_s']:.0f} s | {run['web_growth_mb']:.0f} MiB "
             f"| {check} | {growth} |"
         )
+    inline, stored = result["runs"]
+    lines += [
+        "",
+        f"The web process grows by {stored['web_growth_mb']:.0f} MiB when the check is left to the worker "
+        f"({stored['web_growth_mb'] / inline['web_growth_mb']:.2f} of the in-request check's; goal <= 64 MiB), and "
+        f"the request takes {stored['request_s'] / inline['request_s']:.2f} of the time.",
+    ]
     return "\n".join(lines)
 
 

@@ -31,8 +31,7 @@ def usage_by_member_month(*, team: Team, months: int = 6) -> list[dict]:
 
 def daily_compute_hours(*, team: Team, days: int = 30) -> list[tuple[int, float]]:
     """(day index, training hours) over the last `days` days, for the usage chart."""
-    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    first = today - timedelta(days=days - 1)
+    first = _first_day(days)
     rows = dict(
         Job.objects.filter(team=team, started_at__gte=first)
         .annotate(day=TruncDay("started_at"))
@@ -46,8 +45,13 @@ def daily_compute_hours(*, team: Team, days: int = 30) -> list[tuple[int, float]
 
 def day_names(days: int = 30) -> dict[int, str]:
     """The daily chart's x positions (daily_compute_hours' day index) as dates, "Dec 6"."""
-    today = timezone.now().date()  # the same day boundaries as daily_compute_hours
-    return {i: (today - timedelta(days=days - 1 - i)).strftime("%b %-d") for i in range(days)}
+    first = _first_day(days)
+    return {i: f"{(day := first + timedelta(days=i)):%b} {day.day}" for i in range(days)}
+
+
+def _first_day(days: int):
+    """Midnight (UTC) that starts the last `days` days, today included: the daily chart's day 0."""
+    return timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
 
 
 def workers_online() -> list[WorkerHeartbeat]:

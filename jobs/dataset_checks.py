@@ -40,10 +40,12 @@ def check_dataset(dataset_id: int) -> str:
             last[0] = now
             services.dataset_check_progress(dataset_id=dataset_id, rows=rows, progress=share)
 
+    services.dataset_check_progress(dataset_id=dataset_id, rows=0, progress=0.0)  # alive: not asked for again
     try:
         with tempfile.TemporaryDirectory(prefix="studio-check-", dir=folder) as tmp:
             path = Path(tmp) / f"upload.{dataset.format}"
             blob_write_to_path(dataset.blob, path)
+            services.dataset_check_progress(dataset_id=dataset_id, rows=0, progress=0.0)
             report = inspect_file(path, fmt=dataset.format, progress=progress, **asked)
     except Exception as exc:  # the bytes could not be fetched: the check must end, or the page waits for ever
         log.warning("the check of dataset %s failed: %s", dataset_id, exc)

@@ -65,7 +65,8 @@ def job_estimate(
     workers = [w for w in workers_online() if "training" in (w.info.get("queues") or [])]
     device = "cuda" if any(w.info.get("gpus") for w in workers) else "cpu"
     past = _past_runs(team_id, base_model.pk, device)
-    same = [run for run in past if run["method"] == method]
+    setup = _setup(params.get("precision"), params.get("quantize"))
+    same = [run for run in past if run["method"] == method and _setup(run["precision"], run["quantize"]) == setup]
     rates = [run["tokens_per_second"] for run in (same or past) if run["tokens_per_second"]]
     if rates:
         rate = statistics.median(rates)
@@ -103,9 +104,13 @@ def _past_runs(team_id: int, model_id: int, device: str) -> list[dict]:
             peak=Cast(KT("data__efficiency__peak_memory_bytes"), FloatField()),
             run_batch=Cast(KT("data__params__batch_size"), IntegerField()),
             run_length=Cast(KT("data__params__max_length"), IntegerField()),
+            precision=KT("data__params__precision"),
+            quantize=KT("data__params__quantize"),
             method=F("job__method"),
         )
-        .values("job_id", "method", "tokens_per_second", "peak", "run_batch", "run_length")[:CALIBRATION_JOBS]
+        .values("job_id", "method", "tokens_per_second", "peak", "run_batch", "run_length", "precision", "quantize")[
+            :CALIBRATION_JOBS
+        ]
     )
     return list(rows)
 
@@ -125,32 +130,46 @@ def _total_params(base_model: BaseModel, method: str, config: dict | None = None
     return 12 * layers * hidden**2 + (config.get("vocab_size") or 0) * hidden
 
 
+def _setup(precision, quantize) -> tuple:
+    """Runs measure alike when their precision and quantization match (empty and "auto" are the same)."""
+    return (
+        precision if precision not in (None, "", "auto") else "auto",
+        quantize if quantize not in (None, "", "none") else None,
+    )
+
+
+def _activations(batch: int, length: int, config: dict | None, params: dict) -> float:
+    """The memory kept for the backward pass, which grows with batch x length (a rough rule per layer)."""
+    config = config or {}
+    hidden = config.get("hidden_size") or config.get("d_model") or 768
+    layers = config.get("num_hidden_layers") or config.get("n_layer") or 12
+    return batch * length * hidden * layers * 20 * (2 if params.get("precision") == "bf16" else 4)
+
+
 def _memory(same: list[dict], params: dict, config: dict | None, base_model, method) -> tuple[int | None, str]:
     batch, length = params["batch_size"], params["max_length"]
     measured = [run for run in same if run["peak"] and run["run_batch"] and run["run_length"]]
     if measured:
+        # The measured peak holds what does not grow with the batch (the weights, the libraries: a CPU's peak is
+        # the whole process) and the activations, which do: only those are scaled to the new batch x length.
         run = max(measured, key=lambda r: r["peak"])
-        scale = (batch * length) / (run["run_batch"] * run["run_length"])
-        total = _total_params(base_model, method, config) or 0
-        fixed = min(run["peak"], total * 4 * 1.1)  # weights stay; the rest grows with batch x length
-        memory = fixed + (run["peak"] - fixed) * scale
+        then = _activations(run["run_batch"], run["run_length"], config, params)
+        memory = max(run["peak"] + _activations(batch, length, config, params) - then, run["peak"] * 0.5)
         return int(
             memory
         ), f"from job #{run['job_id']}'s measured peak (batch {run['run_batch']}, length {run['run_length']})"
     total = _total_params(base_model, method, config)
     if not total or not config:
         return None, "unknown until a job on this model has run"
-    hidden = config.get("hidden_size") or config.get("d_model") or 768
-    layers = config.get("num_hidden_layers") or config.get("n_layer") or 12
     bytes_per_value = 2 if params.get("precision") == "bf16" else 4
     weights = total * (0.6 if params.get("quantize") == "4bit" else bytes_per_value)
-    activations = batch * length * hidden * layers * 20 * bytes_per_value  # kept for the backward pass
+    activations = _activations(batch, length, config, params)
     return int(weights * 1.2 + activations), "a rough rule from the model's size (weights, optimizer, activations)"
 
 
 def _queue() -> tuple[int, int]:
     counts = dict(
-        Job.objects.filter(status__in=(Job.Status.QUEUED, Job.Status.RUNNING))
+        Job.objects.filter(status__in=(Job.Status.QUEUED, Job.Status.RUNNING), cancel_requested=False)
         .values_list("status")
         .annotate(n=Count("pk"))
         .order_by()

@@ -209,7 +209,7 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
     job = runtime.job_claim_next(owner=worker_id(worker), has_gpu=has_gpu())
     if job is None:
         return NOTHING
-    warm_child.prepare()  # its imports overlap with fetching the data and the model below
+    _prepare_warm_child()  # its imports overlap with fetching the data and the model below
     workdir = settings.WORKER_DIR / "jobs" / f"{job.pk}-{job.attempt}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -251,16 +251,26 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
         if shutting_down():
             warm_child.discard()
         else:
-            warm_child.prepare()  # for the next job
+            _prepare_warm_child()  # for the next job
+
+
+def _prepare_warm_child() -> None:
+    """Only an optimisation: a child that cannot be started now is started at its job, which reports why."""
+    try:
+        warm_child.prepare()
+    except Exception:
+        log.warning("could not start a warm training child", exc_info=True)
 
 
 def _keep_log(job: Job, supervisor: Supervisor, workdir: Path, worker: str) -> None:
-    """The attempt's log goes with the job; a failure to store it never changes how the job ends."""
+    """The attempt's log goes with the job; a failure to store it never changes how the job ends, and the lease
+    is kept while it is stored."""
     try:
         text = job_logs.attempt_text(
             job=job, worker=worker_id(worker), lines=supervisor.state.log, stderr_path=workdir / "train.log"
         )
-        job_logs.job_log_append(job=job, text=text)
+        with lease_kept(job):
+            job_logs.job_log_append(job=job, text=text)
     except Exception:
         log.warning("job %s: could not store its log", job.pk, exc_info=True)
 

@@ -216,11 +216,11 @@ def _train(args) -> int:
     from .events import JsonLinesSink, TeeSink
 
     sink = JsonLinesSink(events)
-    if args.spec == "-":
-        args.spec = _spec_path_from_stdin()
-        if not args.spec:
-            return EXIT_OK  # the runner let this warm child go unused
     try:
+        if args.spec == "-":
+            args.spec = _spec_path_from_stdin()
+            if not args.spec:
+                return EXIT_OK  # the runner let this warm child go unused
         if args.spec:
             try:
                 spec = json.loads(Path(args.spec).read_text(encoding="utf-8"))

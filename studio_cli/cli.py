@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--name", help="the dataset's name (default: the file's)")
     upload.add_argument("--text-column", help="the text column, to check now rather than at submit")
     upload.add_argument("--label-column", help="the label column, to check now rather than at submit")
+    upload.add_argument(
+        "--wait", type=float, default=3600, help="seconds to wait for a large file's check on a worker (default 3600)"
+    )
 
     submit = command("submit", "jobs:submit", "submit a training job")
     submit.add_argument("--dataset", type=int, required=True, help="dataset id (`datasets` lists them)")

@@ -1,9 +1,9 @@
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -211,17 +211,13 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.5, what: str = "c
 
 # An S3-compatible server for the blob store's suite on BLOB_STORE=s3: moto's, on a local port, in this process
 # (its own thread), speaking the same HTTP API boto3 speaks to AWS or MinIO.
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    from tests.integration.runtime_support import free_port
+
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -236,7 +232,7 @@ def use_s3(s3_server, settings, monkeypatch):
     for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
         monkeypatch.setenv(name, value)
     settings.BLOB_STORE, settings.S3_ENDPOINT_URL, settings.S3_REGION = "s3", s3_server, "us-east-1"
-    settings.S3_BUCKET = f"test-{_free_port()}"
+    settings.S3_BUCKET = f"test-{uuid.uuid4().hex[:12]}"
     object_store._client.cache_clear()
     object_store._bucket_checked.cache_clear()
     yield object_store.client()

@@ -50,7 +50,7 @@ def job_compare(request):
 
 @login_required
 def job_new(request):
-    datasets = selectors.dataset_list(actor=request.actor).exclude(state=Dataset.State.INVALID)
+    datasets = selectors.dataset_list(actor=request.actor).filter(state=Dataset.State.READY)
     models = selectors.base_model_list(actor=request.actor)
     submitted = request.method == "POST"
     # A GET (first visit, or htmx re-rendering after the dataset or method changed) pre-fills from the query.
@@ -215,6 +215,7 @@ def _job_context(request, job_id: int) -> dict:
         "waiting_reason": waiting_reason(job, workers_online()) if job.status == Job.Status.QUEUED else None,
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,
         "artifact": selectors.job_artifact(job=job) if job.status == Job.Status.SUCCEEDED else None,
+        "has_log": job.is_final and selectors.job_artifact(job=job, kind=Artifact.Kind.LOG) is not None,
     }
 
 

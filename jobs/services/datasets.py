@@ -18,7 +18,7 @@ from teams.models import Team
 from .. import dispatch, quotas
 from ..errors import ValidationFailed
 from ..models import Dataset, Job
-from ..storage import blob_create_from_file
+from ..storage import blob_create_from_file, blob_delete
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,16 @@ def dataset_check_finish(*, dataset_id: int, report: dict) -> Dataset | None:
             for field, value in _findings(report, **asked).items():
                 setattr(dataset, field, value)
             dataset.format, dataset.state = report["format"] or dataset.format, Dataset.State.READY
+        elif (previous := dataset.stats.get("previous")) is not None:
+            # columns picked again for a file already checked: the file stays as it was, with why the new
+            # columns were not taken (the page shows it)
+            count = report.get("error_count", len(report["errors"]))
+            dataset.state, dataset.rows = Dataset.State.READY, dataset.stats.get("previous_rows", dataset.rows)
+            dataset.stats = {
+                **previous,
+                "column_errors": report["errors"],
+                "column_error_detail": f"with the columns picked last the file has {count} error(s); nothing was changed",
+            }
         else:
             count = report.get("error_count", len(report["errors"]))
             dataset.state = Dataset.State.INVALID
@@ -164,14 +174,17 @@ def dataset_check_finish(*, dataset_id: int, report: dict) -> Dataset | None:
 def dataset_delete(*, actor_user, dataset: Dataset) -> None:
     """Delete a dataset and its bytes; refused while a job was trained on it or evaluates on it (the job's report
     and its resume need the rows)."""
-    used = Job.objects.filter(Q(dataset=dataset) | Q(eval_dataset=dataset)).count()
-    if used:
-        raise ValidationFailed(
-            f"'{dataset.name}' is used by {used} job(s); delete those jobs first, or keep the dataset",
-            errors={"dataset": "in use"},
-        )
-    blob = dataset.blob
     with transaction.atomic():
+        # the team's lock, as job_create takes it: no job can be created on the dataset between the count and the
+        # delete
+        Team.objects.select_for_update().filter(pk=dataset.team_id).first()
+        used = Job.objects.filter(Q(dataset=dataset) | Q(eval_dataset=dataset)).count()
+        if used:
+            raise ValidationFailed(
+                f"'{dataset.name}' is used by {used} job(s); delete those jobs first, or keep the dataset",
+                errors={"dataset": "in use"},
+            )
+        blob = dataset.blob
         audit_record(
             team_id=dataset.team_id,
             user=actor_user,
@@ -181,7 +194,7 @@ def dataset_delete(*, actor_user, dataset: Dataset) -> None:
             bytes=dataset.size_bytes,
         )
         dataset.delete()
-        blob.delete()
+        blob_delete(blob)
 
 
 def dataset_set_columns(*, dataset: Dataset, user, text_column: str, label_column: str) -> Dataset:
@@ -198,8 +211,12 @@ def dataset_set_columns(*, dataset: Dataset, user, text_column: str, label_colum
         raise ValidationFailed("the file is still being checked; pick the columns once it is done", errors={})
     asked = {"text_column": text_column or None, "label_column": label_column or None}
     if dataset.size_bytes > settings.UPLOAD_CHECK_INLINE_BYTES:
+        kept = {k: v for k, v in dataset.stats.items() if k not in ("asked", "previous", "previous_rows")}
+        recheck = {"asked": asked}
+        if dataset.state == Dataset.State.READY:  # a failed re-check must leave the dataset as it is
+            recheck.update(previous=kept, previous_rows=dataset.rows)
         Dataset.objects.filter(pk=dataset.pk).update(
-            state=Dataset.State.CHECKING, progress=0.0, state_at=timezone.now(), stats={**dataset.stats, "asked": asked}
+            state=Dataset.State.CHECKING, progress=0.0, state_at=timezone.now(), stats=recheck
         )
         dispatch.publish_on_commit(dispatch.CHECK_DATASET, dataset.pk)
     else:

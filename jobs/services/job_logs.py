@@ -1,13 +1,14 @@
 """The job's log, kept with the job and downloadable (issue 20, item 3): each attempt's story (phases, evaluations,
 checkpoints, the error if any) and the training process's own output, appended after the earlier attempts'."""
 
+import itertools
 import logging
 from pathlib import Path
 
 from django.db import transaction
 
 from ..models import Artifact, Job
-from ..storage import blob_create_from_chunks, blob_iter_chunks
+from ..storage import blob_create_from_chunks, blob_delete, blob_iter_chunks
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,19 @@ def attempt_text(*, job: Job, worker: str, lines: list[str], stderr_path: Path |
 
 def job_log_append(*, job: Job, text: bytes) -> None:
     """Add an attempt's text to the job's LOG artefact; skipped when the job has moved on to another attempt (this
-    runner lost it), so a stale worker never writes over the current one's log."""
+    runner lost it), so a stale worker never writes over the current one's log. The new bytes are stored before
+    the row lock is taken (a slow store must not hold the job's row), streamed from the old log."""
+    old = Artifact.objects.filter(job=job, kind=Artifact.Kind.LOG).select_related("blob").first()
+    blob = blob_create_from_chunks(itertools.chain([] if old is None else blob_iter_chunks(old.blob), [text]))
     with transaction.atomic():
         current = Job.objects.select_for_update().filter(pk=job.pk, attempt=job.attempt).first()
-        if current is None:
+        replaced = Artifact.objects.filter(job=job, kind=Artifact.Kind.LOG).select_related("blob").first()
+        if current is None or (replaced is not None and (old is None or replaced.pk != old.pk)):
+            blob_delete(blob)  # taken over, or another writer got there first: keep theirs
             return
-        old = Artifact.objects.filter(job=job, kind=Artifact.Kind.LOG).select_related("blob").first()
-        chunks = [*([] if old is None else blob_iter_chunks(old.blob)), text]
-        blob = blob_create_from_chunks(chunks)
-        if old is not None:
-            old_blob = old.blob
-            old.delete()
-            old_blob.delete()
+        if replaced is not None:
+            replaced.delete()
+            blob_delete(replaced.blob)
         Artifact.objects.create(
             job=job,
             kind=Artifact.Kind.LOG,

@@ -6,7 +6,7 @@ from django.db import transaction
 from teams.audit import audit_record
 
 from ..errors import ValidationFailed
-from ..models import Artifact, Blob, Job, JobPreset
+from ..models import Artifact, Blob, Job, JobPreset, MergedExport
 
 
 def job_rename(*, job: Job, user, name: str) -> Job:
@@ -33,6 +33,12 @@ def job_delete(*, job: Job, user) -> None:
         if locked.status in (Job.Status.QUEUED, Job.Status.RUNNING):
             raise ValidationFailed(
                 f"job #{job.pk} is {locked.status}; cancel it first, then delete it", errors={"status": locked.status}
+            )
+        export = MergedExport.objects.filter(job=locked).first()
+        if export is not None and export.status in (MergedExport.Status.QUEUED, MergedExport.Status.RUNNING):
+            raise ValidationFailed(
+                f"job #{job.pk}'s merged model is being built; delete the job once it is done",
+                errors={"merged": export.status},
             )
         users = list(Job.objects.filter(start_from=locked).values_list("pk", flat=True)[:5])
         if users:

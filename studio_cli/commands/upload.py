@@ -56,8 +56,14 @@ def upload(args) -> int:
 def _wait_for_check(args, studio: Studio, dataset: dict) -> dict:
     """Follow a worker's check of a large upload until it ends, as a progress bar over the file."""
     say(f"stored dataset {dataset['id']}; a worker is checking its rows")
+    deadline = time.monotonic() + args.wait
     with progress_bar(args, total=100, unit="%", desc="checking") as bar:
         while dataset["state"] == "checking":
+            if time.monotonic() > deadline:
+                raise CliError(
+                    f"dataset {dataset['id']} is still being checked after {args.wait:.0f} s (is a maintenance worker "
+                    "running?); `datasets` shows its state later"
+                )
             time.sleep(CHECK_POLL_SECONDS)
             dataset = studio.get(f"/datasets/{dataset['id']}")
             bar.n = round(100 * (dataset.get("progress") or 0))

@@ -71,10 +71,14 @@ def test_an_adapter_minus_itself_leaves_the_base_model(bert_without_dropout, ada
     twin = tmp_path / "twin"
     shutil.copytree(adapters["a"], twin)
     out = combine(bert_without_dropout, [adapters["a"], twin], [1.0, -1.0], tmp_path / "zero")
+    alone = _merged_weights(bert_without_dropout, adapters["a"])
+    compared = 0
     for key, value in _merged_weights(bert_without_dropout, out).items():
         plain = key.removeprefix("bert.")
         if plain in base:
             assert torch.allclose(value, base[plain], atol=1e-5), key
+            compared += not torch.allclose(alone[key], base[plain])  # a weight the adapter alone does change
+    assert compared >= 4
 
 
 def test_the_average_of_an_adapter_with_itself_predicts_as_it_does(bert_without_dropout, adapters, tmp_path):

@@ -298,3 +298,10 @@ def test_jobs_lists_one_page_or_every_page_with_the_filters(cli, alice, alice_to
     assert listed("--limit", "3", "--all") == newest  # three requests, following the Link header
     assert listed("--limit", "2", "--all", "--method", "ia3") == [j.pk for j in reversed(made) if j.method == "ia3"]
     assert listed("--search", "job 4") == [made[4].pk]
+
+
+def test_upload_stops_waiting_for_a_check_after_the_time_given(cli, alice_token, sst2_sample, settings):
+    settings.UPLOAD_CHECK_INLINE_BYTES = 0
+    err = _refused(cli("upload", sst2_sample, "--wait", "0", "--url", cli.url, "--token", alice_token))
+    assert "is still being checked after 0 s" in err and "maintenance worker" in err
+    assert Dataset.objects.get().state == Dataset.State.CHECKING  # stored: nothing lost

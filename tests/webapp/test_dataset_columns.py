@@ -90,3 +90,22 @@ def test_labels_get_names_that_reports_show(alice, bob, sst2_sample, tiny_model)
     )
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert "<td>negative</td>" in page and ">positive<" in page  # the per-class table and the confusion matrix
+
+
+def test_a_large_ready_file_whose_new_columns_fail_stays_as_it_was(alice, tmp_path, settings):
+    from jobs.dataset_checks import check_dataset
+
+    path = tmp_path / "gaps.csv"
+    path.write_text("text,label,note\nfine,1,a\nalso fine,0,\n")
+    dataset = dataset_from(alice, path, text_column="text", label_column="label")
+    before = dict(dataset.stats)
+    settings.UPLOAD_CHECK_INLINE_BYTES = 10
+    _client(alice).post(f"/datasets/{dataset.pk}/columns/", {"text_column": "text", "label_column": "note"})
+    assert Dataset.objects.get(pk=dataset.pk).state == Dataset.State.CHECKING
+    check_dataset(dataset.pk)  # the worker: 'note' is empty in row 3
+    dataset.refresh_from_db()
+    assert dataset.state == Dataset.State.READY and dataset.rows == 2
+    assert dataset.stats["labels"] == before["labels"] and dataset.stats["label_column"] == "label"
+    assert dataset.stats["column_errors"][0]["row"] == 3
+    page = _client(alice).get(f"/datasets/{dataset.pk}/").content.decode()
+    assert 'id="column-errors"' in page and "The columns were not changed" in page

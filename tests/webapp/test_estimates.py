@@ -2,8 +2,11 @@
 finished jobs when it has some (else a rough rule, said so), the queue, and a warning when no online worker has
 the memory; its queries do not grow with the number of jobs."""
 
+import json
+
 import pytest
 from django.db import connection
+from django.template.defaultfilters import filesizeformat
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -54,7 +57,7 @@ def test_without_finished_jobs_the_estimate_is_a_rough_rule_and_says_so(alice, d
     assert "time not known yet" in unknown and "once the texts&#x27; token lengths are counted" in unknown
 
 
-def test_the_teams_finished_jobs_calibrate_time_and_memory(alice, dataset, tiny_model):
+def test_the_teams_finished_jobs_calibrate_time_and_memory(alice, dataset, tiny_model, tiny_model_dir):
     job = _finished(dataset, tiny_model)
     _finished(dataset, tiny_model, tokens_per_second=5.0, method="ia3")  # another method: not used when lora has one
     html = _form(alice, dataset, tiny_model)
@@ -62,8 +65,13 @@ def test_the_teams_finished_jobs_calibrate_time_and_memory(alice, dataset, tiny_
     # = 6,784 tokens at 100 tokens/s
     assert "about 1m 07s" in html and "from 1 finished lora job(s) of your team on this model (100 tokens/s)" in html
     assert f"from job #{job.pk}&#x27;s measured peak (batch 16, length 32)" in html and "190.7" in html
-    doubled = _form(alice, dataset, tiny_model, p_batch_size="32", p_max_length="64")  # 4x the activations
-    assert "190.7" not in doubled
+    # 4x the batch x length: the measured peak grows by the activations only (the rule's 20 values per token,
+    # layer and hidden unit, 4 bytes each)
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    per_token = config["hidden_size"] * config["num_hidden_layers"] * 20 * 4
+    grown = 200e6 + (32 * 64 - 16 * 32) * per_token
+    doubled = _form(alice, dataset, tiny_model, p_batch_size="32", p_max_length="64")
+    assert f"about {filesizeformat(int(grown))}".replace("\xa0", "&nbsp;") in doubled.replace("\xa0", "&nbsp;")
 
 
 def test_a_job_no_online_worker_could_hold_is_warned_about(alice, dataset, tiny_model):

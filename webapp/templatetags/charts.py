@@ -63,9 +63,8 @@ def line_chart(
     xs = [x for points in curves.values() for x, _ in points]
     ys = [y for points in curves.values() for _, y in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y_ticks = nice_ticks(min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1)
-    y0, y1 = min(min(ys), y_ticks[0]), max(max(ys), y_ticks[-1])
-    y1 = y1 if y1 > y0 else y0 + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    y_ticks = nice_ticks(y0, y1)
     left, right, top, bottom = 56, 12, 12, 30
     plot_w, plot_h = width - left - right, height - top - bottom
 
