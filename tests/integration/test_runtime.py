@@ -13,6 +13,7 @@ from django.db import transaction
 
 from jobs import runtime
 from jobs.models import Artifact, EvalReport, Job, JobAttempt, MetricPoint, WorkerHeartbeat
+from jobs.storage import blob_iter_chunks
 from tests.conftest import wait_for
 from tests.integration.conftest import FINAL, job_of, until_final
 from tests.integration.runtime_support import Worker, training_pids
@@ -63,10 +64,16 @@ def assert_resumed_and_finished(job: Job, first_outcome: str) -> Job:
     final = until_final(job)
     assert final.status == Job.Status.SUCCEEDED, (final.error_kind, final.error_message, attempts(job))
     rows = attempts(job)
-    assert [r[1] for r in rows] == [first_outcome, "succeeded"], rows
+    assert [r[1] for r in rows] == [first_outcome, "succeeded"], (
+        rows,
+        [a.message for a in JobAttempt.objects.filter(job=job)],
+    )
     assert rows[1][2] > 0  # the second attempt went on from a checkpoint, not from the start
     assert EvalReport.objects.get(job=job).data["resumed_from_step"] == rows[1][2]
-    assert Artifact.objects.filter(job=job).count() == 1 and final.checkpoint_id is None
+    assert Artifact.objects.filter(job=job, kind=Artifact.Kind.ADAPTER).count() == 1 and final.checkpoint_id is None
+    log = Artifact.objects.get(job=job, kind=Artifact.Kind.LOG)  # both attempts' stories, in order
+    text = b"".join(blob_iter_chunks(log.blob)).decode()
+    assert text.index("=== attempt 1 ") < text.index("=== attempt 2 ")
     # The loss curve has each step once: nothing the first attempt drew after its checkpoint survives twice.
     steps = list(MetricPoint.objects.filter(job=job, name="loss").values_list("step", flat=True))
     assert sorted(steps) == list(range(1, final.progress_total + 1))
@@ -214,7 +221,7 @@ def test_a_cancelled_running_job_stops_within_30_s_and_resumes_with_one_call(wor
     assert alice_api.post(f"/api/v1/jobs/{job.pk}/cancel").status_code == 200
     cancelled = until_final(job, timeout=30)
     assert time.monotonic() - asked < 30
-    assert cancelled.status == Job.Status.CANCELLED and not Artifact.objects.filter(job=job).exists()
+    assert cancelled.status == Job.Status.CANCELLED and not Artifact.objects.filter(job=job, kind=Artifact.Kind.ADAPTER).exists()
     assert wait_for(lambda: not training_pids(job.pk), timeout=10, what="the child to be gone") is not None
     assert cancelled.checkpoint_id and f"step {cancelled.checkpoint_step}" in cancelled.error_message
     resumed = alice_api.post(f"/api/v1/jobs/{job.pk}/resume")

@@ -80,7 +80,7 @@ def test_job_trains_through_the_worker_and_the_adapter_loads_with_plain_peft(
     response = alice_api.get(final["adapter_url"])
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     payload = b"".join(response.streaming_content)
-    assert len(payload) == Artifact.objects.get(job_id=job_id).size_bytes
+    assert len(payload) == Artifact.objects.get(job_id=job_id, kind=Artifact.Kind.ADAPTER).size_bytes
     folder = tmp_path / "adapter"
     zipfile.ZipFile(io.BytesIO(payload)).extractall(folder)
     names = {p.name for p in folder.iterdir()}
@@ -122,7 +122,7 @@ def test_a_running_job_can_be_cancelled(celery_worker_process, alice_api, sst2_s
     )
     assert final["status"] == "cancelled" and final["error"]["kind"] == "cancelled"
     assert wait_for(lambda: not _training_processes(job_id), timeout=30, what="the training child to die") is not None
-    assert not Artifact.objects.filter(job_id=job_id).exists()
+    assert not Artifact.objects.filter(job_id=job_id, kind=Artifact.Kind.ADAPTER).exists()
     assert alice_api.get(f"/api/v1/jobs/{job_id}/adapter").status_code == 404
     assert Job.objects.get(pk=job_id).finished_at is not None
 
