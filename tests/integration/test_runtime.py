@@ -221,7 +221,10 @@ def test_a_cancelled_running_job_stops_within_30_s_and_resumes_with_one_call(wor
     assert alice_api.post(f"/api/v1/jobs/{job.pk}/cancel").status_code == 200
     cancelled = until_final(job, timeout=30)
     assert time.monotonic() - asked < 30
-    assert cancelled.status == Job.Status.CANCELLED and not Artifact.objects.filter(job=job, kind=Artifact.Kind.ADAPTER).exists()
+    assert (
+        cancelled.status == Job.Status.CANCELLED
+        and not Artifact.objects.filter(job=job, kind=Artifact.Kind.ADAPTER).exists()
+    )
     assert wait_for(lambda: not training_pids(job.pk), timeout=10, what="the child to be gone") is not None
     assert cancelled.checkpoint_id and f"step {cancelled.checkpoint_step}" in cancelled.error_message
     resumed = alice_api.post(f"/api/v1/jobs/{job.pk}/resume")

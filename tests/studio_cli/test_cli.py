@@ -270,7 +270,7 @@ def test_submit_watch_download_end_to_end_through_a_real_worker(
 
     target = tmp_path / "adapter.zip"
     out = _ok(cli("download", job_id, "-o", target, "--progress", *connect))
-    artifact = Artifact.objects.select_related("blob").get(job_id=job_id)
+    artifact = Artifact.objects.select_related("blob").get(job_id=job_id, kind=Artifact.Kind.ADAPTER)
     assert target.read_bytes() == b"".join(blob_iter_chunks(artifact.blob))
     assert f"{target} ({artifact.size_bytes:,} bytes, sha256 {artifact.sha256})" in out
     assert not target.with_name("adapter.zip.part").exists()
