@@ -108,7 +108,7 @@ class Worker:
         """host: the node name's host part (as another machine's worker); home: a STUDIO_HOME of its own (its models,
         caches and job folders: no disk shared with the other workers)."""
         db = settings.DATABASES["default"]
-        home = home or settings.STUDIO_HOME
+        home = self.home = home or settings.STUDIO_HOME
         self.name = f"{name}-{os.getpid()}@{host or socket.gethostname()}"
         self.log_path = home / f"worker-{self.name}.log"
         self.env = {
@@ -185,11 +185,13 @@ class Worker:
             return None
 
 
-def training_pids(job_id: int, attempt: int | str = "[0-9]+") -> list[int]:
+def training_pids(job_id: int | str, attempt: int | str = "[0-9]+", under: Path | None = None) -> list[int]:
     """The processes training the job: those whose stderr is its train.log. A child started warm (jobs/warm_child.py)
     learns its spec on stdin, so its command line does not name the job; its stderr file does, even once the job's
-    folder is deleted (the link then ends in " (deleted)")."""
-    pattern = re.compile(rf"/jobs/{job_id}-{attempt}/train\.log")
+    folder is deleted (the link then ends in " (deleted)"). under: only those of workers with that STUDIO_HOME
+    (another test session on the machine has children of its own)."""
+    root = re.escape(str(under or settings.STUDIO_HOME))
+    pattern = re.compile(rf"^{root}/.*/jobs/{job_id}-{attempt}/train\.log")
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

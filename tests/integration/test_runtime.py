@@ -41,8 +41,9 @@ def workers(broker, beat):
     yield start
     for worker in started:
         worker.kill()
-    for pid in training_pids("[0-9]+"):  # nothing trains on after its test
-        os.kill(pid, signal.SIGKILL)
+    for home in {worker.home for worker in started}:
+        for pid in training_pids("[0-9]+", under=home):  # nothing trains on after its test
+            os.kill(pid, signal.SIGKILL)
 
 
 def until_checkpoint(job: Job, past: int = 0, timeout: float = 120) -> Job:
@@ -115,7 +116,9 @@ def test_two_hosts_share_no_disk_and_a_dead_hosts_job_finishes_on_the_other(work
     job = submit()
     until_checkpoint(job)
     first.kill()
-    wait_for(lambda: not training_pids(job.pk, 1), timeout=15, what="the orphaned training child to die")
+    wait_for(
+        lambda: not training_pids(job.pk, 1, under=homes["host-one"]), timeout=15, what="the orphaned child to die"
+    )
     workers("second", host="host-two", home=homes["host-two"])
     assert_resumed_and_finished(job, "lost")
     hosts = [
