@@ -63,11 +63,16 @@ def test_no_page_is_wider_than_a_phone_and_the_nav_folds(page, alice, dataset, t
     assert not nav.is_visible() and toggle.get_attribute("aria-expanded") == "false"
 
 
-def test_at_desktop_width_the_nav_is_simply_there(page, alice, dataset):
+def test_at_desktop_width_the_nav_is_simply_there(page, alice, dataset, tiny_model):
     page.set_viewport_size({"width": 1366, "height": 900})
     login(page, "alice")
     assert page.locator("nav#main-nav").is_visible() and not page.locator("button.menu-toggle").is_visible()
     assert _overflow(page) <= 0
+    # The method's on/off options are checkboxes of their own size, not stretched across the column (issue 20, 6).
+    page.goto(f"/jobs/new/?dataset={dataset.pk}&method=lora&base_model={tiny_model.pk}")
+    page.click("text=Advanced: LoRA parameters")
+    box = page.locator("#id_m_use_dora").bounding_box()
+    assert box is not None and box["width"] < 40
 
 
 def test_a_new_user_goes_from_upload_to_a_downloaded_adapter_on_a_phone(
