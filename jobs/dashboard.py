@@ -3,7 +3,6 @@ SQL, lists cut to a page)."""
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDay, TruncMonth
 from django.utils import timezone
@@ -11,7 +10,8 @@ from django.utils import timezone
 from teams.models import AuditEntry, Membership, Team
 
 from . import quotas
-from .models import Job, StorageSweep, Webhook, WorkerHeartbeat
+from .models import Job, StorageSweep, Webhook
+from .online_workers import workers_online
 from .selectors import queue_positions, webhook_failed_deliveries, webhook_list
 
 RECENT = 10
@@ -52,12 +52,6 @@ def day_names(days: int = 30) -> dict[int, str]:
 def _first_day(days: int):
     """Midnight (UTC) that starts the last `days` days, today included: the daily chart's day 0."""
     return timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
-
-
-def workers_online() -> list[WorkerHeartbeat]:
-    """Workers heard from within three heartbeats that did not stop cleanly."""
-    since = timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
-    return list(WorkerHeartbeat.objects.filter(seen_at__gte=since, stopped=False).order_by("hostname"))
 
 
 def storage_reclaimed(*, days: int = 30) -> dict:

@@ -16,8 +16,8 @@ from django.db.models.functions import Cast
 
 from peftcore.estimates import tokens_per_row, train_steps, work_tokens
 
-from .dashboard import workers_online
 from .models import BaseModel, EvalReport, Job
+from .online_workers import workers_online
 
 # Training tokens per second x model parameters: measured with LoRA on all-MiniLM-L6-v2 (22.7 M parameters),
 # SST-2, 2 CPU cores (bench/quality.py): about 380 tokens/s, so ~8.6e9. A GPU is taken as 100x a 2-core CPU.
