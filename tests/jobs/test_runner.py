@@ -36,7 +36,8 @@ def test_an_unknown_eval_label_fails_as_bad_data_naming_the_row(make_job):
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.error_kind == "bad_data"
     assert "row 3" in job.error_message and "maybe" in job.error_message
-    assert job.finished_at is not None and not job.artifacts.exists()
+    assert job.finished_at is not None and not job.artifacts.filter(kind="adapter").exists()
+    assert job.artifacts.get(kind="log").size_bytes > 0  # what happened stays readable
 
 
 def test_a_missing_model_folder_fails_as_model_load(make_job):

@@ -50,7 +50,9 @@ def alices_objects(alice, sst2_sample, tiny_model):
     webhook = Webhook.objects.create(team=team, url="https://alice.example.com/hook", secret="s", events=["failed"])
     # The team's own model: one offered to every team is visible to bob too, so it could not be a 404.
     own_model = services.base_model_register(name="alice's", source="local:tiny-bert", team=team)
+    preset = services.job_preset_create(job=job, user=alice, name="alice's preset")
     return {
+        "preset_id": preset.pk,
         "job_id": job.pk,
         "dataset_id": dataset.pk,
         "run_id": run.pk,
