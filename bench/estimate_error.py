@@ -7,8 +7,10 @@ second, the way jobs/estimates.py calibrates from a team's finished jobs), again
 Each run is `python -m peftcore train` on a seeded cut of ../shared/data/sst2/train.tsv with its settings given
 (rows, batch, max length, epochs; no early stop, no baseline evaluation); its time is the report's
 train_seconds (training and the evaluation after each epoch). The estimate is peftcore/estimates.py's work in
-tokens (the rows' median token length, as the worker's TokenStats give it) over the median rate of the other
-runs. Goal (issue 20): median error within 25%. --docs writes the table between the "estimate" markers.
+tokens (the rows' mean length after truncation, from their lengths as a worker's TokenStats counts them) over
+the median end-to-end rate of the other runs (their work over their whole training time, evaluations included:
+peftcore.estimates.run_rate). Goal (issue 20): median error within 25%. --docs writes the table between the
+"estimate" markers.
 """
 
 import argparse
@@ -18,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from bench_docs import write_between
@@ -49,29 +52,39 @@ def run(rows: int, batch: int, length: int, epochs: int, folder: Path) -> dict:
         "train_rows": report["train_rows"],
         "eval_rows": report["eval_rows"],
         "seconds": report["train_seconds"],
-        "tokens_per_second": report["efficiency"]["tokens_per_second"],
+        "train_tokens": report["efficiency"]["train_tokens"],
+        "steps": report["steps"],
     }
 
 
-def median_tokens(rows: int, tokenizer) -> float:
-    """The median token length of the first rows (the cut's own median is within a token of it)."""
+def length_histogram(rows: int, tokenizer) -> dict:
+    """The token lengths of the first rows, as a worker's TokenStats counts them ({length: rows})."""
     lines = SST2.read_text(encoding="utf-8").splitlines()[1 : rows + 1]
-    return statistics.median(len(tokenizer(line.split("\t")[0])["input_ids"]) for line in lines)
+    return dict(Counter(len(tokenizer(line.split("\t")[0])["input_ids"]) for line in lines))
 
 
 def measure() -> dict:
     sys.path.insert(0, str(REPO))
     from transformers import AutoTokenizer
 
-    from peftcore.estimates import tokens_per_row, train_steps, work_tokens
+    from peftcore.estimates import run_rate, tokens_per_row, train_steps, work_tokens
     from peftcore.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("bundled/all-MiniLM-L6-v2", model_root=None))
     with tempfile.TemporaryDirectory(prefix="estimate-") as tmp:
         runs = [run(*settings, Path(tmp) / f"run-{i}") for i, settings in enumerate(GRID)]
+    for r in runs:  # each run's end-to-end rate, as jobs/estimates.py measures a finished job's
+        r["rate"] = run_rate(
+            train_seconds=r["seconds"],
+            train_tokens=r["train_tokens"],
+            steps=r["steps"],
+            batch_size=r["batch"],
+            eval_rows=r["eval_rows"],
+            steps_per_epoch=train_steps(r["train_rows"], r["batch"], 1),
+        )
     for i, r in enumerate(runs):
-        rate = statistics.median(other["tokens_per_second"] for j, other in enumerate(runs) if j != i)
-        row_tokens = tokens_per_row(r["max_length"], median_tokens(r["rows"], tokenizer))
+        rate = statistics.median(other["rate"] for j, other in enumerate(runs) if j != i)
+        row_tokens = tokens_per_row(r["max_length"], length_histogram(r["rows"], tokenizer))
         steps = train_steps(r["train_rows"], r["batch"], r["epochs"])
         work = work_tokens(
             steps=steps, batch_size=r["batch"], row_tokens=row_tokens, epochs=r["epochs"], eval_rows=r["eval_rows"]

@@ -7,6 +7,7 @@ its constant measured on this project's CPU runs). Memory likewise: the peak a f
 method measured, scaled by batch x length for the activations, else weights + optimizer + activations from the
 model's config. Each estimate says which it is."""
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from django.db.models import Count, F, FloatField, IntegerField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
-from peftcore.estimates import tokens_per_row, train_steps, work_tokens
+from peftcore.estimates import run_rate, tokens_per_row, train_steps, work_tokens
 
 from .models import BaseModel, EvalReport, Job
 from .online_workers import workers_online
@@ -47,7 +48,7 @@ def job_estimate(
     params: dict,
     train_rows: int,
     eval_rows: int,
-    mean_tokens: float | None,
+    histogram: dict | None,
     config: dict | None,
 ) -> Estimate | None:
     """None until the batch size and the epochs are known; time and memory stay None (said why) until the max
@@ -60,14 +61,14 @@ def job_estimate(
     if not length:
         waiting = "once the texts' token lengths are counted (a few seconds)"
         return Estimate(steps, None, waiting, None, waiting, queued, running, "", [])
-    row_tokens = tokens_per_row(length, mean_tokens)
+    row_tokens = tokens_per_row(length, histogram)
     work = work_tokens(steps=steps, batch_size=batch, row_tokens=row_tokens, epochs=epochs, eval_rows=eval_rows)
     workers = [w for w in workers_online() if "training" in (w.info.get("queues") or [])]
     device = "cuda" if any(w.info.get("gpus") for w in workers) else "cpu"
     past = _past_runs(team_id, base_model.pk, device)
     setup = _setup(params.get("precision"), params.get("quantize"))
     same = [run for run in past if run["method"] == method and _setup(run["precision"], run["quantize"]) == setup]
-    rates = [run["tokens_per_second"] for run in (same or past) if run["tokens_per_second"]]
+    rates = [rate for run in (same or past) if (rate := _rate(run))]
     if rates:
         rate = statistics.median(rates)
         kind = f"{method} " if same else ""
@@ -100,7 +101,11 @@ def _past_runs(team_id: int, model_id: int, device: str) -> list[dict]:
         )
         .order_by("-job__finished_at")
         .annotate(
-            tokens_per_second=Cast(KT("data__efficiency__tokens_per_second"), FloatField()),
+            train_seconds=Cast(KT("data__train_seconds"), FloatField()),
+            train_tokens=Cast(KT("data__efficiency__train_tokens"), FloatField()),
+            steps=Cast(KT("data__steps"), IntegerField()),
+            train_rows=Cast(KT("data__train_rows"), IntegerField()),
+            eval_rows=Cast(KT("data__eval_rows"), IntegerField()),
             peak=Cast(KT("data__efficiency__peak_memory_bytes"), FloatField()),
             run_batch=Cast(KT("data__params__batch_size"), IntegerField()),
             run_length=Cast(KT("data__params__max_length"), IntegerField()),
@@ -108,9 +113,20 @@ def _past_runs(team_id: int, model_id: int, device: str) -> list[dict]:
             quantize=KT("data__params__quantize"),
             method=F("job__method"),
         )
-        .values("job_id", "method", "tokens_per_second", "peak", "run_batch", "run_length", "precision", "quantize")[
-            :CALIBRATION_JOBS
-        ]
+        .values(
+            "job_id",
+            "method",
+            "train_seconds",
+            "train_tokens",
+            "steps",
+            "train_rows",
+            "eval_rows",
+            "peak",
+            "run_batch",
+            "run_length",
+            "precision",
+            "quantize",
+        )[:CALIBRATION_JOBS]
     )
     return list(rows)
 
@@ -128,6 +144,20 @@ def _total_params(base_model: BaseModel, method: str, config: dict | None = None
     if not (hidden and layers):
         return None
     return 12 * layers * hidden**2 + (config.get("vocab_size") or 0) * hidden
+
+
+def _rate(run: dict) -> float | None:
+    """A past run's end-to-end rate (evaluations and checkpoints included), as peftcore.estimates measures it."""
+    if not (run["run_batch"] and run["train_rows"]):
+        return None
+    return run_rate(
+        train_seconds=run["train_seconds"],
+        train_tokens=run["train_tokens"],
+        steps=run["steps"],
+        batch_size=run["run_batch"],
+        eval_rows=run["eval_rows"] or 0,
+        steps_per_epoch=math.ceil(run["train_rows"] / run["run_batch"]),
+    )
 
 
 def _setup(precision, quantize) -> tuple:

@@ -57,13 +57,13 @@ def training_rows(dataset: Dataset, eval_dataset: Dataset | None, params: dict) 
     return rows - defaults.eval_rows(rows, params.get("eval_fraction"))
 
 
-def token_lengths(
-    *, task: Task, dataset: Dataset, base_model: BaseModel, columns: dict, percentile: str = "p95"
-) -> tuple[int | None, int | None]:
-    """(the 95th (or `percentile`) percentile of the token lengths a worker counted for these columns, and for SFT
-    the length that keeps part of every answer); (None, None) when not yet counted."""
-    from peftcore.token_lengths import sft_check
+def token_histogram(*, task: Task, dataset: Dataset, base_model: BaseModel, columns: dict) -> dict | None:
+    """The token lengths a worker counted for these columns ({length: rows}), None when not yet counted."""
+    stats = _token_stats(task=task, dataset=dataset, base_model=base_model, columns=columns)
+    return stats.result["histogram"] if stats is not None else None
 
+
+def _token_stats(*, task: Task, dataset: Dataset, base_model: BaseModel, columns: dict):
     if templated(task):
         column = _sft_key(
             sft_options(
@@ -78,9 +78,22 @@ def token_lengths(
         column = columns.get("text_column", "")
     stats = TokenStats.objects.filter(dataset=dataset, base_model=base_model, column=column).first()
     if stats is None or not stats.result or "histogram" not in stats.result:
+        return None
+    return stats
+
+
+def token_lengths(
+    *, task: Task, dataset: Dataset, base_model: BaseModel, columns: dict
+) -> tuple[int | None, int | None]:
+    """(the 95th percentile of the token lengths a worker counted for these columns, and for SFT the length
+    that keeps part of every answer); (None, None) when not yet counted."""
+    from peftcore.token_lengths import sft_check
+
+    stats = _token_stats(task=task, dataset=dataset, base_model=base_model, columns=columns)
+    if stats is None:
         return None, None
     keep = sft_check(stats.result, 1)["needed_length"] if templated(task) else None
-    return summarise(stats.result["histogram"]).get(percentile), keep
+    return summarise(stats.result["histogram"]).get("p95"), keep
 
 
 def job_choices(
@@ -220,7 +233,7 @@ def job_defaults_preview(
         if eval_dataset is not None
         else max(min(dataset.rows, params.get("max_rows") or dataset.rows) - train, 0)
     )
-    p50, _ = token_lengths(task=task, dataset=dataset, base_model=base_model, columns=columns, percentile="p50")
+    histogram = token_histogram(task=task, dataset=dataset, base_model=base_model, columns=columns)
     estimate = job_estimate(
         team_id=dataset.team_id,
         base_model=base_model,
@@ -228,7 +241,7 @@ def job_defaults_preview(
         params=chosen.params,
         train_rows=train,
         eval_rows=held,
-        mean_tokens=p50,
+        histogram=histogram,
         config=model_config(base_model),
     )
     return {"choices": rows, "warnings": warnings, "estimate": estimate}

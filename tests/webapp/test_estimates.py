@@ -35,12 +35,18 @@ def _form(alice, dataset, tiny_model, **more) -> str:
 
 
 def _finished(dataset, tiny_model, *, tokens_per_second=100.0, peak=200e6, method="lora") -> Job:
+    """A finished run of the form's own settings: 150 rows in 10 batches of 16 twice, 19.2 tokens a row, 50 rows
+    evaluated after each epoch: 6,784 tokens of work (peftcore.estimates), done in 6,784 / tokens_per_second s."""
     job = job_row(dataset, tiny_model, status=Job.Status.SUCCEEDED, method=method)
     EvalReport.objects.create(
         job=job,
         data={
             "device": "cpu",
-            "efficiency": {"tokens_per_second": tokens_per_second, "peak_memory_bytes": peak},
+            "train_seconds": 6784 / tokens_per_second,
+            "steps": 20,
+            "train_rows": 150,
+            "eval_rows": 50,
+            "efficiency": {"train_tokens": 20 * 16 * 19.2, "peak_memory_bytes": peak},
             "params": {"batch_size": 16, "max_length": 32},
         },
     )
