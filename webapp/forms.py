@@ -32,6 +32,10 @@ def field_for_param(param: Param) -> forms.Field:
     return forms.CharField(**common)
 
 
+# Selects whose choices are sentences ("the base model: train a new adapter"): one grid column cuts them off.
+WIDE_FIELDS = ("task", "eval_dataset", "start_from", "template")
+
+
 class DatasetUploadForm(forms.Form):
     file = forms.FileField(help_text="CSV, TSV, JSONL, JSON or Parquet; the first row of a CSV/TSV names the columns.")
     name = forms.CharField(required=False, max_length=200, help_text="Defaults to the file name.")
@@ -74,21 +78,19 @@ class JobForm(forms.Form):
     )
     template = forms.ChoiceField(
         choices=[
-            (
-                AUTO,
-                "auto: the tokenizer's chat template, else the turn format its vocabulary is made for (Gemma, ChatML), else Alpaca",
-            ),
+            (AUTO, "auto: the model's own chat format"),
             *((t, t) for t in TEMPLATES),
         ],
         required=False,
         initial=AUTO,
         label="Prompt template",
-        help_text="How prompt and answer are laid out for the model; the loss falls on the answer only.",
+        help_text="How prompt and answer are laid out for the model; the loss falls on the answer only. Auto: the "
+        "tokenizer's chat template, else the turn format its vocabulary is made for (Gemma, ChatML), else Alpaca.",
     )
     eval_dataset = forms.ModelChoiceField(
         queryset=None,
         required=False,
-        empty_label="none: hold out part of the training rows",
+        empty_label="none: hold out training rows",
         help_text="Optional: a separate dataset with the same columns to measure accuracy on.",
     )
     base_model = forms.ModelChoiceField(queryset=None, empty_label=None)
@@ -130,6 +132,8 @@ class JobForm(forms.Form):
         self.fields["dataset"].queryset = datasets
         self.fields["eval_dataset"].queryset = datasets
         self.fields["method"].choices = method_choices()
+        for name in WIDE_FIELDS:  # _field.html gives these two grid columns
+            self.fields[name].wide = True
         dataset = self._chosen(datasets, "dataset")
         try:
             task_spec = get_task(self._value("task") or self.fields["task"].initial)

@@ -7,6 +7,7 @@ cool-off are summed, and past LOGIN_ADDRESS_FAILURE_LIMIT that address may not t
 
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied
 from django.db.models import Sum
@@ -62,3 +63,13 @@ class PasswordResetView(auth_views.PasswordResetView):
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "reset_hours": round(settings.PASSWORD_RESET_TIMEOUT / 3600)}
+
+
+class LogoutView(auth_views.LogoutView):
+    """Logging out lands on the login page saying so (issue 20, item 8), not on a bare form. The message rides
+    in the messages cookie: the session it would otherwise live in has just been flushed."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are logged out. Log in again below; your team's jobs keep running.")
+        return response

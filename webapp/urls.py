@@ -29,7 +29,7 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", login_views.LogoutView.as_view(), name="logout"),
     path("datasets/", dataset_views.dataset_list, name="dataset-list"),
     path("datasets/<int:dataset_id>/", dataset_views.dataset_detail, name="dataset-detail"),
     path("datasets/<int:dataset_id>/check/", dataset_views.dataset_check, name="dataset-check"),

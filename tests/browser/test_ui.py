@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from peftcore.counting import count_trainable
 from peftcore.methods import get_method
 from peftcore.recommend import recommend
-from tests.browser.pages import login
+from tests.browser.pages import assert_below, assert_select_text_fits, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -82,6 +82,7 @@ def test_upload_train_and_download_in_the_browser(
     page.fill("#id_p_max_length", "8")
     page.locator("#id_p_max_length").dispatch_event("change")
     page.wait_for_selector("#truncation-warning", timeout=30_000)
+    assert_below(page.locator("#token-stats .token-stats"), page.locator("#truncation-warning"))
     page.fill("#id_p_max_length", "128")
     page.locator("#id_p_max_length").dispatch_event("change")
     page.wait_for_selector("#truncation-warning", state="detached", timeout=30_000)
@@ -93,6 +94,12 @@ def test_upload_train_and_download_in_the_browser(
     page.select_option("#id_label_column", "sentence")
     page.click("#job-form button[type=submit]")
     assert "must differ" in page.locator("#label_column-error").inner_text()
+    # ...and in a summary at the top of the form, which takes the focus; its link moves it to the field.
+    expect(page.locator("#error-summary")).to_be_focused()
+    page.click("#error-summary a[href='#id_label_column']")
+    expect(page.locator("#id_label_column")).to_be_focused()
+    # The long choices are shown whole (the eval dataset's "none: hold out ..." was cut off).
+    assert_select_text_fits(page.locator("#id_eval_dataset"))
 
     page.select_option("#id_label_column", "label")
     page.fill("#id_p_max_length", "32")

@@ -138,7 +138,19 @@ def test_invalid_job_post_shows_the_error_next_to_the_field(client, dataset, tin
     assert response.status_code == 400
     error = re.search(r'id="label_column-error">([^<]*)<', response.content.decode())
     assert error and "must differ from the text column" in error.group(1)
+    # the summary at the top of the form links to the field
+    summary = re.search(r'id="error-summary".*?</div>', response.content.decode(), re.S).group(0)
+    assert 'href="#id_label_column"' in summary and "must differ" in summary
     assert Job.objects.count() == 0
+
+
+def test_logging_out_lands_on_the_login_page_saying_so(alice):
+    client = Client()
+    client.force_login(alice)
+    response = client.post("/logout/", follow=True)
+    assert response.request["PATH_INFO"] == "/login/"
+    assert "You are logged out" in response.content.decode()
+    assert client.get("/jobs/").status_code == 302  # and logged out it is
 
 
 def test_valid_job_post_creates_the_job_and_redirects_to_it(

@@ -65,7 +65,7 @@ def line_chart(
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
     y_ticks = nice_ticks(y0, y1)
-    left, right, top, bottom = 56, 12, 12, 30
+    left, right, top, bottom = 56, 12, 12, 40
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def sx(x):
@@ -88,8 +88,13 @@ def line_chart(
         x = sx(tick)
         name = escape(x_names.get(tick, "")) if x_names else _fmt(tick)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" stroke="#999"/>')
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">{name}</text>')
-    parts.append(f'<text x="{left + plot_w}" y="{height - 2}" text-anchor="end" class="tick">{escape(x_label)}</text>')
+        # a tick at the right edge ends there: centred, its text would run past the narrow right margin
+        anchor = "end" if x > left + plot_w - 24 else "middle"
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" class="tick">{name}</text>')
+    # the axis name on a line of its own, below the tick texts, centred under the plot
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 3}" text-anchor="middle" class="tick">{escape(x_label)}</text>'
+    )
     for i, (name, points) in enumerate(curves.items()):
         colour = COLOURS[i % len(COLOURS)]
         if len(points) == 1:

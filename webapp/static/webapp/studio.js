@@ -39,6 +39,24 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
+  // A form that came back with errors: its summary takes the focus, so the reader starts at what to fix.
+  document.addEventListener("DOMContentLoaded", () => {
+    const summary = document.getElementById("error-summary");
+    if (summary) summary.focus();
+  });
+  document.addEventListener("click", (event) => {
+    // A summary's link moves the focus into its field, not just the scroll position.
+    const link = event.target.closest("#error-summary a[href^='#']");
+    const field = link && document.getElementById(link.getAttribute("href").slice(1));
+    if (!field) return;
+    event.preventDefault();
+    // A field inside a closed <details> (Advanced, Start from) cannot take the focus until it opens.
+    const details = field.closest("details");
+    if (details) details.open = true;
+    field.scrollIntoView({ block: "center" });
+    field.focus();
+  });
+
   document.addEventListener("change", (event) => {
     // The team switcher submits as soon as a team is chosen.
     if (event.target.matches("select[data-submit-on-change]")) event.target.form.requestSubmit();
