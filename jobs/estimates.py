@@ -97,7 +97,11 @@ def _past_runs(team_id: int, model_id: int, device: str) -> list[dict]:
     keys it needs out of each report."""
     rows = (
         EvalReport.objects.filter(
-            job__team_id=team_id, job__base_model_id=model_id, job__status=Job.Status.SUCCEEDED, data__device=device
+            job__team_id=team_id,
+            job__base_model_id=model_id,
+            job__status=Job.Status.SUCCEEDED,
+            data__device=device,
+            job__combine__isnull=True,  # a combination trains nothing: no rate to learn from
         )
         .order_by("-job__finished_at")
         .annotate(

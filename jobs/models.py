@@ -133,6 +133,9 @@ class Job(models.Model):
     # Train on from a finished job's adapter: "continue" trains it further, "stack" keeps it frozen below a new one.
     start_from = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     start_mode = models.CharField(max_length=10, blank=True, choices=[("continue", "continue"), ("stack", "stack")])
+    # A combination job (issue 21) trains nothing: finished jobs' adapters combined with weights, then evaluated
+    # beside each parent. {"parents": [job ids], "weights": [...], "combination": "sum", "density": null}.
+    combine = models.JSONField(null=True, blank=True)
 
     class Priority(models.IntegerChoices):
         LOW = -1

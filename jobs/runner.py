@@ -25,6 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from peftcore.errors import TrainingError
 from peftcore.models import ModelRefError
 
 from . import runtime, warm_child
@@ -220,8 +221,13 @@ def run(job_id: int | None = None, *, worker: str = "") -> str:
             except ModelRefError as exc:
                 runtime.job_fail(job=job, kind=Job.ErrorKind.MODEL_LOAD, message=str(exc))
                 return "model not found"
+            try:
+                spec = build_spec(job, workdir, model_path)
+            except TrainingError as exc:  # what the job needs is gone (a combination's parent deleted)
+                runtime.job_fail(job=job, kind=exc.kind, message=exc.message)
+                return "cannot start"
             spec_path = workdir / "spec.json"
-            spec_path.write_text(json.dumps(build_spec(job, workdir, model_path), indent=1))
+            spec_path.write_text(json.dumps(spec, indent=1))
         before = runtime.job_heartbeat(job=job)  # a cancel while fetching data or the model: do not start
         if before == "lost":
             runtime.job_attempt_lost(job=job, message="the lease was lost before training started")

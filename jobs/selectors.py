@@ -130,6 +130,21 @@ def job_adapter_choices(*, actor: Actor) -> QuerySet[Job]:
     )
 
 
+COMBINE_CHOICES = 100
+
+
+def job_combine_candidates(*, actor: Actor, picked: Iterable[int] = ()) -> list[Job]:
+    """Jobs offered on the combine form: the team's newest succeeded LoRA jobs, and any job asked for by id
+    (?ids=, so an older one or a refusal's example can be shown), in one query."""
+    picked = [pk for pk in picked if isinstance(pk, int)]
+    rows = (
+        job_list(actor=actor).filter(Q(status=Job.Status.SUCCEEDED, method="lora") | Q(pk__in=picked)).order_by("-pk")
+    )
+    newest = list(rows[:COMBINE_CHOICES])
+    missing = set(picked) - {job.pk for job in newest}
+    return newest + list(rows.filter(pk__in=missing)) if missing else newest
+
+
 def job_get(*, actor: Actor, job_id: int) -> Job:
     return get_object_or_404(job_list(actor=actor).select_related("eval_dataset"), pk=job_id)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from peftcore.errors import BAD_PARAMS, TrainingError
+
 from .models import Artifact, Blob, Dataset, Job
 from .storage import blob_write_to_path, unzip_safely
 
@@ -68,6 +70,23 @@ def materialise_start(job: Job, workdir: Path) -> dict | None:
     return {"adapter_dir": str(materialise_zip(artifact.blob, workdir, "start")), "mode": job.start_mode or "continue"}
 
 
+def materialise_combine(job: Job, workdir: Path) -> dict | None:
+    """A combination job's parents: each adapter unzipped into the job's folder, with the recipe."""
+    if not job.combine:
+        return None
+    recipe = job.combine
+    blobs = dict(
+        Artifact.objects.filter(job_id__in=recipe["parents"], kind=Artifact.Kind.ADAPTER).values_list("job_id", "blob")
+    )
+    missing = [f"#{pk}" for pk in recipe["parents"] if pk not in blobs]
+    if missing:
+        raise TrainingError(BAD_PARAMS, f"job(s) {', '.join(missing)} no longer have an adapter to combine")
+    adapters = [
+        str(materialise_zip(Blob.objects.get(pk=blobs[pk]), workdir, f"parent-{pk}")) for pk in recipe["parents"]
+    ]
+    return {**recipe, "adapters": adapters}
+
+
 def materialise_checkpoint(job: Job, workdir: Path) -> str | None:
     """The job's last checkpoint (written by peftcore.checkpoints: safetensors and JSON, never a pickle)."""
     if job.checkpoint_id is None:
@@ -78,6 +97,7 @@ def materialise_checkpoint(job: Job, workdir: Path) -> str | None:
 def build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
     return {
         "start_from": materialise_start(job, workdir),
+        "combine": materialise_combine(job, workdir),
         "resume_from": materialise_checkpoint(job, workdir),
         "task": job.task,
         "model_path": str(model_path),

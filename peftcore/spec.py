@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import defaults
+from .combine_run import check_section
 from .errors import BAD_PARAMS, TrainingError
 from .methods import Method, UnknownMethodError, get_method
 from .quantize import quantize_problem
@@ -39,6 +40,7 @@ class TrainSpec:
     threads: int | None
     metadata: dict = field(default_factory=dict)
     start_from: StartFrom | None = None  # train on from a finished job's adapter (see start_from.py)
+    combine: dict | None = None  # a combination job: finished adapters combined, then evaluated (combine_run.py)
     # Read by the tasks that name them in Task.fields (SFT): an extra input column appended to the prompt, or a
     # chat `messages` column instead of text_column (prompt) and label_column (response); the prompt template.
     input_column: str | None = None
@@ -137,6 +139,7 @@ def parse_spec(spec: dict) -> TrainSpec:
         threads=threads,
         metadata=dict(spec.get("metadata") or {}),
         start_from=parse_start_from(spec.get("start_from")),
+        combine=check_section(spec.get("combine")),
         input_column=spec.get("input_column") or None,
         messages_column=spec.get("messages_column") or None,
         template=spec.get("template") or AUTO,

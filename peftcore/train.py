@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints, defaults, devices, distributed, quantize
+from . import checkpoints, combine_run, defaults, devices, distributed, quantize
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
@@ -116,6 +116,8 @@ def fit(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = No
     try:
         try:
             with getattr(stop, "interruptible", contextlib.nullcontext)():
+                if job.combine:  # the parents combined into the adapter this run evaluates
+                    combine_run.combine_parents(job, sink)
                 run = _prepare(job, sink, stop, identity, state)
         except Preempted:
             return FitResult(None, None, [], None, None, preempted=preempted(sink, state["step"] if state else 0))
@@ -182,7 +184,8 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     phase(sink, f"loading the model on the {device.type.upper()}")
     tokenizer, model, new_modules = _load(job, task, labels, device)
     params = job.params
-    steps_per_epoch = math.ceil(len(rows.train) / params["batch_size"])
+    # a combination job trains nothing: its one "epoch" of no steps is the evaluation
+    steps_per_epoch = 0 if job.combine else math.ceil(len(rows.train) / params["batch_size"])
     total_steps = steps_per_epoch * params["epochs"]
     try:
         if job.start_from:
@@ -352,8 +355,13 @@ def _head_parameters(model, new_modules) -> frozenset:
 def _finish(run: Run) -> FitResult:
     """The report, the adapter folder and the done event."""
     losses = run.progress.epoch_losses
-    metrics = dict(run.evaluation["metrics"], train_loss=sum(losses) / len(losses))
+    metrics = dict(run.evaluation["metrics"])
+    if losses:  # none in a combination job, which trains nothing
+        metrics["train_loss"] = sum(losses) / len(losses)
+    parents = combine_run.evaluate_parents(run) if run.spec.combine else None
     report = build_report(run, metrics)
+    if parents is not None:
+        report["combination"] = combine_run.report_section(run, parents)
     phase(run.sink, "saving the adapter")
     adapter_dir = save_adapter(run.model, run.tokenizer, run.spec, run.labels, report)
     report["efficiency"]["adapter_bytes"] = sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file())

@@ -113,6 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--watch", action="store_true", help="then watch it until it ends")
     submit.add_argument("--interval", type=_positive, default=2.0, help=argparse.SUPPRESS)
 
+    combine = command(
+        "combine",
+        "jobs:combine",
+        "combine finished LoRA jobs' adapters with weights into a new adapter (a job that evaluates it beside each)",
+    )
+    combine.add_argument("jobs", type=int, nargs="+", help="2 to 8 succeeded LoRA job ids of one base model and task")
+    combine.add_argument(
+        "--weights", help="one per job, comma separated; a negative weight subtracts (default: 1 each)"
+    )
+    combine.add_argument(
+        "--combination",
+        default="sum",
+        choices=["sum", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"],
+        help="sum (default): the exact weighted sum; svd: the same at the largest rank; the rest: peft's merges",
+    )
+    combine.add_argument(
+        "--density", type=float, help="ties, dare_* and magnitude_prune: the share of each change kept"
+    )
+    combine.add_argument("--eval-dataset", type=int, help="dataset id to score on (default: the first job's rows)")
+    combine.add_argument("--name")
+    combine.add_argument("--watch", action="store_true", help="then watch it until it ends")
+    combine.add_argument("--interval", type=_positive, default=2.0, help=argparse.SUPPRESS)
+
     watch = command("watch", "jobs:watch", "follow a job until it ends; exit 0 succeeded, 1 failed, 2 cancelled")
     watch.add_argument("job", type=int)
     watch.add_argument("--interval", type=_positive, default=2.0, help="seconds between polls (default 2)")

@@ -44,6 +44,14 @@ def job_delete(request, job_id: int):
 def job_again(request, job_id: int):
     """The job form filled as this job was (services.job_form_query)."""
     job = selectors.job_get(actor=request.actor, job_id=job_id)
+    if job.combine:  # a combination again: the combine form with its parents, weights and combination
+        recipe = job.combine
+        query = {
+            "ids": ",".join(map(str, recipe["parents"])),
+            "weights": ",".join(f"{w:g}" for w in recipe["weights"]),
+            "combination": recipe["combination"],
+        }
+        return redirect(f"{reverse('job-combine')}?{urlencode(query)}")
     query = {**services.job_form_query(job), "name": f"{job.name} (again)"[:200]}
     return redirect(f"{reverse('job-new')}?{urlencode(query)}")
 

@@ -4,6 +4,7 @@ from django.urls import path
 
 from . import (
     account_views,
+    combine_views,
     dataset_views,
     export_views,
     invitation_views,
@@ -39,6 +40,7 @@ urlpatterns = [
     path("jobs/", job_list_views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/compare/", views.job_compare, name="job-compare"),
+    path("jobs/combine/", combine_views.job_combine, name="job-combine"),
     path("jobs/new/count/", views.job_count, name="job-count"),
     path("jobs/new/tokens/", views.job_tokens, name="job-tokens"),
     path("jobs/new/defaults/", job_defaults_views.job_defaults, name="job-defaults"),

@@ -34,6 +34,7 @@ from .datasets import (
     dataset_set_label_names,
 )
 from .job_checks import METHOD_NAMES, job_validate
+from .job_combine import combine_errors, job_combine_create
 from .job_defaults import job_defaults_preview
 from .job_tidy import job_delete, job_form_query, job_preset_create, job_preset_delete, job_rename
 from .jobs import job_create
@@ -78,6 +79,8 @@ __all__ = [
     "merged_export_start",
     "storage_sweep",
     "job_create",
+    "job_combine_create",
+    "combine_errors",
     "job_defaults_preview",
     "job_validate",
     "playground_run_create",

@@ -40,6 +40,17 @@ def job_delete(*, job: Job, user) -> None:
                 f"job #{job.pk}'s merged model is being built; delete the job once it is done",
                 errors={"merged": export.status},
             )
+        combining = list(
+            Job.objects.filter(
+                combine__parents__contains=[locked.pk], status__in=(Job.Status.QUEUED, Job.Status.RUNNING)
+            ).values_list("pk", flat=True)[:5]
+        )
+        if combining:
+            shown = ", ".join(f"#{pk}" for pk in combining)
+            raise ValidationFailed(
+                f"job(s) {shown} are combining this job's adapter; delete it once they have ended",
+                errors={"combine": shown},
+            )
         users = list(Job.objects.filter(start_from=locked).values_list("pk", flat=True)[:5])
         if users:
             shown = ", ".join(f"#{pk}" for pk in users)

@@ -55,6 +55,27 @@ def submit(args) -> int:
     return 0
 
 
+def combine(args) -> int:
+    studio = Studio(*resolve(args))
+    try:
+        weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0] * len(args.jobs)
+    except ValueError:
+        raise CliError(f"--weights: numbers separated by commas, such as 1,-0.5 (got {args.weights!r})") from None
+    payload = {"parents": args.jobs, "weights": weights, "combination": args.combination}
+    payload.update(
+        {
+            key: value
+            for key, value in (("density", args.density), ("eval_dataset", args.eval_dataset), ("name", args.name))
+            if value is not None
+        }
+    )
+    job = studio.request("POST", "/jobs/combine", ok=(201,), json=payload).json()
+    print(f"job {job['id']} {job['status']}: {job['name']}")
+    if args.watch:
+        return follow(studio, job["id"], args)
+    return 0
+
+
 def watch(args) -> int:
     return follow(Studio(*resolve(args)), args.job, args)
 

@@ -131,3 +131,37 @@ def test_the_command_line_combines_and_refuses(bert_without_dropout, adapters, t
     code = main(["combine", "--model", str(bert_without_dropout), "--adapter", str(adapters["a"]),
                  "--adapter", str(adapters["ia3"]), "--weights", "1,1", "--out", str(tmp_path / "no")])  # fmt: skip
     assert code != 0 and "only LoRA adapters can be combined" in capsys.readouterr().err
+
+
+def test_a_combination_job_evaluates_the_combined_adapter_beside_each_parent(
+    bert_without_dropout, sentiment_tsv, adapters, tmp_path
+):
+    """The spec's combine section (combine_run.py): no optimizer step, the combined adapter saved and evaluated,
+    and each parent evaluated on the same rows; a parent alone, weight 1, scores what the parent scores."""
+    section = {"adapters": [str(adapters["a"]), str(adapters["b"])], "parents": [11, 12], "weights": [1.0, 0.0]}
+    sink = ListSink()
+    spec = make_spec(bert_without_dropout, sentiment_tsv, tmp_path / "out", params={"batch_size": 8}, combine=section)
+    result = fit(spec, sink)
+    kinds = [e["event"] for e in sink.events]
+    assert "progress" not in kinds and kinds[-1] == "done"
+    report = result.done["report"]
+    parents = report["combination"]["parents"]
+    assert [p["job"] for p in parents] == [11, 12] and report["combination"]["combination"] == "sum"
+    # weights 1 and 0: the combination is parent a, so it scores exactly what parent a scores on these rows
+    assert report["metrics"]["accuracy"] == parents[0]["metrics"]["accuracy"]
+    assert "train_loss" not in report["metrics"]
+    # the saved folder holds the combined adapter only (the parents evaluated beside it were removed)
+    saved = result.adapter_dir
+    assert (saved / "adapter_model.safetensors").is_file() and not list(saved.glob("parent_*"))
+    assert predict(load_predictor(bert_without_dropout, saved), TEXTS) == predict(
+        load_predictor(bert_without_dropout, adapters["a"]), TEXTS
+    )
+
+
+def test_a_combination_job_refuses_parents_that_do_not_combine(bert_without_dropout, sentiment_tsv, adapters, tmp_path):
+    from peftcore.errors import TrainingError
+
+    section = {"adapters": [str(adapters["a"]), str(adapters["ia3"])], "weights": [1.0, 1.0]}
+    spec = make_spec(bert_without_dropout, sentiment_tsv, tmp_path / "out", combine=section)
+    with pytest.raises(TrainingError, match="only LoRA adapters can be combined"):
+        fit(spec, ListSink())

@@ -305,3 +305,27 @@ def test_upload_stops_waiting_for_a_check_after_the_time_given(cli, alice_token,
     err = _refused(cli("upload", sst2_sample, "--wait", "0", "--url", cli.url, "--token", alice_token))
     assert "is still being checked after 0 s" in err and "maintenance worker" in err
     assert Dataset.objects.get().state == Dataset.State.CHECKING  # stored: nothing lost
+
+
+def test_combine_queues_a_combination_and_prints_each_refusal(cli, alice, alice_token, sst2_sample, tiny_model):
+    from jobs.models import EvalReport
+    from tests.factories import job_row
+
+    dataset = dataset_from(alice, sst2_sample)
+    a, b = (
+        job_row(dataset, tiny_model, status=Job.Status.SUCCEEDED, method_params={"r": 8}, text_column="sentence")
+        for _ in range(2)
+    )
+    for job in (a, b):
+        EvalReport.objects.create(job=job, data={"labels": ["0", "1"]})
+    auth = ["--url", cli.url, "--token", alice_token]
+
+    err = _refused(cli("combine", a.pk, b.pk, "--weights", "1,x", *auth))
+    assert "--weights: numbers separated by commas" in err
+    err = _refused(cli("combine", a.pk, b.pk, "--combination", "ties", *auth))
+    assert re.search(r"^  density: 'ties' keeps a share", err, re.M), err
+    assert not Job.objects.filter(combine__isnull=False).exists()
+
+    out = _ok(cli("combine", a.pk, b.pk, "--weights", "1,-1", *auth))
+    job = Job.objects.get(combine__isnull=False)
+    assert out.startswith(f"job {job.pk} queued") and job.combine["weights"] == [1.0, -1.0]

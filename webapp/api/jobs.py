@@ -15,7 +15,7 @@ from teams.permissions import require
 
 from ..uploads import artifact_response
 from .paging import clamp_limit, link_next
-from .schemas import Attempt, Detail, FieldErrors, JobIn, JobOut, job_out, queue_places
+from .schemas import Attempt, CombineIn, Detail, FieldErrors, JobIn, JobOut, job_out, queue_places
 
 Role = Membership.Role
 
@@ -65,6 +65,33 @@ def job_create(request, payload: JobIn):
             template=payload.template,
             priority=Job.Priority[payload.priority.upper()],
             time_limit_seconds=payload.time_limit_minutes * 60 if payload.time_limit_minutes is not None else None,
+        )
+    except ValidationFailed as exc:
+        return Status(400, {"detail": exc.message, "errors": exc.errors})
+    return Status(201, job_out(job))
+
+
+@router.post("/jobs/combine", response={201: JobOut, 400: FieldErrors})
+def job_combine(request, payload: CombineIn):
+    """Combine finished adapters into a new one, queued as a job that evaluates it beside each parent."""
+    team = require(request.actor, request.actor.team, Role.MEMBER).team
+    try:
+        parents = [_get_or_400(selectors.job_get, "parents", actor=request.actor, job_id=pk) for pk in payload.parents]
+        eval_dataset = (
+            _get_or_400(selectors.dataset_get, "eval_dataset", actor=request.actor, dataset_id=payload.eval_dataset)
+            if payload.eval_dataset
+            else None
+        )
+        job = services.job_combine_create(
+            team=team,
+            user=request.user,
+            parents=parents,
+            weights=payload.weights,
+            combination=payload.combination,
+            density=payload.density,
+            eval_dataset=eval_dataset,
+            name=payload.name,
+            priority=Job.Priority[payload.priority.upper()],
         )
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})

@@ -141,6 +141,24 @@ class Attempt(Schema):
     message: str
 
 
+class CombineIn(Schema):
+    parents: list[int] = Field(
+        description="2 to 8 succeeded LoRA jobs of your team: one base model, task and label set"
+    )
+    weights: list[float] = Field(description="one per parent; a negative weight subtracts that adapter")
+    combination: Literal["sum", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"] = Field(
+        "sum",
+        description="sum: the exact weighted sum (ranks add up); svd: the sum at the largest parent's rank; "
+        "linear, ties, dare_*, magnitude_prune: peft's merging rules (parents of one rank)",
+    )
+    density: float | None = Field(None, description="ties, dare_* and magnitude_prune: the share of each change kept")
+    eval_dataset: int | None = Field(
+        None, description="rows to evaluate the combination and each parent on; default: the first parent's"
+    )
+    name: str = ""
+    priority: Literal["low", "normal", "high"] = "normal"
+
+
 class JobOut(Schema):
     id: int
     name: str
@@ -173,6 +191,9 @@ class JobOut(Schema):
     )
     start_from: int | None
     start_mode: str
+    combine: dict[str, Any] | None = Field(
+        None, description="a combination job's recipe: parents (job ids), weights, combination, density"
+    )
     progress: Progress
     metrics: dict[str, Any]
     error: JobError | None
@@ -199,6 +220,7 @@ def job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
         "attempt": job.attempt,
         "failures": job.failures,
         "checkpoint_step": job.checkpoint_step if job.checkpoint_id else 0,
+        "combine": job.combine,
         "micro_batch_size": job.micro_batch_size,
         "notice": job.notice,
         "run_seconds": job.run_seconds,

@@ -155,6 +155,16 @@ def percent(value) -> str:
 
 
 @register.filter
+def metric(value, name) -> str:
+    """A metric as people read it: a loss or perplexity as a number, a score (0 to 1) as a percentage."""
+    if value in (None, ""):
+        return "—"
+    if "loss" in str(name) or "perplexity" in str(name):
+        return f"{float(value):.3f}"
+    return percent(value)
+
+
+@register.filter
 def percent_fine(value) -> str:
     """A share that may be tiny (trainable parameters): enough digits to tell 0.002% from 0.02%."""
     return "—" if value in (None, "") else f"{100 * float(value):.3g}%"

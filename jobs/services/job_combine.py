@@ -1,0 +1,170 @@
+"""Writes for combination jobs (issue 21): finished adapters of one base model, task and label set combined with
+weights into a new adapter, queued and run on a worker like any job (peftcore/combine_run.py), which evaluates
+the result beside each parent on the rows the user picks.
+
+What the web process can judge is judged here, per field, before anything is queued: the parents (finished, of
+one base model, task and labels, plain LoRA), the weights and the combination's own needs. The worker checks
+the adapter files themselves again (peftcore.combine.combine_refusal)."""
+
+import math
+
+from django.db import transaction
+
+from peftcore.combine import COMBINATIONS, SAME_RANK, WITH_DENSITY
+from teams.audit import audit_record
+from teams.models import Team
+
+from .. import quotas
+from ..errors import ValidationFailed
+from ..models import Dataset, EvalReport, Job
+from ..runtime import job_enqueue_on_commit
+from .job_checks import runtime_errors
+
+MOST_PARENTS = 8
+FAILED = "the combination has errors; fix the fields named"
+
+
+def combine_errors(
+    *, parents: list[Job], weights: list, combination: str, density, eval_dataset: Dataset | None
+) -> dict[str, str]:
+    """Why these parents cannot be combined so, per field (empty when they can)."""
+    if not 2 <= len(parents) <= MOST_PARENTS:
+        return {"parents": f"pick 2 to {MOST_PARENTS} finished jobs to combine (got {len(parents)})"}
+    if len({p.pk for p in parents}) != len(parents):
+        return {"parents": "each job may be picked once; give it a larger weight instead"}
+    errors = {}
+    for parent in parents:
+        if refusal := _parent_refusal(parent):
+            errors["parents"] = refusal
+            break
+    first = parents[0]
+    for parent in parents[1:]:
+        if errors:
+            break
+        if parent.base_model_id != first.base_model_id:
+            errors["parents"] = (
+                f"job #{parent.pk} adapts {parent.base_model.name} and job #{first.pk} {first.base_model.name}; "
+                "only adapters of one base model combine"
+            )
+        elif parent.task != first.task:
+            errors["parents"] = f"job #{parent.pk} was trained for {parent.task} and job #{first.pk} for {first.task}"
+        elif combination in SAME_RANK and parent.method_params.get("r") != first.method_params.get("r"):
+            errors["combination"] = (
+                f"'{combination}' needs adapters of one rank (job #{first.pk}: r {first.method_params.get('r')}, "
+                f"job #{parent.pk}: r {parent.method_params.get('r')}); use 'sum' or 'svd'"
+            )
+    if not errors:
+        labels = dict(EvalReport.objects.filter(job__in=parents).values_list("job_id", "data__labels"))
+        known = labels.get(first.pk)
+        for parent in parents[1:]:
+            if labels.get(parent.pk) != known:
+                theirs = ", ".join(map(str, labels.get(parent.pk) or [])) or "none"
+                errors["parents"] = (
+                    f"job #{parent.pk} knows the labels {theirs} and job #{first.pk} "
+                    f"{', '.join(map(str, known or [])) or 'none'}; only adapters of one label set combine"
+                )
+                break
+    if len(weights) != len(parents):
+        errors["weights"] = f"give one weight per job: {len(parents)} jobs, {len(weights)} weights"
+    elif any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) for w in weights):
+        errors["weights"] = "weights must be numbers, e.g. 1, 0.5 or -1 (a negative weight subtracts)"
+    elif not any(w > 0 for w in weights):
+        errors["weights"] = "at least one weight must be positive (a negative weight subtracts an adapter)"
+    elif any(abs(w) > 10 for w in weights):
+        errors["weights"] = "weights lie between -10 and 10"
+    if combination not in COMBINATIONS:
+        errors["combination"] = f"choose one of: {', '.join(COMBINATIONS)}"
+    elif combination in WITH_DENSITY:
+        if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0 < density <= 1:
+            errors["density"] = f"'{combination}' keeps a share of each change: a density above 0, at most 1"
+    if eval_dataset is not None and (first.text_column, first.label_column) != ("", ""):
+        missing = [c for c in (first.text_column, first.label_column) if c and c not in eval_dataset.columns]
+        if missing:
+            errors["eval_dataset"] = f"{eval_dataset.name} has no column {', '.join(missing)}, which the jobs read"
+    return errors
+
+
+def _parent_refusal(parent: Job) -> str | None:
+    if parent.status != Job.Status.SUCCEEDED:
+        return f"job #{parent.pk} has not succeeded, so it has no adapter to combine"
+    if parent.method != "lora":
+        return f"job #{parent.pk} is a {parent.method} adapter; only LoRA adapters combine (their changes add up)"
+    params = parent.method_params
+    if params.get("use_dora"):
+        return f"job #{parent.pk} uses DoRA, whose magnitudes do not add up; combine plain LoRA adapters"
+    if params.get("use_kasa") or params.get("init", "default") != "default":
+        return (
+            f"job #{parent.pk}'s adapter changed the base weights (KaSA, PiSSA or OLoRA); combine plain LoRA adapters"
+        )
+    if parent.start_mode == "stack":
+        return f"job #{parent.pk} is stacked on another adapter; combine adapters trained on the base model"
+    return None
+
+
+def job_combine_create(
+    *,
+    team,
+    user,
+    parents: list[Job],
+    weights: list,
+    combination: str = "sum",
+    density=None,
+    eval_dataset: Dataset | None = None,
+    name: str = "",
+    priority: int = Job.Priority.NORMAL,
+) -> Job:
+    foreign = [p for p in parents if p.team_id != team.pk]
+    if foreign or (eval_dataset is not None and eval_dataset.team_id != team.pk):
+        raise ValidationFailed(FAILED, errors={"parents" if foreign else "eval_dataset": "not found"})
+    errors = combine_errors(
+        parents=parents, weights=weights, combination=combination, density=density, eval_dataset=eval_dataset
+    )
+    errors.update(runtime_errors(priority=priority, time_limit_seconds=None))
+    if errors:
+        raise ValidationFailed(FAILED, errors=errors)
+    first = parents[0]
+    recipe = {
+        "parents": [p.pk for p in parents],
+        "weights": [float(w) for w in weights],
+        "combination": combination,
+        "density": float(density) if combination in WITH_DENSITY else None,
+    }
+    shown = " + ".join(f"{w:g}×#{p.pk}" for p, w in zip(parents, recipe["weights"]))
+    with transaction.atomic():
+        locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # concurrent submissions queue here
+        if locked is None:
+            raise ValidationFailed("this team has been deleted", errors={"team": "deleted"})
+        if error := quotas.job_error(locked):
+            raise ValidationFailed(error, errors={"quota": error})
+        job = Job.objects.create(
+            team=team,
+            created_by=user,
+            name=(name or f"{combination}: {shown}")[:200],
+            # The first parent's data and settings: with no evaluation dataset, its held-out rows (same seed and
+            # share) are the rows the combination and every parent are measured on.
+            dataset=first.dataset,
+            eval_dataset=eval_dataset or first.eval_dataset,
+            base_model=first.base_model,
+            task=first.task,
+            method=first.method,
+            method_params=first.method_params,
+            params=first.params,
+            choices={"combine": f"{combination} of jobs {', '.join(f'#{p.pk}' for p in parents)}"},
+            text_column=first.text_column,
+            label_column=first.label_column,
+            input_column=first.input_column,
+            messages_column=first.messages_column,
+            template=first.template,
+            combine=recipe,
+            priority=priority,
+        )
+        audit_record(
+            team_id=team.pk,
+            user=user,
+            action="job.combine",
+            target=f"job {job.pk}",
+            combination=combination,
+            parents=recipe["parents"],
+        )
+        job_enqueue_on_commit(job.pk)
+    return job

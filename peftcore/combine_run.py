@@ -1,0 +1,83 @@
+"""A combination job (issue 21): finished adapters combined into one (combine.py), which is then evaluated like a
+trained adapter, and each parent on the same rows, so the report compares them side by side.
+
+The spec's `combine` section: {"adapters": [folder, ...], "parents": [job id, ...], "weights": [...],
+"combination": "sum", "density": null, "svd_rank": null}. The combined adapter becomes the run's starting adapter
+(mode continue) and the run takes no optimizer step: one epoch of zero steps is one evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .combine import COMBINATIONS, CombineError, combine
+from .errors import BAD_PARAMS, TrainingError
+from .events import phase
+from .start_from import StartFrom
+
+
+def check_section(section) -> dict | None:
+    """The spec's combine section, checked (None: not a combination job)."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise TrainingError(BAD_PARAMS, "combine must be an object")
+    adapters, weights = section.get("adapters"), section.get("weights")
+    if not isinstance(adapters, list) or not isinstance(weights, list) or len(adapters) != len(weights):
+        raise TrainingError(BAD_PARAMS, "combine needs as many weights as adapters")
+    if any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights):
+        raise TrainingError(BAD_PARAMS, "combine weights must be numbers")
+    if section.get("combination", "sum") not in COMBINATIONS:
+        raise TrainingError(BAD_PARAMS, f"unknown combination; choose one of: {', '.join(COMBINATIONS)}")
+    parents = section.get("parents") or [None] * len(adapters)
+    return {**section, "parents": parents, "weights": [float(w) for w in weights]}
+
+
+def combine_parents(job, sink) -> None:
+    """Write the combined adapter next to the output folder and make it the run's start (nothing is trained)."""
+    section = job.combine
+    phase(sink, f"combining {len(section['adapters'])} adapters ({section.get('combination', 'sum')})")
+    folder = Path(job.output_dir).parent / "combined"
+    try:
+        combine(
+            job.model_path,
+            [Path(a) for a in section["adapters"]],
+            section["weights"],
+            folder,
+            combination=section.get("combination", "sum"),
+            density=section.get("density"),
+            svd_rank=section.get("svd_rank"),
+        )
+    except CombineError as exc:
+        raise TrainingError(BAD_PARAMS, f"cannot combine: {exc}") from exc
+    job.start_from = StartFrom(folder=folder, mode="continue")
+    job.params.update(epochs=1, baseline_eval=False, patience=0)
+
+
+def evaluate_parents(run) -> list[dict]:
+    """Each parent adapter on the combined adapter's evaluation rows: loaded beside it, evaluated, removed again
+    (so the saved adapter folder holds the combined one only)."""
+    from . import devices
+
+    section, model, results = run.spec.combine, run.model, []
+    for i, (folder, job_id) in enumerate(zip(section["adapters"], section["parents"])):
+        phase(run.sink, f"evaluating parent {i + 1} of {len(section['adapters'])} on {len(run.eval_features):,} rows")
+        name = f"parent_{i}"
+        model.load_adapter(str(folder), adapter_name=name)
+        model.set_adapter(name)
+        model.eval()
+        with devices.autocast(run.device, run.precision):
+            evaluation = run.runner.evaluate(model, run.eval_features, run.rows.eval, final=True)
+        model.set_adapter("default")
+        model.delete_adapter(name)
+        results.append({"job": job_id, "weight": section["weights"][i], "metrics": evaluation["metrics"]})
+    return results
+
+
+def report_section(run, parents: list[dict]) -> dict:
+    section = run.spec.combine
+    return {
+        "combination": section.get("combination", "sum"),
+        "density": section.get("density"),
+        "parents": parents,
+    }

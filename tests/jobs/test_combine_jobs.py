@@ -1,0 +1,94 @@
+"""Combination jobs (issue 21) through the runner with a real training child: two finished LoRA jobs combined
+into a new adapter that is evaluated beside each parent on the same rows; the refusals the web process can
+judge come back per field before anything is queued."""
+
+import pytest
+from django.test import TestCase
+
+from jobs import runner, services
+from jobs.errors import ValidationFailed
+from jobs.models import Artifact, Job
+from tests.factories import dataset_from, job_for, job_row
+
+TRAIN = "text,label\n" + "".join(f"good film {i},pos\nbad film {i},neg\n" for i in range(10))
+
+
+@pytest.fixture
+def trained(alice, tiny_model, tiny_model_dir, tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text(TRAIN)
+    data = dataset_from(alice, path, name="train")
+
+    def train(**params):
+        job = job_for(
+            alice, data, tiny_model, text_column="text", params={"epochs": 1, "eval_fraction": 0.25, **params}
+        )
+        assert runner.run(job.pk) == "succeeded"
+        job.refresh_from_db()
+        return job
+
+    return train
+
+
+def _combine(alice, parents, weights, **more):
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        return services.job_combine_create(team=parents[0].team, user=alice, parents=parents, weights=weights, **more)
+
+
+def test_a_combination_is_evaluated_beside_each_parent_on_the_same_rows(alice, trained):
+    first, second = trained(seed=1, learning_rate=5e-2), trained(seed=2, learning_rate=5e-2)
+    job = _combine(alice, [first, second], [1.0, -0.5])
+    assert job.combine == {
+        "parents": [first.pk, second.pk],
+        "weights": [1.0, -0.5],
+        "combination": "sum",
+        "density": None,
+    }
+    assert runner.run(job.pk) == "succeeded"
+    job.refresh_from_db()
+    report = job.report.data
+    parents = report["combination"]["parents"]
+    assert [p["job"] for p in parents] == [first.pk, second.pk] and [p["weight"] for p in parents] == [1.0, -0.5]
+    # the first parent's held-out rows (same data, seed and share): each parent scores here what it scored alone
+    assert parents[0]["metrics"]["accuracy"] == first.metrics["accuracy"]
+    assert parents[1]["metrics"]["accuracy"] == second.metrics["accuracy"]
+    assert job.progress_total == 0 and "accuracy" in job.metrics
+    assert job.artifacts.filter(kind=Artifact.Kind.ADAPTER).exists()  # the combined adapter, downloadable
+
+
+def test_refusals_name_the_field(alice, bob, trained, tiny_model):
+    first, second = trained(), trained(seed=2)
+    cases = [
+        ([first], [1.0], {}, "parents", "pick 2 to 8"),
+        ([first, first], [1.0, 1.0], {}, "parents", "picked once"),
+        ([first, second], [1.0], {}, "weights", "one weight per job"),
+        ([first, second], [-1.0, -1.0], {}, "weights", "must be positive"),
+        ([first, second], [1.0, 1.0], {"combination": "ties"}, "density", "density"),
+        ([first, second], [1.0, 1.0], {"combination": "fold"}, "combination", "choose one of"),
+    ]
+    for parents, weights, more, field, words in cases:
+        with pytest.raises(ValidationFailed) as caught:
+            _combine(alice, parents, weights, **more)
+        assert words in caught.value.errors[field], (field, caught.value.errors)
+    ia3 = job_row(first.dataset, tiny_model, status=Job.Status.SUCCEEDED, method="ia3")
+    with pytest.raises(ValidationFailed) as caught:
+        _combine(alice, [first, ia3], [1.0, 1.0])
+    assert "only LoRA adapters combine" in caught.value.errors["parents"]
+    running = job_row(first.dataset, tiny_model, status=Job.Status.RUNNING)
+    with pytest.raises(ValidationFailed) as caught:
+        _combine(alice, [first, running], [1.0, 1.0])
+    assert "has not succeeded" in caught.value.errors["parents"]
+    assert Job.objects.filter(combine__isnull=False).count() == 0  # nothing was queued
+
+
+def test_a_parent_cannot_be_deleted_while_a_combination_waits_for_it(alice, trained):
+    first, second = trained(), trained(seed=2)
+    job = _combine(alice, [first, second], [1.0, 1.0])
+    with pytest.raises(ValidationFailed, match=f"#{job.pk} are combining"):
+        services.job_delete(job=second, user=alice)
+    # a parent whose adapter went anyway (an operator's hand): the job fails saying which, not as a crash
+    Artifact.objects.filter(job=second, kind=Artifact.Kind.ADAPTER).delete()
+    assert runner.run(job.pk) == "cannot start"
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.error_kind == "bad_params"
+    assert f"#{second.pk} no longer" in job.error_message
