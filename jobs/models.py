@@ -1,3 +1,6 @@
+"""The jobs app's tables. One module, over 400 lines: Django's convention for an app's models, and these refer to
+one another (a job to its dataset, blobs, artifacts, sweep)."""
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -136,6 +139,8 @@ class Job(models.Model):
     # A combination job (issue 21) trains nothing: finished jobs' adapters combined with weights, then evaluated
     # beside each parent. {"parents": [job ids], "weights": [...], "combination": "sum", "density": null}.
     combine = models.JSONField(null=True, blank=True)
+    # The sweep this job is one point of (issue 21); null for a job submitted on its own.
+    sweep = models.ForeignKey("Sweep", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
 
     class Priority(models.IntegerChoices):
         LOW = -1
@@ -381,6 +386,26 @@ class PlaygroundRun(WorkerResult):
         generation (SFT, seq2seq) adapter's {generation}."""
         result = self.result or {}
         return list(zip(self.texts, result.get("generations") or result.get("predictions") or []))
+
+
+class Sweep(models.Model):
+    """Several jobs on one dataset submitted as one (issue 21): methods and/or a grid over one or two settings,
+    or a random sample of that grid. Each job is an ordinary job (queued fairly, counted in quotas); the sweep
+    only groups them. `base`: the settings every job shares; `axes`: {"methods": [...], "r": [...], ...}."""
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="sweeps")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    name = models.CharField(max_length=200)
+    base_job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    axes = models.JSONField(default=dict)
+    budget = models.IntegerField(null=True, blank=True)  # random search: how many of the grid's points
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return self.name
 
 
 class JobPreset(models.Model):

@@ -3,14 +3,27 @@ in, or an API token's own team); another team's object is a 404."""
 
 from collections.abc import Iterable
 
-from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, FloatField, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
 
 from teams.actor import Actor
 from teams.models import Team
 
 from . import queue_order
-from .models import Artifact, BaseModel, Dataset, Job, JobAttempt, MetricPoint, Webhook, WebhookDelivery
+from .models import (
+    Artifact,
+    BaseModel,
+    Dataset,
+    EvalReport,
+    Job,
+    JobAttempt,
+    MetricPoint,
+    Sweep,
+    Webhook,
+    WebhookDelivery,
+)
 
 
 def dataset_list(*, actor: Actor, with_warnings: bool = False) -> QuerySet[Dataset]:
@@ -308,4 +321,60 @@ def webhook_failed_deliveries(*, team: Team, limit: int = 20) -> list[WebhookDel
             "event", "attempts", "status", "last_status_code", "last_error", "created_at", "webhook__url", "job__name"
         )
         .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+def sweep_list(*, actor: Actor) -> QuerySet:
+    return Sweep.objects.filter(team_id=actor.team_id).select_related("created_by").annotate(job_count=Count("jobs"))
+
+
+def sweep_get(*, actor: Actor, sweep_id: int):
+    from .models import Sweep
+
+    return get_object_or_404(Sweep.objects.filter(team_id=actor.team_id), pk=sweep_id)
+
+
+def sweep_rows(*, sweep) -> list[dict]:
+    """Each job of the sweep with what the sweep page compares: its score (accuracy where the task has it, else the
+    evaluation loss, lower better), trainable parameters and training time. Two queries whatever the size."""
+    # sweep_id too: the related manager sets each job's sweep, and a deferred key would be read row by row
+    jobs = list(
+        sweep.jobs.order_by("pk").only(
+            "pk", "sweep_id", "name", "method", "method_params", "params", "status", "metrics"
+        )
+    )
+    reports = {job_id: (trainable, seconds) for job_id, trainable, seconds in _report_rows(sweep)}
+    axes = [name for name in ("r", "learning_rate", "epochs") if name in sweep.axes]
+    rows = []
+    for job in jobs:
+        metrics = job.metrics or {}
+        metric, higher = ("accuracy", True) if "accuracy" in metrics else ("eval_loss", False)
+        trainable, seconds = reports.get(job.pk, (None, None))
+        values = {name: (job.method_params if name == "r" else job.params).get(name) for name in axes}
+        rows.append(
+            {
+                "job": job,
+                "values": values,
+                "metric": metric,
+                "score": metrics.get(metric),
+                "higher_better": higher,
+                "trainable": trainable,
+                "seconds": seconds,
+            }
+        )
+    scored = [row for row in rows if row["score"] is not None]
+    if scored:
+        best = max(scored, key=lambda row: row["score"] if row["higher_better"] else -row["score"])
+        best["best"] = True
+    return rows
+
+
+def _report_rows(sweep) -> list[tuple]:
+    return list(
+        EvalReport.objects.filter(job__sweep=sweep)
+        .annotate(
+            trainable=Cast(KT("data__trainable_params"), IntegerField()),
+            seconds=Cast(KT("data__train_seconds"), FloatField()),
+        )
+        .values_list("job_id", "trainable", "seconds")
     )

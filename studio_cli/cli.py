@@ -136,6 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     combine.add_argument("--watch", action="store_true", help="then watch it until it ends")
     combine.add_argument("--interval", type=_positive, default=2.0, help=argparse.SUPPRESS)
 
+    sweep = command(
+        "sweep", "sweeps:sweep", "run a job's settings again for several methods and values (a sweep of jobs)"
+    )
+    sweep.add_argument("job", type=int, help="the job whose data, columns and settings every job shares")
+    sweep.add_argument("--methods", required=True, help="comma separated, e.g. lora,ia3 (`methods` lists them)")
+    sweep.add_argument(
+        "--vary",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a setting and its values, e.g. r=4,8,16 or learning_rate=5e-4,1e-3 (r, learning_rate, epochs; at most two)",
+    )
+    sweep.add_argument("--budget", type=int, help="random search: run this many of the combinations, drawn at random")
+    sweep.add_argument("--name")
+    show = command("sweep-show", "sweeps:show", "print a sweep's jobs, scores and the best")
+    show.add_argument("sweep", type=int)
+
     watch = command("watch", "jobs:watch", "follow a job until it ends; exit 0 succeeded, 1 failed, 2 cancelled")
     watch.add_argument("job", type=int)
     watch.add_argument("--interval", type=_positive, default=2.0, help="seconds between polls (default 2)")

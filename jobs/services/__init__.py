@@ -48,9 +48,11 @@ from .playground import (
     playground_run_set,
 )
 from .storage_sweep import storage_sweep
+from .sweeps import AXES, sweep_cancel, sweep_create, sweep_points
 from .teams import team_delete
 
 __all__ = [
+    "AXES",
     "HUB_LOOKUP_SECONDS",
     "METHOD_NAMES",
     "PLAYGROUND_MAX_CHARS",
@@ -78,6 +80,9 @@ __all__ = [
     "merged_export_request",
     "merged_export_start",
     "storage_sweep",
+    "sweep_cancel",
+    "sweep_create",
+    "sweep_points",
     "job_create",
     "job_combine_create",
     "combine_errors",

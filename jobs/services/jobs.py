@@ -34,6 +34,7 @@ def job_create(
     template: str = "",
     priority: int = Job.Priority.NORMAL,
     time_limit_seconds: int | None = None,
+    sweep=None,
 ) -> Job:
     # Everything a job uses belongs to the job's own team (or, for base models, to every team).
     foreign = {
@@ -110,6 +111,7 @@ def job_create(
             start_mode=start_mode,
             priority=priority,
             time_limit_seconds=time_limit_seconds,
+            sweep=sweep,
         )
         audit_record(
             team_id=team.pk,

@@ -329,3 +329,19 @@ def test_combine_queues_a_combination_and_prints_each_refusal(cli, alice, alice_
     out = _ok(cli("combine", a.pk, b.pk, "--weights", "1,-1", *auth))
     job = Job.objects.get(combine__isnull=False)
     assert out.startswith(f"job {job.pk} queued") and job.combine["weights"] == [1.0, -1.0]
+
+
+def test_sweep_starts_one_from_a_job_and_shows_its_table(cli, alice, alice_token, sst2_sample, tiny_model):
+    from tests.factories import job_for
+
+    base = job_for(alice, dataset_from(alice, sst2_sample), tiny_model, params={"epochs": 1})
+    auth = ["--url", cli.url, "--token", alice_token]
+    err = _refused(cli("sweep", base.pk, "--methods", "lora", "--vary", "r=4,x", *auth))
+    assert "--vary r=: numbers separated by commas" in err
+    err = _refused(cli("sweep", base.pk, "--methods", "lora", "--vary", "r=4,0", *auth))
+    assert re.search(r"^  grid: lora r=0", err, re.M), err
+
+    out = _ok(cli("sweep", base.pk, "--methods", "lora,ia3", "--vary", "r=4,8", *auth))
+    sweep_id = int(re.match(r"sweep (\d+): 3 jobs queued", out).group(1))
+    shown = _ok(cli("sweep-show", sweep_id, *auth))
+    assert shown.count(" queued ") == 3 and "lora       r=4" in shown

@@ -7,7 +7,7 @@ from ninja.security import HttpBearer
 from teams.errors import Conflict, Forbidden, NotFound, Refused
 from teams.services import api_token_authenticate
 
-from . import access, base_models, datasets, exports, jobs, members, methods, playground, team, webhooks
+from . import access, base_models, datasets, exports, jobs, members, methods, playground, sweeps, team, webhooks
 
 
 class BearerToken(HttpBearer):
@@ -66,5 +66,5 @@ def _nul_character(request, exc):
 
 
 # Mounted at the root of /api/v1/: each router's paths are absolute.
-for module in (datasets, base_models, methods, jobs, exports, playground, team, members, access, webhooks):
+for module in (datasets, base_models, methods, jobs, exports, playground, team, members, access, webhooks, sweeps):
     api.add_router("", module.router)
