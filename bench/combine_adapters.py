@@ -9,7 +9,8 @@ limit and the seed) on all-MiniLM-L6-v2:
 - `sst2'`: the same task on another cut (another seed), for the negation experiment;
 - `money`: a sentiment-free task of the same two labels made from GSM8K questions: does the problem deal in money
   (1 when the question holds a "$", which is then removed from the text so the words must tell), trained on a cut
-  of train.jsonl and scored on all 1,319 questions of test.jsonl.
+  of train.jsonl (evaluated after each epoch on the first 300 test questions) and scored on all 1,319 questions
+  of test.jsonl.
 
 Then `python -m peftcore combine` builds each combination and every adapter is scored on both evaluation sets:
 the sum and svd of sst2 and money (does one adapter keep its skill when another is added?), and the paper's
@@ -50,6 +51,19 @@ def money_task(folder: Path) -> tuple[Path, Path]:
     return convert(gsm / "train.jsonl", folder / "money-train.csv"), convert(
         gsm / "test.jsonl", folder / "money-test.csv"
     )
+
+
+def first_rows(source: Path, rows: int) -> Path:
+    """The first rows of an evaluation file: what training evaluates on after each epoch (the final scores are
+    on every row); the whole file after every epoch would take longer than the training itself."""
+    target = source.with_name(f"{source.stem}-first{rows}.csv")
+    with open(source, encoding="utf-8", newline="") as fh, open(target, "w", encoding="utf-8", newline="") as out:
+        reader, writer = csv.reader(fh), csv.writer(out)
+        for i, row in enumerate(reader):
+            if i > rows:
+                break
+            writer.writerow(row)
+    return target
 
 
 def sst2_files(folder: Path) -> tuple[Path, Path]:
@@ -122,7 +136,7 @@ def main() -> None:
         trained = {
             "sst2": train("sst2", sst2, args.rows, args.seed, workdir),
             "sst2'": train("sst2-other", sst2, args.rows, args.seed + 1, workdir),
-            "money": train("money", money, args.rows, args.seed, workdir),
+            "money": train("money", (money[0], first_rows(money[1], 300)), args.rows, args.seed, workdir),
         }
         recipes = [
             ("sst2 + money (sum)", ["sst2", "money"], [1.0, 1.0], "sum"),

@@ -139,6 +139,10 @@ class Job(models.Model):
     # A combination job (issue 21) trains nothing: finished jobs' adapters combined with weights, then evaluated
     # beside each parent. {"parents": [job ids], "weights": [...], "combination": "sum", "density": null}.
     combine = models.JSONField(null=True, blank=True)
+    # One adapter per value of this column (issue 21, PEFT-U; peftcore/groups.py), each optionally starting from
+    # a shared adapter trained on all rows first. Blank: one adapter for all rows.
+    group_column = models.CharField(max_length=200, blank=True)
+    group_shared = models.BooleanField(default=False)
     # The sweep this job is one point of (issue 21); null for a job submitted on its own.
     sweep = models.ForeignKey("Sweep", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
 

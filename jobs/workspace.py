@@ -98,6 +98,8 @@ def build_spec(job: Job, workdir: Path, model_path: Path) -> dict:
     return {
         "start_from": materialise_start(job, workdir),
         "combine": materialise_combine(job, workdir),
+        "group_column": job.group_column or None,
+        "group_shared": job.group_shared,
         "resume_from": materialise_checkpoint(job, workdir),
         "task": job.task,
         "model_path": str(model_path),

@@ -374,7 +374,12 @@ def run(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = No
     """Train one job. Returns the done event (or the preempted one, see fit()); on failure emits an error event
     and raises TrainingError. An out-of-memory error event names the micro-batch size that failed."""
     try:
-        result = fit(spec, sink, should_stop)
+        if isinstance(spec, dict) and spec.get("group_column"):  # one adapter per group (groups.py)
+            from .groups import fit_groups
+
+            result = fit_groups(spec, sink, should_stop)
+        else:
+            result = fit(spec, sink, should_stop)
     except Exception as exc:
         micro_batch_size = _micro_batch_size(spec) if is_out_of_memory(exc) else None
         error = classify_failure(exc, micro_batch_size)

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a parameter of the method, such as r=16",
     )
     submit.add_argument("--name")
+    submit.add_argument("--group-column", help="one adapter per value of this column (a user, customer, language)")
+    submit.add_argument(
+        "--group-shared", action="store_true", help="with --group-column: start each from an adapter of all rows"
+    )
     submit.add_argument("--priority", choices=["low", "normal", "high"])
     submit.add_argument("--watch", action="store_true", help="then watch it until it ends")
     submit.add_argument("--interval", type=_positive, default=2.0, help=argparse.SUPPRESS)

@@ -7,6 +7,7 @@ from django.shortcuts import render
 from jobs import selectors, services
 from jobs.errors import ValidationFailed
 from jobs.models import Artifact
+from jobs.services.job_checks import GROUP_REFUSAL
 from peftcore.merge import merge_refusal
 from teams.audit import audit_record
 
@@ -21,7 +22,7 @@ def merged_context(job, export=None, error: str = "") -> dict:
         "job": job,
         "export": export,
         "merged": selectors.job_artifact(job=job, kind=Artifact.Kind.MERGED) if done else None,
-        "refusal": merge_refusal(job.method, job.task),
+        "refusal": GROUP_REFUSAL if job.group_column else merge_refusal(job.method, job.task),
         "error": error,
     }
 

@@ -33,7 +33,7 @@ def field_for_param(param: Param) -> forms.Field:
 
 
 # Selects whose choices are sentences ("the base model: train a new adapter"): one grid column cuts them off.
-WIDE_FIELDS = ("task", "eval_dataset", "start_from", "template")
+WIDE_FIELDS = ("task", "eval_dataset", "start_from", "template", "group_column")
 
 
 class DatasetUploadForm(forms.Form):
@@ -111,6 +111,18 @@ class JobForm(forms.Form):
         required=False,
         label="Starting from an adapter",
     )
+    group_column = forms.ChoiceField(
+        choices=[],
+        required=False,
+        label="One adapter per value of",
+        help_text="Optional: a column such as a user, customer or language; one small adapter is trained per value "
+        "and scored on that group's own rows. Groups under 20 rows are listed, not trained.",
+    )
+    group_shared = forms.BooleanField(
+        required=False,
+        label="Start each group from a shared adapter",
+        help_text="Train one adapter on all rows first; each group's starts from it, and the report shows its gain.",
+    )
     priority = forms.TypedChoiceField(
         choices=[(1, "high"), (0, "normal"), (-1, "low")],
         coerce=int,
@@ -157,6 +169,9 @@ class JobForm(forms.Form):
         self.fields["label_column"].choices = none + columns
         self.fields["input_column"].choices = [("", "none")] + columns
         self.fields["messages_column"].choices = [("", "none")] + columns
+        self.fields["group_column"].choices = [("", "none: one adapter for all rows")] + [
+            (c, c) for c in (dataset.columns if dataset else [])
+        ]
         first, second = task_spec.column_roles
         self.fields["text_column"].label, self.fields["label_column"].label = first, second
         self.fields["text_column"].help_text, self.fields["label_column"].help_text = task_spec.column_help

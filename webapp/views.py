@@ -86,6 +86,8 @@ def job_new(request):
                 start_mode=data["start_mode"],
                 priority=data["priority"],
                 time_limit_seconds=data["time_limit"] * 60 if data["time_limit"] else None,
+                group_column=data.get("group_column") or "",
+                group_shared=bool(data.get("group_shared")),
             )
         except ValidationFailed as exc:
             form.add_service_errors(exc.errors)

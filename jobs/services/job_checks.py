@@ -185,6 +185,9 @@ def job_validate(
     return chosen.method_params, chosen.params, chosen.reasons
 
 
+GROUP_REFUSAL = (
+    "a group run holds one adapter per group; download the archive and load a group's adapter through its index.json"
+)
 METHOD_NAMES = frozenset(m.name for m in all_methods())
 
 
@@ -203,6 +206,8 @@ def start_errors(
         return {"start_mode": f"choose one of: {', '.join(START_MODES)}"}
     if start_from.status != Job.Status.SUCCEEDED:
         return {"start_from": f"job #{start_from.pk} has not succeeded, so it has no adapter to start from"}
+    if start_from.group_column:
+        return {"start_from": f"job #{start_from.pk} holds one adapter per group; start from a single adapter"}
     if start_from.base_model_id != base_model.pk:
         return {
             "base_model": f"job #{start_from.pk} was trained on {start_from.base_model.name}; an adapter only "
@@ -239,3 +244,14 @@ def runtime_errors(*, priority, time_limit_seconds) -> dict[str, str]:
                 f"the time limit must be more than {low // 60 or 1} minute(s) and at most {high // 60} minutes"
             )
     return errors
+
+
+def group_errors(dataset: Dataset, column: str, used: tuple[str, ...]) -> dict[str, str]:
+    """Why the rows cannot be split into one adapter per value of `column` (blank: no split asked for)."""
+    if not column:
+        return {}
+    if column not in dataset.columns:
+        return {"group_column": f"{dataset.name} has no column '{column}'; choose one of {', '.join(dataset.columns)}"}
+    if column in used:
+        return {"group_column": f"'{column}' is what the adapter reads or predicts; group by another column"}
+    return {}

@@ -96,6 +96,8 @@ def _parent_refusal(parent: Job) -> str | None:
         return (
             f"job #{parent.pk}'s adapter changed the base weights (KaSA, PiSSA or OLoRA); combine plain LoRA adapters"
         )
+    if parent.group_column:
+        return f"job #{parent.pk} holds one adapter per group; combine single adapters"
     if parent.start_mode == "stack":
         return f"job #{parent.pk} is stacked on another adapter; combine adapters trained on the base model"
     return None

@@ -73,7 +73,16 @@ def job_delete(*, job: Job, user) -> None:
         Blob.objects.filter(pk__in=blob_ids).delete()  # their bytes (and S3 objects, once committed)
 
 
-FORM_FIELDS = ("task", "method", "text_column", "label_column", "input_column", "messages_column", "template")
+FORM_FIELDS = (
+    "task",
+    "method",
+    "text_column",
+    "label_column",
+    "input_column",
+    "messages_column",
+    "template",
+    "group_column",
+)
 TRAINING_PREFIX, METHOD_PREFIX = "p_", "m_"  # the job form's field prefixes (webapp/forms.py)
 
 
@@ -84,6 +93,8 @@ def job_form_query(job: Job) -> dict:
     if job.eval_dataset_id:
         query["eval_dataset"] = job.eval_dataset_id
     query.update({field: getattr(job, field) for field in FORM_FIELDS if getattr(job, field)})
+    if job.group_shared:
+        query["group_shared"] = "on"
     chosen = set(job.choices or {})
     for prefix, values, kind in (
         (TRAINING_PREFIX, job.params, "params"),

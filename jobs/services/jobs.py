@@ -10,7 +10,7 @@ from .. import quotas
 from ..errors import ValidationFailed
 from ..models import BaseModel, Dataset, Job
 from ..runtime import job_enqueue_on_commit
-from .job_checks import job_validate, runtime_errors, start_errors
+from .job_checks import group_errors, job_validate, runtime_errors, start_errors
 
 
 def job_create(
@@ -35,6 +35,8 @@ def job_create(
     priority: int = Job.Priority.NORMAL,
     time_limit_seconds: int | None = None,
     sweep=None,
+    group_column: str = "",
+    group_shared: bool = False,
 ) -> Job:
     # Everything a job uses belongs to the job's own team (or, for base models, to every team).
     foreign = {
@@ -47,6 +49,7 @@ def job_create(
     if foreign:
         raise ValidationFailed("the job has errors; fix the fields named", errors=foreign)
     problems = runtime_errors(priority=priority, time_limit_seconds=time_limit_seconds)
+    problems.update(group_errors(dataset, group_column, (text_column, label_column, input_column, messages_column)))
     if problems:
         raise ValidationFailed("the job has errors; fix the fields named", errors=problems)
     if start_from is not None:
@@ -112,6 +115,8 @@ def job_create(
             priority=priority,
             time_limit_seconds=time_limit_seconds,
             sweep=sweep,
+            group_column=group_column,
+            group_shared=bool(group_column) and group_shared,
         )
         audit_record(
             team_id=team.pk,

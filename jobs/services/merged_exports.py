@@ -12,6 +12,7 @@ from .. import dispatch
 from ..errors import ValidationFailed
 from ..models import Artifact, Job, MergedExport
 from ..storage import blob_delete
+from .job_checks import GROUP_REFUSAL
 
 
 def merged_export_request(*, actor, job: Job) -> MergedExport:
@@ -21,7 +22,7 @@ def merged_export_request(*, actor, job: Job) -> MergedExport:
         raise ValidationFailed(
             f"job #{job.pk} is {job.status}; only a succeeded job has an adapter to merge", errors={"job": job.status}
         )
-    if refusal := merge_refusal(job.method, job.task):
+    if refusal := (GROUP_REFUSAL if job.group_column else merge_refusal(job.method, job.task)):
         raise ValidationFailed(refusal, errors={"method": refusal})
     with transaction.atomic():
         export, created = MergedExport.objects.select_for_update().get_or_create(

@@ -9,6 +9,7 @@ from peftcore.tasks._base import PLAYGROUND_NEW_TOKENS
 from .. import dispatch
 from ..errors import ValidationFailed
 from ..models import Job, PlaygroundRun
+from .job_checks import GROUP_REFUSAL
 
 PLAYGROUND_MAX_TEXTS = 32
 PLAYGROUND_MAX_CHARS = 5000
@@ -23,6 +24,8 @@ def playground_run_create(*, job: Job, user, texts: list[str], options: dict | N
             f"job #{job.pk} is {job.status}; only a succeeded job has an adapter to try",
             errors={"job": "not succeeded"},
         )
+    if job.group_column:
+        raise ValidationFailed(f"job #{job.pk}: {GROUP_REFUSAL}", errors={"job": "group run"})
     if not texts:
         raise ValidationFailed("type a text to try", errors={"texts": "type a text to try"})
     if len(texts) > PLAYGROUND_MAX_TEXTS:

@@ -176,6 +176,8 @@ def _job_settings(base: Job, point: dict) -> dict:
         "method_params": method_params,
         "params": params,
         "priority": base.priority,
+        "group_column": base.group_column,
+        "group_shared": base.group_shared,
     }
 
 

@@ -43,10 +43,13 @@ def submit(args) -> int:
                 ("label_column", args.label_column),
                 ("name", args.name),
                 ("priority", args.priority),
+                ("group_column", args.group_column),
             )
             if value is not None
         }
     )
+    if args.group_shared:
+        payload["group_shared"] = True
     job = studio.request("POST", "/jobs", ok=(201,), json=payload).json()
     place = f", place {job['queue_position']} in the queue" if job.get("queue_position") else ""
     print(f"job {job['id']} {job['status']}{place}")

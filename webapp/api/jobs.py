@@ -65,6 +65,8 @@ def job_create(request, payload: JobIn):
             template=payload.template,
             priority=Job.Priority[payload.priority.upper()],
             time_limit_seconds=payload.time_limit_minutes * 60 if payload.time_limit_minutes is not None else None,
+            group_column=payload.group_column,
+            group_shared=payload.group_shared,
         )
     except ValidationFailed as exc:
         return Status(400, {"detail": exc.message, "errors": exc.errors})

@@ -115,6 +115,10 @@ class JobIn(Schema):
         None,
         description="minutes of training before the job stops as timed out (resumable); default: the studio's limit",
     )
+    group_column: str = Field(
+        "", description="one adapter per value of this column (a user, customer, language), each scored on its rows"
+    )
+    group_shared: bool = Field(False, description="with group_column: train a shared adapter on all rows first")
 
 
 class Progress(Schema):
@@ -191,6 +195,9 @@ class JobOut(Schema):
     )
     start_from: int | None
     start_mode: str
+    group_column: str = ""
+    group_shared: bool = False
+    sweep: int | None = None
     combine: dict[str, Any] | None = Field(
         None, description="a combination job's recipe: parents (job ids), weights, combination, density"
     )
@@ -221,6 +228,9 @@ def job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
         "failures": job.failures,
         "checkpoint_step": job.checkpoint_step if job.checkpoint_id else 0,
         "combine": job.combine,
+        "group_column": job.group_column,
+        "group_shared": job.group_shared,
+        "sweep": job.sweep_id,
         "micro_batch_size": job.micro_batch_size,
         "notice": job.notice,
         "run_seconds": job.run_seconds,

@@ -165,6 +165,16 @@ def metric(value, name) -> str:
 
 
 @register.filter
+def gain(value, name) -> str:
+    """A change in a metric, signed: points for a score, the plain difference for a loss or perplexity."""
+    if value in (None, ""):
+        return "—"
+    if "loss" in str(name) or "perplexity" in str(name):
+        return f"{float(value):+.3f}"
+    return f"{100 * float(value):+.1f} pts"
+
+
+@register.filter
 def percent_fine(value) -> str:
     """A share that may be tiny (trainable parameters): enough digits to tell 0.002% from 0.02%."""
     return "—" if value in (None, "") else f"{100 * float(value):.3g}%"
