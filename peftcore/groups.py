@@ -85,9 +85,8 @@ def _write(records: list[dict], path: Path) -> Path:
     return path
 
 
-def fit_groups(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = None) -> GroupsResult:
-    from .train import fit
-
+def fit_groups(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None, fit: Callable) -> GroupsResult:
+    """`fit`: train.fit, passed in by train.run (this module is what train.run calls, so it imports no train)."""
     column, shared_first = spec["group_column"], bool(spec.get("group_shared"))
     out = Path(spec["output_dir"])
     work = out / "groups-data"

@@ -58,6 +58,7 @@ class Run:
     group: Group = field(default_factory=Group)  # the processes training this job together (distributed.py)
     clock: tuple[float, float] = (0.0, 0.0)  # (monotonic time the loop started, train seconds before it)
     last_checkpoint: tuple[int, float] = (0, 0.0)  # (step, monotonic time)
+    probe: dict | None = None  # the head's linear probe before the first step (probe.py), for the report
 
 
 def make_optimizer(

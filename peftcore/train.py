@@ -4,7 +4,8 @@ A plain torch loop rather than the HF Trainer: the studio needs an event per opt
 over what is saved. run() classifies every failure into an error event a user can act on (failures.py).
 Checkpoints make a run exactly resumable, and a stop request (SIGTERM in the CLI) ends it with one. The parts:
 spec.py (the job spec), tasks/ (what differs per task), loop.py (the optimizer steps), checkpoints.py,
-report.py and saving.py (the adapter folder).
+report.py and saving.py (the adapter folder). Just over 400 lines: _prepare() is one ordered recipe (data, model,
+method, lengths, optimizer, baseline, probe) that reads best whole.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .failures import classify_failure, error_event, failures_as
 from .loop import Run, baseline, make_optimizer, preempted, resume, stop_point, train_loop
 from .methods._common import MethodBuildError
 from .models import check_model_folder
+from .probe import probe_head
 from .report import build_report, lineage, peak_memory_bytes
 from .saving import ADAPTER_DIR, save_adapter
 from .spec import REQUIRED_KEYS, TrainSpec, parse_spec
@@ -286,9 +288,14 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     )
     if state:
         resume(run, state)
-    elif params.get("baseline_eval", True):
-        phase(sink, "measuring the untrained model")
-        baseline(run)
+    else:
+        if params.get("baseline_eval", True):
+            phase(sink, "measuring the untrained model")
+            baseline(run)
+        # A new head only (an adapter a job starts from brings a trained one; a combination trains nothing).
+        if task.has_labels and params.get("probe_head", True) and new_modules and not job.start_from:
+            phase(sink, f"fitting the new head to {len(train_features):,} rows' features (linear probe)")
+            run.probe = probe_head(run, new_modules)
     return run
 
 
@@ -360,6 +367,8 @@ def _finish(run: Run) -> FitResult:
         metrics["train_loss"] = sum(losses) / len(losses)
     parents = combine_run.evaluate_parents(run) if run.spec.combine else None
     report = build_report(run, metrics)
+    if run.probe:
+        report["head_probe"] = run.probe
     if parents is not None:
         report["combination"] = combine_run.report_section(run, parents)
     phase(run.sink, "saving the adapter")
@@ -377,7 +386,7 @@ def run(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = No
         if isinstance(spec, dict) and spec.get("group_column"):  # one adapter per group (groups.py)
             from .groups import fit_groups
 
-            result = fit_groups(spec, sink, should_stop)
+            result = fit_groups(spec, sink, should_stop, fit)
         else:
             result = fit(spec, sink, should_stop)
     except Exception as exc:

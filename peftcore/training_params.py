@@ -147,6 +147,15 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "gained and warns when it gained nothing. Off starts training a few seconds sooner.",
     ),
     Param(
+        "probe_head",
+        "bool",
+        True,
+        label="Start the classifier head from a linear probe",
+        help="Classification: before training, fit the new head on the untrained model's features of the training "
+        "rows (LP-FT, arxiv.org/abs/2202.10054), so training starts from a head that already separates the labels "
+        "rather than a random one. A few seconds; off starts from random.",
+    ),
+    Param(
         "precision",
         "choice",
         "auto",

@@ -49,9 +49,9 @@ def test_a_combination_is_evaluated_beside_each_parent_on_the_same_rows(alice, t
     report = job.report.data
     parents = report["combination"]["parents"]
     assert [p["job"] for p in parents] == [first.pk, second.pk] and [p["weight"] for p in parents] == [1.0, -0.5]
-    # the first parent's held-out rows (same data, seed and share): each parent scores here what it scored alone
-    assert parents[0]["metrics"]["accuracy"] == first.metrics["accuracy"]
-    assert parents[1]["metrics"]["accuracy"] == second.metrics["accuracy"]
+    # the first parent's held-out rows (same data, seed and share): it scores here exactly what it scored alone
+    # (the second, trained with another seed, held out other rows, so its own figure is not comparable)
+    assert parents[0]["metrics"]["eval_loss"] == pytest.approx(first.metrics["eval_loss"], abs=1e-6)
     assert job.progress_total == 0 and "accuracy" in job.metrics
     assert job.artifacts.filter(kind=Artifact.Kind.ADAPTER).exists()  # the combined adapter, downloadable
 

@@ -51,7 +51,9 @@ def alices_objects(alice, sst2_sample, tiny_model):
     # The team's own model: one offered to every team is visible to bob too, so it could not be a 404.
     own_model = services.base_model_register(name="alice's", source="local:tiny-bert", team=team)
     preset = services.job_preset_create(job=job, user=alice, name="alice's preset")
+    sweep = services.sweep_create(team=team, user=alice, base_job=job, methods=["lora"], grid={"r": [4]})
     return {
+        "sweep_id": sweep.pk,
         "preset_id": preset.pk,
         "job_id": job.pk,
         "dataset_id": dataset.pk,
