@@ -44,5 +44,6 @@ def test_the_job_form_shows_its_choices_whole(page, alice, sft_job, viewport):
     login(page, "alice")
     page.goto(f"/jobs/new/?dataset={sft_job.dataset.pk}&task=sft&base_model={sft_job.base_model.pk}")
     page.click("#start-from summary")
-    for field in ("task", "eval_dataset", "template", "start_from"):
+    page.click("#per-group summary")
+    for field in ("task", "eval_dataset", "template", "start_from", "group_column"):
         assert_select_text_fits(page.locator(f"#id_{field}"))

@@ -345,3 +345,13 @@ def test_sweep_starts_one_from_a_job_and_shows_its_table(cli, alice, alice_token
     sweep_id = int(re.match(r"sweep (\d+): 3 jobs queued", out).group(1))
     shown = _ok(cli("sweep-show", sweep_id, *auth))
     assert shown.count(" queued ") == 3 and "lora       r=4" in shown
+
+
+def test_submit_with_a_group_column_is_checked_against_the_data(cli, alice, alice_token, sst2_sample, tiny_model):
+    dataset = dataset_from(alice, sst2_sample)
+    auth = ["--url", cli.url, "--token", alice_token]
+    base = ["submit", "--dataset", dataset.pk, "--model", tiny_model.pk, "--method", "lora"]
+    base += ["--text-column", "sentence", "--label-column", "label", *auth]
+    err = _refused(cli(*base, "--group-column", "customer", "--group-shared"))
+    assert re.search(r"^  group_column: .* has no column 'customer'", err, re.M), err
+    assert not Job.objects.exists()
