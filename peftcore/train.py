@@ -293,7 +293,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             phase(sink, "measuring the untrained model")
             baseline(run)
         # A new head only (an adapter a job starts from brings a trained one; a combination trains nothing).
-        if task.has_labels and params.get("probe_head", True) and new_modules and not job.start_from:
+        if task.has_labels and params.get("probe_head") and new_modules and not job.start_from:
             phase(sink, f"fitting the new head to {len(train_features):,} rows' features (linear probe)")
             run.probe = probe_head(run, new_modules)
     return run
