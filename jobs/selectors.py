@@ -147,11 +147,13 @@ COMBINE_CHOICES = 100
 
 
 def job_combine_candidates(*, actor: Actor, picked: Iterable[int] = ()) -> list[Job]:
-    """Jobs offered on the combine form: the team's newest succeeded LoRA jobs, and any job asked for by id
+    """Jobs offered on the combine form: the team's newest succeeded LoRA and IA3 jobs, and any job asked for by id
     (?ids=, so an older one or a refusal's example can be shown), in one query."""
     picked = [pk for pk in picked if isinstance(pk, int)]
     rows = (
-        job_list(actor=actor).filter(Q(status=Job.Status.SUCCEEDED, method="lora") | Q(pk__in=picked)).order_by("-pk")
+        job_list(actor=actor)
+        .filter(Q(status=Job.Status.SUCCEEDED, method__in=("lora", "ia3")) | Q(pk__in=picked))
+        .order_by("-pk")
     )
     newest = list(rows[:COMBINE_CHOICES])
     missing = set(picked) - {job.pk for job in newest}

@@ -28,6 +28,8 @@ COMBINATIONS = {
     "dare_ties": "dare_ties",
     "magnitude_prune": "magnitude_prune",
 }
+# peft can combine these (LoRA's add_weighted_adapter has every rule; IA3's sums its scaling vectors).
+COMBINABLE = ("LORA", "IA3")
 SAME_RANK = {"linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"}
 WITH_DENSITY = {"ties", "dare_linear", "dare_ties", "magnitude_prune"}
 RECIPE_FILE = "combined_from.json"
@@ -70,11 +72,15 @@ def combine_refusal(parents: list[Parent], weights: list[float], combination: st
         return "at least one weight must be positive (a negative weight subtracts an adapter from the others)"
     for parent in parents:
         config = parent.config
-        if config.get("peft_type") != "LORA":
+        if config.get("peft_type") not in COMBINABLE:
             kind = config.get("peft_type") or "this kind"
-            return f"{parent.folder.name} is a {kind} adapter; only LoRA adapters can be combined"
+            return f"{parent.folder.name} is a {kind} adapter; only LoRA and IA3 adapters can be combined"
         if config.get("use_dora"):
             return f"{parent.folder.name} uses DoRA, whose magnitudes do not add up; combine plain LoRA adapters"
+    if len({p.config.get("peft_type") for p in parents}) > 1:
+        return "the adapters are of different kinds (LoRA and IA3); combine adapters of one kind"
+    if parents[0].config.get("peft_type") == "IA3" and combination != "linear":
+        return "IA3 adapters combine by 'linear' only: the weighted sum of their scaling vectors"
     first = parents[0]
     for parent in parents[1:]:
         if parent.method.get("task", "") != first.method.get("task", ""):
@@ -83,7 +89,11 @@ def combine_refusal(parents: list[Parent], weights: list[float], combination: st
             return f"the adapters know different labels ({', '.join(first.labels)} / {', '.join(parent.labels)})"
         if set(_targets(parent.config)) != set(_targets(first.config)):
             return "the adapters adapt different layers; combine adapters trained with the same placement"
-    if combination in SAME_RANK and len({p.config.get("r") for p in parents}) > 1:
+    if (
+        first.config.get("peft_type") == "LORA"
+        and combination in SAME_RANK
+        and len({p.config.get("r") for p in parents}) > 1
+    ):
         return f"'{combination}' needs adapters of the same rank; use 'sum' or 'svd' for different ranks"
     if combination in WITH_DENSITY and not (density is not None and 0 < density <= 1):
         return f"'{combination}' keeps a share of each change: give a density between 0 and 1, e.g. 0.5"
@@ -131,7 +141,10 @@ def combine(
     # peft refuses to combine adapters that each carry a head (modules_to_save): all heads but the first are set
     # aside while it combines the weight changes; the heads are averaged below.
     held = _set_heads_aside(model, names)
-    model.add_weighted_adapter(names, list(weights), COMBINED, combination_type=COMBINATIONS[combination], **extra)
+    if first.config.get("peft_type") == "IA3":
+        model.add_weighted_adapter(names, list(weights), COMBINED)
+    else:
+        model.add_weighted_adapter(names, list(weights), COMBINED, combination_type=COMBINATIONS[combination], **extra)
     for wrapper, copies in held:
         for name, module in copies.items():
             wrapper.modules_to_save[name] = module

@@ -21,6 +21,7 @@ from ..runtime import job_enqueue_on_commit
 from .job_checks import runtime_errors
 
 MOST_PARENTS = 8
+COMBINABLE_METHODS = ("lora", "ia3")
 FAILED = "the combination has errors; fix the fields named"
 
 
@@ -46,9 +47,18 @@ def combine_errors(
                 f"job #{parent.pk} adapts {parent.base_model.name} and job #{first.pk} {first.base_model.name}; "
                 "only adapters of one base model combine"
             )
+        elif parent.method != first.method:
+            errors["parents"] = (
+                f"job #{parent.pk} is a {parent.method} adapter and job #{first.pk} a {first.method} one; "
+                "combine adapters of one kind"
+            )
         elif parent.task != first.task:
             errors["parents"] = f"job #{parent.pk} was trained for {parent.task} and job #{first.pk} for {first.task}"
-        elif combination in SAME_RANK and parent.method_params.get("r") != first.method_params.get("r"):
+        elif (
+            first.method == "lora"
+            and combination in SAME_RANK
+            and parent.method_params.get("r") != first.method_params.get("r")
+        ):
             errors["combination"] = (
                 f"'{combination}' needs adapters of one rank (job #{first.pk}: r {first.method_params.get('r')}, "
                 f"job #{parent.pk}: r {parent.method_params.get('r')}); use 'sum' or 'svd'"
@@ -74,6 +84,8 @@ def combine_errors(
         errors["weights"] = "weights lie between -10 and 10"
     if combination not in COMBINATIONS:
         errors["combination"] = f"choose one of: {', '.join(COMBINATIONS)}"
+    elif first.method == "ia3" and combination != "linear":
+        errors["combination"] = "IA3 adapters combine by 'linear' only: the weighted sum of their scaling vectors"
     elif combination in WITH_DENSITY:
         if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0 < density <= 1:
             errors["density"] = f"'{combination}' keeps a share of each change: a density above 0, at most 1"
@@ -87,8 +99,11 @@ def combine_errors(
 def _parent_refusal(parent: Job) -> str | None:
     if parent.status != Job.Status.SUCCEEDED:
         return f"job #{parent.pk} has not succeeded, so it has no adapter to combine"
-    if parent.method != "lora":
-        return f"job #{parent.pk} is a {parent.method} adapter; only LoRA adapters combine (their changes add up)"
+    if parent.method not in COMBINABLE_METHODS:
+        return (
+            f"job #{parent.pk} is a {parent.method} adapter; only LoRA and IA3 adapters combine "
+            "(peft adds up their changes)"
+        )
     params = parent.method_params
     if params.get("use_dora"):
         return f"job #{parent.pk} uses DoRA, whose magnitudes do not add up; combine plain LoRA adapters"

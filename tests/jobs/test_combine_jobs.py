@@ -70,10 +70,14 @@ def test_refusals_name_the_field(alice, bob, trained, tiny_model):
         with pytest.raises(ValidationFailed) as caught:
             _combine(alice, parents, weights, **more)
         assert words in caught.value.errors[field], (field, caught.value.errors)
+    loha = job_row(first.dataset, tiny_model, status=Job.Status.SUCCEEDED, method="loha")
+    with pytest.raises(ValidationFailed) as caught:
+        _combine(alice, [first, loha], [1.0, 1.0])
+    assert "only LoRA and IA3 adapters combine" in caught.value.errors["parents"]
     ia3 = job_row(first.dataset, tiny_model, status=Job.Status.SUCCEEDED, method="ia3")
     with pytest.raises(ValidationFailed) as caught:
         _combine(alice, [first, ia3], [1.0, 1.0])
-    assert "only LoRA adapters combine" in caught.value.errors["parents"]
+    assert "combine adapters of one kind" in caught.value.errors["parents"]
     running = job_row(first.dataset, tiny_model, status=Job.Status.RUNNING)
     with pytest.raises(ValidationFailed) as caught:
         _combine(alice, [first, running], [1.0, 1.0])

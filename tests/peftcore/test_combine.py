@@ -32,6 +32,12 @@ def adapters(bert_without_dropout, sentiment_tsv, tmp_path_factory):
         "a": train("a", seed=1, learning_rate=5e-2),
         "b": train("b", seed=2, learning_rate=5e-2),
         "ia3": fit(make_spec(bert_without_dropout, sentiment_tsv, out / "ia3", method="ia3"), ListSink()).adapter_dir,
+        "ia3b": fit(
+            make_spec(bert_without_dropout, sentiment_tsv, out / "ia3b", method="ia3", params={"seed": 2}), ListSink()
+        ).adapter_dir,
+        "loha": fit(
+            make_spec(bert_without_dropout, sentiment_tsv, out / "loha", method="loha"), ListSink()
+        ).adapter_dir,
         "r4": fit(
             make_spec(bert_without_dropout, sentiment_tsv, out / "r4", method_params={"r": 4}), ListSink()
         ).adapter_dir,
@@ -98,7 +104,9 @@ def test_the_average_of_an_adapter_with_itself_predicts_as_it_does(bert_without_
         (["a"], [1.0], {}, "at least two adapters"),
         (["a", "b"], [1.0], {}, "one weight per adapter"),
         (["a", "b"], [-1.0, -1.0], {}, "at least one weight must be positive"),
-        (["a", "ia3"], [1.0, 1.0], {}, "only LoRA adapters can be combined"),
+        (["a", "loha"], [1.0, 1.0], {}, "only LoRA and IA3 adapters can be combined"),
+        (["a", "ia3"], [1.0, 1.0], {}, "different kinds"),
+        (["ia3", "ia3b"], [1.0, 1.0], {"combination": "sum"}, "IA3 adapters combine by 'linear' only"),
         (["a", "r4"], [1.0, 1.0], {"combination": "ties", "density": 0.5}, "needs adapters of the same rank"),
         (["a", "b"], [1.0, 1.0], {"combination": "ties"}, "give a density between 0 and 1"),
         (["a", "b"], [1.0, 1.0], {"combination": "average"}, "unknown combination 'average'"),
@@ -129,8 +137,8 @@ def test_the_command_line_combines_and_refuses(bert_without_dropout, adapters, t
     assert code == 0 and json.loads(capsys.readouterr().out) == {"combined": str(out)}
     assert (out / "adapter_model.safetensors").is_file() and (out / "labels.json").is_file()
     code = main(["combine", "--model", str(bert_without_dropout), "--adapter", str(adapters["a"]),
-                 "--adapter", str(adapters["ia3"]), "--weights", "1,1", "--out", str(tmp_path / "no")])  # fmt: skip
-    assert code != 0 and "only LoRA adapters can be combined" in capsys.readouterr().err
+                 "--adapter", str(adapters["loha"]), "--weights", "1,1", "--out", str(tmp_path / "no")])  # fmt: skip
+    assert code != 0 and "only LoRA and IA3 adapters can be combined" in capsys.readouterr().err
 
 
 def test_a_combination_job_evaluates_the_combined_adapter_beside_each_parent(
@@ -161,7 +169,21 @@ def test_a_combination_job_evaluates_the_combined_adapter_beside_each_parent(
 def test_a_combination_job_refuses_parents_that_do_not_combine(bert_without_dropout, sentiment_tsv, adapters, tmp_path):
     from peftcore.errors import TrainingError
 
-    section = {"adapters": [str(adapters["a"]), str(adapters["ia3"])], "weights": [1.0, 1.0]}
+    section = {"adapters": [str(adapters["a"]), str(adapters["loha"])], "weights": [1.0, 1.0]}
     spec = make_spec(bert_without_dropout, sentiment_tsv, tmp_path / "out", combine=section)
-    with pytest.raises(TrainingError, match="only LoRA adapters can be combined"):
+    with pytest.raises(TrainingError, match="only LoRA and IA3 adapters can be combined"):
         fit(spec, ListSink())
+
+
+def test_ia3_adapters_combine_as_the_weighted_sum_of_their_scaling_vectors(bert_without_dropout, adapters, tmp_path):
+    from safetensors.torch import load_file
+
+    out = combine(
+        bert_without_dropout, [adapters["ia3"], adapters["ia3b"]], [0.25, 0.75], tmp_path / "ia3", combination="linear"
+    )
+    got, a, b = (load_file(str(f / "adapter_model.safetensors")) for f in (out, adapters["ia3"], adapters["ia3b"]))
+    vectors = [key for key in got if "ia3_l" in key]
+    assert vectors and set(vectors) <= set(a)
+    for key in vectors:
+        assert torch.allclose(got[key], 0.25 * a[key] + 0.75 * b[key], atol=1e-6), key
+    assert not torch.allclose(a[vectors[0]], b[vectors[0]])  # the two did learn different vectors

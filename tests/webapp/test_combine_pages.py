@@ -55,7 +55,12 @@ def test_the_api_refuses_with_the_field_and_never_reveals_another_teams_job(
         ({"parents": [a.pk, theirs.pk], "weights": [1, 1]}, "parents", "not found"),
         ({"parents": [a.pk, finished(labels=("neg", "pos")).pk], "weights": [1, 1]}, "parents", "label set"),
         ({"parents": [a.pk, b.pk], "weights": [1, 1], "combination": "ties"}, "density", "density"),
-        ({"parents": [a.pk, finished(method="ia3").pk], "weights": [1, 1]}, "parents", "only LoRA"),
+        ({"parents": [a.pk, finished(method="loha").pk], "weights": [1, 1]}, "parents", "only LoRA and IA3"),
+        (
+            {"parents": [finished(method="ia3").pk, finished(method="ia3").pk], "weights": [1, 1]},
+            "combination",
+            "'linear' only",
+        ),
     ]
     for payload, field, words in cases:
         response = alice_api.post("/api/v1/jobs/combine", payload, content_type="application/json")
