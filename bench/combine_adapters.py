@@ -118,8 +118,8 @@ def accuracy(adapter: Path, file: Path) -> float:
         rows = list(csv.DictReader(fh))
     predictor = load_predictor(bundled_model_path(), adapter)
     right = 0
-    for start in range(0, len(rows), 64):
-        batch = rows[start : start + 64]
+    for start in range(0, len(rows), 32):  # predict() takes at most 32 texts at a time
+        batch = rows[start : start + 32]
         answers = predict(predictor, [r["sentence"] for r in batch], max_length=128)
         right += sum(a["label"] == r["label"] for a, r in zip(answers, batch))
     return right / len(rows)
