@@ -163,7 +163,7 @@ def main() -> None:
     table = render(results, args.rows, args.seed, args.epochs)
     print(table)
     if args.docs:
-        write_between(REPO / "docs" / "benchmarks.md", MARKERS, table)
+        write_between(MARKERS, table)
 
 
 def render(results: list[dict], rows: int, seed: int, epochs: int | None) -> str:
