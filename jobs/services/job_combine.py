@@ -8,17 +8,12 @@ the adapter files themselves again (peftcore.combine.combine_refusal)."""
 
 import math
 
-from django.db import transaction
-
 from peftcore.combine import COMBINATIONS, SAME_RANK, WITH_DENSITY
-from teams.audit import audit_record
-from teams.models import Team
 
-from .. import quotas
 from ..errors import ValidationFailed
 from ..models import Dataset, EvalReport, Job
-from ..runtime import job_enqueue_on_commit
 from .job_checks import runtime_errors
+from .jobs import job_insert
 
 MOST_PARENTS = 8
 COMBINABLE_METHODS = ("lora", "ia3")
@@ -147,41 +142,26 @@ def job_combine_create(
         "density": float(density) if combination in WITH_DENSITY else None,
     }
     shown = " + ".join(f"{w:g}×#{p.pk}" for p, w in zip(parents, recipe["weights"]))
-    with transaction.atomic():
-        locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # concurrent submissions queue here
-        if locked is None:
-            raise ValidationFailed("this team has been deleted", errors={"team": "deleted"})
-        if error := quotas.job_error(locked):
-            raise ValidationFailed(error, errors={"quota": error})
-        job = Job.objects.create(
-            team=team,
-            created_by=user,
-            name=(name or f"{combination}: {shown}")[:200],
-            # The first parent's data and settings: with no evaluation dataset, its held-out rows (same seed and
-            # share) are the rows the combination and every parent are measured on.
-            dataset=first.dataset,
-            eval_dataset=eval_dataset or first.eval_dataset,
-            base_model=first.base_model,
-            task=first.task,
-            method=first.method,
-            method_params=first.method_params,
-            params=first.params,
-            choices={"combine": f"{combination} of jobs {', '.join(f'#{p.pk}' for p in parents)}"},
-            text_column=first.text_column,
-            label_column=first.label_column,
-            input_column=first.input_column,
-            messages_column=first.messages_column,
-            template=first.template,
-            combine=recipe,
-            priority=priority,
-        )
-        audit_record(
-            team_id=team.pk,
-            user=user,
-            action="job.combine",
-            target=f"job {job.pk}",
-            combination=combination,
-            parents=recipe["parents"],
-        )
-        job_enqueue_on_commit(job.pk)
-    return job
+    return job_insert(
+        team=team,
+        user=user,
+        audit={"action": "job.combine", "combination": combination, "parents": recipe["parents"]},
+        name=(name or f"{combination}: {shown}")[:200],
+        # The first parent's data and settings: with no evaluation dataset, its held-out rows (same seed and
+        # share) are the rows the combination and every parent are measured on.
+        dataset=first.dataset,
+        eval_dataset=eval_dataset or first.eval_dataset,
+        base_model=first.base_model,
+        task=first.task,
+        method=first.method,
+        method_params=first.method_params,
+        params=first.params,
+        choices={"combine": f"{combination} of jobs {', '.join(f'#{p.pk}' for p in parents)}"},
+        text_column=first.text_column,
+        label_column=first.label_column,
+        input_column=first.input_column,
+        messages_column=first.messages_column,
+        template=first.template,
+        combine=recipe,
+        priority=priority,
+    )

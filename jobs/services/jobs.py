@@ -89,43 +89,42 @@ def job_create(
     extra = {field: given[field] if field in kept else "" for field in OPTIONAL_FIELDS}
     if extra["messages_column"]:
         text_column = label_column = extra["input_column"] = ""
+    return job_insert(
+        team=team,
+        user=user,
+        audit={"action": "job.create", "method": method, "task": task, "dataset": dataset.pk},
+        name=name[:200] or f"{method} on {dataset.name}",
+        dataset=dataset,
+        eval_dataset=eval_dataset,
+        base_model=base_model,
+        task=task,
+        method=method,
+        method_params=clean_method,
+        params=clean_params,
+        choices=choices,
+        text_column=text_column,
+        label_column=label_column,
+        **extra,
+        start_from=start_from,
+        start_mode=start_mode,
+        priority=priority,
+        time_limit_seconds=time_limit_seconds,
+        sweep=sweep,
+        group_column=group_column,
+        group_shared=bool(group_column) and group_shared,
+    )
+
+
+def job_insert(*, team, user, audit: dict, **fields) -> Job:
+    """The row of a checked job, written under the team's lock once its quota allows, audited and queued when the
+    transaction commits. Every kind of job (trained, combined, a sweep's) is created through here."""
     with transaction.atomic():
         locked = Team.objects.select_for_update().filter(pk=team.pk).first()  # concurrent submissions queue here
         if locked is None:
             raise ValidationFailed("this team has been deleted", errors={"team": "deleted"})
         if error := quotas.job_error(locked):
             raise ValidationFailed(error, errors={"quota": error})
-        job = Job.objects.create(
-            team=team,
-            created_by=user,
-            name=name[:200] or f"{method} on {dataset.name}",
-            dataset=dataset,
-            eval_dataset=eval_dataset,
-            base_model=base_model,
-            task=task,
-            method=method,
-            method_params=clean_method,
-            params=clean_params,
-            choices=choices,
-            text_column=text_column,
-            label_column=label_column,
-            **extra,
-            start_from=start_from,
-            start_mode=start_mode,
-            priority=priority,
-            time_limit_seconds=time_limit_seconds,
-            sweep=sweep,
-            group_column=group_column,
-            group_shared=bool(group_column) and group_shared,
-        )
-        audit_record(
-            team_id=team.pk,
-            user=user,
-            action="job.create",
-            target=f"job {job.pk}",
-            method=method,
-            task=task,
-            dataset=dataset.pk,
-        )
+        job = Job.objects.create(team=team, created_by=user, **fields)
+        audit_record(team_id=team.pk, user=user, target=f"job {job.pk}", **audit)
         job_enqueue_on_commit(job.pk)
     return job
