@@ -95,6 +95,7 @@ def studio_run(method: str, rows: int, seed: int, extra: list[str], workdir: Pat
         "params": {k: report["params"][k] for k in ("epochs", "batch_size", "max_length", "learning_rate")},
         "warnings": [w["kind"] for w in report.get("warnings", [])],
         "per_epoch": [e["metrics"]["accuracy"] for e in events if e.get("event") == "eval" and e["epoch"]],
+        "density": report.get("activation_density"),  # with --param measure_density=true or density_loss=W
     }
 
 

@@ -28,6 +28,8 @@ METRICS = (
     ("exact_match", "exact match", True),
     ("answer_match", "final answer right", True),
     ("answer_format", "final answer stated", True),
+    ("reward_accuracy", "pairs ranked right", True),
+    ("reward_margin", "reward margin", True),
     ("perplexity", "perplexity", False),
     ("eval_loss", "eval loss", False),
 )

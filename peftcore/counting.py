@@ -68,7 +68,7 @@ def count_on_meta(
         auto = transformers.AutoModelForCausalLM
     else:  # an unknown task is counted as the default (first) one, as it always was
         auto = getattr(transformers, get_task(task if task in TASKS else next(iter(TASKS))).auto_class)
-    with torch.device("meta"):
+    with torch.device("cpu" if method.needs_weight_values else "meta"):
         model = auto.from_config(config)
         new_modules = [] if causal_lm else _new_modules(model, checkpoint_keys)
         head = sum(p.numel() for n, p in model.named_parameters() if n.startswith(tuple(f"{m}." for m in new_modules)))

@@ -59,6 +59,10 @@ class Run:
     clock: tuple[float, float] = (0.0, 0.0)  # (monotonic time the loop started, train seconds before it)
     last_checkpoint: tuple[int, float] = (0, 0.0)  # (step, monotonic time)
     probe: dict | None = None  # the head's linear probe before the first step (probe.py), for the report
+    density: Any = None  # density.DensityMeter when the density loss is on or the density is reported
+    # Losses on each micro-batch's forward pass (DEFT's density, BA-LoRA's regularisers): start(chunk) before the
+    # task's forward pass, penalty(chunk) after it; remove() when training ends.
+    regularisers: list = field(default_factory=list)
 
 
 def make_optimizer(
@@ -93,7 +97,10 @@ def score(metrics: dict) -> list[float]:
     loss = metrics.get("eval_loss")
     # finite even without a loss: a checkpoint's JSON stores it (json_safe would turn -inf into null)
     loss = -loss if isinstance(loss, (int, float)) and math.isfinite(loss) else -1e30
-    return [metrics["accuracy"], loss] if "accuracy" in metrics else [loss]
+    for key in ("accuracy", "reward_accuracy"):  # preference tuning: the share of pairs ranked right
+        if key in metrics:
+            return [metrics[key], loss]
+    return [loss]
 
 
 def stop_point(stop: Callable[[], bool]) -> None:
@@ -329,7 +336,11 @@ def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
         chunk = {key: tensor.to(run.device) for key, tensor in chunk.items()}
         _inject_out_of_memory(len(chunk["input_ids"]))
         with devices.autocast(run.device, run.precision):
+            for regulariser in run.regularisers:
+                regulariser.start(chunk)
             loss = runner.summed_loss(model, chunk) / units
+            for regulariser in run.regularisers:  # a batch mean: each micro-batch's share by its rows
+                loss = loss + regulariser.penalty(chunk) * len(chunk["input_ids"]) / len(features)
         loss.backward()
         value += loss.item()
     extra_loss = run.spec.method.extra_loss

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints, combine_run, defaults, devices, distributed, quantize
+from . import checkpoints, combine_run, defaults, density, devices, distributed, quantize, run_options
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
@@ -234,6 +234,8 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     runner.refuse(rows.train, train_features, "training")
     runner.refuse(rows.eval, eval_features, "evaluation")
     stop_point(stop)
+    if job.method.data_init is not None and state is None and not job.start_from and not job.combine:
+        run_options.data_init(job, model, runner, train_features, sink, device)
 
     head = _head_parameters(model, new_modules)
     # An adapter a job starts from brings a trained head: no rate of its own then.
@@ -286,12 +288,15 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             "choices": job.choices,
         }
     )
+    run_options.add_regularisers(run, task, new_modules)
     if state:
         resume(run, state)
     else:
         if params.get("baseline_eval", True):
             phase(sink, "measuring the untrained model")
             baseline(run)
+        if run.density is not None:
+            run.progress.baseline["density"] = density.measure(run.density, model, runner, eval_features, device)
         # A new head only (an adapter a job starts from brings a trained one; a combination trains nothing).
         if task.has_labels and params.get("probe_head") and new_modules and not job.start_from:
             phase(sink, f"fitting the new head to {len(train_features):,} rows' features (linear probe)")
@@ -369,6 +374,16 @@ def _finish(run: Run) -> FitResult:
     report = build_report(run, metrics)
     if run.probe:
         report["head_probe"] = run.probe
+    if run.density is not None:
+        report["activation_density"] = {
+            "before": run.progress.baseline.get("density"),
+            "after": density.measure(run.density, run.model, run.runner, run.eval_features, run.device),
+            "loss_weight": run.spec.params.get("density_loss") or 0.0,
+            "layers": len(run.density.modules),
+        }
+        run.density.remove()  # the saved adapter and the returned model carry no hooks
+    for regulariser in run.regularisers:
+        regulariser.remove()
     if parents is not None:
         report["combination"] = combine_run.report_section(run, parents)
     phase(run.sink, "saving the adapter")

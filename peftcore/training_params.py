@@ -157,6 +157,35 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "(docs/benchmarks.md).",
     ),
     Param(
+        "density_loss",
+        "float",
+        0.0,
+        min=0.0,
+        max=10.0,
+        label="Activation density loss (DEFT)",
+        help="Adds a loss that makes fewer feed-forward units fire (DEFT, arxiv.org/abs/2402.01911), for cheaper "
+        "inference on sparsity-aware hardware; the report shows the share that fire before and after training. "
+        "0 is off; 0.1 to 1 is the useful range, higher trades accuracy for sparsity.",
+    ),
+    Param(
+        "measure_density",
+        "bool",
+        False,
+        label="Report activation density",
+        help="Measure the share of feed-forward units that fire, before and after training, without the density "
+        "loss (on whenever the loss is).",
+    ),
+    Param(
+        "dpo_beta",
+        "float",
+        0.1,
+        min=0.001,
+        max=10.0,
+        label="DPO beta",
+        help="Preference tuning only: how strongly the model is held near the untouched one while it learns to "
+        "prefer the chosen answers; lower moves further. 0.1 is the usual value.",
+    ),
+    Param(
         "precision",
         "choice",
         "auto",

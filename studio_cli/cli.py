@@ -87,9 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dataset", type=int, required=True, help="dataset id (`datasets` lists them)")
     submit.add_argument("--method", required=True, help="PEFT method name (`methods` lists them)")
     submit.add_argument("--model", type=int, help="base model id (`models`); may be left out when there is one")
-    submit.add_argument("--task", help="text-classification (default), sft or seq2seq")
+    submit.add_argument("--task", help="text-classification (default), sft, seq2seq or preference (DPO)")
     submit.add_argument("--text-column")
     submit.add_argument("--label-column")
+    submit.add_argument(
+        "--input-column", help="sft: a column appended to the prompt; preference: the rejected response column"
+    )
     submit.add_argument(
         "--param",
         type=key_value,

@@ -236,6 +236,21 @@ def make_review_answer_file(path: Path, rows: int = 96) -> Path:
     return path
 
 
+def make_preference_file(path: Path, rows: int = 96) -> Path:
+    """JSONL rows {review, chosen, rejected}: the review's words give away the right answer ("positive" or
+    "negative"), chosen is it and rejected the other, so a tiny model learns to rank them in a few epochs."""
+    rng, lines = random.Random(1), []
+    for i in range(rows):
+        answer, other = ("positive", "negative") if i % 2 else ("negative", "positive")
+        words = rng.sample(REVIEW_WORDS[answer], 2)
+        record = {"review": f"the film was {words[0]} and {words[1]}", "chosen": answer, "rejected": other}
+        lines.append(json.dumps(record))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def store_adapter(job, folder: Path):
     """Zip an adapter folder into the blob store as the job's adapter Artifact (what the runner does)."""
     import io

@@ -157,6 +157,8 @@ class JobForm(forms.Form):
         models = models.filter(pk__in=[m.pk for m in usable]) if usable else models
         self.fields["base_model"].queryset = models
         self.fields["base_model"].label_from_instance = _model_label
+        if task_spec.input_role is not None:  # the task's own third column (preference: the rejected answer)
+            self.fields["input_column"].label, self.fields["input_column"].help_text = task_spec.input_role
         # The form shows the optional fields the task reads (SFT: input, messages, template).
         self.task_fields = [self[name] for name in task_spec.fields]
         messages = "messages_column" in task_spec.fields  # it can replace the two columns, which may stay empty
@@ -167,7 +169,9 @@ class JobForm(forms.Form):
         none = [("", "none")] if messages else []
         self.fields["text_column"].choices = none + columns
         self.fields["label_column"].choices = none + columns
-        self.fields["input_column"].choices = [("", "none")] + columns
+        self.fields["input_column"].choices = ([] if task_spec.input_role else [("", "none")]) + columns
+        if task_spec.input_role and self.initial.get("input_column") not in names:
+            self.initial["input_column"] = _guess(names, ("rejected", "dispreferred", "worse"))
         self.fields["messages_column"].choices = [("", "none")] + columns
         self.fields["group_column"].choices = [("", "none: one adapter for all rows")] + [
             (c, c) for c in (dataset.columns if dataset else [])

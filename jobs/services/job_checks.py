@@ -42,7 +42,9 @@ def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None
         wanted = {"messages_column": "messages"}
     else:
         wanted = {"text_column": first, "label_column": second}
-        if "input_column" in task.fields and columns.get("input_column"):
+        if task.input_role is not None:  # a third column the task needs (preference tuning's rejected answer)
+            wanted["input_column"] = task.input_role[0].removesuffix(" column").lower()
+        elif "input_column" in task.fields and columns.get("input_column"):
             wanted["input_column"] = "input"
     for field, what in wanted.items():
         _check_column(errors, field, columns.get(field) or "", dataset, what, paths=task.column_paths)
@@ -52,6 +54,13 @@ def _column_errors(*, task: Task, dataset: Dataset, eval_dataset: Dataset | None
         and columns["text_column"] == columns.get("label_column")
     ):
         errors["label_column"] = f"the {second} column must differ from the {first} column"
+    if task.input_role is not None and columns.get("input_column") in (
+        columns.get("text_column"),
+        columns.get("label_column"),
+    ):
+        errors["input_column"] = (
+            f"the {wanted['input_column']} column must differ from the {first} and {second} columns"
+        )
     if "template" in task.fields:
         try:
             check_template(columns.get("template") or AUTO_TEMPLATE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..schema import Param
-from ..tasks import ALL_TASKS
+from ..tasks import TASKS_WITHOUT_REFERENCE
 from . import Method, register
 from ._common import MethodBuildError
 
@@ -51,7 +51,7 @@ METHOD = register(
         "layers stay exactly as they were.",
         paper="https://arxiv.org/abs/2310.12100",
         params=PARAMS,
-        tasks=ALL_TASKS,
+        tasks=TASKS_WITHOUT_REFERENCE,
         recommended_learning_rate=1e-2,  # bench/sweep.py on SST-2: better than 1e-3 and 3e-3 (docs/benchmarks.md)
         can_merge=False,  # x + U D x is a per-token linear map on the embedding output, not foldable into a lookup
         build=build,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..tasks import ALL_TASKS
+from ..tasks import TASKS_WITHOUT_REFERENCE
 from . import Method, register
 from ._common import MethodBuildError
 
@@ -30,7 +30,7 @@ METHOD = register(
         "surprisingly strong.",
         paper="https://arxiv.org/abs/2106.10199",
         params=(),
-        tasks=ALL_TASKS,
+        tasks=TASKS_WITHOUT_REFERENCE,
         recommended_learning_rate=1e-2,
         can_merge=True,  # the trained biases simply replace the base ones
         build=build,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from ..schema import Param
-from ..tasks import ALL_TASKS
+from ..tasks import TASKS_WITHOUT_REFERENCE
 from . import Method, register
 from ._common import MethodBuildError
 from ._placement import PlacementError, output_regex, placement_params
@@ -74,7 +74,7 @@ METHOD = register(
         "percent or so of the model's weights.",
         paper="https://arxiv.org/abs/1902.00751",
         params=PARAMS,
-        tasks=ALL_TASKS,
+        tasks=TASKS_WITHOUT_REFERENCE,
         recommended_learning_rate=1e-3,
         can_merge=False,  # the nonlinearity keeps the adapter from folding into the base weights
         build=build,

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from ..schema import Param
-from ..tasks import ALL_TASKS
+from ..tasks import TASKS_WITHOUT_REFERENCE
 from . import Method, register
 from ._common import MethodBuildError
 from ._placement import PlacementError, block_regex, num_layers
@@ -46,7 +46,7 @@ METHOD = register(
         description="Trains only the last few blocks of the model and the head; a classic, simple reference.",
         paper="https://arxiv.org/abs/1411.1792",
         params=PARAMS,
-        tasks=ALL_TASKS,
+        tasks=TASKS_WITHOUT_REFERENCE,
         recommended_learning_rate=1e-4,
         can_merge=False,
         build=build,

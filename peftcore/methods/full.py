@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..tasks import ALL_TASKS
+from ..tasks import TASKS_WITHOUT_REFERENCE
 from . import Method, register
 
 
@@ -21,7 +21,7 @@ METHOD = register(
         description="Trains every weight of the model: the reference for quality, but the largest and slowest.",
         paper="https://arxiv.org/abs/1810.04805",
         params=(),
-        tasks=ALL_TASKS,
+        tasks=TASKS_WITHOUT_REFERENCE,
         recommended_learning_rate=5e-5,
         can_merge=False,  # it is the whole model, saved as one
         build=build,

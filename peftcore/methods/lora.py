@@ -58,11 +58,13 @@ PARAMS = (
         "init",
         "choice",
         "default",
-        choices=("default", "pissa", "olora"),
+        choices=("default", "pissa", "olora", "eva"),
         label="Initialisation",
         help="How the update starts: 'default' starts at zero; 'pissa' (arxiv.org/abs/2404.02948) and 'olora' "
         "(arxiv.org/abs/2406.01775) start from the weight's main directions, which can learn faster. These two "
-        "change the base weights in memory, so the adapter needs the exact same base model.",
+        "change the base weights in memory, so the adapter needs the exact same base model. 'eva' "
+        "(arxiv.org/abs/2410.07170) starts the down-projection from the main directions of your training rows' "
+        "own activations (a few batches are read before the first step).",
     ),
     Param(
         "use_kasa",
@@ -73,6 +75,26 @@ PARAMS = (
         "least important directions and learns the update in singular-value form, with the paper's two "
         "regularisers added to the loss. Changes the base weights in memory, so the adapter needs the exact "
         "same base model. Not together with DoRA.",
+    ),
+    *(
+        Param(
+            key,
+            "float",
+            0.0,
+            min=0.0,
+            max=100.0,
+            label=label,
+            help=f"BA-LoRA (arxiv.org/abs/2408.04556), text classification: {what} 0 is off.",
+        )
+        for key, label, what in (
+            (
+                "ba_consistency",
+                "BA-LoRA consistency",
+                "keeps the features close to the untouched model's (one more forward pass per batch). Try 1.",
+            ),
+            ("ba_diversity", "BA-LoRA diversity", "keeps feature dimensions from collapsing onto each other. Try 0.1."),
+            ("ba_svd", "BA-LoRA SVD", "favours a few strong feature directions over many noisy ones. Try 0.1."),
+        )
     ),
     # All linear layers of each block: query and value alone (peft's BERT default) leave two thirds of the
     # block's matrices untouched and measured worse (docs/benchmarks.md).
@@ -89,7 +111,7 @@ def auto_alpha(params: dict, rank_key: str = "r", alpha_key: str = "lora_alpha")
     return {alpha_key: (2 * rank, f"twice the rank ({rank}), so the update's scale stays the same at any rank")}
 
 
-_INIT = {"default": True, "pissa": "pissa", "olora": "olora"}
+_INIT = {"default": True, "pissa": "pissa", "olora": "olora", "eva": "eva"}
 
 
 def _kasa_loss(model):
@@ -101,6 +123,8 @@ def _kasa_loss(model):
 
 def _options(params: dict, model, total_steps) -> dict:
     kasa = None
+    from peft import EvaConfig
+
     if params.get("use_kasa"):
         if params.get("use_dora"):
             raise MethodBuildError("LoRA: KaSA and DoRA cannot be combined; switch one of them off")
@@ -115,7 +139,19 @@ def _options(params: dict, model, total_steps) -> dict:
         use_dora=params.get("use_dora", False),
         use_rslora=params.get("use_rslora", False),
         init_lora_weights=_INIT[params.get("init", "default")],
+        # rho 1: every layer keeps rank r (EVA may otherwise move rank between layers, and the trainable count
+        # shown before the run would no longer hold)
+        eva_config=EvaConfig(rho=1.0) if params.get("init") == "eva" else None,
     )
+
+
+def _data_init(model, params: dict, batches) -> None:
+    """EVA: the down-projections from the SVD of the training rows' activations at each adapted layer."""
+    if params.get("init") != "eva":
+        return
+    from peft import initialize_lora_eva_weights
+
+    initialize_lora_eva_weights(model, dataloader=batches, show_progress_bar=False)
 
 
 METHOD = register(
@@ -135,5 +171,6 @@ METHOD = register(
         extra_loss=_kasa_loss,
         auto=auto_alpha,
         quantized_base=True,
+        data_init=_data_init,
     )
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..tasks import ALL_TASKS
+from ..tasks import TASKS_WITHOUT_REFERENCE
 from . import Method, register
 from ._common import MethodBuildError
 from ._placement import PlacementError, output_regex, placement_params
@@ -40,7 +40,7 @@ METHOD = register(
         "fewer weights than full fine-tuning.",
         paper="https://arxiv.org/abs/2402.15179",
         params=PARAMS,
-        tasks=ALL_TASKS,
+        tasks=TASKS_WITHOUT_REFERENCE,
         recommended_learning_rate=1e-2,
         can_merge=True,  # scale and bias fold into the edited layer's weight and bias
         build=build,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from ..schema import Param
-from ..tasks import ALL_TASKS
+from ..tasks import TASKS_WITHOUT_REFERENCE
 from . import Method, register
 from ._common import MethodBuildError
 from ._placement import PlacementError, output_regex, placement_params
@@ -96,7 +96,7 @@ METHOD = register(
         "leaves the rest frozen; can be merged into the model afterwards.",
         paper="https://arxiv.org/abs/2412.06289",
         params=PARAMS,
-        tasks=ALL_TASKS,
+        tasks=TASKS_WITHOUT_REFERENCE,
         recommended_learning_rate=1e-3,
         can_merge=True,  # the trained columns are written back into the base weights (merge_s2ft)
         build=build,

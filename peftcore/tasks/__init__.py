@@ -19,6 +19,7 @@ __all__ = [
     "SEQ2SEQ",
     "SFT",
     "TASKS",
+    "TASKS_WITHOUT_REFERENCE",
     "TASK_NAMES",
     "TEXT_CLASSIFICATION",
     "Predictor",
@@ -83,6 +84,9 @@ _TASKS.discover(__name__, __path__, first=("text_classification", "sft", "seq2se
 TEXT_CLASSIFICATION, SFT, SEQ2SEQ = "text-classification", "sft", "seq2seq"
 TASKS: dict[str, str] = {t.id: t.description for t in all_tasks()}
 ALL_TASKS = tuple(TASKS)
+# The tasks a method without a peft adapter can train: a task whose loss compares with the untouched model
+# (preference tuning) gets it by switching the adapter off, which only a peft adapter can.
+TASKS_WITHOUT_REFERENCE = tuple(t.id for t in all_tasks() if not t.reference_by_disabling_adapter)
 TASK_NAMES: dict[str, str] = {t.id: t.name for t in all_tasks()}
 COLUMN_ROLES: dict[str, tuple[str, str]] = {t.id: t.column_roles for t in all_tasks()}
 GENERATION_TASKS = frozenset(t.id for t in all_tasks() if t.generative)

@@ -61,6 +61,10 @@ class Task:
     has_labels: ClassVar[bool] = False  # a label set read from the data: labels.json, a new classifier head
     fields: ClassVar[tuple[str, ...]] = ()  # the OPTIONAL_FIELDS it reads
     column_paths: ClassVar[bool] = False  # columns may be paths into nested cells (instances[0].output)
+    # The third column's role when the task reads input_column as one ((label, help) for the form), else None.
+    input_role: ClassVar[tuple[str, str] | None] = None
+    # The loss compares with the untouched model, obtained by switching a peft adapter off (DPO's reference).
+    reference_by_disabling_adapter: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]] = ()  # the final evaluation's metrics (the report adds train_loss)
     peft_type: ClassVar[str]  # the peft.TaskType member its adapters are built for
     auto_class: ClassVar[str]  # the transformers class its model loads with

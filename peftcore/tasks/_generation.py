@@ -224,6 +224,12 @@ class GenerationRunner(Runner):
         metrics = {"eval_loss": loss, "perplexity": math.exp(min(loss, MAX_LOSS_FOR_PERPLEXITY))}
         if not final:
             return {"metrics": metrics, "report": {}}
+        scores, report = self.generation_samples(model, rows)
+        return {"metrics": {**metrics, **scores}, "report": report}
+
+    def generation_samples(self, model, rows: Sequence[SftExample]) -> tuple[dict, dict]:
+        """(scores, report part): greedy generations for the first GENERATION_ROWS rows, scored against their
+        references with ROUGE-L, BLEU and exact match; the report lists them best first."""
         sample = list(rows[:GENERATION_ROWS])
         references = [self.reference(e) for e in sample]
         longest = max(len(self.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
@@ -231,7 +237,6 @@ class GenerationRunner(Runner):
         generations = self.generate(model, [self.prompt(e) for e in sample], max_new_tokens)
         scores, rouge = generation_metrics(generations, references)
         pattern = scores.pop("answer_pattern", None)  # a string: the report's, not a metric
-        metrics.update(scores)
         samples = sorted(
             (
                 {
@@ -245,14 +250,11 @@ class GenerationRunner(Runner):
             ),
             key=lambda s: (-s["rouge_l"], s["row"]),
         )  # best first; the page shows the worst from the end
-        return {
-            "metrics": metrics,
-            "report": {
-                "samples": samples,
-                "generated_rows": len(sample),
-                "max_new_tokens": max_new_tokens,
-                **({"answer_pattern": pattern} if pattern else {}),
-            },
+        return scores, {
+            "samples": samples,
+            "generated_rows": len(sample),
+            "max_new_tokens": max_new_tokens,
+            **({"answer_pattern": pattern} if pattern else {}),
         }
 
 

@@ -41,6 +41,7 @@ def submit(args) -> int:
                 ("task", args.task),
                 ("text_column", args.text_column),
                 ("label_column", args.label_column),
+                ("input_column", args.input_column),
                 ("name", args.name),
                 ("priority", args.priority),
                 ("group_column", args.group_column),

@@ -29,6 +29,7 @@ CASES = [(m.name, {}) for m in all_methods()] + [
     ("lora", {"init": "pissa"}),
     ("lora", {"init": "olora", "use_rslora": True}),
     ("lora", {"use_kasa": True}),
+    ("lora", {"init": "eva"}),
     ("lora", {"placement": "ffn", "layers": "last 1"}),
     ("loha", {"placement": "both", "layers": "0"}),
     ("red", {"placement": "both", "layers": "last 1"}),

@@ -136,6 +136,9 @@ def test_training_params_match_the_interface():
         "gradient_checkpointing",
         "baseline_eval",
         "probe_head",
+        "density_loss",
+        "measure_density",
+        "dpo_beta",
         "precision",
         "quantize",
         "weight_decay",
@@ -145,6 +148,7 @@ def test_training_params_match_the_interface():
     assert (by_name["quantize"].default, by_name["quantize"].choices) == ("none", ("none", "4bit"))
     assert by_name["baseline_eval"].default is True
     assert by_name["probe_head"].default is False  # measured worse on SST-2 (docs/benchmarks.md)
+    assert by_name["density_loss"].default == 0.0 and by_name["measure_density"].default is False  # DEFT: opt-in
     assert (by_name["epochs"].default, by_name["epochs"].min, by_name["epochs"].max) == (None, 1, 100)
     # left empty, these are chosen from the data (peftcore/defaults.py), with the reason
     for name in ("epochs", "learning_rate", "head_learning_rate", "batch_size", "max_length", "eval_fraction"):

@@ -18,7 +18,7 @@ from peftcore.events import ListSink
 from peftcore.predict import adapter_task, load_predictor, predict
 from peftcore.tasks import OPTIONAL_FIELDS, all_tasks, get_task
 from peftcore.train import fit
-from tests.tiny_models import make_review_answer_file, make_sentiment_file
+from tests.tiny_models import make_preference_file, make_review_answer_file, make_sentiment_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +43,12 @@ ROWS = {
         lambda path: make_review_answer_file(path.with_suffix(".jsonl")),
         {"text_column": "review", "label_column": "answer", "template": "alpaca"},
         {"template": "alpaca"},
+    ),
+    "preference": Row(
+        "llama",
+        lambda path: make_preference_file(path.with_suffix(".jsonl")),
+        {"text_column": "review", "label_column": "chosen", "input_column": "rejected", "template": "alpaca"},
+        {"template": "alpaca", "beta": 0.1},
     ),
     "seq2seq": Row(
         "t5",

@@ -14,16 +14,10 @@ from jobs.profiles import count_tokens as worker_count
 from jobs.services import base_model_register
 from jobs.workspace import build_spec
 from tests.conftest import SHARED_DATA
-from tests.tiny_models import make_tiny_llama, make_tiny_t5
+from tests.tiny_models import make_tiny_t5
 from tests.webapp.test_api import upload
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def tiny_llama(db):
-    make_tiny_llama(settings.MODEL_ROOT / "tiny-llama")
-    return base_model_register(name="tiny random Llama", source="local:tiny-llama")
 
 
 @pytest.fixture

@@ -80,14 +80,18 @@ class JobIn(Schema):
     eval_dataset: int | None = None
     base_model: int
     method: str
-    task: str = Field("text-classification", description="text-classification, sft or seq2seq")
+    task: str = Field("text-classification", description="text-classification, sft, seq2seq or preference (DPO)")
     text_column: str = Field(
         "",
         description="the text (classification), prompt (sft; a path such as "
         "instances[0].output may reach into nested JSON) or input (seq2seq) column",
     )
-    label_column: str = Field("", description="the label, response (sft) or target (seq2seq) column")
-    input_column: str = Field("", description="sft: an optional column appended to the prompt")
+    label_column: str = Field(
+        "", description="the label, response (sft), target (seq2seq) or chosen response (preference) column"
+    )
+    input_column: str = Field(
+        "", description="sft: an optional column appended to the prompt; preference: the rejected response column"
+    )
     messages_column: str = Field(
         "", description="sft: a column of chat messages [{role, content}], instead of text_column and label_column"
     )

@@ -1,0 +1,80 @@
+"""The seed papers' training options on SST-2, each against the same run without it: LoRA at the form's defaults
+(a seeded cut of the training file), then the same with each variant's settings, scored on all 872 dev rows.
+Every run also measures the share of feed-forward units that fire on the dev rows before and after training
+(peftcore/density.py), so DEFT's density loss can be read against the others.
+
+    .venv/bin/python bench/options.py [--rows 500] [--seed 42] [--method lora] [--docs]
+        [--variant "LABEL=KEY=VALUE,KEY=VALUE" ...]
+
+Default variants: DEFT's density loss at 0.3 and 1 (`density_loss`), BA-LoRA's three regularisers together
+(`ba_consistency=1,ba_diversity=0.1,ba_svd=0.1`). --docs writes the table into docs/benchmarks.md between its
+"options" markers.
+"""
+
+import argparse
+import datetime
+import tempfile
+from pathlib import Path
+
+from bench_docs import write_between
+from quality import DATA, studio_run, wilson
+
+MARKERS = ("<!-- options:start -->", "<!-- options:end -->")
+DEV_ROWS = 872
+VARIANTS = (
+    "DEFT density loss 0.3=density_loss=0.3",
+    "DEFT density loss 1=density_loss=1",
+    "BA-LoRA regularisers=ba_consistency=1,ba_diversity=0.1,ba_svd=0.1",
+)
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    label, _, settings = text.partition("=")
+    return label.strip(), [item.strip() for item in settings.split(",") if item.strip()]
+
+
+def row(label: str, settings: list[str], result: dict) -> str:
+    shown = ", ".join(f"`{s}`" for s in settings) or "(form defaults)"
+    if "error" in result:
+        return f"| {label} | {shown} | failed: {result['error'][:120]} | | | |"
+    low, high = wilson(result["accuracy"], DEV_ROWS)
+    density = result["density"] or {}
+    before, after = density.get("before"), density.get("after")
+    return (
+        f"| {label} | {shown} | {result['accuracy']:.1%} [{low:.1%}, {high:.1%}] | {before:.1%} | {after:.1%} "
+        f"| {result['seconds'] / 60:.1f} min |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--method", default="lora")
+    parser.add_argument("--variant", action="append", help='"LABEL=KEY=VALUE,KEY=VALUE" (repeatable)')
+    parser.add_argument("--docs", action="store_true")
+    args = parser.parse_args()
+    variants = [("without", [])] + [parse_variant(v) for v in args.variant or VARIANTS]
+    files = (DATA / "train.tsv", DATA / "dev.tsv")
+    lines = [
+        f"Run {datetime.date.today().isoformat()}, `bench/options.py --rows {args.rows} --seed {args.seed} --method "
+        f"{args.method}`: {args.method} at the form's defaults otherwise, {args.rows:,} training rows; dev accuracy "
+        "[95% interval], share of feed-forward units firing on the dev rows before and after training.",
+        "",
+        "| variant | settings | dev accuracy | firing before | firing after | training time |",
+        "|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as work:
+        for number, (label, settings) in enumerate(variants):
+            extra = ["measure_density=true", *settings]
+            result = studio_run(args.method, args.rows, args.seed, extra, Path(work) / str(number), files)
+            lines.append(row(label, settings, result))
+            print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.docs:
+        write_between(MARKERS, text)
+
+
+if __name__ == "__main__":
+    main()

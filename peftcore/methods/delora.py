@@ -1,0 +1,37 @@
+"""DeLoRA: a normalised low-rank update with a learned bound on its size (Bini et al., 2025), through peft."""
+
+from __future__ import annotations
+
+from ..schema import Param
+from ._catalogue import tuner
+
+PARAMS = (
+    Param("r", "int", 8, min=1, max=256, label="Rank", help="The rank of each layer's update, as in LoRA."),
+    Param(
+        "delora_lambda",
+        "int",
+        15,
+        min=1,
+        max=1000,
+        label="Boundary",
+        help="The starting bound on the update's size (it is learned); the normalisation makes training robust to "
+        "the learning rate.",
+    ),
+)
+
+
+def _options(params: dict, model, total_steps) -> dict:
+    return dict(r=params["r"], delora_lambda=params["delora_lambda"])
+
+
+METHOD = tuner(
+    "delora",
+    "DeLoRA",
+    "DeloraConfig",
+    description="LoRA with each update normalised and its size bounded: steadier when the rate is off.",
+    paper="https://arxiv.org/abs/2503.18225",
+    params=PARAMS,
+    options=_options,
+    learning_rate=1e-3,
+    linear_layers_only=True,
+)

@@ -1,0 +1,50 @@
+"""MiSS (formerly Bone): one shared small matrix per layer, expanded over the weight's blocks (Kang & Yin, 2024),
+through peft."""
+
+from __future__ import annotations
+
+from ..schema import Param
+from ._catalogue import tuner
+
+PARAMS = (
+    Param(
+        "r",
+        "int",
+        8,
+        min=2,
+        max=256,
+        label="Rank",
+        help="The size of the shared block (an even number that divides the layers' sizes): about r x the "
+        "layer's input size weights per layer.",
+    ),
+    Param(
+        "miss_dropout",
+        "float",
+        0.0,
+        min=0.0,
+        max=0.9,
+        label="Dropout",
+        help="Randomly switches off part of the input to the update while training.",
+    ),
+)
+
+
+def _options(params: dict, model, total_steps) -> dict:
+    from ._common import MethodBuildError
+
+    if params["r"] % 2:
+        raise MethodBuildError("MiSS: the rank must be an even number")
+    return dict(r=params["r"], miss_dropout=params["miss_dropout"])
+
+
+METHOD = tuner(
+    "miss",
+    "MiSS",
+    "MissConfig",
+    description="Learns one small shared block per layer, tiled over the weight: LoRA's budget, faster to train.",
+    paper="https://arxiv.org/abs/2409.15371",
+    params=PARAMS,
+    options=_options,
+    learning_rate=1e-3,
+    linear_layers_only=True,
+)

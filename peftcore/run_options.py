@@ -1,0 +1,45 @@
+"""What a run adds beyond its method's build, before the first step: a method's initialisation from the
+training rows (LoRA's EVA) and the batch regularisers (DEFT's density loss for any method, BA-LoRA's for LoRA)
+that the training loop adds to each micro-batch's loss (loop.Run.regularisers)."""
+
+from __future__ import annotations
+
+from . import ba_lora, density
+from .errors import BAD_PARAMS, TrainingError
+from .events import EventSink, phase
+from .loop import Run
+from .spec import TrainSpec
+from .tasks import Task
+
+# Training batches a data-driven initialisation reads (EVA stops early once the directions settle).
+DATA_INIT_BATCHES = 16
+
+
+def data_init(job: TrainSpec, model, runner, features: list, sink: EventSink, device) -> None:
+    """The method's initialisation from the training rows (LoRA's EVA), on up to DATA_INIT_BATCHES batches."""
+    size = job.params["batch_size"]
+    batches = [
+        # inputs only: without labels, EVA reads every real token's activations (the attention mask)
+        {k: v.to(device) for k, v in runner.collate(features[i : i + size]).items() if k != "labels"}
+        for i in range(0, min(len(features), size * DATA_INIT_BATCHES), size)
+    ]
+    phase(sink, f"initialising {job.method.label} from {min(len(features), size * DATA_INIT_BATCHES):,} training rows")
+    try:
+        job.method.data_init(model, job.method_params, batches)
+    except (ValueError, RuntimeError) as exc:
+        raise TrainingError(BAD_PARAMS, f"{job.method.label}: initialising from the data failed: {exc}") from exc
+
+
+def add_regularisers(run: Run, task: Task, new_modules) -> None:
+    """DEFT's density loss (any method) and BA-LoRA's regularisers (LoRA's options, classification)."""
+    params, method_params = run.spec.params, run.spec.method_params
+    try:
+        if params.get("density_loss") or params.get("measure_density"):
+            run.density = density.DensityMeter(run.model)
+            if params.get("density_loss"):
+                run.regularisers.append(density.DensityLoss(run.density, params["density_loss"]))
+        bias = ba_lora.regulariser(run.model, method_params, new_modules, task.has_labels)
+    except ValueError as exc:
+        raise TrainingError(BAD_PARAMS, str(exc)) from exc
+    if bias is not None:
+        run.regularisers.append(bias)

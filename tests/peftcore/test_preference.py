@@ -1,0 +1,124 @@
+"""Preference tuning (DPO, peftcore/tasks/preference.py) on a tiny Llama: the loss is trl's DPOTrainer's on the same
+pair, a run learns to rank the chosen answer above the rejected one, and bad rows or methods are refused with
+the reason before anything trains."""
+
+import json
+
+import pytest
+import torch
+
+from peftcore.errors import BAD_DATA, BAD_PARAMS, TrainingError
+from peftcore.events import ListSink
+from peftcore.methods import all_methods
+from peftcore.tasks import TASKS_WITHOUT_REFERENCE, get_task
+from peftcore.tasks.preference import dpo_loss
+from peftcore.train import fit, run
+from tests.tiny_models import make_preference_file
+
+
+def _spec(model, data, out, **more) -> dict:
+    return {
+        "task": "preference",
+        "model_path": str(model),
+        "method": "lora",
+        "train_file": str(data),
+        "output_dir": str(out),
+        "metadata": {"base_model": "local:tiny"},
+        "text_column": "review",
+        "label_column": "chosen",
+        "input_column": "rejected",
+        "template": "alpaca",
+        "params": {"epochs": 4, "batch_size": 8, "max_length": 48, "learning_rate": 1e-2},
+        **more,
+    }
+
+
+def test_the_loss_is_trls_dpo_loss_on_the_same_pair(tiny_shape, tmp_path):
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    folder = tiny_shape("llama")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.eos_token = tokenizer.eos_token or "[SEP]"  # trl appends it to every answer
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(folder), config)
+    with torch.no_grad():  # a trained-looking adapter, so policy and reference differ
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    pairs = {
+        "prompt": ["the film was great and", "a dull film"],
+        "chosen": [" positive", " negative"],
+        "rejected": [" negative", " positive"],
+    }
+    args = DPOConfig(output_dir=str(tmp_path), beta=0.1, per_device_train_batch_size=2, report_to=[], use_cpu=True)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_dict(pairs), processing_class=tokenizer)
+    with torch.no_grad():  # trl copies a given adapter as its reference ("ref"); zeroed, it is the untouched model
+        for name, parameter in trainer.model.named_parameters():
+            if "lora_B.ref" in name:
+                parameter.zero_()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    trainer.model.eval()
+    with torch.no_grad():
+        theirs = float(trainer.compute_loss(trainer.model, batch))
+        runner = get_task("preference").runner(tokenizer=tokenizer, options={"beta": 0.1})
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        ours_batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
+        chosen, rejected = runner.rewards(trainer.model, ours_batch)
+        ours = float(dpo_loss(chosen, rejected).mean())
+    assert abs(theirs - 0.6931) > 1e-3  # not the untrained value: the comparison means something
+    assert ours == pytest.approx(theirs, abs=1e-5)
+
+
+def test_a_run_learns_to_rank_the_chosen_answer_first(tiny_shape, tmp_path):
+    data = make_preference_file(tmp_path / "pairs.jsonl")
+    sink = ListSink()
+    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
+    spec["params"]["max_rows"] = 64  # 48 to train on, 16 held out
+    result = fit(spec, sink)
+    evals = [e["metrics"] for e in sink.events if e["event"] == "eval"]
+    assert evals[0]["reward_accuracy"] == 0.0 and evals[0]["eval_loss"] == pytest.approx(0.6931, abs=1e-3)
+    report = result.done["report"]
+    assert report["metrics"]["reward_accuracy"] >= 0.9 and report["metrics"]["reward_margin"] > 0.2
+    assert report["metrics"]["eval_loss"] < 0.6
+    saved = json.loads((result.adapter_dir / "peftcore_method.json").read_text())
+    assert saved["task"] == "preference" and saved["beta"] == 0.1 and saved["template"] == "alpaca"
+
+
+def test_identical_pairs_are_refused_with_their_rows(tiny_shape, tmp_path):
+    data = make_preference_file(tmp_path / "pairs.jsonl", rows=20)
+    lines = data.read_text().splitlines()
+    for i in (3, 7):
+        record = json.loads(lines[i])
+        lines[i] = json.dumps({**record, "rejected": record["chosen"]})
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrainingError) as raised:
+        run(_spec(tiny_shape("llama"), data, tmp_path / "out"), ListSink())
+    assert raised.value.kind == BAD_DATA
+    assert "2 training row(s) (4, 8) have the same chosen and rejected answer" in raised.value.message
+
+
+def test_an_empty_rejected_answer_is_refused_naming_the_column(tiny_shape, tmp_path):
+    data = make_preference_file(tmp_path / "pairs.jsonl", rows=20)
+    lines = data.read_text().splitlines()
+    lines[5] = json.dumps({**json.loads(lines[5]), "rejected": ""})
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrainingError) as raised:
+        run(_spec(tiny_shape("llama"), data, tmp_path / "out"), ListSink())
+    assert raised.value.kind == BAD_DATA and "'rejected'" in raised.value.message
+
+
+def test_a_missing_third_column_and_a_method_without_an_adapter_are_refused(tiny_shape, tmp_path):
+    data = make_preference_file(tmp_path / "pairs.jsonl", rows=20)
+    with pytest.raises(TrainingError) as raised:
+        run(_spec(tiny_shape("llama"), data, tmp_path / "out", input_column=None), ListSink())
+    assert raised.value.kind == BAD_PARAMS and "missing: rejected" in raised.value.message
+    with pytest.raises(TrainingError) as raised:
+        run(_spec(tiny_shape("llama"), data, tmp_path / "out", method="red"), ListSink())
+    assert raised.value.kind == BAD_PARAMS and "does not support the task 'preference'" in raised.value.message
+    unsupported = {m.name for m in all_methods() if "preference" not in m.tasks}
+    assert unsupported == {"adalink", "bitfit", "bottleneck", "freeze", "full", "red", "s2ft"}
+    assert "preference" not in TASKS_WITHOUT_REFERENCE

@@ -1,0 +1,30 @@
+"""The job page shows DEFT's activation density (peftcore/density.py) beside the other efficiency figures."""
+
+import pytest
+from django.test import Client
+
+from jobs.models import EvalReport, Job
+from tests.webapp.test_api import upload
+from tests.webapp.test_job_defaults import submit
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_efficiency_table_shows_the_share_of_firing_units_before_and_after(
+    alice, alice_api, sst2_sample, tiny_model
+):
+    dataset = upload(alice_api, sst2_sample, name="s.tsv", text_column="sentence", label_column="label").json()
+    job = Job.objects.get(pk=submit(alice_api, dataset["id"], tiny_model).json()["id"])
+    efficiency = {"trainable_share": 0.01, "adapter_bytes": 1000, "peak_memory_bytes": 10**8, "tokens_per_second": 9}
+    report = {"labels": ["0", "1"], "metrics": {"accuracy": 0.8}, "efficiency": efficiency}
+    EvalReport.objects.create(job=job, data=report)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, metrics={"accuracy": 0.8})
+    client = Client()
+    client.force_login(alice)
+    assert 'id="activation-density"' not in client.get(f"/jobs/{job.pk}/").content.decode()
+
+    report["activation_density"] = {"before": 0.4213, "after": 0.1875, "loss_weight": 0.5, "layers": 6}
+    EvalReport.objects.filter(job=job).update(data=report)
+    html = client.get(f"/jobs/{job.pk}/").content.decode()
+    row = html[html.index('id="activation-density"') :].split("</tr>")[0]
+    assert "density loss 0.5" in row and "42.1% before" in row and "18.8% after" in row
