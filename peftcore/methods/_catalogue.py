@@ -10,11 +10,29 @@ import math
 import re
 from collections.abc import Callable
 
+from ..schema import Param
 from ..tasks import ALL_TASKS
 from . import Method, linear_only, register
 from ._common import MethodBuildError, peft_builder, resolve_targets, targeting_params
 
 PLACEMENT = targeting_params(default="both")
+
+
+def dropout(name: str) -> Param:
+    """The tuner's dropout on the update's input (peft names it per tuner)."""
+    return Param(
+        name,
+        "float",
+        0.0,
+        min=0.0,
+        max=0.9,
+        label="Dropout",
+        help="Randomly switches off part of the input to the update while training.",
+    )
+
+
+def rank(default: int = 8, help: str = "The rank of each layer's update, as in LoRA.", **more) -> Param:
+    return Param("r", "int", default, **{"min": 1, "max": 256, "label": "Rank", "help": help, **more})
 
 
 def tuner(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import dropout, tuner
 
 PARAMS = (
     Param(
@@ -15,15 +15,7 @@ PARAMS = (
         label="Sparse share",
         help="The share of each weight's entries in the random pattern that trains.",
     ),
-    Param(
-        "frod_dropout",
-        "float",
-        0.0,
-        min=0.0,
-        max=0.9,
-        label="Dropout",
-        help="Randomly switches off part of the input to the update while training.",
-    ),
+    dropout("frod_dropout"),
 )
 
 

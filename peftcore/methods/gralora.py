@@ -4,17 +4,12 @@ peft."""
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import dropout, rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         8,
-        min=1,
-        max=256,
-        label="Rank",
-        help="The update's total rank, as in LoRA (the same trained weights); must be divisible by the grid size.",
+        "The update's total rank, as in LoRA (the same trained weights); must be divisible by the grid size.",
     ),
     Param(
         "gralora_k",
@@ -26,15 +21,7 @@ PARAMS = (
         help="Splits each weight into k x k blocks with their own low-rank update: k times the expressive rank at "
         "the same cost. Must divide the rank and the layers' sizes.",
     ),
-    Param(
-        "gralora_dropout",
-        "float",
-        0.0,
-        min=0.0,
-        max=0.9,
-        label="Dropout",
-        help="Randomly switches off part of the input to the update while training.",
-    ),
+    dropout("gralora_dropout"),
 )
 
 

@@ -3,28 +3,14 @@ through peft."""
 
 from __future__ import annotations
 
-from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import dropout, rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         8,
-        min=1,
-        max=256,
-        label="Rank",
-        help="The rank of the low-rank factor; multiplied entry by entry with the weight, the update is high-rank.",
+        "The rank of the low-rank factor; multiplied entry by entry with the weight, the update is high-rank.",
     ),
-    Param(
-        "hira_dropout",
-        "float",
-        0.0,
-        min=0.0,
-        max=0.9,
-        label="Dropout",
-        help="Randomly switches off part of the input to the update while training.",
-    ),
+    dropout("hira_dropout"),
 )
 
 

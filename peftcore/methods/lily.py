@@ -4,10 +4,10 @@ through peft."""
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import rank, tuner
 
 PARAMS = (
-    Param("r", "int", 8, min=1, max=256, label="Rank", help="The rank of each layer's update, as in LoRA."),
+    rank(),
     Param(
         "num_B",
         "int",

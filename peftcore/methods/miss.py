@@ -3,29 +3,16 @@ through peft."""
 
 from __future__ import annotations
 
-from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import dropout, rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         8,
-        min=2,
-        max=256,
-        label="Rank",
-        help="The size of the shared block (an even number that divides the layers' sizes): about r x the "
+        "The size of the shared block (an even number that divides the layers' sizes): about r x the "
         "layer's input size weights per layer.",
+        min=2,
     ),
-    Param(
-        "miss_dropout",
-        "float",
-        0.0,
-        min=0.0,
-        max=0.9,
-        label="Dropout",
-        help="Randomly switches off part of the input to the update while training.",
-    ),
+    dropout("miss_dropout"),
 )
 
 

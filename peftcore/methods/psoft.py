@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         8,
-        min=1,
-        max=256,
+        "How many of each weight's main singular directions are rotated; only an r x r rotation per layer trains.",
         label="Subspace rank",
-        help="How many of each weight's main singular directions are rotated; only an r x r rotation per layer trains.",
     ),
 )
 

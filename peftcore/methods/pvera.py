@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import dropout, rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         256,
-        min=1,
+        "The rank of the shared random projections; only two small vectors per layer train, so a high rank is cheap.",
         max=4096,
-        label="Rank",
-        help="The rank of the shared random projections; only two small vectors per layer train, so a high rank "
-        "is cheap.",
     ),
-    Param(
-        "pvera_dropout",
-        "float",
-        0.0,
-        min=0.0,
-        max=0.9,
-        label="Dropout",
-        help="Randomly switches off part of the input to the update while training.",
-    ),
+    dropout("pvera_dropout"),
 )
 
 

@@ -4,27 +4,16 @@ through peft."""
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import dropout, rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         32,
-        min=1,
+        "The rank of each random basis; smaller ranks use more bases, so the update stays full-rank either way.",
         max=1024,
         label="Basis rank",
-        help="The rank of each random basis; smaller ranks use more bases, so the update stays full-rank either way.",
     ),
-    Param(
-        "randlora_dropout",
-        "float",
-        0.0,
-        min=0.0,
-        max=0.9,
-        label="Dropout",
-        help="Randomly switches off part of the input to the update while training.",
-    ),
+    dropout("randlora_dropout"),
     Param(
         "sparse",
         "bool",

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         8,
-        min=1,
-        max=256,
-        label="Budget (rank)",
-        help="How many entries of each weight train: r x (rows + columns), as many as a LoRA of rank r, but spread "
+        "How many entries of each weight train: r x (rows + columns), as many as a LoRA of rank r, but spread "
         "over the whole weight, so the update is high-rank.",
+        label="Budget (rank)",
     ),
     Param(
         "random_seed",

@@ -4,17 +4,14 @@ singular directions (arXiv:2602.04118), through peft."""
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import rank, tuner
 
 PARAMS = (
-    Param(
-        "r",
-        "int",
+    rank(
         2,
-        min=1,
+        "How many of each weight's main singular directions the update acts on (the paper uses 2).",
         max=64,
         label="SVD rank",
-        help="How many of each weight's main singular directions the update acts on (the paper uses 2).",
     ),
     Param(
         "u",

@@ -4,10 +4,10 @@ through peft."""
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import tuner
+from ._catalogue import dropout, rank, tuner
 
 PARAMS = (
-    Param("r", "int", 4, min=1, max=256, label="Rank", help="The rank of each layer's update, as in LoRA."),
+    rank(4),
     Param(
         "theta_d_length",
         "int",
@@ -17,15 +17,7 @@ PARAMS = (
         label="Trained size",
         help="The length of the one trained vector all layers' updates are projected from: the whole adapter.",
     ),
-    Param(
-        "unilora_dropout",
-        "float",
-        0.0,
-        min=0.0,
-        max=0.9,
-        label="Dropout",
-        help="Randomly switches off part of the input to the update while training.",
-    ),
+    dropout("unilora_dropout"),
 )
 
 

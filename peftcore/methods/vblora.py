@@ -4,10 +4,10 @@ peft."""
 from __future__ import annotations
 
 from ..schema import Param
-from ._catalogue import shared_divisor, tuner
+from ._catalogue import rank, shared_divisor, tuner
 
 PARAMS = (
-    Param("r", "int", 4, min=1, max=256, label="Rank", help="The rank of each layer's update, as in LoRA."),
+    rank(4),
     Param(
         "num_vectors",
         "int",
