@@ -16,16 +16,21 @@ DATA_INIT_BATCHES = 16
 
 
 def data_init(job: TrainSpec, model, runner, features: list, sink: EventSink, device) -> None:
-    """The method's initialisation from the training rows (LoRA's EVA), on up to DATA_INIT_BATCHES batches."""
+    """The method's initialisation from the training rows (LoRA's EVA), on up to DATA_INIT_BATCHES batches, read
+    only when the method's settings ask for it."""
     size = job.params["batch_size"]
-    batches = [
-        # inputs only: without labels, EVA reads every real token's activations (the attention mask)
-        {k: v.to(device) for k, v in runner.collate(features[i : i + size]).items() if k != "labels"}
-        for i in range(0, min(len(features), size * DATA_INIT_BATCHES), size)
-    ]
-    phase(sink, f"initialising {job.method.label} from {min(len(features), size * DATA_INIT_BATCHES):,} training rows")
+    rows = min(len(features), size * DATA_INIT_BATCHES)
+
+    def read_batches() -> list[dict]:
+        phase(sink, f"initialising {job.method.label} from {rows:,} training rows")
+        return [
+            # inputs only: without labels, EVA reads every real token's activations (the attention mask)
+            {k: v.to(device) for k, v in runner.collate(features[i : i + size]).items() if k != "labels"}
+            for i in range(0, rows, size)
+        ]
+
     try:
-        job.method.data_init(model, job.method_params, batches)
+        job.method.data_init(model, job.method_params, read_batches)
     except (ValueError, RuntimeError) as exc:
         raise TrainingError(BAD_PARAMS, f"{job.method.label}: initialising from the data failed: {exc}") from exc
 

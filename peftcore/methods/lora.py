@@ -145,13 +145,13 @@ def _options(params: dict, model, total_steps) -> dict:
     )
 
 
-def _data_init(model, params: dict, batches) -> None:
+def _data_init(model, params: dict, read_batches) -> None:
     """EVA: the down-projections from the SVD of the training rows' activations at each adapted layer."""
     if params.get("init") != "eva":
         return
     from peft import initialize_lora_eva_weights
 
-    initialize_lora_eva_weights(model, dataloader=batches, show_progress_bar=False)
+    initialize_lora_eva_weights(model, dataloader=read_batches(), show_progress_bar=False)
 
 
 METHOD = register(

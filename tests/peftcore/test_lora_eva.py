@@ -34,7 +34,7 @@ def test_eva_sets_each_down_projection_to_orthonormal_directions_of_the_data(tin
         model, new_modules = load_model(tiny_bert, ["0", "1"], tokenizer.pad_token_id)
         params = validate_params(lora.params, {"init": init, "r": 4})[0]
         model = lora.build(model, params, "text-classification", new_modules=new_modules)
-        lora.data_init(model, params, batches)
+        lora.data_init(model, params, lambda: batches)
         built[init] = _down_projections(model)
     assert len(built["eva"]) == 12 and all(a.shape == (4, 32) or a.shape == (4, 64) for a in built["eva"])
     assert all(_orthonormal(a) for a in built["eva"])

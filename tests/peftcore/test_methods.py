@@ -64,7 +64,12 @@ def test_methods_as_json_has_everything_but_build():
         "saved_as",
     }
     assert rows[0]["acts_on"] == ["attention"] and rows[0]["how"] == "reparameterises"
-    assert rows[0]["params"][0]["name"] == "r" and rows[0]["tasks"] == ["text-classification", "sft", "seq2seq"]
+    assert rows[0]["params"][0]["name"] == "r" and rows[0]["tasks"] == [
+        "text-classification",
+        "sft",
+        "seq2seq",
+        "preference",
+    ]
 
 
 def test_every_method_is_fully_described():
