@@ -36,15 +36,23 @@ def templated(task: Task) -> bool:
 
 
 def sft_options(
-    text_column: str, label_column: str, input_column: str = "", messages_column: str = "", template: str = ""
+    text_column: str,
+    label_column: str,
+    input_column: str = "",
+    messages_column: str = "",
+    template: str = "",
+    *,
+    task: Task | None = None,
 ) -> dict:
-    """The SFT columns and template as the pre-flight count keys them (unused columns left out)."""
+    """The SFT columns and template as the pre-flight count keys them (unused columns left out). A task whose
+    input column has a role of its own (preference tuning's rejected answer) is counted as prompt + response."""
     if messages_column:
         return {"messages": messages_column, "template": template or AUTO_TEMPLATE}
+    extra = None if task is not None and task.input_role is not None else input_column or None
     return {
         "prompt": text_column,
         "response": label_column,
-        "input": input_column or None,
+        "input": extra,
         "template": template or AUTO_TEMPLATE,
     }
 
@@ -127,7 +135,7 @@ def token_stats_ask(
     except UnknownTaskError as exc:
         raise Refused(str(exc)) from None
     if templated(task_spec):
-        options = sft_options(text_column, label_column, input_column, messages_column, template)
+        options = sft_options(text_column, label_column, input_column, messages_column, template, task=task_spec)
         if problem := sft_options_error(dataset, options):
             raise Refused(problem)
         return token_stats_request(dataset=dataset, base_model=base_model, sft=options)

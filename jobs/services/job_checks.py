@@ -186,7 +186,7 @@ def job_validate(
                 dataset=dataset,
                 base_model=base_model,
                 max_length=chosen.params["max_length"],
-                options=sft_options(text_column, label_column, input_column, messages_column, template),
+                options=sft_options(text_column, label_column, input_column, messages_column, template, task=task_spec),
             )
         )
     if errors:

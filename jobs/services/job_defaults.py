@@ -72,6 +72,7 @@ def _token_stats(*, task: Task, dataset: Dataset, base_model: BaseModel, columns
                 columns.get("input_column", ""),
                 columns.get("messages_column", ""),
                 columns.get("template", ""),
+                task=task,
             )
         )
     else:

@@ -80,3 +80,12 @@ def test_the_job_page_shows_the_pairs_ranked_right_before_and_after(alice, alice
     assert "93.8%" in row and "0.0%" in row and "▲ better" in row
     html = client.get("/jobs/compare/", {"ids": f"{job.pk},{job.pk}"}).content.decode()
     assert "pairs ranked right" in html
+
+
+def test_the_token_count_reads_prompt_and_chosen_not_the_rejected_answer_as_extra_input():
+    from jobs.services.counts import sft_options
+    from peftcore.tasks import get_task
+
+    preference = sft_options("review", "chosen", "rejected", task=get_task("preference"))
+    assert (preference["prompt"], preference["response"], preference["input"]) == ("review", "chosen", None)
+    assert sft_options("instruction", "output", "input", task=get_task("sft"))["input"] == "input"
