@@ -42,10 +42,13 @@ class PreferenceRunner(SftRunner):
             self.max_length,
             self.template,
         )
+        longer = max(chosen, rejected, key=lambda encoded: len(encoded["input_ids"]))
         return {
             "chosen": chosen,
             "rejected": rejected,
-            "input_ids": chosen["input_ids"],  # what length statistics and length grouping read
+            # the longer sequence is what length statistics, the chosen max length and length grouping read
+            "input_ids": longer["input_ids"],
+            "labels": longer["labels"],
             "response_tokens": min(chosen["response_tokens"], rejected["response_tokens"]),
         }
 

@@ -122,3 +122,20 @@ def test_a_missing_third_column_and_a_method_without_an_adapter_are_refused(tiny
     unsupported = {m.name for m in all_methods() if "preference" not in m.tasks}
     assert unsupported == {"adalink", "bitfit", "bottleneck", "freeze", "full", "red", "s2ft"}
     assert "preference" not in TASKS_WITHOUT_REFERENCE
+
+
+def test_left_empty_the_max_length_is_chosen_from_the_longer_answer_of_each_pair(tiny_shape, tmp_path):
+    data = make_preference_file(tmp_path / "pairs.jsonl", rows=24)
+    lines = data.read_text().splitlines()
+    long_answer = "positive " + "and it really was a very long and winding answer " * 3
+    lines = [json.dumps({**json.loads(line), "rejected": long_answer.strip()}) for line in lines]
+    data.write_text("\n".join(lines) + "\n")
+    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
+    spec["params"] = {"epochs": 1, "batch_size": 8}
+    sink = ListSink()
+    fit(spec, sink)
+    start = next(e for e in sink.events if e["event"] == "start")
+    assert "params.max_length" in start["choices"]
+    done = sink.events[-1]
+    chosen_length = done["report"]["params"]["max_length"]
+    assert chosen_length >= 64, chosen_length  # the long rejected answer, not the one-word chosen one (40)
