@@ -339,8 +339,10 @@ def _optimizer_step(run: Run, rows: list[int]) -> tuple[float, float]:
             for regulariser in run.regularisers:
                 regulariser.start(chunk)
             loss = runner.summed_loss(model, chunk) / units
-            for regulariser in run.regularisers:  # a batch mean: each micro-batch's share by its rows
-                loss = loss + regulariser.penalty(chunk) * len(chunk["input_ids"]) / len(features)
+            for (
+                regulariser
+            ) in run.regularisers:  # a batch mean: each micro-batch weighted by its share of the loss units
+                loss = loss + regulariser.penalty(chunk) * runner.loss_units(chunk) / units
         loss.backward()
         value += loss.item()
     extra_loss = run.spec.method.extra_loss
