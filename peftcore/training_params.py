@@ -176,14 +176,26 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "loss (on whenever the loss is).",
     ),
     Param(
+        "preference_loss",
+        "choice",
+        "dpo",
+        choices=("dpo", "orpo"),
+        label="Preference loss",
+        help="Preference tuning only. dpo: learn to prefer the chosen answers relative to the untouched model "
+        "(arxiv.org/abs/2305.18290). orpo: learn the chosen answers (as SFT) while pushing their odds above the "
+        "rejected ones', with no reference model, so one forward pass a batch instead of two "
+        "(arxiv.org/abs/2403.07691); good when the model has not been through SFT on such answers yet.",
+    ),
+    Param(
         "dpo_beta",
         "float",
         0.1,
         min=0.001,
         max=10.0,
-        label="DPO beta",
-        help="Preference tuning only: how strongly the model is held near the untouched one while it learns to "
-        "prefer the chosen answers; lower moves further. 0.1 is the usual value.",
+        label="Preference beta",
+        help="Preference tuning only. DPO: how strongly the model is held near the untouched one while it learns "
+        "to prefer the chosen answers; lower moves further. ORPO: the weight of the odds-ratio term next to the "
+        "SFT loss. 0.1 is the usual value for both.",
     ),
     Param(
         "precision",

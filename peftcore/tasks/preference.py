@@ -1,14 +1,21 @@
-"""Preference tuning of a causal language model with DPO (Rafailov et al., 2023, arxiv.org/abs/2305.18290): from
-(prompt, chosen, rejected) rows, raise the chosen answer's likelihood against the rejected one's, relative to the
-untouched model. The reference is the same model with the adapter switched off (peft's disable_adapter), so no
-second copy of the model is held. The loss is trl's DPO "sigmoid" loss (trl's DPOTrainer computes the same on the
-same pair: tests/peftcore/test_preference.py checks it against trl).
+"""Preference tuning of a causal language model with DPO (Rafailov et al., 2023, arxiv.org/abs/2305.18290) or ORPO
+(Hong et al., 2024, arxiv.org/abs/2403.07691): from (prompt, chosen, rejected) rows, raise the chosen answer's
+likelihood against the rejected one's.
+
+DPO measures that gain relative to the untouched model: the reference is the same model with the adapter switched
+off (peft's disable_adapter), so no second copy of the model is held. Its loss is trl's DPO "sigmoid" loss (trl's
+DPOTrainer computes the same on the same pair: tests/peftcore/test_preference.py checks it against trl).
+ORPO needs no reference (one forward pass a batch instead of two): the chosen answer's SFT loss plus beta x the
+log-sigmoid of the odds ratio between the two answers' mean token likelihoods; the odds-ratio term is checked
+against trl's ORPOTrainer.odds_ratio_loss. Its SFT term is over the answer tokens, as this studio's SFT trains
+(trl's also counts the prompt's).
 
 Columns: the prompt (text_column), the chosen answer (label_column) and the rejected answer (input_column, which
 the other generation tasks use for an extra prompt part; here it is the third role). A template renders prompt
-and answer as SFT does (peftcore/sft.py). Evaluation: the DPO loss, reward accuracy (the share of held-out pairs
-whose chosen answer gains more than the rejected one, the figure that picks the best epoch) and the mean reward
-margin, where a reward is beta x (the adapter's log-likelihood - the untouched model's).
+and answer as SFT does (peftcore/sft.py). Evaluation: the loss, reward accuracy (the share of held-out pairs
+whose chosen answer scores above the rejected one, the figure that picks the best epoch) and the mean reward
+margin, where a reward is beta x (the adapter's log-likelihood - the untouched model's) for DPO and beta x the
+mean token log-likelihood for ORPO (trl's definitions).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from ._base import read_file
 from ._generation import collate
 from .sft import Sft, SftRunner
 
-DEFAULT_BETA = 0.1  # DPO's usual strength of the pull towards the untouched model
+DEFAULT_BETA = 0.1  # DPO's usual strength of the pull towards the untouched model; ORPO's paper and trl use 0.1 too
+LOSSES = ("dpo", "orpo")
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,12 @@ class PreferenceRunner(SftRunner):
     def beta(self) -> float:
         return float(self.options.get("beta") or DEFAULT_BETA)
 
-    def sequence_logps(self, model, batch: dict):
-        """Each sequence's summed log-likelihood of its answer tokens."""
+    @property
+    def loss_kind(self) -> str:
+        return self.options.get("loss") or "dpo"
+
+    def sequence_logps(self, model, batch: dict, *, mean: bool = False):
+        """Each sequence's summed (mean: per-token mean) log-likelihood of its answer tokens."""
         import torch
 
         labels = batch["labels"]
@@ -74,22 +86,26 @@ class PreferenceRunner(SftRunner):
         targets = labels[:, 1:]
         answer = targets.ne(-100)
         token_logps = torch.gather(logits.log_softmax(-1), 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (token_logps * answer).sum(dim=1)
+        summed = (token_logps * answer).sum(dim=1)
+        return summed / answer.sum(dim=1).clamp(min=1) if mean else summed
 
     def rewards(self, model, batch: dict):
-        """(chosen rewards, rejected rewards, policy log-likelihoods): beta x the log-ratio to the untouched model;
-        the rewards keep the policy's gradient."""
+        """(chosen rewards, rejected rewards, per-pair loss); the loss keeps the policy's gradient.
+        DPO: a reward is beta x the log-ratio to the untouched model; ORPO: beta x the mean token log-likelihood."""
         import torch
 
+        if self.loss_kind == "orpo":
+            chosen, rejected = self.sequence_logps(model, batch, mean=True).chunk(2)
+            losses = -chosen - self.beta * orpo_odds_ratio(chosen, rejected)
+            return (self.beta * chosen).detach(), (self.beta * rejected).detach(), losses
         policy = self.sequence_logps(model, batch)
         with torch.no_grad(), model.disable_adapter():
             reference = self.sequence_logps(model, batch)
         chosen, rejected = (self.beta * (policy - reference)).chunk(2)
-        return chosen, rejected
+        return chosen, rejected, dpo_loss(chosen, rejected)
 
     def summed_loss(self, model, batch: dict):
-        chosen, rejected = self.rewards(model, batch)
-        return dpo_loss(chosen, rejected).sum()
+        return self.rewards(model, batch)[2].sum()
 
     def evaluate(self, model, features: Sequence[dict], rows: Sequence, *, final: bool) -> dict:
         import torch
@@ -101,8 +117,8 @@ class PreferenceRunner(SftRunner):
             for first in range(0, len(features), self.batch_size):
                 batch = self.collate(features[first : first + self.batch_size])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                chosen, rejected = self.rewards(model, batch)
-                losses += dpo_loss(chosen, rejected).tolist()
+                chosen, rejected, loss = self.rewards(model, batch)
+                losses += loss.tolist()
                 wins += (chosen > rejected).tolist()
                 margins += (chosen - rejected).tolist()
         model.train(was_training)
@@ -112,7 +128,7 @@ class PreferenceRunner(SftRunner):
             "reward_accuracy": sum(wins) / count,
             "reward_margin": sum(margins) / count,
         }
-        report = {"pairs": len(losses), "beta": self.beta}
+        report = {"pairs": len(losses), "beta": self.beta, "loss": self.loss_kind}
         if final:  # what the model now writes for a sample of prompts, scored against the chosen answers
             scores, samples = self.generation_samples(model, rows)
             metrics.update(scores)
@@ -128,12 +144,25 @@ def dpo_loss(chosen_rewards, rejected_rewards):
     return -F.logsigmoid(chosen_rewards - rejected_rewards)
 
 
+def orpo_odds_ratio(chosen_logps, rejected_logps):
+    """ORPO's log-sigmoid of the log odds ratio per pair, from each answer's mean token log-likelihood (trl's
+    ORPOTrainer.odds_ratio_loss before its beta; the paper's eq. 7)."""
+    import torch
+    import torch.nn.functional as F
+
+    def log1mexp(x):  # log(1 - exp(x)), stable on both sides of -ln 2
+        return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
+
+    log_odds = (chosen_logps - rejected_logps) - (log1mexp(chosen_logps) - log1mexp(rejected_logps))
+    return F.logsigmoid(log_odds)
+
+
 class Preference(Sft):
     id = "preference"
-    name = "Preference tuning (DPO)"
+    name = "Preference tuning (DPO, ORPO)"
     description = (
-        "Preference tuning of a causal language model (DPO): from a prompt with a chosen and a rejected answer, "
-        "learn to prefer the chosen one."
+        "Preference tuning of a causal language model (DPO or ORPO): from a prompt with a chosen and a rejected "
+        "answer, learn to prefer the chosen one."
     )
     column_roles = ("Prompt column", "Chosen response column")
     column_help = ("The instruction or question the model reads.", "The answer the model learns to prefer.")
@@ -155,7 +184,11 @@ class Preference(Sft):
         return super().spec_problem(spec)
 
     def options(self, spec) -> dict:
-        return {**super().options(spec), "beta": spec.params.get("dpo_beta") or DEFAULT_BETA}
+        return {
+            **super().options(spec),
+            "beta": spec.params.get("dpo_beta") or DEFAULT_BETA,
+            "loss": spec.params.get("preference_loss") or "dpo",
+        }
 
     def _read(self, path: str, fmt: str | None, spec, role: str) -> list[PreferencePair]:
         from ..sft import read_sft_examples
@@ -185,7 +218,8 @@ class Preference(Sft):
         return pairs
 
     def card_lines(self, options: dict) -> list[str]:
-        return [*super().card_lines(options), f"- DPO beta: {options.get('beta', DEFAULT_BETA)}"]
+        loss = (options.get("loss") or "dpo").upper()
+        return [*super().card_lines(options), f"- Preference loss: {loss}, beta {options.get('beta', DEFAULT_BETA)}"]
 
 
 TASK = register(Preference())

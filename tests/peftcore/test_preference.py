@@ -1,6 +1,7 @@
-"""Preference tuning (DPO, peftcore/tasks/preference.py) on a tiny Llama: the loss is trl's DPOTrainer's on the same
-pair, a run learns to rank the chosen answer above the rejected one, and bad rows or methods are refused with
-the reason before anything trains."""
+"""Preference tuning (DPO and ORPO, peftcore/tasks/preference.py) on a tiny Llama: the DPO loss is trl's
+DPOTrainer's on the same pair and ORPO's odds-ratio term trl's ORPOTrainer's, a run with either learns to rank the
+chosen answer above the rejected one, and bad rows or methods are refused with the reason before anything
+trains."""
 
 import json
 
@@ -11,7 +12,7 @@ from peftcore.errors import BAD_DATA, BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
 from peftcore.methods import all_methods
 from peftcore.tasks import TASKS_WITHOUT_REFERENCE, get_task
-from peftcore.tasks.preference import dpo_loss
+from peftcore.tasks.preference import PreferencePair, dpo_loss
 from peftcore.train import fit, run
 from tests.tiny_models import make_preference_file
 
@@ -67,8 +68,9 @@ def test_the_loss_is_trls_dpo_loss_on_the_same_pair(tiny_shape, tmp_path):
         runner = get_task("preference").runner(tokenizer=tokenizer, options={"beta": 0.1})
         labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
         ours_batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
-        chosen, rejected = runner.rewards(trainer.model, ours_batch)
+        chosen, rejected, losses = runner.rewards(trainer.model, ours_batch)
         ours = float(dpo_loss(chosen, rejected).mean())
+    assert float(losses.mean()) == ours
     assert abs(theirs - 0.6931) > 1e-3  # not the untrained value: the comparison means something
     assert ours == pytest.approx(theirs, abs=1e-5)
 
@@ -86,6 +88,56 @@ def test_a_run_learns_to_rank_the_chosen_answer_first(tiny_shape, tmp_path):
     assert report["metrics"]["eval_loss"] < 0.6
     saved = json.loads((result.adapter_dir / "peftcore_method.json").read_text())
     assert saved["task"] == "preference" and saved["beta"] == 0.1 and saved["template"] == "alpaca"
+
+
+def test_orpo_is_the_answers_sft_loss_plus_trls_odds_ratio_term(tiny_shape):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.experimental.orpo import ORPOTrainer
+
+    folder = tiny_shape("llama")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    options = {"beta": 0.25, "loss": "orpo", "template": "alpaca"}
+    runner = get_task("preference").runner(tokenizer=tokenizer, options=options, max_length=48)
+    pair = PreferencePair(0, prompt="the film was great and", response="positive", rejected="negative words here")
+    batch = runner.collate([runner.encode_one(pair)])
+    with torch.no_grad():
+        chosen, rejected, losses = runner.rewards(model, batch)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        # trl's own log-likelihoods (the mean over answer tokens) and odds-ratio term on the same logits
+        theirs_logps = ORPOTrainer.get_batch_logps(logits, batch["labels"], average_log_prob=True)
+        trainer = SimpleNamespace(beta=0.25, accelerator=SimpleNamespace(device="cpu"))
+        terms, their_chosen, their_rejected, _, _ = ORPOTrainer.odds_ratio_loss(trainer, theirs_logps[:1], theirs_logps[1:])
+        labels = batch["labels"][:1, 1:]
+        nll = torch.nn.functional.cross_entropy(logits[:1, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
+    assert (float(chosen), float(rejected)) == pytest.approx((float(their_chosen), float(their_rejected)), abs=1e-5)
+    assert float(losses[0]) == pytest.approx(float(nll - terms[0]), abs=1e-5)
+    assert float(chosen) != float(rejected)  # two different answers: the comparison means something
+
+
+def test_an_orpo_run_learns_to_rank_the_chosen_answer_first_without_a_reference(tiny_shape, tmp_path, monkeypatch):
+    from peft import PeftModel
+
+    def no_reference(self):
+        raise AssertionError("ORPO must not switch the adapter off for a reference")
+
+    monkeypatch.setattr(PeftModel, "disable_adapter", no_reference)
+    data = make_preference_file(tmp_path / "pairs.jsonl")
+    sink = ListSink()
+    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
+    spec["params"].update(max_rows=64, preference_loss="orpo")
+    result = fit(spec, sink)
+    evals = [e["metrics"] for e in sink.events if e["event"] == "eval"]
+    report = result.done["report"]
+    assert report["metrics"]["reward_accuracy"] >= 0.9 and report["metrics"]["reward_margin"] > 0
+    assert report["metrics"]["eval_loss"] < evals[0]["eval_loss"]
+    assert report["loss"] == "orpo"
+    saved = json.loads((result.adapter_dir / "peftcore_method.json").read_text())
+    assert saved["loss"] == "orpo"
+    assert "Preference loss: ORPO" in (result.adapter_dir / "README.md").read_text()
 
 
 def test_identical_pairs_are_refused_with_their_rows(tiny_shape, tmp_path):

@@ -138,6 +138,7 @@ def test_training_params_match_the_interface():
         "probe_head",
         "density_loss",
         "measure_density",
+        "preference_loss",
         "dpo_beta",
         "precision",
         "quantize",
