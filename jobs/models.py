@@ -367,9 +367,11 @@ class PlaygroundRun(WorkerResult):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="playground_runs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     texts = models.JSONField()
-    # generation only: {temperature, top_p, max_new_tokens, compare_base}; empty: greedy, 64 tokens, adapter only
+    # generation only: {temperature, top_p, max_new_tokens, compare_base[, compare_job, compare_name]} (compare_job:
+    # another job whose adapter writes beside this one); empty: greedy, 64 tokens, adapter only
     options = models.JSONField(default=dict, blank=True)
-    # what the worker has written so far, while it writes: {"generations": [...][, "base_generations": [...]]}
+    # what the worker has written so far, while it writes:
+    # {"generations": [...][, "base_generations": [...]][, "compare_generations": [...]]}
     partial = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -377,12 +379,14 @@ class PlaygroundRun(WorkerResult):
         ordering = ["-created_at"]
 
     @property
-    def streaming(self) -> list[tuple[str, str, str | None]]:
-        """(text, the adapter's answer so far, the base model's so far or None) while the worker writes."""
+    def streaming(self) -> list[tuple[str, str, str | None, str | None]]:
+        """(text, the adapter's answer so far, the base model's so far or None, the compared adapter's so far or
+        None) while the worker writes."""
         partial = self.partial or {}
         answers = partial.get("generations") or [""] * len(self.texts)
         base = partial.get("base_generations") or [None] * len(self.texts)
-        return list(zip(self.texts, answers, base))
+        compared = partial.get("compare_generations") or [None] * len(self.texts)
+        return list(zip(self.texts, answers, base, compared))
 
     @property
     def pairs(self) -> list[tuple[str, dict]]:

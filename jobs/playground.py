@@ -1,6 +1,6 @@
 """The playground on the worker side: unzip a job's adapter once (cached by its sha256), keep the last few loaded
 models in memory, and store each run's result: a classifier's label probabilities, or the text a generation (SFT,
-seq2seq) adapter writes. Runs in the maintenance worker, never the web process."""
+seq2seq, preference) adapter writes, beside another adapter's and the base model's when asked. Runs in the maintenance worker, never the web process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.conf import settings
 
 from . import services
 from .model_folders import local_folder
-from .models import Artifact, PlaygroundRun
+from .models import Artifact, Job, PlaygroundRun
 from .storage import blob_write_to_path, unzip_safely
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,18 @@ def _predictor(model_path: Path, adapter_dir: Path):
     return _cached(model_path, adapter_dir, load_predictor)
 
 
+def _adapter_dir(job) -> Path:
+    artifact = Artifact.objects.filter(job=job, kind=Artifact.Kind.ADAPTER).select_related("blob").first()
+    if artifact is None:
+        raise ValueError(f"job #{job.pk} has no stored adapter")
+    return _unzip_once(artifact)
+
+
+def _max_length(job) -> int:
+    used = getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length")
+    return used or job.params.get("max_length") or 128  # None: chosen at training, which never ran
+
+
 def predict(run_id: int) -> str:
     from peftcore.predict import predict as answer
 
@@ -70,29 +82,41 @@ def predict(run_id: int) -> str:
     if run is None:
         return "no such run"
     job = run.job
-    artifact = Artifact.objects.filter(job=job, kind=Artifact.Kind.ADAPTER).select_related("blob").first()
     try:
-        if artifact is None:
-            raise ValueError(f"job #{job.pk} has no stored adapter")
-        model = job.base_model
-        model_path = local_folder(model)
-        adapter_dir = _unzip_once(artifact)
-        used = getattr(job, "report", None) and job.report.data.get("params", {}).get("max_length")
-        max_length = used or job.params.get("max_length") or 128  # None: chosen at training, which never ran
-        # The folder records the task it was trained for (classification if it predates the record), so it
-        # decides, not job.task: an adapter loads only as the task it was saved for.
-        predictor = _predictor(model_path, adapter_dir)
+        model_path = local_folder(job.base_model)
         options = run.options or {}
-        answers = answer(
-            predictor,
-            run.texts,
-            max_length=max_length,
+        sampling = dict(
             max_new_tokens=options.get("max_new_tokens") or MAX_NEW_TOKENS,
             temperature=options.get("temperature", 0.0),
             top_p=options.get("top_p", 1.0),
-            compare_base=bool(options.get("compare_base")),
-            on_partial=lambda partial: services.playground_run_partial(run=run, partial=partial),
         )
+        fixed = {}  # partial texts already final: the other adapter's, written first
+        compared = None
+        if other_id := options.get("compare_job"):
+            other = Job.objects.select_related("report").get(pk=other_id, team_id=job.team_id)
+            compared = answer(
+                _predictor(model_path, _adapter_dir(other)),
+                run.texts,
+                max_length=_max_length(other),
+                **sampling,
+                on_partial=lambda p: services.playground_run_partial(
+                    run=run, partial={"compare_generations": p["generations"]}
+                ),
+            )
+            fixed = {"compare_generations": [c["generation"] for c in compared]}
+        # The folder records the task it was trained for (classification if it predates the record), so it
+        # decides, not job.task: an adapter loads only as the task it was saved for.
+        predictor = _predictor(model_path, _adapter_dir(job))
+        answers = answer(
+            predictor,
+            run.texts,
+            max_length=_max_length(job),
+            **sampling,
+            compare_base=bool(options.get("compare_base")),
+            on_partial=lambda partial: services.playground_run_partial(run=run, partial={**fixed, **partial}),
+        )
+        for mine, theirs in zip(answers, compared or []):
+            mine["compare_generation"] = theirs["generation"]
         result = {"generations" if predictor.task.generative else "predictions": answers}
     except Exception as exc:  # whatever breaks, the run must end, or the page would poll forever
         log.warning("playground run %s of job %s failed: %s", run.pk, job.pk, exc)

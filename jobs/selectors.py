@@ -250,6 +250,33 @@ def token_stats_summary(stats, max_length: int | None) -> dict | None:
     return summary
 
 
+PLAYGROUND_COMPARE_CHOICES = 50  # the newest adapters offered to write beside a job's in the playground
+
+
+def playground_compare_jobs(*, job: Job) -> QuerySet:
+    """The team's other succeeded generation adapters on the job's base model, newest first: what the playground
+    can write beside this job's (an SFT adapter next to the DPO one trained on top of it). None for a job that
+    does not generate."""
+    from peftcore.tasks import all_tasks
+
+    generative = [task.id for task in all_tasks() if task.generative]
+    if job.task not in generative:
+        return Job.objects.none()
+    others = Job.objects.filter(
+        team_id=job.team_id,
+        base_model_id=job.base_model_id,
+        status=Job.Status.SUCCEEDED,
+        task__in=generative,
+        group_column="",
+    )
+    return others.exclude(pk=job.pk).only("id", "name", "method", "task").order_by("-id")
+
+
+def playground_compare_choices(*, job: Job) -> list[Job]:
+    """The newest of playground_compare_jobs, for the playground's menu (one query)."""
+    return list(playground_compare_jobs(job=job)[:PLAYGROUND_COMPARE_CHOICES])
+
+
 def playground_run_get(*, job: Job, run_id: int):
     """A playground run of a job the caller may already see (job_get scoped it to the team)."""
     from .models import PlaygroundRun

@@ -230,6 +230,7 @@ def job_detail(request, job_id: int):
     )
     if job.status == Job.Status.SUCCEEDED:
         context["merged"] = merged_context(job)
+        context["compare_choices"] = selectors.playground_compare_choices(job=job)
     return render(request, "jobs/detail.html", context)
 
 
@@ -279,7 +280,8 @@ def job_playground(request, job_id: int):
     require(request.actor, job.team_id, Membership.Role.MEMBER)
     texts = [line for line in request.POST.get("texts", "").splitlines() if line.strip()]
     try:
-        options = {key: request.POST.get(key) for key in ("temperature", "top_p", "max_new_tokens", "compare_base")}
+        keys = ("temperature", "top_p", "max_new_tokens", "compare_base", "compare_job")
+        options = {key: request.POST.get(key) for key in keys}
         run = services.playground_run_create(job=job, user=request.user, texts=texts, options=options)
     except ValidationFailed as exc:
         message = (

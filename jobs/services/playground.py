@@ -17,7 +17,8 @@ PLAYGROUND_MAX_CHARS = 5000
 
 def playground_run_create(*, job: Job, user, texts: list[str], options: dict | None = None) -> PlaygroundRun:
     """Queue texts to try on a succeeded job's adapter; a worker predicts (the web process loads no model).
-    options (generation tasks): temperature, top_p, max_new_tokens, compare_base."""
+    options (generation tasks): temperature, top_p, max_new_tokens, compare_base, compare_job (another job whose
+    adapter writes beside this one)."""
     texts = [t for t in (str(t) for t in texts) if t.strip()]
     if job.status != Job.Status.SUCCEEDED:
         raise ValidationFailed(
@@ -40,6 +41,8 @@ def playground_run_create(*, job: Job, user, texts: list[str], options: dict | N
         message = f"text {long[0]} is longer than {PLAYGROUND_MAX_CHARS:,} characters"
         raise ValidationFailed(message, errors={"texts": message})
     options = generation_options(options or {}) if get_task(job.task).generative else {}
+    if options.get("compare_job"):
+        options.update(_compare_with(job, options["compare_job"]))
     run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts, options=options)
     dispatch.publish_on_commit(dispatch.PLAYGROUND_PREDICT, run.pk)
     return run
@@ -66,7 +69,33 @@ def generation_options(raw: dict) -> dict:
     if errors:
         raise ValidationFailed("fix the generation settings named", errors=errors)
     options["compare_base"] = raw.get("compare_base") in (True, "on", "true", "1", 1)
+    compare_job = raw.get("compare_job")
+    if compare_job not in (None, ""):
+        try:
+            options["compare_job"] = int(compare_job)
+        except (TypeError, ValueError):
+            raise ValidationFailed(
+                "the adapter to compare with must be a job number", errors={"compare_job": "not a job number"}
+            ) from None
     return options
+
+
+def _compare_with(job: Job, other_id: int) -> dict:
+    """The options naming another adapter to write beside the job's: one of the team's succeeded generation jobs on
+    the same base model (another team's job reads as missing, as everywhere)."""
+    from ..selectors import playground_compare_jobs
+
+    if other_id == job.pk:
+        message = "compare with another job's adapter, not this job's own"
+        raise ValidationFailed(message, errors={"compare_job": message})
+    other = playground_compare_jobs(job=job).filter(pk=other_id).first()
+    if other is None:
+        message = (
+            f"job #{other_id} is not one of this team's succeeded generation jobs on {job.base_model.name} "
+            "(only an adapter on the same base model can write beside this one)"
+        )
+        raise ValidationFailed(message, errors={"compare_job": message})
+    return {"compare_job": other.pk, "compare_name": f"#{other.pk} {other.name or other.method}"}
 
 
 def playground_run_partial(*, run: PlaygroundRun, partial: dict) -> None:

@@ -1,5 +1,6 @@
-"""A causal LM's adapter in real headless Chromium: the playground writes text (the base model's beside the
-adapter's, shown while it is written) and the merged export is asked for, built by the worker and downloaded."""
+"""A causal LM's adapter in real headless Chromium: the playground writes text (the base model's or another
+adapter's beside the adapter's, shown while it is written) and the merged export is asked for, built by the worker
+and downloaded."""
 
 import io
 import zipfile
@@ -75,3 +76,32 @@ def test_generated_text_shows_while_the_worker_writes(page, alice, sft_job, monk
     expect(final.locator("td.generated")).to_have_text("it was positive", timeout=10_000)
     expect(final.locator("td.base-generated")).to_have_text("The film was long")
     assert page.locator("#playground-streaming").count() == 0  # polling stopped with the answer
+
+
+def test_another_adapter_writes_beside_this_one_while_the_worker_writes(page, alice, sft_job, monkeypatch):
+    from jobs.models import Job
+    from tests.factories import job_row
+
+    later = job_row(sft_job.dataset, sft_job.base_model, status=Job.Status.SUCCEEDED, task="sft", start_from=sft_job)
+    monkeypatch.setattr(dispatch, "publish", lambda task, *args: None)  # the test plays the worker's part
+    login(page, "alice")
+    page.goto(f"/jobs/{later.pk}/")
+    expect(page.locator("#id_compare_job")).to_have_value(str(sft_job.pk))  # the job it started from
+    page.fill("#id_texts", "a gripping film")
+    page.uncheck("#generation-settings input[name=compare_base]")
+    page.click("#playground button[type=submit]")
+    expect(page.locator("#playground-result")).to_contain_text("Running the adapter on 1 text")
+    run = PlaygroundRun.objects.get(job=later)
+    assert run.options["compare_job"] == sft_job.pk and run.options["compare_base"] is False
+
+    PlaygroundRun.objects.filter(pk=run.pk).update(partial={"compare_generations": ["it was neg"]})
+    streaming = page.locator("#playground-streaming")
+    expect(streaming.locator("td.compare-generated")).to_contain_text("it was neg", timeout=10_000)
+    expect(streaming.locator("thead")).to_contain_text(f"Job #{sft_job.pk}")
+    PlaygroundRun.objects.filter(pk=run.pk).update(
+        result={"generations": [{"generation": "positive", "compare_generation": "it was negative"}]}
+    )
+    final = page.locator("#playground-generations")
+    expect(final.locator("td.compare-generated")).to_have_text("it was negative", timeout=10_000)
+    expect(final.locator("td.generated")).to_have_text("positive")
+    assert final.locator("td.base-generated").count() == 0

@@ -110,7 +110,9 @@ def test_orpo_is_the_answers_sft_loss_plus_trls_odds_ratio_term(tiny_shape):
         # trl's own log-likelihoods (the mean over answer tokens) and odds-ratio term on the same logits
         theirs_logps = ORPOTrainer.get_batch_logps(logits, batch["labels"], average_log_prob=True)
         trainer = SimpleNamespace(beta=0.25, accelerator=SimpleNamespace(device="cpu"))
-        terms, their_chosen, their_rejected, _, _ = ORPOTrainer.odds_ratio_loss(trainer, theirs_logps[:1], theirs_logps[1:])
+        terms, their_chosen, their_rejected, _, _ = ORPOTrainer.odds_ratio_loss(
+            trainer, theirs_logps[:1], theirs_logps[1:]
+        )
         labels = batch["labels"][:1, 1:]
         nll = torch.nn.functional.cross_entropy(logits[:1, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
     assert (float(chosen), float(rejected)) == pytest.approx((float(their_chosen), float(their_rejected)), abs=1e-5)

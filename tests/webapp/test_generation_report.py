@@ -199,7 +199,7 @@ def test_the_playground_api_returns_the_adapters_generations(
     body = alice_api.get(f"/api/v1/jobs/{sft_job.pk}/playground/{run_id}").json()
     expected = predict(load_predictor(llama_dir, folder), texts, max_length=MAX_LENGTH, max_new_tokens=64)
     assert body["status"] == "done" and body["texts"] == texts and body["predictions"] is None
-    assert body["generations"] == [{**g, "base_generation": None} for g in expected]  # not asked for
+    assert body["generations"] == [{**g, "base_generation": None, "compare_generation": None} for g in expected]
     assert [g["generation"] for g in body["generations"][:2]] == ["positive", "negative"]
 
 

@@ -80,7 +80,10 @@ class JobIn(Schema):
     eval_dataset: int | None = None
     base_model: int
     method: str
-    task: str = Field("text-classification", description="text-classification, sft, seq2seq or preference (DPO or ORPO: params.preference_loss)")
+    task: str = Field(
+        "text-classification",
+        description="text-classification, sft, seq2seq or preference (DPO or ORPO: params.preference_loss)",
+    )
     text_column: str = Field(
         "",
         description="the text (classification), prompt (sft; a path such as "
