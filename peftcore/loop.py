@@ -66,10 +66,16 @@ class Run:
 
 
 def make_optimizer(
-    model, learning_rate: float, weight_decay: float, head: frozenset = frozenset(), head_rate: float | None = None
+    model,
+    learning_rate: float,
+    weight_decay: float,
+    head: frozenset = frozenset(),
+    head_rate: float | None = None,
+    galore: dict | None = None,
 ):
     # Only true matrices are decayed: pulling biases, norms or (IA)^3 scaling vectors to zero harms them. The new
     # head (`head`: its parameters) starts from random weights and learns at head_rate when one is given.
+    # galore ({rank, scale, update_gap}): the body's matrices keep their moments in a low-rank projection.
     groups: dict[tuple[bool, bool], list] = {}
     for parameter in model.parameters():
         if parameter.requires_grad:
@@ -77,18 +83,21 @@ def make_optimizer(
             in_head = head_rate is not None and parameter in head
             groups.setdefault((in_head, is_matrix), []).append(parameter)
     order = [(False, True), (False, False), (True, True), (True, False)]  # the body's rate is the one reported
-    return torch.optim.AdamW(
-        [
-            {
-                "params": groups[key],
-                "weight_decay": weight_decay if key[1] else 0.0,
-                "lr": head_rate if key[0] else learning_rate,
-            }
-            for key in order
-            if key in groups
-        ],
-        lr=learning_rate,
-    )
+    param_groups = [
+        {
+            "params": groups[key],
+            "weight_decay": weight_decay if key[1] else 0.0,
+            "lr": head_rate if key[0] else learning_rate,
+            **(galore if galore and key == (False, True) else {}),
+        }
+        for key in order
+        if key in groups
+    ]
+    if galore:
+        from .galore import GaLoreAdamW
+
+        return GaLoreAdamW(param_groups, lr=learning_rate)
+    return torch.optim.AdamW(param_groups, lr=learning_rate)
 
 
 def score(metrics: dict) -> list[float]:

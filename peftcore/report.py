@@ -19,6 +19,18 @@ def peak_memory_bytes(device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
+def optimizer_state_bytes(optimizer) -> int:
+    """The bytes every tensor of the optimiser's state holds."""
+    import torch
+
+    return sum(
+        value.numel() * value.element_size()
+        for state in optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    )
+
+
 def lineage(spec: TrainSpec, params: dict) -> dict:
     """What a run needs to be repeated: seed, resolved configuration, data hashes and library versions."""
     import platform
@@ -79,6 +91,8 @@ def build_report(run, metrics: dict) -> dict:
             "tokens_per_second": round(p.train_tokens / max(working_seconds, 1e-9), 1),
             "train_tokens": p.train_tokens,
             "peak_memory_bytes": peak_memory_bytes(run.device),
+            # the optimiser's moments (and GaLore's projections): exact on any device, unlike a process's peak
+            "optimizer_state_bytes": optimizer_state_bytes(run.optimizer),
         },
         "lineage": lineage(spec, spec.params),
         "device": run.device.type,

@@ -1,6 +1,6 @@
 """What a run adds beyond its method's build, before the first step: a method's initialisation from the
-training rows (LoRA's EVA) and the batch regularisers (DEFT's density loss for any method, BA-LoRA's for LoRA)
-that the training loop adds to each micro-batch's loss (loop.Run.regularisers)."""
+training rows (LoRA's EVA), the optimiser's kind (GaLore) and the batch regularisers (DEFT's density loss for any
+method, BA-LoRA's for LoRA) that the training loop adds to each micro-batch's loss (loop.Run.regularisers)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def data_init(job: TrainSpec, model, runner, features: list, sink: EventSink, de
         job.method.data_init(model, job.method_params, read_batches)
     except (ValueError, RuntimeError) as exc:
         raise TrainingError(BAD_PARAMS, f"{job.method.label}: initialising from the data failed: {exc}") from exc
+
+
+def galore(params: dict) -> dict | None:
+    """GaLore's settings for loop.make_optimizer, when the run asks for that optimiser."""
+    if params.get("optimizer") != "galore":
+        return None
+    return {"rank": params["galore_rank"], "scale": params["galore_scale"], "update_gap": params["galore_update_gap"]}
 
 
 def add_regularisers(run: Run, task: Task, new_modules) -> None:

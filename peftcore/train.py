@@ -240,7 +240,9 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     head = _head_parameters(model, new_modules)
     # An adapter a job starts from brings a trained head: no rate of its own then.
     head_rate = None if job.start_from else params.get("head_learning_rate")
-    optimizer = make_optimizer(model, params["learning_rate"], params["weight_decay"], head, head_rate)
+    optimizer = make_optimizer(
+        model, params["learning_rate"], params["weight_decay"], head, head_rate, run_options.galore(params)
+    )
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(optimizer, round(params["warmup_ratio"] * total_steps), total_steps)

@@ -176,6 +176,46 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "loss (on whenever the loss is).",
     ),
     Param(
+        "optimizer",
+        "choice",
+        "adamw",
+        choices=("adamw", "galore"),
+        label="Optimiser",
+        help="adamw: the usual. galore: AdamW whose state for each weight matrix lives in a low-rank projection of "
+        "its gradient (GaLore, arxiv.org/abs/2403.03507), so full fine-tuning needs a fraction of AdamW's "
+        "optimiser memory; it matters for methods that train whole matrices (full fine-tuning), little for "
+        "adapters, whose matrices are already small.",
+    ),
+    Param(
+        "galore_rank",
+        "int",
+        8,
+        min=1,
+        max=4096,
+        label="GaLore rank",
+        help="GaLore only: the rank of each matrix's gradient projection; the optimiser keeps about rank / the "
+        "matrix's smaller side of AdamW's memory for it. The paper fine-tuned with 4 and 8.",
+    ),
+    Param(
+        "galore_scale",
+        "float",
+        4.0,
+        min=0.01,
+        max=100.0,
+        label="GaLore scale",
+        help="GaLore only: the projected update is multiplied by this (the paper's fine-tuning value is 4).",
+    ),
+    Param(
+        "galore_update_gap",
+        "int",
+        200,
+        min=1,
+        max=100000,
+        label="GaLore projection refresh (steps)",
+        help="GaLore only: every this many steps the projection is recomputed from the current gradient (an SVD "
+        "of each matrix).",
+    ),
+    Param(
         "preference_loss",
         "choice",
         "dpo",
