@@ -175,9 +175,12 @@ class Progress:
     # and how many evaluations in a row have not beaten it (early stopping, loop.py).
     best: dict | None = None
     stale_evals: int = 0
+    # Light-PEFT's rank pruning (light_peft.py): {"importance": {layer: [sums]}} until the cut, then also "kept"
+    pruning: dict | None = None
 
 
-OPTIONAL_PROGRESS = ("best", "stale_evals")  # checkpoints written before early stopping lack them
+# checkpoints written before early stopping lack the first two, before rank pruning the last
+OPTIONAL_PROGRESS = ("best", "stale_evals", "pruning")
 
 
 def progress_of(folder: Path, state: dict) -> Progress:

@@ -63,6 +63,7 @@ class Run:
     # Losses on each micro-batch's forward pass (DEFT's density, BA-LoRA's regularisers): start(chunk) before the
     # task's forward pass, penalty(chunk) after it; remove() when training ends.
     regularisers: list = field(default_factory=list)
+    pruner: Any = None  # light_peft.RankPruner when the run prunes its adapter's ranks
 
 
 def make_optimizer(

@@ -1,10 +1,10 @@
 """What a run adds beyond its method's build, before the first step: a method's initialisation from the
-training rows (LoRA's EVA), the optimiser's kind (GaLore) and the batch regularisers (DEFT's density loss for any
+training rows (LoRA's EVA), the optimiser's kind (GaLore), Light-PEFT's rank pruning and the batch regularisers (DEFT's density loss for any
 method, BA-LoRA's for LoRA) that the training loop adds to each micro-batch's loss (loop.Run.regularisers)."""
 
 from __future__ import annotations
 
-from . import ba_lora, density
+from . import ba_lora, density, light_peft
 from .errors import BAD_PARAMS, TrainingError
 from .events import EventSink, phase
 from .loop import Run
@@ -33,6 +33,21 @@ def data_init(job: TrainSpec, model, runner, features: list, sink: EventSink, de
         job.method.data_init(model, job.method_params, read_batches)
     except (ValueError, RuntimeError) as exc:
         raise TrainingError(BAD_PARAMS, f"{job.method.label}: initialising from the data failed: {exc}") from exc
+
+
+def add_pruning(run: Run, state: dict | None) -> None:
+    """Light-PEFT's rank pruning when the run asks for it: the cut a checkpoint already made is made again first
+    (so its weights load), then the pruner sums importance and cuts at its step (light_peft.py)."""
+    params = run.spec.params
+    if not params.get("prune_ranks"):
+        return
+    saved = (state or {}).get("pruning") or {}
+    if "kept" in saved:
+        light_peft.apply_kept(run.model, saved["kept"])
+    at_step = light_peft.prune_step(params["prune_after"], run.total_steps, run.steps_per_epoch)
+    run.pruner = light_peft.RankPruner(
+        run, params["prune_ranks"], at_step, saved=saved, step=(state or {}).get("step", 0)
+    )
 
 
 def galore(params: dict) -> dict | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import defaults
 from .combine_run import check_section
 from .errors import BAD_PARAMS, TrainingError
+from .light_peft import pruning_problem
 from .methods import Method, UnknownMethodError, get_method
 from .quantize import quantize_problem
 from .schema import format_errors, validate_params
@@ -97,7 +98,7 @@ def parse_spec(spec: dict) -> TrainSpec:
         if param_errors:
             parts.append(f"training parameters: {format_errors(param_errors)}")
         raise TrainingError(BAD_PARAMS, "; ".join(parts))
-    problem = quantize_problem(method, params)
+    problem = quantize_problem(method, params) or pruning_problem(method, method_params, params)
     if problem:
         raise TrainingError(BAD_PARAMS, problem)
     threads = spec.get("threads")

@@ -291,6 +291,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         }
     )
     run_options.add_regularisers(run, task, new_modules)
+    run_options.add_pruning(run, state)
     if state:
         resume(run, state)
     else:
@@ -386,6 +387,9 @@ def _finish(run: Run) -> FitResult:
         run.density.remove()  # the saved adapter and the returned model carry no hooks
     for regulariser in run.regularisers:
         regulariser.remove()
+    if run.pruner is not None:
+        report["pruning"] = run.pruner.report()
+        run.pruner.remove()
     if parents is not None:
         report["combination"] = combine_run.report_section(run, parents)
     phase(run.sink, "saving the adapter")

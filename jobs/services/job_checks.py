@@ -2,6 +2,7 @@
 
 from django.conf import settings
 
+from peftcore.light_peft import pruning_problem
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.quantize import quantize_problem
 from peftcore.schema import validate_params
@@ -161,6 +162,8 @@ def job_validate(
     errors.update({f"params.{k}": v for k, v in param_errors.items()})
     if spec is not None and not param_errors and (problem := quantize_problem(spec, clean_params)):
         errors["params.quantize"] = problem
+    if spec is not None and not param_errors and (problem := pruning_problem(spec, clean_method, clean_params)):
+        errors["params.prune_ranks"] = problem
     if errors:
         raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
     columns = {

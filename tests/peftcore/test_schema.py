@@ -138,6 +138,8 @@ def test_training_params_match_the_interface():
         "probe_head",
         "density_loss",
         "measure_density",
+        "prune_ranks",
+        "prune_after",
         "optimizer",
         "galore_rank",
         "galore_scale",

@@ -1,4 +1,5 @@
-"""The job page shows DEFT's activation density (peftcore/density.py) beside the other efficiency figures."""
+"""The job page shows DEFT's activation density (peftcore/density.py), GaLore's optimiser state and what Light-PEFT
+pruned beside the other efficiency figures."""
 
 import pytest
 from django.test import Client
@@ -28,3 +29,36 @@ def test_the_efficiency_table_shows_the_share_of_firing_units_before_and_after(
     html = client.get(f"/jobs/{job.pk}/").content.decode()
     row = html[html.index('id="activation-density"') :].split("</tr>")[0]
     assert "density loss 0.5" in row and "42.1% before" in row and "18.8% after" in row
+
+
+def test_the_efficiency_table_shows_galores_state_and_what_pruning_cut(alice, alice_api, sst2_sample, tiny_model):
+    dataset = upload(alice_api, sst2_sample, name="s.tsv", text_column="sentence", label_column="label").json()
+    job = Job.objects.get(pk=submit(alice_api, dataset["id"], tiny_model).json()["id"])
+    efficiency = {"trainable_share": 0.01, "adapter_bytes": 1000, "peak_memory_bytes": 10**8, "tokens_per_second": 9}
+    report = {"labels": ["0", "1"], "metrics": {"accuracy": 0.8}, "efficiency": efficiency, "params": {}}
+    EvalReport.objects.create(job=job, data=report)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, metrics={"accuracy": 0.8})
+    client = Client()
+    client.force_login(alice)
+    html = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'id="pruning"' not in html and 'id="optimizer-state"' not in html  # reports from before either
+
+    efficiency["optimizer_state_bytes"] = 3 * 1024 * 1024
+    report["params"] = {"optimizer": "galore", "galore_rank": 8}
+    report["pruning"] = {
+        "at_step": 13,
+        "ranks_before": 288,
+        "ranks_after": 144,
+        "trainable_before": 332546,
+        "trainable_after": 166658,
+        "seconds_per_step_before": 0.32,
+        "seconds_per_step_after": 0.24,
+        "step_time_saved": 0.25,
+    }
+    EvalReport.objects.filter(job=job).update(data=report)
+    html = client.get(f"/jobs/{job.pk}/").content.decode()
+    state = html[html.index('id="optimizer-state"') :].split("</tr>")[0]
+    assert "GaLore, rank 8" in state and "3.0\xa0MB" in state
+    pruned = html[html.index('id="pruning"') :].split("</tr>")[0]
+    assert "after step 13" in pruned and "288 → 144 ranks" in pruned and "332,546 → 166,658 trainable" in pruned
+    assert "0.320 → 0.240 s a step (25" in pruned
