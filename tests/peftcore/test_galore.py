@@ -10,7 +10,6 @@ import torch
 from peftcore.events import ListSink
 from peftcore.galore import GaLoreAdamW
 from peftcore.loop import make_optimizer
-from peftcore.report import optimizer_state_bytes
 from peftcore.train import fit
 
 RANK = 4
