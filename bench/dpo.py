@@ -1,10 +1,12 @@
-"""Preference tuning (DPO) of the bundled Gemma 3 270M on pairs made from GSM8K: the prompt is a word problem, the
+"""Preference tuning (DPO or ORPO) of the bundled Gemma 3 270M on pairs made from GSM8K: the prompt is a word problem, the
 chosen answer states its right final number ("The answer is 72."), the rejected one a wrong number (the right one
 plus a seeded offset of 1 to 9). The studio's own job (`--task preference`, LoRA), scored on held-out pairs from
 GSM8K's test file before and after training: pairs ranked right (reward accuracy), the reward margin, and how
 often the adapter's greedy answer is exactly the chosen one.
 
-    .venv/bin/python bench/dpo.py [--rows 64] [--eval-rows 32] [--epochs 1] [--docs]
+    .venv/bin/python bench/dpo.py [--rows 64] [--eval-rows 32] [--epochs 1] [--loss dpo|orpo] [--docs]
+
+--docs writes the table between the "dpo" or "orpo" markers of docs/benchmarks.md (one table per loss).
 
 A CPU-sized run (short answers keep each step to seconds); the model is converted once (peftcore/gemma_bundle.py)
 into --model-root (default: the tests' cache).
@@ -24,7 +26,6 @@ from bench_docs import write_between
 
 REPO = Path(__file__).resolve().parent.parent
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
-MARKERS = ("<!-- dpo:start -->", "<!-- dpo:end -->")
 DEFAULT_ROOT = Path.home() / ".cache" / "peft-studio-tests" / "models"
 SEED = 42
 
@@ -47,7 +48,8 @@ def studio(args, train: Path, evaluation: Path, out: Path) -> dict:
     command += ["--model-root", str(args.model_root), "--data", str(train), "--eval-data", str(evaluation)]
     command += ["--text-column", "prompt", "--label-column", "chosen", "--input-column", "rejected"]
     command += ["--method", "lora", "--out", str(out)]
-    for item in (f"epochs={args.epochs}", "batch_size=8", "max_length=192", f"learning_rate={args.lr}", "seed=42"):
+    settings = (f"epochs={args.epochs}", "batch_size=8", "max_length=192", f"learning_rate={args.lr}", "seed=42")
+    for item in (*settings, f"preference_loss={args.loss}"):
         command += ["--param", item]
     began = time.monotonic()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--loss", choices=("dpo", "orpo"), default="dpo")
     parser.add_argument("--model-root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--docs", action="store_true")
     args = parser.parse_args()
@@ -82,12 +85,13 @@ def main() -> None:
     rows = [
         ("pairs ranked right (reward accuracy)", "reward_accuracy", "{:.1%}"),
         ("mean reward margin", "reward_margin", "{:.3f}"),
-        ("DPO loss", "eval_loss", "{:.3f}"),
+        (f"{args.loss.upper()} loss", "eval_loss", "{:.3f}"),
         ("greedy answer = the chosen one (exact match)", "exact_match", "{:.1%}"),
     ]
     lines = [
         f"Run {datetime.date.today().isoformat()}, `bench/dpo.py --rows {args.rows} --eval-rows {args.eval_rows} "
-        f"--epochs {args.epochs} --lr {args.lr}`: LoRA on the bundled Gemma 3 270M, {args.rows} training pairs, "
+        f"--epochs {args.epochs} --lr {args.lr} --loss {args.loss}`: LoRA on the bundled Gemma 3 270M, {args.rows} "
+        "training pairs, "
         f"{args.eval_rows} held-out pairs, {report['train_seconds'] / 60:.1f} min of training "
         f"({result['wall_seconds'] / 60:.1f} min in all, CPU):",
         "",
@@ -98,7 +102,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.docs:
-        write_between(MARKERS, text)
+        write_between((f"<!-- {args.loss}:start -->", f"<!-- {args.loss}:end -->"), text)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Every run also measures the share of feed-forward units that fire on the dev row
         [--variant "LABEL=KEY=VALUE,KEY=VALUE" ...]
 
 Default variants: DEFT's density loss at 0.3 and 1 (`density_loss`), BA-LoRA's three regularisers together
-(`ba_consistency=1,ba_diversity=0.1,ba_svd=0.1`). --docs writes the table into docs/benchmarks.md between its
+(`ba_consistency=1,ba_diversity=0.1,ba_svd=0.1`), Light-PEFT's pruning of half the adapter's ranks after a tenth
+of the steps (`prune_ranks=0.5`; the last column says what it cut and the step time before and after). --docs writes the table into docs/benchmarks.md between its
 "options" markers.
 """
 
@@ -25,6 +26,7 @@ VARIANTS = (
     "DEFT density loss 0.3=density_loss=0.3",
     "DEFT density loss 1=density_loss=1",
     "BA-LoRA regularisers=ba_consistency=1,ba_diversity=0.1,ba_svd=0.1",
+    "Light-PEFT half the ranks pruned=prune_ranks=0.5",
 )
 
 
@@ -36,13 +38,21 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 def row(label: str, settings: list[str], result: dict) -> str:
     shown = ", ".join(f"`{s}`" for s in settings) or "(form defaults)"
     if "error" in result:
-        return f"| {label} | {shown} | failed: {result['error'][:120]} | | | |"
+        return f"| {label} | {shown} | failed: {result['error'][:120]} | | | | |"
     low, high = wilson(result["accuracy"], DEV_ROWS)
     density = result["density"] or {}
     before, after = density.get("before"), density.get("after")
+    pruned = result.get("pruning")
+    cut = (
+        f"ranks {pruned['ranks_before']} → {pruned['ranks_after']} after step {pruned['at_step']}, trainable "
+        f"{pruned['trainable_before']:,} → {pruned['trainable_after']:,}, s/step {pruned['seconds_per_step_before']:.3f}"
+        f" → {pruned['seconds_per_step_after']:.3f}"
+        if pruned
+        else ""
+    )
     return (
         f"| {label} | {shown} | {result['accuracy']:.1%} [{low:.1%}, {high:.1%}] | {before:.1%} | {after:.1%} "
-        f"| {result['seconds'] / 60:.1f} min |"
+        f"| {result['seconds'] / 60:.1f} min | {cut} |"
     )
 
 
@@ -61,8 +71,8 @@ def main() -> None:
         f"{args.method}`: {args.method} at the form's defaults otherwise, {args.rows:,} training rows; dev accuracy "
         "[95% interval], share of feed-forward units firing on the dev rows before and after training.",
         "",
-        "| variant | settings | dev accuracy | firing before | firing after | training time |",
-        "|---|---|---|---|---|---|",
+        "| variant | settings | dev accuracy | firing before | firing after | training time | pruned |",
+        "|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as work:
         for number, (label, settings) in enumerate(variants):

@@ -97,6 +97,7 @@ def studio_run(method: str, rows: int, seed: int, extra: list[str], workdir: Pat
         "per_epoch": [e["metrics"]["accuracy"] for e in events if e.get("event") == "eval" and e["epoch"]],
         "density": report.get("activation_density"),  # with --param measure_density=true or density_loss=W
         "efficiency": report.get("efficiency") or {},  # peak memory (the child's), optimiser state bytes
+        "pruning": report.get("pruning"),  # with --param prune_ranks=S (Light-PEFT)
     }
 
 

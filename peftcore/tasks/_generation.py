@@ -18,6 +18,7 @@ from ..errors import BAD_DATA, TrainingError
 from ..metrics import generation_metrics
 from ..sft import IGNORE_INDEX, SftExample, end_token_id, read_sft_examples
 from ..splits import holdout_split, shuffle_and_cut
+from ..token_groups import labels_in_flight
 from ._base import (
     PLAYGROUND_MAX_LENGTH,
     PLAYGROUND_NEW_TOKENS,
@@ -123,7 +124,8 @@ class GenerationRunner(Runner):
         handle = head.register_forward_pre_hook(narrow) if head is not None else None
         try:
             inputs = {key: value for key, value in batch.items() if key != "labels"}
-            logits = model(**inputs, logits_to_keep=keep).logits
+            with labels_in_flight(labels):
+                logits = model(**inputs, logits_to_keep=keep).logits
         finally:
             if handle is not None:
                 handle.remove()
@@ -136,7 +138,8 @@ class GenerationRunner(Runner):
             return model(**batch).logits  # a seq2seq model builds its decoder's input from the labels
         keep = self.logits_to_keep(model, batch["labels"])
         inputs = {key: value for key, value in batch.items() if key != "labels"}
-        return model(**inputs, **({"logits_to_keep": keep} if keep else {})).logits
+        with labels_in_flight(batch["labels"]):  # Context-PEFT routes tokens by them (token_groups.py)
+            return model(**inputs, **({"logits_to_keep": keep} if keep else {})).logits
 
     def logits_to_keep(self, model, labels) -> int | None:
         """How many final positions need logits: from the position before the batch's first answer token (a

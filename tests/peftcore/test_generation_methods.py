@@ -50,6 +50,11 @@ def test_every_method_trains_and_reloads_for_generation_or_is_refused(tiny_shape
         "output_dir": str(tmp_path),
         "params": {"epochs": 1, "batch_size": 8, "max_length": 32},
     }
+    if task not in method.tasks:  # e.g. Context-PEFT, SFT only
+        with pytest.raises(TrainingError) as raised:
+            run(spec, ListSink())
+        assert raised.value.kind == BAD_PARAMS and f"does not support the task '{task}'" in raised.value.message
+        return
     reason = method.supports(shape, task)
     if reason:
         with pytest.raises(TrainingError) as raised:
