@@ -92,7 +92,8 @@ def combine_refusal(parents: list[Parent], weights: list[float], combination: st
     if (
         first.config.get("peft_type") == "LORA"
         and combination in SAME_RANK
-        and len({p.config.get("r") for p in parents}) > 1
+        # a Light-PEFT-pruned adapter keeps each layer's own rank in rank_pattern: not one rank
+        and (len({p.config.get("r") for p in parents}) > 1 or any(p.config.get("rank_pattern") for p in parents))
     ):
         return f"'{combination}' needs adapters of the same rank; use 'sum' or 'svd' for different ranks"
     if combination in WITH_DENSITY and not (density is not None and 0 < density <= 1):

@@ -34,13 +34,26 @@ def pruning_problem(method, method_params: dict, params: dict) -> str | None:
         )
     if method_params.get("use_kasa"):
         return "pruning the adapter's ranks does not work with KaSA's singular-value layer; turn KaSA off or pruning"
+    if method_params.get("init") in ("pissa", "olora"):
+        # their ranks hold parts of the base weights (taken out of it at the start): a cut would drop them, and
+        # peft's reload would take out another share at each layer's smaller rank
+        return (
+            "pruning the adapter's ranks does not work with the PiSSA or OLoRA start, whose ranks carry parts of the "
+            "base weights; choose the default start or turn pruning off"
+        )
     return None
 
 
-def prune_step(share_of_steps: float, total_steps: int, steps_per_epoch: int) -> int:
+FIRST_CUT = 2  # step 1's importance is zero everywhere: LoRA's B starts at zero, so neither factor has |w x grad|
+
+
+def prune_step(share_of_steps: float, total_steps: int, steps_per_epoch: int) -> int | None:
     """The step after which the ranks are cut: share_of_steps of the run, within the first epoch (so every
-    evaluation, and the best weights kept, sees the pruned adapter), and at least after step 1."""
-    return max(1, min(round(share_of_steps * total_steps), steps_per_epoch))
+    evaluation, and the best weights kept, sees the pruned adapter), and not before step 2. None when the first
+    epoch has too few steps for that."""
+    if steps_per_epoch < FIRST_CUT:
+        return None
+    return max(FIRST_CUT, min(round(share_of_steps * total_steps), steps_per_epoch))
 
 
 def lora_layers(model) -> dict:
@@ -85,17 +98,22 @@ class RankPruner:
         return "kept" in (self.run.progress.pruning or {})
 
     def _accumulate(self, optimizer, args, kwargs) -> None:
+        import torch
+
         if self.done:
             return
-        for name, layer in self.layers.items():
+        scores = []
+        for layer in self.layers.values():
             a, b = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
-            score = 0
+            score = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)
             if a.grad is not None:
-                score = score + (a.detach() * a.grad).abs().sum(dim=1)
+                score += (a.detach() * a.grad).abs().sum(dim=1).double()
             if b.grad is not None:
-                score = score + (b.detach() * b.grad).abs().sum(dim=0)
-            if not isinstance(score, int):
-                self.importance[name] += score.double().cpu()
+                score += (b.detach() * b.grad).abs().sum(dim=0).double()
+            scores.append(score)
+        flat = torch.cat(scores).cpu().split([len(v) for v in self.importance.values()])  # one device sync a step
+        for total, score in zip(self.importance.values(), flat):
+            total += score
         self.run.progress.pruning["importance"] = {n: v.tolist() for n, v in self.importance.items()}
 
     def _after_step(self, optimizer, args, kwargs) -> None:

@@ -45,6 +45,13 @@ def add_pruning(run: Run, state: dict | None) -> None:
     if "kept" in saved:
         light_peft.apply_kept(run.model, saved["kept"])
     at_step = light_peft.prune_step(params["prune_after"], run.total_steps, run.steps_per_epoch)
+    if at_step is None:
+        raise TrainingError(
+            BAD_PARAMS,
+            f"pruning the adapter's ranks needs at least {light_peft.FIRST_CUT} steps in the first epoch to measure "
+            f"their importance, and this run has {run.steps_per_epoch}: use a smaller batch size, more rows, or no "
+            "pruning",
+        )
     run.pruner = light_peft.RankPruner(
         run, params["prune_ranks"], at_step, saved=saved, step=(state or {}).get("step", 0)
     )

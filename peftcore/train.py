@@ -388,8 +388,11 @@ def _finish(run: Run) -> FitResult:
     for regulariser in run.regularisers:
         regulariser.remove()
     if run.pruner is not None:
-        report["pruning"] = run.pruner.report()
+        report["pruning"] = pruned = run.pruner.report()
         run.pruner.remove()
+        if pruned:  # the adapter saved is the pruned one: its count is what compare and the leaderboard show
+            report["trainable_params"] = pruned["trainable_after"]
+            report["efficiency"]["trainable_share"] = pruned["trainable_after"] / run.total_params
     if parents is not None:
         report["combination"] = combine_run.report_section(run, parents)
     phase(run.sink, "saving the adapter")

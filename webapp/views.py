@@ -230,7 +230,8 @@ def job_detail(request, job_id: int):
     )
     if job.status == Job.Status.SUCCEEDED:
         context["merged"] = merged_context(job)
-        context["compare_choices"] = selectors.playground_compare_choices(job=job)
+        if not job.group_column:  # a group job's page has no playground
+            context["compare_choices"] = selectors.playground_compare_choices(job=job)
     return render(request, "jobs/detail.html", context)
 
 

@@ -108,6 +108,11 @@ def _parent_refusal(parent: Job) -> str | None:
         )
     if parent.group_column:
         return f"job #{parent.pk} holds one adapter per group; combine single adapters"
+    if parent.params.get("prune_ranks"):
+        return (
+            f"job #{parent.pk}'s adapter had its ranks pruned (Light-PEFT), so its layers differ in rank; combine "
+            "unpruned adapters"
+        )
     if parent.start_mode == "stack":
         return f"job #{parent.pk} is stacked on another adapter; combine adapters trained on the base model"
     return None

@@ -40,7 +40,11 @@ def playground_run_create(*, job: Job, user, texts: list[str], options: dict | N
     if long:
         message = f"text {long[0]} is longer than {PLAYGROUND_MAX_CHARS:,} characters"
         raise ValidationFailed(message, errors={"texts": message})
-    options = generation_options(options or {}) if get_task(job.task).generative else {}
+    generative = get_task(job.task).generative
+    if not generative and (options or {}).get("compare_job") not in (None, ""):
+        message = "only a generation job's adapter writes beside another's; this job's adapter predicts labels"
+        raise ValidationFailed(message, errors={"compare_job": message})
+    options = generation_options(options or {}) if generative else {}
     if options.get("compare_job"):
         options.update(_compare_with(job, options["compare_job"]))
     run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts, options=options)

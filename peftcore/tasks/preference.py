@@ -7,8 +7,8 @@ off (peft's disable_adapter), so no second copy of the model is held. Its loss i
 DPOTrainer computes the same on the same pair: tests/peftcore/test_preference.py checks it against trl).
 ORPO needs no reference (one forward pass a batch instead of two): the chosen answer's SFT loss plus beta x the
 log-sigmoid of the odds ratio between the two answers' mean token likelihoods; the odds-ratio term is checked
-against trl's ORPOTrainer.odds_ratio_loss. Its SFT term is over the answer tokens, as this studio's SFT trains
-(trl's also counts the prompt's).
+against trl's ORPOTrainer.odds_ratio_loss. Its SFT term is each pair's mean over the chosen answer's tokens
+(trl's is a token mean over the whole batch and counts the prompt's tokens too).
 
 Columns: the prompt (text_column), the chosen answer (label_column) and the rejected answer (input_column, which
 the other generation tasks use for an extra prompt part; here it is the third role). A template renders prompt
@@ -153,6 +153,8 @@ def orpo_odds_ratio(chosen_logps, rejected_logps):
     def log1mexp(x):  # log(1 - exp(x)), stable on both sides of -ln 2
         return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
 
+    # a mean log-likelihood of exactly 0 (every token certain) would make log(1 - 1) = -inf and its gradient NaN
+    chosen_logps, rejected_logps = chosen_logps.clamp(max=-1e-6), rejected_logps.clamp(max=-1e-6)
     log_odds = (chosen_logps - rejected_logps) - (log1mexp(chosen_logps) - log1mexp(rejected_logps))
     return F.logsigmoid(log_odds)
 

@@ -187,3 +187,13 @@ def test_ia3_adapters_combine_as_the_weighted_sum_of_their_scaling_vectors(bert_
     for key in vectors:
         assert torch.allclose(got[key], 0.25 * a[key] + 0.75 * b[key], atol=1e-6), key
     assert not torch.allclose(a[vectors[0]], b[vectors[0]])  # the two did learn different vectors
+
+
+def test_a_pruned_adapter_is_refused_for_the_same_rank_combinations(bert_without_dropout, adapters, tmp_path):
+    # Light-PEFT keeps each layer's own rank in rank_pattern while r stays 8: not one rank, though r agrees
+    pruned = tmp_path / "pruned"
+    shutil.copytree(adapters["b"], pruned)
+    config = json.loads((pruned / "adapter_config.json").read_text())
+    (pruned / "adapter_config.json").write_text(json.dumps({**config, "rank_pattern": {"layer\\.0\\.query": 4}}))
+    with pytest.raises(CombineError, match="needs adapters of the same rank"):
+        combine(bert_without_dropout, [adapters["a"], pruned], [1.0, 1.0], tmp_path / "out", combination="linear")

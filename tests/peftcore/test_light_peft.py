@@ -57,7 +57,8 @@ def test_cutting_ranks_is_exactly_zeroing_them(tiny_bert, params):
 def test_the_cut_lands_within_the_first_epoch():
     assert prune_step(0.1, 100, 25) == 10
     assert prune_step(0.1, 1000, 25) == 25  # never after the first evaluation
-    assert prune_step(0.01, 20, 10) == 1
+    assert prune_step(0.01, 20, 10) == 2  # step 1's importance is all zero (B starts at zero)
+    assert prune_step(0.5, 10, 1) is None  # no second step before the first evaluation
 
 
 def test_a_run_cuts_the_share_and_plain_peft_reloads_the_smaller_adapter(tiny_bert, sentiment_tsv, tmp_path):
@@ -69,6 +70,8 @@ def test_a_run_cuts_the_share_and_plain_peft_reloads_the_smaller_adapter(tiny_be
     assert pruning["at_step"] == 2 and pruning["share"] == 0.5
     assert pruning["ranks_after"] == pruning["ranks_before"] // 2 and min(pruning["ranks"].values()) >= 1
     assert pruning["trainable_after"] < pruning["trainable_before"]
+    assert result.done["report"]["trainable_params"] == pruning["trainable_after"]  # what compare shows
+    assert sum(p.numel() for p in result.model.parameters() if p.requires_grad) == pruning["trainable_after"]
     assert pruning["seconds_per_step_before"] > 0 and pruning["seconds_per_step_after"] > 0
     saved = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert sorted(saved["rank_pattern"].values()) == sorted(pruning["ranks"].values())
@@ -81,19 +84,36 @@ def test_a_run_cuts_the_share_and_plain_peft_reloads_the_smaller_adapter(tiny_be
         assert torch.allclose(reloaded(**batch).logits, result.model.eval()(**batch).logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("prune_after", [0.1, 0.34], ids=["cut-before-the-checkpoints", "cut-between-them"])
+@pytest.mark.parametrize("prune_after", [0.1, 0.34], ids=["cut-at-the-first-checkpoint", "cut-between-them"])
 def test_a_pruned_run_resumes_exactly(tiny_bert, sentiment_tsv, tmp_path, prune_after):
-    # 9 steps, 3 an epoch, checkpoints at 2 and 6: the cut comes at step 1 (before both) or 3 (between them)
+    # 9 steps, 3 an epoch, checkpoints at 2 and 6: the cut comes at step 2 (in both) or 3 (between them)
     def make(out, **overrides):
         params = {**SMALL, "prune_ranks": 0.5, "prune_after": prune_after}
         return make_spec(tiny_bert, sentiment_tsv, out, params=params, **overrides)
 
     reference = assert_resumes_exactly(make, tmp_path)
-    assert reference.done["report"]["pruning"]["at_step"] == (1 if prune_after == 0.1 else 3)
+    assert reference.done["report"]["pruning"]["at_step"] == (2 if prune_after == 0.1 else 3)
 
 
-def test_other_methods_are_refused_with_the_reason(tiny_bert, sentiment_tsv, tmp_path):
-    spec = make_spec(tiny_bert, sentiment_tsv, tmp_path / "out", method="ia3", params={**SMALL, "prune_ranks": 0.5})
+@pytest.mark.parametrize(
+    "method, method_params, params, said",
+    [
+        ("ia3", {}, {}, "works with LoRA: (IA)³ has no ranks to cut"),
+        ("lora", {"init": "pissa"}, {}, "does not work with the PiSSA or OLoRA start"),
+        ("lora", {}, {"batch_size": 16}, "needs at least 2 steps in the first epoch"),  # 11 rows: one step
+    ],
+)
+def test_what_pruning_cannot_do_is_refused_with_the_reason(
+    tiny_bert, sentiment_tsv, tmp_path, method, method_params, params, said
+):
+    spec = make_spec(
+        tiny_bert,
+        sentiment_tsv,
+        tmp_path / "out",
+        method=method,
+        method_params=method_params,
+        params={**SMALL, "prune_ranks": 0.5, **params},
+    )
     with pytest.raises(TrainingError) as raised:
         run(spec, ListSink())
-    assert raised.value.kind == BAD_PARAMS and "works with LoRA: (IA)³ has no ranks to cut" in raised.value.message
+    assert raised.value.kind == BAD_PARAMS and said in raised.value.message

@@ -82,6 +82,12 @@ def test_any_other_job_is_refused_naming_the_field(
     ):
         refused = alice_api.post(url, {"texts": ["hi"], "compare_job": other}, content_type="application/json")
         assert refused.status_code == 400 and said in refused.json()["errors"]["compare_job"], other
+    refused = alice_api.post(
+        f"/api/v1/jobs/{classifier.pk}/playground",
+        {"texts": ["hi"], "compare_job": later_job.pk},
+        content_type="application/json",
+    )
+    assert refused.status_code == 400 and "predicts labels" in refused.json()["errors"]["compare_job"]
     page = _client(later_job.created_by).post(f"/jobs/{later_job.pk}/playground/", {"texts": "hi", "compare_job": "x"})
     assert page.status_code == 400 and "must be a job number" in page.content.decode()
     assert not PlaygroundRun.objects.exists()
@@ -108,6 +114,7 @@ def test_the_worker_writes_with_both_adapters_and_the_page_shows_them_side_by_si
     body = alice_api.get(f"/api/v1/jobs/{later_job.pk}/playground/{run.pk}").json()
     assert [g["generation"] for g in body["generations"]] == [g["generation"] for g in mine]
     assert [g["compare_generation"] for g in body["generations"]] == [g["generation"] for g in first]
+    assert body["compare_name"] == f"#{sft_job.pk} lora"
 
     html = _client(later_job.created_by).get(f"/jobs/{later_job.pk}/playground/{run.pk}/").content.decode()
     assert f"Job #{sft_job.pk} lora's response" in html

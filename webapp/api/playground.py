@@ -57,6 +57,7 @@ class PlaygroundOut(Schema):
     generations: list[Generation] | None = Field(None, description="an SFT or seq2seq job's generated texts")
     error: str | None = None
     partial: Partial | None = Field(None, description="generation: the text written so far, while pending")
+    compare_name: str | None = Field(None, description="the job whose adapter wrote compare_generation, if any")
 
 
 def _playground_out(run) -> dict:
@@ -70,6 +71,7 @@ def _playground_out(run) -> dict:
         "generations": (result or {}).get("generations"),
         "error": (result or {}).get("error"),
         "partial": run.partial if result is None else None,
+        "compare_name": (run.options or {}).get("compare_name"),
     }
 
 
