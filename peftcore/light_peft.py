@@ -34,12 +34,12 @@ def pruning_problem(method, method_params: dict, params: dict) -> str | None:
         )
     if method_params.get("use_kasa"):
         return "pruning the adapter's ranks does not work with KaSA's singular-value layer; turn KaSA off or pruning"
-    if method_params.get("init") in ("pissa", "olora"):
+    if method_params.get("init") in ("pissa", "olora", "lora_ga"):
         # their ranks hold parts of the base weights (taken out of it at the start): a cut would drop them, and
         # peft's reload would take out another share at each layer's smaller rank
         return (
-            "pruning the adapter's ranks does not work with the PiSSA or OLoRA start, whose ranks carry parts of the "
-            "base weights; choose the default start or turn pruning off"
+            "pruning the adapter's ranks does not work with the PiSSA, OLoRA or LoRA-GA start, whose ranks carry "
+            "parts of the base weights; choose the default start or turn pruning off"
         )
     return None
 

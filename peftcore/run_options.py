@@ -4,6 +4,9 @@ method, BA-LoRA's for LoRA) that the training loop adds to each micro-batch's lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from . import ba_lora, density, light_peft
 from .errors import BAD_PARAMS, TrainingError
 from .events import EventSink, phase
@@ -15,22 +18,56 @@ from .tasks import Task
 DATA_INIT_BATCHES = 16
 
 
-def data_init(job: TrainSpec, model, runner, features: list, sink: EventSink, device) -> None:
-    """The method's initialisation from the training rows (LoRA's EVA), on up to DATA_INIT_BATCHES batches, read
-    only when the method's settings ask for it."""
-    size = job.params["batch_size"]
-    rows = min(len(features), size * DATA_INIT_BATCHES)
+@dataclass
+class TrainingSample:
+    """What a method's data-driven start reads (Method.data_init): the first DATA_INIT_BATCHES training batches,
+    always the same ones, and the task's loss on a batch."""
 
-    def read_batches() -> list[dict]:
-        phase(sink, f"initialising {job.method.label} from {rows:,} training rows")
+    runner: object
+    features: list
+    batch_size: int
+    device: object
+    announce: Callable[[], None]
+    resuming: bool  # the checkpoint brings the adapter's weights; only a start that changes the base reruns
+
+    def _batches(self, labels: bool) -> list[dict]:
+        self.announce()
+        size, rows = self.batch_size, min(len(self.features), self.batch_size * DATA_INIT_BATCHES)
         return [
-            # inputs only: without labels, EVA reads every real token's activations (the attention mask)
-            {k: v.to(device) for k, v in runner.collate(features[i : i + size]).items() if k != "labels"}
+            {
+                k: v.to(self.device)
+                for k, v in self.runner.collate(self.features[i : i + size]).items()
+                if labels or k != "labels"
+            }
             for i in range(0, rows, size)
         ]
 
+    def inputs(self) -> list[dict]:
+        """Model inputs only: without labels, EVA reads every real token's activations (the attention mask)."""
+        return self._batches(labels=False)
+
+    def labelled(self) -> list[dict]:
+        return self._batches(labels=True)
+
+    def loss(self, model, batch: dict):
+        """The task's mean loss on a batch (as the training loop weighs it)."""
+        return self.runner.summed_loss(model, batch) / max(self.runner.loss_units(batch), 1)
+
+
+def data_init(job: TrainSpec, model, runner, features: list, sink: EventSink, device, *, resuming: bool) -> None:
+    """The method's initialisation from the training rows (LoRA's EVA, LoRA-GA), on up to DATA_INIT_BATCHES
+    batches, read only when the method's settings ask for it."""
+    rows = min(len(features), job.params["batch_size"] * DATA_INIT_BATCHES)
+    sample = TrainingSample(
+        runner,
+        features,
+        job.params["batch_size"],
+        device,
+        lambda: phase(sink, f"initialising {job.method.label} from {rows:,} training rows"),
+        resuming,
+    )
     try:
-        job.method.data_init(model, job.method_params, read_batches)
+        job.method.data_init(model, job.method_params, sample)
     except (ValueError, RuntimeError) as exc:
         raise TrainingError(BAD_PARAMS, f"{job.method.label}: initialising from the data failed: {exc}") from exc
 

@@ -234,8 +234,8 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     runner.refuse(rows.train, train_features, "training")
     runner.refuse(rows.eval, eval_features, "evaluation")
     stop_point(stop)
-    if job.method.data_init is not None and state is None and not job.start_from and not job.combine:
-        run_options.data_init(job, model, runner, train_features, sink, device)
+    if job.method.data_init is not None and not job.start_from and not job.combine:
+        run_options.data_init(job, model, runner, train_features, sink, device, resuming=state is not None)
 
     head = _head_parameters(model, new_modules)
     # An adapter a job starts from brings a trained head: no rate of its own then.

@@ -89,9 +89,9 @@ class Method:
     # Building it reads the weights' values (an SVD, a mask drawn from them): counting.py builds such a tuner on
     # random real weights, since the meta device has no values (the count does not depend on them).
     needs_weight_values: bool = False
-    # data_init(model, params, read_batches): after build, before the first step, an initialisation that reads
-    # the training rows (EVA) when its params ask for it; read_batches() gives a list of model-input dicts. Not on
-    # resume or when starting from an adapter.
+    # data_init(model, params, sample): after build, before the first step, an initialisation that reads the
+    # training rows (EVA, LoRA-GA) when its params ask for it; sample is a run_options.TrainingSample (inputs(),
+    # labelled(), loss(model, batch), resuming). Not when starting from an adapter.
     data_init: Callable[..., None] | None = None
 
     def __post_init__(self) -> None:

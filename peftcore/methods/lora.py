@@ -58,13 +58,15 @@ PARAMS = (
         "init",
         "choice",
         "default",
-        choices=("default", "pissa", "olora", "eva"),
+        choices=("default", "pissa", "olora", "eva", "lora_ga"),
         label="Initialisation",
         help="How the update starts: 'default' starts at zero; 'pissa' (arxiv.org/abs/2404.02948) and 'olora' "
         "(arxiv.org/abs/2406.01775) start from the weight's main directions, which can learn faster. These two "
         "change the base weights in memory, so the adapter needs the exact same base model. 'eva' "
         "(arxiv.org/abs/2410.07170) starts the down-projection from the main directions of your training rows' "
-        "own activations (a few batches are read before the first step).",
+        "own activations (a few batches are read before the first step). 'lora_ga' (arxiv.org/abs/2407.05000) "
+        "starts both factors from the training rows' gradient, so the first steps move as full fine-tuning "
+        "would; the adapter is saved as a plain LoRA of twice the rank that loads on the original model.",
     ),
     Param(
         "use_kasa",
@@ -111,7 +113,7 @@ def auto_alpha(params: dict, rank_key: str = "r", alpha_key: str = "lora_alpha")
     return {alpha_key: (2 * rank, f"twice the rank ({rank}), so the update's scale stays the same at any rank")}
 
 
-_INIT = {"default": True, "pissa": "pissa", "olora": "olora", "eva": "eva"}
+_INIT = {"default": True, "pissa": "pissa", "olora": "olora", "eva": "eva", "lora_ga": "lora_ga"}
 
 
 def _kasa_loss(model):
@@ -123,7 +125,7 @@ def _kasa_loss(model):
 
 def _options(params: dict, model, total_steps) -> dict:
     kasa = None
-    from peft import EvaConfig
+    from peft import EvaConfig, LoraGAConfig
 
     if params.get("use_kasa"):
         if params.get("use_dora"):
@@ -142,16 +144,23 @@ def _options(params: dict, model, total_steps) -> dict:
         # rho 1: every layer keeps rank r (EVA may otherwise move rank between layers, and the trainable count
         # shown before the run would no longer hold)
         eva_config=EvaConfig(rho=1.0) if params.get("init") == "eva" else None,
+        # peft's defaults (direction ArB2r, stable scale); the start itself is set by _data_init
+        lora_ga_config=LoraGAConfig() if params.get("init") == "lora_ga" else None,
     )
 
 
-def _data_init(model, params: dict, read_batches) -> None:
-    """EVA: the down-projections from the SVD of the training rows' activations at each adapted layer."""
-    if params.get("init") != "eva":
-        return
-    from peft import initialize_lora_eva_weights
+def _data_init(model, params: dict, sample) -> None:
+    """EVA: the down-projections from the SVD of the training rows' activations at each adapted layer (not on a
+    resume: the checkpoint brings them). LoRA-GA: A and B from the training rows' gradient, taken out of the base
+    weights (again on a resume, which must rebuild those weights; peftcore/lora_ga.py)."""
+    if params.get("init") == "eva" and not sample.resuming:
+        from peft import initialize_lora_eva_weights
 
-    initialize_lora_eva_weights(model, dataloader=read_batches(), show_progress_bar=False)
+        initialize_lora_eva_weights(model, dataloader=sample.inputs(), show_progress_bar=False)
+    elif params.get("init") == "lora_ga":
+        from ..lora_ga import initialise
+
+        initialise(model, sample.labelled(), sample.loss)
 
 
 METHOD = register(

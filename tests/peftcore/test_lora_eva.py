@@ -3,6 +3,8 @@ the SVD of the training rows' activations at its layer, so its rows are orthonor
 default init draws them at random. The whole run then trains, saves and reloads like any LoRA (the method matrix
 has the eva case)."""
 
+from types import SimpleNamespace
+
 import torch
 
 from peftcore.events import ListSink
@@ -34,7 +36,7 @@ def test_eva_sets_each_down_projection_to_orthonormal_directions_of_the_data(tin
         model, new_modules = load_model(tiny_bert, ["0", "1"], tokenizer.pad_token_id)
         params = validate_params(lora.params, {"init": init, "r": 4})[0]
         model = lora.build(model, params, "text-classification", new_modules=new_modules)
-        lora.data_init(model, params, lambda: batches)
+        lora.data_init(model, params, SimpleNamespace(inputs=lambda: batches, resuming=False))
         built[init] = _down_projections(model)
     assert len(built["eva"]) == 12 and all(a.shape == (4, 32) or a.shape == (4, 64) for a in built["eva"])
     assert all(_orthonormal(a) for a in built["eva"])

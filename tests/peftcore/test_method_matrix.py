@@ -30,6 +30,7 @@ CASES = [(m.name, {}) for m in all_methods() if TASK in m.tasks] + [
     ("lora", {"init": "olora", "use_rslora": True}),
     ("lora", {"use_kasa": True}),
     ("lora", {"init": "eva"}),
+    ("lora", {"init": "lora_ga"}),
     ("lora", {"placement": "ffn", "layers": "last 1"}),
     ("loha", {"placement": "both", "layers": "0"}),
     ("red", {"placement": "both", "layers": "last 1"}),
