@@ -1,14 +1,39 @@
 """The training child as an operating-system process: signals to its process group, waiting without reaping,
-its output read from a thread, the tail of its log, and the kernel's out-of-memory kill count."""
+its output read from a thread, the tail of its log, and the kernel's out-of-memory kill count; and for the
+worker's short-lived children (profiles, merged exports), death with their worker."""
 
+import ctypes
+import ctypes.util
 import os
 import queue
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 STDERR_TAIL_BYTES = 3000
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+_PRCTL = _prctl()  # resolved here, not after fork: the child then only makes the call
+
+
+def die_with_parent() -> None:
+    """A subprocess preexec_fn: the child is killed when the process that started it dies (Linux), so a worker
+    stopped mid-task (the studio kills a worker that does not stop within its grace period) leaves no orphan
+    behind. Elsewhere it does nothing."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def signal_group(proc: subprocess.Popen, sig: int) -> None:

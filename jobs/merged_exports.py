@@ -15,6 +15,7 @@ from django.conf import settings
 from peftcore.models import ModelRefError
 
 from . import services
+from .child_process import die_with_parent
 from .model_folders import local_folder
 from .models import Artifact, MergedExport
 from .storage import blob_create_from_file, blob_write_to_path, unzip_safely
@@ -63,7 +64,14 @@ def _merge(job, tmp: Path) -> Path:
     out = tmp / "merged"
     command = [sys.executable, "-m", "peftcore", "merge", "--model", str(model_path), "--adapter", str(adapter)]
     command += ["--out", str(out), "--base-name", job.base_model.name, "--job-name", job.name or f"job {job.pk}"]
-    done = subprocess.run(command, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=MERGE_TIMEOUT)
+    done = subprocess.run(
+        command,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=MERGE_TIMEOUT,
+        preexec_fn=die_with_parent,
+    )
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise RuntimeError(lines[-1] if lines else f"the merge exited with status {done.returncode}")

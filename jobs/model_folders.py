@@ -14,6 +14,7 @@ from peftcore import gemma_bundle
 from peftcore.models import ModelRefError, resolve_model
 
 from . import services
+from .child_process import die_with_parent
 from .models import BaseModel
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def convert_gemma() -> str | None:
             capture_output=True,
             text=True,
             timeout=PREPARE_TIMEOUT,
+            preexec_fn=die_with_parent,  # a stopped worker leaves no half-done conversion running
         )
     except subprocess.TimeoutExpired:
         return f"the conversion took over {PREPARE_TIMEOUT} s and was stopped"

@@ -14,6 +14,7 @@ from peftcore.formats import DataError
 from peftcore.models import ModelRefError
 
 from . import services
+from .child_process import die_with_parent
 from .model_folders import local_folder
 from .models import BaseModel, TokenStats, TrainableCount
 
@@ -35,6 +36,7 @@ def profile_base_model(model_id: int) -> str:
         capture_output=True,
         text=True,
         timeout=600,
+        preexec_fn=die_with_parent,  # a worker stopped mid-profile leaves no counting child behind
     )
     if out.returncode != 0:
         log.warning("profiling model %s failed: %s", model.pk, out.stderr[-2000:])

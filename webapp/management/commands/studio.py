@@ -89,4 +89,5 @@ class Command(BaseCommand):
                 try:
                     child.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    child.kill()
+                    child.kill()  # a task's own children die with it (jobs/child_process.die_with_parent)
+                    child.wait()
