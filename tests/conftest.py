@@ -8,10 +8,33 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.test import Client
+from django.core.management.base import CommandError
+from django.db import OperationalError
+from django.test import Client, TransactionTestCase
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _flush_retrying_a_deadlock(flush):
+    """A transactional test ends with one TRUNCATE of every table, and the session's Celery worker writes its
+    heartbeat (a row that references a job) every few seconds: the two can take their table locks in opposite
+    orders, and Postgres then aborts one of them as a deadlock. When that is the TRUNCATE, the next test starts on
+    the last one's rows. The worker retries its heartbeat by design; the teardown retries its flush likewise."""
+
+    def teardown(self):
+        for attempt in range(5):
+            try:
+                return flush(self)
+            except CommandError as exc:
+                if attempt == 4 or not isinstance(exc.__cause__, OperationalError):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+
+    return teardown
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_a_deadlock(TransactionTestCase._fixture_teardown)
 
 
 @pytest.fixture

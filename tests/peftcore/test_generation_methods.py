@@ -13,6 +13,7 @@ from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
 from peftcore.methods import all_methods, get_method
 from peftcore.predict import load_predictor
+from peftcore.run_options import TrainingSample
 from peftcore.schema import validate_params
 from peftcore.sft import SftExample
 from peftcore.tasks import get_task, load_tokenizer
@@ -63,12 +64,14 @@ def test_every_method_trains_and_reloads_for_generation_or_is_refused(tiny_shape
         return
 
     runner = _task(folder, task)
-    batch = runner.collate(
-        runner.encode([SftExample(i, prompt=f"colour {i}: {WORDS[i]}", response=WORDS[i - 1]) for i in range(8)])
-    )
+    features = runner.encode([SftExample(i, prompt=f"colour {i}: {WORDS[i]}", response=WORDS[i - 1]) for i in range(8)])
+    batch = runner.collate(features)
     torch.manual_seed(0)
     model, new_modules = get_task(task).load_model(folder, [], runner.tokenizer)
-    model = method.build(model, validate_params(method.params, {})[0], task, new_modules=new_modules, total_steps=STEPS)
+    params = validate_params(method.params, {})[0]
+    model = method.build(model, params, task, new_modules=new_modules, total_steps=STEPS)
+    if method.data_init is not None:  # as train.py does before the first step (Trainable Tokens picks its tokens)
+        method.data_init(model, params, TrainingSample(runner, features, 8, torch.device("cpu"), lambda: None, False))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == count_trainable(folder, name, {}, task)["trainable"] > 0
     optimizer = torch.optim.AdamW(
