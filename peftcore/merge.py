@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .alora import activated
 from .predict import adapter_task, load_predictor
 from .sft import AUTO, SftExample, render
 from .start_from import adapter_method
@@ -23,7 +24,9 @@ class MergeError(ValueError):
     """The adapter cannot be merged; the message says why."""
 
 
-def merge_refusal(method_name: str, task: str, adapter_dir: Path | None = None) -> str | None:
+def merge_refusal(
+    method_name: str, task: str, adapter_dir: Path | None = None, method_params: dict | None = None
+) -> str | None:
     """Why this adapter cannot be merged (None: it can). adapter_dir: checked for a peft adapter too."""
     from .methods import UnknownMethodError, get_method
     from .tasks import get_task
@@ -41,6 +44,11 @@ def merge_refusal(method_name: str, task: str, adapter_dir: Path | None = None) 
             f"{method.label} adapters cannot be folded into the model's weights (they add modules or prompt vectors "
             "of their own); download the adapter instead"
         )
+    if activated(method_params or {}):
+        return (
+            "an aLoRA adapter is switched on only from the answer on; folded into the weights it would change "
+            "how the prompt is read too. Download the adapter instead (peft loads it as it is)"
+        )
     if adapter_dir is not None and not (Path(adapter_dir) / "adapter_config.json").is_file():
         return f"this {method.label} adapter was saved by the studio's own code, which merged export cannot fold yet"
     return None
@@ -50,7 +58,8 @@ def merge(model_path: Path, adapter_dir: Path, out_dir: Path, *, base_name: str,
     """Write the merged model to out_dir (created; must not exist). Returns it."""
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     recorded = adapter_method(adapter_dir) or {}
-    if refusal := merge_refusal(recorded.get("method", "lora"), adapter_task(adapter_dir), adapter_dir):
+    method, params = recorded.get("method", "lora"), recorded.get("method_params")
+    if refusal := merge_refusal(method, adapter_task(adapter_dir), adapter_dir, params):
         raise MergeError(refusal)
     predictor = load_predictor(Path(model_path), adapter_dir)
     model = predictor.model

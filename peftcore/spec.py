@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import defaults
+from .alora import activation_problem
 from .combine_run import check_section
 from .errors import BAD_PARAMS, TrainingError
 from .light_peft import pruning_problem
@@ -98,7 +99,11 @@ def parse_spec(spec: dict) -> TrainSpec:
         if param_errors:
             parts.append(f"training parameters: {format_errors(param_errors)}")
         raise TrainingError(BAD_PARAMS, "; ".join(parts))
-    problem = quantize_problem(method, params) or pruning_problem(method, method_params, params)
+    problem = (
+        quantize_problem(method, params)
+        or pruning_problem(method, method_params, params)
+        or activation_problem(method, method_params, task.id)
+    )
     if problem:
         raise TrainingError(BAD_PARAMS, problem)
     threads = spec.get("threads")

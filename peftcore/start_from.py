@@ -63,9 +63,11 @@ def starting_labels(start: StartFrom, data_labels: list[str]) -> list[str]:
     return labels
 
 
-def start_refusal(mode: str, below: str | None, method: str) -> str | None:
+def start_refusal(mode: str, below: str | None, method: str, below_params: dict | None = None) -> str | None:
     """Why a job with `method` cannot start in `mode` from an adapter made by the method `below` (None when
-    unknown), or None when it can. Pure (no torch): the web app calls it to refuse a job form early."""
+    unknown) with `below_params`, or None when it can. Pure (no torch): the web app calls it to refuse a job form
+    early."""
+    from .alora import activated
     from .methods import get_method
 
     if mode not in MODES:
@@ -82,6 +84,11 @@ def start_refusal(mode: str, below: str | None, method: str) -> str | None:
         return (
             f"{new.label} trains every weight, so it cannot be stacked on an adapter; continue training "
             "instead, or start from the base model"
+        )
+    if activated(below_params or {}):
+        return (
+            "an aLoRA adapter cannot be merged into the base weights (it is on only from the answer on), so "
+            "nothing can be stacked on it; continue training it instead"
         )
     if below is not None:
         old = get_method(below)
@@ -101,7 +108,9 @@ def start_refusal(mode: str, below: str | None, method: str) -> str | None:
 def check_start(start: StartFrom, method: Method, method_params: dict, task: str) -> None:
     """Refuse combinations that cannot work, before anything is loaded."""
     recorded = adapter_method(start.folder)
-    reason = start_refusal(start.mode, recorded["method"] if recorded else None, method.name)
+    reason = start_refusal(
+        start.mode, recorded["method"] if recorded else None, method.name, (recorded or {}).get("method_params")
+    )
     if reason is None and recorded:
         if start.mode == "continue" and recorded["method_params"] != method_params:
             reason = "continue training keeps the adapter's method parameters unchanged"

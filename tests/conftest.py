@@ -113,8 +113,8 @@ def tiny_model_dir() -> Path:
 
 
 @pytest.fixture
-def tiny_model(db):
-    """The tiny BERT registered as a base model (its folder is written by tiny_model_dir, which the worker needs)."""
+def tiny_model(db, tiny_model_dir):
+    """The tiny BERT registered as a base model, its folder written (the worker and the token counts read it)."""
     from jobs.services import base_model_register
 
     return base_model_register(name="tiny random BERT", source="local:tiny-bert")

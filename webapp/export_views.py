@@ -22,7 +22,9 @@ def merged_context(job, export=None, error: str = "") -> dict:
         "job": job,
         "export": export,
         "merged": selectors.job_artifact(job=job, kind=Artifact.Kind.MERGED) if done else None,
-        "refusal": GROUP_REFUSAL if job.group_column else merge_refusal(job.method, job.task),
+        "refusal": GROUP_REFUSAL
+        if job.group_column
+        else merge_refusal(job.method, job.task, method_params=job.method_params),
         "error": error,
     }
 

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 
+from peftcore.alora import activation_problem
 from peftcore.light_peft import pruning_problem
 from peftcore.methods import UnknownMethodError, all_methods, get_method
 from peftcore.quantize import quantize_problem
@@ -164,6 +165,8 @@ def job_validate(
         errors["params.quantize"] = problem
     if spec is not None and not param_errors and (problem := pruning_problem(spec, clean_method, clean_params)):
         errors["params.prune_ranks"] = problem
+    if spec is not None and not method_errors and (problem := activation_problem(spec, clean_method, task)):
+        errors["method_params.activated"] = problem
     if errors:
         raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
     columns = {
@@ -227,7 +230,11 @@ def start_errors(
         }
     if start_from.task != task:
         return {"task": f"job #{start_from.pk} was trained for {start_from.task}"}
-    reason = start_refusal(start_mode, start_from.method, method) if method in METHOD_NAMES else None
+    reason = (
+        start_refusal(start_mode, start_from.method, method, start_from.method_params)
+        if method in METHOD_NAMES
+        else None
+    )
     if reason:
         return {"method": reason}
     known = EvalReport.objects.filter(job_id=start_from.pk).values_list("data__labels", flat=True).first()

@@ -106,6 +106,8 @@ def _parent_refusal(parent: Job) -> str | None:
         return (
             f"job #{parent.pk}'s adapter changed the base weights (KaSA, PiSSA or OLoRA); combine plain LoRA adapters"
         )
+    if params.get("activated"):
+        return f"job #{parent.pk} is an aLoRA adapter (on only from the answer on); combine plain LoRA adapters"
     if parent.group_column:
         return f"job #{parent.pk} holds one adapter per group; combine single adapters"
     if parent.params.get("prune_ranks"):

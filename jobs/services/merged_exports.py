@@ -22,7 +22,9 @@ def merged_export_request(*, actor, job: Job) -> MergedExport:
         raise ValidationFailed(
             f"job #{job.pk} is {job.status}; only a succeeded job has an adapter to merge", errors={"job": job.status}
         )
-    if refusal := (GROUP_REFUSAL if job.group_column else merge_refusal(job.method, job.task)):
+    if refusal := (
+        GROUP_REFUSAL if job.group_column else merge_refusal(job.method, job.task, method_params=job.method_params)
+    ):
         raise ValidationFailed(refusal, errors={"method": refusal})
     with transaction.atomic():
         export, created = MergedExport.objects.select_for_update().get_or_create(

@@ -1,8 +1,9 @@
 """LoRA: learn a low-rank update to chosen weight matrices (Hu et al., 2021), through peft; with its options
-DoRA, rsLoRA, PiSSA / OLoRA initialisation and KaSA."""
+DoRA, rsLoRA, the PiSSA / OLoRA / EVA / LoRA-GA starts, KaSA and aLoRA."""
 
 from __future__ import annotations
 
+from ..alora import PLACEHOLDER, InvocationError, activated, set_invocation
 from ..schema import Param
 from ..tasks import ALL_TASKS
 from . import Method, register
@@ -78,6 +79,16 @@ PARAMS = (
         "regularisers added to the loss. Changes the base weights in memory, so the adapter needs the exact "
         "same base model. Not together with DoRA.",
     ),
+    Param(
+        "activated",
+        "bool",
+        False,
+        label="aLoRA (from the answer on)",
+        help="SFT: switch the adapter on only where the answer starts (activated LoRA, arxiv.org/abs/2504.12397), "
+        "so the base model reads the prompt and its work can be shared with the base model and other such "
+        "adapters when serving. The switch is the ending every training prompt shares (the template's answer "
+        "marker). Cannot be merged into the model's weights.",
+    ),
     *(
         Param(
             key,
@@ -146,13 +157,21 @@ def _options(params: dict, model, total_steps) -> dict:
         eva_config=EvaConfig(rho=1.0) if params.get("init") == "eva" else None,
         # peft's defaults (direction ArB2r, stable scale); the start itself is set by _data_init
         lora_ga_config=LoraGAConfig() if params.get("init") == "lora_ga" else None,
+        # the real sequence is read from the training rows by _data_init (peftcore/alora.py)
+        alora_invocation_tokens=list(PLACEHOLDER) if activated(params) else None,
     )
 
 
 def _data_init(model, params: dict, sample) -> None:
     """EVA: the down-projections from the SVD of the training rows' activations at each adapted layer (not on a
     resume: the checkpoint brings them). LoRA-GA: A and B from the training rows' gradient, taken out of the base
-    weights (again on a resume, which must rebuild those weights; peftcore/lora_ga.py)."""
+    weights (again on a resume, which must rebuild those weights; peftcore/lora_ga.py). aLoRA: the invocation
+    sequence, the ending every training prompt shares (again on a resume: the same rows give the same one)."""
+    if activated(params):
+        try:
+            set_invocation(model, sample.features)
+        except InvocationError as exc:
+            raise MethodBuildError(str(exc)) from exc
     if params.get("init") == "eva" and not sample.resuming:
         from peft import initialize_lora_eva_weights
 
