@@ -101,6 +101,7 @@ def test_values_the_worker_could_not_read_are_refused_at_submit(alice_api, sst2_
         ({"params": {"max_rows": 10**30}}, "params.max_rows", "must be between 1 and 100000000"),
         ({"params": {"quantize": "8bit"}}, "params.quantize", "must be one of"),
         ({"method": "loha", "params": {"quantize": "4bit"}}, "params.quantize", "works with LoRA, (IA)³, AdaLoRA"),
+        ({"method_params": {"activated": True}}, "method_params.activated", "aLoRA switches the adapter on"),
     ]
     for fields, field, says in cases:
         bad = alice_api.post("/api/v1/jobs", {**job, **fields}, content_type="application/json")
