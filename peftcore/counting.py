@@ -61,8 +61,11 @@ def count_on_meta(
     reason = method.supports(getattr(config, "model_type", ""), task)
     if reason:
         raise MethodBuildError(reason)
+    # PiSSA, OLoRA and MiCA decompose real weights: counted as the default start, which trains as many, except
+    # that MiCA keeps its up-projections (lora_B) frozen
+    frozen = (".ranknum.", ".lora_B.") if clean.get("init") == "mica" else (".ranknum.",)
     if "init" in clean:
-        clean["init"] = "default"  # PiSSA/OLoRA decompose real weights; the count is the same for every init
+        clean["init"] = "default"
     # causal_lm: a causal LM without a checkpoint to compare with (nothing of it is new).
     if causal_lm:
         auto = transformers.AutoModelForCausalLM
@@ -76,7 +79,9 @@ def count_on_meta(
     # device (meta), and some tuners (BOFT) need real values while building.
     model = method.build(model, clean, task, new_modules=new_modules, total_steps=None)
     # AdaLoRA's rank counter is a frozen Parameter that peft's move to the meta device makes trainable again.
-    trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and ".ranknum." not in n)
+    trainable = sum(
+        p.numel() for n, p in model.named_parameters() if p.requires_grad and not any(f in n for f in frozen)
+    )
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "total": total, "share": trainable / total if total else 0.0, "head": head}
 

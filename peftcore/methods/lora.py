@@ -59,7 +59,7 @@ PARAMS = (
         "init",
         "choice",
         "default",
-        choices=("default", "pissa", "olora", "eva", "lora_ga"),
+        choices=("default", "pissa", "olora", "eva", "lora_ga", "mica", "orthogonal"),
         label="Initialisation",
         help="How the update starts: 'default' starts at zero; 'pissa' (arxiv.org/abs/2404.02948) and 'olora' "
         "(arxiv.org/abs/2406.01775) start from the weight's main directions, which can learn faster. These two "
@@ -67,7 +67,10 @@ PARAMS = (
         "(arxiv.org/abs/2410.07170) starts the down-projection from the main directions of your training rows' "
         "own activations (a few batches are read before the first step). 'lora_ga' (arxiv.org/abs/2407.05000) "
         "starts both factors from the training rows' gradient, so the first steps move as full fine-tuning "
-        "would; the adapter is saved as a plain LoRA of twice the rank that loads on the original model.",
+        "would; the adapter is saved as a plain LoRA of twice the rank that loads on the original model. 'mica' "
+        "(arxiv.org/abs/2604.01694) fixes the up-projection to the weight's least used directions and trains only "
+        "the down-projection: half the weights, and an update that leaves what the model already does alone. "
+        "'orthogonal' starts both factors small and orthogonal instead of one at zero (needs an even rank).",
     ),
     Param(
         "use_kasa",
@@ -78,6 +81,16 @@ PARAMS = (
         "least important directions and learns the update in singular-value form, with the paper's two "
         "regularisers added to the loss. Changes the base weights in memory, so the adapter needs the exact "
         "same base model. Not together with DoRA.",
+    ),
+    Param(
+        "velora",
+        "bool",
+        False,
+        label="VeLoRA (less activation memory)",
+        help="Keep a compressed copy of each adapted layer's input for the backward pass (VeLoRA, "
+        "arxiv.org/abs/2405.17991): each group of 64 features is projected onto one direction, so the adapter's "
+        "share of the activation memory shrinks; the gradient becomes an approximation. The saved adapter is a "
+        "plain LoRA. Not together with DoRA, KaSA or aLoRA.",
     ),
     Param(
         "activated",
@@ -124,7 +137,11 @@ def auto_alpha(params: dict, rank_key: str = "r", alpha_key: str = "lora_alpha")
     return {alpha_key: (2 * rank, f"twice the rank ({rank}), so the update's scale stays the same at any rank")}
 
 
-_INIT = {"default": True, "pissa": "pissa", "olora": "olora", "eva": "eva", "lora_ga": "lora_ga"}
+_INIT = {"default": True, **{name: name for name in ("pissa", "olora", "eva", "lora_ga", "mica", "orthogonal")}}
+
+
+# LoRA options that each replace how the layer applies its update (peft's "variants": one per layer)
+VARIANTS = (("use_dora", "DoRA"), ("use_kasa", "KaSA"), ("velora", "VeLoRA"), ("activated", "aLoRA"))
 
 
 def _kasa_loss(model):
@@ -136,11 +153,16 @@ def _kasa_loss(model):
 
 def _options(params: dict, model, total_steps) -> dict:
     kasa = None
-    from peft import EvaConfig, LoraGAConfig
+    from peft import EvaConfig, LoraGAConfig, VeloraConfig
 
+    variants = [label for key, label in VARIANTS if params.get(key)]
+    if len(variants) > 1:  # peft applies one variant of the layer at a time
+        raise MethodBuildError(f"LoRA: {' and '.join(variants)} cannot be combined; keep one of them")
+    if params.get("init") == "mica" and variants:
+        raise MethodBuildError(f"LoRA: the MiCA start keeps its own layer variant; turn {variants[0]} off")
+    if params.get("init") == "orthogonal" and params["r"] % 2:
+        raise MethodBuildError(f"LoRA: the orthogonal start needs an even rank (got {params['r']})")
     if params.get("use_kasa"):
-        if params.get("use_dora"):
-            raise MethodBuildError("LoRA: KaSA and DoRA cannot be combined; switch one of them off")
         from peft import KasaConfig
 
         kasa = KasaConfig()  # the paper's GLUE regulariser weights (beta 1e-4, gamma 1e-3)
@@ -159,6 +181,7 @@ def _options(params: dict, model, total_steps) -> dict:
         lora_ga_config=LoraGAConfig() if params.get("init") == "lora_ga" else None,
         # the real sequence is read from the training rows by _data_init (peftcore/alora.py)
         alora_invocation_tokens=list(PLACEHOLDER) if activated(params) else None,
+        velora_config=VeloraConfig() if params.get("velora") else None,
     )
 
 

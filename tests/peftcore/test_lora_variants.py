@@ -1,0 +1,87 @@
+"""LoRA's newer variants and starts (peftcore/methods/lora.py): VeLoRA keeps less of the adapter's input for the
+backward pass than plain LoRA, MiCA trains only the down-projections (its up-projections are the weight's least
+used directions), the orthogonal start changes the model from the first step, and variants peft cannot stack on
+one layer are refused by name. (Each also trains, saves and reloads in tests/peftcore/test_method_matrix.py.)"""
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from peftcore.counting import count_on_meta
+from peftcore.methods import get_method
+from peftcore.methods._common import MethodBuildError
+from peftcore.schema import validate_params
+
+LORA = get_method("lora")
+CONFIG = BertConfig(
+    vocab_size=64, hidden_size=256, num_hidden_layers=1, num_attention_heads=4, intermediate_size=512, num_labels=2
+)
+
+
+def _lora(**params):
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(CONFIG)
+    clean, errors = validate_params(LORA.params, params)
+    assert not errors
+    return LORA.build(model, clean, "text-classification", new_modules=["classifier"])
+
+
+def _saved_bytes(model) -> int:
+    """Bytes of the activations autograd keeps for the backward pass (the weights themselves not counted)."""
+    weights = {p.data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        if tensor.data_ptr() not in weights:
+            seen[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    ids = torch.randint(0, 64, (8, 48))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.train()(input_ids=ids).logits.sum().backward()
+    return sum(seen.values())
+
+
+def test_velora_keeps_less_for_the_backward_pass_than_plain_lora():
+    plain, velora = _saved_bytes(_lora()), _saved_bytes(_lora(velora=True))
+    # each adapted layer keeps 64 numbers per token instead of 256 or 512; the rest of the model keeps the same
+    assert velora < plain * 0.85, (velora, plain)
+
+
+def test_mica_trains_the_down_projections_only_and_starts_unchanged():
+    model = _lora(init="mica")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".lora_A." in n for n in trainable) and not any(".lora_B." in n for n in trainable)
+    ids = torch.randint(0, 64, (2, 12))
+    with torch.no_grad():
+        adapted = model.eval()(input_ids=ids).logits
+        with model.disable_adapter():
+            off = model(input_ids=ids).logits
+    torch.testing.assert_close(adapted, off)  # A starts at zero: the model starts as it was
+    # the count shown before the run knows MiCA freezes one factor
+    counted = count_on_meta(CONFIG, "lora", {"init": "mica"}, "text-classification")["trainable"]
+    assert counted == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_the_orthogonal_start_changes_the_model_from_the_first_step():
+    model = _lora(init="orthogonal").eval()
+    ids = torch.randint(0, 64, (2, 12))
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits
+        with model.disable_adapter():
+            off = model(input_ids=ids).logits
+    assert (adapted - off).abs().max() > 0
+
+
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        ({"velora": True, "use_dora": True}, "DoRA and VeLoRA cannot be combined"),
+        ({"use_kasa": True, "use_dora": True}, "DoRA and KaSA cannot be combined"),
+        ({"init": "mica", "use_dora": True}, "the MiCA start keeps its own layer variant; turn DoRA off"),
+        ({"init": "orthogonal", "r": 7}, "the orthogonal start needs an even rank (got 7)"),
+    ],
+)
+def test_what_peft_cannot_stack_is_refused_by_name(params, says):
+    with pytest.raises(MethodBuildError, match=r"LoRA: " + says.replace("(", r"\(").replace(")", r"\)")):
+        _lora(**params)
