@@ -1,12 +1,12 @@
-"""Preference tuning (DPO or ORPO) of the bundled Gemma 3 270M on pairs made from GSM8K: the prompt is a word problem, the
+"""Preference tuning (DPO, ORPO or KTO) of the bundled Gemma 3 270M on pairs made from GSM8K: the prompt is a word problem, the
 chosen answer states its right final number ("The answer is 72."), the rejected one a wrong number (the right one
 plus a seeded offset of 1 to 9). The studio's own job (`--task preference`, LoRA), scored on held-out pairs from
 GSM8K's test file before and after training: pairs ranked right (reward accuracy), the reward margin, and how
 often the adapter's greedy answer is exactly the chosen one.
 
-    .venv/bin/python bench/dpo.py [--rows 64] [--eval-rows 32] [--epochs 1] [--loss dpo|orpo] [--docs]
+    .venv/bin/python bench/dpo.py [--rows 64] [--eval-rows 32] [--epochs 1] [--loss dpo|orpo|kto] [--docs]
 
---docs writes the table between the "dpo" or "orpo" markers of docs/benchmarks.md (one table per loss).
+--docs writes the table between the "dpo", "orpo" or "kto" markers of docs/benchmarks.md (one table per loss).
 
 A CPU-sized run (short answers keep each step to seconds); the model is converted once (peftcore/gemma_bundle.py)
 into --model-root (default: the tests' cache).
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--loss", choices=("dpo", "orpo"), default="dpo")
+    parser.add_argument("--loss", choices=("dpo", "orpo", "kto"), default="dpo")
     parser.add_argument("--model-root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--docs", action="store_true")
     args = parser.parse_args()

@@ -241,12 +241,14 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "preference_loss",
         "choice",
         "dpo",
-        choices=("dpo", "orpo"),
+        choices=("dpo", "orpo", "kto"),
         label="Preference loss",
         help="Preference tuning only. dpo: learn to prefer the chosen answers relative to the untouched model "
         "(arxiv.org/abs/2305.18290). orpo: learn the chosen answers (as SFT) while pushing their odds above the "
         "rejected ones', with no reference model, so one forward pass a batch instead of two "
-        "(arxiv.org/abs/2403.07691); good when the model has not been through SFT on such answers yet.",
+        "(arxiv.org/abs/2403.07691); good when the model has not been through SFT on such answers yet. kto: "
+        "each chosen answer made more likely and each rejected one less, each on its own against a reference "
+        "point (the model's drift on mismatched prompt/answer pairs), not as a pair (arxiv.org/abs/2402.01306).",
     ),
     Param(
         "dpo_beta",

@@ -1,5 +1,5 @@
-"""Preference tuning of a causal language model with DPO (Rafailov et al., 2023, arxiv.org/abs/2305.18290) or ORPO
-(Hong et al., 2024, arxiv.org/abs/2403.07691): from (prompt, chosen, rejected) rows, raise the chosen answer's
+"""Preference tuning of a causal language model with DPO (Rafailov et al., 2023, arxiv.org/abs/2305.18290), ORPO
+(Hong et al., 2024, arxiv.org/abs/2403.07691) or KTO (Ethayarajh et al., 2024, arxiv.org/abs/2402.01306): from (prompt, chosen, rejected) rows, raise the chosen answer's
 likelihood against the rejected one's.
 
 DPO measures that gain relative to the untouched model: the reference is the same model with the adapter switched
@@ -9,12 +9,16 @@ ORPO needs no reference (one forward pass a batch instead of two): the chosen an
 log-sigmoid of the odds ratio between the two answers' mean token likelihoods; the odds-ratio term is checked
 against trl's ORPOTrainer.odds_ratio_loss. Its SFT term is each pair's mean over the chosen answer's tokens
 (trl's is a token mean over the whole batch and counts the prompt's tokens too).
+KTO scores each answer on its own (the chosen as desirable, the rejected as undesirable) against a reference
+point, the policy's KL from the untouched model estimated on mismatched pairs of the batch (each prompt with the
+next pair's answer), as trl's KTOTrainer does; trl has no standalone KTO loss function to check against, so its
+formula is transcribed (kto_loss) and tested for its defining properties.
 
 Columns: the prompt (text_column), the chosen answer (label_column) and the rejected answer (input_column, which
 the other generation tasks use for an extra prompt part; here it is the third role). A template renders prompt
 and answer as SFT does (peftcore/sft.py). Evaluation: the loss, reward accuracy (the share of held-out pairs
 whose chosen answer scores above the rejected one, the figure that picks the best epoch) and the mean reward
-margin, where a reward is beta x (the adapter's log-likelihood - the untouched model's) for DPO and beta x the
+margin, where a reward is beta x (the adapter's log-likelihood - the untouched model's) for DPO and KTO and beta x the
 mean token log-likelihood for ORPO (trl's definitions).
 """
 
@@ -101,8 +105,27 @@ class PreferenceRunner(SftRunner):
         policy = self.sequence_logps(model, batch)
         with torch.no_grad(), model.disable_adapter():
             reference = self.sequence_logps(model, batch)
-        chosen, rejected = (self.beta * (policy - reference)).chunk(2)
+        chosen, rejected = (policy - reference).chunk(2)  # the log-ratios to the untouched model
+        if self.loss_kind == "kto":
+            losses = kto_loss(chosen, rejected, self.kl_estimate(model, batch), self.beta)
+            return (self.beta * chosen).detach(), (self.beta * rejected).detach(), losses
+        chosen, rejected = self.beta * chosen, self.beta * rejected
         return chosen, rejected, dpo_loss(chosen, rejected)
+
+    def kl_estimate(self, model, batch: dict):
+        """KTO's reference point: the policy's KL from the untouched model, estimated as trl does, on mismatched
+        pairs (each prompt with the next pair's chosen answer), averaged, clamped at 0 and not differentiated.
+        A lone pair has no other answer to borrow: 0."""
+        import torch
+
+        if len(batch["input_ids"]) < 4:
+            return torch.zeros((), device=batch["input_ids"].device)
+        mismatched = mismatched_pairs(batch, self.tokenizer.pad_token_id)
+        with torch.no_grad():
+            policy = self.sequence_logps(model, mismatched)
+            with model.disable_adapter():
+                reference = self.sequence_logps(model, mismatched)
+        return (policy - reference).mean().clamp(min=0)
 
     def summed_loss(self, model, batch: dict):
         return self.rewards(model, batch)[2].sum()
@@ -136,6 +159,35 @@ class PreferenceRunner(SftRunner):
         return {"metrics": metrics, "report": report}
 
 
+def mismatched_pairs(batch: dict, pad_token_id: int) -> dict:
+    """Each of the batch's n chosen sequences' prompt followed by the next one's answer (the last borrows the
+    first's), padded on the right like collate's."""
+    chosen = batch["input_ids"].shape[0] // 2
+    ids, labels, real = batch["input_ids"][:chosen], batch["labels"][:chosen], batch["attention_mask"][:chosen].bool()
+    answer = labels.ne(-100)
+    rows = [
+        {
+            "input_ids": [*ids[i][real[i] & ~answer[i]].tolist(), *ids[j][answer[j]].tolist()],
+            "labels": [-100] * int((real[i] & ~answer[i]).sum()) + ids[j][answer[j]].tolist(),
+        }
+        for i, j in ((i, (i + 1) % chosen) for i in range(chosen))
+    ]
+    for row in rows:
+        row["attention_mask"] = [1] * len(row["input_ids"])
+    return {key: value.to(ids.device) for key, value in collate(rows, pad_token_id).items()}
+
+
+def kto_loss(chosen_logratios, rejected_logratios, kl, beta: float):
+    """KTO's loss per pair (Ethayarajh et al. 2024, eq. 7; trl's KTOTrainer "kto" loss with both weights 1): the
+    chosen answer as desirable, 1 - sigmoid(beta (log-ratio - KL)), and the rejected as undesirable,
+    1 - sigmoid(beta (KL - log-ratio)), averaged over the pair's two answers (trl averages over answers)."""
+    import torch.nn.functional as F
+
+    desirable = 1 - F.sigmoid(beta * (chosen_logratios - kl))
+    undesirable = 1 - F.sigmoid(beta * (kl - rejected_logratios))
+    return (desirable + undesirable) / 2
+
+
 def dpo_loss(chosen_rewards, rejected_rewards):
     """trl's DPO "sigmoid" loss per pair: -log sigmoid(chosen reward - rejected reward), the rewards already
     scaled by beta."""
@@ -161,9 +213,9 @@ def orpo_odds_ratio(chosen_logps, rejected_logps):
 
 class Preference(Sft):
     id = "preference"
-    name = "Preference tuning (DPO, ORPO)"
+    name = "Preference tuning (DPO, ORPO, KTO)"
     description = (
-        "Preference tuning of a causal language model (DPO or ORPO): from a prompt with a chosen and a rejected "
+        "Preference tuning of a causal language model (DPO, ORPO or KTO): from a prompt with a chosen and a rejected "
         "answer, learn to prefer the chosen one."
     )
     column_roles = ("Prompt column", "Chosen response column")

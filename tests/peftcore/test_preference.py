@@ -1,6 +1,7 @@
-"""Preference tuning (DPO and ORPO, peftcore/tasks/preference.py) on a tiny Llama: the DPO loss is trl's
-DPOTrainer's on the same pair and ORPO's odds-ratio term trl's ORPOTrainer's, a run with either learns to rank the
-chosen answer above the rejected one, and bad rows or methods are refused with the reason before anything
+"""Preference tuning (DPO, ORPO and KTO, peftcore/tasks/preference.py) on a tiny Llama: the DPO loss is trl's
+DPOTrainer's on the same pair and ORPO's odds-ratio term trl's ORPOTrainer's, KTO's loss has its defining
+properties and its KL estimate reads mismatched pairs, a run with any of them learns to rank the chosen answer
+above the rejected one, and bad rows or methods are refused with the reason before anything
 trains."""
 
 import json
@@ -194,3 +195,63 @@ def test_left_empty_the_max_length_is_chosen_from_the_longer_answer_of_each_pair
     done = sink.events[-1]
     chosen_length = done["report"]["params"]["max_length"]
     assert chosen_length >= 64, chosen_length  # the long rejected answer, not the one-word chosen one (40)
+
+
+def test_kto_scores_each_answer_on_its_own_against_the_kl_reference_point():
+    from peftcore.tasks.preference import kto_loss
+
+    zero = torch.zeros(1)
+    # untouched (log-ratios 0, KL 0): each answer's loss is 1 - sigmoid(0) = 0.5
+    assert float(kto_loss(zero, zero, zero, 0.1)) == pytest.approx(0.5)
+    # trl's formula, eq. 7 of the paper, on numbers worked by hand: beta 0.5, chosen +2, rejected -1, KL 0.4
+    expected = ((1 - torch.sigmoid(torch.tensor(0.5 * 1.6))) + (1 - torch.sigmoid(torch.tensor(0.5 * 1.4)))) / 2
+    assert float(kto_loss(torch.tensor([2.0]), torch.tensor([-1.0]), torch.tensor(0.4), 0.5)) == pytest.approx(
+        float(expected)
+    )
+    # unlike DPO, the chosen answer alone moving up lowers the loss whatever the rejected one does
+    assert float(kto_loss(torch.tensor([1.0]), zero, zero, 0.1)) < 0.5
+    # a higher reference point (the model drifted everywhere) asks more of the chosen answer (the rejected one
+    # is far enough down to cost nothing either way)
+    chosen, rejected = torch.tensor([1.0]), torch.tensor([-100.0])
+    assert float(kto_loss(chosen, rejected, torch.tensor(1.0), 0.1)) > float(kto_loss(chosen, rejected, zero, 0.1))
+
+
+def test_kto_borrows_the_next_pairs_answer_for_its_kl_estimate(tiny_shape):
+    from transformers import AutoTokenizer
+
+    from peftcore.tasks.preference import mismatched_pairs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_shape("llama"))
+    runner = get_task("preference").runner(tokenizer=tokenizer, options={"template": "alpaca"}, max_length=64)
+    pairs = [
+        PreferencePair(i, prompt=p, response=c, rejected="dull")
+        for i, (p, c) in enumerate((("the film was great", "positive"), ("bad", "negative words"), ("ok", "fine")))
+    ]
+    features = [runner.encode_one(pair) for pair in pairs]
+    mismatched = mismatched_pairs(runner.collate(features), tokenizer.pad_token_id)
+
+    def parts(feature):
+        prompt = [t for t, label in zip(feature["input_ids"], feature["labels"]) if label == -100]
+        return prompt, [t for t, label in zip(feature["input_ids"], feature["labels"]) if label != -100]
+
+    for i in range(3):
+        prompt, _ = parts(features[i]["chosen"])
+        _, answer = parts(features[(i + 1) % 3]["chosen"])
+        real = mismatched["attention_mask"][i].bool()
+        assert mismatched["input_ids"][i][real].tolist() == prompt + answer
+        assert mismatched["labels"][i][real].tolist() == [-100] * len(prompt) + answer
+
+
+def test_a_kto_run_learns_to_rank_the_chosen_answer_first(tiny_shape, tmp_path):
+    data = make_preference_file(tmp_path / "pairs.jsonl")
+    sink = ListSink()
+    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
+    spec["params"].update(max_rows=64, preference_loss="kto")
+    result = fit(spec, sink)
+    evals = [e["metrics"] for e in sink.events if e["event"] == "eval"]
+    assert evals[0]["eval_loss"] == pytest.approx(0.5, abs=1e-3)  # untouched: every answer 1 - sigmoid(0)
+    report = result.done["report"]
+    assert report["metrics"]["reward_accuracy"] >= 0.9 and report["metrics"]["reward_margin"] > 0
+    assert report["metrics"]["eval_loss"] < evals[0]["eval_loss"]
+    assert report["loss"] == "kto"
+    assert "Preference loss: KTO" in (result.adapter_dir / "README.md").read_text()

@@ -82,7 +82,7 @@ class JobIn(Schema):
     method: str
     task: str = Field(
         "text-classification",
-        description="text-classification, sft, seq2seq or preference (DPO or ORPO: params.preference_loss)",
+        description="text-classification, sft, seq2seq or preference (DPO, ORPO or KTO: params.preference_loss)",
     )
     text_column: str = Field(
         "",
