@@ -90,9 +90,11 @@ def peft_builder(
     make_options: Callable[[dict, object, int | None], dict],
     mapping_name: str | None = None,
     targets: bool = True,
+    heads: bool = True,
 ):
     """build() for a peft tuner: config_name is the peft config class, make_options(params, model, total_steps)
-    gives its method-specific options; task type, targets and the head (modules_to_save) are filled in here."""
+    gives its method-specific options; task type, targets and the head (modules_to_save) are filled in here.
+    heads=False: the config has no modules_to_save (a new head could neither train nor be saved)."""
 
     def build(model, params: dict, task: str, *, new_modules: Sequence[str] = (), total_steps: int | None = None):
         import peft
@@ -103,10 +105,12 @@ def peft_builder(
         if targets:
             options.setdefault("target_modules", resolve_targets(model, params, mapping_name))
         config_class = getattr(peft, config_name)
+        if heads:
+            options["modules_to_save"] = modules_to_save(new_modules)
+        elif new_modules:
+            raise MethodBuildError(f"{label} cannot train the new layers {', '.join(new_modules)} this task adds")
         try:
-            config = config_class(
-                task_type=peft_task_type(task), modules_to_save=modules_to_save(new_modules), **options
-            )
+            config = config_class(task_type=peft_task_type(task), **options)
         except (ValueError, TypeError) as exc:
             raise MethodBuildError(f"{label}: {exc}") from exc
         return apply_peft(model, config, label)
