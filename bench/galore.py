@@ -3,7 +3,9 @@
 state (exact bytes of its tensors, peftcore.report.optimizer_state_bytes) and the training child's peak resident
 memory.
 
-    .venv/bin/python bench/galore.py [--rows 500] [--seed 42] [--ranks 8,32] [--docs]
+    .venv/bin/python bench/galore.py [--rows 500] [--seed 42] [--ranks 8,32] [--natural] [--docs]
+
+--natural also runs Natural GaLore at each rank.
 
 --docs writes the table into docs/benchmarks.md between its "galore" markers.
 """
@@ -39,15 +41,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--ranks", default="8,32", help="GaLore ranks to run (comma-separated)")
+    parser.add_argument("--natural", action="store_true", help="also Natural GaLore at each rank")
     parser.add_argument("--docs", action="store_true")
     args = parser.parse_args()
+    optimisers = [("GaLore", "galore")] + ([("Natural GaLore", "natural_galore")] if args.natural else [])
     runs = [("AdamW", [])] + [
-        (f"GaLore rank {rank}", ["optimizer=galore", f"galore_rank={rank}"]) for rank in args.ranks.split(",")
+        (f"{label} rank {rank}", [f"optimizer={name}", f"galore_rank={rank}"])
+        for rank in args.ranks.split(",")
+        for label, name in optimisers
     ]
     files = (DATA / "train.tsv", DATA / "dev.tsv")
     lines = [
         f"Run {datetime.date.today().isoformat()}, `bench/galore.py --rows {args.rows} --seed {args.seed} --ranks "
-        f"{args.ranks}`: full fine-tuning at the form's defaults otherwise, {args.rows:,} training rows; dev "
+        f"{args.ranks}{' --natural' if args.natural else ''}`: full fine-tuning at the form's defaults otherwise, {args.rows:,} training rows; dev "
         "accuracy [95% interval], the optimiser's state (x AdamW's), the training process's peak resident memory, "
         "training time (x AdamW's, same machine, one after the other).",
         "",

@@ -16,6 +16,7 @@ from .tasks import Task
 
 # Training batches a data-driven initialisation reads (EVA stops early once the directions settle).
 DATA_INIT_BATCHES = 16
+NATURAL_HISTORY = 10  # Natural GaLore's window of recent projected gradients per matrix
 
 
 @dataclass
@@ -96,9 +97,15 @@ def add_pruning(run: Run, state: dict | None) -> None:
 
 def galore(params: dict) -> dict | None:
     """GaLore's settings for loop.make_optimizer, when the run asks for that optimiser."""
-    if params.get("optimizer") != "galore":
+    if params.get("optimizer") not in ("galore", "natural_galore"):
         return None
-    return {"rank": params["galore_rank"], "scale": params["galore_scale"], "update_gap": params["galore_update_gap"]}
+    return {
+        "rank": params["galore_rank"],
+        "scale": params["galore_scale"],
+        "update_gap": params["galore_update_gap"],
+        # Natural GaLore's Fisher estimate reads this many recent projected gradients per matrix
+        "history": NATURAL_HISTORY if params["optimizer"] == "natural_galore" else 0,
+    }
 
 
 def add_regularisers(run: Run, task: Task, new_modules) -> None:

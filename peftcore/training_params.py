@@ -201,12 +201,15 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "optimizer",
         "choice",
         "adamw",
-        choices=("adamw", "galore"),
+        choices=("adamw", "galore", "natural_galore"),
         label="Optimiser",
         help="adamw: the usual. galore: AdamW whose state for each weight matrix lives in a low-rank projection of "
         "its gradient (GaLore, arxiv.org/abs/2403.03507), so full fine-tuning needs a fraction of AdamW's "
         "optimiser memory; it matters for methods that train whole matrices (full fine-tuning), little for "
-        "adapters, whose matrices are already small.",
+        "adapters, whose matrices are already small. natural_galore: GaLore that first turns each projected "
+        "gradient into a natural gradient, from an estimate of the loss's curvature over the last few steps "
+        "(Natural GaLore, arxiv.org/abs/2410.16029); it aims to reach GaLore's loss in fewer steps, for a little "
+        "more memory (the history).",
     ),
     Param(
         "galore_rank",

@@ -116,3 +116,47 @@ def test_matrices_no_larger_than_the_rank_are_not_projected(shape):
     parameter.grad = torch.randn(*shape)
     optimizer.step()
     assert optimizer.state[parameter]["exp_avg"].shape == shape and "projector" not in optimizer.state[parameter]
+
+
+def test_the_natural_gradient_is_the_inverse_fisher_times_the_gradient():
+    from peftcore.galore import NATURAL_DAMPING, natural_gradient
+
+    generator = torch.Generator().manual_seed(3)
+    history, grad = torch.randn(5, 12, generator=generator, dtype=torch.float64), torch.randn(12, dtype=torch.float64)
+    damping = NATURAL_DAMPING * history.square().mean()
+    fisher = damping * torch.eye(12, dtype=torch.float64) + history.T @ history / 5
+    torch.testing.assert_close(natural_gradient(grad, history), torch.linalg.solve(fisher, grad))
+    # across everything the history has seen, the step is only divided by the damping; along it, by more
+    basis = torch.linalg.qr(history.T).Q  # (12, 5): the history's span
+    across = grad - basis @ (basis.T @ grad)
+    torch.testing.assert_close(natural_gradient(across, history), across / damping)
+    along = history[0] / history[0].norm()
+    assert natural_gradient(along, history).norm() < 0.9 * (along / damping).norm()
+
+
+def test_natural_galore_keeps_a_history_that_restarts_with_the_projection_and_resumes_exactly():
+    model = _model()
+    optimizer = _galore(model, history=3)
+    _steps(model, optimizer, 4)
+    state = optimizer.state[model[0].weight]
+    assert state["history"].shape == (3, 48 * RANK) and state["history_seen"] == 4
+    saved_model, saved_state = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    losses = _steps(model, optimizer, 3)  # step 6 takes a new projection: the history starts again
+    assert optimizer.state[model[0].weight]["history_seen"] == 2
+    assert losses[-1] < _steps(_model(), _galore(_model()), 1)[0]
+
+    resumed = _model()
+    resumed.load_state_dict(saved_model)
+    again = _galore(resumed, history=3)
+    again.load_state_dict(saved_state)
+    _steps(resumed, again, 3)
+    for ours, theirs in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(ours, theirs)
+
+
+def test_natural_galore_differs_from_galore_and_learns():
+    plain, natural = _model(), _model()
+    plain_losses = _steps(plain, _galore(plain), 40)
+    natural_losses = _steps(natural, _galore(natural, history=4), 40)
+    assert natural_losses[-1] < 0.5 * natural_losses[0]
+    assert natural_losses[-1] < plain_losses[-1]  # faster than GaLore on this problem (NATURAL_DAMPING's note)
