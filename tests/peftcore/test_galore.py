@@ -93,7 +93,7 @@ def test_a_full_fine_tuning_run_learns_with_a_fraction_of_adamws_state(tiny_mode
             "model_path": str(tiny_model_dir),
             "method": "full",
             "train_file": str(sst2_sample),
-            "output_dir": str(tmp_path / str(len(params))),
+            "output_dir": str(tmp_path / "-".join(map(str, params.values()))),
             "text_column": "sentence",
             "label_column": "label",
             "params": {"epochs": 3, "batch_size": 16, "max_length": 32, "learning_rate": 1e-3, **params},
@@ -102,11 +102,14 @@ def test_a_full_fine_tuning_run_learns_with_a_fraction_of_adamws_state(tiny_mode
         return fit(spec, ListSink()).done["report"]
 
     adamw = train()
-    galore = train(optimizer="galore", galore_rank=4)
-    assert galore["params"]["optimizer"] == "galore"
-    ratio = galore["efficiency"]["optimizer_state_bytes"] / adamw["efficiency"]["optimizer_state_bytes"]
-    assert ratio < 0.5, ratio
-    assert galore["metrics"]["eval_loss"] < galore["baseline_metrics"]["eval_loss"]
+    # Natural GaLore also keeps 10 projected gradients a matrix: on this 32-wide model that is most of AdamW's
+    # two full moments (on MiniLM's 384-wide ones, at rank 8, about a tenth)
+    for optimizer, most in (("galore", 0.5), ("natural_galore", 0.9)):
+        galore = train(optimizer=optimizer, galore_rank=4)
+        assert galore["params"]["optimizer"] == optimizer
+        ratio = galore["efficiency"]["optimizer_state_bytes"] / adamw["efficiency"]["optimizer_state_bytes"]
+        assert ratio < most, (optimizer, ratio)
+        assert galore["metrics"]["eval_loss"] < galore["baseline_metrics"]["eval_loss"]
 
 
 @pytest.mark.parametrize("shape", [(6, 6), (3, 40)])
