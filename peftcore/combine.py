@@ -77,6 +77,8 @@ def combine_refusal(parents: list[Parent], weights: list[float], combination: st
             return f"{parent.folder.name} is a {kind} adapter; only LoRA and IA3 adapters can be combined"
         if config.get("use_dora"):
             return f"{parent.folder.name} uses DoRA, whose magnitudes do not add up; combine plain LoRA adapters"
+        if config.get("use_bdlora"):
+            return f"{parent.folder.name} is a BD-LoRA adapter (block-diagonal factors); combine plain LoRA adapters"
         if config.get("alora_invocation_tokens"):
             return f"{parent.folder.name} is an aLoRA adapter (on only from the answer on); combine plain LoRA adapters"
     if len({p.config.get("peft_type") for p in parents}) > 1:

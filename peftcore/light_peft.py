@@ -34,6 +34,8 @@ def pruning_problem(method, method_params: dict, params: dict) -> str | None:
         )
     if method_params.get("use_kasa"):
         return "pruning the adapter's ranks does not work with KaSA's singular-value layer; turn KaSA off or pruning"
+    if (method_params.get("bd_blocks") or 0) > 1:
+        return "pruning the adapter's ranks would break BD-LoRA's blocks (one per GPU); turn one of them off"
     if method_params.get("init") == "mica":
         return "pruning the adapter's ranks needs both factors to train, and MiCA freezes one; choose another start"
     if method_params.get("init") in ("pissa", "olora", "lora_ga"):

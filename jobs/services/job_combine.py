@@ -104,6 +104,8 @@ def _parent_refusal(parent: Job) -> str | None:
         return f"job #{parent.pk} uses DoRA, whose magnitudes do not add up; combine plain LoRA adapters"
     if params.get("use_kasa") or params.get("init") in ("pissa", "olora", "lora_ga"):
         return f"job #{parent.pk}'s adapter changed the base weights (KaSA, PiSSA, OLoRA or LoRA-GA); combine plain LoRA adapters"
+    if (params.get("bd_blocks") or 0) > 1:
+        return f"job #{parent.pk} is a BD-LoRA adapter (block-diagonal factors); combine plain LoRA adapters"
     if params.get("activated"):
         return f"job #{parent.pk} is an aLoRA adapter (on only from the answer on); combine plain LoRA adapters"
     if parent.group_column:

@@ -93,6 +93,18 @@ PARAMS = (
         "plain LoRA. Not together with DoRA, KaSA or aLoRA.",
     ),
     Param(
+        "bd_blocks",
+        "int",
+        0,
+        min=0,
+        max=64,
+        label="BD-LoRA blocks (multi-GPU serving)",
+        help="For serving on several GPUs that split each layer (tensor parallelism, as in vLLM): set it to the "
+        "number of GPUs, and one factor of each update becomes block-diagonal in as many blocks, so each GPU "
+        "applies its share without talking to the others (BD-LoRA, arxiv.org/abs/2510.23346). Fewer weights "
+        "train. 0 is off. The rank must be a multiple of it.",
+    ),
+    Param(
         "activated",
         "bool",
         False,
@@ -141,7 +153,43 @@ _INIT = {"default": True, **{name: name for name in ("pissa", "olora", "eva", "l
 
 
 # LoRA options that each replace how the layer applies its update (peft's "variants": one per layer)
-VARIANTS = (("use_dora", "DoRA"), ("use_kasa", "KaSA"), ("velora", "VeLoRA"), ("activated", "aLoRA"))
+VARIANTS = (
+    ("use_dora", "DoRA"),
+    ("use_kasa", "KaSA"),
+    ("velora", "VeLoRA"),
+    ("activated", "aLoRA"),
+    ("bd_blocks", "BD-LoRA"),
+)
+# BD-LoRA: the layers a tensor-parallel engine splits by rows (their A is block-diagonal) and by columns (their
+# B), matched as parts of the layer's full name
+_DECODER_SPLITS = (("o_proj", "down_proj"), ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"))
+_BERT_SPLITS = (("output.dense",), ("query", "key", "value", "intermediate.dense"))
+SPLITS = {
+    **dict.fromkeys(("llama", "mistral", "qwen2", "gemma3_text"), _DECODER_SPLITS),
+    **dict.fromkeys(("bert", "roberta", "xlm-roberta"), _BERT_SPLITS),
+    "distilbert": (("out_lin", "lin2"), ("q_lin", "k_lin", "v_lin", "lin1")),
+}
+
+
+def _block_diagonal(params: dict, model):
+    """BD-LoRA's config when bd_blocks asks for it (more than one block)."""
+    blocks = params.get("bd_blocks") or 0
+    if blocks < 2:
+        return None
+    from peft import BdLoraConfig
+
+    model_type = getattr(model.config, "model_type", "")
+    if model_type not in SPLITS:
+        raise MethodBuildError(
+            f"LoRA: BD-LoRA needs to know how serving engines split {model_type!r} layers; it knows "
+            f"{', '.join(sorted(SPLITS))}. Set the blocks to 0"
+        )
+    if params["r"] % blocks:
+        raise MethodBuildError(f"LoRA: the rank ({params['r']}) must be a multiple of the BD-LoRA blocks ({blocks})")
+    rows, columns = SPLITS[model_type]
+    return BdLoraConfig(
+        target_modules_bd_a=list(rows), target_modules_bd_b=list(columns), nblocks=blocks, match_strict=False
+    )
 
 
 def _kasa_loss(model):
@@ -182,6 +230,7 @@ def _options(params: dict, model, total_steps) -> dict:
         # the real sequence is read from the training rows by _data_init (peftcore/alora.py)
         alora_invocation_tokens=list(PLACEHOLDER) if activated(params) else None,
         velora_config=VeloraConfig() if params.get("velora") else None,
+        use_bdlora=_block_diagonal(params, model),
     )
 
 

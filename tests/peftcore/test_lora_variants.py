@@ -85,3 +85,34 @@ def test_the_orthogonal_start_changes_the_model_from_the_first_step():
 def test_what_peft_cannot_stack_is_refused_by_name(params, says):
     with pytest.raises(MethodBuildError, match=r"LoRA: " + says.replace("(", r"\(").replace(")", r"\)")):
         _lora(**params)
+
+
+def test_bd_lora_keeps_one_factor_block_diagonal_per_layer_and_merges_exactly():
+    model = _lora(bd_blocks=4, placement="both")
+    layers = {name: module for name, module in model.named_modules() if hasattr(module, "lora_A")}
+    row = next(m for n, m in layers.items() if n.endswith("attention.output.dense"))
+    column = next(m for n, m in layers.items() if n.endswith("attention.self.query"))
+    # a row-split layer's A and a column-split layer's B hold one block per GPU: a quarter of the weights
+    assert row.lora_A["default"].weight.shape == (8, 256 // 4)
+    assert column.lora_B["default"].weight.shape == (256, 8 // 4)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0, 0.05)
+    ids = torch.randint(0, 64, (2, 12))
+    with torch.no_grad():
+        adapted = model.eval()(input_ids=ids).logits
+        merged = model.merge_and_unload()(input_ids=ids).logits
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        ({"bd_blocks": 3}, "the rank (8) must be a multiple of the BD-LoRA blocks (3)"),
+        ({"bd_blocks": 2, "velora": True}, "VeLoRA and BD-LoRA cannot be combined"),
+    ],
+)
+def test_bd_lora_settings_that_cannot_split_are_refused(params, says):
+    with pytest.raises(MethodBuildError, match=r"LoRA: " + says.replace("(", r"\(").replace(")", r"\)")):
+        _lora(**params)

@@ -34,6 +34,7 @@ CASES = [(m.name, {}) for m in all_methods() if TASK in m.tasks] + [
     ("lora", {"init": "mica"}),
     ("lora", {"init": "orthogonal"}),
     ("lora", {"velora": True}),
+    ("lora", {"bd_blocks": 2}),
     ("lora", {"placement": "ffn", "layers": "last 1"}),
     ("loha", {"placement": "both", "layers": "0"}),
     ("red", {"placement": "both", "layers": "last 1"}),
