@@ -163,3 +163,17 @@ def test_natural_galore_differs_from_galore_and_learns():
     natural_losses = _steps(natural, _galore(natural, history=4), 40)
     assert natural_losses[-1] < 0.5 * natural_losses[0]
     assert natural_losses[-1] < plain_losses[-1]  # faster than GaLore on this problem (NATURAL_DAMPING's note)
+
+
+@pytest.mark.parametrize("optimizer", ["galore", "natural_galore"])
+def test_a_run_resumes_exactly_across_a_projection_refresh(tiny_bert, sentiment_tsv, tmp_path, optimizer):
+    from tests.peftcore.conftest import make_spec
+    from tests.peftcore.test_checkpoints import SMALL, assert_resumes_exactly
+
+    # nine steps, a new projection every three: both checkpoints fall between refreshes with history kept
+    params = {**SMALL, "optimizer": optimizer, "galore_rank": 4, "galore_update_gap": 3}
+
+    def make(out, **overrides):
+        return make_spec(tiny_bert, sentiment_tsv, out, method="full", params=params, **overrides)
+
+    assert_resumes_exactly(make, tmp_path)
