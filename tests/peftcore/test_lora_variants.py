@@ -116,3 +116,16 @@ def test_bd_lora_keeps_one_factor_block_diagonal_per_layer_and_merges_exactly():
 def test_bd_lora_settings_that_cannot_split_are_refused(params, says):
     with pytest.raises(MethodBuildError, match=r"LoRA: " + says.replace("(", r"\(").replace(")", r"\)")):
         _lora(**params)
+
+
+def test_bd_lora_adapters_are_not_combined_and_not_pruned():
+    from pathlib import Path
+
+    from peftcore.combine import Parent, combine_refusal
+    from peftcore.light_peft import pruning_problem
+
+    config = {"peft_type": "LORA", "r": 8, "target_modules": ["query"], "use_bdlora": {"nblocks": 2}}
+    parents = [Parent(Path(name), config, {"task": "text-classification"}, ["0", "1"]) for name in ("a", "b")]
+    assert "a is a BD-LoRA adapter" in combine_refusal(parents, [1.0, 1.0], "sum", None)
+    assert "BD-LoRA's blocks" in pruning_problem(LORA, {"bd_blocks": 2}, {"prune_ranks": 0.5})
+    assert pruning_problem(LORA, {"bd_blocks": 0}, {"prune_ranks": 0.5}) is None
