@@ -22,6 +22,9 @@ def test_registry_lists_methods_in_registration_order():
         "use_rslora",
         "init",
         "use_kasa",
+        "velora",
+        "bd_blocks",
+        "activated",
         "ba_consistency",
         "ba_diversity",
         "ba_svd",
@@ -141,7 +144,7 @@ def test_target_modules_are_parsed(loaded):
         (
             "lora",
             {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "use_kasa": True, "use_dora": True},
-            "KaSA and DoRA cannot be combined",
+            "DoRA and KaSA cannot be combined",
         ),
     ],
 )
