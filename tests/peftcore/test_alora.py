@@ -116,20 +116,11 @@ def test_an_alora_adapter_is_not_merged_stacked_or_combined(trained):
     assert "aLoRA" in combine_refusal([parent, parent], [1.0, 1.0], "sum", None)
 
 
-def test_a_classification_job_asking_for_alora_is_refused_before_training(tiny_model_dir, sst2_sample, tmp_path):
-    spec = {
-        "task": "text-classification",
-        "model_path": str(tiny_model_dir),
-        "method": "lora",
-        "method_params": {"activated": True},
-        "train_file": str(sst2_sample),
-        "text_column": "sentence",
-        "label_column": "label",
-        "output_dir": str(tmp_path),
-        "params": {"epochs": 1},
-    }
+def test_a_classification_job_asking_for_alora_is_refused_before_training(tiny_bert, sentiment_tsv, tmp_path):
+    from tests.peftcore.conftest import make_spec
+
     with pytest.raises(TrainingError) as raised:
-        run(spec, ListSink())
+        run(make_spec(tiny_bert, sentiment_tsv, tmp_path, method_params={"activated": True}), ListSink())
     assert raised.value.kind == BAD_PARAMS and "it is for SFT" in raised.value.message
 
 

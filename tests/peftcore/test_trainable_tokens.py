@@ -80,19 +80,11 @@ def test_reloading_gives_the_trained_models_logits(tiny_shape, tmp_path):
         )
 
 
-def test_a_classifier_is_refused_before_anything_trains(tiny_model_dir, sst2_sample, tmp_path):
-    spec = {
-        "task": "text-classification",
-        "model_path": str(tiny_model_dir),
-        "method": "trainable_tokens",
-        "train_file": str(sst2_sample),
-        "text_column": "sentence",
-        "label_column": "label",
-        "output_dir": str(tmp_path),
-        "params": {"epochs": 1},
-    }
+def test_a_classifier_is_refused_before_anything_trains(tiny_bert, sentiment_tsv, tmp_path):
+    from tests.peftcore.conftest import make_spec
+
     with pytest.raises(TrainingError) as raised:
-        run(spec, ListSink())
+        run(make_spec(tiny_bert, sentiment_tsv, tmp_path, method="trainable_tokens"), ListSink())
     assert raised.value.kind == BAD_PARAMS and "does not support the task 'text-classification'" in raised.value.message
 
 
