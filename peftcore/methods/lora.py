@@ -102,7 +102,7 @@ PARAMS = (
         help="For serving on several GPUs that split each layer (tensor parallelism, as in vLLM): set it to the "
         "number of GPUs, and one factor of each update becomes block-diagonal in as many blocks, so each GPU "
         "applies its share without talking to the others (BD-LoRA, arxiv.org/abs/2510.23346). Fewer weights "
-        "train. 0 is off. The rank must be a multiple of it.",
+        "train. 0 (or 1) is off. The rank must be a multiple of it.",
     ),
     Param(
         "activated",
@@ -203,7 +203,8 @@ def _options(params: dict, model, total_steps) -> dict:
     kasa = None
     from peft import EvaConfig, LoraGAConfig, VeloraConfig
 
-    variants = [label for key, label in VARIANTS if params.get(key)]
+    # bd_blocks 1 is one block: a plain LoRA
+    variants = [label for key, label in VARIANTS if params.get(key) and not (key == "bd_blocks" and params[key] < 2)]
     if len(variants) > 1:  # peft applies one variant of the layer at a time
         raise MethodBuildError(f"LoRA: {' and '.join(variants)} cannot be combined; keep one of them")
     if params.get("init") == "mica" and variants:

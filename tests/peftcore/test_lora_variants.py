@@ -118,6 +118,11 @@ def test_bd_lora_settings_that_cannot_split_are_refused(params, says):
         _lora(**params)
 
 
+def test_one_block_is_a_plain_lora_that_combines_with_dora():
+    model = _lora(bd_blocks=1, use_dora=True)
+    assert any(".lora_magnitude_vector." in name for name, _ in model.named_parameters())
+
+
 def test_bd_lora_adapters_are_not_combined_and_not_pruned():
     from pathlib import Path
 
