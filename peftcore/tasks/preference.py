@@ -1,6 +1,6 @@
 """Preference tuning of a causal language model with DPO (Rafailov et al., 2023, arxiv.org/abs/2305.18290), ORPO
-(Hong et al., 2024, arxiv.org/abs/2403.07691) or KTO (Ethayarajh et al., 2024, arxiv.org/abs/2402.01306): from (prompt, chosen, rejected) rows, raise the chosen answer's
-likelihood against the rejected one's.
+(Hong et al., 2024, arxiv.org/abs/2403.07691) or KTO (Ethayarajh et al., 2024, arxiv.org/abs/2402.01306): from
+(prompt, chosen, rejected) rows, raise the chosen answer's likelihood against the rejected one's.
 
 DPO measures that gain relative to the untouched model: the reference is the same model with the adapter switched
 off (peft's disable_adapter), so no second copy of the model is held. Its loss is trl's DPO "sigmoid" loss (trl's
@@ -18,8 +18,8 @@ Columns: the prompt (text_column), the chosen answer (label_column) and the reje
 the other generation tasks use for an extra prompt part; here it is the third role). A template renders prompt
 and answer as SFT does (peftcore/sft.py). Evaluation: the loss, reward accuracy (the share of held-out pairs
 whose chosen answer scores above the rejected one, the figure that picks the best epoch) and the mean reward
-margin, where a reward is beta x (the adapter's log-likelihood - the untouched model's) for DPO and KTO and beta x the
-mean token log-likelihood for ORPO (trl's definitions).
+margin, where a reward is beta x (the adapter's log-likelihood - the untouched model's) for DPO and KTO and
+beta x the mean token log-likelihood for ORPO (trl's definitions).
 """
 
 from __future__ import annotations
