@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .lora_ga import BASE_MOVING_INITS
+
 IGNORE_INDEX = -100
 MAX_INVOCATION = 32  # tokens; a template's answer marker is a handful
 PLACEHOLDER = [0]  # what the adapter is built with until the rows have been read (the layers are the same)
@@ -36,11 +38,11 @@ def activation_problem(method, method_params: dict, task: str) -> str | None:
         )
     if method_params.get("use_dora") or method_params.get("use_kasa"):
         return "aLoRA does not combine with DoRA or KaSA (each changes how the update is applied); turn one off"
-    if method_params.get("init") in ("pissa", "olora", "lora_ga"):
+    if method_params.get("init") in BASE_MOVING_INITS:
         # they move part of each weight into the adapter: with the adapter off over the prompt, the prompt would
         # be read by what is left of the base model
         return (
-            "aLoRA leaves the prompt to the base model, and the PiSSA, OLoRA and LoRA-GA starts take part of the "
+            "aLoRA leaves the prompt to the base model, and the PiSSA, OLoRA, LoRA-GA and CorDA starts take part of the "
             "base weights into the adapter; choose the default or EVA start"
         )
     return None

@@ -20,6 +20,8 @@ import re
 import statistics
 import time
 
+from .lora_ga import BASE_MOVING_INITS
+
 ADAPTER = "default"
 
 
@@ -38,11 +40,11 @@ def pruning_problem(method, method_params: dict, params: dict) -> str | None:
         return "pruning the adapter's ranks would break BD-LoRA's blocks (one per GPU); turn one of them off"
     if method_params.get("init") == "mica":
         return "pruning the adapter's ranks needs both factors to train, and MiCA freezes one; choose another start"
-    if method_params.get("init") in ("pissa", "olora", "lora_ga"):
+    if method_params.get("init") in BASE_MOVING_INITS:
         # their ranks hold parts of the base weights (taken out of it at the start): a cut would drop them, and
         # peft's reload would take out another share at each layer's smaller rank
         return (
-            "pruning the adapter's ranks does not work with the PiSSA, OLoRA or LoRA-GA start, whose ranks carry "
+            "pruning the adapter's ranks does not work with the PiSSA, OLoRA, LoRA-GA or CorDA start, whose ranks carry "
             "parts of the base weights; choose the default start or turn pruning off"
         )
     return None

@@ -16,6 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 ADAPTER = "default"
+# LoRA's starts that take part of each base weight into the adapter (PiSSA, OLoRA, LoRA-GA, CorDA): what cannot
+# be activated per token, pruned by rank or added to another adapter
+BASE_MOVING_INITS = ("pissa", "olora", "lora_ga", "corda", "corda_kpm")
 
 
 def estimate(model, batches: list[dict], loss) -> dict:
@@ -44,7 +47,7 @@ def estimate(model, batches: list[dict], loss) -> dict:
 
 
 def initialise(model, batches: list[dict], loss) -> None:
-    """Set LoRA-GA's start from the gradient estimate, and keep the starting factors (model.peftcore_lora_ga_start,
+    """Set LoRA-GA's start from the gradient estimate, and keep the starting factors (model.peftcore_start_factors,
     peft's saved names) for the conversion at save."""
     from peft import get_peft_model_state_dict
 
@@ -53,11 +56,11 @@ def initialise(model, batches: list[dict], loss) -> None:
         layer.get_base_layer()._peft_loraga_grad = grad
         layer.lora_ga_init(ADAPTER, config)
     start = get_peft_model_state_dict(model, adapter_name=ADAPTER)
-    model.peftcore_lora_ga_start = {k: v.detach().clone() for k, v in start.items() if ".lora_" in k}
+    model.peftcore_start_factors = {k: v.detach().clone() for k, v in start.items() if ".lora_" in k}
 
 
 def convert_saved(folder: Path, start: dict) -> None:
-    """Rewrite a saved LoRA-GA adapter as a plain LoRA relative to the untouched base weights: the change it makes
+    """Rewrite a saved LoRA-GA (or CorDA) adapter as a plain LoRA relative to the untouched base weights: the change it makes
     is B·A - B0·A0 = [B | -B0]·[A ; A0], a LoRA of twice the rank (alpha doubled with it, so the scale holds).
     peft's own conversion (save_pretrained's path_initial_model_for_weight_conversion) drops every other tensor,
     the classifier head among them, so it is done here."""

@@ -38,8 +38,8 @@ def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: d
         # save_embedding_layers=False: the vocabulary never changes here, and "auto" would look the base model
         # up on the hub (a network call, and a hang on machines without internet).
         model.save_pretrained(str(partial), safe_serialization=True, save_embedding_layers=False)
-        start = getattr(model, "peftcore_lora_ga_start", None)
-        if start:  # LoRA-GA took its start out of the base weights: save relative to the untouched ones
+        start = getattr(model, "peftcore_start_factors", None)
+        if start:  # LoRA-GA or CorDA took its start out of the base weights: save relative to the untouched ones
             from .lora_ga import convert_saved
 
             convert_saved(partial, start)

@@ -9,6 +9,7 @@ the adapter files themselves again (peftcore.combine.combine_refusal)."""
 import math
 
 from peftcore.combine import COMBINATIONS, SAME_RANK, WITH_DENSITY
+from peftcore.lora_ga import BASE_MOVING_INITS
 
 from ..errors import ValidationFailed
 from ..models import Dataset, EvalReport, Job
@@ -102,8 +103,11 @@ def _parent_refusal(parent: Job) -> str | None:
     params = parent.method_params
     if params.get("use_dora"):
         return f"job #{parent.pk} uses DoRA, whose magnitudes do not add up; combine plain LoRA adapters"
-    if params.get("use_kasa") or params.get("init") in ("pissa", "olora", "lora_ga"):
-        return f"job #{parent.pk}'s adapter changed the base weights (KaSA, PiSSA, OLoRA or LoRA-GA); combine plain LoRA adapters"
+    if params.get("use_kasa") or params.get("init") in BASE_MOVING_INITS:
+        return (
+            f"job #{parent.pk}'s adapter changed the base weights (KaSA, PiSSA, OLoRA, LoRA-GA or CorDA); "
+            "combine plain LoRA adapters"
+        )
     if (params.get("bd_blocks") or 0) > 1:
         return f"job #{parent.pk} is a BD-LoRA adapter (block-diagonal factors); combine plain LoRA adapters"
     if params.get("activated"):

@@ -59,7 +59,7 @@ PARAMS = (
         "init",
         "choice",
         "default",
-        choices=("default", "pissa", "olora", "eva", "lora_ga", "mica", "orthogonal"),
+        choices=("default", "pissa", "olora", "eva", "lora_ga", "corda", "corda_kpm", "mica", "orthogonal"),
         label="Initialisation",
         help="How the update starts: 'default' starts at zero; 'pissa' (arxiv.org/abs/2404.02948) and 'olora' "
         "(arxiv.org/abs/2406.01775) start from the weight's main directions, which can learn faster. These two "
@@ -67,7 +67,10 @@ PARAMS = (
         "(arxiv.org/abs/2410.07170) starts the down-projection from the main directions of your training rows' "
         "own activations (a few batches are read before the first step). 'lora_ga' (arxiv.org/abs/2407.05000) "
         "starts both factors from the training rows' gradient, so the first steps move as full fine-tuning "
-        "would; the adapter is saved as a plain LoRA of twice the rank that loads on the original model. 'mica' "
+        "would; the adapter is saved as a plain LoRA of twice the rank that loads on the original model. 'corda' "
+        "(arxiv.org/abs/2406.05223) starts from the weight's main directions as your training rows use them; "
+        "'corda_kpm' trains the least used ones instead and keeps the main ones, which hold what the model "
+        "already knows, frozen (less forgetting). Both are saved as LoRA-GA is. 'mica' "
         "(arxiv.org/abs/2604.01694) fixes the up-projection to the weight's least used directions and trains only "
         "the down-projection: half the weights, and an update that leaves what the model already does alone. "
         "'orthogonal' starts both factors small and orthogonal instead of one at zero (needs an even rank).",
@@ -149,7 +152,13 @@ def auto_alpha(params: dict, rank_key: str = "r", alpha_key: str = "lora_alpha")
     return {alpha_key: (2 * rank, f"twice the rank ({rank}), so the update's scale stays the same at any rank")}
 
 
-_INIT = {"default": True, **{name: name for name in ("pissa", "olora", "eva", "lora_ga", "mica", "orthogonal")}}
+# CorDA builds with LoRA's own start: its covariance is read from the rows after the build (peftcore/corda.py)
+_INIT = {
+    "default": True,
+    "corda": True,
+    "corda_kpm": True,
+    **{name: name for name in ("pissa", "olora", "eva", "lora_ga", "mica", "orthogonal")},
+}
 
 
 # LoRA options that each replace how the layer applies its update (peft's "variants": one per layer)
@@ -238,7 +247,8 @@ def _options(params: dict, model, total_steps) -> dict:
 def _data_init(model, params: dict, sample) -> None:
     """EVA: the down-projections from the SVD of the training rows' activations at each adapted layer (not on a
     resume: the checkpoint brings them). LoRA-GA: A and B from the training rows' gradient, taken out of the base
-    weights (again on a resume, which must rebuild those weights; peftcore/lora_ga.py). aLoRA: the invocation
+    weights (again on a resume, which must rebuild those weights; peftcore/lora_ga.py); CorDA the same way from the
+    rows' input covariance (peftcore/corda.py). aLoRA: the invocation
     sequence, the ending every training prompt shares (again on a resume: the same rows give the same one)."""
     if activated(params):
         try:
@@ -253,6 +263,10 @@ def _data_init(model, params: dict, sample) -> None:
         from ..lora_ga import initialise
 
         initialise(model, sample.labelled(), sample.loss)
+    elif params.get("init") in ("corda", "corda_kpm"):
+        from ..corda import initialise as corda_start
+
+        corda_start(model, sample.inputs(), params["init"])
 
 
 METHOD = register(

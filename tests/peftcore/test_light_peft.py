@@ -99,7 +99,7 @@ def test_a_pruned_run_resumes_exactly(tiny_bert, sentiment_tsv, tmp_path, prune_
     "method, method_params, params, said",
     [
         ("ia3", {}, {}, "works with LoRA: (IA)³ has no ranks to cut"),
-        ("lora", {"init": "pissa"}, {}, "does not work with the PiSSA, OLoRA or LoRA-GA start"),
+        ("lora", {"init": "pissa"}, {}, "does not work with the PiSSA, OLoRA, LoRA-GA or CorDA start"),
         ("lora", {}, {"batch_size": 16}, "needs at least 2 steps in the first epoch"),  # 11 rows: one step
     ],
 )

@@ -81,7 +81,7 @@ def test_the_start_leaves_the_output_unchanged_and_moves_both_factors(bert_witho
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
     b_norms = [float(p.detach().norm()) for n, p in model.named_parameters() if "lora_B" in n]
     assert min(b_norms) > 0  # LoRA's own start has B = 0
-    assert len(model.peftcore_lora_ga_start) == 2 * 12  # each layer's A0 and B0, kept for the conversion
+    assert len(model.peftcore_start_factors) == 2 * 12  # each layer's A0 and B0, kept for the conversion
 
 
 def test_a_run_saves_a_plain_lora_of_twice_the_rank_that_loads_on_the_untouched_model(

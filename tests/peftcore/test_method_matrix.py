@@ -31,6 +31,8 @@ CASES = [(m.name, {}) for m in all_methods() if TASK in m.tasks] + [
     ("lora", {"use_kasa": True}),
     ("lora", {"init": "eva"}),
     ("lora", {"init": "lora_ga"}),
+    ("lora", {"init": "corda"}),
+    ("lora", {"init": "corda_kpm"}),
     ("lora", {"init": "mica"}),
     ("lora", {"init": "orthogonal"}),
     ("lora", {"velora": True}),
