@@ -69,8 +69,13 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
 
         # peft will not load a prompt-learning adapter trainable; load it frozen, then unfreeze the saved prompt
         # and the head. (P-tuning saves the prompt its encoder produced, so it trains on without the encoder.)
-        prompt = PeftConfig.from_pretrained(str(folder)).is_prompt_learning
+        saved = PeftConfig.from_pretrained(str(folder))
+        prompt = saved.is_prompt_learning
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable and not prompt)
+        if saved.peft_type == "MULTITASK_PROMPT_TUNING":
+            from .methods.multitask_prompt_tuning import single_task
+
+            single_task(model)  # the studio's adapters hold one task: task 0 when none is given
         if trainable and prompt:
             for name, parameter in model.named_parameters():
                 if "prompt_encoder." in name or ".modules_to_save." in name:

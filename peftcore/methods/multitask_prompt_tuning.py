@@ -1,0 +1,95 @@
+"""Multitask prompt tuning (MPT, Wang et al., 2023): the prompt is a shared prompt times a low-rank task matrix,
+P = P* ∘ (u·v). The studio trains one task per job, so there is one task matrix, started at all ones: the prompt
+starts as plain prompt tuning's and the rank-r matrix learns a per-position, per-dimension scaling on top (peft's
+random start, u and v ~ N(0, 0.02), would start the prompt near zero, which is meant for a prompt that a source
+training has already shaped).
+
+peft's MPT needs a task id with every forward; with one task it is always 0, so the built (and reloaded) prompt
+encoder takes 0 when none is given. Plain peft: pass task_ids=torch.zeros(batch, dtype=torch.long).
+
+Not for sequence-to-sequence writing: peft 0.21's MPT forward for encoder-decoder models drops given decoder
+inputs (it only builds its own from the labels), so evaluation and generation would fail."""
+
+from __future__ import annotations
+
+import math
+
+from ..schema import Param
+from ..tasks import ALL_TASKS, SEQ2SEQ
+from . import T5_NO_PROMPTS, Method, register
+from ._common import peft_builder
+
+ADAPTER = "default"
+
+PARAMS = (
+    Param(
+        "num_virtual_tokens",
+        "int",
+        20,
+        min=1,
+        max=256,
+        label="Virtual tokens",
+        help="How many learned tokens are put in front of each text. They take up room in the maximum length.",
+    ),
+    Param(
+        "num_ranks",
+        "int",
+        1,
+        min=1,
+        max=64,
+        label="Task matrix rank",
+        help="The rank of the task matrix that scales the shared prompt (the paper's is 1).",
+    ),
+)
+
+
+def _options(params: dict, model, total_steps) -> dict:
+    return dict(num_virtual_tokens=params["num_virtual_tokens"], num_ranks=params["num_ranks"], num_tasks=1)
+
+
+def single_task(model) -> None:
+    """Make the prompt encoder take task 0 when no task id is given (one task per adapter)."""
+    import torch
+
+    encoder = model.prompt_encoder[ADAPTER]
+    forward = encoder.forward
+
+    def with_task(indices, task_ids=None):
+        if task_ids is None:
+            task_ids = torch.zeros(indices.shape[0], dtype=torch.long, device=indices.device)
+        return forward(indices, task_ids)
+
+    encoder.forward = with_task
+
+
+def _build(model, params: dict, task: str, **kwargs):
+    import torch
+
+    built = peft_builder("MultitaskPromptTuningConfig", "Multitask prompt tuning", _options, targets=False)(
+        model, params, task, **kwargs
+    )
+    encoder = built.prompt_encoder[ADAPTER]
+    with torch.no_grad():  # u·v = 1 everywhere: each of the r products is 1/r
+        encoder.prefix_task_cols.fill_(1 / math.sqrt(params["num_ranks"]))
+        encoder.prefix_task_rows.fill_(1 / math.sqrt(params["num_ranks"]))
+    single_task(built)
+    return built
+
+
+METHOD = register(
+    Method(
+        name="multitask_prompt_tuning",
+        label="Multitask prompt tuning",
+        family="prompt",
+        description="Prompt tuning whose prompt is a shared prompt scaled by a small low-rank task matrix.",
+        paper="https://arxiv.org/abs/2303.02861",
+        params=PARAMS,
+        tasks=tuple(task for task in ALL_TASKS if task != SEQ2SEQ),
+        recommended_learning_rate=3e-2,  # prompt tuning's
+        can_merge=False,
+        build=_build,
+        acts_on=("input",),
+        how="prompts",
+        refusals={"t5:text-classification": T5_NO_PROMPTS.format("Multitask prompt tuning")},
+    )
+)
