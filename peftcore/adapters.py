@@ -3,6 +3,7 @@ safetensors + a small JSON config) and full fine-tuning (a whole transformers mo
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -15,6 +16,9 @@ PEFT_CONFIG = "adapter_config.json"
 METHOD_FILE = "peftcore_method.json"
 # A stacked adapter carries the adapter it was trained on top of in this sub-folder.
 BASE_ADAPTER = "base_adapter"
+# peft tuners that take a task id with every forward, by saved peft_type: the module whose single_task(model)
+# makes a reloaded model take task 0 when none is given.
+ONE_TASK = {"MULTITASK_PROMPT_TUNING": "multitask_prompt_tuning", "POLY": "poly"}
 
 
 class AdapterLoadError(ValueError):
@@ -72,13 +76,13 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
         saved = PeftConfig.from_pretrained(str(folder))
         prompt = saved.is_prompt_learning
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable and not prompt)
-        if saved.peft_type == "MULTITASK_PROMPT_TUNING":
-            from .methods.multitask_prompt_tuning import single_task
-
-            single_task(model)  # the studio's adapters hold one task: task 0 when none is given
+        if saved.peft_type in ONE_TASK:  # the studio's adapters hold one task: task 0 when none is given
+            importlib.import_module(f"peftcore.methods.{ONE_TASK[saved.peft_type]}").single_task(model)
         if trainable and prompt:
             for name, parameter in model.named_parameters():
-                if "prompt_encoder." in name or ".modules_to_save." in name:
+                # CPT keeps its context's embeddings fixed: only the change on top of them trains
+                fixed = saved.peft_type == "CPT" and ".embedding." in name
+                if ("prompt_encoder." in name and not fixed) or ".modules_to_save." in name:
                     parameter.requires_grad_(True)
         if not merge:
             return model

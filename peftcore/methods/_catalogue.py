@@ -51,10 +51,11 @@ def tuner(
     can_merge: bool = True,
     needs_weight_values: bool = False,
     refusals: dict | None = None,
+    build: Callable | None = None,
 ) -> Method:
     """Register one peft tuner. linear_layers_only: peft wraps only torch.nn.Linear (GPT-2's Conv1D refused with
     the reason); needs_weight_values: building it reads the weights' values (counted on real weights, not the meta
-    device)."""
+    device); build: instead of the plain peft build (for a tuner that needs a check or a fix-up around it)."""
     return register(
         Method(
             name=name,
@@ -66,7 +67,7 @@ def tuner(
             tasks=ALL_TASKS,
             recommended_learning_rate=learning_rate,
             can_merge=can_merge,
-            build=peft_builder(config, label, options),
+            build=build or peft_builder(config, label, options),
             acts_on=("attention", "ffn"),
             how=how,
             refusals={**(linear_only(label) if linear_layers_only else {}), **(refusals or {})},
