@@ -78,6 +78,9 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable and not prompt)
         if saved.peft_type in ONE_TASK:  # the studio's adapters hold one task: task 0 when none is given
             importlib.import_module(f"peftcore.methods.{ONE_TASK[saved.peft_type]}").single_task(model)
+        if trainable and saved.peft_type == "CPT":
+            # peft's inference mode reads the saved prompt alone; training adds the bounded change on top of it
+            model.peft_config["default"].inference_mode = False
         if trainable and prompt:
             for name, parameter in model.named_parameters():
                 # CPT keeps its context's embeddings fixed: only the change on top of them trains

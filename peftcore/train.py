@@ -38,6 +38,9 @@ from .spec import REQUIRED_KEYS, TrainSpec, parse_spec
 from .start_from import apply_start, check_start, starting_labels
 from .tasks import Task, get_task, max_positions
 
+# A prompt method's virtual tokens must leave the rows at least this many of the model's positions.
+MIN_ROW_POSITIONS = 16
+
 # Names other code imports from here (the rest of the job moved to the modules above).
 __all__ = [
     "ADAPTER_DIR",
@@ -214,7 +217,14 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
 
     limit = max_positions(model, tokenizer)
     if limit is not None and job.method.how == "prompts":
-        limit -= job.method_params.get("num_virtual_tokens", 0)  # the virtual tokens take positions too
+        virtual = job.method_params.get("num_virtual_tokens", 0)  # the virtual tokens take positions too
+        if limit - virtual < MIN_ROW_POSITIONS:
+            raise TrainingError(
+                BAD_PARAMS,
+                f"{job.method.label}: {virtual} virtual tokens leave {max(limit - virtual, 0)} of the model's "
+                f"{limit} positions for the rows; use at most {limit - MIN_ROW_POSITIONS} virtual tokens",
+            )
+        limit -= virtual
     if params["max_length"] is None:
         # Fit 95% of the texts (defaults.py), as the model allows: training and evaluation texts together, since
         # an evaluation file may hold longer texts than the training rows (SST-2's phrases against its sentences).
@@ -234,7 +244,9 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     runner.refuse(rows.train, train_features, "training")
     runner.refuse(rows.eval, eval_features, "evaluation")
     stop_point(stop)
-    if job.method.data_init is not None and not job.start_from and not job.combine:
+    # a stacked method is new on top of the merged adapter: its data-driven start runs as on the base model
+    continuing = job.start_from is not None and job.start_from.mode == "continue"
+    if job.method.data_init is not None and not continuing and not job.combine:
         run_options.data_init(job, model, runner, train_features, sink, device, resuming=state is not None)
 
     head = _head_parameters(model, new_modules)

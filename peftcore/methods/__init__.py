@@ -91,7 +91,7 @@ class Method:
     needs_weight_values: bool = False
     # data_init(model, params, sample): after build, before the first step, an initialisation that reads the
     # training rows (EVA, LoRA-GA) when its params ask for it; sample is a run_options.TrainingSample (inputs(),
-    # labelled(), loss(model, batch), resuming). Not when starting from an adapter.
+    # labelled(), loss(model, batch), resuming). Not when continuing an adapter (a stacked method gets it).
     data_init: Callable[..., None] | None = None
 
     def __post_init__(self) -> None:

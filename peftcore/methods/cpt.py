@@ -4,9 +4,8 @@ embeddings, each kept within a norm ball (the projection), never to their answer
 are trained on too, as the paper does, so the context keeps teaching what it shows. Causal LMs, SFT only (peft
 builds CPT for CAUSAL_LM alone).
 
-The studio has no hand-picked examples: the context is the last `num_virtual_tokens` tokens of the first training
-rows read one after another (again from the first when they hold fewer), so it ends on a whole answer (the
-window may start inside an example). Each token's
+The studio has no hand-picked examples: the context is whole training rows in their order, as many as fit in
+`num_virtual_tokens` tokens (context() says what happens when none fits or space is left). Each token's
 type, as peft numbers them per example (1 the template before the input, 2 the input, 3 the template before the
 answer, 4 the answer), comes from the rows themselves: the tokens every prompt starts with are the template
 before the input, the tokens every prompt ends with the template before the answer.
@@ -44,7 +43,7 @@ PARAMS = (
         "opt_projection_epsilon",
         "float",
         0.1,
-        min=0.0,
+        min=0.001,
         max=10.0,
         label="Input change bound",
         help="How far each example input token's embedding may move (scaled by the model's width as in the paper).",
@@ -53,7 +52,7 @@ PARAMS = (
         "opt_projection_format_epsilon",
         "float",
         0.1,
-        min=0.0,
+        min=0.001,
         max=10.0,
         label="Template change bound",
         help="How far each template token's embedding may move (the tokens every prompt shares).",
@@ -97,31 +96,51 @@ def _shared(prompts: Sequence[list[int]], from_end: bool) -> int:
     return max(shared, 0)
 
 
-def context(features: Sequence[dict], count: int, bos_token_id: int | None = None) -> tuple[list[int], list[int]]:
-    """(token ids, CPT token types) of the context: the last `count` tokens of the first rows read one after
-    another (each row's leading BOS left out: the real row brings its own), ending on a whole answer; rows are
-    read again from the first when they hold fewer tokens."""
+def _types(prompt: list[int], answer: list[int], head: int, tail: int) -> list[int]:
+    """One example's CPT types, 1-4 (the shared end is cut short where it would overlap the shared start)."""
+    head = min(head, len(prompt))
+    tail = min(tail, len(prompt) - head)
+    middle = len(prompt) - head - tail
+    kinds = [TEMPLATE_BEFORE_INPUT] * head + [INPUT] * middle + [TEMPLATE_BEFORE_ANSWER] * tail
+    return kinds + [ANSWER] * len(answer)
+
+
+def context(
+    features: Sequence[dict], count: int, bos_token_id: int | None = None, pad_token_id: int = 0
+) -> tuple[list[int], list[int]]:
+    """(token ids, CPT token types) of a context of exactly `count` tokens: whole examples (prompt and answer; each
+    row's leading BOS left out, the real row brings its own) in the rows' order, each taken while it fits and the
+    rows read again while one still fits, so few rows still fill it. When no row fits whole, the first row's
+    answer is cut to at most half the context and its prompt's end fills the rest: the context always holds
+    tokens that train. What is left over goes in front as padding (type 0: it neither trains nor is scored)."""
     examples = [pair for pair in map(_split, features) if pair is not None]
+    if not examples:
+        raise MethodBuildError("CPT: no training row has an answer left within the maximum length to show")
     if bos_token_id is not None:
         examples = [(p[1:] if p[:1] == [bos_token_id] else p, a) for p, a in examples]
     prompts = [p for p, _ in examples]
     head, tail = _shared(prompts, from_end=False), _shared(prompts, from_end=True)
-    if not examples:
-        raise MethodBuildError("CPT: no training row has an answer left within the maximum length to show")
-    ids: list[int] = []
-    types: list[int] = []
-    number = 0
-    while len(ids) < count:  # few rows: they are shown again, as a longer few-shot prompt would repeat them
-        prompt, answer = examples[number % len(examples)]
-        middle = len(prompt) - head - tail
-        kinds = [TEMPLATE_BEFORE_INPUT] * head + [INPUT] * middle + [TEMPLATE_BEFORE_ANSWER] * tail
-        ids += prompt + answer
-        types += [4 * number + kind for kind in kinds + [ANSWER] * len(answer)]
-        number += 1
-    # renumber from the window's first example so the types start at that example's 1-4
-    window = types[-count:]
-    offset = 4 * ((window[0] - 1) // 4)
-    return ids[-count:], [kind - offset for kind in window]
+    typed = [(p + a, _types(p, a, head, tail)) for p, a in examples]
+    chosen: list[tuple[list[int], list[int]]] = []
+    used, added = 0, True
+    while added:
+        added = False
+        for ids, kinds in typed:
+            if used + len(ids) <= count:
+                chosen.append((ids, kinds))
+                used, added = used + len(ids), True
+    if not chosen:
+        prompt, answer = examples[0]
+        answer = answer[: max(count // 2, count - len(prompt))]
+        kinds = _types(prompt, answer, head, tail)
+        ids = prompt + answer
+        chosen, used = [(ids[-count:], kinds[-count:])], count
+    ids = [pad_token_id] * (count - used)
+    types = [0] * (count - used)
+    for number, (example_ids, kinds) in enumerate(chosen):
+        ids += example_ids
+        types += [4 * number + kind for kind in kinds]
+    return ids, types
 
 
 def _data_init(model, params: dict, sample) -> None:
@@ -131,7 +150,9 @@ def _data_init(model, params: dict, sample) -> None:
     from peft.tuners.cpt import CPTEmbedding
 
     config = model.peft_config[ADAPTER]
-    ids, types = context(sample.features, params["num_virtual_tokens"], model.get_base_model().config.bos_token_id)
+    tokenizer = sample.runner.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids, types = context(sample.features, params["num_virtual_tokens"], tokenizer.bos_token_id, pad or 0)
     config.cpt_token_ids, config.cpt_tokens_type_mask, config.cpt_mask = ids, types, [1] * len(ids)
     old = model.prompt_encoder[ADAPTER]
     encoder = CPTEmbedding(config, model.word_embeddings).to(old.delta_embedding.weight.device)

@@ -1,8 +1,8 @@
 """Multitask prompt tuning (MPT, Wang et al., 2023): the prompt is a shared prompt times a low-rank task matrix,
-P = P* ∘ (u·v). The studio trains one task per job, so there is one task matrix, started at all ones: the prompt
-starts as plain prompt tuning's and the rank-r matrix learns a per-position, per-dimension scaling on top (peft's
-random start, u and v ~ N(0, 0.02), would start the prompt near zero, which is meant for a prompt that a source
-training has already shaped).
+P = P* ∘ (u·v). The studio trains one task per job, so there is one task matrix, started at all ones (its first
+rank; the others start at zero): the prompt starts as plain prompt tuning's and the rank-r matrix learns a
+per-position, per-dimension scaling on top (peft's random start, u and v ~ N(0, 0.02), would start the prompt near
+zero, which is meant for a prompt that a source training has already shaped).
 
 peft's MPT needs a task id with every forward; with one task it is always 0, so the built (and reloaded) prompt
 encoder takes 0 when none is given. Plain peft: pass task_ids=torch.zeros(batch, dtype=torch.long).
@@ -11,8 +11,6 @@ Not for sequence-to-sequence writing: peft 0.21's MPT forward for encoder-decode
 inputs (it only builds its own from the labels), so evaluation and generation would fail."""
 
 from __future__ import annotations
-
-import math
 
 from ..schema import Param
 from ..tasks import ALL_TASKS, SEQ2SEQ
@@ -69,9 +67,12 @@ def _build(model, params: dict, task: str, **kwargs):
         model, params, task, **kwargs
     )
     encoder = built.prompt_encoder[ADAPTER]
-    with torch.no_grad():  # u·v = 1 everywhere: each of the r products is 1/r
-        encoder.prefix_task_cols.fill_(1 / math.sqrt(params["num_ranks"]))
-        encoder.prefix_task_rows.fill_(1 / math.sqrt(params["num_ranks"]))
+    with torch.no_grad():
+        # u·v = 1 everywhere from the first rank alone; the others start as peft's random u and a zero v, so they add
+        # nothing yet and, unlike equal ranks (which would get equal gradients forever), each can learn its own part
+        encoder.prefix_task_cols[:, :, 0] = 1.0
+        encoder.prefix_task_rows[:, 0, :] = 1.0
+        encoder.prefix_task_rows[:, 1:, :] = 0.0
     single_task(built)
     return built
 

@@ -51,13 +51,14 @@ def test_a_run_trains_both_parts_and_plain_peft_reloads_it_with_task_zero(tiny_b
         sentiment_tsv,
         tmp_path / "out",
         method="multitask_prompt_tuning",
-        method_params={"num_virtual_tokens": 4},
+        method_params={"num_virtual_tokens": 4, "num_ranks": 2},
         params={"epochs": 2, "batch_size": 8, "max_rows": 40, "max_length": 32},
     )
     result = fit(spec, ListSink())
     encoder = result.model.prompt_encoder["default"]
     task_matrix = encoder.prefix_task_cols[0] @ encoder.prefix_task_rows[0]
     assert not torch.allclose(task_matrix, torch.ones_like(task_matrix))  # the task matrix moved off its start
+    assert torch.linalg.matrix_rank(task_matrix.detach()) == 2  # both ranks learned parts of their own
     tokenizer = load_tokenizer(tiny_bert)
     batch = collate(encode(tokenizer, [t for t, _ in sentiment_rows(5, seed=3)], 32), tokenizer.pad_token_id)
     fresh, _ = load_model(tiny_bert, result.labels, tokenizer.pad_token_id)
