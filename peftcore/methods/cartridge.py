@@ -6,6 +6,7 @@ position kept frozen as an attention sink."""
 from __future__ import annotations
 
 from ..schema import Param
+from ..tasks.preference import sequences
 from . import Method, register
 from ._common import MethodBuildError, peft_builder
 
@@ -47,9 +48,7 @@ def corpus_start(features, count: int) -> list[int]:
     reads them)."""
     ids: list[int] = []
     for feature in features:
-        nested = [value for value in feature.values() if isinstance(value, dict) and "input_ids" in value]
-        for part in nested[:1] or [feature]:  # a preference row: its chosen answer's sequence
-            ids.extend(part["input_ids"])
+        ids.extend(sequences(feature)[0]["input_ids"])  # a preference row: its chosen answer's sequence
         if len(ids) >= count:
             return ids[:count]
     raise MethodBuildError(

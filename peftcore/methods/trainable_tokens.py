@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ..schema import Param
 from ..tasks import GENERATION_TASKS
+from ..tasks.preference import sequences
 from . import Method, register
 from ._common import MethodBuildError, apply_peft
 
@@ -50,9 +51,7 @@ def most_used(features: Sequence[dict], count: int, vocabulary: int) -> list[int
     unused ids when the rows hold fewer distinct tokens: the trainable count shown before the run holds."""
     seen: Counter = Counter()
     for feature in features:
-        # a preference row holds its two answers as nested features; their ids are what the model reads
-        nested = [value for value in feature.values() if isinstance(value, dict) and "input_ids" in value]
-        for part in nested or [feature]:
+        for part in sequences(feature):  # a preference row: both its answers' sequences, as the model reads them
             seen.update(part["input_ids"])
     chosen = [token for token, _ in sorted(seen.items(), key=lambda item: (-item[1], item[0]))[:count]]
     taken = set(chosen)

@@ -38,6 +38,14 @@ DEFAULT_BETA = 0.1  # DPO's usual strength of the pull towards the untouched mod
 LOSSES = ("dpo", "orpo")
 
 
+def sequences(feature: dict) -> list[dict]:
+    """The token sequences an encoded row holds: a preference pair's chosen then rejected answer (each with the
+    prompt), any other row itself. What a method that reads the rows' tokens (Trainable Tokens, Cartridge) reads."""
+    if isinstance(feature.get("chosen"), dict):
+        return [feature["chosen"], feature["rejected"]]
+    return [feature]
+
+
 @dataclass(frozen=True)
 class PreferencePair(SftExample):
     """A prompt with its chosen answer (response, what generation is scored against) and its rejected one."""

@@ -175,8 +175,8 @@ def test_a_missing_third_column_and_a_method_without_an_adapter_are_refused(tiny
         run(_spec(tiny_shape("llama"), data, tmp_path / "out", method="red"), ListSink())
     assert raised.value.kind == BAD_PARAMS and "does not support the task 'preference'" in raised.value.message
     unsupported = {m.name for m in all_methods() if "preference" not in m.tasks}
-    # no adapter to switch off for the reference; Context-PEFT is for SFT only
-    assert unsupported == {"adalink", "bitfit", "bottleneck", "freeze", "full", "red", "s2ft", "context_lora"}
+    # no adapter to switch off for the reference; Context-PEFT and CPT are for SFT only
+    assert unsupported == {"adalink", "bitfit", "bottleneck", "freeze", "full", "red", "s2ft", "context_lora", "cpt"}
     assert "preference" not in TASKS_WITHOUT_REFERENCE
 
 
