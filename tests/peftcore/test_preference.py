@@ -35,6 +35,20 @@ def _spec(model, data, out, **more) -> dict:
     }
 
 
+def _learned(tiny_shape, tmp_path, loss: str):
+    """Train on 48 pairs (16 held out) with `loss`: (the result, the first evaluation's metrics, the report)."""
+    data = make_preference_file(tmp_path / "pairs.jsonl")
+    sink = ListSink()
+    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
+    spec["params"].update(max_rows=64, preference_loss=loss)
+    result = fit(spec, sink)
+    first = next(e["metrics"] for e in sink.events if e["event"] == "eval")
+    report = result.done["report"]
+    assert report["metrics"]["reward_accuracy"] >= 0.9 and report["metrics"]["reward_margin"] > 0
+    assert report["metrics"]["eval_loss"] < first["eval_loss"] and report["loss"] == loss
+    return result, first, report
+
+
 def test_the_loss_is_trls_dpo_loss_on_the_same_pair(tiny_shape, tmp_path):
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
@@ -77,16 +91,9 @@ def test_the_loss_is_trls_dpo_loss_on_the_same_pair(tiny_shape, tmp_path):
 
 
 def test_a_run_learns_to_rank_the_chosen_answer_first(tiny_shape, tmp_path):
-    data = make_preference_file(tmp_path / "pairs.jsonl")
-    sink = ListSink()
-    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
-    spec["params"]["max_rows"] = 64  # 48 to train on, 16 held out
-    result = fit(spec, sink)
-    evals = [e["metrics"] for e in sink.events if e["event"] == "eval"]
-    assert evals[0]["reward_accuracy"] == 0.0 and evals[0]["eval_loss"] == pytest.approx(0.6931, abs=1e-3)
-    report = result.done["report"]
-    assert report["metrics"]["reward_accuracy"] >= 0.9 and report["metrics"]["reward_margin"] > 0.2
-    assert report["metrics"]["eval_loss"] < 0.6
+    result, first, report = _learned(tiny_shape, tmp_path, "dpo")
+    assert first["reward_accuracy"] == 0.0 and first["eval_loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert report["metrics"]["reward_margin"] > 0.2 and report["metrics"]["eval_loss"] < 0.6
     saved = json.loads((result.adapter_dir / "peftcore_method.json").read_text())
     assert saved["task"] == "preference" and saved["beta"] == 0.1 and saved["template"] == "alpaca"
 
@@ -128,16 +135,7 @@ def test_an_orpo_run_learns_to_rank_the_chosen_answer_first_without_a_reference(
         raise AssertionError("ORPO must not switch the adapter off for a reference")
 
     monkeypatch.setattr(PeftModel, "disable_adapter", no_reference)
-    data = make_preference_file(tmp_path / "pairs.jsonl")
-    sink = ListSink()
-    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
-    spec["params"].update(max_rows=64, preference_loss="orpo")
-    result = fit(spec, sink)
-    evals = [e["metrics"] for e in sink.events if e["event"] == "eval"]
-    report = result.done["report"]
-    assert report["metrics"]["reward_accuracy"] >= 0.9 and report["metrics"]["reward_margin"] > 0
-    assert report["metrics"]["eval_loss"] < evals[0]["eval_loss"]
-    assert report["loss"] == "orpo"
+    result, _, _ = _learned(tiny_shape, tmp_path, "orpo")
     saved = json.loads((result.adapter_dir / "peftcore_method.json").read_text())
     assert saved["loss"] == "orpo"
     assert "Preference loss: ORPO" in (result.adapter_dir / "README.md").read_text()
@@ -243,15 +241,6 @@ def test_kto_borrows_the_next_pairs_answer_for_its_kl_estimate(tiny_shape):
 
 
 def test_a_kto_run_learns_to_rank_the_chosen_answer_first(tiny_shape, tmp_path):
-    data = make_preference_file(tmp_path / "pairs.jsonl")
-    sink = ListSink()
-    spec = _spec(tiny_shape("llama"), data, tmp_path / "out")
-    spec["params"].update(max_rows=64, preference_loss="kto")
-    result = fit(spec, sink)
-    evals = [e["metrics"] for e in sink.events if e["event"] == "eval"]
-    assert evals[0]["eval_loss"] == pytest.approx(0.5, abs=1e-3)  # untouched: every answer 1 - sigmoid(0)
-    report = result.done["report"]
-    assert report["metrics"]["reward_accuracy"] >= 0.9 and report["metrics"]["reward_margin"] > 0
-    assert report["metrics"]["eval_loss"] < evals[0]["eval_loss"]
-    assert report["loss"] == "kto"
+    result, first, _ = _learned(tiny_shape, tmp_path, "kto")
+    assert first["eval_loss"] == pytest.approx(0.5, abs=1e-3)  # untouched: every answer 1 - sigmoid(0)
     assert "Preference loss: KTO" in (result.adapter_dir / "README.md").read_text()
