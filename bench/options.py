@@ -3,13 +3,14 @@
 Every run also measures the share of feed-forward units that fire on the dev rows before and after training
 (peftcore/density.py), so DEFT's density loss can be read against the others.
 
-    .venv/bin/python bench/options.py [--rows 500] [--seed 42] [--method lora] [--docs]
+    .venv/bin/python bench/options.py [--rows 500] [--seed 42] [--method lora] [--docs [--markers NAME]]
         [--variant "LABEL=KEY=VALUE,KEY=VALUE" ...]
 
 Default variants: DEFT's density loss at 0.3 and 1 (`density_loss`), BA-LoRA's three regularisers together
 (`ba_consistency=1,ba_diversity=0.1,ba_svd=0.1`), Light-PEFT's pruning of half the adapter's ranks after a tenth
-of the steps (`prune_ranks=0.5`; the last column says what it cut and the step time before and after). --docs writes the table into docs/benchmarks.md between its
-"options" markers.
+of the steps (`prune_ranks=0.5`; the last column says what it cut and the step time before and after). --docs writes
+the table into docs/benchmarks.md between its "options" markers (--markers NAME: between "NAME" markers, for another
+set of variants).
 """
 
 import argparse
@@ -20,7 +21,6 @@ from pathlib import Path
 from bench_docs import write_between
 from quality import DATA, studio_run, wilson
 
-MARKERS = ("<!-- options:start -->", "<!-- options:end -->")
 DEV_ROWS = 872
 VARIANTS = (
     "DEFT density loss 0.3=density_loss=0.3",
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--method", default="lora")
     parser.add_argument("--variant", action="append", help='"LABEL=KEY=VALUE,KEY=VALUE" (repeatable)')
     parser.add_argument("--docs", action="store_true")
+    parser.add_argument("--markers", default="options", help="--docs writes between <!-- NAME:start/end --> markers")
     args = parser.parse_args()
     variants = [("without", [])] + [parse_variant(v) for v in args.variant or VARIANTS]
     files = (DATA / "train.tsv", DATA / "dev.tsv")
@@ -83,7 +84,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.docs:
-        write_between(MARKERS, text)
+        write_between((f"<!-- {args.markers}:start -->", f"<!-- {args.markers}:end -->"), text)
 
 
 if __name__ == "__main__":
