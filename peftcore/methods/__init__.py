@@ -45,6 +45,19 @@ def linear_only(label: str) -> dict[str, str]:
     }
 
 
+def virtual_tokens() -> Param:
+    """The prompt methods' shared setting: how many learned tokens go in front of each text (peft's default 20)."""
+    return Param(
+        "num_virtual_tokens",
+        "int",
+        20,
+        min=1,
+        max=256,
+        label="Virtual tokens",
+        help="How many learned tokens are put in front of each text. They take up room in the maximum length.",
+    )
+
+
 # For text classification only: T5's sequence-to-sequence model takes prompt vectors (peft's SEQ_2_SEQ_LM).
 T5_NO_PROMPTS = (
     "{} cannot classify with T5 models: T5's classification model does not accept the prompt vectors this "

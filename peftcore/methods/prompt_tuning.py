@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from ..schema import Param
 from ..tasks import ALL_TASKS
-from . import T5_NO_PROMPTS, Method, register
+from . import T5_NO_PROMPTS, Method, register, virtual_tokens
 from ._common import peft_builder
 
-PARAMS = (
-    Param(
-        "num_virtual_tokens",
-        "int",
-        20,
-        min=1,
-        max=256,
-        label="Virtual tokens",
-        help="How many learned tokens are put in front of each text. They take up room in the maximum length.",
-    ),
-)
+PARAMS = (virtual_tokens(),)
 
 
 def _options(params: dict, model, total_steps) -> dict:

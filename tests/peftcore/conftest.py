@@ -103,3 +103,21 @@ def loss_before_and_after(model, method, batch, targets, steps: int) -> tuple[fl
         if method.on_step:
             method.on_step(model, step)
     return before, loss_now()
+
+
+def build_classifier(folder: Path, name: str, **params):
+    """(the method `name` built with `params` on a fresh two-label classifier of `folder`, its tokenizer)."""
+    import torch
+
+    from peftcore.methods import get_method
+    from peftcore.schema import validate_params
+    from peftcore.tasks import load_tokenizer
+    from peftcore.tasks.text_classification import load_model
+
+    method = get_method(name)
+    tokenizer = load_tokenizer(folder)
+    torch.manual_seed(0)
+    model, new_modules = load_model(folder, ["0", "1"], tokenizer.pad_token_id)
+    clean, errors = validate_params(method.params, params)
+    assert errors == {}
+    return method.build(model, clean, "text-classification", new_modules=new_modules), tokenizer

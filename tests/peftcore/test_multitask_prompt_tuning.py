@@ -9,23 +9,15 @@ from peft import PeftModel
 from peftcore import load_adapter
 from peftcore.counting import count_trainable
 from peftcore.events import ListSink
-from peftcore.methods import get_method
-from peftcore.schema import validate_params
 from peftcore.tasks import load_tokenizer
 from peftcore.tasks.text_classification import collate, encode, load_model
 from peftcore.train import fit
-from tests.peftcore.conftest import make_spec
+from tests.peftcore.conftest import build_classifier, make_spec
 from tests.tiny_models import sentiment_rows
-
-MPT = get_method("multitask_prompt_tuning")
 
 
 def _built(folder, **params):
-    tokenizer = load_tokenizer(folder)
-    torch.manual_seed(0)
-    model, new_modules = load_model(folder, ["0", "1"], tokenizer.pad_token_id)
-    clean = validate_params(MPT.params, params)[0]
-    return MPT.build(model, clean, "text-classification", new_modules=new_modules), tokenizer
+    return build_classifier(folder, "multitask_prompt_tuning", **params)
 
 
 def test_the_prompt_starts_as_the_shared_prompt_and_the_task_matrix_is_counted(tiny_bert):

@@ -10,24 +10,16 @@ from peft import PeftModel
 from peftcore import load_adapter
 from peftcore.counting import count_trainable
 from peftcore.events import ListSink
-from peftcore.methods import get_method
 from peftcore.methods._common import MethodBuildError
-from peftcore.schema import validate_params
 from peftcore.tasks import load_tokenizer
 from peftcore.tasks.text_classification import collate, encode, load_model
 from peftcore.train import fit
-from tests.peftcore.conftest import make_spec
+from tests.peftcore.conftest import build_classifier, make_spec
 from tests.tiny_models import sentiment_rows
-
-POLY = get_method("poly")
 
 
 def _built(folder, **params):
-    tokenizer = load_tokenizer(folder)
-    torch.manual_seed(0)
-    model, new_modules = load_model(folder, ["0", "1"], tokenizer.pad_token_id)
-    clean = validate_params(POLY.params, params)[0]
-    return POLY.build(model, clean, "text-classification", new_modules=new_modules), tokenizer
+    return build_classifier(folder, "poly", **params)
 
 
 def _batch(tokenizer, n, seed):
