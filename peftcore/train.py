@@ -29,6 +29,7 @@ from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_
 from .events import EventSink, phase
 from .failures import classify_failure, error_event, failures_as
 from .loop import Run, baseline, make_optimizer, preempted, resume, stop_point, train_loop
+from .methods import virtual_tokens_problem
 from .methods._common import MethodBuildError
 from .models import check_model_folder
 from .probe import probe_head
@@ -37,9 +38,6 @@ from .saving import ADAPTER_DIR, save_adapter
 from .spec import REQUIRED_KEYS, TrainSpec, parse_spec
 from .start_from import apply_start, check_start, starting_labels
 from .tasks import Task, get_task, max_positions
-
-# A prompt method's virtual tokens must leave the rows at least this many of the model's positions.
-MIN_ROW_POSITIONS = 16
 
 # Names other code imports from here (the rest of the job moved to the modules above).
 __all__ = [
@@ -217,14 +215,9 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
 
     limit = max_positions(model, tokenizer)
     if limit is not None and job.method.how == "prompts":
-        virtual = job.method_params.get("num_virtual_tokens", 0)  # the virtual tokens take positions too
-        if limit - virtual < MIN_ROW_POSITIONS:
-            raise TrainingError(
-                BAD_PARAMS,
-                f"{job.method.label}: {virtual} virtual tokens leave {max(limit - virtual, 0)} of the model's "
-                f"{limit} positions for the rows; use at most {limit - MIN_ROW_POSITIONS} virtual tokens",
-            )
-        limit -= virtual
+        if problem := virtual_tokens_problem(job.method, job.method_params, limit):
+            raise TrainingError(BAD_PARAMS, problem)
+        limit -= job.method_params.get("num_virtual_tokens", 0)  # the virtual tokens take positions too
     if params["max_length"] is None:
         # Fit 95% of the texts (defaults.py), as the model allows: training and evaluation texts together, since
         # an evaluation file may hold longer texts than the training rows (SST-2's phrases against its sentences).

@@ -4,7 +4,7 @@ from django.conf import settings
 
 from peftcore.alora import activation_problem
 from peftcore.light_peft import pruning_problem
-from peftcore.methods import UnknownMethodError, all_methods, get_method
+from peftcore.methods import UnknownMethodError, all_methods, get_method, virtual_tokens_problem
 from peftcore.quantize import quantize_problem
 from peftcore.schema import validate_params
 from peftcore.sft import AUTO as AUTO_TEMPLATE
@@ -167,6 +167,9 @@ def job_validate(
         errors["params.prune_ranks"] = problem
     if spec is not None and not method_errors and (problem := activation_problem(spec, clean_method, task)):
         errors["method_params.activated"] = problem
+    positions = (config or {}).get("max_position_embeddings") or (config or {}).get("n_positions")
+    if spec is not None and not method_errors and (problem := virtual_tokens_problem(spec, clean_method, positions)):
+        errors["method_params.num_virtual_tokens"] = problem
     if errors:
         raise ValidationFailed("the job has errors; fix the fields named", errors=errors)
     columns = {

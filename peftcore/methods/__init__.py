@@ -58,6 +58,22 @@ def virtual_tokens() -> Param:
     )
 
 
+# A prompt method's virtual tokens must leave the rows at least this many of the model's positions.
+MIN_ROW_POSITIONS = 16
+
+
+def virtual_tokens_problem(method: Method, method_params: dict, positions: int | None) -> str | None:
+    """Why a prompt method's virtual tokens leave the rows too few of the model's `positions` (None: they fit, or
+    the model sets no limit). Pure: the job form and the worker both ask it."""
+    virtual = (method_params.get("num_virtual_tokens") or 0) if method.how == "prompts" else 0
+    if not virtual or positions is None or positions - virtual >= MIN_ROW_POSITIONS:
+        return None
+    return (
+        f"{method.label}: {virtual} virtual tokens leave {max(positions - virtual, 0)} of the model's {positions} "
+        f"positions for the rows; use at most {positions - MIN_ROW_POSITIONS} virtual tokens"
+    )
+
+
 # For text classification only: T5's sequence-to-sequence model takes prompt vectors (peft's SEQ_2_SEQ_LM).
 T5_NO_PROMPTS = (
     "{} cannot classify with T5 models: T5's classification model does not accept the prompt vectors this "

@@ -175,3 +175,12 @@ def test_cpt_stacked_on_a_lora_adapter_reads_its_context_from_the_rows(tiny_shap
     )
     config = stacked.model.peft_config["default"]
     assert len(set(config.cpt_token_ids)) > 2 and any(t % 4 == 0 and t > 0 for t in config.cpt_tokens_type_mask)
+
+
+def test_the_form_and_the_worker_ask_the_same_question_of_the_context_length():
+    from peftcore.methods import virtual_tokens_problem
+
+    assert virtual_tokens_problem(CPT, {"num_virtual_tokens": 112}, 128) is None
+    assert virtual_tokens_problem(CPT, {"num_virtual_tokens": 64}, None) is None  # no limit known
+    assert virtual_tokens_problem(get_method("lora"), {}, 8) is None  # not a prompt method
+    assert "leave 0 of the model's 128 positions" in virtual_tokens_problem(CPT, {"num_virtual_tokens": 1024}, 128)

@@ -267,3 +267,25 @@ def test_the_form_fragment_shows_the_sft_preflight(alice, seed_tasks, tiny_llama
     worker_count(TokenStats.objects.get().pk)
     html = client.post("/jobs/new/tokens/", query).content.decode()
     assert 'id="sft-masked"' in html and "would lose" in html and "raise it to" in html
+
+
+def test_a_cpt_context_that_fills_the_models_positions_is_refused_on_the_form(alice_api, seed_tasks, tiny_llama):
+    response = alice_api.post(
+        "/api/v1/jobs",
+        _job(
+            dataset=seed_tasks["id"],
+            base_model=tiny_llama.pk,
+            task="sft",
+            text_column="instruction",
+            label_column="instances[0].output",
+            method="cpt",
+            method_params={"num_virtual_tokens": 120},
+            params={},
+        ),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["method_params.num_virtual_tokens"] == (
+        "CPT: 120 virtual tokens leave 8 of the model's 128 positions for the rows; use at most 112 virtual tokens"
+    )
+    assert not Job.objects.exists()
