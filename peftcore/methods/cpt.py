@@ -13,7 +13,8 @@ before the input, the tokens every prompt ends with the template before the answ
 peft's own loss needs the labels passed to the model, and the studio scores the rows' answers itself; the loss on
 the context's answers is added once per step (Method.extra_loss) as their mean, from one pass over the context
 alone (the rows come after it, so a causal model's context positions do not depend on them). peft averages the
-two over all their tokens together instead."""
+two over all their tokens together instead. The training loss the job reports includes it; the evaluation loss
+(the rows' answers only) does not."""
 
 from __future__ import annotations
 
