@@ -70,7 +70,8 @@ PARAMS = (
         "would; the adapter is saved as a plain LoRA of twice the rank that loads on the original model. 'corda' "
         "(arxiv.org/abs/2406.05223) starts from the weight's main directions as your training rows use them; "
         "'corda_kpm' trains the least used ones instead and keeps the main ones, which hold what the model "
-        "already knows, frozen (less forgetting). Both are saved as LoRA-GA is. 'mica' "
+        "already knows, frozen (less forgetting). Both are saved as LoRA-GA is; their factors start from the weight "
+        "itself, so use about a tenth of LoRA's learning rate (docs/benchmarks.md). 'mica' "
         "(arxiv.org/abs/2604.01694) fixes the up-projection to the weight's least used directions and trains only "
         "the down-projection: half the weights, and an update that leaves what the model already does alone. "
         "'orthogonal' starts both factors small and orthogonal instead of one at zero (needs an even rank).",
