@@ -86,7 +86,9 @@ def resolve(facts: Facts, method, params: dict, method_params: dict) -> Choices:
         reasons[f"params.{key}"] = reason
 
     if params.get("learning_rate") is None:
-        choose("learning_rate", method.recommended_learning_rate, f"the rate measured best for {method.label}")
+        special = method.learning_rate_for(method_params) if getattr(method, "learning_rate_for", None) else None
+        rate, reason = special or (method.recommended_learning_rate, f"the rate measured best for {method.label}")
+        choose("learning_rate", rate, reason)
     if facts.has_labels and params.get("head_learning_rate") is None:
         rate = max(HEAD_LEARNING_RATE, params["learning_rate"])
         choose(

@@ -113,6 +113,9 @@ class Method:
     # auto(method_params) -> {name: (value, reason)}: values the method chooses for params left empty (LoRA's
     # alpha follows its rank); defaults.resolve records the reasons.
     auto: Callable[[dict], dict] | None = None
+    # learning_rate_for(method_params) -> (rate, reason) when these settings want another rate than
+    # recommended_learning_rate (LoRA's CorDA starts), else None.
+    learning_rate_for: Callable[[dict], tuple[float, str] | None] | None = None
     # Trains on a base model loaded in 4 bits (QLoRA): peft has a bitsandbytes layer for the method's adapter.
     quantized_base: bool = False
     # Building it reads the weights' values (an SVD, a mask drawn from them): counting.py builds such a tuner on

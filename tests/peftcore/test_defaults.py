@@ -93,6 +93,19 @@ def test_the_head_learns_at_its_own_higher_rate_and_each_method_at_its_measured_
         assert chosen.params["head_learning_rate"] == max(defaults.HEAD_LEARNING_RATE, method.recommended_learning_rate)
 
 
+def test_lora_with_a_corda_start_gets_a_tenth_of_the_rate_unless_one_is_set():
+    for init, rate in (("corda", 1e-4), ("corda_kpm", 1e-4), ("pissa", LORA.recommended_learning_rate)):
+        params, _ = validate_params(LORA.params, {"init": init})
+        chosen = resolve(classify(2_000), LORA, clean(), params)
+        assert chosen.params["learning_rate"] == rate
+        assert chosen.params["head_learning_rate"] == defaults.HEAD_LEARNING_RATE  # the head keeps its own
+    assert (
+        "CorDA" in resolve(classify(2_000), LORA, clean(), params | {"init": "corda"}).reasons["params.learning_rate"]
+    )
+    chosen = resolve(classify(2_000), LORA, clean(learning_rate=5e-4), params | {"init": "corda"})
+    assert chosen.params["learning_rate"] == 5e-4  # a rate the user set is kept
+
+
 @pytest.mark.parametrize(("rows", "held"), [(40, 10), (300, 75), (2_000, 200), (8_000, 800), (60_000, 6_000)])
 def test_the_automatic_hold_out_is_big_enough_to_measure(rows, held):
     assert eval_rows(rows, None) == held
