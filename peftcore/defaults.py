@@ -75,6 +75,13 @@ def eval_reason(rows: int) -> str:
     return f"10% of {rows:,} rows held out to measure the model, stratified by label"
 
 
+def measured_rate(method, method_params: dict) -> tuple[float, str]:
+    """The learning rate measured best for the method with these settings (LoRA's CorDA starts want a tenth of
+    LoRA's), and why."""
+    special = method.learning_rate_for(method_params) if getattr(method, "learning_rate_for", None) else None
+    return special or (method.recommended_learning_rate, f"the rate measured best for {method.label}")
+
+
 def resolve(facts: Facts, method, params: dict, method_params: dict) -> Choices:
     """Fill every None in the training params (and the method's own automatic params) that the facts allow;
     leave the rest None for training to resolve. Values the user set are never touched."""
@@ -86,9 +93,7 @@ def resolve(facts: Facts, method, params: dict, method_params: dict) -> Choices:
         reasons[f"params.{key}"] = reason
 
     if params.get("learning_rate") is None:
-        special = method.learning_rate_for(method_params) if getattr(method, "learning_rate_for", None) else None
-        rate, reason = special or (method.recommended_learning_rate, f"the rate measured best for {method.label}")
-        choose("learning_rate", rate, reason)
+        choose("learning_rate", *measured_rate(method, method_params))
     if facts.has_labels and params.get("head_learning_rate") is None:
         rate = max(HEAD_LEARNING_RATE, params["learning_rate"])
         choose(

@@ -136,7 +136,14 @@ def job_choices(
 
 
 def job_warnings(
-    *, task: Task, method: Method, dataset: Dataset, params: dict, label_column: str, train_rows: int
+    *,
+    task: Task,
+    method: Method,
+    dataset: Dataset,
+    params: dict,
+    method_params: dict,
+    label_column: str,
+    train_rows: int,
 ) -> list[str]:
     """What makes a run likely to end predicting one label for every row (or learning nothing), said before it
     starts, with what to change."""
@@ -168,11 +175,11 @@ def job_warnings(
             f"{method.label} learns slowly from little data (under {PROMPT_METHOD_ROWS:,} rows it often stays on "
             "one answer); LoRA is the safer choice here."
         )
-    rate = params.get("learning_rate")
-    if rate is not None and rate < method.recommended_learning_rate / 10:
+    rate, best = params.get("learning_rate"), defaults.measured_rate(method, method_params)[0]
+    if rate is not None and rate < best / 10:
         found.append(
-            f"The learning rate {rate:g} is far below the {method.recommended_learning_rate:g} measured best for "
-            f"{method.label}; training may barely move. Leave it empty to use the measured one."
+            f"The learning rate {rate:g} is far below the {best:g} measured best for {method.label} with these "
+            "settings; training may barely move. Leave it empty to use the measured one."
         )
     return found
 
@@ -225,6 +232,7 @@ def job_defaults_preview(
         method=method,
         dataset=dataset,
         params=chosen.params,
+        method_params=chosen.method_params,
         label_column=columns.get("label_column", ""),
         train_rows=training_rows(dataset, eval_dataset, params),
     )

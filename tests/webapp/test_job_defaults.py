@@ -81,6 +81,9 @@ def test_the_form_shows_what_it_will_choose_and_warns_before_a_run_likely_to_lea
     assert "Only 1 learning steps" in html and 'data-name="params.epochs"' not in html
     html = client.get("/jobs/new/defaults/", {**query, "method": "prompt_tuning"}).content.decode()
     assert "learns slowly from little data" in html
+    slow = {**query, "p_learning_rate": "5e-5"}  # far below LoRA's 1e-3, not below a CorDA start's 1e-4
+    assert "far below the 0.001 measured best for LoRA" in client.get("/jobs/new/defaults/", slow).content.decode()
+    assert "far below" not in client.get("/jobs/new/defaults/", {**slow, "m_init": "corda"}).content.decode()
     bad = client.get("/jobs/new/defaults/", {**query, "p_epochs": "-3"})
     assert "Fix the settings" in bad.content.decode()
     assert client.get("/jobs/new/defaults/", {**query, "dataset": "999999"}).status_code == 400
