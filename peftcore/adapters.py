@@ -75,6 +75,15 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
         # and the head. (P-tuning saves the prompt its encoder produced, so it trains on without the encoder.)
         saved = PeftConfig.from_pretrained(str(folder))
         prompt = saved.is_prompt_learning
+        if saved.peft_type == "XLORA":
+            if trainable or merge:  # its mix changes token by token: no one weight change to merge or train on
+                raise AdapterLoadError(
+                    "an X-LoRA adapter can be used as it is, not merged or trained further; to change it, start a "
+                    "new learned combination"
+                )
+            from . import xlora
+
+            return xlora.load(model, folder)
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable and not prompt)
         if saved.peft_type in ONE_TASK:  # the studio's adapters hold one task: task 0 when none is given
             importlib.import_module(f"peftcore.methods.{ONE_TASK[saved.peft_type]}").single_task(model)

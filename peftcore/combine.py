@@ -28,6 +28,10 @@ COMBINATIONS = {
     "dare_ties": "dare_ties",
     "magnitude_prune": "magnitude_prune",
 }
+# Not a weight sum: X-LoRA's router, trained on the job's rows, mixes the adapters token by token
+# (peftcore/xlora.py; the job's method is then xlora).
+LEARNED = "learned"
+MODES = (*COMBINATIONS, LEARNED)
 # peft can combine these (LoRA's add_weighted_adapter has every rule; IA3's sums its scaling vectors).
 COMBINABLE = ("LORA", "IA3")
 SAME_RANK = {"linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"}

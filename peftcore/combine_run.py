@@ -4,13 +4,17 @@ trained adapter, and each parent on the same rows, so the report compares them s
 The spec's `combine` section: {"adapters": [folder, ...], "parents": [job id, ...], "weights": [...],
 "combination": "sum", "density": null, "svd_rank": null}. The combined adapter becomes the run's starting adapter
 (mode continue) and the run takes no optimizer step: one epoch of zero steps is one evaluation.
+
+A learned combination (combination "learned", method xlora) trains instead: X-LoRA's router over the adapters,
+frozen, on the job's rows, for the job's epochs; its parents are scored by running each expert alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from .combine import COMBINATIONS, CombineError, combine
+from .combine import LEARNED, MODES, CombineError, combine
 from .errors import BAD_PARAMS, TrainingError
 from .events import phase
 from .start_from import StartFrom
@@ -27,15 +31,29 @@ def check_section(section) -> dict | None:
         raise TrainingError(BAD_PARAMS, "combine needs as many weights as adapters")
     if any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights):
         raise TrainingError(BAD_PARAMS, "combine weights must be numbers")
-    if section.get("combination", "sum") not in COMBINATIONS:
-        raise TrainingError(BAD_PARAMS, f"unknown combination; choose one of: {', '.join(COMBINATIONS)}")
+    if section.get("combination", "sum") not in MODES:
+        raise TrainingError(BAD_PARAMS, f"unknown combination; choose one of: {', '.join(MODES)}")
     parents = section.get("parents") or [None] * len(adapters)
     return {**section, "parents": parents, "weights": [float(w) for w in weights]}
 
 
+def learned(job) -> bool:
+    return bool(job.combine) and job.combine.get("combination") == LEARNED
+
+
 def combine_parents(job, sink) -> None:
-    """Write the combined adapter next to the output folder and make it the run's start (nothing is trained)."""
+    """Write the combined adapter next to the output folder and make it the run's start (nothing is trained); a
+    learned combination builds X-LoRA over the parents instead, and trains."""
     section = job.combine
+    if learned(job):
+        from .methods.xlora import build_over
+
+        if job.method.name != "xlora":
+            raise TrainingError(BAD_PARAMS, "a learned combination trains an X-LoRA router: its method must be xlora")
+        phase(sink, f"mixing {len(section['adapters'])} adapters with a learned router (X-LoRA)")
+        job.method = dataclasses.replace(job.method, build=build_over(section["adapters"]))
+        job.params.update(baseline_eval=False)  # the untrained router is an even mix, not the untrained model
+        return
     phase(sink, f"combining {len(section['adapters'])} adapters ({section.get('combination', 'sum')})")
     folder = Path(job.output_dir).parent / "combined"
     try:
@@ -62,6 +80,14 @@ def evaluate_parents(run) -> list[dict]:
     section, model, results = run.spec.combine, run.model, []
     for i, (folder, job_id) in enumerate(zip(section["adapters"], section["parents"])):
         phase(run.sink, f"evaluating parent {i + 1} of {len(section['adapters'])} on {len(run.eval_features):,} rows")
+        if learned(run.spec):  # the parent is an expert of the model: run it alone
+            from .xlora import OneExpert
+
+            model.eval()
+            with OneExpert(model, str(i)), devices.autocast(run.device, run.precision):
+                evaluation = run.runner.evaluate(model, run.eval_features, run.rows.eval, final=True)
+            results.append({"job": job_id, "weight": section["weights"][i], "metrics": evaluation["metrics"]})
+            continue
         name = f"parent_{i}"
         model.load_adapter(str(folder), adapter_name=name)
         model.set_adapter(name)

@@ -34,7 +34,9 @@ def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: d
     options = get_task(spec.task).options(spec)
     for config in getattr(model, "peft_config", {}).values():
         config.base_model_name_or_path = upstream_base(base_model)
-    if spec.method.saved_as == "peft":
+    if spec.method.save is not None:
+        spec.method.save(model, partial)
+    elif spec.method.saved_as == "peft":
         # save_embedding_layers=False: the vocabulary never changes here, and "auto" would look the base model
         # up on the hub (a network call, and a hang on machines without internet).
         model.save_pretrained(str(partial), safe_serialization=True, save_embedding_layers=False)

@@ -187,8 +187,9 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     phase(sink, f"loading the model on the {device.type.upper()}")
     tokenizer, model, new_modules = _load(job, task, labels, device)
     params = job.params
-    # a combination job trains nothing: its one "epoch" of no steps is the evaluation
-    steps_per_epoch = 0 if job.combine else math.ceil(len(rows.train) / params["batch_size"])
+    # a combination job trains nothing (but a learned one): its one "epoch" of no steps is the evaluation
+    summed = job.combine and not combine_run.learned(job)
+    steps_per_epoch = 0 if summed else math.ceil(len(rows.train) / params["batch_size"])
     total_steps = steps_per_epoch * params["epochs"]
     try:
         if job.start_from:

@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     combine.add_argument(
         "--combination",
         default="sum",
-        choices=["sum", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"],
-        help="sum (default): the exact weighted sum; svd: the same at the largest rank; the rest: peft's merges",
+        choices=["sum", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune", "learned"],
+        help="sum (default): the exact weighted sum; svd: the same at the largest rank; learned: X-LoRA's router "
+        "trained on the first job's rows (SFT, preference); the rest: peft's merges",
     )
     combine.add_argument(
         "--density", type=float, help="ties, dare_* and magnitude_prune: the share of each change kept"

@@ -4,7 +4,7 @@ its density, and the rows to evaluate on. The rules live in jobs.services.job_co
 from django import forms
 
 from jobs.models import Job
-from peftcore.combine import COMBINATIONS, WITH_DENSITY
+from peftcore.combine import MODES, WITH_DENSITY
 
 COMBINATION_HELP = {
     "sum": "sum: exactly the weighted sum of the changes (the ranks add up)",
@@ -14,6 +14,8 @@ COMBINATION_HELP = {
     "dare_linear": "dare linear: drops entries at random and rescales (one rank)",
     "dare_ties": "dare ties: dare, then ties' sign election (one rank)",
     "magnitude_prune": "magnitude prune: keeps each change's largest entries (one rank)",
+    "learned": "learned (X-LoRA): trains a router on the top job's rows that mixes the adapters token by token "
+    "(SFT or preference; any positive weight picks a job)",
 }
 
 
@@ -23,7 +25,7 @@ def weight_field_name(job: Job) -> str:
 
 class CombineForm(forms.Form):
     combination = forms.ChoiceField(
-        choices=[(name, COMBINATION_HELP[name]) for name in COMBINATIONS],
+        choices=[(name, COMBINATION_HELP[name]) for name in MODES],
         initial="sum",
         help_text="How the adapters' weight changes are put together.",
     )

@@ -4,16 +4,22 @@ the result beside each parent on the rows the user picks.
 
 What the web process can judge is judged here, per field, before anything is queued: the parents (finished, of
 one base model, task and labels, plain LoRA), the weights and the combination's own needs. The worker checks
-the adapter files themselves again (peftcore.combine.combine_refusal)."""
+the adapter files themselves again (peftcore.combine.combine_refusal).
+
+A learned combination (X-LoRA) is a job of method xlora that trains a router over the parents on the first
+parent's rows and settings; its weights only pick the parents."""
 
 import math
 
-from peftcore.combine import COMBINATIONS, SAME_RANK, WITH_DENSITY
+from peftcore.combine import LEARNED, MODES, SAME_RANK, WITH_DENSITY
 from peftcore.lora_ga import BASE_MOVING_INITS
+from peftcore.methods import get_method
+from peftcore.schema import validate_params
 
 from ..errors import ValidationFailed
 from ..models import Dataset, EvalReport, Job
 from .job_checks import runtime_errors
+from .job_defaults import model_config
 from .jobs import job_insert
 
 MOST_PARENTS = 8
@@ -78,8 +84,10 @@ def combine_errors(
         errors["weights"] = "at least one weight must be positive (a negative weight subtracts an adapter)"
     elif any(abs(w) > 10 for w in weights):
         errors["weights"] = "weights lie between -10 and 10"
-    if combination not in COMBINATIONS:
-        errors["combination"] = f"choose one of: {', '.join(COMBINATIONS)}"
+    if combination not in MODES:
+        errors["combination"] = f"choose one of: {', '.join(MODES)}"
+    elif combination == LEARNED:
+        errors.update(_learned_errors(first, weights, errors))
     elif first.method == "ia3" and combination != "linear":
         errors["combination"] = "IA3 adapters combine by 'linear' only: the weighted sum of their scaling vectors"
     elif combination in WITH_DENSITY:
@@ -90,6 +98,33 @@ def combine_errors(
         if missing:
             errors["eval_dataset"] = f"{eval_dataset.name} has no column {', '.join(missing)}, which the jobs read"
     return errors
+
+
+def _learned_errors(first: Job, weights: list, errors: dict) -> dict[str, str]:
+    """What X-LoRA's learned mix needs beyond any combination: LoRA adapters of a model it runs on, for a task it
+    trains, and weights that only pick (the router learns the mix)."""
+    xlora = get_method("xlora")
+    if "parents" in errors:
+        return {}
+    if first.method != "lora":
+        return {"combination": "'learned' mixes LoRA adapters (X-LoRA); combine IA3 adapters by 'linear'"}
+    if first.task not in xlora.tasks:
+        return {
+            "combination": f"'learned' mixes adapters of a language model that writes (SFT or preference), not "
+            f"{first.task} ones; use 'sum' or 'svd'"
+        }
+    model_type = (model_config(first.base_model) or {}).get("model_type", "")
+    if refusal := xlora.supports(model_type, first.task):
+        return {"combination": refusal}
+    if "weights" not in errors and any(w <= 0 for w in weights):
+        return {
+            "weights": "'learned' cannot subtract: give each picked job a positive weight (the router sets the mix)"
+        }
+    return {}
+
+
+def _shown_mode(combination: str) -> str:
+    return "learned mix (X-LoRA router)" if combination == LEARNED else combination
 
 
 def _parent_refusal(parent: Job) -> str | None:
@@ -146,13 +181,22 @@ def job_combine_create(
     if errors:
         raise ValidationFailed(FAILED, errors=errors)
     first = parents[0]
+    method, method_params, params = first.method, first.method_params, first.params
+    if combination == LEARNED:  # trains X-LoRA's router over the parents, with the first parent's data and steps
+        method = "xlora"
+        method_params = validate_params(get_method(method).params, {"n_experts": len(parents)})[0]
+        params = {**params, "learning_rate": get_method(method).recommended_learning_rate}
     recipe = {
         "parents": [p.pk for p in parents],
         "weights": [float(w) for w in weights],
         "combination": combination,
         "density": float(density) if combination in WITH_DENSITY else None,
     }
-    shown = " + ".join(f"{w:g}×#{p.pk}" for p, w in zip(parents, recipe["weights"]))
+    shown = (
+        " + ".join(f"{w:g}×#{p.pk}" for p, w in zip(parents, recipe["weights"]))
+        if combination != LEARNED
+        else ", ".join(f"#{p.pk}" for p in parents)
+    )
     return job_insert(
         team=team,
         user=user,
@@ -164,10 +208,10 @@ def job_combine_create(
         eval_dataset=eval_dataset or first.eval_dataset,
         base_model=first.base_model,
         task=first.task,
-        method=first.method,
-        method_params=first.method_params,
-        params=first.params,
-        choices={"combine": f"{combination} of jobs {', '.join(f'#{p.pk}' for p in parents)}"},
+        method=method,
+        method_params=method_params,
+        params=params,
+        choices={"combine": f"{_shown_mode(combination)} of jobs {', '.join(f'#{p.pk}' for p in parents)}"},
         text_column=first.text_column,
         label_column=first.label_column,
         input_column=first.input_column,

@@ -125,6 +125,8 @@ class Method:
     # training rows (EVA, LoRA-GA) when its params ask for it; sample is a run_options.TrainingSample (inputs(),
     # labelled(), loss(model, batch), resuming). Not when continuing an adapter (a stacked method gets it).
     data_init: Callable[..., None] | None = None
+    # save(model, folder): writes the peft folder itself where peft's save_pretrained cannot (X-LoRA).
+    save: Callable[[Any, Any], None] | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -115,8 +115,9 @@ class GenerationRunner(Runner):
         narrowed = []
 
         def narrow(_module, args):
+            # every pass of the batch through the head (X-LoRA runs the model twice: a scaling pass, then its own)
             hidden = args[0]
-            if narrowed or hidden.dim() != 3 or tuple(hidden.shape[:2]) != tuple(wanted.shape):
+            if hidden.dim() != 3 or tuple(hidden.shape[:2]) != tuple(wanted.shape):
                 return None
             narrowed.append(True)
             return (hidden[wanted], *args[1:])

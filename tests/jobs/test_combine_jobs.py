@@ -65,6 +65,7 @@ def test_refusals_name_the_field(alice, bob, trained, tiny_model):
         ([first, second], [-1.0, -1.0], {}, "weights", "must be positive"),
         ([first, second], [1.0, 1.0], {"combination": "ties"}, "density", "density"),
         ([first, second], [1.0, 1.0], {"combination": "fold"}, "combination", "choose one of"),
+        ([first, second], [1.0, 1.0], {"combination": "learned"}, "combination", "a language model that writes"),
     ]
     for parents, weights, more, field, words in cases:
         with pytest.raises(ValidationFailed) as caught:
@@ -96,3 +97,40 @@ def test_a_parent_cannot_be_deleted_while_a_combination_waits_for_it(alice, trai
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.error_kind == "bad_params"
     assert f"#{second.pk} no longer" in job.error_message
+
+
+def test_a_learned_combination_trains_a_router_over_sft_adapters(alice, sft_job, tiny_gemma_sft, tmp_path):
+    from django.conf import settings
+
+    from peftcore.schema import validate_params
+    from peftcore.training_params import TRAINING_PARAMS
+    from tests.tiny_models import store_adapter, train_tiny_lora_sft
+
+    pairs, _ = tiny_gemma_sft
+    other = job_row(
+        sft_job.dataset,
+        sft_job.base_model,
+        status=Job.Status.SUCCEEDED,
+        task="sft",
+        text_column="review",
+        label_column="answer",
+    )
+    model = settings.MODEL_ROOT / "tiny-gemma3"
+    store_adapter(other, train_tiny_lora_sft(model, pairs, tmp_path, epochs=1, batch_size=16, seed=2))
+    with pytest.raises(ValidationFailed) as caught:
+        _combine(alice, [sft_job, other], [1.0, -1.0], combination="learned")
+    assert "cannot subtract" in caught.value.errors["weights"]
+    # the settings a submitted job holds (every one resolved), kept small
+    settings_held = validate_params(TRAINING_PARAMS, {"epochs": 1, "batch_size": 16, "max_length": 48})[0]
+    Job.objects.filter(pk__in=[sft_job.pk, other.pk]).update(params=settings_held)
+    sft_job.refresh_from_db()
+    job = _combine(alice, [sft_job, other], [1.0, 1.0], combination="learned")
+    assert job.method == "xlora" and job.method_params["n_experts"] == 2
+    assert "learned mix" in job.choices["combine"]
+    assert runner.run(job.pk) == "succeeded", job.error_message
+    job.refresh_from_db()
+    parents = job.report.data["combination"]["parents"]
+    assert [p["job"] for p in parents] == [sft_job.pk, other.pk]
+    assert all(p["metrics"]["eval_loss"] > 0 for p in parents)
+    assert job.progress_total > 0 and "train_loss" in job.metrics  # the router trained
+    assert job.artifacts.filter(kind=Artifact.Kind.ADAPTER).exists()

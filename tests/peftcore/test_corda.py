@@ -1,14 +1,13 @@
 """CorDA (peftcore/corda.py, LoRA's init: corda / corda_kpm): the covariance is gathered row by row over real
 tokens only (a padded batch gives what one-row batches give), the start leaves the output unchanged, the
-instruction-previewed mode takes the largest components of W·C and the knowledge-preserved mode the smallest, and a
-run saves a plain LoRA of twice the rank that reloads on the untouched base model (the method matrix and the resume
-matrix have both modes too)."""
+instruction-previewed mode takes the largest components of W·C and the knowledge-preserved mode the smallest, and
+GPT-2's transposed layers start and reload (test_base_moving_starts.py: the saved plain LoRA of twice the rank; the
+method matrix and the resume matrix have both modes too)."""
 
 import json
 
 import torch
 
-from peftcore import load_adapter
 from peftcore.corda import covariances, eigens, initialise
 from peftcore.events import ListSink
 from peftcore.methods import get_method
@@ -16,7 +15,6 @@ from peftcore.schema import validate_params
 from peftcore.tasks import load_tokenizer
 from peftcore.tasks.text_classification import collate, encode, load_model
 from peftcore.train import fit
-from tests.peftcore.conftest import make_spec
 from tests.tiny_models import sentiment_rows
 
 R = 4
@@ -83,29 +81,6 @@ def test_the_start_leaves_the_output_unchanged_and_ipm_moves_more_of_the_weight_
             float((start[k.replace(".lora_A.", ".lora_B.")] @ v).norm()) for k, v in start.items() if ".lora_A." in k
         )
     assert moved["corda"] > 2 * moved["corda_kpm"]  # 3.3x on this random model, whose spectrum is flat
-
-
-def test_a_run_saves_a_plain_lora_of_twice_the_rank_that_loads_on_the_untouched_model(
-    bert_without_dropout, sentiment_tsv, tmp_path
-):
-    spec = make_spec(
-        bert_without_dropout,
-        sentiment_tsv,
-        tmp_path / "out",
-        method_params={"init": "corda_kpm", "r": R},
-        params={"epochs": 2, "batch_size": 8, "max_rows": 40, "max_length": 32},
-    )
-    result = fit(spec, ListSink())
-    saved = json.loads((result.adapter_dir / "adapter_config.json").read_text())
-    assert saved["r"] == 2 * R and saved["init_lora_weights"] is True
-    tokenizer = load_tokenizer(bert_without_dropout)
-    inputs = _inputs(tokenizer, _texts(6, seed=3))
-    fresh, _ = load_model(bert_without_dropout, result.labels, tokenizer.pad_token_id)
-    reloaded = load_adapter(fresh, result.adapter_dir).eval()
-    with torch.no_grad():
-        torch.testing.assert_close(
-            reloaded(**inputs).logits, result.model.eval()(**inputs).logits, atol=1e-5, rtol=1e-4
-        )
 
 
 def test_gpt2s_transposed_layers_start_and_reload_on_the_untouched_model(tiny_shape, tmp_path):

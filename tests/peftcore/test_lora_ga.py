@@ -1,21 +1,15 @@
 """LoRA-GA (peftcore/lora_ga.py, LoRA's init: lora_ga): the hook-gathered gradient of each adapted weight is
-autograd's own, the start leaves the model's output unchanged while A and B are no longer LoRA's zero start, and a
-run saves a plain LoRA of twice the rank that reloads on the untouched base model with the trained logits (the
-method matrix and the resume matrix have the lora_ga case too)."""
-
-import json
+autograd's own, and the start leaves the model's output unchanged while A and B are no longer LoRA's zero start
+(test_base_moving_starts.py: the saved plain LoRA of twice the rank; the method matrix and the resume matrix have
+the lora_ga case too)."""
 
 import torch
 
-from peftcore import load_adapter
-from peftcore.events import ListSink
 from peftcore.lora_ga import estimate, initialise
 from peftcore.methods import get_method
 from peftcore.schema import validate_params
 from peftcore.tasks import load_tokenizer
 from peftcore.tasks.text_classification import collate, encode, load_model
-from peftcore.train import fit
-from tests.peftcore.conftest import make_spec
 from tests.tiny_models import sentiment_rows
 
 R = 4
@@ -82,26 +76,3 @@ def test_the_start_leaves_the_output_unchanged_and_moves_both_factors(bert_witho
     b_norms = [float(p.detach().norm()) for n, p in model.named_parameters() if "lora_B" in n]
     assert min(b_norms) > 0  # LoRA's own start has B = 0
     assert len(model.peftcore_start_factors) == 2 * 12  # each layer's A0 and B0, kept for the conversion
-
-
-def test_a_run_saves_a_plain_lora_of_twice_the_rank_that_loads_on_the_untouched_model(
-    bert_without_dropout, sentiment_tsv, tmp_path
-):
-    spec = make_spec(
-        bert_without_dropout,
-        sentiment_tsv,
-        tmp_path / "out",
-        method_params={"init": "lora_ga", "r": R},
-        params={"epochs": 2, "batch_size": 8, "max_rows": 40, "max_length": 32},
-    )
-    result = fit(spec, ListSink())
-    saved = json.loads((result.adapter_dir / "adapter_config.json").read_text())
-    assert saved["r"] == 2 * R and saved["init_lora_weights"] is True
-    tokenizer = load_tokenizer(bert_without_dropout)
-    inputs = {k: v for k, v in _batches(tokenizer)[0].items() if k != "labels"}
-    fresh, _ = load_model(bert_without_dropout, result.labels, tokenizer.pad_token_id)
-    reloaded = load_adapter(fresh, result.adapter_dir).eval()
-    with torch.no_grad():
-        torch.testing.assert_close(
-            reloaded(**inputs).logits, result.model.eval()(**inputs).logits, atol=1e-5, rtol=1e-4
-        )

@@ -142,3 +142,43 @@ def test_a_combination_again_opens_the_combine_form_with_its_recipe(client, alic
     page = response.content.decode()
     assert f'name="weight_{a.pk}" value="1.0"' in page and f'name="weight_{b.pk}" value="-0.5"' in page
     assert '<option value="svd" selected>' in page
+
+
+def test_a_learned_combination_says_a_router_mixes_its_parents(client, alice, finished, dataset, tiny_model):
+    a, b = finished(), finished()
+    job = job_row(
+        dataset,
+        tiny_model,
+        status=Job.Status.SUCCEEDED,
+        method="xlora",
+        combine={"parents": [a.pk, b.pk], "weights": [1.0, 1.0], "combination": "learned", "density": None},
+    )
+    parents = [{"job": p.pk, "weight": 1.0, "metrics": {"eval_loss": 2.5}} for p in (a, b)]
+    EvalReport.objects.create(
+        job=job,
+        data={
+            "metrics": {"eval_loss": 1.75},
+            "eval_rows": 10,
+            "combination": {"combination": "learned", "parents": parents},
+        },
+    )
+    client.force_login(alice)
+    card = client.get(f"/jobs/{job.pk}/").content.decode().split('id="combination"')[1].split("</section>")[0]
+    assert "learned mix (X-LoRA)" in card and "nothing is trained" not in card
+    assert card.count(">alone<") == 2 and "<b>1.750</b>" in card
+    form = client.get(f"/jobs/combine/?ids={a.pk},{b.pk}").content.decode()
+    assert 'value="learned"' in form
+
+
+def test_the_api_and_the_cli_offer_every_combination_the_worker_runs():
+    import typing
+
+    from peftcore.combine import MODES
+    from studio_cli.cli import build_parser
+    from webapp.api.schemas import CombineIn
+
+    assert typing.get_args(CombineIn.model_fields["combination"].annotation) == MODES
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command")
+    combine = commands.choices["combine"]
+    assert tuple(next(a for a in combine._actions if a.dest == "combination").choices) == MODES

@@ -157,10 +157,13 @@ class CombineIn(Schema):
         description="2 to 8 succeeded LoRA jobs of your team: one base model, task and label set"
     )
     weights: list[float] = Field(description="one per parent; a negative weight subtracts that adapter")
-    combination: Literal["sum", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"] = Field(
-        "sum",
-        description="sum: the exact weighted sum (ranks add up); svd: the sum at the largest parent's rank; "
-        "linear, ties, dare_*, magnitude_prune: peft's merging rules (parents of one rank)",
+    combination: Literal["sum", "svd", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune", "learned"] = (
+        Field(
+            "sum",
+            description="sum: the exact weighted sum (ranks add up); svd: the sum at the largest parent's rank; "
+            "linear, ties, dare_*, magnitude_prune: peft's merging rules (parents of one rank); learned: X-LoRA, a "
+            "router trained on the first parent's rows mixes the adapters token by token (SFT or preference; weights only pick)",
+        )
     )
     density: float | None = Field(None, description="ties, dare_* and magnitude_prune: the share of each change kept")
     eval_dataset: int | None = Field(
