@@ -68,3 +68,16 @@ def job_row(dataset, model, *, status=Job.Status.QUEUED, **fields):
             **fields,
         }
     )
+
+
+def sft_sibling(job, **fields):
+    """Another succeeded SFT job on the same review/answer data and model as `job` (conftest's sft_job)."""
+    return job_row(
+        job.dataset,
+        job.base_model,
+        status=Job.Status.SUCCEEDED,
+        task="sft",
+        text_column="review",
+        label_column="answer",
+        **fields,
+    )

@@ -222,6 +222,16 @@ REVIEW_WORDS = {
 }
 
 
+COLOURS = ("red", "green", "blue", "black", "white", "pink", "grey", "gold")
+
+
+def make_colour_pairs_file(path: Path, rows: int = 24) -> Path:
+    """prompt/response pairs for SFT: "colour i: <a colour>" -> the next colour in COLOURS."""
+    lines = [{"prompt": f"colour {i}: {COLOURS[i % 8]}", "response": COLOURS[(i + 1) % 8]} for i in range(rows)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    return path
+
+
 def make_review_answer_file(path: Path, rows: int = 96) -> Path:
     """JSONL rows {review, answer} for the generation tasks: the answer ("positive" or "negative") is given away
     by the review's words, so a tiny model learns to write it in a few epochs."""

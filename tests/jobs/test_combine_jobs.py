@@ -8,7 +8,7 @@ from django.test import TestCase
 from jobs import runner, services
 from jobs.errors import ValidationFailed
 from jobs.models import Artifact, Job
-from tests.factories import dataset_from, job_for, job_row
+from tests.factories import dataset_from, job_for, job_row, sft_sibling
 
 TRAIN = "text,label\n" + "".join(f"good film {i},pos\nbad film {i},neg\n" for i in range(10))
 
@@ -107,14 +107,7 @@ def test_a_learned_combination_trains_a_router_over_sft_adapters(alice, sft_job,
     from tests.tiny_models import store_adapter, train_tiny_lora_sft
 
     pairs, _ = tiny_gemma_sft
-    other = job_row(
-        sft_job.dataset,
-        sft_job.base_model,
-        status=Job.Status.SUCCEEDED,
-        task="sft",
-        text_column="review",
-        label_column="answer",
-    )
+    other = sft_sibling(sft_job)
     model = settings.MODEL_ROOT / "tiny-gemma3"
     store_adapter(other, train_tiny_lora_sft(model, pairs, tmp_path, epochs=1, batch_size=16, seed=2))
     with pytest.raises(ValidationFailed) as caught:

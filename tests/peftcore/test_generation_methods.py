@@ -3,8 +3,6 @@ method supports the shape, a few steps at its recommended learning rate lower th
 meta-device count of parameters trains, and the saved adapter reloads with identical logits; where it does not,
 the job is refused with the method's reason before anything trains."""
 
-import json
-
 import pytest
 import torch
 
@@ -18,19 +16,17 @@ from peftcore.schema import validate_params
 from peftcore.sft import SftExample
 from peftcore.tasks import get_task, load_tokenizer
 from peftcore.train import fit, run
+from tests.tiny_models import COLOURS, make_colour_pairs_file
 
 SHAPE_TASKS = {"gpt2": "sft", "llama": "sft", "t5": "seq2seq"}
 CASES = [(shape, m.name) for shape in SHAPE_TASKS for m in all_methods()]
 STEPS = 8
-WORDS = ("red", "green", "blue", "black", "white", "pink", "grey", "gold")
+WORDS = COLOURS
 
 
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory):
-    rows = [{"prompt": f"colour {i}: {WORDS[i % 8]}", "response": WORDS[(i + 1) % 8]} for i in range(24)]
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return make_colour_pairs_file(tmp_path_factory.mktemp("data") / "pairs.jsonl")
 
 
 def _task(folder, task):

@@ -2,8 +2,6 @@
 alone is exactly its adapter, the saved folder reloads in plain peft with identical logits, and a learned
 combination job scores its parents as the summed combination does."""
 
-import json
-
 import pytest
 import torch
 
@@ -13,8 +11,7 @@ from peftcore.methods import get_method
 from peftcore.schema import validate_params
 from peftcore.train import fit
 from peftcore.xlora import OneExpert, save
-
-WORDS = ("red", "green", "blue", "black", "white", "pink", "grey", "gold")
+from tests.tiny_models import make_colour_pairs_file
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +43,7 @@ def experts(llama, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
-    rows = [{"prompt": f"colour {i}: {WORDS[i % 8]}", "response": WORDS[(i + 1) % 8]} for i in range(24)]
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return make_colour_pairs_file(tmp_path_factory.mktemp("data") / "pairs.jsonl")
 
 
 def _base(llama):

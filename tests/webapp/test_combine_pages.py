@@ -97,28 +97,28 @@ def test_a_refused_combination_comes_back_with_the_summary_and_nothing_queued(cl
     assert not Job.objects.filter(combine__isnull=False).exists()
 
 
+def _finished_combination(dataset, model, combination: str, parents: list[dict], scores: dict, **fields):
+    """A succeeded combination job of the given parents ({job, weight, metrics}) with its report."""
+    recipe = {
+        "parents": [p["job"] for p in parents],
+        "weights": [p["weight"] for p in parents],
+        "combination": combination,
+        "density": None,
+    }
+    job = job_row(dataset, model, status=Job.Status.SUCCEEDED, combine=recipe, **fields)
+    report = {"metrics": scores, "eval_rows": 10, "combination": {"combination": combination, "parents": parents}}
+    EvalReport.objects.create(job=job, data={"labels": ["0", "1"], **report})
+    return job
+
+
 def test_a_finished_combination_shows_each_parent_beside_it(client, alice, finished, dataset, tiny_model):
     a, b = finished(), finished()
-    job = job_row(
-        dataset,
-        tiny_model,
-        status=Job.Status.SUCCEEDED,
-        combine={"parents": [a.pk, b.pk], "weights": [1.0, 1.0], "combination": "sum", "density": None},
-        metrics={"accuracy": 0.9},
-    )
     parents = [
         {"job": a.pk, "weight": 1.0, "metrics": {"accuracy": 0.81}},
         {"job": b.pk, "weight": 1.0, "metrics": {"accuracy": 0.72}},
     ]
-    EvalReport.objects.create(
-        job=job,
-        data={
-            "labels": ["0", "1"],
-            "metrics": {"accuracy": 0.9, "eval_loss": 0.31},
-            "eval_rows": 10,
-            "combination": {"combination": "sum", "parents": parents},
-        },
-    )
+    scores = {"accuracy": 0.9, "eval_loss": 0.31}
+    job = _finished_combination(dataset, tiny_model, "sum", parents, scores, metrics={"accuracy": 0.9})
     client.force_login(alice)
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     table = page.split('id="combination-table"')[1].split("</table>")[0]
@@ -146,22 +146,8 @@ def test_a_combination_again_opens_the_combine_form_with_its_recipe(client, alic
 
 def test_a_learned_combination_says_a_router_mixes_its_parents(client, alice, finished, dataset, tiny_model):
     a, b = finished(), finished()
-    job = job_row(
-        dataset,
-        tiny_model,
-        status=Job.Status.SUCCEEDED,
-        method="xlora",
-        combine={"parents": [a.pk, b.pk], "weights": [1.0, 1.0], "combination": "learned", "density": None},
-    )
     parents = [{"job": p.pk, "weight": 1.0, "metrics": {"eval_loss": 2.5}} for p in (a, b)]
-    EvalReport.objects.create(
-        job=job,
-        data={
-            "metrics": {"eval_loss": 1.75},
-            "eval_rows": 10,
-            "combination": {"combination": "learned", "parents": parents},
-        },
-    )
+    job = _finished_combination(dataset, tiny_model, "learned", parents, {"eval_loss": 1.75}, method="xlora")
     client.force_login(alice)
     card = client.get(f"/jobs/{job.pk}/").content.decode().split('id="combination"')[1].split("</section>")[0]
     assert "learned mix (X-LoRA)" in card and "nothing is trained" not in card

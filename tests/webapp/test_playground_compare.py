@@ -12,7 +12,7 @@ from django.test import Client
 from jobs import playground
 from jobs.models import Job, PlaygroundRun
 from peftcore.predict import load_predictor, predict
-from tests.factories import dataset_from, job_row
+from tests.factories import dataset_from, job_row, sft_sibling
 from tests.tiny_models import store_adapter, train_tiny_lora_sft
 
 pytestmark = pytest.mark.django_db
@@ -31,13 +31,8 @@ def longer_adapter(tiny_gemma_sft, tmp_path_factory):
 @pytest.fixture
 def later_job(sft_job, longer_adapter):
     """A succeeded job started from sft_job, with the longer-trained adapter."""
-    job = job_row(
-        sft_job.dataset,
-        sft_job.base_model,
-        status=Job.Status.SUCCEEDED,
-        task="sft",
-        text_column="review",
-        label_column="answer",
+    job = sft_sibling(
+        sft_job,
         start_from=sft_job,
         name="after sft",
     )
