@@ -54,17 +54,14 @@ def _loader_imports(saved_as: str) -> list[str]:
     return []
 
 
-def _loading_lines(saved_as: str, auto: str, num_labels: int | None) -> list[str]:
-    """num_labels: for a model with a new classifier head, which must have its size."""
+def _loading_lines(saved_as: str, auto: str, num_labels: int | None, load_lines: Sequence[str] = ()) -> list[str]:
+    """num_labels: for a model with a new classifier head, which must have its size; load_lines: the method's own
+    lines that apply the folder to `model` (Method.load_lines), instead of the saved_as default."""
     if saved_as == "full":  # a whole fine-tuned model: the base model is not needed
         return [f"model = {auto}.from_pretrained(folder)", "model.eval()"]
     load = "PeftModel.from_pretrained(model, folder)" if saved_as == "peft" else "peftcore.load_adapter(model, folder)"
     labels = f", num_labels={num_labels}" if num_labels is not None else ""
-    return [
-        f"model = {auto}.from_pretrained(base{labels})",
-        f"model = {load}",
-        "model.eval()",
-    ]
+    return [f"model = {auto}.from_pretrained(base{labels})", *(load_lines or [f"model = {load}"]), "model.eval()"]
 
 
 def _fmt_metric(value: Any) -> str:
@@ -92,6 +89,7 @@ def write_model_card(
     stacked: bool = False,
     options: Mapping[str, Any] | None = None,
     example_prompt: str | None = None,
+    load_lines: Sequence[str] = (),
 ) -> Path:
     """README.md: what was trained on what, how well it did, and the exact code that loads it. The task (its
     registry entry) adds its lines; options: its own settings (Task.options); example_prompt: SFT's example
@@ -142,7 +140,7 @@ def write_model_card(
         'folder = "path/to/this/adapter"  # the folder holding this README',
         *([f"labels = {json.dumps(list(labels), ensure_ascii=False)}"] if labels else []),
         "",
-        *_loading_lines(saved_as, auto, len(labels) if entry.has_labels else None),
+        *_loading_lines(saved_as, auto, len(labels) if entry.has_labels else None, () if stacked else load_lines),
         "tokenizer = AutoTokenizer.from_pretrained(folder)",
         "",
         *entry.card_use_lines(max_length, example_prompt),

@@ -77,6 +77,7 @@ def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: d
         trainable_params=report["trainable_params"],
         total_params=report["total_params"],
         saved_as=spec.method.saved_as,
+        load_lines=spec.method.load_lines,
         stacked=stacked,
         options=options,
     )

@@ -79,6 +79,8 @@ def start_refusal(mode: str, below: str | None, method: str, below_params: dict 
                 f"continue training keeps the adapter's method ({below}), not {new.name}; choose 'stack' to "
                 "train a different method on top of it"
             )
+        if not new.can_continue:
+            return f"a {new.label} adapter cannot be trained further; train a new one from the base model"
         return None
     if new.saved_as == "full":
         return (
@@ -93,9 +95,8 @@ def start_refusal(mode: str, below: str | None, method: str, below_params: dict 
     if below is not None:
         old = get_method(below)
         if old.saved_as == "peft" and not old.can_merge:
-            return (
-                f"a {old.label} adapter cannot be merged into the base weights, so nothing can be stacked on "
-                "it; continue training it instead"
+            return f"a {old.label} adapter cannot be merged into the base weights, so nothing can be stacked on it" + (
+                "; continue training it instead" if old.can_continue else ""
             )
         if old.saved_as != "peft" and old.name == new.name:
             return (

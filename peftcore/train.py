@@ -29,7 +29,7 @@ from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_
 from .events import EventSink, phase
 from .failures import classify_failure, error_event, failures_as
 from .loop import Run, baseline, make_optimizer, preempted, resume, stop_point, train_loop
-from .methods import virtual_tokens_problem
+from .methods import checkpointing_problem, virtual_tokens_problem
 from .methods._common import MethodBuildError
 from .models import check_model_folder
 from .probe import probe_head
@@ -165,6 +165,8 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     if job.threads:
         torch.set_num_threads(job.threads)
     check_architecture(job)
+    if problem := checkpointing_problem(job.method, params):
+        raise TrainingError(BAD_PARAMS, problem)
     if job.start_from:
         check_start(job.start_from, job.method, job.method_params, job.task)
     phase(sink, "reading the data")

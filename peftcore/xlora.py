@@ -18,6 +18,7 @@ and one plain LoRA folder per expert, named 0, 1, ... . Plain peft loads it with
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,16 +104,15 @@ def _xlora(model):
 
 
 def expert_state(model, name: str) -> dict:
-    """One expert's LoRA weights, keyed as a plain LoRA adapter saves them."""
-    from peft.tuners.lora import LoraLayer
-
-    inner, state = _xlora(model).lora_model.model, {}
-    for path, module in inner.named_modules():
-        if isinstance(module, LoraLayer) and name in module.lora_A:
-            for part in ("lora_A", "lora_B"):
-                weight = getattr(module, part)[name].weight
-                state[f"base_model.model.{path}.{part}.weight"] = weight.detach().cpu().contiguous()
-    return state
+    """One expert's weights (every lora_* tensor: linear and embedding factors alike), keyed as a plain LoRA
+    adapter saves them: the expert's name taken out of each parameter's path."""
+    inner = _xlora(model).lora_model.model
+    named = re.compile(rf"\.(lora_[A-Za-z_]+)\.{re.escape(name)}(?=\.|$)")
+    return {
+        "base_model.model." + named.sub(r".\1", path): parameter.detach().cpu().contiguous()
+        for path, parameter in inner.named_parameters()
+        if named.search(path)
+    }
 
 
 def save(model, folder: Path) -> None:

@@ -218,7 +218,15 @@ def _job_context(request, job_id: int) -> dict:
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,
         "artifact": selectors.job_artifact(job=job) if job.status == Job.Status.SUCCEEDED else None,
         "has_log": job.is_final and selectors.job_artifact(job=job, kind=Artifact.Kind.LOG) is not None,
+        "can_train_on": _can_continue(job.method),
     }
+
+
+def _can_continue(method: str) -> bool:
+    try:
+        return get_method(method).can_continue
+    except UnknownMethodError:  # a method a newer studio removed: its adapter still downloads
+        return False
 
 
 @login_required

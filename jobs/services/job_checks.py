@@ -4,7 +4,13 @@ from django.conf import settings
 
 from peftcore.alora import activation_problem
 from peftcore.light_peft import pruning_problem
-from peftcore.methods import UnknownMethodError, all_methods, get_method, virtual_tokens_problem
+from peftcore.methods import (
+    UnknownMethodError,
+    all_methods,
+    checkpointing_problem,
+    get_method,
+    virtual_tokens_problem,
+)
 from peftcore.quantize import quantize_problem
 from peftcore.schema import validate_params
 from peftcore.sft import AUTO as AUTO_TEMPLATE
@@ -163,6 +169,8 @@ def job_validate(
     errors.update({f"params.{k}": v for k, v in param_errors.items()})
     if spec is not None and not param_errors and (problem := quantize_problem(spec, clean_params)):
         errors["params.quantize"] = problem
+    if spec is not None and not param_errors and (problem := checkpointing_problem(spec, clean_params)):
+        errors["params.gradient_checkpointing"] = problem
     if spec is not None and not param_errors and (problem := pruning_problem(spec, clean_method, clean_params)):
         errors["params.prune_ranks"] = problem
     if spec is not None and not method_errors and (problem := activation_problem(spec, clean_method, task)):
@@ -268,10 +276,19 @@ def runtime_errors(*, priority, time_limit_seconds) -> dict[str, str]:
     return errors
 
 
-def group_errors(dataset: Dataset, column: str, used: tuple[str, ...]) -> dict[str, str]:
-    """Why the rows cannot be split into one adapter per value of `column` (blank: no split asked for)."""
+def group_errors(
+    dataset: Dataset, column: str, used: tuple[str, ...], *, shared: bool = False, method: str = ""
+) -> dict[str, str]:
+    """Why the rows cannot be split into one adapter per value of `column` (blank: no split asked for), each group
+    continuing a shared adapter when `shared`."""
     if not column:
         return {}
+    spec = get_method(method) if method in METHOD_NAMES else None
+    if shared and spec is not None and not spec.can_continue:
+        return {
+            "group_shared": f"each group would continue the shared {spec.label} adapter, which cannot be trained "
+            "further; train each group from the base model (turn this off)"
+        }
     if column not in dataset.columns:
         return {"group_column": f"{dataset.name} has no column '{column}'; choose one of {', '.join(dataset.columns)}"}
     if column in used:

@@ -14,6 +14,7 @@ import math
 from peftcore.combine import LEARNED, MODES, SAME_RANK, WITH_DENSITY
 from peftcore.lora_ga import BASE_MOVING_INITS
 from peftcore.methods import get_method
+from peftcore.quantize import FOUR_BIT
 from peftcore.schema import validate_params
 
 from ..errors import ValidationFailed
@@ -87,7 +88,7 @@ def combine_errors(
     if combination not in MODES:
         errors["combination"] = f"choose one of: {', '.join(MODES)}"
     elif combination == LEARNED:
-        errors.update(_learned_errors(first, weights, errors))
+        errors.update(_learned_errors(parents, weights, errors))
     elif first.method == "ia3" and combination != "linear":
         errors["combination"] = "IA3 adapters combine by 'linear' only: the weighted sum of their scaling vectors"
     elif combination in WITH_DENSITY:
@@ -100,10 +101,10 @@ def combine_errors(
     return errors
 
 
-def _learned_errors(first: Job, weights: list, errors: dict) -> dict[str, str]:
+def _learned_errors(parents: list[Job], weights: list, errors: dict) -> dict[str, str]:
     """What X-LoRA's learned mix needs beyond any combination: LoRA adapters of a model it runs on, for a task it
     trains, and weights that only pick (the router learns the mix)."""
-    xlora = get_method("xlora")
+    xlora, first = get_method("xlora"), parents[0]
     if "parents" in errors:
         return {}
     if first.method != "lora":
@@ -116,6 +117,9 @@ def _learned_errors(first: Job, weights: list, errors: dict) -> dict[str, str]:
     model_type = (model_config(first.base_model) or {}).get("model_type", "")
     if refusal := xlora.supports(model_type, first.task):
         return {"combination": refusal}
+    for parent in parents:
+        if parent.params.get("quantize") == FOUR_BIT:
+            return {"parents": f"job #{parent.pk} trained on a 4-bit base (QLoRA); X-LoRA mixes full-precision LoRAs"}
     if "weights" not in errors and any(w <= 0 for w in weights):
         return {
             "weights": "'learned' cannot subtract: give each picked job a positive weight (the router sets the mix)"
@@ -185,7 +189,12 @@ def job_combine_create(
     if combination == LEARNED:  # trains X-LoRA's router over the parents, with the first parent's data and steps
         method = "xlora"
         method_params = validate_params(get_method(method).params, {"n_experts": len(parents)})[0]
-        params = {**params, "learning_rate": get_method(method).recommended_learning_rate}
+        # X-LoRA's own rate; its router weights come from hooks that activation checkpointing would miss
+        params = {
+            **params,
+            "learning_rate": get_method(method).recommended_learning_rate,
+            "gradient_checkpointing": False,
+        }
     recipe = {
         "parents": [p.pk for p in parents],
         "weights": [float(w) for w in weights],

@@ -49,7 +49,8 @@ def job_create(
     if foreign:
         raise ValidationFailed("the job has errors; fix the fields named", errors=foreign)
     problems = runtime_errors(priority=priority, time_limit_seconds=time_limit_seconds)
-    problems.update(group_errors(dataset, group_column, (text_column, label_column, input_column, messages_column)))
+    used = (text_column, label_column, input_column, messages_column)
+    problems.update(group_errors(dataset, group_column, used, shared=group_shared, method=method))
     if problems:
         raise ValidationFailed("the job has errors; fix the fields named", errors=problems)
     if start_from is not None:

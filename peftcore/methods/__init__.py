@@ -74,6 +74,17 @@ def virtual_tokens_problem(method: Method, method_params: dict, positions: int |
     )
 
 
+def checkpointing_problem(method: Method, params: dict) -> str | None:
+    """Why activation checkpointing cannot be on with this method (None: it can, or it is off). Pure: the job form
+    and the worker both ask it."""
+    if not params.get("gradient_checkpointing") or method.allows_checkpointing:
+        return None
+    return (
+        f"{method.label} cannot recompute its layers in the backward pass (activation checkpointing): turn "
+        "gradient checkpointing off"
+    )
+
+
 # For text classification only: T5's sequence-to-sequence model takes prompt vectors (peft's SEQ_2_SEQ_LM).
 T5_NO_PROMPTS = (
     "{} cannot classify with T5 models: T5's classification model does not accept the prompt vectors this "
@@ -127,6 +138,14 @@ class Method:
     data_init: Callable[..., None] | None = None
     # save(model, folder): writes the peft folder itself where peft's save_pretrained cannot (X-LoRA).
     save: Callable[[Any, Any], None] | None = None
+    # The model card's lines that apply the saved folder to `model`, where peft's plain from_pretrained does not
+    # (X-LoRA: its experts' paths); empty: the saved_as default.
+    load_lines: tuple[str, ...] = ()
+    # Its saved adapter loads trainable, so a job can continue training it (X-LoRA's cannot).
+    can_continue: bool = True
+    # Activation checkpointing recomputes its blocks correctly in the backward pass (X-LoRA's router weights are
+    # injected by hooks that are gone by then).
+    allows_checkpointing: bool = True
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

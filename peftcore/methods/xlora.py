@@ -133,5 +133,14 @@ METHOD = register(
         },
         needs_weight_values=True,  # building writes the new experts to disk, which the meta device cannot
         save=_save,
+        load_lines=(
+            "model.config.use_cache = False  # X-LoRA runs the model twice per step: a scaling pass, then its own",
+            "from peft import PeftConfig",
+            "config = PeftConfig.from_pretrained(folder)",
+            'config.adapters = {name: f"{folder}/{name}" for name in config.adapters}  # the experts, in sub-folders',
+            "model = PeftModel.from_pretrained(model, folder, config=config)",
+        ),
+        can_continue=False,
+        allows_checkpointing=False,
     )
 )

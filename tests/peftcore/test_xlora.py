@@ -25,15 +25,17 @@ def _lora_params():
 
 @pytest.fixture(scope="module")
 def experts(llama, tmp_path_factory):
-    """Two LoRA adapters with random (non-zero) updates, so each changes the model in its own way."""
+    """Three LoRA adapters with random (non-zero) updates, so each changes the model in its own way: two alike in
+    placement (the sum combination needs that), and one that adapts the embeddings too (peft keeps those factors
+    apart from the linear layers')."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     root, folders = tmp_path_factory.mktemp("experts"), []
-    for seed in (1, 2):
+    for seed, targets in ((1, ["q_proj", "v_proj"]), (2, ["q_proj", "v_proj"]), (3, ["q_proj", "embed_tokens"])):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_pretrained(llama)
-        config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=targets, init_lora_weights=False)
         get_peft_model(model, config).save_pretrained(root / str(seed))
         AutoTokenizer.from_pretrained(llama).save_pretrained(root / str(seed))  # as the studio's adapters carry it
         write_method_file(root / str(seed), method="lora", params=_lora_params(), task="sft", template="plain")
@@ -69,7 +71,7 @@ def _logits(model):
 
 def test_only_the_router_trains_over_frozen_adapters_and_the_loss_falls(llama, experts):
     params = validate_params(get_method("xlora").params, {})[0]
-    model = _build(llama, experts, params)
+    model = _build(llama, experts[:2], params)
     trained = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trained and all("internal_xlora_classifier" in name for name in trained)
     experts_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" in n}
@@ -99,6 +101,7 @@ def test_only_the_router_trains_over_frozen_adapters_and_the_loss_falls(llama, e
 def test_each_expert_alone_is_exactly_its_adapter(llama, experts):
     from peft import PeftModel
 
+    experts = [experts[0], experts[2]]
     model = _build(llama, experts, validate_params(get_method("xlora").params, {})[0])
     mixed = _logits(model)
     for i, folder in enumerate(experts):
@@ -111,7 +114,8 @@ def test_each_expert_alone_is_exactly_its_adapter(llama, experts):
 def test_the_saved_folder_reloads_in_plain_peft_with_identical_logits(llama, experts, tmp_path):
     from peft import PeftConfig, PeftModel
 
-    model = _build(llama, experts, validate_params(get_method("xlora").params, {"layerwise": True, "depth": 2})[0])
+    params = validate_params(get_method("xlora").params, {"layerwise": True, "depth": 2})[0]
+    model = _build(llama, [experts[0], experts[2]], params)
     with torch.no_grad():  # a trained router: not its random start
         for parameter in model.parameters():
             if parameter.requires_grad:
@@ -146,7 +150,7 @@ def _spec(llama, pairs, out, **more):
 
 
 def test_a_learned_combination_trains_the_router_and_scores_each_parent_as_a_sum_does(llama, experts, pairs, tmp_path):
-    section = {"adapters": [str(f) for f in experts], "parents": [11, 12], "weights": [1.0, 1.0]}
+    section = {"adapters": [str(f) for f in experts[:2]], "parents": [11, 12], "weights": [1.0, 1.0]}
     sink = ListSink()
     spec = _spec(llama, pairs, tmp_path / "learned", method="xlora", combine={**section, "combination": "learned"})
     spec["params"].update(epochs=4, learning_rate=1e-2, patience=0)
@@ -195,3 +199,26 @@ def test_preference_tuning_trains_new_experts_against_the_base_model_as_referenc
     # new experts start at zero: the policy is the reference (the adapter switched off) until it trains
     assert evals[0]["eval_loss"] == pytest.approx(0.6931, abs=1e-3)
     assert evals[-1]["reward_accuracy"] > 0.8 and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+
+
+def test_the_model_cards_code_loads_the_adapter_and_what_cannot_work_is_refused(llama, pairs, tmp_path):
+    from peftcore.errors import BAD_PARAMS, TrainingError
+    from peftcore.start_from import start_refusal
+    from peftcore.train import run
+
+    result = fit(_spec(llama, pairs, tmp_path / "out", method="xlora"), ListSink())
+    card = (result.adapter_dir / "README.md").read_text(encoding="utf-8")
+    code = card.split("```python\n")[1].split("```")[0]
+    code = code.replace('"path/to/this/adapter"', repr(str(result.adapter_dir)))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the card's own code, as a user runs it
+    torch.testing.assert_close(_logits(scope["model"]), _logits(result.model))
+
+    assert "cannot be trained further" in start_refusal("continue", "xlora", "xlora")
+    stacked = start_refusal("stack", "xlora", "lora")
+    assert "nothing can be stacked" in stacked and "continue training" not in stacked
+    spec = _spec(llama, pairs, tmp_path / "again", method="xlora")
+    spec["params"]["gradient_checkpointing"] = True
+    with pytest.raises(TrainingError) as refused:
+        run(spec, ListSink())
+    assert refused.value.kind == BAD_PARAMS and "turn gradient checkpointing off" in refused.value.message
