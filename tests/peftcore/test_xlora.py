@@ -211,7 +211,7 @@ def test_the_model_cards_code_loads_the_adapter_and_what_cannot_work_is_refused(
     code = card.split("```python\n")[1].split("```")[0]
     code = code.replace('"path/to/this/adapter"', repr(str(result.adapter_dir)))
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the card's own code, as a user runs it
+    exec(compile(code, "README.md", "exec"), scope)  # the card's own code, as a user runs it
     torch.testing.assert_close(_logits(scope["model"]), _logits(result.model))
 
     assert "cannot be trained further" in start_refusal("continue", "xlora", "xlora")
