@@ -78,6 +78,7 @@ def evaluate_parents(run) -> list[dict]:
     from . import devices
 
     section, model, results = run.spec.combine, run.model, []
+    shares = _router_shares(run) if learned(run.spec) else []
     for i, (folder, job_id) in enumerate(zip(section["adapters"], section["parents"])):
         phase(run.sink, f"evaluating parent {i + 1} of {len(section['adapters'])} on {len(run.eval_features):,} rows")
         if learned(run.spec):  # the parent is an expert of the model: run it alone
@@ -86,7 +87,15 @@ def evaluate_parents(run) -> list[dict]:
             model.eval()
             with OneExpert(model, str(i)), devices.autocast(run.device, run.precision):
                 evaluation = run.runner.evaluate(model, run.eval_features, run.rows.eval, final=True)
-            results.append({"job": job_id, "weight": section["weights"][i], "metrics": evaluation["metrics"]})
+            share = shares[i] if shares else None
+            results.append(
+                {
+                    "job": job_id,
+                    "weight": section["weights"][i],
+                    "metrics": evaluation["metrics"],
+                    "router_share": share,
+                }
+            )
             continue
         name = f"parent_{i}"
         model.load_adapter(str(folder), adapter_name=name)
@@ -98,6 +107,19 @@ def evaluate_parents(run) -> list[dict]:
         model.delete_adapter(name)
         results.append({"job": job_id, "weight": section["weights"][i], "metrics": evaluation["metrics"]})
     return results
+
+
+def _router_shares(run) -> list[float]:
+    """How much of the mix the trained router gave each parent on the evaluation rows (one more pass over them)."""
+    from . import devices
+    from .xlora import router_shares
+
+    phase(run.sink, "measuring how the router weighs each adapter")
+    run.model.eval()
+    with devices.autocast(run.device, run.precision):
+        return router_shares(
+            run.model, lambda: run.runner.evaluate(run.model, run.eval_features, run.rows.eval, final=False)
+        )
 
 
 def report_section(run, parents: list[dict]) -> dict:

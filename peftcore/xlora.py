@@ -115,6 +115,31 @@ def expert_state(model, name: str) -> dict:
     }
 
 
+def router_shares(model, evaluate) -> list[float]:
+    """The router's mean weight on each expert, over the real tokens (attention mask) and the layers, of what
+    `evaluate()` runs through the model; empty when the router never ran."""
+    import torch
+
+    classifier = _xlora(model).internal_xlora_classifier
+    total, tokens = None, 0.0
+
+    def seen(_module, args, kwargs, scalings):  # scalings: (batch, positions, layers, experts)
+        nonlocal total, tokens
+        weights = scalings.detach().float().mean(dim=2)
+        mask = kwargs.get("attention_mask")
+        mask = torch.ones(weights.shape[:2], device=weights.device) if mask is None else mask.to(weights.dtype)
+        summed = (weights * mask.unsqueeze(-1)).sum(dim=(0, 1))
+        total = summed if total is None else total + summed
+        tokens += float(mask.sum())
+
+    handle = classifier.register_forward_hook(seen, with_kwargs=True)
+    try:
+        evaluate()
+    finally:
+        handle.remove()
+    return [] if total is None or not tokens else [float(v) for v in total / tokens]
+
+
 def save(model, folder: Path) -> None:
     """Write the X-LoRA folder (see the module's docstring): router, config, and each expert as a LoRA folder."""
     from safetensors.torch import save_file

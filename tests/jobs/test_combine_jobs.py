@@ -125,5 +125,6 @@ def test_a_learned_combination_trains_a_router_over_sft_adapters(alice, sft_job,
     parents = job.report.data["combination"]["parents"]
     assert [p["job"] for p in parents] == [sft_job.pk, other.pk]
     assert all(p["metrics"]["eval_loss"] > 0 for p in parents)
+    assert sum(p["router_share"] for p in parents) == pytest.approx(1.0, abs=1e-5)  # the page shows each share
     assert job.progress_total > 0 and "train_loss" in job.metrics  # the router trained
     assert job.artifacts.filter(kind=Artifact.Kind.ADAPTER).exists()

@@ -170,6 +170,8 @@ def test_a_learned_combination_trains_the_router_and_scores_each_parent_as_a_sum
     )
     mixed, added = learned.done["report"]["combination"], summed.done["report"]["combination"]
     assert [p["job"] for p in mixed["parents"]] == [11, 12]
+    shares = [p["router_share"] for p in mixed["parents"]]  # the router's softmax over the two, on the eval rows
+    assert all(0 < s < 1 for s in shares) and sum(shares) == pytest.approx(1.0, abs=1e-5)
     for ours, theirs in zip(mixed["parents"], added["parents"]):  # the same rows, each parent alone
         assert ours["metrics"]["eval_loss"] == pytest.approx(theirs["metrics"]["eval_loss"], rel=1e-5)
     # the router learned on the rows: the held-out loss fell from the first epoch on

@@ -146,12 +146,15 @@ def test_a_combination_again_opens_the_combine_form_with_its_recipe(client, alic
 
 def test_a_learned_combination_says_a_router_mixes_its_parents(client, alice, finished, dataset, tiny_model):
     a, b = finished(), finished()
-    parents = [{"job": p.pk, "weight": 1.0, "metrics": {"eval_loss": 2.5}} for p in (a, b)]
+    parents = [
+        {"job": p.pk, "weight": 1.0, "metrics": {"eval_loss": 2.5}, "router_share": share}
+        for p, share in ((a, 0.625), (b, 0.375))
+    ]
     job = _finished_combination(dataset, tiny_model, "learned", parents, {"eval_loss": 1.75}, method="xlora")
     client.force_login(alice)
     card = client.get(f"/jobs/{job.pk}/").content.decode().split('id="combination"')[1].split("</section>")[0]
     assert "learned mix (X-LoRA)" in card and "nothing is trained" not in card
-    assert card.count(">alone<") == 2 and "<b>1.750</b>" in card
+    assert "alone; 62.5% of the mix" in card and "alone; 37.5% of the mix" in card and "<b>1.750</b>" in card
     form = client.get(f"/jobs/combine/?ids={a.pk},{b.pk}").content.decode()
     assert 'value="learned"' in form
 
