@@ -38,21 +38,25 @@ def _job(**fields):
     return {"method": "lora", "params": {"max_length": 512}, **fields}
 
 
+def _seed_task_job(seed_tasks, model, **fields):
+    """An SFT job on the seed tasks: the instruction answered by its first instance's output."""
+    return _job(
+        dataset=seed_tasks["id"],
+        base_model=model.pk,
+        task="sft",
+        text_column="instruction",
+        label_column="instances[0].output",
+        **fields,
+    )
+
+
 def test_an_sft_job_on_nested_columns_is_queued_with_its_columns_and_template(
     alice_api, seed_tasks, tiny_llama, django_capture_on_commit_callbacks, tmp_path
 ):
     with django_capture_on_commit_callbacks(execute=False):
         created = alice_api.post(
             "/api/v1/jobs",
-            _job(
-                dataset=seed_tasks["id"],
-                base_model=tiny_llama.pk,
-                task="sft",
-                text_column="instruction",
-                label_column="instances[0].output",
-                input_column="instances[0].input",
-                template="alpaca",
-            ),
+            _seed_task_job(seed_tasks, tiny_llama, input_column="instances[0].input", template="alpaca"),
             content_type="application/json",
         )
     assert created.status_code == 201, created.json()
@@ -145,15 +149,7 @@ def test_the_sft_preflight_counts_rows_then_blocks_a_max_length_that_empties_ans
     roomy = alice_api.get(url.replace("max_length=64", f"max_length={body['sft']['needed_length']}")).json()
     assert roomy["sft"]["masked_count"] == 0
 
-    job = _job(
-        dataset=seed_tasks["id"],
-        base_model=tiny_llama.pk,
-        task="sft",
-        text_column="instruction",
-        label_column="instances[0].output",
-        input_column="instances[0].input",
-        template="alpaca",
-    )
+    job = _seed_task_job(seed_tasks, tiny_llama, input_column="instances[0].input", template="alpaca")
     job["params"] = {"max_length": 64}
     refused = alice_api.post("/api/v1/jobs", job, content_type="application/json")
     assert refused.status_code == 400
@@ -272,12 +268,9 @@ def test_the_form_fragment_shows_the_sft_preflight(alice, seed_tasks, tiny_llama
 def test_a_cpt_context_that_fills_the_models_positions_is_refused_on_the_form(alice_api, seed_tasks, tiny_llama):
     response = alice_api.post(
         "/api/v1/jobs",
-        _job(
-            dataset=seed_tasks["id"],
-            base_model=tiny_llama.pk,
-            task="sft",
-            text_column="instruction",
-            label_column="instances[0].output",
+        _seed_task_job(
+            seed_tasks,
+            tiny_llama,
             method="cpt",
             method_params={"num_virtual_tokens": 120},
             params={},
