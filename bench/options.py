@@ -8,7 +8,8 @@ Every run also measures the share of feed-forward units that fire on the dev row
 
 Default variants: DEFT's density loss at 0.3 and 1 (`density_loss`), BA-LoRA's three regularisers together
 (`ba_consistency=1,ba_diversity=0.1,ba_svd=0.1`), Light-PEFT's pruning of half the adapter's ranks after a tenth
-of the steps (`prune_ranks=0.5`; the last column says what it cut and the step time before and after). --docs writes
+of the steps (`prune_ranks=0.5`; the last column says what it cut and the step time before and after; the base
+model's heads and channels likewise with `prune_heads`, `prune_channels`). --docs writes
 the table into docs/benchmarks.md between its "options" markers (--markers NAME: between "NAME" markers, for another
 set of variants).
 """
@@ -42,17 +43,31 @@ def row(label: str, settings: list[str], result: dict) -> str:
     low, high = wilson(result["accuracy"], DEV_ROWS)
     density = result["density"] or {}
     before, after = density.get("before"), density.get("after")
-    pruned = result.get("pruning")
-    cut = (
-        f"ranks {pruned['ranks_before']} → {pruned['ranks_after']} after step {pruned['at_step']}, trainable "
-        f"{pruned['trainable_before']:,} → {pruned['trainable_after']:,}, s/step {pruned['seconds_per_step_before']:.3f}"
-        f" → {pruned['seconds_per_step_after']:.3f}"
-        if pruned
-        else ""
-    )
+    cut = "; ".join(filter(None, (_ranks_cut(result.get("pruning")), _base_cut(result.get("base_pruning")))))
     return (
         f"| {label} | {shown} | {result['accuracy']:.1%} [{low:.1%}, {high:.1%}] | {before:.1%} | {after:.1%} "
         f"| {result['seconds'] / 60:.1f} min | {cut} |"
+    )
+
+
+def _ranks_cut(pruned: dict | None) -> str:
+    if not pruned:
+        return ""
+    return (
+        f"ranks {pruned['ranks_before']} → {pruned['ranks_after']} after step {pruned['at_step']}, trainable "
+        f"{pruned['trainable_before']:,} → {pruned['trainable_after']:,}, s/step {pruned['seconds_per_step_before']:.3f}"
+        f" → {pruned['seconds_per_step_after']:.3f}"
+    )
+
+
+def _base_cut(cut: dict | None) -> str:
+    if not cut:
+        return ""
+    before, after = cut["before"], cut["after"]
+    return (
+        f"heads {before['heads']} → {after['heads']}, FFN channels {before['channels']:,} → {after['channels']:,} "
+        f"after step {cut['at_step']}, weights {cut['total_before']:,} → {cut['total_after']:,}, s/step "
+        f"{cut['seconds_per_step_before']:.3f} → {cut['seconds_per_step_after']:.3f}"
     )
 
 

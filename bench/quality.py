@@ -98,6 +98,7 @@ def studio_run(method: str, rows: int, seed: int, extra: list[str], workdir: Pat
         "density": report.get("activation_density"),  # with --param measure_density=true or density_loss=W
         "efficiency": report.get("efficiency") or {},  # peak memory (the child's), optimiser state bytes
         "pruning": report.get("pruning"),  # with --param prune_ranks=S (Light-PEFT)
+        "base_pruning": report.get("base_pruning"),  # with --param prune_heads=S / prune_channels=S
     }
 
 

@@ -7,6 +7,7 @@ import importlib
 import json
 from pathlib import Path
 
+from . import base_pruning
 from .methods import get_method
 
 NATIVE_CONFIG = "peftcore_adapter.json"
@@ -84,6 +85,9 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
             from . import xlora
 
             return xlora.load(model, folder)
+        plan = base_pruning.read_plan(folder)
+        if plan is not None:  # Light-PEFT cut heads and channels of the base: the adapter fits the cut model
+            base_pruning.apply_plan(model, plan)
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable and not prompt)
         if saved.peft_type in ONE_TASK:  # the studio's adapters hold one task: task 0 when none is given
             importlib.import_module(f"peftcore.methods.{ONE_TASK[saved.peft_type]}").single_task(model)
@@ -99,9 +103,12 @@ def load_adapter(model, folder, *, trainable: bool = False, merge: bool = False,
         if not merge:
             return model
         try:
-            return model.merge_and_unload()
+            merged = model.merge_and_unload()
         except (AttributeError, ValueError, TypeError) as exc:  # prompt methods have nothing to merge
             raise AdapterLoadError(f"this adapter cannot be merged into the base weights: {exc}") from exc
+        if plan is not None:  # the cut rows and columns back as zeros: the base's shapes, the pruned function
+            base_pruning.expand(merged, plan, plan["sizes"])
+        return merged
     if not (folder / NATIVE_CONFIG).is_file():
         raise AdapterLoadError(f"{folder} holds neither {PEFT_CONFIG} nor {NATIVE_CONFIG}: not an adapter folder")
     from safetensors.torch import load_file

@@ -177,10 +177,13 @@ class Progress:
     stale_evals: int = 0
     # Light-PEFT's rank pruning (light_peft.py): {"importance": {layer: [sums]}} until the cut, then also "kept"
     pruning: dict | None = None
+    # Light-PEFT's base pruning (base_pruning.py): {"importance": {"block|heads" or "block|ffn": [sums]}}, then
+    # also "kept" (the plan), "at_step" and "before"
+    base_pruning: dict | None = None
 
 
-# checkpoints written before early stopping lack the first two, before rank pruning the last
-OPTIONAL_PROGRESS = ("best", "stale_evals", "pruning")
+# checkpoints written before early stopping lack the first two, before rank or base pruning the last ones
+OPTIONAL_PROGRESS = ("best", "stale_evals", "pruning", "base_pruning")
 
 
 def progress_of(folder: Path, state: dict) -> Progress:

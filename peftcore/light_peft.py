@@ -9,9 +9,8 @@ peft config records each layer's rank and alpha (rank_pattern / alpha_pattern, a
 scaling is unchanged), so plain peft reloads the adapter as it was trained. The importance sums and the cut live
 in the run's Progress, so a checkpoint resumes exactly before or after the cut.
 
-The paper also prunes the base model's attention heads and FFN channels; that changes the base model itself, which
-an adapter cannot carry, so it is not done here. Standard library only at module level (the job form checks
-pruning_problem).
+The paper also prunes the base model's attention heads and FFN channels: base_pruning.py, at the same step.
+Standard library only at module level (the job form checks pruning_problem).
 """
 
 from __future__ import annotations
@@ -151,7 +150,7 @@ class RankPruner:
             ranks_after=sum(len(v) for v in kept.values()),
             trainable_before=trainable_before,
             trainable_after=_trainable(self.run.model),
-            seconds_per_step_before=_median_gap(self.times),
+            seconds_per_step_before=median_gap(self.times),
         )
         self.times = self.times[-1:]  # the next gaps are the pruned adapter's
 
@@ -160,7 +159,7 @@ class RankPruner:
         state = dict(self.run.progress.pruning or {})
         if "kept" not in state:
             return None
-        after = _median_gap(self.times)
+        after = median_gap(self.times)
         state["seconds_per_step_after"] = after
         before = state.get("seconds_per_step_before")
         state["step_time_saved"] = 1 - after / before if before and after else None
@@ -191,7 +190,7 @@ def apply_kept(model, kept: dict[str, list[int]], optimizer=None) -> None:
         r = len(indices)
         for parameter, dim in ((a_module.weight, 0), (b_module.weight, 1)):
             index = torch.tensor(indices, dtype=torch.long, device=parameter.device)
-            _cut_state(optimizer, parameter, index, dim)
+            cut_state(optimizer, parameter, index, dim)
             parameter.data = parameter.data.index_select(dim, index).contiguous()
             parameter.grad = None
         a_module.out_features, b_module.in_features = r, r
@@ -203,7 +202,7 @@ def apply_kept(model, kept: dict[str, list[int]], optimizer=None) -> None:
     config.rank_pattern, config.alpha_pattern = rank_pattern, alpha_pattern
 
 
-def _cut_state(optimizer, parameter, index, dim: int) -> None:
+def cut_state(optimizer, parameter, index, dim: int) -> None:
     if optimizer is None or parameter not in optimizer.state:
         return
     state = optimizer.state[parameter]
@@ -219,6 +218,6 @@ def _trainable(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _median_gap(times: list[float]) -> float | None:
+def median_gap(times: list[float]) -> float | None:
     gaps = [later - earlier for earlier, later in zip(times, times[1:])]
     return round(statistics.median(gaps), 6) if gaps else None

@@ -64,6 +64,7 @@ class Run:
     # task's forward pass, penalty(chunk) after it; remove() when training ends.
     regularisers: list = field(default_factory=list)
     pruner: Any = None  # light_peft.RankPruner when the run prunes its adapter's ranks
+    base_pruner: Any = None  # base_pruning.BasePruner when it prunes the base model's heads and channels
 
 
 def make_optimizer(

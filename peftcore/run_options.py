@@ -1,5 +1,5 @@
 """What a run adds beyond its method's build, before the first step: a method's initialisation from the
-training rows (LoRA's EVA), the optimiser's kind (GaLore), Light-PEFT's rank pruning and the batch regularisers (DEFT's density loss for any
+training rows (LoRA's EVA), the optimiser's kind (GaLore), Light-PEFT's pruning and the batch regularisers (DEFT's density loss for any
 method, BA-LoRA's for LoRA) that the training loop adds to each micro-batch's loss (loop.Run.regularisers)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import ba_lora, density, light_peft
+from . import ba_lora, base_pruning, density, light_peft
 from .errors import BAD_PARAMS, TrainingError
 from .events import EventSink, phase
 from .loop import Run
@@ -74,25 +74,36 @@ def data_init(job: TrainSpec, model, runner, features: list, sink: EventSink, de
 
 
 def add_pruning(run: Run, state: dict | None) -> None:
-    """Light-PEFT's rank pruning when the run asks for it: the cut a checkpoint already made is made again first
-    (so its weights load), then the pruner sums importance and cuts at its step (light_peft.py)."""
+    """Light-PEFT's pruning of the adapter's ranks and of the base model's heads and channels when the run asks for
+    it: a cut a checkpoint already made is made again first (so its weights load), then each pruner sums
+    importance and cuts at its step (light_peft.py, base_pruning.py)."""
     params = run.spec.params
-    if not params.get("prune_ranks"):
+    if not params.get("prune_ranks") and not base_pruning.wanted(params):
         return
-    saved = (state or {}).get("pruning") or {}
-    if "kept" in saved:
-        light_peft.apply_kept(run.model, saved["kept"])
     at_step = light_peft.prune_step(params["prune_after"], run.total_steps, run.steps_per_epoch)
     if at_step is None:
         raise TrainingError(
             BAD_PARAMS,
-            f"pruning the adapter's ranks needs at least {light_peft.FIRST_CUT} steps in the first epoch to measure "
-            f"their importance, and this run has {run.steps_per_epoch}: use a smaller batch size, more rows, or no "
-            "pruning",
+            f"pruning needs at least {light_peft.FIRST_CUT} steps in the first epoch to measure what to cut, and "
+            f"this run has {run.steps_per_epoch}: use a smaller batch size, more rows, or no pruning",
         )
-    run.pruner = light_peft.RankPruner(
-        run, params["prune_ranks"], at_step, saved=saved, step=(state or {}).get("step", 0)
-    )
+    step = (state or {}).get("step", 0)
+    if base_pruning.wanted(params):
+        problem = base_pruning.architecture_problem(run.model) or (
+            "pruning the base model works on a run that starts from the base model" if run.spec.start_from else None
+        )
+        if problem:
+            raise TrainingError(BAD_PARAMS, problem)
+        saved = (state or {}).get("base_pruning") or {}
+        if "kept" in saved:
+            base_pruning.apply_plan(run.model, saved["kept"])
+        heads, channels = params.get("prune_heads") or 0.0, params.get("prune_channels") or 0.0
+        run.base_pruner = base_pruning.BasePruner(run, heads, channels, at_step, saved=saved, step=step)
+    if params.get("prune_ranks"):
+        saved = (state or {}).get("pruning") or {}
+        if "kept" in saved:
+            light_peft.apply_kept(run.model, saved["kept"])
+        run.pruner = light_peft.RankPruner(run, params["prune_ranks"], at_step, saved=saved, step=step)
 
 
 def galore(params: dict) -> dict | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from . import base_pruning
 from .adapters import save_native, write_method_file
 from .artifacts import replace_folder, write_labels, write_model_card
 from .models import BUNDLED_MODEL_ID, BUNDLED_UPSTREAM_ID, LOCAL_PREFIX, is_hub_id
@@ -25,7 +26,11 @@ def upstream_base(base_model: str) -> str:
     return base_model if is_hub_id(base_model) else Path(base_model).name
 
 
-def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: dict) -> Path:
+def save_adapter(
+    model, tokenizer, spec: TrainSpec, labels: list[str], report: dict, base_plan: dict | None = None
+) -> Path:
+    """base_plan: Light-PEFT's cut of the base model's heads and channels (base_pruning.py), when the run made one;
+    continuing an adapter that carries one carries it on."""
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     partial = spec.output_dir / f".{ADAPTER_DIR}.partial"
     if partial.exists():
@@ -58,6 +63,12 @@ def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: d
     write_labels(partial, labels)
     write_method_file(partial, method=spec.method.name, params=spec.method_params, task=spec.task, **options)
     stacked = carry_base(spec.start_from, partial)
+    if base_plan is None and spec.start_from is not None and spec.start_from.mode == "continue":
+        base_plan = base_pruning.read_plan(spec.start_from.folder)
+    load_lines = spec.method.load_lines
+    if base_plan is not None:
+        base_pruning.write_plan(partial, base_plan, model)
+        load_lines = base_pruning.LOAD_LINES
     example = get_task(spec.task).card_example(tokenizer, options)
     write_model_card(  # written last: it replaces the generic README.md peft writes
         partial,
@@ -77,7 +88,7 @@ def save_adapter(model, tokenizer, spec: TrainSpec, labels: list[str], report: d
         trainable_params=report["trainable_params"],
         total_params=report["total_params"],
         saved_as=spec.method.saved_as,
-        load_lines=spec.method.load_lines,
+        load_lines=load_lines,
         stacked=stacked,
         options=options,
     )

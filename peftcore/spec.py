@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import defaults
 from .alora import activation_problem
+from .base_pruning import base_pruning_problem
 from .combine_run import check_section
 from .errors import BAD_PARAMS, TrainingError
 from .light_peft import pruning_problem
@@ -102,6 +103,7 @@ def parse_spec(spec: dict) -> TrainSpec:
     problem = (
         quantize_problem(method, params)
         or pruning_problem(method, method_params, params)
+        or base_pruning_problem(method, method_params, params)
         or activation_problem(method, method_params, task.id)
     )
     if problem:

@@ -401,10 +401,19 @@ def _finish(run: Run) -> FitResult:
         if pruned:  # the adapter saved is the pruned one: its count is what compare and the leaderboard show
             report["trainable_params"] = pruned["trainable_after"]
             report["efficiency"]["trainable_share"] = pruned["trainable_after"] / run.total_params
+    if run.base_pruner is not None:
+        report["base_pruning"] = cut = run.base_pruner.report()
+        run.base_pruner.remove()
+        if cut:  # a smaller model, and the adapter's factors on the cut rows and columns went with them
+            trainable, total = _count_parameters(run.model)
+            cut.update(total_before=run.total_params, total_after=total)
+            report["trainable_params"] = trainable
+            report["efficiency"]["trainable_share"] = trainable / run.total_params
     if parents is not None:
         report["combination"] = combine_run.report_section(run, parents)
     phase(run.sink, "saving the adapter")
-    adapter_dir = save_adapter(run.model, run.tokenizer, run.spec, run.labels, report)
+    plan = run.base_pruner.plan() if run.base_pruner is not None else None
+    adapter_dir = save_adapter(run.model, run.tokenizer, run.spec, run.labels, report, base_plan=plan)
     report["efficiency"]["adapter_bytes"] = sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file())
     done = {"event": "done", "adapter_dir": str(adapter_dir.resolve()), "metrics": metrics, "report": report}
     run.sink.emit(done)

@@ -188,14 +188,35 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         "half.",
     ),
     Param(
+        "prune_heads",
+        "float",
+        0.0,
+        min=0.0,
+        max=0.9,
+        label="Prune this share of the base model's attention heads (Light-PEFT)",
+        help="LoRA on a BERT-style encoder: after a short first phase, each layer keeps its most important heads "
+        "and drops this share of them (Light-PEFT, arxiv.org/abs/2406.03792), so training and inference run on a "
+        "smaller model. The adapter carries the cut, and a merged model has the cut heads as zeros. 0 is off.",
+    ),
+    Param(
+        "prune_channels",
+        "float",
+        0.0,
+        min=0.0,
+        max=0.9,
+        label="Prune this share of the base model's feed-forward channels (Light-PEFT)",
+        help="Like the heads: each layer keeps its most important feed-forward channels and drops this share. "
+        "0 is off.",
+    ),
+    Param(
         "prune_after",
         "float",
         0.1,
         min=0.01,
         max=0.5,
         label="Prune after this share of the steps",
-        help="Light-PEFT only: how long the first phase measures each rank's importance before the cut (at the "
-        "latest, the end of the first epoch).",
+        help="Light-PEFT only: how long the first phase measures the importance of each rank, head or channel "
+        "before the cut (at the latest, the end of the first epoch).",
     ),
     Param(
         "optimizer",

@@ -3,6 +3,7 @@
 from django.conf import settings
 
 from peftcore.alora import activation_problem
+from peftcore.base_pruning import base_pruning_problem
 from peftcore.light_peft import pruning_problem
 from peftcore.methods import (
     UnknownMethodError,
@@ -173,6 +174,8 @@ def job_validate(
         errors["params.gradient_checkpointing"] = problem
     if spec is not None and not param_errors and (problem := pruning_problem(spec, clean_method, clean_params)):
         errors["params.prune_ranks"] = problem
+    if spec is not None and not param_errors and (problem := base_pruning_problem(spec, clean_method, clean_params)):
+        errors["params.prune_heads"] = problem
     if spec is not None and not method_errors and (problem := activation_problem(spec, clean_method, task)):
         errors["method_params.activated"] = problem
     positions = (config or {}).get("max_position_embeddings") or (config or {}).get("n_positions")

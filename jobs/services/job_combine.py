@@ -158,6 +158,11 @@ def _parent_refusal(parent: Job) -> str | None:
             f"job #{parent.pk}'s adapter had its ranks pruned (Light-PEFT), so its layers differ in rank; combine "
             "unpruned adapters"
         )
+    if parent.params.get("prune_heads") or parent.params.get("prune_channels"):
+        return (
+            f"job #{parent.pk} pruned heads and channels of its base model (Light-PEFT), so its adapter fits only "
+            "that cut model; combine adapters trained on the whole base model"
+        )
     if parent.start_mode == "stack":
         return f"job #{parent.pk} is stacked on another adapter; combine adapters trained on the base model"
     return None

@@ -2,6 +2,7 @@
 
 from django.db import transaction
 
+from peftcore import base_pruning
 from peftcore.tasks import OPTIONAL_FIELDS, get_task
 from teams.audit import audit_record
 from teams.models import Team
@@ -51,6 +52,13 @@ def job_create(
     problems = runtime_errors(priority=priority, time_limit_seconds=time_limit_seconds)
     used = (text_column, label_column, input_column, messages_column)
     problems.update(group_errors(dataset, group_column, used, shared=group_shared, method=method))
+    if base_pruning.wanted(params or {}) and (group_column or start_from is not None):
+        # the cut is made once, on the base model, by one run: not per group, nor again under a trained adapter
+        problems["params.prune_heads"] = (
+            "pruning the base model's heads and channels works on a run that starts from the base model with one "
+            "adapter; set both shares to 0 for "
+            + ("a run per group" if group_column else "a run that starts from another job's adapter")
+        )
     if problems:
         raise ValidationFailed("the job has errors; fix the fields named", errors=problems)
     if start_from is not None:

@@ -79,6 +79,10 @@ def test_refusals_name_the_field(alice, bob, trained, tiny_model):
     with pytest.raises(ValidationFailed) as caught:
         _combine(alice, [first, ia3], [1.0, 1.0])
     assert "combine adapters of one kind" in caught.value.errors["parents"]
+    pruned = job_row(first.dataset, tiny_model, status=Job.Status.SUCCEEDED, params={"prune_heads": 0.5})
+    with pytest.raises(ValidationFailed) as caught:
+        _combine(alice, [first, pruned], [1.0, 1.0])
+    assert "pruned heads and channels of its base model" in caught.value.errors["parents"]
     running = job_row(first.dataset, tiny_model, status=Job.Status.RUNNING)
     with pytest.raises(ValidationFailed) as caught:
         _combine(alice, [first, running], [1.0, 1.0])
