@@ -87,25 +87,19 @@ def evaluate_parents(run) -> list[dict]:
             model.eval()
             with OneExpert(model, str(i)), devices.autocast(run.device, run.precision):
                 evaluation = run.runner.evaluate(model, run.eval_features, run.rows.eval, final=True)
-            share = shares[i] if shares else None
-            results.append(
-                {
-                    "job": job_id,
-                    "weight": section["weights"][i],
-                    "metrics": evaluation["metrics"],
-                    "router_share": share,
-                }
-            )
-            continue
-        name = f"parent_{i}"
-        model.load_adapter(str(folder), adapter_name=name)
-        model.set_adapter(name)
-        model.eval()
-        with devices.autocast(run.device, run.precision):
-            evaluation = run.runner.evaluate(model, run.eval_features, run.rows.eval, final=True)
-        model.set_adapter("default")
-        model.delete_adapter(name)
-        results.append({"job": job_id, "weight": section["weights"][i], "metrics": evaluation["metrics"]})
+        else:
+            name = f"parent_{i}"
+            model.load_adapter(str(folder), adapter_name=name)
+            model.set_adapter(name)
+            model.eval()
+            with devices.autocast(run.device, run.precision):
+                evaluation = run.runner.evaluate(model, run.eval_features, run.rows.eval, final=True)
+            model.set_adapter("default")
+            model.delete_adapter(name)
+        result = {"job": job_id, "weight": section["weights"][i], "metrics": evaluation["metrics"]}
+        if learned(run.spec):
+            result["router_share"] = shares[i] if shares else None
+        results.append(result)
     return results
 
 

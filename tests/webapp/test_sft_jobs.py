@@ -282,3 +282,10 @@ def test_a_cpt_context_that_fills_the_models_positions_is_refused_on_the_form(al
         "CPT: 120 virtual tokens leave 8 of the model's 128 positions for the rows; use at most 112 virtual tokens"
     )
     assert not Job.objects.exists()
+
+
+def test_pruning_the_base_of_a_model_that_writes_is_refused_on_the_form(alice_api, seed_tasks, tiny_llama):
+    job = _seed_task_job(seed_tasks, tiny_llama, params={"prune_channels": 0.5})
+    response = alice_api.post("/api/v1/jobs", job, content_type="application/json")
+    assert response.status_code == 400
+    assert "not on a model that writes" in response.json()["errors"]["params.prune_heads"]
