@@ -7,11 +7,9 @@ venv:
 studio: venv
 	.venv/bin/python manage.py studio
 
-# Tests run against Postgres and Redis on 127.0.0.1 (tests/settings.py), in TEST_PROCESSES processes (pytest-xdist;
-# each its own test database, Redis database and Celery worker); PYTEST_ARGS narrows a run.
-TEST_PROCESSES ?= 2
+# Tests run against Postgres and Redis on 127.0.0.1 (tests/settings.py); PYTEST_ARGS narrows a run.
 test: venv
-	.venv/bin/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 # What CI checks before the tests (.ci/run); `ruff format .` and `ruff check --fix .` mend most findings.
 lint: venv

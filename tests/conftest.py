@@ -261,10 +261,3 @@ def use_s3(s3_server, settings, monkeypatch):
     yield object_store.client()
     object_store._client.cache_clear()
 
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist the tests on the real Gemma run in one process (--dist loadgroup): they share the cache
-    its conversion fills."""
-    for item in items:
-        if item.get_closest_marker("real_model"):
-            item.add_marker(pytest.mark.xdist_group("real_model"))

@@ -6,11 +6,6 @@ import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-# Under pytest-xdist (`make test` runs two processes) each process has its own test database (pytest-django adds
-# the worker's name) and, here, its own Redis database one below the last: its own Celery worker and queues.
-if (_worker := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
-    _url, _, _db = os.environ["CELERY_BROKER_URL"].rpartition("/")
-    os.environ["CELERY_BROKER_URL"] = f"{_url}/{int(_db) - int(_worker[2:])}"
 os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-test-"))
 os.environ.setdefault("RUNNER_FLUSH_SECONDS", "0.5")
 os.environ.setdefault("TRAIN_THREADS", "1")
