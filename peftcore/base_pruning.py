@@ -22,13 +22,16 @@ import time
 from pathlib import Path
 
 from .light_peft import cut_state, median_gap
+from .quantize import FOUR_BIT
 
 PLAN_FILE = "base_pruning.json"
 ADAPTER = "default"
 ATTENTION = ".attention.self"
 # What the plan file's code must do to a base model before PeftModel.from_pretrained (the model card's lines).
 LOAD_LINES = (
-    "import peftcore.base_pruning  # Light-PEFT cut heads and FFN channels of the base: cut them the same way",
+    "# Light-PEFT cut heads and FFN channels of the base: cut a fresh one the same way with the studio's training",
+    "# core (peftcore: its folder on sys.path, or the studio installed)",
+    "import peftcore.base_pruning",
     "peftcore.base_pruning.apply_plan(model, peftcore.base_pruning.read_plan(folder))",
     "model = PeftModel.from_pretrained(model, folder)",
 )
@@ -47,6 +50,8 @@ def base_pruning_problem(method, method_params: dict, params: dict) -> str | Non
             f"pruning the base model's heads and channels (Light-PEFT) works with LoRA, whose factors are cut with "
             f"them; {method.label} is not: choose LoRA or set both shares to 0"
         )
+    if params.get("quantize") == FOUR_BIT:
+        return "pruning the base model cannot cut a 4-bit (QLoRA) base's packed weights; turn one of them off"
     for option, what in (("use_dora", "DoRA"), ("use_kasa", "KaSA")):
         if method_params.get(option):
             return f"pruning the base model does not work with {what}; turn one of them off"
@@ -65,12 +70,18 @@ def base_pruning_problem(method, method_params: dict, params: dict) -> str | Non
 def blocks(model) -> dict:
     """{block name (as in the plain base model): (attention, attention output, FFN in, FFN out) modules} of a
     BERT-style encoder, plain or wrapped by peft; {} for any other architecture."""
+    from peft.tuners.lora import LoraLayer
+    from torch import nn
+
+    linear = (nn.Linear, LoraLayer)  # a plain Linear, or one peft wrapped
     inner = model.base_model.model if hasattr(model, "peft_config") else model
     modules = dict(inner.named_modules())
     found = {}
     for name, module in modules.items():
         if not name.endswith(ATTENTION) or not hasattr(module, "attention_head_size"):
             continue
+        if not all(isinstance(getattr(module, p, None), linear) for p in ("query", "key", "value")):
+            continue  # another attention layout under the same name (DeBERTa's query_proj, in_proj)
         block = name[: -len(ATTENTION)]
         parts = [modules.get(f"{block}.{p}") for p in ("attention.output.dense", "intermediate.dense", "output.dense")]
         if all(part is not None for part in parts):
@@ -133,7 +144,10 @@ class BasePruner:
         if self.done or not self.masks:
             return
         grads = [m.grad.abs() if m.grad is not None else torch.zeros_like(m) for m in self.masks.values()]
-        flat = torch.cat(grads).double().cpu().split([len(m) for m in self.masks.values()])  # one sync a step
+        # summed over the processes every step (the masks' gradients are each process's own), so that every
+        # process, and a checkpoint rank 0 writes, holds the same sums
+        summed = torch.tensor(self.run.group.sum(torch.cat(grads).double().cpu().tolist()), dtype=torch.float64)
+        flat = summed.split([len(m) for m in self.masks.values()])
         for key, mask, score in zip(self.masks, self.masks.values(), flat):
             self.importance[key] += score
             mask.grad = None
@@ -148,11 +162,8 @@ class BasePruner:
     def _cut(self) -> None:
         import torch
 
-        # the masks' gradients are each process's own: summed, so that every process cuts alike
-        scores = torch.tensor(self.run.group.sum(torch.cat(list(self.importance.values())).tolist()))
-        summed = dict(zip(self.importance, scores.split([len(v) for v in self.importance.values()])))
         plan = {"heads": {}, "ffn": {}}
-        for key, score in summed.items():
+        for key, score in self.importance.items():
             block, kind = key.split("|")
             share = self.heads if kind == "heads" else self.channels
             keep = max(1, len(score) - int(share * len(score)))  # every layer keeps at least one
@@ -218,11 +229,19 @@ def apply_plan(model, plan: dict, optimizer=None) -> None:
         for name in ("query", "key", "value"):
             _cut(getattr(attention, name), index, 0, optimizer)
         _cut(attention_out, index, 1, optimizer)
+        _heads(attention, len(kept))
     for block, kept in plan.get("ffn", {}).items():
         _, _, ffn_in, ffn_out = found[block]
         index = torch.tensor(kept, dtype=torch.long)
         _cut(ffn_in, index, 0, optimizer)
         _cut(ffn_out, index, 1, optimizer)
+
+
+def _heads(attention, count: int) -> None:
+    """The attention layer's own head count, for the layouts that reshape by it rather than by -1 (as
+    transformers' former prune_heads kept it)."""
+    attention.num_attention_heads = count
+    attention.all_head_size = count * attention.attention_head_size
 
 
 def _cut(module, index, dim: int, optimizer) -> None:
@@ -265,6 +284,7 @@ def expand(model, plan: dict, sizes: dict) -> None:
         for name in ("query", "key", "value"):
             _grow(getattr(attention, name), index, 0, full)
         _grow(attention_out, index, 1, full)
+        _heads(attention, sizes["heads"])
     for block, kept in plan.get("ffn", {}).items():
         _, _, ffn_in, ffn_out = found[block]
         index = torch.tensor(kept, dtype=torch.long)

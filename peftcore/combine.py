@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .base_pruning import PLAN_FILE
+
 COMBINATIONS = {
     "sum": "cat",
     "svd": "svd",
@@ -85,6 +87,11 @@ def combine_refusal(parents: list[Parent], weights: list[float], combination: st
             return f"{parent.folder.name} is a BD-LoRA adapter (block-diagonal factors); combine plain LoRA adapters"
         if config.get("alora_invocation_tokens"):
             return f"{parent.folder.name} is an aLoRA adapter (on only from the answer on); combine plain LoRA adapters"
+        if (parent.folder / PLAN_FILE).is_file():
+            return (
+                f"{parent.folder.name} fits a base model whose heads and channels Light-PEFT cut; combine adapters "
+                "trained on the whole base model"
+            )
     if len({p.config.get("peft_type") for p in parents}) > 1:
         return "the adapters are of different kinds (LoRA and IA3); combine adapters of one kind"
     if parents[0].config.get("peft_type") == "IA3" and combination != "linear":

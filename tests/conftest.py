@@ -260,4 +260,3 @@ def use_s3(s3_server, settings, monkeypatch):
     object_store._bucket_checked.cache_clear()
     yield object_store.client()
     object_store._client.cache_clear()
-

@@ -131,6 +131,17 @@ def _shown_mode(combination: str) -> str:
     return "learned mix (X-LoRA router)" if combination == LEARNED else combination
 
 
+def _base_pruned(job: Job) -> bool:
+    """Whether the job's adapter fits a base model Light-PEFT cut: it cut it, or continued one that did."""
+    seen = set()
+    while job is not None and job.pk not in seen:
+        if job.params.get("prune_heads") or job.params.get("prune_channels"):
+            return True
+        seen.add(job.pk)
+        job = job.start_from if job.start_mode == "continue" else None
+    return False
+
+
 def _parent_refusal(parent: Job) -> str | None:
     if parent.status != Job.Status.SUCCEEDED:
         return f"job #{parent.pk} has not succeeded, so it has no adapter to combine"
@@ -158,10 +169,10 @@ def _parent_refusal(parent: Job) -> str | None:
             f"job #{parent.pk}'s adapter had its ranks pruned (Light-PEFT), so its layers differ in rank; combine "
             "unpruned adapters"
         )
-    if parent.params.get("prune_heads") or parent.params.get("prune_channels"):
+    if _base_pruned(parent):
         return (
-            f"job #{parent.pk} pruned heads and channels of its base model (Light-PEFT), so its adapter fits only "
-            "that cut model; combine adapters trained on the whole base model"
+            f"job #{parent.pk}'s adapter fits a base model whose heads and channels Light-PEFT cut; combine "
+            "adapters trained on the whole base model"
         )
     if parent.start_mode == "stack":
         return f"job #{parent.pk} is stacked on another adapter; combine adapters trained on the base model"

@@ -82,7 +82,13 @@ def test_refusals_name_the_field(alice, bob, trained, tiny_model):
     pruned = job_row(first.dataset, tiny_model, status=Job.Status.SUCCEEDED, params={"prune_heads": 0.5})
     with pytest.raises(ValidationFailed) as caught:
         _combine(alice, [first, pruned], [1.0, 1.0])
-    assert "pruned heads and channels of its base model" in caught.value.errors["parents"]
+    assert f"job #{pruned.pk}'s adapter fits a base model whose heads" in caught.value.errors["parents"]
+    continued = job_row(
+        first.dataset, tiny_model, status=Job.Status.SUCCEEDED, start_from=pruned, start_mode="continue"
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        _combine(alice, [first, continued], [1.0, 1.0])
+    assert f"job #{continued.pk}'s adapter fits a base model whose heads" in caught.value.errors["parents"]
     running = job_row(first.dataset, tiny_model, status=Job.Status.RUNNING)
     with pytest.raises(ValidationFailed) as caught:
         _combine(alice, [first, running], [1.0, 1.0])

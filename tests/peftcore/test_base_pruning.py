@@ -10,6 +10,7 @@ import torch
 
 from peftcore import base_pruning
 from peftcore.adapters import load_adapter
+from peftcore.combine import combine_refusal, read_parent
 from peftcore.errors import BAD_PARAMS, TrainingError
 from peftcore.events import ListSink
 from peftcore.methods import get_method
@@ -78,6 +79,7 @@ def test_cutting_heads_and_channels_is_exactly_zeroing_their_outputs(tiny_bert):
     assert not torch.allclose(whole, zeroed, atol=1e-3)  # the cut changes the model
     assert torch.allclose(zeroed, cut, atol=1e-5)
     attention, attention_out, ffn_in, _ = base_pruning.blocks(model)["bert.encoder.layer.0"]
+    assert attention.num_attention_heads == 1 and attention.all_head_size == 16  # for layouts that reshape by it
     assert attention.query.lora_B["default"].weight.shape[0] == attention.attention_head_size == 16
     assert attention_out.lora_A["default"].weight.shape[1] == 16
     assert (
@@ -150,19 +152,20 @@ def test_a_run_that_prunes_its_base_resumes_exactly(tiny_bert, sentiment_tsv, tm
 
 
 @pytest.mark.parametrize(
-    "shape, method, method_params, said",
+    "shape, method, method_params, more, said",
     [
-        ("bert", "ia3", {}, "works with LoRA, whose factors are cut with them; (IA)³ is not"),
-        ("bert", "lora", {"use_dora": True}, "does not work with DoRA"),
-        ("bert", "lora", {"init": "olora"}, "does not work with the PiSSA, OLoRA, LoRA-GA or CorDA start"),
-        ("gpt2", "lora", {}, "works on BERT-style encoders (query, key and value layers); GPT2"),
+        ("bert", "ia3", {}, {}, "works with LoRA, whose factors are cut with them; (IA)³ is not"),
+        ("bert", "lora", {"use_dora": True}, {}, "does not work with DoRA"),
+        ("bert", "lora", {"init": "olora"}, {}, "does not work with the PiSSA, OLoRA, LoRA-GA or CorDA start"),
+        ("bert", "lora", {}, {"quantize": "4bit"}, "cannot cut a 4-bit (QLoRA) base's packed weights"),
+        ("gpt2", "lora", {}, {}, "works on BERT-style encoders (query, key and value layers); GPT2"),
     ],
 )
 def test_what_base_pruning_cannot_do_is_refused_with_the_reason(
-    tiny_bert, tiny_shape, sentiment_tsv, tmp_path, shape, method, method_params, said
+    tiny_bert, tiny_shape, sentiment_tsv, tmp_path, shape, method, method_params, more, said
 ):
     folder = tiny_bert if shape == "bert" else tiny_shape(shape)
-    params = {**SMALL, "epochs": 1, "prune_channels": 0.5}
+    params = {**SMALL, "epochs": 1, "prune_channels": 0.5, **more}
     spec = make_spec(folder, sentiment_tsv, tmp_path / "out", method=method, method_params=method_params, params=params)
     with pytest.raises(TrainingError) as raised:
         run(spec, ListSink())
@@ -176,6 +179,9 @@ def test_an_adapter_on_a_cut_base_trains_on_and_carries_its_cut(tiny_bert, senti
     plain = {**SMALL, "epochs": 1}
     go_on = fit(make_spec(tiny_bert, sentiment_tsv, tmp_path / "on", params=plain, start_from=start), ListSink())
     assert base_pruning.read_plan(go_on.adapter_dir) == base_pruning.read_plan(first.adapter_dir)
+    # its factors fit the cut model only: no sum with adapters of the whole one (peftcore combine refuses it)
+    parents = [read_parent(go_on.adapter_dir), read_parent(go_on.adapter_dir)]
+    assert "heads and channels Light-PEFT cut" in combine_refusal(parents, [1.0, 1.0], "sum", None)
     batch = _batch(tiny_bert)
     with torch.no_grad():
         studio = load_adapter(load_model(tiny_bert, ["0", "1"], 0)[0], go_on.adapter_dir).eval()
