@@ -14,17 +14,23 @@ from tests.webapp.test_job_defaults import submit
 pytestmark = pytest.mark.django_db
 
 
-def test_the_efficiency_table_shows_the_share_of_firing_units_before_and_after(
-    alice, alice_api, sst2_sample, tiny_model
-):
+def _finished_job(alice, alice_api, sst2_sample, tiny_model):
+    """(alice's succeeded job with a minimal report, that report, a client logged in as alice)."""
     dataset = upload(alice_api, sst2_sample, name="s.tsv", text_column="sentence", label_column="label").json()
     job = Job.objects.get(pk=submit(alice_api, dataset["id"], tiny_model).json()["id"])
     efficiency = {"trainable_share": 0.01, "adapter_bytes": 1000, "peak_memory_bytes": 10**8, "tokens_per_second": 9}
-    report = {"labels": ["0", "1"], "metrics": {"accuracy": 0.8}, "efficiency": efficiency}
+    report = {"labels": ["0", "1"], "metrics": {"accuracy": 0.8}, "efficiency": efficiency, "params": {}}
     EvalReport.objects.create(job=job, data=report)
     Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, metrics={"accuracy": 0.8})
     client = Client()
     client.force_login(alice)
+    return job, report, client
+
+
+def test_the_efficiency_table_shows_the_share_of_firing_units_before_and_after(
+    alice, alice_api, sst2_sample, tiny_model
+):
+    job, report, client = _finished_job(alice, alice_api, sst2_sample, tiny_model)
     assert 'id="activation-density"' not in client.get(f"/jobs/{job.pk}/").content.decode()
 
     report["activation_density"] = {"before": 0.4213, "after": 0.1875, "loss_weight": 0.5, "layers": 6}
@@ -35,18 +41,11 @@ def test_the_efficiency_table_shows_the_share_of_firing_units_before_and_after(
 
 
 def test_the_efficiency_table_shows_galores_state_and_what_pruning_cut(alice, alice_api, sst2_sample, tiny_model):
-    dataset = upload(alice_api, sst2_sample, name="s.tsv", text_column="sentence", label_column="label").json()
-    job = Job.objects.get(pk=submit(alice_api, dataset["id"], tiny_model).json()["id"])
-    efficiency = {"trainable_share": 0.01, "adapter_bytes": 1000, "peak_memory_bytes": 10**8, "tokens_per_second": 9}
-    report = {"labels": ["0", "1"], "metrics": {"accuracy": 0.8}, "efficiency": efficiency, "params": {}}
-    EvalReport.objects.create(job=job, data=report)
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, metrics={"accuracy": 0.8})
-    client = Client()
-    client.force_login(alice)
+    job, report, client = _finished_job(alice, alice_api, sst2_sample, tiny_model)
     html = client.get(f"/jobs/{job.pk}/").content.decode()
     assert 'id="pruning"' not in html and 'id="optimizer-state"' not in html  # reports from before either
 
-    efficiency["optimizer_state_bytes"] = 3 * 1024 * 1024
+    report["efficiency"]["optimizer_state_bytes"] = 3 * 1024 * 1024
     report["params"] = {"optimizer": "galore", "galore_rank": 8}
     report["pruning"] = {
         "at_step": 13,
@@ -68,14 +67,7 @@ def test_the_efficiency_table_shows_galores_state_and_what_pruning_cut(alice, al
 
 
 def test_the_efficiency_table_shows_what_base_pruning_cut(alice, alice_api, sst2_sample, tiny_model):
-    dataset = upload(alice_api, sst2_sample, name="s.tsv", text_column="sentence", label_column="label").json()
-    job = Job.objects.get(pk=submit(alice_api, dataset["id"], tiny_model).json()["id"])
-    efficiency = {"trainable_share": 0.01, "adapter_bytes": 1000, "peak_memory_bytes": 10**8, "tokens_per_second": 9}
-    report = {"labels": ["0", "1"], "metrics": {"accuracy": 0.8}, "efficiency": efficiency, "params": {}}
-    EvalReport.objects.create(job=job, data=report)
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, metrics={"accuracy": 0.8})
-    client = Client()
-    client.force_login(alice)
+    job, report, client = _finished_job(alice, alice_api, sst2_sample, tiny_model)
     assert 'id="base-pruning"' not in client.get(f"/jobs/{job.pk}/").content.decode()
 
     report["base_pruning"] = {
