@@ -139,6 +139,8 @@ def test_training_params_match_the_interface():
         "density_loss",
         "measure_density",
         "prune_ranks",
+        "prune_heads",
+        "prune_channels",
         "prune_after",
         "optimizer",
         "galore_rank",
