@@ -11,7 +11,8 @@ tests check.
 The adapter cannot carry a smaller base model, so it carries the plan instead (PLAN_FILE: each layer's kept heads
 and channels); adapters.load_adapter cuts a freshly loaded base the same way before it applies the adapter, and
 a merge puts the cut rows and columns back as zeros (expand), so a merged model has the base's shapes and
-loads in plain transformers. BERT-style encoders only (the query/key/value layout); LoRA only (its factors are
+loads in plain transformers. BERT-style encoders and Llama-style decoders (Gemma, Mistral, Qwen): a decoder with
+grouped-query attention cuts a key/value head with all the query heads that read it. LoRA only (its factors are
 sliced with the base rows). Standard library only at module level (the job form checks base_pruning_problem).
 """
 
@@ -19,14 +20,17 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .light_peft import cut_state, median_gap
 from .quantize import FOUR_BIT
 
 PLAN_FILE = "base_pruning.json"
 ADAPTER = "default"
-ATTENTION = ".attention.self"
+BERT_ATTENTION = ".attention.self"
+DECODER_ATTENTION = ".self_attn"
 # What the plan file's code must do to a base model before PeftModel.from_pretrained (the model card's lines).
 LOAD_LINES = (
     "# Light-PEFT cut heads and FFN channels of the base: cut a fresh one the same way with the studio's training",
@@ -41,10 +45,17 @@ def wanted(params: dict) -> bool:
     return bool(params.get("prune_heads") or params.get("prune_channels"))
 
 
-def base_pruning_problem(method, method_params: dict, params: dict) -> str | None:
-    """Why pruning the base model cannot run with this method and settings, or None."""
+def base_pruning_problem(method, method_params: dict, params: dict, task=None) -> str | None:
+    """Why pruning the base model cannot run with this method, task and settings, or None."""
     if not wanted(params):
         return None
+    loss = params.get("preference_loss")
+    if getattr(task, "reference_by_disabling_adapter", False) and loss != "orpo":
+        return (
+            f"pruning the base model would change {str(loss).upper()}'s reference (the base model with the adapter "
+            f"switched off) in the middle of the run: choose the ORPO loss, which has no reference, or set both "
+            f"shares to 0"
+        )
     if method.name != "lora":
         return (
             f"pruning the base model's heads and channels (Light-PEFT) works with LoRA, whose factors are cut with "
@@ -67,25 +78,74 @@ def base_pruning_problem(method, method_params: dict, params: dict) -> str | Non
     return None
 
 
-def blocks(model) -> dict:
-    """{block name (as in the plain base model): (attention, attention output, FFN in, FFN out) modules} of a
-    BERT-style encoder, plain or wrapped by peft; {} for any other architecture."""
+@dataclass(frozen=True)
+class Block:
+    """One transformer block's prunable parts. heads: the query heads (units of head_size output rows of q and
+    input columns of out); group: query heads per key/value head (grouped-query attention cuts whole groups)."""
+
+    attention: Any
+    q: Any
+    k: Any
+    v: Any
+    out: Any
+    ffn_in: tuple  # the FFN matrices whose output rows are channels (BERT's intermediate; a decoder's gate and up)
+    ffn_out: Any
+    head_size: int
+    group: int
+
+    @property
+    def heads(self) -> int:
+        return self.out.in_features // self.head_size
+
+    @property
+    def channels(self) -> int:
+        return self.ffn_out.in_features
+
+
+def _linear(module) -> bool:
     from peft.tuners.lora import LoraLayer
     from torch import nn
 
-    linear = (nn.Linear, LoraLayer)  # a plain Linear, or one peft wrapped
+    return isinstance(module, (nn.Linear, LoraLayer))  # a plain Linear, or one peft wrapped
+
+
+def _bert_block(name: str, module, modules: dict) -> tuple[str, Block] | None:
+    if not name.endswith(BERT_ATTENTION) or not hasattr(module, "attention_head_size"):
+        return None
+    if not all(_linear(getattr(module, p, None)) for p in ("query", "key", "value")):
+        return None  # another attention layout under the same name (DeBERTa's query_proj, in_proj)
+    block = name[: -len(BERT_ATTENTION)]
+    parts = [modules.get(f"{block}.{p}") for p in ("attention.output.dense", "intermediate.dense", "output.dense")]
+    if not all(_linear(part) for part in parts):
+        return None
+    out, ffn_in, ffn_out = parts
+    size = module.attention_head_size
+    return block, Block(module, module.query, module.key, module.value, out, (ffn_in,), ffn_out, size, 1)
+
+
+def _decoder_block(name: str, module, modules: dict) -> tuple[str, Block] | None:
+    """Llama's layout, which Gemma, Mistral and Qwen share: self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj."""
+    if not name.endswith(DECODER_ATTENTION) or not hasattr(module, "num_key_value_groups"):
+        return None
+    projections = [getattr(module, p, None) for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    block = name[: -len(DECODER_ATTENTION)]
+    ffn = [modules.get(f"{block}.mlp.{p}") for p in ("gate_proj", "up_proj", "down_proj")]
+    if not all(_linear(part) for part in projections + ffn) or not getattr(module, "head_dim", None):
+        return None
+    q, k, v, out = projections
+    return block, Block(module, q, k, v, out, tuple(ffn[:2]), ffn[2], module.head_dim, module.num_key_value_groups)
+
+
+def blocks(model) -> dict[str, Block]:
+    """{block name (as in the plain base model): Block} of a BERT-style encoder or a Llama-style decoder, plain or
+    wrapped by peft; {} for any other architecture."""
     inner = model.base_model.model if hasattr(model, "peft_config") else model
     modules = dict(inner.named_modules())
     found = {}
     for name, module in modules.items():
-        if not name.endswith(ATTENTION) or not hasattr(module, "attention_head_size"):
-            continue
-        if not all(isinstance(getattr(module, p, None), linear) for p in ("query", "key", "value")):
-            continue  # another attention layout under the same name (DeBERTa's query_proj, in_proj)
-        block = name[: -len(ATTENTION)]
-        parts = [modules.get(f"{block}.{p}") for p in ("attention.output.dense", "intermediate.dense", "output.dense")]
-        if all(part is not None for part in parts):
-            found[block] = (module, *parts)
+        hit = _bert_block(name, module, modules) or _decoder_block(name, module, modules)
+        if hit:
+            found[hit[0]] = hit[1]
     return found
 
 
@@ -94,8 +154,9 @@ def architecture_problem(model) -> str | None:
         return None
     kind = type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__
     return (
-        f"pruning the base model's heads and channels works on BERT-style encoders (query, key and value layers); "
-        f"{kind} is not one: set both shares to 0"
+        f"pruning the base model's heads and channels works on BERT-style encoders (query, key and value layers) "
+        f"and Llama-style decoders such as Gemma, Mistral and Qwen (q_proj ... o_proj, gate_proj, up_proj, "
+        f"down_proj); {kind} is neither: set both shares to 0"
     )
 
 
@@ -115,18 +176,17 @@ class BasePruner:
         self.importance: dict[str, torch.Tensor] = {}
         self.handles = []
         self.times: list[float] = []
-        for block, (attention, attention_out, _, ffn_out) in self.blocks.items():
-            size = attention_out.in_features // attention.attention_head_size
+        for block, parts in self.blocks.items():
             for key, n, module in (
-                (f"{block}|heads", size, attention_out),
-                (f"{block}|ffn", ffn_out.in_features, ffn_out),
+                (f"{block}|heads", parts.heads, parts.out),
+                (f"{block}|ffn", parts.channels, parts.ffn_out),
             ):
                 saved_sum = importance.get(key)
                 self.importance[key] = torch.tensor(saved_sum or [0.0] * n, dtype=torch.float64)
                 if "kept" not in state:
                     mask = torch.ones(n, device=run.device, requires_grad=True)
                     self.masks[key] = mask
-                    repeat = attention.attention_head_size if key.endswith("heads") else 1
+                    repeat = parts.head_size if key.endswith("heads") else 1
                     self.handles.append(module.register_forward_pre_hook(_masking(mask, repeat)))
         run.progress.base_pruning = {**state, "importance": {k: v.tolist() for k, v in self.importance.items()}}
         self.handles += [
@@ -166,8 +226,12 @@ class BasePruner:
         for key, score in self.importance.items():
             block, kind = key.split("|")
             share = self.heads if kind == "heads" else self.channels
-            keep = max(1, len(score) - int(share * len(score)))  # every layer keeps at least one
-            plan[kind][block] = sorted(torch.topk(score, keep).indices.tolist())
+            # grouped-query attention cuts a key/value head with all its query heads: a group's score is theirs
+            group = self.blocks[block].group if kind == "heads" else 1
+            units = score.view(-1, group).sum(1)
+            keep = max(1, len(units) - int(share * len(units)))  # every layer keeps at least one
+            kept = sorted(torch.topk(units, keep).indices.tolist())
+            plan[kind][block] = [u * group + i for u in kept for i in range(group)]
         for handle in self.handles[: len(self.masks)]:
             handle.remove()
         self.handles, self.masks = self.handles[len(self.masks) :], {}
@@ -211,9 +275,18 @@ def _masking(mask, repeat: int):
     return hook
 
 
-def _counts(found: dict) -> dict:
-    heads = sum(out.in_features // attention.attention_head_size for attention, out, _, _ in found.values())
-    return {"heads": heads, "channels": sum(ffn_out.in_features for *_, ffn_out in found.values())}
+def _counts(found: dict[str, Block]) -> dict:
+    return {"heads": sum(b.heads for b in found.values()), "channels": sum(b.channels for b in found.values())}
+
+
+def _head_rows(kept: list[int], size: int):
+    import torch
+
+    return torch.tensor([h * size + i for h in kept for i in range(size)], dtype=torch.long)
+
+
+def _kv_heads(kept: list[int], group: int) -> list[int]:
+    return sorted({h // group for h in kept})
 
 
 def apply_plan(model, plan: dict, optimizer=None) -> None:
@@ -223,25 +296,27 @@ def apply_plan(model, plan: dict, optimizer=None) -> None:
 
     found = blocks(model)
     for block, kept in plan.get("heads", {}).items():
-        attention, attention_out, _, _ = found[block]
-        size = attention.attention_head_size
-        index = torch.tensor([h * size + i for h in kept for i in range(size)], dtype=torch.long)
-        for name in ("query", "key", "value"):
-            _cut(getattr(attention, name), index, 0, optimizer)
-        _cut(attention_out, index, 1, optimizer)
-        _heads(attention, len(kept))
+        parts = found[block]
+        rows, kv_rows = _head_rows(kept, parts.head_size), _head_rows(_kv_heads(kept, parts.group), parts.head_size)
+        _cut(parts.q, rows, 0, optimizer)
+        _cut(parts.k, kv_rows, 0, optimizer)
+        _cut(parts.v, kv_rows, 0, optimizer)
+        _cut(parts.out, rows, 1, optimizer)
+        _heads(parts.attention, len(kept))
     for block, kept in plan.get("ffn", {}).items():
-        _, _, ffn_in, ffn_out = found[block]
+        parts = found[block]
         index = torch.tensor(kept, dtype=torch.long)
-        _cut(ffn_in, index, 0, optimizer)
-        _cut(ffn_out, index, 1, optimizer)
+        for ffn_in in parts.ffn_in:
+            _cut(ffn_in, index, 0, optimizer)
+        _cut(parts.ffn_out, index, 1, optimizer)
 
 
 def _heads(attention, count: int) -> None:
     """The attention layer's own head count, for the layouts that reshape by it rather than by -1 (as
-    transformers' former prune_heads kept it)."""
-    attention.num_attention_heads = count
-    attention.all_head_size = count * attention.attention_head_size
+    transformers' former prune_heads kept it); Llama-style attention reshapes by -1 and keeps no count."""
+    if hasattr(attention, "attention_head_size"):
+        attention.num_attention_heads = count
+        attention.all_head_size = count * attention.attention_head_size
 
 
 def _cut(module, index, dim: int, optimizer) -> None:
@@ -277,19 +352,21 @@ def expand(model, plan: dict, sizes: dict) -> None:
 
     found = blocks(model)
     for block, kept in plan.get("heads", {}).items():
-        attention, attention_out, _, _ = found[block]
-        size = sizes["head_size"]
-        index = torch.tensor([h * size + i for h in kept for i in range(size)], dtype=torch.long)
-        full = sizes["heads"] * size
-        for name in ("query", "key", "value"):
-            _grow(getattr(attention, name), index, 0, full)
-        _grow(attention_out, index, 1, full)
-        _heads(attention, sizes["heads"])
+        parts, size = found[block], sizes["head_size"]
+        rows, full = _head_rows(kept, size), sizes["heads"] * size
+        kv_heads = sizes.get("kv_heads", sizes["heads"])  # plans written before decoders had no kv_heads
+        kv_rows = _head_rows(_kv_heads(kept, sizes["heads"] // kv_heads), size)
+        _grow(parts.q, rows, 0, full)
+        _grow(parts.k, kv_rows, 0, kv_heads * size)
+        _grow(parts.v, kv_rows, 0, kv_heads * size)
+        _grow(parts.out, rows, 1, full)
+        _heads(parts.attention, sizes["heads"])
     for block, kept in plan.get("ffn", {}).items():
-        _, _, ffn_in, ffn_out = found[block]
+        parts = found[block]
         index = torch.tensor(kept, dtype=torch.long)
-        _grow(ffn_in, index, 0, sizes["channels"])
-        _grow(ffn_out, index, 1, sizes["channels"])
+        for ffn_in in parts.ffn_in:
+            _grow(ffn_in, index, 0, sizes["channels"])
+        _grow(parts.ffn_out, index, 1, sizes["channels"])
 
 
 def _grow(linear, index, dim: int, full: int) -> None:
@@ -313,9 +390,11 @@ def _grow(linear, index, dim: int, full: int) -> None:
 def write_plan(folder: Path, plan: dict, model) -> None:
     """The plan beside the adapter, with the unpruned sizes a merge needs to put the cut rows back."""
     config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+    config = getattr(config, "text_config", None) or config  # a multimodal wrapper's language model
     sizes = plan.get("sizes") or {
-        "head_size": config.hidden_size // config.num_attention_heads,
+        "head_size": getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
         "heads": config.num_attention_heads,
+        "kv_heads": getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
         "channels": config.intermediate_size,
     }
     data = {"heads": plan.get("heads", {}), "ffn": plan.get("ffn", {}), "sizes": sizes}

@@ -103,7 +103,7 @@ def parse_spec(spec: dict) -> TrainSpec:
     problem = (
         quantize_problem(method, params)
         or pruning_problem(method, method_params, params)
-        or base_pruning_problem(method, method_params, params)
+        or base_pruning_problem(method, method_params, params, task)
         or activation_problem(method, method_params, task.id)
     )
     if problem:

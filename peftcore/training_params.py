@@ -194,9 +194,11 @@ TRAINING_PARAMS: tuple[Param, ...] = (
         min=0.0,
         max=0.9,
         label="Prune this share of the base model's attention heads (Light-PEFT)",
-        help="LoRA on a BERT-style encoder: after a short first phase, each layer keeps its most important heads "
-        "and drops this share of them (Light-PEFT, arxiv.org/abs/2406.03792), so training and inference run on a "
-        "smaller model. The adapter carries the cut, and a merged model has the cut heads as zeros. 0 is off.",
+        help="LoRA on a BERT-style encoder or a Llama-style decoder (Gemma, Mistral, Qwen): after a short first "
+        "phase, each layer keeps its most important heads and drops this share of them (Light-PEFT, "
+        "arxiv.org/abs/2406.03792), so training and inference run on a smaller model. Where query heads share a "
+        "key/value head (grouped-query attention), whole groups go. The adapter carries the cut, and a merged "
+        "model has the cut heads as zeros. 0 is off.",
     ),
     Param(
         "prune_channels",

@@ -135,9 +135,10 @@ def make_tiny_llama(folder: Path) -> Path:
 GEMMA_TURN_TOKENS = ["<start_of_turn>", "<end_of_turn>"]
 
 
-def make_tiny_gemma3(folder: Path) -> Path:
+def make_tiny_gemma3(folder: Path, heads: int = 2, kv_heads: int = 2) -> Path:
     """A tiny random Gemma3ForCausalLM (the bundled Gemma 3 270M's architecture: sliding and full attention
-    layers, tied embeddings) whose tokenizer also holds Gemma's turn markers as single tokens."""
+    layers, tied embeddings) whose tokenizer also holds Gemma's turn markers as single tokens. heads > kv_heads:
+    grouped-query attention, as the 270M has (4 query heads read each key/value head)."""
     from transformers import Gemma3TextConfig
 
     return _tiny_decoder_or_seq2seq(
@@ -145,9 +146,9 @@ def make_tiny_gemma3(folder: Path) -> Path:
         lambda vocab: Gemma3TextConfig(
             hidden_size=32,
             num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,  # FourierFT's 1,000 frequencies need 32 x 32 value layers
-            head_dim=16,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,  # FourierFT's 1,000 frequencies need 32 x 32 value layers
+            head_dim=32 // heads,
             intermediate_size=64,
             vocab_size=vocab,
             max_position_embeddings=128,

@@ -2,7 +2,6 @@
 
 from django.conf import settings
 
-from peftcore import base_pruning
 from peftcore.alora import activation_problem
 from peftcore.base_pruning import base_pruning_problem
 from peftcore.light_peft import pruning_problem
@@ -175,13 +174,9 @@ def job_validate(
         errors["params.gradient_checkpointing"] = problem
     if spec is not None and not param_errors and (problem := pruning_problem(spec, clean_method, clean_params)):
         errors["params.prune_ranks"] = problem
-    if spec is not None and not param_errors and (problem := base_pruning_problem(spec, clean_method, clean_params)):
-        errors["params.prune_heads"] = problem
-    elif task_spec is not None and task_spec.generative and base_pruning.wanted(clean_params):
-        errors["params.prune_heads"] = (
-            "pruning the base model's heads and channels works on BERT-style encoders (classification), not on a "
-            "model that writes: set both shares to 0"
-        )
+    if spec is not None and not param_errors:
+        if problem := base_pruning_problem(spec, clean_method, clean_params, task_spec):
+            errors["params.prune_heads"] = problem
     if spec is not None and not method_errors and (problem := activation_problem(spec, clean_method, task)):
         errors["method_params.activated"] = problem
     positions = (config or {}).get("max_position_embeddings") or (config or {}).get("n_positions")

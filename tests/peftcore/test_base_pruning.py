@@ -46,21 +46,20 @@ def _lora(tiny_bert):
 
 def _plan(model):
     found = base_pruning.blocks(model)
-    channels = next(iter(found.values()))[3].in_features
+    channels = next(iter(found.values())).channels
     return {**PLAN, "ffn": {block: list(range(0, channels, 3)) for block in found}}
 
 
 def _zeroed(model, plan):
     """Hooks that zero the cut heads' and channels' outputs where the cut model reads them."""
     handles = []
-    for block, (attention, attention_out, _, ffn_out) in base_pruning.blocks(model).items():
-        for kept, module, size in (
-            (plan["heads"][block], attention_out, attention_out.in_features // attention.attention_head_size),
-            (plan["ffn"][block], ffn_out, ffn_out.in_features),
+    for block, parts in base_pruning.blocks(model).items():
+        for kept, module, size, repeat in (
+            (plan["heads"][block], parts.out, parts.heads, parts.head_size),
+            (plan["ffn"][block], parts.ffn_out, parts.channels, 1),
         ):
             mask = torch.zeros(size)
             mask[kept] = 1
-            repeat = attention.attention_head_size if module is attention_out else 1
             handles.append(module.register_forward_pre_hook(base_pruning._masking(mask, repeat)))
     return handles
 
@@ -78,7 +77,8 @@ def test_cutting_heads_and_channels_is_exactly_zeroing_their_outputs(tiny_bert):
         cut = model(**batch).logits
     assert not torch.allclose(whole, zeroed, atol=1e-3)  # the cut changes the model
     assert torch.allclose(zeroed, cut, atol=1e-5)
-    attention, attention_out, ffn_in, _ = base_pruning.blocks(model)["bert.encoder.layer.0"]
+    parts = base_pruning.blocks(model)["bert.encoder.layer.0"]
+    attention, attention_out, ffn_in = parts.attention, parts.out, parts.ffn_in[0]
     assert attention.num_attention_heads == 1 and attention.all_head_size == 16  # for layouts that reshape by it
     assert attention.query.lora_B["default"].weight.shape[0] == attention.attention_head_size == 16
     assert attention_out.lora_A["default"].weight.shape[1] == 16
@@ -96,6 +96,7 @@ def test_a_merged_cut_model_has_the_base_shapes_and_computes_the_same(tiny_bert)
     with torch.no_grad():
         cut = model(**batch).logits
         merged = model.merge_and_unload()
+        # the sizes as plans written before decoders were cut hold them (no kv_heads)
         base_pruning.expand(merged, plan, {"head_size": 16, "heads": 2, "channels": 64})
         assert torch.allclose(merged(**batch).logits, cut, atol=1e-5)
     fresh, _ = load_model(tiny_bert, ["0", "1"], 0)
@@ -115,7 +116,7 @@ def test_a_run_cuts_the_shares_and_every_loader_gets_the_same_model(tiny_bert, s
     assert cut["total_after"] < cut["total_before"] and cut["seconds_per_step_after"] > 0
     assert report["trainable_params"] == sum(p.numel() for p in result.model.parameters() if p.requires_grad)
     plan = json.loads((result.adapter_dir / base_pruning.PLAN_FILE).read_text())
-    assert plan["sizes"] == {"head_size": 16, "heads": 2, "channels": 64}
+    assert plan["sizes"] == {"head_size": 16, "heads": 2, "kv_heads": 2, "channels": 64}
     assert all(len(kept) == 1 for kept in plan["heads"].values()) and all(len(k) == 32 for k in plan["ffn"].values())
 
     batch = _batch(tiny_bert)
@@ -158,7 +159,13 @@ def test_a_run_that_prunes_its_base_resumes_exactly(tiny_bert, sentiment_tsv, tm
         ("bert", "lora", {"use_dora": True}, {}, "does not work with DoRA"),
         ("bert", "lora", {"init": "olora"}, {}, "does not work with the PiSSA, OLoRA, LoRA-GA or CorDA start"),
         ("bert", "lora", {}, {"quantize": "4bit"}, "cannot cut a 4-bit (QLoRA) base's packed weights"),
-        ("gpt2", "lora", {}, {}, "works on BERT-style encoders (query, key and value layers); GPT2"),
+        (
+            "gpt2",
+            "lora",
+            {},
+            {},
+            "and Llama-style decoders such as Gemma, Mistral and Qwen (q_proj ... o_proj, gate_proj, up_proj, down_proj); GPT2",
+        ),
     ],
 )
 def test_what_base_pruning_cannot_do_is_refused_with_the_reason(

@@ -89,3 +89,15 @@ def test_the_token_count_reads_prompt_and_chosen_not_the_rejected_answer_as_extr
     preference = sft_options("review", "chosen", "rejected", task=get_task("preference"))
     assert (preference["prompt"], preference["response"], preference["input"]) == ("review", "chosen", None)
     assert sft_options("instruction", "output", "input", task=get_task("sft"))["input"] == "input"
+
+
+def test_dpo_refuses_pruning_the_base_on_the_form_and_orpo_takes_it(
+    alice_api, pairs, tiny_llama, django_capture_on_commit_callbacks
+):
+    fields = {"dataset": pairs["id"], "base_model": tiny_llama.pk, "input_column": "rejected"}
+    dpo = _submit(alice_api, **fields, params={"prune_channels": 0.5})
+    assert dpo.status_code == 400
+    assert "would change DPO's reference" in dpo.json()["errors"]["params.prune_heads"]
+    with django_capture_on_commit_callbacks(execute=False):
+        orpo = _submit(alice_api, **fields, params={"prune_channels": 0.5, "preference_loss": "orpo"})
+    assert orpo.status_code == 201, orpo.json()

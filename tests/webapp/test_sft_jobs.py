@@ -284,8 +284,11 @@ def test_a_cpt_context_that_fills_the_models_positions_is_refused_on_the_form(al
     assert not Job.objects.exists()
 
 
-def test_pruning_the_base_of_a_model_that_writes_is_refused_on_the_form(alice_api, seed_tasks, tiny_llama):
-    job = _seed_task_job(seed_tasks, tiny_llama, params={"prune_channels": 0.5})
-    response = alice_api.post("/api/v1/jobs", job, content_type="application/json")
-    assert response.status_code == 400
-    assert "not on a model that writes" in response.json()["errors"]["params.prune_heads"]
+def test_pruning_the_base_of_a_model_that_writes_is_taken_for_sft(
+    alice_api, seed_tasks, tiny_llama, django_capture_on_commit_callbacks
+):
+    job = _seed_task_job(seed_tasks, tiny_llama, params={"max_length": 512, "prune_channels": 0.5})
+    with django_capture_on_commit_callbacks(execute=False):
+        response = alice_api.post("/api/v1/jobs", job, content_type="application/json")
+    assert response.status_code == 201, response.json()
+    assert Job.objects.get(pk=response.json()["id"]).params["prune_channels"] == 0.5
