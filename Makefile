@@ -9,7 +9,7 @@ studio: venv
 
 # Tests run against Postgres and Redis on 127.0.0.1 (tests/settings.py); PYTEST_ARGS narrows a run.
 test: venv
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	scripts/test.sh $(PYTEST_ARGS)
 
 # What CI checks before the tests (.ci/run); `ruff format .` and `ruff check --fix .` mend most findings.
 lint: venv

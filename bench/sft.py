@@ -10,6 +10,7 @@ rows, model, settings and seed, in one run. Prints and (--docs) writes to docs/b
 
     .venv/bin/python bench/sft.py [--rows 64] [--eval-rows 8] [--max-length 192] [--batch-size 4] [--docs]
     .venv/bin/python bench/sft.py --quality --rows 400 --eval-rows 40 --max-length 320 --docs   # what it learns
+    .venv/bin/python bench/sft.py --prune 0.5 --rows 128 --eval-rows 16 --max-length 256 --docs  # Light-PEFT's cut
 
 The model is converted once (peftcore/gemma_bundle.py) into --model-root (default: the tests' cache). A CPU-sized
 run; on a GPU raise --rows (the issue's 400) and it runs the same way.
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 MARKERS = ("<!-- sft:start -->", "<!-- sft:end -->")
 QUALITY_MARKERS = ("<!-- sft-quality:start -->", "<!-- sft-quality:end -->")
+PRUNE_MARKERS = ("<!-- sft-prune:start -->", "<!-- sft-prune:end -->")
 DEFAULT_ROOT = Path.home() / ".cache" / "peft-studio-tests" / "models"
 LR, R, ALPHA, DROPOUT, SEED = 2e-4, 8, 16, 0.1, 42
 NO_SAVINGS = ("answer_logits_only=false", "group_by_length=false")
@@ -69,6 +71,7 @@ def studio(args, model_root: Path, train: Path, evaluation: Path, out: Path, *ex
         "wall_seconds": round(time.monotonic() - began, 1),
         "before": report["baseline_metrics"],
         "after": report["metrics"],
+        "base_pruning": report.get("base_pruning"),
     }
 
 
@@ -187,6 +190,35 @@ def quality_table(run: dict, args) -> str:
     return "\n".join(lines)
 
 
+def prune_table(runs: dict, share: float) -> str:
+    whole, cut = runs["whole"], runs["cut"]
+    pruned = cut["base_pruning"] or {}
+    lines = [
+        f"| held-out GSM8K rows | base model | after SFT | after SFT, {share:.0%} of heads and channels cut |",
+        "|---|---|---|---|",
+    ]
+    for key, label, fmt in QUALITY:
+        if key in whole["after"] and key in cut["after"]:
+            values = (whole["before"].get(key, float("nan")), whole["after"][key], cut["after"][key])
+            lines.append(f"| {label} | " + " | ".join(fmt.format(v) for v in values) + " |")
+    speed = cut["tokens_per_second"] / whole["tokens_per_second"]
+    before, after = pruned.get("before", {}), pruned.get("after", {})
+    lines += [
+        "",
+        "| | whole | cut |",
+        "|---|---|---|",
+        f"| tokens/s over the run | {whole['tokens_per_second']:.0f} | {cut['tokens_per_second']:.0f} ({speed:.2f}x) |",
+        f"| heads, FFN channels | {before.get('heads')}, {before.get('channels'):,} | {after.get('heads')}, "
+        f"{after.get('channels'):,} (cut at step {pruned.get('at_step')}) |",
+        f"| s/step before → after the cut (the cut run) | | {pruned.get('seconds_per_step_before') or 0:.2f} → "
+        f"{pruned.get('seconds_per_step_after') or 0:.2f} |",
+        f"| peak memory | {whole['peak_memory_bytes'] / 2**30:.2f} GiB | {cut['peak_memory_bytes'] / 2**30:.2f} GiB |",
+        f"| whole job (load, both evaluations, training) | {whole['wall_seconds'] / 60:.1f} min | "
+        f"{cut['wall_seconds'] / 60:.1f} min |",
+    ]
+    return "\n".join(lines)
+
+
 def write_docs(markers: tuple[str, str], stamp: str, text: str) -> None:
     write_between(markers, f"{stamp}\n\n{text}")
 
@@ -203,6 +235,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--docs", action="store_true")
     parser.add_argument("--quality", action="store_true", help="only the studio job: what it learns (own table)")
+    parser.add_argument(
+        "--prune",
+        type=float,
+        help="only the studio job, without and with Light-PEFT's cut of this share of the base model's heads and "
+        "FFN channels (prune_heads, prune_channels; own table)",
+    )
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: run the plain script on this file
     args = parser.parse_args()
     if args.plain:
@@ -216,6 +254,17 @@ def main() -> None:
         tmp = Path(tmp)
         train = write_rows(tmp / "train.jsonl", GSM8K / "train.jsonl", args.rows)
         evaluation = write_rows(tmp / "eval.jsonl", GSM8K / "test.jsonl", args.eval_rows)
+        if args.prune:
+            cut = (f"prune_heads={args.prune}", f"prune_channels={args.prune}")
+            runs = {"whole": studio(args, args.model_root, train, evaluation, tmp / "a")}
+            runs["cut"] = studio(args, args.model_root, train, evaluation, tmp / "b", *cut)
+            text = prune_table(runs, args.prune)
+            print(text)
+            if args.json:
+                args.json.write_text(json.dumps(runs, indent=2) + "\n")
+            if args.docs:
+                write_docs(PRUNE_MARKERS, _stamp(args, began), text)
+            return
         if args.quality:
             run = studio(args, args.model_root, train, evaluation, tmp / "a")
             text = quality_table(run, args)
@@ -242,7 +291,7 @@ def _stamp(args, began: float) -> str:
     return (
         f"Run {datetime.date.today()} ({(time.monotonic() - began) / 60:.0f} min wall): `--rows {args.rows} "
         f"--eval-rows {args.eval_rows} --epochs {args.epochs} --batch-size {args.batch_size} --max-length "
-        f"{args.max_length}{' --quality' if args.quality else ''}`, LoRA r {R} on all linear layers, lr {LR}, "
+        f"{args.max_length}{' --quality' if args.quality else ''}{f' --prune {args.prune}' if args.prune else ''}`, LoRA r {R} on all linear layers, lr {LR}, "
         f"seed {SEED}, CPU:"
     )
 

