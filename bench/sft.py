@@ -258,41 +258,33 @@ def main() -> None:
             cut = (f"prune_heads={args.prune}", f"prune_channels={args.prune}")
             runs = {"whole": studio(args, args.model_root, train, evaluation, tmp / "a")}
             runs["cut"] = studio(args, args.model_root, train, evaluation, tmp / "b", *cut)
-            text = prune_table(runs, args.prune)
-            print(text)
-            if args.json:
-                args.json.write_text(json.dumps(runs, indent=2) + "\n")
-            if args.docs:
-                write_docs(PRUNE_MARKERS, _stamp(args, began), text)
-            return
+            return _publish(args, began, runs, prune_table(runs, args.prune), PRUNE_MARKERS)
         if args.quality:
             run = studio(args, args.model_root, train, evaluation, tmp / "a")
-            text = quality_table(run, args)
-            print(text)
-            if args.json:
-                args.json.write_text(json.dumps(run, indent=2) + "\n")
-            if args.docs:
-                write_docs(QUALITY_MARKERS, _stamp(args, began), text)
-            return
+            return _publish(args, began, run, quality_table(run, args), QUALITY_MARKERS)
         results = {"plain": plain(args, args.model_root, train)}
         print(json.dumps(results["plain"]), file=sys.stderr, flush=True)
         results["studio"] = studio(args, args.model_root, train, evaluation, tmp / "a")
         print(json.dumps(results["studio"]), file=sys.stderr, flush=True)
         results["studio_no_savings"] = studio(args, args.model_root, train, evaluation, tmp / "b", *NO_SAVINGS)
-    text = table(results, args)
+    _publish(args, began, results, table(results, args), MARKERS)
+
+
+def _publish(args, began: float, data: dict, text: str, markers: tuple[str, str]) -> None:
+    """The table to stdout, the results to --json, the table into docs/benchmarks.md with --docs."""
     print(text)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
     if args.docs:
-        write_docs(MARKERS, _stamp(args, began), text)
+        write_docs(markers, _stamp(args, began), text)
 
 
 def _stamp(args, began: float) -> str:
+    mode = " --quality" if args.quality else f" --prune {args.prune}" if args.prune else ""
     return (
         f"Run {datetime.date.today()} ({(time.monotonic() - began) / 60:.0f} min wall): `--rows {args.rows} "
         f"--eval-rows {args.eval_rows} --epochs {args.epochs} --batch-size {args.batch_size} --max-length "
-        f"{args.max_length}{' --quality' if args.quality else ''}{f' --prune {args.prune}' if args.prune else ''}`, LoRA r {R} on all linear layers, lr {LR}, "
-        f"seed {SEED}, CPU:"
+        f"{args.max_length}{mode}`, LoRA r {R} on all linear layers, lr {LR}, seed {SEED}, CPU:"
     )
 
 

@@ -50,8 +50,9 @@ def _plan(model):
     return {**PLAN, "ffn": {block: list(range(0, channels, 3)) for block in found}}
 
 
-def _zeroed(model, plan):
-    """Hooks that zero the cut heads' and channels' outputs where the cut model reads them."""
+def assert_cut_is_zeroing(model, plan, batch) -> None:
+    """Cut the model by the plan, asserting that its logits change and equal the whole model's with the cut heads'
+    and channels' outputs zeroed (by hooks where the cut model reads them)."""
     handles = []
     for block, parts in base_pruning.blocks(model).items():
         for kept, module, size, repeat in (
@@ -61,13 +62,6 @@ def _zeroed(model, plan):
             mask = torch.zeros(size)
             mask[kept] = 1
             handles.append(module.register_forward_pre_hook(base_pruning._masking(mask, repeat)))
-    return handles
-
-
-def test_cutting_heads_and_channels_is_exactly_zeroing_their_outputs(tiny_bert):
-    model, batch = _lora(tiny_bert), _batch(tiny_bert)
-    plan = _plan(model)
-    handles = _zeroed(model, plan)
     with torch.no_grad():
         zeroed = model(**batch).logits
         for handle in handles:
@@ -77,6 +71,12 @@ def test_cutting_heads_and_channels_is_exactly_zeroing_their_outputs(tiny_bert):
         cut = model(**batch).logits
     assert not torch.allclose(whole, zeroed, atol=1e-3)  # the cut changes the model
     assert torch.allclose(zeroed, cut, atol=1e-5)
+
+
+def test_cutting_heads_and_channels_is_exactly_zeroing_their_outputs(tiny_bert):
+    model, batch = _lora(tiny_bert), _batch(tiny_bert)
+    plan = _plan(model)
+    assert_cut_is_zeroing(model, plan, batch)
     parts = base_pruning.blocks(model)["bert.encoder.layer.0"]
     attention, attention_out, ffn_in = parts.attention, parts.out, parts.ffn_in[0]
     assert attention.num_attention_heads == 1 and attention.all_head_size == 16  # for layouts that reshape by it

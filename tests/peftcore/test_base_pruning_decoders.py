@@ -14,6 +14,7 @@ from peftcore.events import ListSink
 from peftcore.methods import get_method
 from peftcore.schema import validate_params
 from peftcore.train import fit, run
+from tests.peftcore.test_base_pruning import assert_cut_is_zeroing
 from tests.peftcore.test_checkpoints import SMALL, generation_spec
 from tests.tiny_models import make_preference_file, make_review_answer_file, make_tiny_gemma3
 
@@ -42,20 +43,6 @@ def _batch():
     return {"input_ids": torch.randint(3, 60, (3, 12), generator=generator)}
 
 
-def _zeroed(model, plan):
-    """Hooks that zero the cut heads' and channels' outputs where the cut model reads them."""
-    handles = []
-    for block, parts in base_pruning.blocks(model).items():
-        for kept, module, size, repeat in (
-            (plan["heads"][block], parts.out, parts.heads, parts.head_size),
-            (plan["ffn"][block], parts.ffn_out, parts.channels, 1),
-        ):
-            mask = torch.zeros(size)
-            mask[kept] = 1
-            handles.append(module.register_forward_pre_hook(base_pruning._masking(mask, repeat)))
-    return handles
-
-
 def test_a_decoder_cut_cuts_whole_key_value_groups_and_is_exactly_zeroing_them(gqa_gemma):
     clean, errors = validate_params(get_method("lora").params, {"placement": "both"})
     assert not errors
@@ -69,17 +56,7 @@ def test_a_decoder_cut_cuts_whole_key_value_groups_and_is_exactly_zeroing_them(g
     assert len(found) == 2 and all((b.heads, b.group, b.head_size) == (HEADS, 2, HEAD_SIZE) for b in found.values())
     first, second = found
     plan = {"heads": {first: [2, 3], second: [0, 1]}, "ffn": {b: list(range(0, CHANNELS, 3)) for b in found}}
-    batch = _batch()
-    handles = _zeroed(model, plan)
-    with torch.no_grad():
-        zeroed = model(**batch).logits
-        for handle in handles:
-            handle.remove()
-        whole = model(**batch).logits
-        base_pruning.apply_plan(model, plan)
-        cut = model(**batch).logits
-    assert not torch.allclose(whole, zeroed, atol=1e-3)  # the cut changes the model
-    assert torch.allclose(zeroed, cut, atol=1e-5)
+    assert_cut_is_zeroing(model, plan, _batch())
     parts = base_pruning.blocks(model)[first]
     # one key/value head of two kept, with both query heads that read it
     assert parts.q.base_layer.out_features == 2 * HEAD_SIZE and parts.k.base_layer.out_features == HEAD_SIZE
