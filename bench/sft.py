@@ -192,9 +192,11 @@ def quality_table(run: dict, args) -> str:
 
 def prune_table(runs: dict, share: float) -> str:
     whole, cut = runs["whole"], runs["cut"]
-    pruned = cut["base_pruning"] or {}
+    pruned = cut["base_pruning"]
+    if not pruned:
+        raise SystemExit("the cut run ended before its cut (too few steps for prune_after): raise --rows")
     lines = [
-        f"| held-out GSM8K rows | base model | after SFT | after SFT, {share:.0%} of heads and channels cut |",
+        f"| held-out GSM8K rows | base model | after SFT | after SFT with `--prune {share}` |",
         "|---|---|---|---|",
     ]
     for key, label, fmt in QUALITY:
@@ -202,14 +204,14 @@ def prune_table(runs: dict, share: float) -> str:
             values = (whole["before"].get(key, float("nan")), whole["after"][key], cut["after"][key])
             lines.append(f"| {label} | " + " | ".join(fmt.format(v) for v in values) + " |")
     speed = cut["tokens_per_second"] / whole["tokens_per_second"]
-    before, after = pruned.get("before", {}), pruned.get("after", {})
+    before, after = pruned["before"], pruned["after"]
     lines += [
         "",
         "| | whole | cut |",
         "|---|---|---|",
         f"| tokens/s over the run | {whole['tokens_per_second']:.0f} | {cut['tokens_per_second']:.0f} ({speed:.2f}x) |",
-        f"| heads, FFN channels | {before.get('heads')}, {before.get('channels'):,} | {after.get('heads')}, "
-        f"{after.get('channels'):,} (cut at step {pruned.get('at_step')}) |",
+        f"| heads, FFN channels | {before['heads']}, {before['channels']:,} | {after['heads']}, "
+        f"{after['channels']:,} (cut at step {pruned['at_step']}) |",
         f"| s/step before → after the cut (the cut run) | | {pruned.get('seconds_per_step_before') or 0:.2f} → "
         f"{pruned.get('seconds_per_step_after') or 0:.2f} |",
         f"| peak memory | {whole['peak_memory_bytes'] / 2**30:.2f} GiB | {cut['peak_memory_bytes'] / 2**30:.2f} GiB |",
@@ -254,7 +256,7 @@ def main() -> None:
         tmp = Path(tmp)
         train = write_rows(tmp / "train.jsonl", GSM8K / "train.jsonl", args.rows)
         evaluation = write_rows(tmp / "eval.jsonl", GSM8K / "test.jsonl", args.eval_rows)
-        if args.prune:
+        if args.prune is not None:
             cut = (f"prune_heads={args.prune}", f"prune_channels={args.prune}")
             runs = {"whole": studio(args, args.model_root, train, evaluation, tmp / "a")}
             runs["cut"] = studio(args, args.model_root, train, evaluation, tmp / "b", *cut)
@@ -280,7 +282,7 @@ def _publish(args, began: float, data: dict, text: str, markers: tuple[str, str]
 
 
 def _stamp(args, began: float) -> str:
-    mode = " --quality" if args.quality else f" --prune {args.prune}" if args.prune else ""
+    mode = " --quality" if args.quality else f" --prune {args.prune}" if args.prune is not None else ""
     return (
         f"Run {datetime.date.today()} ({(time.monotonic() - began) / 60:.0f} min wall): `--rows {args.rows} "
         f"--eval-rows {args.eval_rows} --epochs {args.epochs} --batch-size {args.batch_size} --max-length "

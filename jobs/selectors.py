@@ -277,6 +277,11 @@ def playground_compare_choices(*, job: Job) -> list[Job]:
     return list(playground_compare_jobs(job=job)[:PLAYGROUND_COMPARE_CHOICES])
 
 
+def job_base_is_cut(*, job: Job) -> bool:
+    """Whether the job's run cut its base model's heads or channels (Light-PEFT; its report says so)."""
+    return EvalReport.objects.filter(job=job, data__has_key="base_pruning").exists()
+
+
 def playground_run_get(*, job: Job, run_id: int):
     """A playground run of a job the caller may already see (job_get scoped it to the team)."""
     from .models import PlaygroundRun

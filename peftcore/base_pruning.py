@@ -31,6 +31,9 @@ PLAN_FILE = "base_pruning.json"
 ADAPTER = "default"
 BERT_ATTENTION = ".attention.self"
 DECODER_ATTENTION = ".self_attn"
+# Llama's layout cut as _decoder_block cuts it: reshapes by -1, and any q/k norm is one head wide. Others that name
+# their layers alike are not (OLMo 2's q/k norms span every head, StableLM reshapes by its head count).
+DECODER_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"})
 # What the plan file's code must do to a base model before PeftModel.from_pretrained (the model card's lines).
 LOAD_LINES = (
     "# Light-PEFT cut heads and FFN channels of the base: cut a fresh one the same way with the studio's training",
@@ -45,16 +48,34 @@ def wanted(params: dict) -> bool:
     return bool(params.get("prune_heads") or params.get("prune_channels"))
 
 
+def reference_problem(task, params: dict) -> str | None:
+    """The reference a cut base would change, for a task whose reference is the base model with the adapter
+    switched off (DPO, KTO), or None. The caller says what would cut it and what to do."""
+    loss = params.get("preference_loss")
+    if getattr(task, "reference_by_disabling_adapter", False) and loss != "orpo":
+        return f"{str(loss).upper()}'s reference (the base model with the adapter switched off)"
+    return None
+
+
+def model_type_problem(model_type: str | None) -> str | None:
+    """Why a model that writes (by its config's model_type) cannot have its base cut, or None. Encoders are checked
+    by their layout when the run starts (blocks)."""
+    if model_type in DECODER_TYPES:
+        return None
+    return (
+        f"pruning the base model of a model that writes works on {', '.join(sorted(DECODER_TYPES))} models; "
+        f"{model_type or 'this model'} is not one: set both shares to 0"
+    )
+
+
 def base_pruning_problem(method, method_params: dict, params: dict, task=None) -> str | None:
     """Why pruning the base model cannot run with this method, task and settings, or None."""
     if not wanted(params):
         return None
-    loss = params.get("preference_loss")
-    if getattr(task, "reference_by_disabling_adapter", False) and loss != "orpo":
+    if problem := reference_problem(task, params):
         return (
-            f"pruning the base model would change {str(loss).upper()}'s reference (the base model with the adapter "
-            f"switched off) in the middle of the run: choose the ORPO loss, which has no reference, or set both "
-            f"shares to 0"
+            f"pruning the base model would change {problem} in the middle of the run: choose the ORPO loss, which "
+            f"has no reference, or set both shares to 0"
         )
     if method.name != "lora":
         return (
@@ -141,9 +162,10 @@ def blocks(model) -> dict[str, Block]:
     wrapped by peft; {} for any other architecture."""
     inner = model.base_model.model if hasattr(model, "peft_config") else model
     modules = dict(inner.named_modules())
+    decoder = getattr(getattr(inner, "config", None), "model_type", None) in DECODER_TYPES
     found = {}
     for name, module in modules.items():
-        hit = _bert_block(name, module, modules) or _decoder_block(name, module, modules)
+        hit = _bert_block(name, module, modules) or (decoder and _decoder_block(name, module, modules))
         if hit:
             found[hit[0]] = hit[1]
     return found
@@ -155,8 +177,7 @@ def architecture_problem(model) -> str | None:
     kind = type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__
     return (
         f"pruning the base model's heads and channels works on BERT-style encoders (query, key and value layers) "
-        f"and Llama-style decoders such as Gemma, Mistral and Qwen (q_proj ... o_proj, gate_proj, up_proj, "
-        f"down_proj); {kind} is neither: set both shares to 0"
+        f"and Llama-style decoders ({', '.join(sorted(DECODER_TYPES))}); {kind} is neither: set both shares to 0"
     )
 
 

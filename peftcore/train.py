@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoints, combine_run, defaults, density, devices, distributed, quantize, run_options
+from . import base_pruning, checkpoints, combine_run, defaults, density, devices, distributed, quantize, run_options
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
@@ -169,6 +169,13 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         raise TrainingError(BAD_PARAMS, problem)
     if job.start_from:
         check_start(job.start_from, job.method, job.method_params, job.task)
+        cut = job.start_from.mode == "continue" and base_pruning.read_plan(job.start_from.folder)
+        if cut and (problem := base_pruning.reference_problem(task, params)):
+            raise TrainingError(
+                BAD_PARAMS,
+                f"the adapter to continue was trained on a cut base model (Light-PEFT), which would then be "
+                f"{problem}: choose the ORPO loss, which has no reference, or stack on the adapter instead",
+            )
     phase(sink, "reading the data")
     rows = task.read_rows(job)
     if job.params["eval_fraction"] is None and not job.eval_file:

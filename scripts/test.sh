@@ -17,19 +17,29 @@ broker=${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}
 # shard one's own names: the database name with "_p" added (before any ?options), the Redis database one below
 # (or 14 where the URL names none)
 one_database="${database%%\?*}_p${database#"${database%%\?*}"}"
-if [[ $broker =~ ^rediss?://[^/]+/([0-9]+)$ ]]; then
+if [[ $broker =~ ^rediss?://[^/?]+/([0-9]+)$ ]]; then
   number=${BASH_REMATCH[1]}
   one_broker="${broker%/*}/$(( number > 0 ? number - 1 : 1 ))"
-else
+elif [[ $broker =~ ^rediss?://[^/?]+/?$ ]]; then
   one_broker="${broker%/}/14"
+else
+  echo "== CELERY_BROKER_URL=$broker is not redis://host:port/N: one pytest process, not two" >&2
+  exec "${PYTEST[@]}"
 fi
 
 log=$(mktemp -t tests-shard-one.XXXXXX)
 # one thread of torch each: two processes on two cores, not four threads fighting for them
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-DATABASE_URL=$one_database CELERY_BROKER_URL=$one_broker "${PYTEST[@]}" "${ONE[@]}" >"$log" 2>&1 &
+unset STUDIO_HOME  # each shard makes its own (tests/settings.py); a shared one would mix their models and logs
+# bash starts a background job with SIGINT ignored; the subshell takes it back, so that Ctrl-C (passed on by the
+# trap) lets pytest run its teardown, which stops the shard's Celery worker
+(
+  trap - INT
+  exec env DATABASE_URL="$one_database" CELERY_BROKER_URL="$one_broker" "${PYTEST[@]}" -o cache_dir=.pytest_cache/one \
+    "${ONE[@]}"
+) >"$log" 2>&1 &
 one=$!
-trap 'kill $one 2>/dev/null' INT TERM
+trap 'kill -INT $one 2>/dev/null' INT TERM
 
 echo "== shard two: everything but ${ONE[*]} (shard one, ${ONE[*]}, runs beside it; its output follows)"
 DATABASE_URL=$database CELERY_BROKER_URL=$broker "${PYTEST[@]}" "${ONE[@]/#/--ignore=}"

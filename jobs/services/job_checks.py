@@ -2,6 +2,7 @@
 
 from django.conf import settings
 
+from peftcore import base_pruning
 from peftcore.alora import activation_problem
 from peftcore.base_pruning import base_pruning_problem
 from peftcore.light_peft import pruning_problem
@@ -175,7 +176,10 @@ def job_validate(
     if spec is not None and not param_errors and (problem := pruning_problem(spec, clean_method, clean_params)):
         errors["params.prune_ranks"] = problem
     if spec is not None and not param_errors:
-        if problem := base_pruning_problem(spec, clean_method, clean_params, task_spec):
+        problem = base_pruning_problem(spec, clean_method, clean_params, task_spec)
+        if not problem and base_pruning.wanted(clean_params) and config is not None and task_spec.generative:
+            problem = base_pruning.model_type_problem(config.get("model_type"))  # else the run checks the layout
+        if problem:
             errors["params.prune_heads"] = problem
     if spec is not None and not method_errors and (problem := activation_problem(spec, clean_method, task)):
         errors["method_params.activated"] = problem

@@ -45,6 +45,14 @@ def playground_run_create(*, job: Job, user, texts: list[str], options: dict | N
         message = "only a generation job's adapter writes beside another's; this job's adapter predicts labels"
         raise ValidationFailed(message, errors={"compare_job": message})
     options = generation_options(options or {}) if generative else {}
+    from ..selectors import job_base_is_cut  # as _compare_with: selectors read what services write
+
+    if options.get("compare_base") and job_base_is_cut(job=job):
+        message = (
+            "this adapter was trained on a cut base model (Light-PEFT pruned its heads or channels), so with the "
+            "adapter off it is the cut model, not the base model: untick the comparison with the base model"
+        )
+        raise ValidationFailed(message, errors={"compare_base": message})
     if options.get("compare_job"):
         options.update(_compare_with(job, options["compare_job"]))
     run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts, options=options)

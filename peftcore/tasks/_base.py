@@ -45,6 +45,8 @@ class Predictor:
     tokenizer: Any
     labels: list[str] = field(default_factory=list)
     runner: Runner | None = None  # what a generative task generates with
+    # the adapter was trained on a cut base (Light-PEFT): with the adapter off, the model is the cut base, not the base
+    base_cut: bool = False
 
 
 class Task:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import base_pruning
 from ..errors import BAD_DATA, TrainingError
 from ..metrics import generation_metrics
 from ..sft import IGNORE_INDEX, SftExample, end_token_id, read_sft_examples
@@ -353,7 +354,8 @@ class GenerationTask(Task):
             device=next(model.parameters()).device,
             position_limit=max_positions(model, tokenizer),
         )
-        return Predictor(self, model, tokenizer, runner=runner)
+        cut = base_pruning.read_plan(adapter_dir) is not None
+        return Predictor(self, model, tokenizer, runner=runner, base_cut=cut)
 
     def predict(
         self,
@@ -379,8 +381,9 @@ class GenerationTask(Task):
         max_new_tokens = max(1, min(int(max_new_tokens), PLAYGROUND_NEW_TOKENS))
         sampling = {"temperature": max(0.0, float(temperature)), "top_p": min(max(float(top_p), 1e-3), 1.0)}
         model, base = predictor.model, None
-        # the base model is the same weights with the adapter switched off (peft adapters; others have no switch)
-        compare_base = compare_base and hasattr(model, "disable_adapter")
+        # the base model is the same weights with the adapter switched off (peft adapters; others have no switch),
+        # unless the adapter cut them (then no answer is better than the cut model's under the base model's name)
+        compare_base = compare_base and hasattr(model, "disable_adapter") and not predictor.base_cut
 
         def stream(key: str, fixed: dict):
             return None if on_partial is None else (lambda texts: on_partial({**fixed, key: texts}))

@@ -164,7 +164,7 @@ def test_a_run_that_prunes_its_base_resumes_exactly(tiny_bert, sentiment_tsv, tm
             "lora",
             {},
             {},
-            "and Llama-style decoders such as Gemma, Mistral and Qwen (q_proj ... o_proj, gate_proj, up_proj, down_proj); GPT2",
+            "and Llama-style decoders (gemma, gemma2, gemma3_text, llama, mistral, qwen2, qwen3); GPT2",
         ),
     ],
 )

@@ -114,3 +114,16 @@ def test_the_worker_writes_with_both_adapters_and_the_page_shows_them_side_by_si
     html = _client(later_job.created_by).get(f"/jobs/{later_job.pk}/playground/{run.pk}/").content.decode()
     assert f"Job #{sft_job.pk} lora's response" in html
     assert html.count('class="compare-generated"') == 2 and html.count('class="generated"') == 2
+
+
+def test_the_base_model_column_is_refused_for_an_adapter_on_a_cut_base(alice_api, sft_job):
+    from jobs.models import EvalReport
+
+    url = f"/api/v1/jobs/{sft_job.pk}/playground"
+    EvalReport.objects.update_or_create(job=sft_job, defaults={"data": {"task": "sft"}})
+    with_base = {"texts": ["hi"], "compare_base": True}
+    assert alice_api.post(url, with_base, content_type="application/json").status_code == 202
+    EvalReport.objects.filter(job=sft_job).update(data={"task": "sft", "base_pruning": {"at_step": 2}})
+    refused = alice_api.post(url, with_base, content_type="application/json")
+    assert refused.status_code == 400 and "untick the comparison" in refused.json()["errors"]["compare_base"]
+    assert alice_api.post(url, {"texts": ["hi"]}, content_type="application/json").status_code == 202

@@ -292,3 +292,15 @@ def test_pruning_the_base_of_a_model_that_writes_is_taken_for_sft(
         response = alice_api.post("/api/v1/jobs", job, content_type="application/json")
     assert response.status_code == 201, response.json()
     assert Job.objects.get(pk=response.json()["id"]).params["prune_channels"] == 0.5
+
+
+def test_pruning_the_base_of_a_writer_without_llamas_layout_is_refused_on_the_form(alice_api, seed_tasks, db):
+    from tests.tiny_models import make_tiny_gpt2
+
+    make_tiny_gpt2(settings.MODEL_ROOT / "tiny-gpt2")
+    gpt2 = base_model_register(name="tiny random GPT-2", source="local:tiny-gpt2")
+    job = _seed_task_job(seed_tasks, gpt2, params={"max_length": 512, "prune_channels": 0.5})
+    response = alice_api.post("/api/v1/jobs", job, content_type="application/json")
+    assert response.status_code == 400
+    assert "gpt2 is not one: set both shares to 0" in response.json()["errors"]["params.prune_heads"]
+    assert not Job.objects.exists()
