@@ -68,6 +68,20 @@ def model_type_problem(model_type: str | None) -> str | None:
     )
 
 
+def heads_problem(share: float, heads: int, kv_heads: int) -> str | None:
+    """Why cutting this share of each layer's heads would cut none, or None. A cut takes whole groups of query
+    heads that share a key/value head (one head a group in BERT), and int(share x groups) of them."""
+    if not share or int(share * kv_heads) > 0:
+        return None
+    if kv_heads == 1:
+        return (
+            f"each layer's {heads} query heads share one key/value head, which the cut must keep, so no head can go: "
+            f"set the heads' share to 0 (the FFN channels can still be cut)"
+        )
+    units = "heads" if kv_heads == heads else "groups of query heads that share a key/value head"
+    return f"a share of {share} of each layer's {kv_heads} {units} cuts none: use at least {1 / kv_heads:.2f}, or 0"
+
+
 def base_pruning_problem(method, method_params: dict, params: dict, task=None) -> str | None:
     """Why pruning the base model cannot run with this method, task and settings, or None."""
     if not wanted(params):

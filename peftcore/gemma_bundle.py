@@ -29,7 +29,13 @@ MARKER = "studio_bundle.json"  # written last: its presence says the folder is c
 READY, PREPARING, MISSING = "ready", "preparing", "missing"
 # What the converted config.json says that the web process checks before the folder exists (architecture,
 # positions): the form and the job checks need no copy of the model.
-CONFIG = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "max_position_embeddings": 32768}
+CONFIG = {
+    "architectures": ["Gemma3ForCausalLM"],
+    "model_type": "gemma3_text",
+    "max_position_embeddings": 32768,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 1,  # the job form's base-pruning check: no head can be cut
+}
 
 
 def installed() -> bool:

@@ -92,6 +92,11 @@ def add_pruning(run: Run, state: dict | None) -> None:
         problem = base_pruning.architecture_problem(run.model) or (
             "pruning the base model works on a run that starts from the base model" if run.spec.start_from else None
         )
+        first = next(iter(base_pruning.blocks(run.model).values()), None)
+        if not problem and first is not None and "kept" not in ((state or {}).get("base_pruning") or {}):
+            problem = base_pruning.heads_problem(
+                params.get("prune_heads") or 0, first.heads, first.heads // first.group
+            )
         if problem:
             raise TrainingError(BAD_PARAMS, problem)
         saved = (state or {}).get("base_pruning") or {}

@@ -179,6 +179,9 @@ def job_validate(
         problem = base_pruning_problem(spec, clean_method, clean_params, task_spec)
         if not problem and base_pruning.wanted(clean_params) and config is not None and task_spec.generative:
             problem = base_pruning.model_type_problem(config.get("model_type"))  # else the run checks the layout
+        if not problem and config is not None and (heads := config.get("num_attention_heads")):
+            kv_heads = config.get("num_key_value_heads") or heads
+            problem = base_pruning.heads_problem(clean_params.get("prune_heads") or 0, heads, kv_heads)
         if problem:
             errors["params.prune_heads"] = problem
     if spec is not None and not method_errors and (problem := activation_problem(spec, clean_method, task)):

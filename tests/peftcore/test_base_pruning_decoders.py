@@ -162,3 +162,15 @@ def test_continuing_a_cut_adapter_with_dpo_is_refused(gqa_gemma, preference_rows
     with pytest.raises(TrainingError) as raised:
         run(spec, ListSink())
     assert raised.value.kind == BAD_PARAMS and "would then be DPO's reference" in raised.value.message
+
+
+def test_a_head_share_that_would_cut_no_head_is_refused_with_the_reason(pairs, tmp_path):
+    # one key/value head per layer (as the bundled 270M has): the cut must keep it, and with it every query head
+    shared = make_tiny_gemma3(tmp_path / "shared-kv", heads=2, kv_heads=1)
+    params = {**SMALL, "max_length": 48, "prune_heads": 0.5}
+    with pytest.raises(TrainingError) as raised:
+        run(generation_spec(shared, pairs, tmp_path / "out", task="sft", params=params), ListSink())
+    assert raised.value.kind == BAD_PARAMS and "share one key/value head" in raised.value.message
+    assert "at least 0.50, or 0" in base_pruning.heads_problem(0.25, 4, 2)
+    assert "each layer's 12 heads cuts none" in base_pruning.heads_problem(0.05, 12, 12)
+    assert base_pruning.heads_problem(0.5, 4, 2) is None and base_pruning.heads_problem(0, 4, 1) is None

