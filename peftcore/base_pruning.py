@@ -4,8 +4,8 @@ mask of ones on its output: |d loss / d mask|, as in Michel et al. 2019), then e
 share of heads and of channels, and training goes on with a smaller, faster model.
 
 The cut is physical: the query, key and value rows of a cut head and the columns of the attention output that
-read it go, as do a cut channel's row of the first FFN matrix and column of the second (with the LoRA factors
-on them and their optimizer moments). That equals zeroing the cut head's or channel's output, which is what the
+read it go, as do a cut channel's rows of the FFN matrices that write it (BERT's intermediate, a decoder's gate
+and up) and column of the one that reads it (with the LoRA factors on them and their optimizer moments). That equals zeroing the cut head's or channel's output, which is what the
 tests check.
 
 The adapter cannot carry a smaller base model, so it carries the plan instead (PLAN_FILE: each layer's kept heads
@@ -212,10 +212,10 @@ class BasePruner:
         self.handles = []
         self.times: list[float] = []
         for block, parts in self.blocks.items():
-            for key, n, module in (
-                (f"{block}|heads", parts.heads, parts.out),
-                (f"{block}|ffn", parts.channels, parts.ffn_out),
-            ):
+            measured = [(f"{block}|heads", parts.heads, parts.out)] if heads else []
+            measured += [(f"{block}|ffn", parts.channels, parts.ffn_out)] if channels else []
+            # only what is to be cut is measured: a share of 0 costs no mask, hook or gradient
+            for key, n, module in measured:
                 saved_sum = importance.get(key)
                 self.importance[key] = torch.tensor(saved_sum or [0.0] * n, dtype=torch.float64)
                 if "kept" not in state:

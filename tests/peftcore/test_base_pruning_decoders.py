@@ -148,6 +148,7 @@ def test_preference_tuning_with_a_reference_refuses_base_pruning(
 ):
     if not refused:  # ORPO has no reference: the cut run is the fixture's
         assert pruned_orpo.done["report"]["base_pruning"]["after"]["channels"] == CHANNELS
+        assert base_pruning.read_plan(pruned_orpo.adapter_dir)["heads"] == {}  # a share of 0 is not measured
         return
     spec = _preference_spec(gqa_gemma, preference_rows, tmp_path / "out", prune_channels=0.5, preference_loss=loss)
     with pytest.raises(TrainingError) as raised:
