@@ -140,7 +140,8 @@ class Job(models.Model):
     # beside each parent. {"parents": [job ids], "weights": [...], "combination": "sum", "density": null}.
     combine = models.JSONField(null=True, blank=True)
     # One adapter per value of this column (issue 21, PEFT-U; peftcore/groups.py), each optionally starting from
-    # a shared adapter trained on all rows first. Blank: one adapter for all rows.
+    # a shared adapter trained on all rows first; with Poly or multitask prompt tuning, one adapter with a task per
+    # value (peftcore/task_routing.py). Blank: one adapter for all rows.
     group_column = models.CharField(max_length=200, blank=True)
     group_shared = models.BooleanField(default=False)
     # The sweep this job is one point of (issue 21); null for a job submitted on its own.
@@ -217,6 +218,17 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL
+
+    @property
+    def task_per_group(self) -> bool:
+        """The group column names each row's task in one adapter, rather than splitting the rows into one each."""
+        from peftcore.methods import UnknownMethodError, get_method
+        from peftcore.task_routing import routes_tasks
+
+        try:
+            return routes_tasks(get_method(self.method), self.group_column)
+        except UnknownMethodError:
+            return False
 
     @property
     def label_names(self) -> dict[str, str]:

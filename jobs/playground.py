@@ -42,14 +42,15 @@ def _unzip_once(artifact: Artifact) -> Path:
     return folder
 
 
-def _cached(model_path: Path, adapter_dir: Path, load):
-    """load(model_path, adapter_dir), or the copy still in memory; one LRU whatever the adapter's task."""
-    key = (str(model_path), str(adapter_dir))
+def _cached(model_path: Path, adapter_dir: Path, load, group: str | None = None):
+    """load(model_path, adapter_dir), or the copy still in memory; one LRU whatever the adapter's task. group: an
+    adapter with a task per group, loaded routed to that group's task (a copy per group)."""
+    key = (str(model_path), str(adapter_dir), group)
     with _lock:
         if key in _loaded:
             _loaded.move_to_end(key)
             return _loaded[key]
-    loaded = load(model_path, adapter_dir)
+    loaded = load(model_path, adapter_dir) if group is None else load(model_path, adapter_dir, group)
     with _lock:
         _loaded[key] = loaded
         while len(_loaded) > KEEP_LOADED:
@@ -57,10 +58,11 @@ def _cached(model_path: Path, adapter_dir: Path, load):
     return loaded
 
 
-def _predictor(model_path: Path, adapter_dir: Path):
+def _predictor(model_path: Path, adapter_dir: Path, group: str | None = None):
+    from peftcore.groups import load_group_predictor
     from peftcore.predict import load_predictor
 
-    return _cached(model_path, adapter_dir, load_predictor)
+    return _cached(model_path, adapter_dir, load_group_predictor if group is not None else load_predictor, group)
 
 
 def _adapter_dir(job) -> Path:
@@ -106,7 +108,7 @@ def predict(run_id: int) -> str:
             fixed = {"compare_generations": [c["generation"] for c in compared]}
         # The folder records the task it was trained for (classification if it predates the record), so it
         # decides, not job.task: an adapter loads only as the task it was saved for.
-        predictor = _predictor(model_path, _adapter_dir(job))
+        predictor = _predictor(model_path, _adapter_dir(job), options.get("group"))
         answers = answer(
             predictor,
             run.texts,

@@ -253,6 +253,12 @@ def token_stats_summary(stats, max_length: int | None) -> dict | None:
 PLAYGROUND_COMPARE_CHOICES = 50  # the newest adapters offered to write beside a job's in the playground
 
 
+def job_task_groups(*, job: Job) -> list[str]:
+    """The group values an adapter with a task per group has a task for, as its report lists them."""
+    data = EvalReport.objects.filter(job_id=job.pk).values_list("data", flat=True).first() or {}
+    return [str(g["group"]) for g in data.get("groups") or [] if "task_id" in g]
+
+
 def playground_compare_jobs(*, job: Job) -> QuerySet:
     """The team's other succeeded generation adapters on the job's base model, newest first: what the playground
     can write beside this job's (an SFT adapter next to the DPO one trained on top of it). None for a job that

@@ -64,6 +64,25 @@ def _loading_lines(saved_as: str, auto: str, num_labels: int | None, load_lines:
     return [f"model = {auto}.from_pretrained(base{labels})", *(load_lines or [f"model = {load}"]), "model.eval()"]
 
 
+def _with_task_ids(lines: list[str], routing: Mapping[str, Any] | None) -> list[str]:
+    """The use lines with each row's task id added to the inputs, which both the forward pass and generate take."""
+    if routing is None:
+        return lines
+    if routing.get("column"):
+        task = f"tasks[{json.dumps(routing['group'], ensure_ascii=False)}]"
+        first = [
+            "import json",
+            "",
+            f"# a task per value of {routing['column']!r}: tasks.json gives each value's task id",
+            'tasks = json.loads(open(f"{folder}/tasks.json", encoding="utf-8").read())["tasks"]',
+        ]
+    else:
+        task, first = "0", ["# the adapter routes each row by a task id; it was trained as one task, 0"]
+    at = next(i for i, line in enumerate(lines) if line.startswith("inputs = ")) + 1
+    routed = f'inputs["task_ids"] = torch.full((inputs["input_ids"].shape[0],), {task})'
+    return [*first, *lines[:at], routed, *lines[at:]]
+
+
 def _fmt_metric(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -90,10 +109,13 @@ def write_model_card(
     options: Mapping[str, Any] | None = None,
     example_prompt: str | None = None,
     load_lines: Sequence[str] = (),
+    routing: Mapping[str, Any] | None = None,
 ) -> Path:
     """README.md: what was trained on what, how well it did, and the exact code that loads it. The task (its
     registry entry) adds its lines; options: its own settings (Task.options); example_prompt: SFT's example
-    question laid out as in training (its template's markers), for the code that uses the adapter."""
+    question laid out as in training (its template's markers), for the code that uses the adapter. routing: the
+    adapter routes rows by a task id (Poly, multitask prompt tuning): {} for one task, {"column", "group"} for a
+    task per group (the code then reads that group's id from tasks.json)."""
     entry = get_task(task)
     max_length = params.get("max_length", 128)
     lines = [
@@ -143,7 +165,7 @@ def write_model_card(
         *_loading_lines(saved_as, auto, len(labels) if entry.has_labels else None, () if stacked else load_lines),
         "tokenizer = AutoTokenizer.from_pretrained(folder)",
         "",
-        *entry.card_use_lines(max_length, example_prompt),
+        *_with_task_ids(entry.card_use_lines(max_length, example_prompt), routing),
         "```",
         "",
         *([f"The label list is also in `{LABELS_FILE}`.", ""] if labels else []),

@@ -218,6 +218,8 @@ def fingerprint(spec) -> dict:
         "template": None,  # a key for every task, as checkpoints have always recorded it
         "start_from": spec.start_from.mode if spec.start_from else None,
     }
+    if spec.group_column:  # a task per group (task_routing.py); older checkpoints have no such key
+        identity["tasks_from"] = spec.group_column
     return {**identity, **get_task(spec.task).options(spec)}  # the task's own settings (SFT's template)
 
 

@@ -225,7 +225,15 @@ def load_group_predictor(model_path: Path, folder: Path, group: str):
     """The predictor for one group of a group run's adapter folder, found through its index file; a group that
     had no adapter of its own gets the shared one (KeyError when there is none)."""
     from .predict import load_predictor
+    from .task_routing import read, route_to
 
+    routed = read(folder)
+    if routed is not None:  # one adapter, a task per group (task_routing.py)
+        if group not in routed["tasks"]:
+            raise KeyError(f"the adapter has no task for the group '{group}'")
+        predictor = load_predictor(model_path, folder)
+        route_to(predictor.model, routed["tasks"][group])
+        return predictor
     index = json.loads((Path(folder) / INDEX_FILE).read_text(encoding="utf-8"))
     relative = index["groups"].get(group) or index.get("shared")
     if relative is None:

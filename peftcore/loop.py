@@ -65,6 +65,7 @@ class Run:
     regularisers: list = field(default_factory=list)
     pruner: Any = None  # light_peft.RankPruner when the run prunes its adapter's ranks
     base_pruner: Any = None  # base_pruning.BasePruner when it prunes the base model's heads and channels
+    tasks: Any = None  # task_routing.Tasks: a group column's values as the adapter's tasks
 
 
 def make_optimizer(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import base_pruning
+from . import base_pruning, task_routing
 from .adapters import save_native, write_method_file
 from .artifacts import replace_folder, write_labels, write_model_card
 from .models import BUNDLED_MODEL_ID, BUNDLED_UPSTREAM_ID, LOCAL_PREFIX, is_hub_id
@@ -27,10 +27,17 @@ def upstream_base(base_model: str) -> str:
 
 
 def save_adapter(
-    model, tokenizer, spec: TrainSpec, labels: list[str], report: dict, base_plan: dict | None = None
+    model,
+    tokenizer,
+    spec: TrainSpec,
+    labels: list[str],
+    report: dict,
+    base_plan: dict | None = None,
+    tasks=None,
 ) -> Path:
     """base_plan: Light-PEFT's cut of the base model's heads and channels (base_pruning.py), when the run made one;
-    continuing an adapter that carries one carries it on."""
+    continuing an adapter that carries one carries it on. tasks: a task per group (task_routing.py), whose
+    tasks.json maps each group value to its task id."""
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     partial = spec.output_dir / f".{ADAPTER_DIR}.partial"
     if partial.exists():
@@ -62,6 +69,8 @@ def save_adapter(
     tokenizer.save_pretrained(str(partial))
     write_labels(partial, labels)
     write_method_file(partial, method=spec.method.name, params=spec.method_params, task=spec.task, **options)
+    if tasks is not None:
+        task_routing.write(partial, tasks)
     stacked = carry_base(spec.start_from, partial)
     if base_plan is None and spec.start_from is not None and spec.start_from.mode == "continue":
         base_plan = base_pruning.read_plan(spec.start_from.folder)
@@ -91,5 +100,8 @@ def save_adapter(
         load_lines=load_lines,
         stacked=stacked,
         options=options,
+        routing=None
+        if spec.method.expand_tasks is None
+        else ({"column": tasks.column, "group": tasks.values[0]} if tasks is not None else {}),
     )
     return replace_folder(partial, spec.output_dir / ADAPTER_DIR)

@@ -18,6 +18,8 @@ from .quantize import quantize_problem
 from .schema import format_errors, validate_params
 from .sft import AUTO
 from .start_from import StartFrom, parse_start_from
+from .task_routing import problem as task_problem
+from .task_routing import routes_tasks
 from .tasks import UnknownTaskError, get_task
 from .training_params import TRAINING_PARAMS
 
@@ -63,6 +65,8 @@ class TrainSpec:
     # Why each setting left empty got its value ("params.epochs" -> reason): what the studio chose at submission
     # and what training chose from the data (defaults.py); the report shows them.
     choices: dict = field(default_factory=dict)
+    # A group column read by a method that routes rows by task (task_routing.py): one adapter, a task per group.
+    group_column: str | None = None
 
     def choose(self, facts: defaults.Facts) -> None:
         """Resolve what the facts allow of the settings still empty, recording why."""
@@ -160,7 +164,10 @@ def parse_spec(spec: dict) -> TrainSpec:
         rank=rank,
         port=_whole_number(spec, "port"),
         choices={str(key): str(value) for key, value in choices.items()},
+        group_column=spec.get("group_column") if routes_tasks(method, spec.get("group_column")) else None,
     )
+    if parsed.group_column and (problem := task_problem(method, task.id, bool(spec.get("group_shared")))):
+        raise TrainingError(BAD_PARAMS, problem)
     parsed.choose(defaults.Facts(generative=task.generative, has_labels=task.has_labels))
     return parsed
 

@@ -22,13 +22,24 @@ from typing import Any
 
 import torch
 
-from . import base_pruning, checkpoints, combine_run, defaults, density, devices, distributed, quantize, run_options
+from . import (
+    base_pruning,
+    checkpoints,
+    combine_run,
+    defaults,
+    density,
+    devices,
+    distributed,
+    quantize,
+    run_options,
+    task_routing,
+)
 from .adapters import AdapterLoadError
 from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
 from .events import EventSink, phase
 from .failures import classify_failure, error_event, failures_as
-from .loop import Run, baseline, make_optimizer, preempted, resume, stop_point, train_loop
+from .loop import Run, baseline, baseline_rows, make_optimizer, preempted, resume, stop_point, train_loop
 from .methods import checkpointing_problem, virtual_tokens_problem
 from .methods._common import MethodBuildError
 from .models import check_model_folder
@@ -178,6 +189,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             )
     phase(sink, "reading the data")
     rows = task.read_rows(job)
+    tasks = _tasks(job, rows) if job.group_column else None
     if job.params["eval_fraction"] is None and not job.eval_file:
         job.choices["params.eval_fraction"] = defaults.eval_reason(len(rows.train) + len(rows.eval))
     job.choices.update(task.choice_reasons(job))
@@ -217,6 +229,8 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             )
     except (MethodBuildError, AdapterLoadError) as exc:
         raise TrainingError(BAD_PARAMS, str(exc)) from exc
+    if tasks is not None:
+        job.method.expand_tasks(model, len(tasks.values))
     if params.get("gradient_checkpointing"):
         _checkpoint_activations(model)
     if params.get("quantize") != quantize.FOUR_BIT:  # a 4-bit model is already on its GPU and cannot move
@@ -246,6 +260,9 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
     train_features, eval_features = runner.encode(rows.train), runner.encode(rows.eval)
     runner.refuse(rows.train, train_features, "training")
     runner.refuse(rows.eval, eval_features, "evaluation")
+    if tasks is not None:
+        task_routing.tag(train_features, tasks.train)
+        task_routing.tag(eval_features, tasks.eval)
     stop_point(stop)
     # a stacked method is new on top of the merged adapter: its data-driven start runs as on the base model
     continuing = job.start_from is not None and job.start_from.mode == "continue"
@@ -287,6 +304,7 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         head=head,
         precision=precision,
         group=group,
+        tasks=tasks,
     )
     sink.emit(
         {
@@ -313,6 +331,10 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
         if params.get("baseline_eval", True):
             phase(sink, "measuring the untrained model")
             baseline(run)
+            if tasks is not None:
+                run.progress.baseline["groups"] = task_routing.by_group(
+                    runner, model, eval_features, rows.eval, tasks, baseline_rows(len(eval_features), 0)
+                )
         if run.density is not None:
             run.progress.baseline["density"] = density.measure(run.density, model, runner, eval_features, device)
         # A new head only (an adapter a job starts from brings a trained one; a combination trains nothing).
@@ -320,6 +342,11 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             phase(sink, f"fitting the new head to {len(train_features):,} rows' features (linear probe)")
             run.probe = probe_head(run, new_modules)
     return run
+
+
+def _tasks(job: TrainSpec, rows) -> task_routing.Tasks:
+    evaluation = (job.eval_file, job.eval_format) if job.eval_file else None
+    return task_routing.assign(job.group_column, rows, (job.train_file, job.train_format), evaluation)
 
 
 def _facts(task: Task, train_rows: int, num_labels: int, **more) -> defaults.Facts:
@@ -418,9 +445,13 @@ def _finish(run: Run) -> FitResult:
             report["efficiency"]["trainable_share"] = trainable / run.total_params
     if parents is not None:
         report["combination"] = combine_run.report_section(run, parents)
+    if run.tasks is not None:
+        phase(run.sink, f"scoring each '{run.tasks.column}' alone")
+        after = task_routing.by_group(run.runner, run.model, run.eval_features, run.rows.eval, run.tasks)
+        report.update(task_routing.report_section(run.tasks, run.progress.baseline.get("groups") or {}, after))
     phase(run.sink, "saving the adapter")
     plan = run.base_pruner.plan() if run.base_pruner is not None else None
-    adapter_dir = save_adapter(run.model, run.tokenizer, run.spec, run.labels, report, base_plan=plan)
+    adapter_dir = save_adapter(run.model, run.tokenizer, run.spec, run.labels, report, base_plan=plan, tasks=run.tasks)
     report["efficiency"]["adapter_bytes"] = sum(p.stat().st_size for p in adapter_dir.rglob("*") if p.is_file())
     done = {"event": "done", "adapter_dir": str(adapter_dir.resolve()), "metrics": metrics, "report": report}
     run.sink.emit(done)
@@ -431,7 +462,7 @@ def run(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = No
     """Train one job. Returns the done event (or the preempted one, see fit()); on failure emits an error event
     and raises TrainingError. An out-of-memory error event names the micro-batch size that failed."""
     try:
-        if isinstance(spec, dict) and spec.get("group_column"):  # one adapter per group (groups.py)
+        if isinstance(spec, dict) and spec.get("group_column") and not _routes_tasks(spec):  # groups.py
             from .groups import fit_groups
 
             result = fit_groups(spec, sink, should_stop, fit)
@@ -445,6 +476,17 @@ def run(spec: dict, sink: EventSink, should_stop: Callable[[], bool] | None = No
             raise
         raise error from exc
     return result.done or result.preempted
+
+
+def _routes_tasks(spec: dict) -> bool:
+    """A group column read as a task per group (task_routing.py) rather than one adapter per group."""
+    from .methods import UnknownMethodError, get_method
+
+    try:
+        method = get_method(spec.get("method"))
+    except UnknownMethodError:
+        return False  # fit() refuses an unknown method with the reason
+    return task_routing.routes_tasks(method, spec.get("group_column"))
 
 
 def _micro_batch_size(spec: dict) -> int | None:

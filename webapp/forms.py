@@ -116,7 +116,8 @@ class JobForm(forms.Form):
         required=False,
         label="One adapter per value of",
         help_text="Optional: a column such as a user, customer or language; one small adapter is trained per value "
-        "and scored on that group's own rows. Groups under 20 rows are listed, not trained.",
+        "and scored on that group's own rows. Groups under 20 rows are listed, not trained. With Poly or multitask "
+        "prompt tuning: one adapter in which each value is a task (shared skills, a routing per group).",
     )
     group_shared = forms.BooleanField(
         required=False,

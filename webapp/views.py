@@ -238,8 +238,10 @@ def job_detail(request, job_id: int):
     )
     if job.status == Job.Status.SUCCEEDED:
         context["merged"] = merged_context(job)
-        if not job.group_column:  # a group job's page has no playground
+        if not job.group_column or job.task_per_group:  # a group run's page has no playground: many adapters
+            context["playground"] = True
             context["compare_choices"] = selectors.playground_compare_choices(job=job)
+            context["task_groups"] = selectors.job_task_groups(job=job) if job.group_column else []
     return render(request, "jobs/detail.html", context)
 
 
@@ -289,7 +291,7 @@ def job_playground(request, job_id: int):
     require(request.actor, job.team_id, Membership.Role.MEMBER)
     texts = [line for line in request.POST.get("texts", "").splitlines() if line.strip()]
     try:
-        keys = ("temperature", "top_p", "max_new_tokens", "compare_base", "compare_job")
+        keys = ("temperature", "top_p", "max_new_tokens", "compare_base", "compare_job", "group")
         options = {key: request.POST.get(key) for key in keys}
         run = services.playground_run_create(job=job, user=request.user, texts=texts, options=options)
     except ValidationFailed as exc:

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from peftcore import base_pruning
+from peftcore import base_pruning, task_routing
 from peftcore.alora import activation_problem
 from peftcore.base_pruning import base_pruning_problem
 from peftcore.light_peft import pruning_problem
@@ -288,13 +288,17 @@ def runtime_errors(*, priority, time_limit_seconds) -> dict[str, str]:
 
 
 def group_errors(
-    dataset: Dataset, column: str, used: tuple[str, ...], *, shared: bool = False, method: str = ""
+    dataset: Dataset, column: str, used: tuple[str, ...], *, shared: bool = False, method: str = "", task: str = ""
 ) -> dict[str, str]:
     """Why the rows cannot be split into one adapter per value of `column` (blank: no split asked for), each group
-    continuing a shared adapter when `shared`."""
+    continuing a shared adapter when `shared`; or, for a method that routes rows by task (Poly, multitask prompt
+    tuning), why they cannot train one adapter with a task per value."""
     if not column:
         return {}
     spec = get_method(method) if method in METHOD_NAMES else None
+    if spec is not None and task_routing.routes_tasks(spec, column):
+        if problem := task_routing.problem(spec, task, shared):
+            return {"group_shared" if shared and task in task_routing.TASKS else "group_column": problem}
     if shared and spec is not None and not spec.can_continue:
         return {
             "group_shared": f"each group would continue the shared {spec.label} adapter, which cannot be trained "

@@ -51,7 +51,7 @@ def job_create(
         raise ValidationFailed("the job has errors; fix the fields named", errors=foreign)
     problems = runtime_errors(priority=priority, time_limit_seconds=time_limit_seconds)
     used = (text_column, label_column, input_column, messages_column)
-    problems.update(group_errors(dataset, group_column, used, shared=group_shared, method=method))
+    problems.update(group_errors(dataset, group_column, used, shared=group_shared, method=method, task=task))
     if base_pruning.wanted(params or {}) and (group_column or start_from is not None):
         # the cut is made once, on the base model, by one run: not per group, nor again under a trained adapter
         problems["params.prune_heads"] = (

@@ -18,15 +18,14 @@ PLAYGROUND_MAX_CHARS = 5000
 def playground_run_create(*, job: Job, user, texts: list[str], options: dict | None = None) -> PlaygroundRun:
     """Queue texts to try on a succeeded job's adapter; a worker predicts (the web process loads no model).
     options (generation tasks): temperature, top_p, max_new_tokens, compare_base, compare_job (another job whose
-    adapter writes beside this one)."""
+    adapter writes beside this one); group: the group whose task answers (an adapter with a task per group)."""
     texts = [t for t in (str(t) for t in texts) if t.strip()]
     if job.status != Job.Status.SUCCEEDED:
         raise ValidationFailed(
             f"job #{job.pk} is {job.status}; only a succeeded job has an adapter to try",
             errors={"job": "not succeeded"},
         )
-    if job.group_column:
-        raise ValidationFailed(f"job #{job.pk}: {GROUP_REFUSAL}", errors={"job": "group run"})
+    group = _group(job, (options or {}).get("group"))
     if not texts:
         raise ValidationFailed("type a text to try", errors={"texts": "type a text to try"})
     if len(texts) > PLAYGROUND_MAX_TEXTS:
@@ -45,6 +44,8 @@ def playground_run_create(*, job: Job, user, texts: list[str], options: dict | N
         message = "only a generation job's adapter writes beside another's; this job's adapter predicts labels"
         raise ValidationFailed(message, errors={"compare_job": message})
     options = generation_options(options or {}) if generative else {}
+    if group is not None:
+        options["group"] = group
     from ..selectors import job_base_is_cut  # as _compare_with: selectors read what services write
 
     if options.get("compare_base") and job_base_is_cut(job=job):
@@ -58,6 +59,22 @@ def playground_run_create(*, job: Job, user, texts: list[str], options: dict | N
     run = PlaygroundRun.objects.create(job=job, created_by=user, texts=texts, options=options)
     dispatch.publish_on_commit(dispatch.PLAYGROUND_PREDICT, run.pk)
     return run
+
+
+def _group(job: Job, group) -> str | None:
+    """The group whose task answers, for an adapter with a task per group (None for any other adapter); a group
+    run's adapters are refused (they are many: GROUP_REFUSAL)."""
+    if not job.group_column:
+        return None
+    if not job.task_per_group:
+        raise ValidationFailed(f"job #{job.pk}: {GROUP_REFUSAL}", errors={"job": "group run"})
+    from ..selectors import job_task_groups  # as _compare_with: selectors read what services write
+
+    groups = job_task_groups(job=job)
+    if group in (None, "") or str(group) not in groups:
+        message = f"pick the {job.group_column} whose task answers: one of {', '.join(groups[:10]) or '(none)'}"
+        raise ValidationFailed(message, errors={"group": message})
+    return str(group)
 
 
 GENERATION_LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.01, 1.0), "max_new_tokens": (1, PLAYGROUND_NEW_TOKENS)}

@@ -146,6 +146,9 @@ class Method:
     # Activation checkpointing recomputes its blocks correctly in the backward pass (X-LoRA's router weights are
     # injected by hooks that are gone by then).
     allows_checkpointing: bool = True
+    # expand_tasks(model, n): after build, give the adapter n tasks, a group column's values each routed to its own
+    # (task_routing.py: Poly, multitask prompt tuning); None: a group column trains one adapter per group.
+    expand_tasks: Callable[[Any, int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -52,6 +52,7 @@ def tuner(
     needs_weight_values: bool = False,
     refusals: dict | None = None,
     build: Callable | None = None,
+    expand_tasks: Callable | None = None,
 ) -> Method:
     """Register one peft tuner. linear_layers_only: peft wraps only torch.nn.Linear (GPT-2's Conv1D refused with
     the reason); needs_weight_values: building it reads the weights' values (counted on real weights, not the meta
@@ -72,6 +73,7 @@ def tuner(
             how=how,
             refusals={**(linear_only(label) if linear_layers_only else {}), **(refusals or {})},
             needs_weight_values=needs_weight_values,
+            expand_tasks=expand_tasks,
         )
     )
 

@@ -1,10 +1,11 @@
 """Poly (Polytropon, Ponti et al., 2023) and Multi-Head Routing (MHR, Caccia et al., 2023), through peft: each
 layer holds a small inventory of LoRA "skills" and a learned router mixes them (trained with a relaxed Bernoulli
-draw, evaluated with its sigmoid). The studio trains one task per job, so there is one routing per layer: the
-skills are a LoRA whose rank is split into parts that the router weighs and, while training, randomly drops.
+draw, evaluated with its sigmoid). A job trains one task, so there is one routing per layer: the skills are a
+LoRA whose rank is split into parts that the router weighs and, while training, randomly drops. With a group
+column, each group is a task of its own (task_routing.py): the skills are shared, each group learns its own mix.
 
-peft's router needs a task id with every forward; with one task it is always 0, so the built (and reloaded) model
-takes 0 when none is given. Plain peft: pass task_ids=torch.zeros(batch, dtype=torch.long)."""
+peft's router needs a task id with every forward; the built (and reloaded) model takes 0 when none is given (a
+group's predictor: that group's id). Plain peft: pass task_ids (a long tensor, one id per row)."""
 
 from __future__ import annotations
 
@@ -41,21 +42,36 @@ def _options(params: dict, model, total_steps) -> dict:
     return dict(r=params["r"], n_skills=params["n_skills"], n_splits=params["n_splits"], n_tasks=1)
 
 
-def single_task(model) -> None:
-    """Make every router take task 0 when no task id is given (one task per adapter)."""
+def single_task(model, task: int = 0) -> None:
+    """Make every router take `task` when no task id is given (0: the one task of a plain job's adapter)."""
     import torch
     from peft.tuners.poly.router import Router
 
     for module in model.modules():
         if isinstance(module, Router):
-            forward = module.forward
+            forward = getattr(module, "_routed_forward", module.forward)  # set again: the first forward, not ours
+            module._routed_forward = forward
 
             def with_task(task_ids, input_ids, forward=forward):
                 if task_ids is None:
-                    task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+                    task_ids = torch.full((input_ids.shape[0],), task, dtype=torch.long, device=input_ids.device)
                 return forward(task_ids, input_ids)
 
             module.forward = with_task
+
+
+def expand_tasks(model, tasks: int) -> None:
+    """One task per group: every router gets a row of logits per task, each a copy of the first (so every group
+    starts from the same even mix and learns its own), and the config says so, so the saved adapter reloads so."""
+    import torch
+    from peft.tuners.poly.router import Router
+
+    for module in model.modules():
+        if isinstance(module, Router):
+            module.module_logits = torch.nn.Parameter(module.module_logits.detach()[:1].repeat(tasks, 1))
+            module.n_tasks = tasks
+    for config in model.peft_config.values():
+        config.n_tasks = tasks
 
 
 _peft_build = peft_builder("PolyConfig", "Poly", _options)
@@ -85,4 +101,5 @@ METHOD = tuner(
     linear_layers_only=True,
     can_merge=False,
     build=_build,
+    expand_tasks=expand_tasks,
 )

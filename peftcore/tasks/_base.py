@@ -262,14 +262,17 @@ def read_file(read: Callable[..., list], path: str, role: str, **options) -> lis
 
 def pad(features: Sequence[dict], keys: Sequence[str], fills: dict[str, int], padding_side: str = "right") -> dict:
     """Each key's lists padded to the batch's longest of that key (dynamic padding keeps short batches cheap),
-    as long tensors."""
+    as long tensors; a key holding one number per row (a task id) becomes a tensor of those numbers."""
     import torch
 
     batch: dict[str, list] = {key: [] for key in keys if key in features[0]}
-    longest = {key: max(len(f[key]) for f in features) for key in batch}
+    lists = [key for key in batch if isinstance(features[0][key], list)]
+    longest = {key: max(len(f[key]) for f in features) for key in lists}
     for feature in features:
         for key in batch:
             values = feature[key]
-            fill = [fills.get(key, 0)] * (longest[key] - len(values))
-            batch[key].append(fill + values if padding_side == "left" else values + fill)
+            if key in longest:
+                fill = [fills.get(key, 0)] * (longest[key] - len(values))
+                values = fill + values if padding_side == "left" else values + fill
+            batch[key].append(values)
     return {key: torch.tensor(values, dtype=torch.long) for key, values in batch.items()}

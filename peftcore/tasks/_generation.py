@@ -179,10 +179,11 @@ class GenerationRunner(Runner):
         temperature: float = 0.0,
         top_p: float = 1.0,
         on_partial=None,
+        task_ids: Sequence[int] | None = None,
     ) -> list[str]:
         """Generations, decoded without special tokens; the prompt is not part of the text returned. Greedy at
         temperature 0, else sampled (top_p: nucleus). on_partial(texts) is called with every prompt's text so far
-        as tokens arrive (at most every PARTIAL_SECONDS)."""
+        as tokens arrive (at most every PARTIAL_SECONDS). task_ids: each prompt's task (task_routing.py)."""
         import torch
 
         tokenizer = self.tokenizer
@@ -202,6 +203,8 @@ class GenerationRunner(Runner):
                 # A causal model continues the last token, so its prompts are padded on the left.
                 batch = collate(chunk, tokenizer.pad_token_id, "left" if self.causal else "right")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
+                if task_ids is not None:
+                    batch["task_ids"] = torch.tensor(task_ids[first : first + self.batch_size], device=self.device)
                 sampling = {"do_sample": False}
                 if temperature > 0:
                     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
@@ -229,17 +232,21 @@ class GenerationRunner(Runner):
         metrics = {"eval_loss": loss, "perplexity": math.exp(min(loss, MAX_LOSS_FOR_PERPLEXITY))}
         if not final:
             return {"metrics": metrics, "report": {}}
-        scores, report = self.generation_samples(model, rows)
+        tasks = [f["task_ids"] for f in features[:GENERATION_ROWS]] if features and "task_ids" in features[0] else None
+        scores, report = self.generation_samples(model, rows, tasks)
         return {"metrics": {**metrics, **scores}, "report": report}
 
-    def generation_samples(self, model, rows: Sequence[SftExample]) -> tuple[dict, dict]:
+    def generation_samples(
+        self, model, rows: Sequence[SftExample], tasks: list[int] | None = None
+    ) -> tuple[dict, dict]:
         """(scores, report part): greedy generations for the first GENERATION_ROWS rows, scored against their
-        references with ROUGE-L, BLEU and exact match; the report lists them best first."""
+        references with ROUGE-L, BLEU and exact match; the report lists them best first. tasks: those rows' task
+        ids (a task per group, task_routing.py)."""
         sample = list(rows[:GENERATION_ROWS])
         references = [self.reference(e) for e in sample]
         longest = max(len(self.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
         max_new_tokens = min(MAX_NEW_TOKENS, longest + NEW_TOKEN_MARGIN)
-        generations = self.generate(model, [self.prompt(e) for e in sample], max_new_tokens)
+        generations = self.generate(model, [self.prompt(e) for e in sample], max_new_tokens, task_ids=tasks)
         scores, rouge = generation_metrics(generations, references)
         pattern = scores.pop("answer_pattern", None)  # a string: the report's, not a metric
         samples = sorted(
@@ -452,7 +459,7 @@ def collate(features: Sequence[dict], pad_token_id: int, padding_side: str = "ri
     pair's labels have their own length (the target's)."""
     return pad(
         features,
-        ("input_ids", "attention_mask", "labels"),
+        ("input_ids", "attention_mask", "labels", "task_ids"),
         {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX},
         padding_side,
     )

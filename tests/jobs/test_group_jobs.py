@@ -93,3 +93,46 @@ def test_the_form_and_the_api_submit_a_group_run(alice, alice_api, grouped, tiny
     client.force_login(alice)
     form = client.get(f"/jobs/new/?dataset={grouped.pk}").content.decode()
     assert '<option value="user">user</option>' in form and 'id="per-group"' in form
+
+
+def test_poly_with_a_group_column_trains_one_adapter_with_a_task_per_group(alice, alice_api, grouped, tiny_model):
+    """A task per group (peftcore/task_routing.py): one adapter and its tasks.json in the archive, the table of
+    groups under its own heading, and a playground that answers as the group picked."""
+    from jobs import playground
+    from jobs.models import PlaygroundRun
+
+    job = _job(alice, grouped, tiny_model, method="poly", group_column="user")
+    assert runner.run(job.pk) == "succeeded"
+    job.refresh_from_db()
+    report = job.report.data
+    assert report["task_per_group"] and [g["group"] for g in report["groups"]] == ["ann", "bo", "cy"]
+    archive = b"".join(blob_iter_chunks(job.artifacts.get(kind=Artifact.Kind.ADAPTER).blob))
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        assert json.loads(zf.read("tasks.json"))["tasks"] == {"ann": 0, "bo": 1, "cy": 2}
+        assert "adapter_config.json" in zf.namelist() and "index.json" not in zf.namelist()
+
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "One adapter, a task per user" in page and 'id="playground"' in page
+    assert '<select id="id_group" name="group"><option value="ann">ann</option>' in page
+    with pytest.raises(ValidationFailed, match="pick the user whose task answers: one of ann, bo, cy"):
+        services.playground_run_create(job=job, user=alice, texts=["a film"])
+    url = f"/api/v1/jobs/{job.pk}/playground"
+    refused = alice_api.post(url, {"texts": ["a film"], "group": "dee"}, content_type="application/json")
+    assert refused.status_code == 400 and "one of ann, bo, cy" in refused.json()["errors"]["group"]
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        response = client.post(f"/jobs/{job.pk}/playground/", {"texts": "sick film 3", "group": "bo"})
+    assert response.status_code == 200, response.content
+    run = PlaygroundRun.objects.get(job=job)
+    assert run.options["group"] == "bo"
+    assert playground.predict(run.pk) == "predicted"
+    run.refresh_from_db()
+    assert run.result["predictions"][0]["label"] in ("pos", "neg"), run.result
+
+
+def test_a_task_per_group_refuses_a_shared_adapter_and_other_tasks(alice, grouped, tiny_model):
+    with pytest.raises(ValidationFailed) as caught:
+        _job(alice, grouped, tiny_model, method="poly", group_column="user", group_shared=True)
+    assert "turn off the shared adapter" in caught.value.errors["group_shared"]
+    assert not Job.objects.exists()

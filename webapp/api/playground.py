@@ -25,6 +25,10 @@ class PlaygroundIn(Schema):
     top_p: float | None = Field(None, description="generation, when sampling: nucleus share, 0.01 to 1")
     max_new_tokens: int | None = Field(None, description="generation: at most this many tokens (1 to 256; 64)")
     compare_base: bool = Field(False, description="generation: also write the base model's answers")
+    group: str | None = Field(
+        None,
+        description="an adapter with a task per group (poly, multitask prompt tuning): the group whose task answers",
+    )
     compare_job: int | None = Field(
         None,
         description="generation: also write with this job's adapter (a succeeded generation job of the team on "
@@ -83,7 +87,7 @@ def playground_create(request, job_id: int, body: PlaygroundIn):
     job = selectors.job_get(actor=request.actor, job_id=job_id)
     require(request.actor, job.team_id, Role.MEMBER)
     try:
-        options = body.dict(include={"temperature", "top_p", "max_new_tokens", "compare_base", "compare_job"})
+        options = body.dict(include={"temperature", "top_p", "max_new_tokens", "compare_base", "compare_job", "group"})
         run = services.playground_run_create(job=job, user=request.user, texts=body.texts, options=options)
     except ValidationFailed as exc:
         return 400, {"detail": exc.message, "errors": exc.errors}

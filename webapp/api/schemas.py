@@ -123,7 +123,9 @@ class JobIn(Schema):
         description="minutes of training before the job stops as timed out (resumable); default: the studio's limit",
     )
     group_column: str = Field(
-        "", description="one adapter per value of this column (a user, customer, language), each scored on its rows"
+        "",
+        description="one adapter per value of this column (a user, customer, language), each scored on its rows; "
+        "with poly or multitask_prompt_tuning, one adapter with a task per value",
     )
     group_shared: bool = Field(False, description="with group_column: train a shared adapter on all rows first")
 
