@@ -160,6 +160,8 @@ def _spec_from_args(args) -> dict:
         "input_column": args.input_column,
         "messages_column": args.messages_column,
         "template": args.template,
+        "group_column": args.group_column,
+        "group_shared": args.group_shared,
         "params": params,
         "output_dir": str(Path(args.out).resolve()),
         "threads": args.threads,
@@ -341,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-column", help="sft: a column appended to the prompt")
     train.add_argument("--messages-column", help="sft: a chat messages column instead of --text/--label-column")
     train.add_argument("--template", help="sft: auto (default), alpaca, chatml, gemma or plain")
+    train.add_argument(
+        "--group-column",
+        help="one adapter per value of this column (a user, a language); with poly or multitask_prompt_tuning, "
+        "one adapter with a task per value",
+    )
+    train.add_argument(
+        "--group-shared", action="store_true", help="with --group-column: train a shared adapter on all rows first"
+    )
     train.add_argument("--task", default=TEXT_CLASSIFICATION, choices=sorted(TASKS))
     train.add_argument("--method", default="lora")
     train.add_argument("--model", default=BUNDLED_MODEL_ID, help=f"{BUNDLED_MODEL_ID}, local:<folder> or owner/name")

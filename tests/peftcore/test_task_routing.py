@@ -220,3 +220,17 @@ def test_the_model_cards_code_routes_each_row_by_its_task(bert_without_dropout, 
         logits = scope["model"](**scope["inputs"]).logits
     expected = [[a["probabilities"][label] for label in scope["labels"]] for a in predict(predictor, PROBE)]
     torch.testing.assert_close(torch.softmax(logits, dim=-1).tolist(), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_the_train_command_takes_a_group_column(tiny_bert, tmp_path):
+    from tests.peftcore.test_cli import events_of, run_cli
+
+    data = _grouped(tmp_path / "grouped.csv", rows=10)
+    result = run_cli(
+        *("train", "--data", str(data), "--text-column", "sentence", "--label-column", "label"),
+        *("--model", f"local:{tiny_bert.name}", "--model-root", str(tiny_bert.parent), "--method", "poly"),
+        *("--group-column", "user", "--param", "epochs=1", "--out", str(tmp_path / "out")),
+    )
+    assert result.returncode == 0, result.stderr
+    report = events_of(result.stdout)[-1]["report"]
+    assert report["task_per_group"] and [g["group"] for g in report["groups"]] == ["ann", "bo"]

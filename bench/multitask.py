@@ -1,0 +1,161 @@
+"""Two tasks in one dataset (issue 22: Poly and multitask prompt tuning with a task per group), on the bundled
+model, measured on real data.
+
+    .venv/bin/python bench/multitask.py [--rows 1000] [--seed 42] [--methods lora,poly,multitask_prompt_tuning]
+                                        [--json out.json] [--docs]
+
+The training file mixes two classification tasks with the same two labels and a `task` column: `sentiment`
+(SST-2: a seeded cut of ../shared/data/sst2/train.tsv) and `money` (GSM8K questions: 1 when the problem deals in
+dollars, its "$" removed so the words must tell; bench/combine_adapters.py), --rows of each. The evaluation file
+holds all 872 SST-2 dev rows and the first 872 GSM8K test questions, with their task.
+
+Each method is trained with the studio's defaults (`python -m peftcore train`, nothing set but the seed) three
+ways: one adapter for all rows (the task column unused), one adapter per task (`--group-column task`: a LoRA per
+task, or Poly/MPT with a task per group: one adapter whose tasks are the two), and every adapter is scored on each
+task's evaluation rows (a group's rows through its own adapter or task). --docs writes the table into
+docs/benchmarks.md between its "multitask" markers.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_docs import write_between
+from combine_adapters import money_task, sst2_files
+
+REPO = Path(__file__).resolve().parent.parent
+MARKERS = ("<!-- multitask:start -->", "<!-- multitask:end -->")
+EVAL_ROWS = 872  # SST-2's whole dev set, and as many GSM8K test questions
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def mixed_files(folder: Path, rows: int, seed: int) -> tuple[Path, Path]:
+    sst2_train, sst2_dev = sst2_files(folder)
+    money_train, money_test = money_task(folder)
+    rng = random.Random(seed)
+    train = [{**r, "task": "sentiment"} for r in rng.sample(_rows(sst2_train), rows)]
+    train += [{**r, "task": "money"} for r in rng.sample(_rows(money_train), rows)]
+    rng.shuffle(train)
+    evaluation = [{**r, "task": "sentiment"} for r in _rows(sst2_dev)[:EVAL_ROWS]]
+    evaluation += [{**r, "task": "money"} for r in _rows(money_test)[:EVAL_ROWS]]
+    paths = folder / "mixed-train.csv", folder / "mixed-eval.csv"
+    for path, records in zip(paths, (train, evaluation)):
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=["sentence", "label", "task"])
+            writer.writeheader()
+            writer.writerows(records)
+    return paths
+
+
+def train(method: str, grouped: bool, files: tuple[Path, Path], seed: int, workdir: Path) -> dict:
+    out = workdir / f"{method}-{'grouped' if grouped else 'one'}"
+    command = [sys.executable, "-m", "peftcore", "train", "--data", str(files[0]), "--eval-data", str(files[1])]
+    command += ["--text-column", "sentence", "--label-column", "label", "--method", method]
+    command += ["--param", f"seed={seed}", "--out", str(out)]
+    if grouped:
+        command += ["--group-column", "task"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    done = [e for e in events if e.get("event") == "done"]
+    if result.returncode != 0 or not done:
+        raise SystemExit(f"training {out.name} failed:\n{result.stderr[-3000:]}")
+    print(f"trained {out.name}", file=sys.stderr)
+    return done[-1]
+
+
+def accuracy(adapter: Path, rows: list[dict], group: str | None) -> float:
+    sys.path.insert(0, str(REPO))
+    from peftcore.groups import load_group_predictor
+    from peftcore.models import bundled_model_path
+    from peftcore.predict import load_predictor, predict
+
+    model = bundled_model_path()
+    predictor = load_group_predictor(model, adapter, group) if group else load_predictor(model, adapter)
+    right = 0
+    for start in range(0, len(rows), 32):  # predict() takes at most 32 texts at a time
+        batch = rows[start : start + 32]
+        answers = predict(predictor, [r["sentence"] for r in batch], max_length=128)
+        right += sum(a["label"] == r["label"] for a, r in zip(answers, batch))
+    return right / len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1000, help="training rows of each task")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--methods", default="lora,poly,multitask_prompt_tuning")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--docs", action="store_true")
+    args = parser.parse_args()
+    began = datetime.datetime.now()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        files = mixed_files(workdir, args.rows, args.seed)
+        evaluation = _rows(files[1])
+        by_task = {task: [r for r in evaluation if r["task"] == task] for task in ("sentiment", "money")}
+        for method in args.methods.split(","):
+            for grouped in (False, True):
+                done = train(method, grouped, files, args.seed, workdir)
+                report, adapter = done["report"], Path(done["adapter_dir"])
+                scores = {task: accuracy(adapter, rows, task if grouped else None) for task, rows in by_task.items()}
+                results.append(
+                    {
+                        "method": method,
+                        "grouped": grouped,
+                        "task_per_group": bool(report.get("task_per_group")),
+                        "scores": scores,
+                        "trainable": report["trainable_params"],
+                        "adapters": len(report["groups"]) if grouped and not report.get("task_per_group") else 1,
+                        "train_seconds": report.get("train_seconds"),
+                    }
+                )
+                print(json.dumps(results[-1]), file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    minutes = (datetime.datetime.now() - began).total_seconds() / 60
+    text = render(results, args, minutes)
+    print(text)
+    if args.docs:
+        write_between(MARKERS, text)
+
+
+def render(results: list[dict], args, minutes: float) -> str:
+    lines = [
+        f"Run {datetime.date.today().isoformat()} ({minutes:.0f} min wall), `bench/multitask.py --rows {args.rows} "
+        f"--seed {args.seed}`: all-MiniLM-L6-v2, form defaults, {args.rows:,} training rows of each task, "
+        f"scored on {EVAL_ROWS} evaluation rows of each (CPU):",
+        "",
+        "| method | adapters | sentiment (SST-2 dev) | money (GSM8K test) | mean | trainable weights | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if not r["grouped"]:
+            shape = "one for both tasks"
+        elif r["task_per_group"]:
+            shape = "one, a task per group"
+        else:
+            shape = f"{r['adapters']}, one per task"
+        scores = r["scores"]
+        mean = sum(scores.values()) / len(scores)
+        trainable = r["trainable"] * r["adapters"]
+        seconds = r["train_seconds"] or 0
+        lines.append(
+            f"| {r['method']} | {shape} | {scores['sentiment']:.1%} | {scores['money']:.1%} | {mean:.1%} | "
+            f"{trainable:,} | {seconds / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
