@@ -11,6 +11,10 @@ rows, model, settings and seed, in one run. Prints and (--docs) writes to docs/b
     .venv/bin/python bench/sft.py [--rows 64] [--eval-rows 8] [--max-length 192] [--batch-size 4] [--docs]
     .venv/bin/python bench/sft.py --quality --rows 400 --eval-rows 40 --max-length 320 --docs   # what it learns
     .venv/bin/python bench/sft.py --prune 0.5 --rows 128 --eval-rows 16 --max-length 256 --docs  # Light-PEFT's cut
+    .venv/bin/python bench/sft.py --methods cpt,xlora,adaption_prompt --rows 128 --eval-rows 16 --max-length 256 --docs
+
+--methods: the methods that only write (no SST-2 row in the methods table) against LoRA on the same rows, each
+with the form's defaults for its own settings and learning rate (LoRA: the settings above).
 
 The model is converted once (peftcore/gemma_bundle.py) into --model-root (default: the tests' cache). A CPU-sized
 run; on a GPU raise --rows (the issue's 400) and it runs the same way.
@@ -35,6 +39,7 @@ GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 MARKERS = ("<!-- sft:start -->", "<!-- sft:end -->")
 QUALITY_MARKERS = ("<!-- sft-quality:start -->", "<!-- sft-quality:end -->")
 PRUNE_MARKERS = ("<!-- sft-prune:start -->", "<!-- sft-prune:end -->")
+METHODS_MARKERS = ("<!-- sft-methods:start -->", "<!-- sft-methods:end -->")
 DEFAULT_ROOT = Path.home() / ".cache" / "peft-studio-tests" / "models"
 LR, R, ALPHA, DROPOUT, SEED = 2e-4, 8, 16, 0.1, 42
 NO_SAVINGS = ("answer_logits_only=false", "group_by_length=false")
@@ -47,12 +52,14 @@ def write_rows(path: Path, source: Path, rows: int) -> Path:
     return path
 
 
-def studio(args, model_root: Path, train: Path, evaluation: Path, out: Path, *extra: str) -> dict:
+def studio(args, model_root: Path, train: Path, evaluation: Path, out: Path, *extra: str, method: str = "lora") -> dict:
     command = [sys.executable, "-m", "peftcore", "train", "--task", "sft", "--model", "bundled/gemma-3-270m"]
     command += ["--model-root", str(model_root), "--data", str(train), "--eval-data", str(evaluation)]
-    command += ["--text-column", "question", "--label-column", "answer", "--method", "lora", "--out", str(out)]
+    command += ["--text-column", "question", "--label-column", "answer", "--method", method, "--out", str(out)]
     settings = [f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"max_length={args.max_length}"]
-    settings += [f"learning_rate={LR}", f"seed={SEED}", f"r={R}", f"lora_alpha={ALPHA}", *extra]
+    settings += [f"seed={SEED}", *extra]
+    if method == "lora":  # the other methods take the form's defaults for their settings and learning rate
+        settings += [f"learning_rate={LR}", f"r={R}", f"lora_alpha={ALPHA}"]
     for item in settings:
         command += ["--param", item]
     if args.threads:
@@ -62,9 +69,14 @@ def studio(args, model_root: Path, train: Path, evaluation: Path, out: Path, *ex
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     report = next((e["report"] for e in events if e.get("event") == "done"), None)
     if report is None:
+        error = next((e for e in events if e.get("event") == "error"), None)
+        if method != "lora" and error is not None:  # a refusal is a row of the methods table, not the end
+            return {"refused": error.get("message")}
         raise SystemExit(f"the studio run failed: {done.stderr[-2000:]}")
     efficiency = report["efficiency"]
     return {
+        "trainable_params": report["trainable_params"],
+        "learning_rate": report.get("params", {}).get("learning_rate"),
         "tokens_per_second": efficiency["tokens_per_second"],
         "train_tokens": efficiency["train_tokens"],
         "peak_memory_bytes": efficiency["peak_memory_bytes"],
@@ -221,6 +233,27 @@ def prune_table(runs: dict, share: float) -> str:
     return "\n".join(lines)
 
 
+def methods_table(runs: dict) -> str:
+    lines = [
+        "| method | trainable | lr | " + " | ".join(label for _, label, _ in QUALITY) + " | tokens/s | whole job |",
+        "|---|---|---|" + "---|" * len(QUALITY) + "---|---|",
+    ]
+    base = runs["lora"]["before"]
+    lines.append(
+        "| base model | | | " + " | ".join(fmt.format(base.get(k, float("nan"))) for k, _, fmt in QUALITY) + " | | |"
+    )
+    for name, run in runs.items():
+        if "refused" in run:
+            lines.append(f"| {name} | refused: {run['refused']} |" + " |" * (len(QUALITY) + 3))
+            continue
+        scores = " | ".join(fmt.format(run["after"].get(k, float("nan"))) for k, _, fmt in QUALITY)
+        lines.append(
+            f"| {name} | {run['trainable_params']:,} | {run['learning_rate']:g} | {scores} | "
+            f"{run['tokens_per_second']:.0f} | {run['wall_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
 def write_docs(markers: tuple[str, str], stamp: str, text: str) -> None:
     write_between(markers, f"{stamp}\n\n{text}")
 
@@ -243,6 +276,7 @@ def main() -> None:
         help="only the studio job, without and with Light-PEFT's cut of this share of the base model's heads and "
         "FFN channels (prune_heads, prune_channels; own table)",
     )
+    parser.add_argument("--methods", help="only studio jobs: LoRA, then each of these methods (own table)")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: run the plain script on this file
     args = parser.parse_args()
     if args.plain:
@@ -261,6 +295,12 @@ def main() -> None:
             runs = {"whole": studio(args, args.model_root, train, evaluation, tmp / "a")}
             runs["cut"] = studio(args, args.model_root, train, evaluation, tmp / "b", *cut)
             return _publish(args, began, runs, prune_table(runs, args.prune), PRUNE_MARKERS)
+        if args.methods:
+            runs = {}
+            for name in ["lora", *(m for m in args.methods.split(",") if m != "lora")]:
+                runs[name] = studio(args, args.model_root, train, evaluation, tmp / name, method=name)
+                print(json.dumps({name: runs[name]}), file=sys.stderr, flush=True)
+            return _publish(args, began, runs, methods_table(runs), METHODS_MARKERS)
         if args.quality:
             run = studio(args, args.model_root, train, evaluation, tmp / "a")
             return _publish(args, began, run, quality_table(run, args), QUALITY_MARKERS)
@@ -283,6 +323,7 @@ def _publish(args, began: float, data: dict, text: str, markers: tuple[str, str]
 
 def _stamp(args, began: float) -> str:
     mode = " --quality" if args.quality else f" --prune {args.prune}" if args.prune is not None else ""
+    mode = f" --methods {args.methods}" if args.methods else mode
     return (
         f"Run {datetime.date.today()} ({(time.monotonic() - began) / 60:.0f} min wall): `--rows {args.rows} "
         f"--eval-rows {args.eval_rows} --epochs {args.epochs} --batch-size {args.batch_size} --max-length "

@@ -144,6 +144,9 @@ class Job(models.Model):
     # value (peftcore/task_routing.py). Blank: one adapter for all rows.
     group_column = models.CharField(max_length=200, blank=True)
     group_shared = models.BooleanField(default=False)
+    # Set at creation when the group column names each row's task in one adapter (Poly, multitask prompt tuning);
+    # a group run made before this existed trained one adapter per group, whatever its method.
+    task_per_group = models.BooleanField(default=False)
     # The sweep this job is one point of (issue 21); null for a job submitted on its own.
     sweep = models.ForeignKey("Sweep", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
 
@@ -218,17 +221,6 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL
-
-    @property
-    def task_per_group(self) -> bool:
-        """The group column names each row's task in one adapter, rather than splitting the rows into one each."""
-        from peftcore.methods import UnknownMethodError, get_method
-        from peftcore.task_routing import routes_tasks
-
-        try:
-            return routes_tasks(get_method(self.method), self.group_column)
-        except UnknownMethodError:
-            return False
 
     @property
     def label_names(self) -> dict[str, str]:

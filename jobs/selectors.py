@@ -255,8 +255,8 @@ PLAYGROUND_COMPARE_CHOICES = 50  # the newest adapters offered to write beside a
 
 def job_task_groups(*, job: Job) -> list[str]:
     """The group values an adapter with a task per group has a task for, as its report lists them."""
-    data = EvalReport.objects.filter(job_id=job.pk).values_list("data", flat=True).first() or {}
-    return [str(g["group"]) for g in data.get("groups") or [] if "task_id" in g]
+    groups = EvalReport.objects.filter(job_id=job.pk).values_list("data__groups", flat=True).first() or []
+    return [str(g["group"]) for g in groups if "task_id" in g]
 
 
 def playground_compare_jobs(*, job: Job) -> QuerySet:

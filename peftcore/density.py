@@ -116,7 +116,8 @@ def measure(meter: DensityMeter, model, runner, features: list, device) -> float
             for start in range(0, len(picked), 32):
                 batch = runner.collate(picked[start : start + 32])
                 meter.mask = batch.get("attention_mask")
-                inputs = {key: batch[key].to(device) for key in ("input_ids", "attention_mask") if key in batch}
+                keys = ("input_ids", "attention_mask", "task_ids")  # task_ids: a task per group (task_routing.py)
+                inputs = {key: batch[key].to(device) for key in keys if key in batch}
                 if getattr(model.config, "is_encoder_decoder", False) and "labels" in batch:
                     inputs["labels"] = batch["labels"].to(device)  # a seq2seq model's decoder needs its targets
                 model(**inputs)

@@ -72,11 +72,12 @@ def assign(column: str, rows, train: tuple[str, str | None], evaluation: tuple[s
     ]
     if missing:
         role = missing[0][0]
-        shown = ", ".join(str(row) for row in sorted(row for r, row in missing if r == role))
+        rows_of_file = sorted(row for r, row in missing if r == role)
+        shown = ", ".join(map(str, rows_of_file))
         raise TrainingError(
             BAD_DATA,
-            f"{len(missing)} row(s) have no '{column}' (the {role} file's rows {_few(shown)}); each row's group is "
-            "its task: fill the column in, or drop those rows",
+            f"{len(rows_of_file)} row(s) of the {role} file have no '{column}' (rows {_few(shown)}); each row's "
+            "group is its task: fill the column in, or drop those rows",
         )
     # Every value of the training file, so a small group whose rows were all held out still has a task (an
     # untrained one: its table row says it had no training rows); an evaluation file brings no new ones.
@@ -109,20 +110,20 @@ def tag(features: list[dict], task_ids: list[int]) -> None:
         feature["task_ids"] = task
 
 
-def by_group(runner, model, features: list[dict], rows, tasks: Tasks, picked: list[int] | None = None) -> dict:
-    """{group value: metrics} of each group's evaluation rows (picked: only these rows, the baseline's), scored
-    alone: the per-step metrics (a written answer's loss, not its generations)."""
-    picked = range(len(features)) if picked is None else picked
+def by_group(runner, model, features: list[dict], rows, tasks: Tasks) -> dict:
+    """{group value: metrics} of each group's evaluation rows, all of them (before and after training alike, so
+    the gain compares the same rows), scored alone: the per-step metrics (a written answer's loss, not its
+    generations)."""
     scores = {}
     for number, value in enumerate(tasks.values):
-        mine = [i for i in picked if tasks.eval[i] == number]
+        mine = [i for i in range(len(features)) if tasks.eval[i] == number]
         if mine:
             evaluation = runner.evaluate(model, [features[i] for i in mine], [rows[i] for i in mine], final=False)
             scores[value] = {"metrics": evaluation["metrics"], "rows": len(mine)}
     return scores
 
 
-def report_section(tasks: Tasks, before: dict, after: dict) -> dict:
+def report_section(tasks: Tasks, before: dict, after: dict, *, started_from_adapter: bool = False) -> dict:
     """The report's groups table, as a group run's (groups.py): each group's rows and scores, and the gain."""
     groups = []
     for number, value in enumerate(tasks.values):
@@ -143,7 +144,14 @@ def report_section(tasks: Tasks, before: dict, after: dict) -> dict:
                 },
             }
         )
-    return {"group_column": tasks.column, "task_per_group": True, "groups": groups, "before_is": "the untrained model"}
+    names = sorted({name for group in groups for name in group["metrics"]})
+    return {
+        "group_column": tasks.column,
+        "task_per_group": True,
+        "groups": groups,
+        "group_metrics": names,  # what each group is scored on (the table's columns)
+        "before_is": "the adapter it started from" if started_from_adapter else "the untrained model",
+    }
 
 
 def write(folder: Path, tasks: Tasks) -> None:

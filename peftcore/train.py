@@ -39,7 +39,7 @@ from .checkpoints import fingerprint
 from .errors import BAD_PARAMS, MODEL_LOAD, Preempted, TrainingError, is_out_of_memory
 from .events import EventSink, phase
 from .failures import classify_failure, error_event, failures_as
-from .loop import Run, baseline, baseline_rows, make_optimizer, preempted, resume, stop_point, train_loop
+from .loop import Run, baseline, make_optimizer, preempted, resume, stop_point, train_loop
 from .methods import checkpointing_problem, virtual_tokens_problem
 from .methods._common import MethodBuildError
 from .models import check_model_folder
@@ -332,9 +332,10 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
             phase(sink, "measuring the untrained model")
             baseline(run)
             if tasks is not None:
-                run.progress.baseline["groups"] = task_routing.by_group(
-                    runner, model, eval_features, rows.eval, tasks, baseline_rows(len(eval_features), 0)
-                )
+                with devices.autocast(device, precision):
+                    run.progress.baseline["groups"] = task_routing.by_group(
+                        runner, model, eval_features, rows.eval, tasks
+                    )
         if run.density is not None:
             run.progress.baseline["density"] = density.measure(run.density, model, runner, eval_features, device)
         # A new head only (an adapter a job starts from brings a trained one; a combination trains nothing).
@@ -345,6 +346,12 @@ def _prepare(job: TrainSpec, sink: EventSink, stop: Callable[[], bool], identity
 
 
 def _tasks(job: TrainSpec, rows) -> task_routing.Tasks:
+    if job.start_from and task_routing.read(job.start_from.folder):
+        raise TrainingError(
+            BAD_PARAMS,
+            "the adapter to start from already has a task per group; start a task per group from a one-task adapter "
+            "or from the base model",
+        )
     evaluation = (job.eval_file, job.eval_format) if job.eval_file else None
     return task_routing.assign(job.group_column, rows, (job.train_file, job.train_format), evaluation)
 
@@ -447,8 +454,11 @@ def _finish(run: Run) -> FitResult:
         report["combination"] = combine_run.report_section(run, parents)
     if run.tasks is not None:
         phase(run.sink, f"scoring each '{run.tasks.column}' alone")
-        after = task_routing.by_group(run.runner, run.model, run.eval_features, run.rows.eval, run.tasks)
-        report.update(task_routing.report_section(run.tasks, run.progress.baseline.get("groups") or {}, after))
+        with devices.autocast(run.device, run.precision):
+            after = task_routing.by_group(run.runner, run.model, run.eval_features, run.rows.eval, run.tasks)
+        before = run.progress.baseline.get("groups") or {}
+        started = run.spec.start_from is not None
+        report.update(task_routing.report_section(run.tasks, before, after, started_from_adapter=started))
     phase(run.sink, "saving the adapter")
     plan = run.base_pruner.plan() if run.base_pruner is not None else None
     adapter_dir = save_adapter(run.model, run.tokenizer, run.spec, run.labels, report, base_plan=plan, tasks=run.tasks)

@@ -7,8 +7,7 @@ from django.shortcuts import render
 from jobs import selectors, services
 from jobs.errors import ValidationFailed
 from jobs.models import Artifact
-from jobs.services.job_checks import GROUP_REFUSAL
-from peftcore.merge import merge_refusal
+from jobs.services.merged_exports import job_merge_refusal
 from teams.audit import audit_record
 
 from .uploads import artifact_response
@@ -22,9 +21,7 @@ def merged_context(job, export=None, error: str = "") -> dict:
         "job": job,
         "export": export,
         "merged": selectors.job_artifact(job=job, kind=Artifact.Kind.MERGED) if done else None,
-        "refusal": GROUP_REFUSAL
-        if job.group_column
-        else merge_refusal(job.method, job.task, method_params=job.method_params),
+        "refusal": job_merge_refusal(job),
         "error": error,
     }
 

@@ -218,7 +218,7 @@ def _job_context(request, job_id: int) -> dict:
         "report": selectors.job_report(job=job) if job.status == Job.Status.SUCCEEDED else None,
         "artifact": selectors.job_artifact(job=job) if job.status == Job.Status.SUCCEEDED else None,
         "has_log": job.is_final and selectors.job_artifact(job=job, kind=Artifact.Kind.LOG) is not None,
-        "can_train_on": _can_continue(job.method),
+        "can_train_on": _can_continue(job.method) and not job.group_column,  # many adapters, or many tasks
     }
 
 

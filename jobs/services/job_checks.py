@@ -243,6 +243,8 @@ def start_errors(
         return {"start_mode": f"choose one of: {', '.join(START_MODES)}"}
     if start_from.status != Job.Status.SUCCEEDED:
         return {"start_from": f"job #{start_from.pk} has not succeeded, so it has no adapter to start from"}
+    if start_from.task_per_group:
+        return {"start_from": f"job #{start_from.pk}'s adapter has a task per group; start from a one-task adapter"}
     if start_from.group_column:
         return {"start_from": f"job #{start_from.pk} holds one adapter per group; start from a single adapter"}
     if start_from.base_model_id != base_model.pk:
@@ -288,7 +290,14 @@ def runtime_errors(*, priority, time_limit_seconds) -> dict[str, str]:
 
 
 def group_errors(
-    dataset: Dataset, column: str, used: tuple[str, ...], *, shared: bool = False, method: str = "", task: str = ""
+    dataset: Dataset,
+    column: str,
+    used: tuple[str, ...],
+    *,
+    shared: bool = False,
+    method: str = "",
+    task: str = "",
+    eval_dataset: Dataset | None = None,
 ) -> dict[str, str]:
     """Why the rows cannot be split into one adapter per value of `column` (blank: no split asked for), each group
     continuing a shared adapter when `shared`; or, for a method that routes rows by task (Poly, multitask prompt
@@ -299,6 +308,11 @@ def group_errors(
     if spec is not None and task_routing.routes_tasks(spec, column):
         if problem := task_routing.problem(spec, task, shared):
             return {"group_shared" if shared and task in task_routing.TASKS else "group_column": problem}
+        if eval_dataset is not None and column not in eval_dataset.columns:
+            return {
+                "eval_dataset": f"{eval_dataset.name} has no column '{column}': with a task per group, each "
+                "evaluation row needs its group too"
+            }
     if shared and spec is not None and not spec.can_continue:
         return {
             "group_shared": f"each group would continue the shared {spec.label} adapter, which cannot be trained "

@@ -2,7 +2,8 @@
 
 from django.db import transaction
 
-from peftcore import base_pruning
+from peftcore import base_pruning, task_routing
+from peftcore.methods import get_method
 from peftcore.tasks import OPTIONAL_FIELDS, get_task
 from teams.audit import audit_record
 from teams.models import Team
@@ -51,13 +52,17 @@ def job_create(
         raise ValidationFailed("the job has errors; fix the fields named", errors=foreign)
     problems = runtime_errors(priority=priority, time_limit_seconds=time_limit_seconds)
     used = (text_column, label_column, input_column, messages_column)
-    problems.update(group_errors(dataset, group_column, used, shared=group_shared, method=method, task=task))
+    problems.update(
+        group_errors(
+            dataset, group_column, used, shared=group_shared, method=method, task=task, eval_dataset=eval_dataset
+        )
+    )
     if base_pruning.wanted(params or {}) and (group_column or start_from is not None):
         # the cut is made once, on the base model, by one run: not per group, nor again under a trained adapter
         problems["params.prune_heads"] = (
             "pruning the base model's heads and channels works on a run that starts from the base model with one "
             "adapter; set both shares to 0 for "
-            + ("a run per group" if group_column else "a run that starts from another job's adapter")
+            + ("a job with a group column" if group_column else "a run that starts from another job's adapter")
         )
     if problems:
         raise ValidationFailed("the job has errors; fix the fields named", errors=problems)
@@ -121,6 +126,7 @@ def job_create(
         sweep=sweep,
         group_column=group_column,
         group_shared=bool(group_column) and group_shared,
+        task_per_group=task_routing.routes_tasks(get_method(method), group_column),
     )
 
 

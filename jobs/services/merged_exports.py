@@ -15,6 +15,13 @@ from ..storage import blob_delete
 from .job_checks import GROUP_REFUSAL
 
 
+def job_merge_refusal(job: Job) -> str | None:
+    """Why the job's adapter cannot be merged into its base model (None: it can); a group run's are many."""
+    if job.group_column and not job.task_per_group:
+        return GROUP_REFUSAL
+    return merge_refusal(job.method, job.task, method_params=job.method_params)
+
+
 def merged_export_request(*, actor, job: Job) -> MergedExport:
     """Queue the export once; asking again returns the one queued, running or done (a failed one is retried)."""
     require(actor, actor.team, Membership.Role.MEMBER)
@@ -22,9 +29,7 @@ def merged_export_request(*, actor, job: Job) -> MergedExport:
         raise ValidationFailed(
             f"job #{job.pk} is {job.status}; only a succeeded job has an adapter to merge", errors={"job": job.status}
         )
-    if refusal := (
-        GROUP_REFUSAL if job.group_column else merge_refusal(job.method, job.task, method_params=job.method_params)
-    ):
+    if refusal := job_merge_refusal(job):
         raise ValidationFailed(refusal, errors={"method": refusal})
     with transaction.atomic():
         export, created = MergedExport.objects.select_for_update().get_or_create(

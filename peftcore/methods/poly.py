@@ -43,7 +43,11 @@ def _options(params: dict, model, total_steps) -> dict:
 
 
 def single_task(model, task: int = 0) -> None:
-    """Make every router take `task` when no task id is given (0: the one task of a plain job's adapter)."""
+    """Make every router take `task` when no task id is given (0: the one task of a plain job's adapter).
+
+    While training, a forward without task ids is activation checkpointing recomputing a block in the backward
+    pass, after peft's hooks that handed the ids over are gone: it takes the ids of the forward it recomputes (the
+    router's last ones), or the gradients would be those of task `task` for every row."""
     import torch
     from peft.tuners.poly.router import Router
 
@@ -52,8 +56,13 @@ def single_task(model, task: int = 0) -> None:
             forward = getattr(module, "_routed_forward", module.forward)  # set again: the first forward, not ours
             module._routed_forward = forward
 
-            def with_task(task_ids, input_ids, forward=forward):
-                if task_ids is None:
+            def with_task(task_ids, input_ids, forward=forward, router=module):
+                last = getattr(router, "_last_task_ids", None)
+                if task_ids is not None:
+                    router._last_task_ids = task_ids if router.training else None
+                elif router.training and last is not None and len(last) == input_ids.shape[0]:
+                    task_ids = last
+                else:
                     task_ids = torch.full((input_ids.shape[0],), task, dtype=torch.long, device=input_ids.device)
                 return forward(task_ids, input_ids)
 

@@ -121,18 +121,34 @@ def test_poly_with_a_group_column_trains_one_adapter_with_a_task_per_group(alice
     url = f"/api/v1/jobs/{job.pk}/playground"
     refused = alice_api.post(url, {"texts": ["a film"], "group": "dee"}, content_type="application/json")
     assert refused.status_code == 400 and "one of ann, bo, cy" in refused.json()["errors"]["group"]
-    with TestCase.captureOnCommitCallbacks(execute=False):
-        response = client.post(f"/jobs/{job.pk}/playground/", {"texts": "sick film 3", "group": "bo"})
-    assert response.status_code == 200, response.content
-    run = PlaygroundRun.objects.get(job=job)
-    assert run.options["group"] == "bo"
-    assert playground.predict(run.pk) == "predicted"
-    run.refresh_from_db()
-    assert run.result["predictions"][0]["label"] in ("pos", "neg"), run.result
+    answers = {}
+    for group in ("ann", "bo"):
+        with TestCase.captureOnCommitCallbacks(execute=False):
+            response = client.post(f"/jobs/{job.pk}/playground/", {"texts": "sick film 3", "group": group})
+        assert response.status_code == 200, response.content
+        run = PlaygroundRun.objects.filter(job=job).order_by("-pk").first()
+        assert run.options["group"] == group
+        assert playground.predict(run.pk) == "predicted"
+        run.refresh_from_db()
+        answers[group] = run.result["predictions"][0]["probabilities"]
+    assert answers["ann"] != answers["bo"]  # each group's own task answered
+    # its adapter has a task per group: not one to train on, and the page offers no "train on"
+    assert 'id="train-on"' not in page
+    with pytest.raises(ValidationFailed) as caught:
+        _job(alice, grouped, tiny_model, start_from=job)
+    assert "has a task per group" in caught.value.errors["start_from"]
 
 
-def test_a_task_per_group_refuses_a_shared_adapter_and_other_tasks(alice, grouped, tiny_model):
+def test_a_task_per_group_refuses_a_shared_adapter_and_an_evaluation_set_without_groups(
+    alice, grouped, tiny_model, tmp_path
+):
     with pytest.raises(ValidationFailed) as caught:
         _job(alice, grouped, tiny_model, method="poly", group_column="user", group_shared=True)
     assert "turn off the shared adapter" in caught.value.errors["group_shared"]
+    path = tmp_path / "eval.csv"
+    path.write_text("text,label\nsick film,pos\ndull film,neg\n")
+    plain = dataset_from(alice, path, name="no groups")
+    with pytest.raises(ValidationFailed) as caught:
+        _job(alice, grouped, tiny_model, method="poly", group_column="user", eval_dataset=plain)
+    assert "no groups has no column 'user'" in caught.value.errors["eval_dataset"]
     assert not Job.objects.exists()

@@ -102,7 +102,7 @@ def test_one_adapter_for_all_rows_cannot_tell_the_groups_apart(bert_without_drop
 
 def test_rows_without_a_group_are_named(bert_without_dropout, tmp_path):
     data = _grouped(tmp_path / "grouped.csv", blank_row=True)
-    with pytest.raises(TrainingError, match=r"1 row\(s\) have no 'user' \(the training file's rows 122\)"):
+    with pytest.raises(TrainingError, match=r"1 row\(s\) of the training file have no 'user' \(rows 122\)"):
         run(_spec(bert_without_dropout, data, tmp_path / "out", "poly"), ListSink())
 
 
@@ -234,3 +234,33 @@ def test_the_train_command_takes_a_group_column(tiny_bert, tmp_path):
     assert result.returncode == 0, result.stderr
     report = events_of(result.stdout)[-1]["report"]
     assert report["task_per_group"] and [g["group"] for g in report["groups"]] == ["ann", "bo"]
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_poly_routes_the_recomputed_forward_of_activation_checkpointing(tiny_shape, checkpointing):
+    """peft hands Poly its task ids through hooks that are gone when checkpointing recomputes a block in the
+    backward pass: the gradient must still reach the rows' own task, not task 0."""
+    from transformers import AutoModelForCausalLM
+
+    from peftcore.methods import get_method
+    from peftcore.schema import validate_params
+    from peftcore.train import _checkpoint_activations
+
+    method = get_method("poly")
+    params, errors = validate_params(method.params, {})
+    assert not errors
+    model = method.build(AutoModelForCausalLM.from_pretrained(str(tiny_shape("llama"))), params, "sft")
+    method.expand_tasks(model, 2)
+    with torch.no_grad():  # an update that is not zero, so the router's mix matters to the loss
+        for name, parameter in model.named_parameters():
+            if "poly_lora_B" in name:
+                parameter.normal_(0, 0.1)
+    if checkpointing:
+        _checkpoint_activations(model)
+    model.train()
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    model(input_ids=ids, labels=ids, task_ids=torch.tensor([1, 1])).loss.backward()
+    grads = [
+        parameter.grad for name, parameter in model.named_parameters() if "module_logits" in name and parameter.grad is not None
+    ]
+    assert grads and all(g[0].abs().sum() == 0 for g in grads) and any(g[1].abs().sum() > 0 for g in grads)

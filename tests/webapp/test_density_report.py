@@ -92,7 +92,7 @@ def test_the_efficiency_table_shows_what_base_pruning_cut(alice, alice_api, sst2
     [
         ({"method": "ia3"}, "params.prune_heads", "works with LoRA"),
         ({"method_params": {"use_dora": True}}, "params.prune_heads", "does not work with DoRA"),
-        ({"group_column": "label"}, "params.prune_heads", "set both shares to 0 for a run per group"),
+        ({"group_column": "label"}, "params.prune_heads", "set both shares to 0 for a job with a group column"),
     ],
 )
 def test_a_job_that_cannot_prune_its_base_is_refused_by_field(alice_api, sst2_sample, tiny_model, more, field, said):
