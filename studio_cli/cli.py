@@ -112,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a parameter of the method, such as r=16",
     )
     submit.add_argument("--name")
-    submit.add_argument("--group-column", help="one adapter per value of this column (a user, customer, language)")
+    submit.add_argument(
+        "--group-column",
+        help="one adapter per value of this column (a user, customer, language); with poly or "
+        "multitask_prompt_tuning, one adapter with a task per value",
+    )
     submit.add_argument(
         "--group-shared", action="store_true", help="with --group-column: start each from an adapter of all rows"
     )

@@ -121,6 +121,7 @@ def test_poly_with_a_group_column_trains_one_adapter_with_a_task_per_group(alice
     url = f"/api/v1/jobs/{job.pk}/playground"
     refused = alice_api.post(url, {"texts": ["a film"], "group": "dee"}, content_type="application/json")
     assert refused.status_code == 400 and "one of ann, bo, cy" in refused.json()["errors"]["group"]
+    assert alice_api.get(f"/api/v1/jobs/{job.pk}").json()["task_per_group"] is True
     answers = {}
     for group in ("ann", "bo"):
         with TestCase.captureOnCommitCallbacks(execute=False):

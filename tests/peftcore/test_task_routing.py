@@ -261,6 +261,8 @@ def test_poly_routes_the_recomputed_forward_of_activation_checkpointing(tiny_sha
     ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
     model(input_ids=ids, labels=ids, task_ids=torch.tensor([1, 1])).loss.backward()
     grads = [
-        parameter.grad for name, parameter in model.named_parameters() if "module_logits" in name and parameter.grad is not None
+        parameter.grad
+        for name, parameter in model.named_parameters()
+        if "module_logits" in name and parameter.grad is not None
     ]
     assert grads and all(g[0].abs().sum() == 0 for g in grads) and any(g[1].abs().sum() > 0 for g in grads)

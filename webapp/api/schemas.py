@@ -209,6 +209,7 @@ class JobOut(Schema):
     start_mode: str
     group_column: str = ""
     group_shared: bool = False
+    task_per_group: bool = Field(False, description="the group column names each row's task in one adapter")
     sweep: int | None = None
     combine: dict[str, Any] | None = Field(
         None, description="a combination job's recipe: parents (job ids), weights, combination, density"
@@ -242,6 +243,7 @@ def job_out(job: Job, positions: dict[int, int] | None = None) -> dict:
         "combine": job.combine,
         "group_column": job.group_column,
         "group_shared": job.group_shared,
+        "task_per_group": job.task_per_group,
         "sweep": job.sweep_id,
         "micro_batch_size": job.micro_batch_size,
         "notice": job.notice,
