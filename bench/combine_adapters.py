@@ -110,13 +110,18 @@ def combine(name: str, adapters: list[Path], weights: list[float], combination: 
     return out
 
 
-def accuracy(adapter: Path, file: Path) -> float:
+def accuracy(adapter: Path, rows: Path | list[dict], group: str | None = None) -> float:
+    """The adapter's accuracy on a CSV file's rows (or the rows themselves); group: a group job's adapter, answering
+    as that group's (its own adapter, or its task)."""
+    from peftcore.groups import load_group_predictor
     from peftcore.models import bundled_model_path
     from peftcore.predict import load_predictor, predict
 
-    with open(file, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    predictor = load_predictor(bundled_model_path(), adapter)
+    if isinstance(rows, Path):
+        with open(rows, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    model = bundled_model_path()
+    predictor = load_group_predictor(model, adapter, group) if group else load_predictor(model, adapter)
     right = 0
     for start in range(0, len(rows), 32):  # predict() takes at most 32 texts at a time
         batch = rows[start : start + 32]

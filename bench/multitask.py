@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from bench_docs import write_between
-from combine_adapters import money_task, sst2_files
+from combine_adapters import accuracy, money_task, sst2_files
 
 REPO = Path(__file__).resolve().parent.parent
 MARKERS = ("<!-- multitask:start -->", "<!-- multitask:end -->")
@@ -72,22 +72,6 @@ def train(method: str, grouped: bool, files: tuple[Path, Path], seed: int, workd
     return done[-1]
 
 
-def accuracy(adapter: Path, rows: list[dict], group: str | None) -> float:
-    sys.path.insert(0, str(REPO))
-    from peftcore.groups import load_group_predictor
-    from peftcore.models import bundled_model_path
-    from peftcore.predict import load_predictor, predict
-
-    model = bundled_model_path()
-    predictor = load_group_predictor(model, adapter, group) if group else load_predictor(model, adapter)
-    right = 0
-    for start in range(0, len(rows), 32):  # predict() takes at most 32 texts at a time
-        batch = rows[start : start + 32]
-        answers = predict(predictor, [r["sentence"] for r in batch], max_length=128)
-        right += sum(a["label"] == r["label"] for a, r in zip(answers, batch))
-    return right / len(rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=500, help="training rows of each task")
@@ -99,6 +83,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--docs", action="store_true")
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))  # peftcore, for scoring
     began = datetime.datetime.now()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
