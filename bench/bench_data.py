@@ -4,7 +4,8 @@ are never edited). Imported by the scripts beside it (bench/ is their sys.path[0
 import json
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
 
 
 def gsm8k_steps(folder: Path) -> tuple[Path, Path]:
@@ -23,3 +24,20 @@ def gsm8k_steps(folder: Path) -> tuple[Path, Path]:
 
     gsm = SHARED / "gsm8k"
     return convert(gsm / "train.jsonl", folder / "train.csv"), convert(gsm / "test.jsonl", folder / "test.csv")
+
+
+def train_classifier(files: tuple[Path, Path], method: str, out: Path, *more: str) -> dict:
+    """`python -m peftcore train` on (train, eval) CSV files of sentence,label rows with the studio's defaults but
+    `more` (flags such as --param seed=42): its done event; a failed run ends the benchmark with its stderr."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "peftcore", "train", "--data", str(files[0]), "--eval-data", str(files[1])]
+    command += ["--text-column", "sentence", "--label-column", "label", "--method", method, "--out", str(out), *more]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    done = [e for e in events if e.get("event") == "done"]
+    if result.returncode != 0 or not done:
+        raise SystemExit(f"training {out.name} failed:\n{result.stderr[-3000:]}")
+    print(f"trained {out.name}", file=sys.stderr)
+    return done[-1]

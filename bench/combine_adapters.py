@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_data import SHARED
+from bench_data import SHARED, train_classifier
 from bench_docs import write_between
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,19 +81,8 @@ def sst2_files(folder: Path) -> tuple[Path, Path]:
 
 
 def train(name: str, files: tuple[Path, Path], rows: int, seed: int, workdir: Path, epochs: int | None) -> Path:
-    out = workdir / name
-    command = [sys.executable, "-m", "peftcore", "train", "--data", str(files[0]), "--eval-data", str(files[1])]
-    command += ["--text-column", "sentence", "--label-column", "label", "--method", "lora"]
-    command += ["--param", f"max_rows={rows}", "--param", f"seed={seed}", "--out", str(out)]
-    if epochs:
-        command += ["--param", f"epochs={epochs}"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    done = [e for e in events if e.get("event") == "done"]
-    if result.returncode != 0 or not done:
-        raise SystemExit(f"training {name} failed:\n{result.stderr[-3000:]}")
-    print(f"trained {name}", file=sys.stderr)
-    return Path(done[-1]["adapter_dir"])
+    more = ["--param", f"max_rows={rows}", "--param", f"seed={seed}", *(["--param", f"epochs={epochs}"] * bool(epochs))]
+    return Path(train_classifier(files, "lora", workdir / name, *more)["adapter_dir"])
 
 
 def combine(name: str, adapters: list[Path], weights: list[float], combination: str, workdir: Path) -> Path:

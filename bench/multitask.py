@@ -21,11 +21,11 @@ import csv
 import datetime
 import json
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench_data import train_classifier
 from bench_docs import write_between
 from combine_adapters import accuracy, money_task, sst2_files
 
@@ -58,18 +58,7 @@ def mixed_files(folder: Path, rows: int, eval_rows: int, seed: int) -> tuple[Pat
 
 def train(method: str, grouped: bool, files: tuple[Path, Path], seed: int, workdir: Path) -> dict:
     out = workdir / f"{method}-{'grouped' if grouped else 'one'}"
-    command = [sys.executable, "-m", "peftcore", "train", "--data", str(files[0]), "--eval-data", str(files[1])]
-    command += ["--text-column", "sentence", "--label-column", "label", "--method", method]
-    command += ["--param", f"seed={seed}", "--out", str(out)]
-    if grouped:
-        command += ["--group-column", "task"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    done = [e for e in events if e.get("event") == "done"]
-    if result.returncode != 0 or not done:
-        raise SystemExit(f"training {out.name} failed:\n{result.stderr[-3000:]}")
-    print(f"trained {out.name}", file=sys.stderr)
-    return done[-1]
+    return train_classifier(files, method, out, "--param", f"seed={seed}", *(["--group-column", "task"] * grouped))
 
 
 def main() -> None:
