@@ -11,7 +11,7 @@ rows, model, settings and seed, in one run. Prints and (--docs) writes to docs/b
     .venv/bin/python bench/sft.py [--rows 64] [--eval-rows 8] [--max-length 192] [--batch-size 4] [--docs]
     .venv/bin/python bench/sft.py --quality --rows 400 --eval-rows 40 --max-length 320 --docs   # what it learns
     .venv/bin/python bench/sft.py --prune 0.5 --rows 128 --eval-rows 16 --max-length 256 --docs  # Light-PEFT's cut
-    .venv/bin/python bench/sft.py --methods cpt,xlora,adaption_prompt --rows 128 --eval-rows 16 --max-length 256 --docs
+    .venv/bin/python bench/sft.py --methods cpt,xlora,cartridge --rows 128 --eval-rows 16 --max-length 256 --docs
 
 --methods: the methods that only write (no SST-2 row in the methods table) against LoRA on the same rows, each
 with the form's defaults for its own settings and learning rate (LoRA: the settings above).
