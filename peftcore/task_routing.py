@@ -3,7 +3,7 @@ trains one adapter in which each group is a task. The skills (Poly) or the share
 row; each group's routing (its mix of skills, its task matrix) from its own rows. Against one adapter per group
 (groups.py), a small group borrows what the others learned, and the job is one training run.
 
-A row's task id is its group value's place among the training rows' values, sorted; the adapter folder's
+A row's task id is its group value's place among the training file's values, sorted; the adapter folder's
 tasks.json maps value -> id. Each encoded row carries its id as task_ids, which collate turns into a tensor that
 goes to the model with the batch (peft's forward takes task_ids for both methods). The report scores each group
 on its own held-out rows, before and after training, as a group run's report does.
